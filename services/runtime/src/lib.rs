@@ -1,0 +1,13 @@
+//! What every service process shares: typed configuration pieces, JSON logs, the PostgreSQL pool
+//! and migrations, the outbox writer, idempotency records, the gRPC server (always with health and
+//! reflection), request context from gRPC metadata, rich error statuses, and the shutdown signal.
+
+pub mod config;
+pub mod context;
+pub mod db;
+pub mod errors;
+pub mod grpc;
+pub mod idempotency;
+pub mod outbox;
+pub mod shutdown;
+pub mod telemetry;

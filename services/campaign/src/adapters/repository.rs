@@ -1,0 +1,194 @@
+//! SQL for campaigns, videos and acceptances. Every function borrows the caller's connection
+//! (usually a transaction the handler owns), so it never decides transaction boundaries.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::domain::{CampaignStatus, NewAcceptance, NewCampaign, NewVideo};
+
+/// A campaign row.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CampaignRow {
+    pub id: Uuid,
+    pub advertiser_id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub commission_rate_bps: i32,
+    pub budget_minor: i64,
+    pub currency: String,
+    pub status: String,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl CampaignRow {
+    /// The status as the domain knows it (the table's check constraint guarantees it parses).
+    pub fn status(&self) -> Option<CampaignStatus> {
+        CampaignStatus::parse(&self.status)
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct VideoRow {
+    pub id: Uuid,
+    pub campaign_id: Uuid,
+    pub url: String,
+    pub title: String,
+    pub added_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AcceptanceRow {
+    pub campaign_id: Uuid,
+    pub creator_id: Uuid,
+    pub accepted_at: DateTime<Utc>,
+}
+
+/// Whether a write hit the named constraint.
+pub fn violates(error: &sqlx::Error, constraint: &str) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.constraint() == Some(constraint))
+}
+
+pub async fn insert_campaign(
+    conn: &mut PgConnection,
+    id: Uuid,
+    new: &NewCampaign,
+    now: DateTime<Utc>,
+) -> sqlx::Result<CampaignRow> {
+    sqlx::query_as(
+        r#"
+        insert into campaigns (id, advertiser_id, name, description, commission_rate_bps,
+                               budget_minor, currency, status, version, created_at, updated_at)
+        values ($1, $2, $3, $4, $5, $6, $7, 'active', 1, $8, $8)
+        returning *
+        "#,
+    )
+    .bind(id)
+    .bind(new.advertiser_id)
+    .bind(&new.name)
+    .bind(&new.description)
+    .bind(i32::try_from(new.commission_rate_bps).unwrap_or(i32::MAX))
+    .bind(new.budget_minor)
+    .bind(&new.currency)
+    .bind(now)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn find_campaign(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<CampaignRow>> {
+    sqlx::query_as(
+        r#"
+        select * from campaigns where id = $1
+        "#,
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Locks the campaign row until the transaction ends: every change to one campaign is
+/// serialized here, before its outbox rows are appended.
+pub async fn lock_campaign(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<CampaignRow>> {
+    sqlx::query_as(
+        r#"
+        select * from campaigns where id = $1 for update
+        "#,
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Bumps the version of a locked campaign; returns the new version.
+pub async fn bump_version(conn: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        r#"
+        update campaigns set version = version + 1, updated_at = $2 where id = $1 returning version
+        "#,
+    )
+    .bind(id)
+    .bind(now)
+    .fetch_one(conn)
+    .await
+}
+
+/// One page of campaigns, newest first, after `before` (exclusive) when given.
+pub async fn list_campaigns(
+    conn: &mut PgConnection,
+    advertiser_id: Option<Uuid>,
+    status: Option<CampaignStatus>,
+    before: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<CampaignRow>> {
+    sqlx::query_as(
+        r#"
+        select * from campaigns
+        where ($1::uuid is null or advertiser_id = $1)
+          and ($2::text is null or status = $2)
+          and ($3::uuid is null or id < $3)
+        order by id desc
+        limit $4
+        "#,
+    )
+    .bind(advertiser_id)
+    .bind(status.map(CampaignStatus::as_str))
+    .bind(before)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn insert_video(
+    conn: &mut PgConnection,
+    id: Uuid,
+    new: &NewVideo,
+    now: DateTime<Utc>,
+) -> sqlx::Result<VideoRow> {
+    sqlx::query_as(
+        r#"
+        insert into videos (id, campaign_id, url, title, added_at)
+        values ($1, $2, $3, $4, $5)
+        returning *
+        "#,
+    )
+    .bind(id)
+    .bind(new.campaign_id)
+    .bind(&new.url)
+    .bind(&new.title)
+    .bind(now)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn videos_of(conn: &mut PgConnection, campaign_id: Uuid) -> sqlx::Result<Vec<VideoRow>> {
+    sqlx::query_as(
+        r#"
+        select * from videos where campaign_id = $1 order by id
+        "#,
+    )
+    .bind(campaign_id)
+    .fetch_all(conn)
+    .await
+}
+
+/// Inserts the acceptance; a second acceptance by the same creator violates `acceptances_pkey`.
+pub async fn insert_acceptance(
+    conn: &mut PgConnection,
+    new: &NewAcceptance,
+    now: DateTime<Utc>,
+) -> sqlx::Result<AcceptanceRow> {
+    sqlx::query_as(
+        r#"
+        insert into acceptances (campaign_id, creator_id, accepted_at)
+        values ($1, $2, $3)
+        returning *
+        "#,
+    )
+    .bind(new.campaign_id)
+    .bind(new.creator_id)
+    .bind(now)
+    .fetch_one(conn)
+    .await
+}

@@ -1,0 +1,124 @@
+//! Turning rows into API messages, and state changes into outbox messages (event envelopes).
+
+use chrono::{DateTime, Utc};
+use pbjson_types::Timestamp;
+use prost::Message as _;
+use uuid::Uuid;
+
+use affiliate_proto::campaign::{self as pb, campaign_event::Event};
+use affiliate_proto::common::{MessageMetadata, Money};
+use service_runtime::context::CommandContext;
+use service_runtime::outbox::{OutboxMessage, events_topic};
+
+use crate::adapters::repository::{AcceptanceRow, CampaignRow, VideoRow};
+use crate::domain::CampaignStatus;
+
+/// The service's name: topics are `campaign-events` and `campaign-commands`.
+pub const SERVICE: &str = "campaign";
+/// Aggregate type in message metadata.
+pub const AGGREGATE: &str = "campaign";
+
+pub fn timestamp(at: DateTime<Utc>) -> Timestamp {
+    Timestamp {
+        seconds: at.timestamp(),
+        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+/// PostgreSQL keeps microseconds; truncate so what we return equals what we read back later.
+pub fn now() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}
+
+pub fn status_to_proto(status: Option<CampaignStatus>) -> pb::CampaignStatus {
+    match status {
+        Some(CampaignStatus::Active) => pb::CampaignStatus::Active,
+        Some(CampaignStatus::Paused) => pb::CampaignStatus::Paused,
+        Some(CampaignStatus::Closed) => pb::CampaignStatus::Closed,
+        None => pb::CampaignStatus::Unspecified,
+    }
+}
+
+pub fn campaign(row: &CampaignRow) -> pb::Campaign {
+    pb::Campaign {
+        id: row.id.to_string(),
+        advertiser_id: row.advertiser_id.to_string(),
+        name: row.name.clone(),
+        description: row.description.clone(),
+        commission_rate_bps: u32::try_from(row.commission_rate_bps).unwrap_or(0),
+        budget: Some(Money {
+            amount_minor: row.budget_minor,
+            currency: row.currency.clone(),
+        }),
+        status: status_to_proto(row.status()).into(),
+        version: row.version,
+        created_at: Some(timestamp(row.created_at)),
+        updated_at: Some(timestamp(row.updated_at)),
+    }
+}
+
+pub fn video(row: &VideoRow) -> pb::Video {
+    pb::Video {
+        id: row.id.to_string(),
+        campaign_id: row.campaign_id.to_string(),
+        url: row.url.clone(),
+        title: row.title.clone(),
+        added_at: Some(timestamp(row.added_at)),
+    }
+}
+
+pub fn acceptance(row: &AcceptanceRow) -> pb::Acceptance {
+    pb::Acceptance {
+        campaign_id: row.campaign_id.to_string(),
+        creator_id: row.creator_id.to_string(),
+        accepted_at: Some(timestamp(row.accepted_at)),
+    }
+}
+
+/// The versioned type name of an event.
+pub fn event_type(event: &Event) -> &'static str {
+    match event {
+        Event::CampaignCreated(_) => "campaign.created.v1",
+        Event::VideoAdded(_) => "video.added.v1",
+        Event::CampaignAccepted(_) => "campaign.accepted.v1",
+    }
+}
+
+/// The outbox message for one domain event of campaign `aggregate_id` at `version`.
+pub fn event_message(
+    ctx: &CommandContext,
+    aggregate_id: Uuid,
+    version: i64,
+    occurred_at: DateTime<Utc>,
+    event: Event,
+) -> OutboxMessage {
+    let message_id = Uuid::now_v7();
+    let message_type = event_type(&event);
+    let envelope = pb::CampaignEvent {
+        metadata: Some(MessageMetadata {
+            message_id: message_id.to_string(),
+            message_type: message_type.to_owned(),
+            occurred_at: Some(timestamp(occurred_at)),
+            aggregate_type: AGGREGATE.to_owned(),
+            aggregate_id: aggregate_id.to_string(),
+            aggregate_version: version,
+            correlation_id: ctx.correlation_id.clone(),
+            causation_id: ctx.causation_id.clone().unwrap_or_default(),
+        }),
+        event: Some(event),
+    };
+    OutboxMessage {
+        message_id,
+        topic: events_topic(SERVICE),
+        message_type: message_type.to_owned(),
+        aggregate_type: AGGREGATE.to_owned(),
+        aggregate_id,
+        aggregate_version: version,
+        correlation_id: ctx.correlation_id.clone(),
+        causation_id: ctx.causation_id.clone(),
+        traceparent: ctx.traceparent.clone(),
+        tracestate: ctx.tracestate.clone(),
+        payload: envelope.encode_to_vec(),
+    }
+}

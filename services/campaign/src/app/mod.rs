@@ -1,0 +1,249 @@
+//! The application handlers: one transaction per command (claim the idempotency key, lock the
+//! aggregate, write state, append the events to the outbox, store the response, commit). The
+//! gRPC server and the command-topic consumer both call these, so a command has the same effect
+//! whichever door it came through.
+
+mod error;
+pub mod messages;
+
+use prost::Message;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use affiliate_proto::campaign::{
+    self as pb, CampaignAccepted, CampaignCreated, VideoAdded, campaign_event::Event,
+};
+use service_runtime::context::CommandContext;
+use service_runtime::idempotency::{self, Claim};
+use service_runtime::outbox;
+
+use crate::adapters::repository as repo;
+use crate::domain::{self, CreateCampaignInput, FieldViolation};
+pub use error::Error;
+
+/// Default and largest ListCampaigns page.
+pub const DEFAULT_PAGE_SIZE: i32 = 20;
+pub const MAX_PAGE_SIZE: i32 = 100;
+
+/// The campaign use cases over one database.
+#[derive(Debug, Clone)]
+pub struct Campaigns {
+    pool: PgPool,
+}
+
+impl Campaigns {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Creates an active campaign and publishes `campaign.created.v1`.
+    pub async fn create_campaign(
+        &self,
+        ctx: &CommandContext,
+        request: pb::CreateCampaignRequest,
+    ) -> Result<pb::CreateCampaignResponse, Error> {
+        let new = domain::validate_new_campaign(CreateCampaignInput {
+            advertiser_id: &request.advertiser_id,
+            name: &request.name,
+            description: &request.description,
+            commission_rate_bps: request.commission_rate_bps,
+            budget: request.budget.as_ref().map(|b| (b.amount_minor, b.currency.as_str())),
+        })?;
+        let mut tx = self.pool.begin().await?;
+        if let Some(replay) = claim(&mut tx, ctx, "campaign.create", &request).await? {
+            return Ok(replay);
+        }
+        let now = messages::now();
+        let row = repo::insert_campaign(&mut tx, Uuid::now_v7(), &new, now).await?;
+        let campaign = messages::campaign(&row);
+        let event = Event::CampaignCreated(CampaignCreated {
+            campaign: Some(campaign.clone()),
+        });
+        outbox::append(&mut tx, &[messages::event_message(ctx, row.id, row.version, now, event)])
+            .await
+            .map_err(Error::Internal)?;
+        let response = pb::CreateCampaignResponse {
+            campaign: Some(campaign),
+        };
+        complete(&mut tx, ctx, &response).await?;
+        tx.commit().await?;
+        Ok(response)
+    }
+
+    /// Attaches a video and publishes `video.added.v1`.
+    pub async fn add_video(
+        &self,
+        ctx: &CommandContext,
+        request: pb::AddVideoRequest,
+    ) -> Result<pb::AddVideoResponse, Error> {
+        let new = domain::validate_new_video(&request.campaign_id, &request.url, &request.title)?;
+        let mut tx = self.pool.begin().await?;
+        if let Some(replay) = claim(&mut tx, ctx, "campaign.add_video", &request).await? {
+            return Ok(replay);
+        }
+        let current = locked(&mut tx, new.campaign_id).await?;
+        domain::check_can_add_video(status_of(&current)?)?;
+        let now = messages::now();
+        let row = repo::insert_video(&mut tx, Uuid::now_v7(), &new, now).await?;
+        let version = repo::bump_version(&mut tx, new.campaign_id, now).await?;
+        let video = messages::video(&row);
+        let event = Event::VideoAdded(VideoAdded {
+            video: Some(video.clone()),
+        });
+        outbox::append(&mut tx, &[messages::event_message(ctx, new.campaign_id, version, now, event)])
+            .await
+            .map_err(Error::Internal)?;
+        let response = pb::AddVideoResponse { video: Some(video) };
+        complete(&mut tx, ctx, &response).await?;
+        tx.commit().await?;
+        Ok(response)
+    }
+
+    /// Records a creator's acceptance of an active campaign and publishes `campaign.accepted.v1`.
+    pub async fn accept_campaign(
+        &self,
+        ctx: &CommandContext,
+        request: pb::AcceptCampaignRequest,
+    ) -> Result<pb::AcceptCampaignResponse, Error> {
+        let new = domain::validate_acceptance(&request.campaign_id, &request.creator_id, request.accepted_terms)?;
+        let mut tx = self.pool.begin().await?;
+        if let Some(replay) = claim(&mut tx, ctx, "campaign.accept", &request).await? {
+            return Ok(replay);
+        }
+        let current = locked(&mut tx, new.campaign_id).await?;
+        domain::check_can_accept(status_of(&current)?)?;
+        let now = messages::now();
+        let row = match repo::insert_acceptance(&mut tx, &new, now).await {
+            Err(e) if repo::violates(&e, "acceptances_pkey") => {
+                return Err(Error::AlreadyExists(format!(
+                    "creator {} has already accepted campaign {}",
+                    new.creator_id, new.campaign_id
+                )));
+            }
+            other => other?,
+        };
+        let version = repo::bump_version(&mut tx, new.campaign_id, now).await?;
+        let accepted = messages::acceptance(&row);
+        let event = Event::CampaignAccepted(CampaignAccepted {
+            acceptance: Some(accepted.clone()),
+        });
+        outbox::append(&mut tx, &[messages::event_message(ctx, new.campaign_id, version, now, event)])
+            .await
+            .map_err(Error::Internal)?;
+        let response = pb::AcceptCampaignResponse {
+            acceptance: Some(accepted),
+        };
+        complete(&mut tx, ctx, &response).await?;
+        tx.commit().await?;
+        Ok(response)
+    }
+
+    /// One campaign with its videos.
+    pub async fn get_campaign(&self, request: pb::GetCampaignRequest) -> Result<pb::GetCampaignResponse, Error> {
+        let id = domain::parse_id("campaign_id", &request.campaign_id)?;
+        let mut conn = self.pool.acquire().await?;
+        let row = repo::find_campaign(&mut conn, id).await?.ok_or_else(|| not_found(id))?;
+        let videos = repo::videos_of(&mut conn, id).await?;
+        Ok(pb::GetCampaignResponse {
+            campaign: Some(messages::campaign(&row)),
+            videos: videos.iter().map(messages::video).collect(),
+        })
+    }
+
+    /// A page of campaigns, newest first.
+    pub async fn list_campaigns(&self, request: pb::ListCampaignsRequest) -> Result<pb::ListCampaignsResponse, Error> {
+        let mut violations = Vec::new();
+        let page_size = match request.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n if (1..=MAX_PAGE_SIZE).contains(&n) => n,
+            _ => {
+                violations.push(FieldViolation::new("page_size", format!("must be between 0 and {MAX_PAGE_SIZE}")));
+                DEFAULT_PAGE_SIZE
+            }
+        };
+        let before = optional_id("page_token", &request.page_token, &mut violations);
+        let advertiser = optional_id("advertiser_id", &request.advertiser_id, &mut violations);
+        let status = match pb::CampaignStatus::try_from(request.status) {
+            Ok(pb::CampaignStatus::Unspecified) => None,
+            Ok(pb::CampaignStatus::Active) => Some(domain::CampaignStatus::Active),
+            Ok(pb::CampaignStatus::Paused) => Some(domain::CampaignStatus::Paused),
+            Ok(pb::CampaignStatus::Closed) => Some(domain::CampaignStatus::Closed),
+            Err(_) => {
+                violations.push(FieldViolation::new("status", "unknown campaign status"));
+                None
+            }
+        };
+        if !violations.is_empty() {
+            return Err(Error::Invalid(violations));
+        }
+        let mut conn = self.pool.acquire().await?;
+        // One extra row tells whether another page exists.
+        let mut rows =
+            repo::list_campaigns(&mut conn, advertiser, status, before, i64::from(page_size) + 1).await?;
+        let more = rows.len() > usize::try_from(page_size).unwrap_or(usize::MAX);
+        rows.truncate(usize::try_from(page_size).unwrap_or(0));
+        let next_page_token = match rows.last() {
+            Some(last) if more => last.id.to_string(),
+            _ => String::new(),
+        };
+        Ok(pb::ListCampaignsResponse {
+            campaigns: rows.iter().map(messages::campaign).collect(),
+            next_page_token,
+        })
+    }
+}
+
+fn not_found(id: Uuid) -> Error {
+    Error::NotFound {
+        what: "campaign",
+        id: id.to_string(),
+    }
+}
+
+fn optional_id(field: &str, value: &str, violations: &mut Vec<FieldViolation>) -> Option<Uuid> {
+    if value.is_empty() {
+        return None;
+    }
+    match domain::parse_id(field, value) {
+        Ok(id) => Some(id),
+        Err(v) => {
+            violations.push(v);
+            None
+        }
+    }
+}
+
+async fn locked(conn: &mut PgConnection, id: Uuid) -> Result<repo::CampaignRow, Error> {
+    repo::lock_campaign(conn, id).await?.ok_or_else(|| not_found(id))
+}
+
+fn status_of(row: &repo::CampaignRow) -> Result<domain::CampaignStatus, Error> {
+    row.status()
+        .ok_or_else(|| Error::Internal(anyhow::anyhow!("campaign {} has unknown status `{}`", row.id, row.status)))
+}
+
+/// Claims the context's idempotency key; `Some(response)` means the command already ran.
+async fn claim<Req: Message, Resp: Message + Default>(
+    conn: &mut PgConnection,
+    ctx: &CommandContext,
+    operation: &str,
+    request: &Req,
+) -> Result<Option<Resp>, Error> {
+    let Some(key) = ctx.idempotency_key.as_deref() else {
+        return Ok(None);
+    };
+    match idempotency::claim(conn, key, operation, &request.encode_to_vec()).await? {
+        Claim::Fresh => Ok(None),
+        Claim::Replay(bytes) => Resp::decode(bytes.as_slice())
+            .map(Some)
+            .map_err(|e| Error::Internal(anyhow::anyhow!("decode stored {operation} response: {e}"))),
+    }
+}
+
+/// Stores the response under the context's idempotency key, if it has one.
+async fn complete<Resp: Message>(conn: &mut PgConnection, ctx: &CommandContext, response: &Resp) -> Result<(), Error> {
+    if let Some(key) = ctx.idempotency_key.as_deref() {
+        idempotency::complete(conn, key, &response.encode_to_vec()).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,387 @@
+//! Campaign values and the rules that guard them.
+
+use uuid::Uuid;
+
+use super::is_iso_4217;
+
+/// Longest campaign name or video title, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+/// Longest campaign description, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 5000;
+/// Longest video URL, in bytes.
+pub const MAX_URL_LEN: usize = 2048;
+/// 100 % in basis points.
+pub const MAX_RATE_BPS: u32 = 10_000;
+
+/// One reason a request field is unacceptable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    /// Dotted path of the request field, e.g. `budget.currency`.
+    pub field: String,
+    pub description: String,
+}
+
+impl FieldViolation {
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+}
+
+/// Lifecycle state of a campaign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CampaignStatus {
+    Active,
+    Paused,
+    Closed,
+}
+
+impl CampaignStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Paused => "paused",
+            Self::Closed => "closed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(Self::Active),
+            "paused" => Some(Self::Paused),
+            "closed" => Some(Self::Closed),
+            _ => None,
+        }
+    }
+}
+
+/// Why a valid request cannot be applied to the campaign as it is now.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("campaign is {}, only active campaigns can be accepted", .0.as_str())]
+    NotAcceptable(CampaignStatus),
+    #[error("campaign is closed, no videos can be added")]
+    Closed,
+}
+
+/// A validated CreateCampaign.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCampaign {
+    pub advertiser_id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub commission_rate_bps: u32,
+    pub budget_minor: i64,
+    pub currency: String,
+}
+
+/// The raw fields of a CreateCampaign request.
+#[derive(Debug, Clone, Copy)]
+pub struct CreateCampaignInput<'a> {
+    pub advertiser_id: &'a str,
+    pub name: &'a str,
+    pub description: &'a str,
+    pub commission_rate_bps: u32,
+    /// (amount in minor units, currency); `None` when the request has no budget.
+    pub budget: Option<(i64, &'a str)>,
+}
+
+/// Checks every field and reports every problem at once.
+pub fn validate_new_campaign(input: CreateCampaignInput<'_>) -> Result<NewCampaign, Vec<FieldViolation>> {
+    let mut violations = Vec::new();
+    let advertiser_id = collect(parse_id("advertiser_id", input.advertiser_id), &mut violations);
+    let name = collect(text("name", input.name, MAX_NAME_CHARS, true), &mut violations);
+    let description = collect(
+        text("description", input.description, MAX_DESCRIPTION_CHARS, false),
+        &mut violations,
+    );
+    if input.commission_rate_bps > MAX_RATE_BPS {
+        violations.push(FieldViolation::new(
+            "commission_rate_bps",
+            format!("must be between 0 and {MAX_RATE_BPS} basis points (0 % to 100 %)"),
+        ));
+    }
+    let budget = match input.budget {
+        None => {
+            violations.push(FieldViolation::new("budget", "is required"));
+            None
+        }
+        Some((amount, currency)) => {
+            if amount <= 0 {
+                violations.push(FieldViolation::new(
+                    "budget.amount_minor",
+                    "must be a positive amount in minor units",
+                ));
+            }
+            let currency = collect(parse_currency("budget.currency", currency), &mut violations);
+            currency.map(|c| (amount, c))
+        }
+    };
+    match (advertiser_id, name, description, budget) {
+        (Some(advertiser_id), Some(name), Some(description), Some((budget_minor, currency)))
+            if violations.is_empty() =>
+        {
+            Ok(NewCampaign {
+                advertiser_id,
+                name,
+                description,
+                commission_rate_bps: input.commission_rate_bps,
+                budget_minor,
+                currency,
+            })
+        }
+        _ => Err(violations),
+    }
+}
+
+/// A validated AddVideo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewVideo {
+    pub campaign_id: Uuid,
+    pub url: String,
+    pub title: String,
+}
+
+pub fn validate_new_video(campaign_id: &str, url: &str, title: &str) -> Result<NewVideo, Vec<FieldViolation>> {
+    let mut violations = Vec::new();
+    let campaign_id = collect(parse_id("campaign_id", campaign_id), &mut violations);
+    let url = collect(parse_http_url("url", url), &mut violations);
+    let title = collect(text("title", title, MAX_NAME_CHARS, true), &mut violations);
+    match (campaign_id, url, title) {
+        (Some(campaign_id), Some(url), Some(title)) if violations.is_empty() => Ok(NewVideo {
+            campaign_id,
+            url,
+            title,
+        }),
+        _ => Err(violations),
+    }
+}
+
+/// A validated AcceptCampaign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewAcceptance {
+    pub campaign_id: Uuid,
+    pub creator_id: Uuid,
+}
+
+pub fn validate_acceptance(
+    campaign_id: &str,
+    creator_id: &str,
+    accepted_terms: bool,
+) -> Result<NewAcceptance, Vec<FieldViolation>> {
+    let mut violations = Vec::new();
+    let campaign_id = collect(parse_id("campaign_id", campaign_id), &mut violations);
+    let creator_id = collect(parse_id("creator_id", creator_id), &mut violations);
+    if !accepted_terms {
+        violations.push(FieldViolation::new("accepted_terms", "the campaign's terms must be accepted"));
+    }
+    match (campaign_id, creator_id) {
+        (Some(campaign_id), Some(creator_id)) if violations.is_empty() => Ok(NewAcceptance {
+            campaign_id,
+            creator_id,
+        }),
+        _ => Err(violations),
+    }
+}
+
+/// A creator may accept only an active campaign.
+pub fn check_can_accept(status: CampaignStatus) -> Result<(), Rejection> {
+    match status {
+        CampaignStatus::Active => Ok(()),
+        other => Err(Rejection::NotAcceptable(other)),
+    }
+}
+
+/// Videos may be added to active and paused campaigns, not closed ones.
+pub fn check_can_add_video(status: CampaignStatus) -> Result<(), Rejection> {
+    match status {
+        CampaignStatus::Closed => Err(Rejection::Closed),
+        _ => Ok(()),
+    }
+}
+
+/// Parses a UUID field.
+pub fn parse_id(field: &str, value: &str) -> Result<Uuid, FieldViolation> {
+    if value.is_empty() {
+        return Err(FieldViolation::new(field, "is required"));
+    }
+    Uuid::parse_str(value).map_err(|_| FieldViolation::new(field, "must be a UUID"))
+}
+
+fn parse_currency(field: &str, value: &str) -> Result<String, FieldViolation> {
+    if is_iso_4217(value) {
+        Ok(value.to_owned())
+    } else {
+        Err(FieldViolation::new(
+            field,
+            "must be an ISO-4217 currency code in upper case, e.g. USD",
+        ))
+    }
+}
+
+/// Trims `value`; it must fit `max_chars`, hold no control characters, and (if `required`)
+/// not be empty.
+fn text(field: &str, value: &str, max_chars: usize, required: bool) -> Result<String, FieldViolation> {
+    let trimmed = value.trim();
+    if required && trimmed.is_empty() {
+        return Err(FieldViolation::new(field, "must not be empty"));
+    }
+    if trimmed.chars().count() > max_chars {
+        return Err(FieldViolation::new(field, format!("must be at most {max_chars} characters")));
+    }
+    if trimmed.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(FieldViolation::new(field, "must not contain control characters"));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// An absolute http(s) URL with a host and no whitespace.
+fn parse_http_url(field: &str, value: &str) -> Result<String, FieldViolation> {
+    let invalid = || FieldViolation::new(field, "must be an absolute http or https URL");
+    if value.is_empty() {
+        return Err(FieldViolation::new(field, "is required"));
+    }
+    if value.len() > MAX_URL_LEN {
+        return Err(FieldViolation::new(field, format!("must be at most {MAX_URL_LEN} bytes")));
+    }
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid());
+    }
+    let rest = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"))
+        .ok_or_else(invalid)?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    let host = host.split(':').next().unwrap_or_default();
+    if host.is_empty() {
+        return Err(invalid());
+    }
+    Ok(value.to_owned())
+}
+
+fn collect<T>(result: Result<T, FieldViolation>, violations: &mut Vec<FieldViolation>) -> Option<T> {
+    match result {
+        Ok(value) => Some(value),
+        Err(violation) => {
+            violations.push(violation);
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ADVERTISER: &str = "0193a9e0-0000-7000-8000-000000000001";
+
+    fn input() -> CreateCampaignInput<'static> {
+        CreateCampaignInput {
+            advertiser_id: ADVERTISER,
+            name: "  Summer launch ",
+            description: "Shoes",
+            commission_rate_bps: 1250,
+            budget: Some((100_000, "USD")),
+        }
+    }
+
+    fn fields(result: Result<impl std::fmt::Debug, Vec<FieldViolation>>) -> Vec<String> {
+        result.err().unwrap_or_default().into_iter().map(|v| v.field).collect()
+    }
+
+    #[test]
+    fn a_valid_campaign_is_accepted_and_trimmed() {
+        let campaign = validate_new_campaign(input());
+        assert_eq!(campaign.map(|c| c.name), Ok("Summer launch".to_owned()));
+    }
+
+    #[test]
+    fn an_empty_name_is_refused() {
+        assert_eq!(fields(validate_new_campaign(CreateCampaignInput { name: "   ", ..input() })), ["name"]);
+    }
+
+    #[test]
+    fn an_overlong_name_is_refused() {
+        let long = "x".repeat(MAX_NAME_CHARS + 1);
+        assert_eq!(fields(validate_new_campaign(CreateCampaignInput { name: &long, ..input() })), ["name"]);
+    }
+
+    #[test]
+    fn rate_bounds_are_zero_and_one_hundred_percent() {
+        for ok in [0, 1, MAX_RATE_BPS] {
+            assert!(validate_new_campaign(CreateCampaignInput { commission_rate_bps: ok, ..input() }).is_ok());
+        }
+        let over = CreateCampaignInput { commission_rate_bps: MAX_RATE_BPS + 1, ..input() };
+        assert_eq!(fields(validate_new_campaign(over)), ["commission_rate_bps"]);
+    }
+
+    #[test]
+    fn budget_must_be_positive_in_a_real_currency() {
+        assert_eq!(fields(validate_new_campaign(CreateCampaignInput { budget: Some((0, "USD")), ..input() })), ["budget.amount_minor"]);
+        assert_eq!(fields(validate_new_campaign(CreateCampaignInput { budget: Some((-5, "USD")), ..input() })), ["budget.amount_minor"]);
+        assert_eq!(fields(validate_new_campaign(CreateCampaignInput { budget: Some((5, "usd")), ..input() })), ["budget.currency"]);
+        assert_eq!(fields(validate_new_campaign(CreateCampaignInput { budget: None, ..input() })), ["budget"]);
+    }
+
+    #[test]
+    fn every_violation_is_reported_at_once() {
+        let bad = CreateCampaignInput {
+            advertiser_id: "nope",
+            name: "",
+            description: "ok",
+            commission_rate_bps: 20_000,
+            budget: Some((0, "ZZZ")),
+        };
+        assert_eq!(
+            fields(validate_new_campaign(bad)),
+            ["advertiser_id", "name", "commission_rate_bps", "budget.amount_minor", "budget.currency"]
+        );
+    }
+
+    #[test]
+    fn control_characters_are_refused() {
+        assert_eq!(fields(validate_new_campaign(CreateCampaignInput { name: "a\u{0}b", ..input() })), ["name"]);
+    }
+
+    #[test]
+    fn videos_need_an_http_url_and_a_title() {
+        let id = ADVERTISER;
+        assert!(validate_new_video(id, "https://cdn.example.com/v/1.mp4", "Teaser").is_ok());
+        assert!(validate_new_video(id, "http://example.com", "Teaser").is_ok());
+        for bad in ["ftp://x/y", "https://", "https:///path", "example.com/v", "https://exa mple.com", ""] {
+            assert_eq!(fields(validate_new_video(id, bad, "t")), ["url"], "{bad}");
+        }
+        assert_eq!(fields(validate_new_video("x", "https://a.b", "")), ["campaign_id", "title"]);
+    }
+
+    #[test]
+    fn acceptance_needs_ids_and_accepted_terms() {
+        assert!(validate_acceptance(ADVERTISER, ADVERTISER, true).is_ok());
+        assert_eq!(fields(validate_acceptance(ADVERTISER, ADVERTISER, false)), ["accepted_terms"]);
+        assert_eq!(fields(validate_acceptance("", "bad", true)), ["campaign_id", "creator_id"]);
+    }
+
+    #[test]
+    fn only_active_campaigns_can_be_accepted() {
+        assert_eq!(check_can_accept(CampaignStatus::Active), Ok(()));
+        assert_eq!(check_can_accept(CampaignStatus::Paused), Err(Rejection::NotAcceptable(CampaignStatus::Paused)));
+        assert_eq!(check_can_accept(CampaignStatus::Closed), Err(Rejection::NotAcceptable(CampaignStatus::Closed)));
+    }
+
+    #[test]
+    fn closed_campaigns_get_no_videos() {
+        assert_eq!(check_can_add_video(CampaignStatus::Paused), Ok(()));
+        assert_eq!(check_can_add_video(CampaignStatus::Closed), Err(Rejection::Closed));
+    }
+
+    #[test]
+    fn status_round_trips_through_its_text_form() {
+        for s in [CampaignStatus::Active, CampaignStatus::Paused, CampaignStatus::Closed] {
+            assert_eq!(CampaignStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(CampaignStatus::parse("ACTIVE"), None);
+    }
+}

@@ -1,0 +1,102 @@
+//! Configuration pieces every process flattens into its own clap struct. Each flag also reads an
+//! environment variable; secrets are wrapped so they never reach a log line or `Debug` output.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// How to reach the service's own PostgreSQL database.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DatabaseArgs {
+    /// PostgreSQL URL of this service's database, e.g. postgres://user:pass@127.0.0.1:55432/campaign
+    #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true)]
+    pub url: SecretString,
+    /// Maximum connections in the pool.
+    #[arg(long = "database-max-connections", env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
+    pub max_connections: u32,
+    /// How long to wait for a pooled connection (and for the first connect at start), e.g. 5s.
+    #[arg(long = "database-acquire-timeout", env = "DATABASE_ACQUIRE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub acquire_timeout: Duration,
+}
+
+impl DatabaseArgs {
+    /// The URL, for the one place that connects.
+    pub fn expose_url(&self) -> &str {
+        self.url.expose_secret()
+    }
+}
+
+/// Where the gRPC server listens.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GrpcArgs {
+    /// Address the gRPC server binds; port 0 picks a free port (the bound address is logged).
+    #[arg(long = "grpc-listen", env = "GRPC_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// How long in-flight calls may take to finish after shutdown is requested.
+    #[arg(long = "shutdown-grace", env = "SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+/// How the process writes its log.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogArgs {
+    /// Log filter in tracing's EnvFilter syntax, e.g. "info,sqlx=warn".
+    #[arg(long = "log", env = "RUST_LOG", default_value = "info,sqlx=warn,pulsar=warn,h2=warn")]
+    pub filter: String,
+    /// Log format: "json" (one JSON object per line) or "text".
+    #[arg(long = "log-format", env = "LOG_FORMAT", default_value = "json", value_parser = ["json", "text"])]
+    pub format: String,
+}
+
+/// Parses durations written as `250ms`, `5s`, `2m` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration; write e.g. 250ms, 5s or 2m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        other => return Err(format!("unknown duration unit `{other}` in `{s}`; use ms, s or m")),
+    };
+    if !seconds.is_finite() || seconds < 0.0 {
+        return Err(format!("`{s}` is not a valid duration"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_and_without_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn bad_durations_are_rejected_with_a_message() {
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("5h").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn database_url_is_not_in_debug_output() {
+        let args = DatabaseArgs {
+            url: SecretString::from("postgres://u:hunter2@localhost/db"),
+            max_connections: 1,
+            acquire_timeout: Duration::from_secs(1),
+        };
+        assert!(!format!("{args:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,73 @@
+//! The PostgreSQL pool and migrations. Every service database carries the platform tables
+//! (outbox, idempotency keys; versions below 1000) plus the service's own tables (1000 and up),
+//! applied by one migrator so one `_sqlx_migrations` table tells the whole schema history.
+
+use anyhow::Context as _;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use crate::config::DatabaseArgs;
+
+/// The platform tables every service database has.
+pub static PLATFORM_MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Connects the pool. Fails within the acquire timeout if the database is unreachable.
+pub async fn connect(args: &DatabaseArgs) -> anyhow::Result<PgPool> {
+    let options: PgConnectOptions = args
+        .expose_url()
+        .parse()
+        .context("parse DATABASE_URL (expected postgres://user:password@host:port/database)")?;
+    let database = options.get_database().unwrap_or("(default)").to_owned();
+    let pool = PgPoolOptions::new()
+        .max_connections(args.max_connections)
+        .acquire_timeout(args.acquire_timeout)
+        .connect_with(options)
+        .await
+        .with_context(|| {
+            format!(
+                "connect to PostgreSQL database `{database}` (is it running? `deploy/local/infra.sh up` starts it)"
+            )
+        })?;
+    Ok(pool)
+}
+
+/// One migrator holding the platform migrations followed by the service's own.
+pub fn migrator(service: &Migrator) -> Migrator {
+    let migrations = PLATFORM_MIGRATOR
+        .iter()
+        .chain(service.iter())
+        .cloned()
+        .collect();
+    Migrator::with_migrations(migrations)
+}
+
+/// Applies the platform and service migrations (idempotent; concurrent replicas serialize on
+/// sqlx's advisory lock).
+pub async fn migrate(pool: &PgPool, service: &Migrator) -> anyhow::Result<()> {
+    if let Some(clash) = service.iter().find(|m| m.version < 1000) {
+        anyhow::bail!(
+            "service migration {} ({}) uses a version below 1000, which is reserved for platform tables",
+            clash.version,
+            clash.description
+        );
+    }
+    migrator(service)
+        .run(pool)
+        .await
+        .context("apply database migrations")
+}
+
+/// Whether a database error is worth retrying (connection trouble, pool exhausted, server
+/// shutting down, serialization failure) rather than a bug or bad data.
+pub fn is_transient(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => matches!(
+            db.code().as_deref(),
+            // serialization_failure, deadlock_detected, admin_shutdown, crash_shutdown,
+            // cannot_connect_now, too_many_connections
+            Some("40001" | "40P01" | "57P01" | "57P02" | "57P03" | "53300")
+        ),
+        _ => false,
+    }
+}

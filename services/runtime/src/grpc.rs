@@ -1,0 +1,98 @@
+//! The gRPC server every service runs: binds first (so the caller knows the address, and tests
+//! can use port 0), always serves `grpc.health.v1` and server reflection (v1 and v1alpha, so old
+//! and new grpcurl work), and shuts down within a bounded grace period.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+
+/// A bound, not yet serving, gRPC listener.
+pub struct GrpcServer {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+}
+
+impl GrpcServer {
+    /// Binds `addr` (port 0 picks a free port).
+    pub async fn bind(addr: SocketAddr) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("bind gRPC listener on {addr}"))?;
+        let local_addr = listener.local_addr().context("read bound gRPC address")?;
+        Ok(Self { listener, local_addr })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves `routes` plus health and reflection until `shutdown` is cancelled, then lets
+    /// in-flight calls finish for at most `grace`. `services` are the fully qualified names
+    /// reported SERVING by the health service (the empty name, for the whole server, is added).
+    pub async fn serve(
+        self,
+        routes: Routes,
+        services: &[&str],
+        shutdown: CancellationToken,
+        grace: Duration,
+    ) -> anyhow::Result<()> {
+        let (reporter, health) = tonic_health::server::health_reporter();
+        for name in services.iter().copied().chain([""]) {
+            reporter.set_service_status(name, ServingStatus::Serving).await;
+        }
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(affiliate_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .context("build reflection v1 service")?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(affiliate_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .context("build reflection v1alpha service")?;
+        let routes = routes
+            .add_service(health)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha);
+
+        let names: Vec<String> = services.iter().map(|s| (*s).to_owned()).collect();
+        let signal = {
+            let shutdown = shutdown.clone();
+            async move {
+                shutdown.cancelled().await;
+                // Tell load balancers and health probes first, then stop accepting.
+                for name in names.iter().map(String::as_str).chain([""]) {
+                    reporter.set_service_status(name, ServingStatus::NotServing).await;
+                }
+            }
+        };
+        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
+        tracing::info!(addr = %self.local_addr, "gRPC server listening");
+        let server = Server::builder()
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(incoming, signal);
+        tokio::pin!(server);
+        let deadline = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            result = &mut server => {
+                result.context("gRPC server failed")?;
+                tracing::info!("gRPC server stopped gracefully");
+            }
+            () = deadline => {
+                tracing::warn!(grace_secs = grace.as_secs_f64(), "gRPC server stopped forcibly: calls still running after the grace period");
+            }
+        }
+        Ok(())
+    }
+}

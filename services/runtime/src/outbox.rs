@@ -1,0 +1,100 @@
+//! The outbox writer: appends the messages a state change causes to the `outbox` table, inside
+//! the caller's transaction (it borrows the caller's connection, never opens its own), so state
+//! and messages commit or roll back together.
+
+use anyhow::Context as _;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+/// The topic that carries a service's domain events, e.g. `campaign-events`.
+pub fn events_topic(service: &str) -> String {
+    format!("{service}-events")
+}
+
+/// The topic that carries commands to a service, e.g. `commission-commands`.
+pub fn commands_topic(service: &str) -> String {
+    format!("{service}-commands")
+}
+
+/// One message to publish once the transaction commits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMessage {
+    /// Unique message id; consumers deduplicate on it.
+    pub message_id: Uuid,
+    /// Short topic name (`{service}-events` or `{service}-commands`).
+    pub topic: String,
+    /// Versioned type name, e.g. `campaign.created.v1`.
+    pub message_type: String,
+    pub aggregate_type: String,
+    /// The Pulsar message key.
+    pub aggregate_id: Uuid,
+    pub aggregate_version: i64,
+    pub correlation_id: String,
+    pub causation_id: Option<String>,
+    pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
+    /// The encoded protobuf envelope.
+    pub payload: Vec<u8>,
+}
+
+/// Appends `messages` in order (their ids increase in slice order) on the caller's transaction.
+pub async fn append(conn: &mut PgConnection, messages: &[OutboxMessage]) -> anyhow::Result<()> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let mut message_id = Vec::with_capacity(messages.len());
+    let mut topic = Vec::with_capacity(messages.len());
+    let mut message_type = Vec::with_capacity(messages.len());
+    let mut aggregate_type = Vec::with_capacity(messages.len());
+    let mut aggregate_id = Vec::with_capacity(messages.len());
+    let mut aggregate_version = Vec::with_capacity(messages.len());
+    let mut correlation_id = Vec::with_capacity(messages.len());
+    let mut causation_id = Vec::with_capacity(messages.len());
+    let mut traceparent = Vec::with_capacity(messages.len());
+    let mut tracestate = Vec::with_capacity(messages.len());
+    let mut payload = Vec::with_capacity(messages.len());
+    for m in messages {
+        message_id.push(m.message_id);
+        topic.push(m.topic.as_str());
+        message_type.push(m.message_type.as_str());
+        aggregate_type.push(m.aggregate_type.as_str());
+        aggregate_id.push(m.aggregate_id);
+        aggregate_version.push(m.aggregate_version);
+        correlation_id.push(m.correlation_id.as_str());
+        causation_id.push(m.causation_id.as_deref());
+        traceparent.push(m.traceparent.as_deref());
+        tracestate.push(m.tracestate.as_deref());
+        payload.push(m.payload.as_slice());
+    }
+    // `with ordinality` keeps the slice order, so ids follow it.
+    sqlx::query(
+        r#"
+        insert into outbox (message_id, topic, message_type, aggregate_type, aggregate_id,
+                            aggregate_version, correlation_id, causation_id, traceparent,
+                            tracestate, payload)
+        select message_id, topic, message_type, aggregate_type, aggregate_id,
+               aggregate_version, correlation_id, causation_id, traceparent, tracestate, payload
+        from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::int8[],
+                    $7::text[], $8::text[], $9::text[], $10::text[], $11::bytea[])
+             with ordinality as m(message_id, topic, message_type, aggregate_type, aggregate_id,
+                                  aggregate_version, correlation_id, causation_id, traceparent,
+                                  tracestate, payload, ord)
+        order by ord
+        "#,
+    )
+    .bind(&message_id)
+    .bind(&topic)
+    .bind(&message_type)
+    .bind(&aggregate_type)
+    .bind(&aggregate_id)
+    .bind(&aggregate_version)
+    .bind(&correlation_id)
+    .bind(&causation_id)
+    .bind(&traceparent)
+    .bind(&tracestate)
+    .bind(&payload)
+    .execute(conn)
+    .await
+    .context("append outbox rows")?;
+    Ok(())
+}
