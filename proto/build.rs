@@ -9,7 +9,10 @@ use prost::Message;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
-    println!("cargo:rerun-if-changed={}", root.join("affiliate").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("affiliate").display()
+    );
 
     let mut files = Vec::new();
     collect_protos(&root.join("affiliate"), &mut files)?;

@@ -22,7 +22,11 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Configuration of the campaign service; every flag also reads its environment variable.
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "campaign-service", version, about = "Campaigns, videos and acceptances over gRPC")]
+#[command(
+    name = "campaign-service",
+    version,
+    about = "Campaigns, videos and acceptances over gRPC"
+)]
 pub struct Config {
     #[command(flatten)]
     pub database: DatabaseArgs,
@@ -61,7 +65,12 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let api = CampaignServiceServer::new(adapters::grpc::CampaignApi::new(self.campaigns));
         self.server
-            .serve(Routes::new(api), &[SERVICE_NAME], shutdown, self.config.grpc.shutdown_grace)
+            .serve(
+                Routes::new(api),
+                &[SERVICE_NAME],
+                shutdown,
+                self.config.grpc.shutdown_grace,
+            )
             .await
     }
 }

@@ -19,7 +19,10 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(grpc = %app.grpc_addr(), "campaign-service started");
     let result = app.run_until_stopped(shutdown::on_signal()).await;
     if let Err(e) = &result {
-        tracing::error!(error = format!("{e:#}"), "campaign-service stopped with an error");
+        tracing::error!(
+            error = format!("{e:#}"),
+            "campaign-service stopped with an error"
+        );
     }
     result
 }

@@ -13,7 +13,11 @@ pub struct DatabaseArgs {
     #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true)]
     pub url: SecretString,
     /// Maximum connections in the pool.
-    #[arg(long = "database-max-connections", env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
+    #[arg(
+        long = "database-max-connections",
+        env = "DATABASE_MAX_CONNECTIONS",
+        default_value_t = 10
+    )]
     pub max_connections: u32,
     /// How long to wait for a pooled connection (and for the first connect at start), e.g. 5s.
     #[arg(long = "database-acquire-timeout", env = "DATABASE_ACQUIRE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
@@ -31,7 +35,11 @@ impl DatabaseArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct GrpcArgs {
     /// Address the gRPC server binds; port 0 picks a free port (the bound address is logged).
-    #[arg(long = "grpc-listen", env = "GRPC_LISTEN", default_value = "127.0.0.1:50051")]
+    #[arg(
+        long = "grpc-listen",
+        env = "GRPC_LISTEN",
+        default_value = "127.0.0.1:50051"
+    )]
     pub listen: SocketAddr,
     /// How long in-flight calls may take to finish after shutdown is requested.
     #[arg(long = "shutdown-grace", env = "SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
@@ -42,7 +50,11 @@ pub struct GrpcArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct LogArgs {
     /// Log filter in tracing's EnvFilter syntax, e.g. "info,sqlx=warn".
-    #[arg(long = "log", env = "RUST_LOG", default_value = "info,sqlx=warn,pulsar=warn,h2=warn")]
+    #[arg(
+        long = "log",
+        env = "RUST_LOG",
+        default_value = "info,sqlx=warn,pulsar=warn,h2=warn"
+    )]
     pub filter: String,
     /// Log format: "json" (one JSON object per line) or "text".
     #[arg(long = "log-format", env = "LOG_FORMAT", default_value = "json", value_parser = ["json", "text"])]
@@ -63,7 +75,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "ms" => value / 1000.0,
         "s" => value,
         "m" => value * 60.0,
-        other => return Err(format!("unknown duration unit `{other}` in `{s}`; use ms, s or m")),
+        other => {
+            return Err(format!(
+                "unknown duration unit `{other}` in `{s}`; use ms, s or m"
+            ));
+        }
     };
     if !seconds.is_finite() || seconds < 0.0 {
         return Err(format!("`{s}` is not a valid duration"));
@@ -98,5 +114,42 @@ mod tests {
             acquire_timeout: Duration::from_secs(1),
         };
         assert!(!format!("{args:?}").contains("hunter2"));
+    }
+}
+
+/// How to reach Pulsar and which tenant/namespace holds the platform's topics.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PulsarArgs {
+    /// Pulsar service URL.
+    #[arg(
+        long = "pulsar-url",
+        env = "PULSAR_URL",
+        default_value = "pulsar://127.0.0.1:6650"
+    )]
+    pub url: String,
+    /// Pulsar tenant of the platform's topics.
+    #[arg(
+        long = "pulsar-tenant",
+        env = "PULSAR_TENANT",
+        default_value = "affiliate"
+    )]
+    pub tenant: String,
+    /// Pulsar namespace of the platform's topics.
+    #[arg(
+        long = "pulsar-namespace",
+        env = "PULSAR_NAMESPACE",
+        default_value = "platform"
+    )]
+    pub namespace: String,
+    /// How long to wait for the first connection to the broker at start.
+    #[arg(long = "pulsar-connect-timeout", env = "PULSAR_CONNECT_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+}
+
+impl PulsarArgs {
+    /// The full topic name of a short one, e.g. `campaign-events` →
+    /// `persistent://affiliate/platform/campaign-events`.
+    pub fn topic(&self, short: &str) -> String {
+        format!("persistent://{}/{}/{short}", self.tenant, self.namespace)
     }
 }

@@ -46,7 +46,9 @@ impl CommandContext {
                 None => Ok(None),
                 Some(value) => {
                     let value = value.to_str().ok().map(str::trim).filter(|v| {
-                        !v.is_empty() && v.len() <= MAX_KEY_LEN && v.bytes().all(|b| b.is_ascii_graphic())
+                        !v.is_empty()
+                            && v.len() <= MAX_KEY_LEN
+                            && v.bytes().all(|b| b.is_ascii_graphic())
                     });
                     match value {
                         Some(v) => Ok(Some(v.to_owned())),
@@ -54,7 +56,9 @@ impl CommandContext {
                             "invalid request metadata",
                             [(
                                 key.to_owned(),
-                                format!("must be 1 to {MAX_KEY_LEN} printable ASCII characters without spaces"),
+                                format!(
+                                    "must be 1 to {MAX_KEY_LEN} printable ASCII characters without spaces"
+                                ),
                             )],
                         )),
                     }
@@ -63,7 +67,12 @@ impl CommandContext {
         };
         let idempotency_key = text(IDEMPOTENCY_KEY)?;
         let correlation_id = text(CORRELATION_ID)?.unwrap_or_else(|| Uuid::new_v4().to_string());
-        let header = |key: &str| metadata.get(key).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let header = |key: &str| {
+            metadata
+                .get(key)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
         Ok(Self {
             idempotency_key,
             correlation_id,
@@ -101,8 +110,14 @@ mod tests {
             ("x-correlation-id", "corr-1"),
         ]));
         let ctx = ctx.ok();
-        assert_eq!(ctx.as_ref().and_then(|c| c.idempotency_key.as_deref()), Some("abc-123"));
-        assert_eq!(ctx.as_ref().map(|c| c.correlation_id.as_str()), Some("corr-1"));
+        assert_eq!(
+            ctx.as_ref().and_then(|c| c.idempotency_key.as_deref()),
+            Some("abc-123")
+        );
+        assert_eq!(
+            ctx.as_ref().map(|c| c.correlation_id.as_str()),
+            Some("corr-1")
+        );
     }
 
     #[test]
@@ -116,6 +131,9 @@ mod tests {
     fn rejects_an_overlong_idempotency_key() {
         let long = "k".repeat(MAX_KEY_LEN + 1);
         let err = CommandContext::from_grpc(&request(&[("idempotency-key", &long)]));
-        assert_eq!(err.err().map(|s| s.code()), Some(tonic::Code::InvalidArgument));
+        assert_eq!(
+            err.err().map(|s| s.code()),
+            Some(tonic::Code::InvalidArgument)
+        );
     }
 }

@@ -61,7 +61,10 @@ pub async fn migrate(pool: &PgPool, service: &Migrator) -> anyhow::Result<()> {
 /// shutting down, serialization failure) rather than a bug or bad data.
 pub fn is_transient(error: &sqlx::Error) -> bool {
     match error {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_) => true,
         sqlx::Error::Database(db) => matches!(
             db.code().as_deref(),
             // serialization_failure, deadlock_detected, admin_shutdown, crash_shutdown,

@@ -38,7 +38,13 @@ mod tests {
 
     #[test]
     fn invalid_argument_carries_every_field_violation() {
-        let status = invalid_argument("bad", [("name", "must not be empty"), ("budget", "must be positive")]);
+        let status = invalid_argument(
+            "bad",
+            [
+                ("name", "must not be empty"),
+                ("budget", "must be positive"),
+            ],
+        );
         assert_eq!(status.code(), Code::InvalidArgument);
         let fields: Vec<String> = status
             .get_details_bad_request()

@@ -26,7 +26,10 @@ impl GrpcServer {
             .await
             .with_context(|| format!("bind gRPC listener on {addr}"))?;
         let local_addr = listener.local_addr().context("read bound gRPC address")?;
-        Ok(Self { listener, local_addr })
+        Ok(Self {
+            listener,
+            local_addr,
+        })
     }
 
     /// The address actually bound.
@@ -46,7 +49,9 @@ impl GrpcServer {
     ) -> anyhow::Result<()> {
         let (reporter, health) = tonic_health::server::health_reporter();
         for name in services.iter().copied().chain([""]) {
-            reporter.set_service_status(name, ServingStatus::Serving).await;
+            reporter
+                .set_service_status(name, ServingStatus::Serving)
+                .await;
         }
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(affiliate_proto::FILE_DESCRIPTOR_SET)
@@ -70,7 +75,9 @@ impl GrpcServer {
                 shutdown.cancelled().await;
                 // Tell load balancers and health probes first, then stop accepting.
                 for name in names.iter().map(String::as_str).chain([""]) {
-                    reporter.set_service_status(name, ServingStatus::NotServing).await;
+                    reporter
+                        .set_service_status(name, ServingStatus::NotServing)
+                        .await;
                 }
             }
         };

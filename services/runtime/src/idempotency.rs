@@ -67,7 +67,11 @@ pub async fn claim(
 }
 
 /// Stores the encoded response of a [`Claim::Fresh`] key, on the same transaction.
-pub async fn complete(conn: &mut PgConnection, key: &str, response: &[u8]) -> Result<(), IdempotencyError> {
+pub async fn complete(
+    conn: &mut PgConnection,
+    key: &str,
+    response: &[u8],
+) -> Result<(), IdempotencyError> {
     sqlx::query(
         r#"
         update idempotency_keys set response = $2 where idempotency_key = $1

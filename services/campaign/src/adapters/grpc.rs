@@ -46,7 +46,10 @@ impl CampaignService for CampaignApi {
         request: Request<pb::CreateCampaignRequest>,
     ) -> Result<Response<pb::CreateCampaignResponse>, Status> {
         let ctx = CommandContext::from_grpc(&request)?;
-        let response = self.campaigns.create_campaign(&ctx, request.into_inner()).await?;
+        let response = self
+            .campaigns
+            .create_campaign(&ctx, request.into_inner())
+            .await?;
         Ok(Response::new(response))
     }
 
@@ -54,19 +57,28 @@ impl CampaignService for CampaignApi {
         &self,
         request: Request<pb::GetCampaignRequest>,
     ) -> Result<Response<pb::GetCampaignResponse>, Status> {
-        Ok(Response::new(self.campaigns.get_campaign(request.into_inner()).await?))
+        Ok(Response::new(
+            self.campaigns.get_campaign(request.into_inner()).await?,
+        ))
     }
 
     async fn list_campaigns(
         &self,
         request: Request<pb::ListCampaignsRequest>,
     ) -> Result<Response<pb::ListCampaignsResponse>, Status> {
-        Ok(Response::new(self.campaigns.list_campaigns(request.into_inner()).await?))
+        Ok(Response::new(
+            self.campaigns.list_campaigns(request.into_inner()).await?,
+        ))
     }
 
-    async fn add_video(&self, request: Request<pb::AddVideoRequest>) -> Result<Response<pb::AddVideoResponse>, Status> {
+    async fn add_video(
+        &self,
+        request: Request<pb::AddVideoRequest>,
+    ) -> Result<Response<pb::AddVideoResponse>, Status> {
         let ctx = CommandContext::from_grpc(&request)?;
-        Ok(Response::new(self.campaigns.add_video(&ctx, request.into_inner()).await?))
+        Ok(Response::new(
+            self.campaigns.add_video(&ctx, request.into_inner()).await?,
+        ))
     }
 
     async fn accept_campaign(
@@ -74,7 +86,11 @@ impl CampaignService for CampaignApi {
         request: Request<pb::AcceptCampaignRequest>,
     ) -> Result<Response<pb::AcceptCampaignResponse>, Status> {
         let ctx = CommandContext::from_grpc(&request)?;
-        Ok(Response::new(self.campaigns.accept_campaign(&ctx, request.into_inner()).await?))
+        Ok(Response::new(
+            self.campaigns
+                .accept_campaign(&ctx, request.into_inner())
+                .await?,
+        ))
     }
 }
 
@@ -97,33 +113,65 @@ mod tests {
             FieldViolation::new("budget.currency", "must be an ISO-4217 code"),
         ]));
         assert_eq!(status.code(), Code::InvalidArgument);
-        let violations = status.get_details_bad_request().map(|b| b.field_violations).unwrap_or_default();
+        let violations = status
+            .get_details_bad_request()
+            .map(|b| b.field_violations)
+            .unwrap_or_default();
         let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
         assert_eq!(fields, ["name", "budget.currency"]);
     }
 
     #[test]
     fn every_error_maps_to_its_status_code() {
-        assert_eq!(code(Error::NotFound { what: "campaign", id: "x".into() }), Code::NotFound);
-        assert_eq!(code(Error::AlreadyExists("dup".into())), Code::AlreadyExists);
-        assert_eq!(code(Error::Rejected(Rejection::NotAcceptable(CampaignStatus::Paused))), Code::FailedPrecondition);
-        assert_eq!(code(Error::Rejected(Rejection::Closed)), Code::FailedPrecondition);
+        assert_eq!(
+            code(Error::NotFound {
+                what: "campaign",
+                id: "x".into()
+            }),
+            Code::NotFound
+        );
+        assert_eq!(
+            code(Error::AlreadyExists("dup".into())),
+            Code::AlreadyExists
+        );
+        assert_eq!(
+            code(Error::Rejected(Rejection::NotAcceptable(
+                CampaignStatus::Paused
+            ))),
+            Code::FailedPrecondition
+        );
+        assert_eq!(
+            code(Error::Rejected(Rejection::Closed)),
+            Code::FailedPrecondition
+        );
         assert_eq!(code(Error::KeyReused("k".into())), Code::FailedPrecondition);
-        assert_eq!(code(Error::Unavailable(anyhow::anyhow!("pool timed out"))), Code::Unavailable);
-        assert_eq!(code(Error::Internal(anyhow::anyhow!("boom"))), Code::Internal);
+        assert_eq!(
+            code(Error::Unavailable(anyhow::anyhow!("pool timed out"))),
+            Code::Unavailable
+        );
+        assert_eq!(
+            code(Error::Internal(anyhow::anyhow!("boom"))),
+            Code::Internal
+        );
     }
 
     #[test]
     fn internal_and_unavailable_errors_do_not_leak_their_cause() {
         let secret = "password authentication failed for user \"platform\"";
-        for error in [Error::Internal(anyhow::anyhow!(secret)), Error::Unavailable(anyhow::anyhow!(secret))] {
+        for error in [
+            Error::Internal(anyhow::anyhow!(secret)),
+            Error::Unavailable(anyhow::anyhow!(secret)),
+        ] {
             assert!(!Status::from(error).message().contains("password"));
         }
     }
 
     #[test]
     fn transient_database_errors_are_unavailable() {
-        assert_eq!(code(Error::from(sqlx::Error::PoolTimedOut)), Code::Unavailable);
+        assert_eq!(
+            code(Error::from(sqlx::Error::PoolTimedOut)),
+            Code::Unavailable
+        );
         assert_eq!(code(Error::from(sqlx::Error::RowNotFound)), Code::Internal);
     }
 }

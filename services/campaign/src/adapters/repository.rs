@@ -102,7 +102,11 @@ pub async fn lock_campaign(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Op
 }
 
 /// Bumps the version of a locked campaign; returns the new version.
-pub async fn bump_version(conn: &mut PgConnection, id: Uuid, now: DateTime<Utc>) -> sqlx::Result<i64> {
+pub async fn bump_version(
+    conn: &mut PgConnection,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> sqlx::Result<i64> {
     sqlx::query_scalar(
         r#"
         update campaigns set version = version + 1, updated_at = $2 where id = $1 returning version

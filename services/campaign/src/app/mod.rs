@@ -47,7 +47,10 @@ impl Campaigns {
             name: &request.name,
             description: &request.description,
             commission_rate_bps: request.commission_rate_bps,
-            budget: request.budget.as_ref().map(|b| (b.amount_minor, b.currency.as_str())),
+            budget: request
+                .budget
+                .as_ref()
+                .map(|b| (b.amount_minor, b.currency.as_str())),
         })?;
         let mut tx = self.pool.begin().await?;
         if let Some(replay) = claim(&mut tx, ctx, "campaign.create", &request).await? {
@@ -59,9 +62,18 @@ impl Campaigns {
         let event = Event::CampaignCreated(CampaignCreated {
             campaign: Some(campaign.clone()),
         });
-        outbox::append(&mut tx, &[messages::event_message(ctx, row.id, row.version, now, event)])
-            .await
-            .map_err(Error::Internal)?;
+        outbox::append(
+            &mut tx,
+            &[messages::event_message(
+                ctx,
+                row.id,
+                row.version,
+                now,
+                event,
+            )],
+        )
+        .await
+        .map_err(Error::Internal)?;
         let response = pb::CreateCampaignResponse {
             campaign: Some(campaign),
         };
@@ -90,9 +102,18 @@ impl Campaigns {
         let event = Event::VideoAdded(VideoAdded {
             video: Some(video.clone()),
         });
-        outbox::append(&mut tx, &[messages::event_message(ctx, new.campaign_id, version, now, event)])
-            .await
-            .map_err(Error::Internal)?;
+        outbox::append(
+            &mut tx,
+            &[messages::event_message(
+                ctx,
+                new.campaign_id,
+                version,
+                now,
+                event,
+            )],
+        )
+        .await
+        .map_err(Error::Internal)?;
         let response = pb::AddVideoResponse { video: Some(video) };
         complete(&mut tx, ctx, &response).await?;
         tx.commit().await?;
@@ -105,7 +126,11 @@ impl Campaigns {
         ctx: &CommandContext,
         request: pb::AcceptCampaignRequest,
     ) -> Result<pb::AcceptCampaignResponse, Error> {
-        let new = domain::validate_acceptance(&request.campaign_id, &request.creator_id, request.accepted_terms)?;
+        let new = domain::validate_acceptance(
+            &request.campaign_id,
+            &request.creator_id,
+            request.accepted_terms,
+        )?;
         let mut tx = self.pool.begin().await?;
         if let Some(replay) = claim(&mut tx, ctx, "campaign.accept", &request).await? {
             return Ok(replay);
@@ -127,9 +152,18 @@ impl Campaigns {
         let event = Event::CampaignAccepted(CampaignAccepted {
             acceptance: Some(accepted.clone()),
         });
-        outbox::append(&mut tx, &[messages::event_message(ctx, new.campaign_id, version, now, event)])
-            .await
-            .map_err(Error::Internal)?;
+        outbox::append(
+            &mut tx,
+            &[messages::event_message(
+                ctx,
+                new.campaign_id,
+                version,
+                now,
+                event,
+            )],
+        )
+        .await
+        .map_err(Error::Internal)?;
         let response = pb::AcceptCampaignResponse {
             acceptance: Some(accepted),
         };
@@ -139,10 +173,15 @@ impl Campaigns {
     }
 
     /// One campaign with its videos.
-    pub async fn get_campaign(&self, request: pb::GetCampaignRequest) -> Result<pb::GetCampaignResponse, Error> {
+    pub async fn get_campaign(
+        &self,
+        request: pb::GetCampaignRequest,
+    ) -> Result<pb::GetCampaignResponse, Error> {
         let id = domain::parse_id("campaign_id", &request.campaign_id)?;
         let mut conn = self.pool.acquire().await?;
-        let row = repo::find_campaign(&mut conn, id).await?.ok_or_else(|| not_found(id))?;
+        let row = repo::find_campaign(&mut conn, id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
         let videos = repo::videos_of(&mut conn, id).await?;
         Ok(pb::GetCampaignResponse {
             campaign: Some(messages::campaign(&row)),
@@ -151,13 +190,19 @@ impl Campaigns {
     }
 
     /// A page of campaigns, newest first.
-    pub async fn list_campaigns(&self, request: pb::ListCampaignsRequest) -> Result<pb::ListCampaignsResponse, Error> {
+    pub async fn list_campaigns(
+        &self,
+        request: pb::ListCampaignsRequest,
+    ) -> Result<pb::ListCampaignsResponse, Error> {
         let mut violations = Vec::new();
         let page_size = match request.page_size {
             0 => DEFAULT_PAGE_SIZE,
             n if (1..=MAX_PAGE_SIZE).contains(&n) => n,
             _ => {
-                violations.push(FieldViolation::new("page_size", format!("must be between 0 and {MAX_PAGE_SIZE}")));
+                violations.push(FieldViolation::new(
+                    "page_size",
+                    format!("must be between 0 and {MAX_PAGE_SIZE}"),
+                ));
                 DEFAULT_PAGE_SIZE
             }
         };
@@ -178,8 +223,14 @@ impl Campaigns {
         }
         let mut conn = self.pool.acquire().await?;
         // One extra row tells whether another page exists.
-        let mut rows =
-            repo::list_campaigns(&mut conn, advertiser, status, before, i64::from(page_size) + 1).await?;
+        let mut rows = repo::list_campaigns(
+            &mut conn,
+            advertiser,
+            status,
+            before,
+            i64::from(page_size) + 1,
+        )
+        .await?;
         let more = rows.len() > usize::try_from(page_size).unwrap_or(usize::MAX);
         rows.truncate(usize::try_from(page_size).unwrap_or(0));
         let next_page_token = match rows.last() {
@@ -214,12 +265,19 @@ fn optional_id(field: &str, value: &str, violations: &mut Vec<FieldViolation>) -
 }
 
 async fn locked(conn: &mut PgConnection, id: Uuid) -> Result<repo::CampaignRow, Error> {
-    repo::lock_campaign(conn, id).await?.ok_or_else(|| not_found(id))
+    repo::lock_campaign(conn, id)
+        .await?
+        .ok_or_else(|| not_found(id))
 }
 
 fn status_of(row: &repo::CampaignRow) -> Result<domain::CampaignStatus, Error> {
-    row.status()
-        .ok_or_else(|| Error::Internal(anyhow::anyhow!("campaign {} has unknown status `{}`", row.id, row.status)))
+    row.status().ok_or_else(|| {
+        Error::Internal(anyhow::anyhow!(
+            "campaign {} has unknown status `{}`",
+            row.id,
+            row.status
+        ))
+    })
 }
 
 /// Claims the context's idempotency key; `Some(response)` means the command already ran.
@@ -234,14 +292,18 @@ async fn claim<Req: Message, Resp: Message + Default>(
     };
     match idempotency::claim(conn, key, operation, &request.encode_to_vec()).await? {
         Claim::Fresh => Ok(None),
-        Claim::Replay(bytes) => Resp::decode(bytes.as_slice())
-            .map(Some)
-            .map_err(|e| Error::Internal(anyhow::anyhow!("decode stored {operation} response: {e}"))),
+        Claim::Replay(bytes) => Resp::decode(bytes.as_slice()).map(Some).map_err(|e| {
+            Error::Internal(anyhow::anyhow!("decode stored {operation} response: {e}"))
+        }),
     }
 }
 
 /// Stores the response under the context's idempotency key, if it has one.
-async fn complete<Resp: Message>(conn: &mut PgConnection, ctx: &CommandContext, response: &Resp) -> Result<(), Error> {
+async fn complete<Resp: Message>(
+    conn: &mut PgConnection,
+    ctx: &CommandContext,
+    response: &Resp,
+) -> Result<(), Error> {
     if let Some(key) = ctx.idempotency_key.as_deref() {
         idempotency::complete(conn, key, &response.encode_to_vec()).await?;
     }

@@ -89,12 +89,25 @@ pub struct CreateCampaignInput<'a> {
 }
 
 /// Checks every field and reports every problem at once.
-pub fn validate_new_campaign(input: CreateCampaignInput<'_>) -> Result<NewCampaign, Vec<FieldViolation>> {
+pub fn validate_new_campaign(
+    input: CreateCampaignInput<'_>,
+) -> Result<NewCampaign, Vec<FieldViolation>> {
     let mut violations = Vec::new();
-    let advertiser_id = collect(parse_id("advertiser_id", input.advertiser_id), &mut violations);
-    let name = collect(text("name", input.name, MAX_NAME_CHARS, true), &mut violations);
+    let advertiser_id = collect(
+        parse_id("advertiser_id", input.advertiser_id),
+        &mut violations,
+    );
+    let name = collect(
+        text("name", input.name, MAX_NAME_CHARS, true),
+        &mut violations,
+    );
     let description = collect(
-        text("description", input.description, MAX_DESCRIPTION_CHARS, false),
+        text(
+            "description",
+            input.description,
+            MAX_DESCRIPTION_CHARS,
+            false,
+        ),
         &mut violations,
     );
     if input.commission_rate_bps > MAX_RATE_BPS {
@@ -144,7 +157,11 @@ pub struct NewVideo {
     pub title: String,
 }
 
-pub fn validate_new_video(campaign_id: &str, url: &str, title: &str) -> Result<NewVideo, Vec<FieldViolation>> {
+pub fn validate_new_video(
+    campaign_id: &str,
+    url: &str,
+    title: &str,
+) -> Result<NewVideo, Vec<FieldViolation>> {
     let mut violations = Vec::new();
     let campaign_id = collect(parse_id("campaign_id", campaign_id), &mut violations);
     let url = collect(parse_http_url("url", url), &mut violations);
@@ -175,7 +192,10 @@ pub fn validate_acceptance(
     let campaign_id = collect(parse_id("campaign_id", campaign_id), &mut violations);
     let creator_id = collect(parse_id("creator_id", creator_id), &mut violations);
     if !accepted_terms {
-        violations.push(FieldViolation::new("accepted_terms", "the campaign's terms must be accepted"));
+        violations.push(FieldViolation::new(
+            "accepted_terms",
+            "the campaign's terms must be accepted",
+        ));
     }
     match (campaign_id, creator_id) {
         (Some(campaign_id), Some(creator_id)) if violations.is_empty() => Ok(NewAcceptance {
@@ -223,16 +243,30 @@ fn parse_currency(field: &str, value: &str) -> Result<String, FieldViolation> {
 
 /// Trims `value`; it must fit `max_chars`, hold no control characters, and (if `required`)
 /// not be empty.
-fn text(field: &str, value: &str, max_chars: usize, required: bool) -> Result<String, FieldViolation> {
+fn text(
+    field: &str,
+    value: &str,
+    max_chars: usize,
+    required: bool,
+) -> Result<String, FieldViolation> {
     let trimmed = value.trim();
     if required && trimmed.is_empty() {
         return Err(FieldViolation::new(field, "must not be empty"));
     }
     if trimmed.chars().count() > max_chars {
-        return Err(FieldViolation::new(field, format!("must be at most {max_chars} characters")));
+        return Err(FieldViolation::new(
+            field,
+            format!("must be at most {max_chars} characters"),
+        ));
     }
-    if trimmed.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(FieldViolation::new(field, "must not contain control characters"));
+    if trimmed
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(FieldViolation::new(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(trimmed.to_owned())
 }
@@ -244,7 +278,10 @@ fn parse_http_url(field: &str, value: &str) -> Result<String, FieldViolation> {
         return Err(FieldViolation::new(field, "is required"));
     }
     if value.len() > MAX_URL_LEN {
-        return Err(FieldViolation::new(field, format!("must be at most {MAX_URL_LEN} bytes")));
+        return Err(FieldViolation::new(
+            field,
+            format!("must be at most {MAX_URL_LEN} bytes"),
+        ));
     }
     if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(invalid());
@@ -262,7 +299,10 @@ fn parse_http_url(field: &str, value: &str) -> Result<String, FieldViolation> {
     Ok(value.to_owned())
 }
 
-fn collect<T>(result: Result<T, FieldViolation>, violations: &mut Vec<FieldViolation>) -> Option<T> {
+fn collect<T>(
+    result: Result<T, FieldViolation>,
+    violations: &mut Vec<FieldViolation>,
+) -> Option<T> {
     match result {
         Ok(value) => Some(value),
         Err(violation) => {
@@ -289,7 +329,12 @@ mod tests {
     }
 
     fn fields(result: Result<impl std::fmt::Debug, Vec<FieldViolation>>) -> Vec<String> {
-        result.err().unwrap_or_default().into_iter().map(|v| v.field).collect()
+        result
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v.field)
+            .collect()
     }
 
     #[test]
@@ -300,30 +345,75 @@ mod tests {
 
     #[test]
     fn an_empty_name_is_refused() {
-        assert_eq!(fields(validate_new_campaign(CreateCampaignInput { name: "   ", ..input() })), ["name"]);
+        assert_eq!(
+            fields(validate_new_campaign(CreateCampaignInput {
+                name: "   ",
+                ..input()
+            })),
+            ["name"]
+        );
     }
 
     #[test]
     fn an_overlong_name_is_refused() {
         let long = "x".repeat(MAX_NAME_CHARS + 1);
-        assert_eq!(fields(validate_new_campaign(CreateCampaignInput { name: &long, ..input() })), ["name"]);
+        assert_eq!(
+            fields(validate_new_campaign(CreateCampaignInput {
+                name: &long,
+                ..input()
+            })),
+            ["name"]
+        );
     }
 
     #[test]
     fn rate_bounds_are_zero_and_one_hundred_percent() {
         for ok in [0, 1, MAX_RATE_BPS] {
-            assert!(validate_new_campaign(CreateCampaignInput { commission_rate_bps: ok, ..input() }).is_ok());
+            assert!(
+                validate_new_campaign(CreateCampaignInput {
+                    commission_rate_bps: ok,
+                    ..input()
+                })
+                .is_ok()
+            );
         }
-        let over = CreateCampaignInput { commission_rate_bps: MAX_RATE_BPS + 1, ..input() };
+        let over = CreateCampaignInput {
+            commission_rate_bps: MAX_RATE_BPS + 1,
+            ..input()
+        };
         assert_eq!(fields(validate_new_campaign(over)), ["commission_rate_bps"]);
     }
 
     #[test]
     fn budget_must_be_positive_in_a_real_currency() {
-        assert_eq!(fields(validate_new_campaign(CreateCampaignInput { budget: Some((0, "USD")), ..input() })), ["budget.amount_minor"]);
-        assert_eq!(fields(validate_new_campaign(CreateCampaignInput { budget: Some((-5, "USD")), ..input() })), ["budget.amount_minor"]);
-        assert_eq!(fields(validate_new_campaign(CreateCampaignInput { budget: Some((5, "usd")), ..input() })), ["budget.currency"]);
-        assert_eq!(fields(validate_new_campaign(CreateCampaignInput { budget: None, ..input() })), ["budget"]);
+        assert_eq!(
+            fields(validate_new_campaign(CreateCampaignInput {
+                budget: Some((0, "USD")),
+                ..input()
+            })),
+            ["budget.amount_minor"]
+        );
+        assert_eq!(
+            fields(validate_new_campaign(CreateCampaignInput {
+                budget: Some((-5, "USD")),
+                ..input()
+            })),
+            ["budget.amount_minor"]
+        );
+        assert_eq!(
+            fields(validate_new_campaign(CreateCampaignInput {
+                budget: Some((5, "usd")),
+                ..input()
+            })),
+            ["budget.currency"]
+        );
+        assert_eq!(
+            fields(validate_new_campaign(CreateCampaignInput {
+                budget: None,
+                ..input()
+            })),
+            ["budget"]
+        );
     }
 
     #[test]
@@ -337,13 +427,25 @@ mod tests {
         };
         assert_eq!(
             fields(validate_new_campaign(bad)),
-            ["advertiser_id", "name", "commission_rate_bps", "budget.amount_minor", "budget.currency"]
+            [
+                "advertiser_id",
+                "name",
+                "commission_rate_bps",
+                "budget.amount_minor",
+                "budget.currency"
+            ]
         );
     }
 
     #[test]
     fn control_characters_are_refused() {
-        assert_eq!(fields(validate_new_campaign(CreateCampaignInput { name: "a\u{0}b", ..input() })), ["name"]);
+        assert_eq!(
+            fields(validate_new_campaign(CreateCampaignInput {
+                name: "a\u{0}b",
+                ..input()
+            })),
+            ["name"]
+        );
     }
 
     #[test]
@@ -351,35 +453,64 @@ mod tests {
         let id = ADVERTISER;
         assert!(validate_new_video(id, "https://cdn.example.com/v/1.mp4", "Teaser").is_ok());
         assert!(validate_new_video(id, "http://example.com", "Teaser").is_ok());
-        for bad in ["ftp://x/y", "https://", "https:///path", "example.com/v", "https://exa mple.com", ""] {
+        for bad in [
+            "ftp://x/y",
+            "https://",
+            "https:///path",
+            "example.com/v",
+            "https://exa mple.com",
+            "",
+        ] {
             assert_eq!(fields(validate_new_video(id, bad, "t")), ["url"], "{bad}");
         }
-        assert_eq!(fields(validate_new_video("x", "https://a.b", "")), ["campaign_id", "title"]);
+        assert_eq!(
+            fields(validate_new_video("x", "https://a.b", "")),
+            ["campaign_id", "title"]
+        );
     }
 
     #[test]
     fn acceptance_needs_ids_and_accepted_terms() {
         assert!(validate_acceptance(ADVERTISER, ADVERTISER, true).is_ok());
-        assert_eq!(fields(validate_acceptance(ADVERTISER, ADVERTISER, false)), ["accepted_terms"]);
-        assert_eq!(fields(validate_acceptance("", "bad", true)), ["campaign_id", "creator_id"]);
+        assert_eq!(
+            fields(validate_acceptance(ADVERTISER, ADVERTISER, false)),
+            ["accepted_terms"]
+        );
+        assert_eq!(
+            fields(validate_acceptance("", "bad", true)),
+            ["campaign_id", "creator_id"]
+        );
     }
 
     #[test]
     fn only_active_campaigns_can_be_accepted() {
         assert_eq!(check_can_accept(CampaignStatus::Active), Ok(()));
-        assert_eq!(check_can_accept(CampaignStatus::Paused), Err(Rejection::NotAcceptable(CampaignStatus::Paused)));
-        assert_eq!(check_can_accept(CampaignStatus::Closed), Err(Rejection::NotAcceptable(CampaignStatus::Closed)));
+        assert_eq!(
+            check_can_accept(CampaignStatus::Paused),
+            Err(Rejection::NotAcceptable(CampaignStatus::Paused))
+        );
+        assert_eq!(
+            check_can_accept(CampaignStatus::Closed),
+            Err(Rejection::NotAcceptable(CampaignStatus::Closed))
+        );
     }
 
     #[test]
     fn closed_campaigns_get_no_videos() {
         assert_eq!(check_can_add_video(CampaignStatus::Paused), Ok(()));
-        assert_eq!(check_can_add_video(CampaignStatus::Closed), Err(Rejection::Closed));
+        assert_eq!(
+            check_can_add_video(CampaignStatus::Closed),
+            Err(Rejection::Closed)
+        );
     }
 
     #[test]
     fn status_round_trips_through_its_text_form() {
-        for s in [CampaignStatus::Active, CampaignStatus::Paused, CampaignStatus::Closed] {
+        for s in [
+            CampaignStatus::Active,
+            CampaignStatus::Paused,
+            CampaignStatus::Closed,
+        ] {
             assert_eq!(CampaignStatus::parse(s.as_str()), Some(s));
         }
         assert_eq!(CampaignStatus::parse("ACTIVE"), None);

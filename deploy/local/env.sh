@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Shared settings for the local infrastructure scripts in deploy/local/.
+#
+#   source deploy/local/env.sh         # in your shell: defines the variables and extends PATH
+#   eval "$(deploy/local/env.sh)"      # same, for shells that prefer eval; prints `export` lines
+#
+# Every value can be overridden from the environment (export it before sourcing / running a script).
+# This file deliberately does NOT `set -euo pipefail` when sourced, so that sourcing it into an
+# interactive shell cannot make that shell exit on the next failing command; the scripts that
+# source it set those options themselves.
+
+# ---- locations ------------------------------------------------------------------------------
+LOCAL_INFRA_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="${REPO_ROOT:-$(cd "$LOCAL_INFRA_DIR/../.." && pwd)}"
+
+# The project's git-ignored state folder: data dirs, logs, pid files. `rm -rf .state` resets everything.
+STATE_DIR="${STATE_DIR:-$REPO_ROOT/.state}"
+LOG_DIR="${LOG_DIR:-$STATE_DIR/logs}"
+PID_DIR="${PID_DIR:-$STATE_DIR/pids}"
+
+# Machine-wide cache for things that should survive fresh clones on the same machine
+# (the resolved Pulsar jars per version, the npm prefix holding buf).
+AFFILIATE_CACHE_DIR="${AFFILIATE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/affiliate-platform}"
+
+# ---- PostgreSQL -----------------------------------------------------------------------------
+PG_HOST="${PG_HOST:-127.0.0.1}"
+PG_PORT="${PG_PORT:-55432}"           # non-default: never collides with a system PostgreSQL on 5432
+PG_USER="${PG_USER:-platform}"
+PG_PASSWORD="${PG_PASSWORD:-platform}"
+PG_DATABASES="${PG_DATABASES:-campaign tracking commission payment notification}"
+PG_MAX_CONNECTIONS="${PG_MAX_CONNECTIONS:-300}"
+PG_DATA_DIR="${PG_DATA_DIR:-$STATE_DIR/postgres/data}"
+PG_SOCKET_DIR="${PG_SOCKET_DIR:-$STATE_DIR/postgres/run}"
+if [[ -z "${PG_BINDIR:-}" ]]; then
+  # newest server installed from Debian's packages (/usr/lib/postgresql/<major>/bin)
+  PG_BINDIR="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
+  if [[ -z "$PG_BINDIR" ]] && command -v pg_ctl >/dev/null 2>&1; then
+    PG_BINDIR="$(dirname "$(readlink -f "$(command -v pg_ctl)")")"
+  fi
+fi
+
+# ---- Apache Pulsar --------------------------------------------------------------------------
+# Newest 4.0.x LTS patch whose WHOLE dependency closure resolves from the Maven Central reachable
+# here (checked with mvn on 2026-11-23: 4.0.8's pulsar-broker resolves but its jetcd-core-shaded and
+# pulsar-opentelemetry 4.0.8 jars do not; 4.0.9 to 4.0.14 do not resolve at all).
+PULSAR_VERSION="${PULSAR_VERSION:-4.0.7}"
+PULSAR_HOST="${PULSAR_HOST:-127.0.0.1}"
+PULSAR_PORT="${PULSAR_PORT:-6650}"
+PULSAR_HTTP_PORT="${PULSAR_HTTP_PORT:-8080}"
+PULSAR_TENANT="${PULSAR_TENANT:-affiliate}"
+PULSAR_NAMESPACE="${PULSAR_NAMESPACE:-platform}"
+PULSAR_CLUSTER="${PULSAR_CLUSTER:-standalone}"
+PULSAR_READY_TIMEOUT="${PULSAR_READY_TIMEOUT:-180}"
+PULSAR_MEM_OPTS="${PULSAR_MEM_OPTS:--Xms512m -Xmx512m -XX:MaxDirectMemorySize=512m}"
+PULSAR_GC_OPTS="${PULSAR_GC_OPTS:--XX:+UseG1GC}"
+PULSAR_DATA_DIR="${PULSAR_DATA_DIR:-$STATE_DIR/pulsar/data}"
+PULSAR_HOME="${PULSAR_HOME:-$AFFILIATE_CACHE_DIR/pulsar/$PULSAR_VERSION}"   # holds lib/ (the jars)
+PULSAR_LIB_DIR="${PULSAR_LIB_DIR:-$PULSAR_HOME/lib}"
+# Maven settings used to resolve the jars (routes every repository to Central; see pulsar/settings.xml).
+# Set it to the empty string to use your own ~/.m2/settings.xml instead.
+PULSAR_MVN_SETTINGS="${PULSAR_MVN_SETTINGS-$LOCAL_INFRA_DIR/pulsar/settings.xml}"
+
+# ---- developer tools ------------------------------------------------------------------------
+GO_BIN_DIR="${GO_BIN_DIR:-$HOME/go/bin}"                                  # go install target (grpcurl)
+NPM_TOOLS_PREFIX="${NPM_TOOLS_PREFIX:-$AFFILIATE_CACHE_DIR/npm-tools}"   # npm install --prefix (buf)
+BUF_BIN_DIR="${BUF_BIN_DIR:-$NPM_TOOLS_PREFIX/node_modules/.bin}"
+BUF_BIN="${BUF_BIN:-$BUF_BIN_DIR/buf}"
+
+# ---- connection strings ---------------------------------------------------------------------
+# DATABASE_URL-style strings per database: postgres://platform:platform@127.0.0.1:55432/<db>
+PG_URL_BASE="postgres://${PG_USER}:${PG_PASSWORD}@${PG_HOST}:${PG_PORT}"
+PULSAR_URL="${PULSAR_URL:-pulsar://${PULSAR_HOST}:${PULSAR_PORT}}"
+PULSAR_ADMIN_URL="${PULSAR_ADMIN_URL:-http://${PULSAR_HOST}:${PULSAR_HTTP_PORT}}"
+
+# ---- PATH -----------------------------------------------------------------------------------
+_affiliate_path_add() {
+  case ":$PATH:" in *":$1:"*) ;; *) PATH="$1:$PATH" ;; esac
+}
+_affiliate_path_add "$BUF_BIN_DIR"
+_affiliate_path_add "$GO_BIN_DIR"
+unset -f _affiliate_path_add
+
+export REPO_ROOT STATE_DIR LOG_DIR PID_DIR AFFILIATE_CACHE_DIR \
+  PG_HOST PG_PORT PG_USER PG_PASSWORD PG_DATABASES PG_MAX_CONNECTIONS PG_DATA_DIR PG_SOCKET_DIR PG_BINDIR \
+  PULSAR_VERSION PULSAR_HOST PULSAR_PORT PULSAR_HTTP_PORT PULSAR_TENANT PULSAR_NAMESPACE PULSAR_CLUSTER \
+  PULSAR_READY_TIMEOUT PULSAR_MEM_OPTS PULSAR_GC_OPTS PULSAR_DATA_DIR PULSAR_HOME PULSAR_LIB_DIR \
+  PULSAR_MVN_SETTINGS GO_BIN_DIR NPM_TOOLS_PREFIX BUF_BIN_DIR BUF_BIN PG_URL_BASE PULSAR_URL PULSAR_ADMIN_URL PATH
+
+# ---- helpers for the scripts ----------------------------------------------------------------
+infra_log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+infra_die() { infra_log "ERROR: $*"; exit 1; }
+# true if something listens on 127.0.0.1/0.0.0.0/[::] port $1 (TCP)
+infra_port_in_use() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
+
+# Executed instead of sourced: print the settings as `export` lines (for eval) and the URLs.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  set -euo pipefail
+  for v in REPO_ROOT STATE_DIR LOG_DIR PID_DIR AFFILIATE_CACHE_DIR PG_HOST PG_PORT PG_USER PG_PASSWORD \
+    PG_DATABASES PG_DATA_DIR PG_SOCKET_DIR PG_BINDIR PULSAR_VERSION PULSAR_HOST PULSAR_PORT PULSAR_HTTP_PORT \
+    PULSAR_TENANT PULSAR_NAMESPACE PULSAR_DATA_DIR PULSAR_LIB_DIR GO_BIN_DIR BUF_BIN PULSAR_URL PULSAR_ADMIN_URL PATH; do
+    printf 'export %s=%q\n' "$v" "${!v}"
+  done
+  for db in $PG_DATABASES; do printf '# %s/%s\n' "$PG_URL_BASE" "$db"; done
+fi

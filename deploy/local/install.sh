@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Installs the machine prerequisites of the local infrastructure, skipping whatever is present:
+#   apt:  postgresql, protobuf-compiler (+ libprotobuf-dev: google/protobuf/*.proto well-known types),
+#         and, only if their commands are missing: java/javac (openjdk-17-jdk-headless), mvn (maven),
+#         curl, ss (iproute2)
+#   go:   grpcurl  (go install github.com/fullstorydev/grpcurl/cmd/grpcurl@latest  -> $GO_BIN_DIR)
+#   npm:  buf      (npm install @bufbuild/buf --prefix $NPM_TOOLS_PREFIX           -> $BUF_BIN)
+# `apt-get update` runs once, and only when an apt package is missing. Waits for the apt/dpkg lock.
+# Usage: deploy/local/install.sh        (idempotent; prints what it installed vs found)
+set -euo pipefail
+# shellcheck source=deploy/local/env.sh
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+
+installed=()
+found=()
+missing=()
+
+SUDO=()
+if [[ "$(id -u)" != 0 ]]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO=(sudo -n); fi
+fi
+
+pkg_installed() { [[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" == installed ]]; }
+
+# apt-get with a wait for the dpkg lock (another apt-get may be running) and a retry loop for the
+# lists lock of `apt-get update`, which DPkg::Lock::Timeout does not always cover.
+apt_run() {
+  local tries=0 out rc
+  while :; do
+    set +e
+    out="$(DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get -y -q -o DPkg::Lock::Timeout=600 "$@" 2>&1)"
+    rc=$?
+    set -e
+    if [[ $rc -eq 0 ]]; then printf '%s\n' "$out" | tail -n 3 >&2; return 0; fi
+    if grep -qiE 'could not get lock|unable to lock|is another process using it' <<<"$out" && ((tries++ < 60)); then
+      infra_log "apt is locked by another process; waiting (try $tries)"
+      sleep 10
+      continue
+    fi
+    printf '%s\n' "$out" >&2
+    return "$rc"
+  done
+}
+
+# ---- apt packages ---------------------------------------------------------------------------
+apt_missing=()
+need_pkg() { # need_pkg <package> [command]: missing if the package is not installed (or the command is absent)
+  local pkg=$1 cmd=${2:-}
+  if [[ -n "$cmd" ]]; then
+    if command -v "$cmd" >/dev/null 2>&1; then found+=("$cmd ($(command -v "$cmd"))"); return; fi
+  elif pkg_installed "$pkg"; then
+    found+=("apt:$pkg"); return
+  fi
+  apt_missing+=("$pkg")
+}
+need_pkg postgresql
+need_pkg protobuf-compiler
+need_pkg libprotobuf-dev
+need_pkg openjdk-17-jdk-headless java
+need_pkg openjdk-17-jdk-headless javac
+need_pkg maven mvn
+need_pkg curl curl
+need_pkg iproute2 ss
+
+if ((${#apt_missing[@]})); then
+  mapfile -t apt_missing < <(printf '%s\n' "${apt_missing[@]}" | sort -u)
+  if [[ "$(id -u)" != 0 && ${#SUDO[@]} -eq 0 ]]; then
+    infra_die "missing apt packages: ${apt_missing[*]} (run this script as root, or install them: apt-get install ${apt_missing[*]})"
+  fi
+  infra_log "apt-get update (missing: ${apt_missing[*]})"
+  apt_run update
+  infra_log "apt-get install ${apt_missing[*]}"
+  apt_run install --no-install-recommends "${apt_missing[@]}"
+  for p in "${apt_missing[@]}"; do installed+=("apt:$p"); done
+fi
+
+# ---- grpcurl (Go) ---------------------------------------------------------------------------
+if command -v grpcurl >/dev/null 2>&1; then
+  found+=("grpcurl ($(command -v grpcurl))")
+elif command -v go >/dev/null 2>&1; then
+  infra_log "go install github.com/fullstorydev/grpcurl/cmd/grpcurl@latest -> $GO_BIN_DIR"
+  mkdir -p "$GO_BIN_DIR"
+  GOBIN="$GO_BIN_DIR" go install github.com/fullstorydev/grpcurl/cmd/grpcurl@latest
+  installed+=("grpcurl ($GO_BIN_DIR/grpcurl)")
+else
+  missing+=("grpcurl: no 'go' on PATH (needs Go >= 1.21); install Go, then rerun")
+fi
+
+# ---- buf (npm) ------------------------------------------------------------------------------
+if [[ -x "$BUF_BIN" ]] && "$BUF_BIN" --version >/dev/null 2>&1; then
+  found+=("buf ($BUF_BIN)")
+elif command -v npm >/dev/null 2>&1; then
+  infra_log "npm install @bufbuild/buf --prefix $NPM_TOOLS_PREFIX"
+  mkdir -p "$NPM_TOOLS_PREFIX"
+  # the prebuilt binary comes through an optional dependency: never pass --omit=optional
+  npm install --prefix "$NPM_TOOLS_PREFIX" --no-audit --no-fund --loglevel=error @bufbuild/buf >&2
+  "$BUF_BIN" --version >/dev/null
+  installed+=("buf ($BUF_BIN)")
+else
+  missing+=("buf: no 'npm' on PATH (apt-get install npm), then rerun")
+fi
+
+# ---- report ---------------------------------------------------------------------------------
+{
+  echo "install.sh summary"
+  if ((${#installed[@]})); then printf '  installed: %s\n' "${installed[@]}"; else echo "  installed: (nothing)"; fi
+  printf '  found:     %s\n' "${found[@]}"
+  if ((${#missing[@]})); then printf '  MISSING:   %s\n' "${missing[@]}"; fi
+  echo "  versions:  protoc $(protoc --version 2>/dev/null | awk '{print $2}'), postgres $("$PG_BINDIR/postgres" --version 2>/dev/null | awk '{print $3}'), grpcurl $( (grpcurl -version 2>&1 || true) | awk '{print $2}'), buf $("$BUF_BIN" --version 2>/dev/null || echo '?'), java $(java -version 2>&1 | awk -F'"' '/version/ {print $2}'), mvn $(mvn -v 2>/dev/null | awk '/Apache Maven/ {print $3}' | head -n1 | sed 's/\x1b\[[0-9;]*m//g')"
+  echo "PATH additions (or: source deploy/local/env.sh):"
+  echo "  export PATH=\"$GO_BIN_DIR:$BUF_BIN_DIR:\$PATH\""
+  echo "  BUF_BIN=$BUF_BIN"
+} >&2

@@ -1,0 +1,168 @@
+//! One outbox's relay loop: become the leader (a session advisory lock, held on the same
+//! connection that claims and deletes, so losing the connection loses both), then publish until
+//! idle, sleep until NOTIFY or the poll interval, repeat. Standbys retry the lock; when the leader
+//! dies its session ends, the lock frees, and a standby takes over within one standby interval.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sqlx::postgres::PgListener;
+use sqlx::{Connection as _, PgConnection};
+use tokio_util::sync::CancellationToken;
+
+use crate::batch::{Outcome, publish_batch};
+use crate::config::{OutboxSource, Tuning};
+use crate::publisher::Publisher;
+
+/// Advisory lock key of "the relay of this database's outbox" (the bytes of "outbox").
+pub const LEADER_LOCK_KEY: i64 = 0x6f75_7462_6f78;
+
+/// The relay loop of one outbox.
+pub struct OutboxRelay {
+    source: OutboxSource,
+    tuning: Tuning,
+    publisher: Publisher,
+}
+
+impl OutboxRelay {
+    pub fn new(source: OutboxSource, tuning: Tuning, publisher: Publisher) -> Self {
+        Self {
+            source,
+            tuning,
+            publisher,
+        }
+    }
+
+    /// Runs until `shutdown`, checking it between batches. Errors are logged and retried with
+    /// back-off; only shutdown ends the loop.
+    pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let service = self.source.service.clone();
+        let mut backoff = Backoff::new(self.tuning.max_backoff);
+        while !shutdown.is_cancelled() {
+            match self.lead(&shutdown).await {
+                Ok(()) => backoff.reset(),
+                Err(e) => {
+                    let delay = backoff.next();
+                    tracing::warn!(outbox = %service, error = format!("{e:#}"), retry_in_ms = delay.as_millis() as u64, "relay error");
+                    sleep_or_stop(delay, &shutdown).await;
+                }
+            }
+        }
+        tracing::info!(outbox = %service, "outbox relay stopped");
+        Ok(())
+    }
+
+    /// Waits for leadership, then publishes until shutdown or an error.
+    async fn lead(&mut self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        let service = self.source.service.clone();
+        let mut conn = PgConnection::connect(self.source.expose_url())
+            .await
+            .with_context(|| format!("connect to the {service} database"))?;
+        let mut announced = false;
+        loop {
+            let acquired: bool = sqlx::query_scalar("select pg_try_advisory_lock($1)")
+                .bind(LEADER_LOCK_KEY)
+                .fetch_one(&mut conn)
+                .await
+                .context("try the leader lock")?;
+            if acquired {
+                break;
+            }
+            if !announced {
+                tracing::info!(outbox = %service, "standing by: another relay holds this outbox");
+                announced = true;
+            }
+            if sleep_or_stop(self.tuning.standby_interval, shutdown).await {
+                return Ok(());
+            }
+        }
+        tracing::info!(outbox = %service, "leading: publishing this outbox");
+
+        let mut listener = PgListener::connect(self.source.expose_url())
+            .await
+            .context("connect the NOTIFY listener")?;
+        listener.listen("outbox").await.context("LISTEN outbox")?;
+        let mut published_since_log = 0usize;
+        while !shutdown.is_cancelled() {
+            match publish_batch(
+                &mut conn,
+                &mut self.publisher,
+                self.tuning.batch_size,
+                self.tuning.publish_timeout,
+            )
+            .await?
+            {
+                Outcome::Published(n) => {
+                    published_since_log += n;
+                    tracing::debug!(outbox = %service, rows = n, "published batch");
+                }
+                Outcome::Empty => {
+                    if published_since_log > 0 {
+                        tracing::info!(outbox = %service, rows = published_since_log, "outbox drained");
+                        published_since_log = 0;
+                    }
+                    tokio::select! {
+                        () = shutdown.cancelled() => {}
+                        () = tokio::time::sleep(self.tuning.poll_interval) => {}
+                        notified = listener.recv() => {
+                            notified.context("wait for NOTIFY")?;
+                        }
+                    }
+                }
+            }
+        }
+        // Closing the session frees the leader lock at once for a standby.
+        let _ = conn.close().await;
+        Ok(())
+    }
+}
+
+/// Sleeps for `delay` unless `shutdown` comes first; returns whether shutdown came.
+async fn sleep_or_stop(delay: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        () = shutdown.cancelled() => true,
+        () = tokio::time::sleep(delay) => false,
+    }
+}
+
+/// Exponential back-off from 100 ms, doubling up to a maximum.
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    const START: Duration = Duration::from_millis(100);
+
+    fn new(max: Duration) -> Self {
+        Self {
+            next: Self::START,
+            max,
+        }
+    }
+
+    fn next(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(self.max);
+        delay
+    }
+
+    fn reset(&mut self) {
+        self.next = Self::START;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_maximum_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(500));
+        let delays: Vec<u128> = (0..5).map(|_| b.next().as_millis()).collect();
+        assert_eq!(delays, [100, 200, 400, 500, 500]);
+        b.reset();
+        assert_eq!(b.next(), Duration::from_millis(100));
+    }
+}

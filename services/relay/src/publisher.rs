@@ -1,0 +1,166 @@
+//! Publishing outbox rows to Pulsar: one producer per topic (created on first use), unbatched
+//! (Key_Shared consumers need per-message keys), keyed by aggregate id, with the message's
+//! identity and trace context as properties. Sends are pipelined and the receipts awaited
+//! together, never one round trip per message.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use futures::future::try_join_all;
+use pulsar::producer::{Message, SendFuture};
+use pulsar::{Producer, ProducerOptions, Pulsar, TokioExecutor};
+use service_runtime::config::PulsarArgs;
+
+use crate::batch::OutboxRow;
+
+/// Message property names (also read by consumers and tests).
+pub mod properties {
+    pub const MESSAGE_TYPE: &str = "message-type";
+    pub const MESSAGE_ID: &str = "message-id";
+    pub const CORRELATION_ID: &str = "correlation-id";
+    pub const CAUSATION_ID: &str = "causation-id";
+    pub const AGGREGATE_TYPE: &str = "aggregate-type";
+    pub const AGGREGATE_VERSION: &str = "aggregate-version";
+    pub const TRACEPARENT: &str = "traceparent";
+    pub const TRACESTATE: &str = "tracestate";
+}
+
+/// Pending sends allowed per producer before `send_non_blocking` waits.
+const OUTBOUND_QUEUE: usize = 1000;
+
+/// Connects the Pulsar client, giving up after the configured timeout.
+pub async fn connect(args: &PulsarArgs) -> anyhow::Result<Pulsar<TokioExecutor>> {
+    let build = Pulsar::builder(args.url.clone(), TokioExecutor)
+        .with_outbound_channel_size(OUTBOUND_QUEUE)
+        .build();
+    tokio::time::timeout(args.connect_timeout, build)
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "no answer from Pulsar at {} within {:?} (is it running? `deploy/local/infra.sh up` starts it)",
+                args.url,
+                args.connect_timeout
+            )
+        })?
+        .with_context(|| format!("connect to Pulsar at {}", args.url))
+}
+
+/// The producers of one outbox's topics.
+pub struct Publisher {
+    pulsar: Pulsar<TokioExecutor>,
+    args: PulsarArgs,
+    producers: HashMap<String, Producer<TokioExecutor>>,
+}
+
+impl Publisher {
+    pub fn new(pulsar: Pulsar<TokioExecutor>, args: PulsarArgs) -> Self {
+        Self {
+            pulsar,
+            args,
+            producers: HashMap::new(),
+        }
+    }
+
+    /// Sends every row, in order, and waits for all receipts (at most `timeout`). Any failure
+    /// fails the whole call; the caller then keeps the rows for a later batch.
+    pub async fn publish(&mut self, rows: &[OutboxRow], timeout: Duration) -> anyhow::Result<()> {
+        let result = tokio::time::timeout(timeout, self.send_all(rows)).await;
+        let result = match result {
+            Ok(r) => r,
+            Err(_) => Err(anyhow::anyhow!(
+                "broker receipts not all received within {timeout:?}"
+            )),
+        };
+        if result.is_err() {
+            // A producer that failed may be half-broken; start afresh on the next batch.
+            self.producers.clear();
+        }
+        result
+    }
+
+    async fn send_all(&mut self, rows: &[OutboxRow]) -> anyhow::Result<()> {
+        let mut receipts: Vec<SendFuture> = Vec::with_capacity(rows.len());
+        for row in rows {
+            let producer = self.producer(&row.topic).await?;
+            let receipt = producer
+                .send_non_blocking(message(row))
+                .await
+                .with_context(|| format!("send outbox row {} to {}", row.id, row.topic))?;
+            receipts.push(receipt);
+        }
+        try_join_all(receipts)
+            .await
+            .context("broker refused or lost a message")?;
+        Ok(())
+    }
+
+    async fn producer(
+        &mut self,
+        short_topic: &str,
+    ) -> anyhow::Result<&mut Producer<TokioExecutor>> {
+        if !self.producers.contains_key(short_topic) {
+            let topic = self.args.topic(short_topic);
+            let producer = self
+                .pulsar
+                .producer()
+                .with_topic(&topic)
+                .with_options(ProducerOptions {
+                    // Hash the key to pick a partition if the topic is ever partitioned; the
+                    // default policy ignores the key.
+                    routing_policy: Some(pulsar::routing_policy::RoutingPolicy::RoundRobin),
+                    block_queue_if_full: true,
+                    ..ProducerOptions::default()
+                })
+                .build()
+                .await
+                .with_context(|| format!("create producer for {topic}"))?;
+            self.producers.insert(short_topic.to_owned(), producer);
+        }
+        self.producers
+            .get_mut(short_topic)
+            .ok_or_else(|| anyhow::anyhow!("producer for {short_topic} vanished"))
+    }
+}
+
+/// The Pulsar message for one outbox row.
+pub fn message(row: &OutboxRow) -> Message {
+    let mut props = HashMap::from([
+        (
+            properties::MESSAGE_TYPE.to_owned(),
+            row.message_type.clone(),
+        ),
+        (
+            properties::MESSAGE_ID.to_owned(),
+            row.message_id.to_string(),
+        ),
+        (
+            properties::CORRELATION_ID.to_owned(),
+            row.correlation_id.clone(),
+        ),
+        (
+            properties::AGGREGATE_TYPE.to_owned(),
+            row.aggregate_type.clone(),
+        ),
+        (
+            properties::AGGREGATE_VERSION.to_owned(),
+            row.aggregate_version.to_string(),
+        ),
+    ]);
+    for (name, value) in [
+        (properties::CAUSATION_ID, &row.causation_id),
+        (properties::TRACEPARENT, &row.traceparent),
+        (properties::TRACESTATE, &row.tracestate),
+    ] {
+        if let Some(value) = value.as_ref().filter(|v| !v.is_empty()) {
+            props.insert(name.to_owned(), value.clone());
+        }
+    }
+    Message {
+        payload: row.payload.clone(),
+        properties: props,
+        partition_key: Some(row.aggregate_id.to_string()),
+        event_time: u64::try_from(row.created_at.timestamp_millis()).ok(),
+        ..Message::default()
+    }
+}
