@@ -1,1 +1,191 @@
+//! The test harness shared by the end-to-end tests and the services' integration tests: a fresh
+//! PostgreSQL database per test, the real service and relay binaries as child processes (killed
+//! on drop, their logs kept under `target/test-logs/`), Pulsar consumers, and a bounded
+//! `eventually`. When PostgreSQL or Pulsar is not running, a test fails and says what to start.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+pub mod process;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Executor as _, PgPool};
+use uuid::Uuid;
+
+/// What to run when infrastructure is missing.
+pub const START_HINT: &str =
+    "start it with `deploy/local/infra.sh up` (or run `tests/run.sh`, which does)";
+
+/// Admin URL of the test PostgreSQL server (a role allowed to create databases).
+pub fn postgres_admin_url() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://platform:platform@127.0.0.1:55432/postgres".to_owned())
+}
+
+/// Pulsar service URL for tests.
+pub fn pulsar_url() -> String {
+    std::env::var("TEST_PULSAR_URL").unwrap_or_else(|_| "pulsar://127.0.0.1:6650".to_owned())
+}
+
+/// Tenant and namespace the tests publish in (created by `deploy/local/pulsar.sh up`).
+pub fn pulsar_tenant() -> String {
+    std::env::var("PULSAR_TENANT").unwrap_or_else(|_| "affiliate".to_owned())
+}
+pub fn pulsar_namespace() -> String {
+    std::env::var("PULSAR_NAMESPACE").unwrap_or_else(|_| "platform".to_owned())
+}
+pub fn topic(short: &str) -> String {
+    format!(
+        "persistent://{}/{}/{short}",
+        pulsar_tenant(),
+        pulsar_namespace()
+    )
+}
+
+/// A freshly created, empty database, dropped by nobody (names are unique; `deploy/local`
+/// clean-up removes the whole cluster).
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+    pub pool: PgPool,
+}
+
+/// Creates a new database named `{prefix}_{uuid}` and connects a pool to it.
+pub async fn fresh_database(prefix: &str) -> TestDatabase {
+    let admin_url = postgres_admin_url();
+    let admin: PgConnectOptions = admin_url
+        .parse()
+        .expect("TEST_POSTGRES_URL is not a postgres URL");
+    let admin_pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(admin.clone())
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {admin_url}: {e}; {START_HINT}"));
+    let name = format!("{prefix}_{}", Uuid::new_v4().simple());
+    admin_pool
+        .execute(sqlx::AssertSqlSafe(format!("create database {name}")))
+        .await
+        .unwrap_or_else(|e| panic!("create database {name}: {e}"));
+    admin_pool.close().await;
+    let options = admin.database(&name);
+    let pool = PgPoolOptions::new()
+        .max_connections(20)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .unwrap_or_else(|e| panic!("connect to new database {name}: {e}"));
+    let url = replace_database(&admin_url, &name);
+    TestDatabase { name, url, pool }
+}
+
+/// `postgres://u:p@h:port/old?x` → `postgres://u:p@h:port/new?x`.
+fn replace_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    let mut out = format!("{}/{database}", &base[..path_start]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+/// Connects a Pulsar client or fails saying what to start.
+pub async fn pulsar() -> pulsar::Pulsar<pulsar::TokioExecutor> {
+    let url = pulsar_url();
+    let build = pulsar::Pulsar::builder(url.clone(), pulsar::TokioExecutor).build();
+    match tokio::time::timeout(Duration::from_secs(20), build).await {
+        Ok(Ok(client)) => client,
+        Ok(Err(e)) => panic!("cannot connect to Pulsar at {url}: {e}; {START_HINT}"),
+        Err(_) => panic!("no answer from Pulsar at {url} within 20s; {START_HINT}"),
+    }
+}
+
+/// An exclusive consumer on `topic` (full name) that starts at the latest message. Subscribe
+/// before producing what you want to see.
+pub async fn consumer(
+    client: &pulsar::Pulsar<pulsar::TokioExecutor>,
+    topic: &str,
+) -> pulsar::Consumer<Vec<u8>, pulsar::TokioExecutor> {
+    client
+        .consumer()
+        .with_topic(topic)
+        .with_subscription(format!("test-{}", Uuid::new_v4().simple()))
+        .with_subscription_type(pulsar::SubType::Exclusive)
+        .with_options(pulsar::ConsumerOptions {
+            durable: Some(false),
+            initial_position: pulsar::consumer::InitialPosition::Latest,
+            ..Default::default()
+        })
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("subscribe to {topic}: {e}; {START_HINT}"))
+}
+
+/// A message property by name.
+pub fn property(message: &pulsar::consumer::Message<Vec<u8>>, name: &str) -> Option<String> {
+    message
+        .metadata()
+        .properties
+        .iter()
+        .find(|kv| kv.key == name)
+        .map(|kv| kv.value.clone())
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut delay = Duration::from_millis(10);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(250));
+    }
+}
+
+/// Where a test's logs go: `<target>/test-logs/<name>/`.
+pub fn log_dir(test: &str) -> PathBuf {
+    let dir = process::target_dir().join("test-logs").join(test);
+    std::fs::create_dir_all(&dir).expect("create test log dir");
+    dir
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_the_database_in_a_url() {
+        assert_eq!(
+            replace_database("postgres://u:p@127.0.0.1:55432/postgres", "x1"),
+            "postgres://u:p@127.0.0.1:55432/x1"
+        );
+        assert_eq!(
+            replace_database("postgres://u@h/db?sslmode=disable", "y"),
+            "postgres://u@h/y?sslmode=disable"
+        );
+        assert_eq!(
+            replace_database("postgres://u@h:1", "z"),
+            "postgres://u@h:1/z"
+        );
+    }
+}
