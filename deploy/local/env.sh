@@ -33,7 +33,7 @@ PG_DATA_DIR="${PG_DATA_DIR:-$STATE_DIR/postgres/data}"
 PG_SOCKET_DIR="${PG_SOCKET_DIR:-$STATE_DIR/postgres/run}"
 if [[ -z "${PG_BINDIR:-}" ]]; then
   # newest server installed from Debian's packages (/usr/lib/postgresql/<major>/bin)
-  PG_BINDIR="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
+  PG_BINDIR="$(printf '%s\n' /usr/lib/postgresql/*/bin | grep -v '\*' | sort -V | tail -n 1 || true)"
   if [[ -z "$PG_BINDIR" ]] && command -v pg_ctl >/dev/null 2>&1; then
     PG_BINDIR="$(dirname "$(readlink -f "$(command -v pg_ctl)")")"
   fi

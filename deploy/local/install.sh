@@ -2,13 +2,13 @@
 # Installs the machine prerequisites of the local infrastructure, skipping whatever is present:
 #   apt:  postgresql, protobuf-compiler (+ libprotobuf-dev: google/protobuf/*.proto well-known types),
 #         and, only if their commands are missing: java/javac (openjdk-17-jdk-headless), mvn (maven),
-#         curl, ss (iproute2)
+#         curl, ss (iproute2); plus $LOCAL_INFRA_EXTRA_APT_PACKAGES if set
 #   go:   grpcurl  (go install github.com/fullstorydev/grpcurl/cmd/grpcurl@latest  -> $GO_BIN_DIR)
 #   npm:  buf      (npm install @bufbuild/buf --prefix $NPM_TOOLS_PREFIX           -> $BUF_BIN)
 # `apt-get update` runs once, and only when an apt package is missing. Waits for the apt/dpkg lock.
 # Usage: deploy/local/install.sh        (idempotent; prints what it installed vs found)
 set -euo pipefail
-# shellcheck source=deploy/local/env.sh
+# shellcheck source=env.sh
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 installed=()
@@ -61,6 +61,8 @@ need_pkg openjdk-17-jdk-headless javac
 need_pkg maven mvn
 need_pkg curl curl
 need_pkg iproute2 ss
+# extra apt packages, space-separated (e.g. LOCAL_INFRA_EXTRA_APT_PACKAGES="shellcheck jq")
+for p in ${LOCAL_INFRA_EXTRA_APT_PACKAGES:-}; do need_pkg "$p"; done
 
 if ((${#apt_missing[@]})); then
   mapfile -t apt_missing < <(printf '%s\n' "${apt_missing[@]}" | sort -u)
@@ -106,7 +108,7 @@ fi
   if ((${#installed[@]})); then printf '  installed: %s\n' "${installed[@]}"; else echo "  installed: (nothing)"; fi
   printf '  found:     %s\n' "${found[@]}"
   if ((${#missing[@]})); then printf '  MISSING:   %s\n' "${missing[@]}"; fi
-  echo "  versions:  protoc $(protoc --version 2>/dev/null | awk '{print $2}'), postgres $("$PG_BINDIR/postgres" --version 2>/dev/null | awk '{print $3}'), grpcurl $( (grpcurl -version 2>&1 || true) | awk '{print $2}'), buf $("$BUF_BIN" --version 2>/dev/null || echo '?'), java $(java -version 2>&1 | awk -F'"' '/version/ {print $2}'), mvn $(mvn -v 2>/dev/null | awk '/Apache Maven/ {print $3}' | head -n1 | sed 's/\x1b\[[0-9;]*m//g')"
+  echo "  versions:  protoc $(protoc --version 2>/dev/null | awk '{print $2}'), postgres $("$PG_BINDIR/postgres" --version 2>/dev/null | awk '{print $3}'), grpcurl $(go version -m "$(command -v grpcurl)" 2>/dev/null | awk '$1 == "mod" {print $3}' || true), buf $("$BUF_BIN" --version 2>/dev/null || echo '?'), java $(java -version 2>&1 | awk -F'"' '/version/ {print $2}'), mvn $(mvn -v 2>/dev/null | awk '/Apache Maven/ {print $3}' | head -n1 | sed 's/\x1b\[[0-9;]*m//g')"
   echo "PATH additions (or: source deploy/local/env.sh):"
   echo "  export PATH=\"$GO_BIN_DIR:$BUF_BIN_DIR:\$PATH\""
   echo "  BUF_BIN=$BUF_BIN"

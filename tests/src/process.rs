@@ -148,7 +148,8 @@ impl Process {
     }
 
     /// Sends SIGTERM and waits up to `timeout` for a clean exit; returns whether it exited 0.
-    pub fn terminate(&mut self, timeout: Duration) -> bool {
+    /// Async, so the test's own connections keep being served while the process drains.
+    pub async fn terminate(&mut self, timeout: Duration) -> bool {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         let deadline = std::time::Instant::now() + timeout;
@@ -156,7 +157,7 @@ impl Process {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return status.success();
             }
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         self.kill();
         false

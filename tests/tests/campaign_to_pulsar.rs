@@ -176,12 +176,12 @@ async fn campaign_created_over_grpc_arrives_on_pulsar_once() {
 
     drop(grpc);
     assert!(
-        relay.terminate(Duration::from_secs(10)),
+        relay.terminate(Duration::from_secs(10)).await,
         "relay did not stop cleanly on SIGTERM; see {}",
         relay.log.display()
     );
     assert!(
-        service.terminate(Duration::from_secs(15)),
+        service.terminate(Duration::from_secs(15)).await,
         "service did not stop cleanly on SIGTERM; see {}",
         service.log.display()
     );

@@ -1,6 +1,6 @@
 //! The gRPC server every service runs: binds first (so the caller knows the address, and tests
 //! can use port 0), always serves `grpc.health.v1` and server reflection (v1 and v1alpha, so old
-//! and new grpcurl work), and shuts down within a bounded grace period.
+//! and new grpcurl work; error detail types included so grpcurl can print field violations), and shuts down within a bounded grace period.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -56,11 +56,13 @@ impl GrpcServer {
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(affiliate_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
             .build_v1()
             .context("build reflection v1 service")?;
         let reflection_v1alpha = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(affiliate_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()
             .context("build reflection v1alpha service")?;
         let routes = routes

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Runs every check and test of the platform, on a fresh machine or a warm one.
+#
+#   tests/run.sh
+#
+# Installs what the machine lacks (apt packages, grpcurl, buf, the Pulsar jars), starts PostgreSQL
+# and Pulsar if they are not running (and stops, on exit, only what it started), then:
+# cargo fmt --check, buf lint, cargo clippy -D warnings, one build, and every test (unit,
+# integration against the real PostgreSQL, end-to-end against real processes and the real Pulsar
+# broker, the relay chaos test, grpcurl). Test logs: $CARGO_TARGET_DIR/test-logs/ (target/ by default).
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+# shellcheck source=../deploy/local/env.sh
+source deploy/local/env.sh
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+t_start=$(date +%s)
+
+step "install prerequisites"
+deploy/local/install.sh
+
+# rust-toolchain.toml names 1.95.0; machines of this kind ship it as `stable`, so link it if absent.
+if ! rustup run 1.95.0 rustc --version >/dev/null 2>&1; then
+  rustup toolchain link 1.95.0 "$(rustup run stable rustc --print sysroot)"
+fi
+
+started=()
+cleanup() {
+  local rc=$?
+  for ((i = ${#started[@]} - 1; i >= 0; i--)); do
+    step "stopping ${started[i]} (started by this run)"
+    "deploy/local/${started[i]}.sh" down || true
+  done
+  printf '\n%s in %d s\n' "$([[ $rc == 0 ]] && echo 'tests/run.sh: all checks passed' || echo "tests/run.sh: FAILED (exit $rc)")" \
+    "$(($(date +%s) - t_start))" >&2
+  exit "$rc"
+}
+trap cleanup EXIT
+
+step "start infrastructure"
+if infra_port_in_use "$PG_PORT"; then infra_log "PostgreSQL already listening on $PG_PORT: using it"; else
+  started+=(postgres); deploy/local/postgres.sh up
+fi
+if infra_port_in_use "$PULSAR_PORT"; then infra_log "Pulsar already listening on $PULSAR_PORT: using it"; else
+  started+=(pulsar); deploy/local/pulsar.sh up
+fi
+
+export TEST_POSTGRES_URL="$PG_URL_BASE/postgres"
+export TEST_PULSAR_URL="$PULSAR_URL"
+export PULSAR_TENANT PULSAR_NAMESPACE
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "buf lint"
+"$BUF_BIN" lint
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo build (binaries the end-to-end tests run)"
+cargo build --workspace --bins --locked
+
+step "cargo test"
+out="${CARGO_TARGET_DIR:-target}/test-output.txt"
+set +e
+cargo test --workspace --locked --no-fail-fast -- --nocapture 2>&1 | tee "$out"
+status=${PIPESTATUS[0]}
+set -e
+awk '/^test result:/ { p += $4; f += $6 } END { printf "\n%d passed, %d failed\n", p, f }' "$out"
+exit "$status"
