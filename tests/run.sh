@@ -54,8 +54,9 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "buf lint"
+step "buf lint and buf breaking (against the committed baseline image proto/baseline.binpb)"
 "$BUF_BIN" lint
+"$BUF_BIN" breaking --against proto/baseline.binpb
 
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
