@@ -396,15 +396,16 @@ async fn only_active_campaigns_can_be_accepted_and_terms_are_required() {
         .await
         .unwrap_err();
     assert_eq!(no_terms.code(), Code::InvalidArgument);
-    // Pausing arrives with the next issue's commands; set the state directly for this rule.
-    sqlx::query("update campaigns set status = 'paused'")
-        .execute(&app.db.pool)
+    app.client
+        .pause_campaign(pb::PauseCampaignRequest {
+            campaign_id: campaign.id.clone(),
+        })
         .await
         .unwrap();
     let err = app.accept(&campaign.id, &creator).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert_eq!(count(&app.db.pool, "acceptances").await, 0);
-    assert_eq!(count(&app.db.pool, "outbox").await, 1);
+    assert_eq!(count(&app.db.pool, "outbox").await, 2);
     app.stop().await;
 }
 
@@ -500,5 +501,85 @@ async fn concurrent_changes_to_one_campaign_append_versions_in_outbox_id_order()
         .map(|(_, _, v, _)| *v)
         .collect();
     assert_eq!(versions, (1..=21).collect::<Vec<i64>>());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn pause_resume_close_follow_the_lifecycle_and_publish_status_changes() {
+    use pb::CampaignStatus::{Active, Closed, Paused};
+    let mut app = spawn_app().await;
+    let campaign = app.create(new_campaign("Lifecycle"), None).await.unwrap();
+    let id = campaign.id.clone();
+    let pause = || pb::PauseCampaignRequest {
+        campaign_id: id.clone(),
+    };
+    let paused = app
+        .client
+        .pause_campaign(pause())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(paused.campaign.unwrap().status(), Paused);
+    assert_eq!(
+        app.client.pause_campaign(pause()).await.unwrap_err().code(),
+        Code::FailedPrecondition
+    );
+    let resumed = app
+        .client
+        .resume_campaign(pb::ResumeCampaignRequest {
+            campaign_id: id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resumed.campaign.unwrap().status(), Active);
+    let closed = app
+        .client
+        .close_campaign(pb::CloseCampaignRequest {
+            campaign_id: id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .campaign
+        .unwrap();
+    assert_eq!((closed.status(), closed.version), (Closed, 4));
+    let reopen = app
+        .client
+        .resume_campaign(pb::ResumeCampaignRequest {
+            campaign_id: id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reopen.code(), Code::FailedPrecondition);
+    let video = app
+        .client
+        .add_video(pb::AddVideoRequest {
+            campaign_id: id.clone(),
+            url: "https://v.example/x".into(),
+            title: "late".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(video.code(), Code::FailedPrecondition);
+
+    let changes: Vec<(i32, i32, i64)> = outbox(&app.db.pool)
+        .await
+        .iter()
+        .filter_map(|(_, _, v, e)| match &e.event {
+            Some(Event::CampaignStatusChanged(c)) => {
+                Some((c.previous_status, c.campaign.as_ref().unwrap().status, *v))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            (Active as i32, Paused as i32, 2),
+            (Paused as i32, Active as i32, 3),
+            (Active as i32, Closed as i32, 4)
+        ]
+    );
     app.stop().await;
 }

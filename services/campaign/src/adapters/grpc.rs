@@ -92,6 +92,42 @@ impl CampaignService for CampaignApi {
                 .await?,
         ))
     }
+
+    async fn pause_campaign(
+        &self,
+        request: Request<pb::PauseCampaignRequest>,
+    ) -> Result<Response<pb::PauseCampaignResponse>, Status> {
+        let ctx = CommandContext::from_grpc(&request)?;
+        Ok(Response::new(
+            self.campaigns
+                .pause_campaign(&ctx, request.into_inner())
+                .await?,
+        ))
+    }
+
+    async fn resume_campaign(
+        &self,
+        request: Request<pb::ResumeCampaignRequest>,
+    ) -> Result<Response<pb::ResumeCampaignResponse>, Status> {
+        let ctx = CommandContext::from_grpc(&request)?;
+        Ok(Response::new(
+            self.campaigns
+                .resume_campaign(&ctx, request.into_inner())
+                .await?,
+        ))
+    }
+
+    async fn close_campaign(
+        &self,
+        request: Request<pb::CloseCampaignRequest>,
+    ) -> Result<Response<pb::CloseCampaignResponse>, Status> {
+        let ctx = CommandContext::from_grpc(&request)?;
+        Ok(Response::new(
+            self.campaigns
+                .close_campaign(&ctx, request.into_inner())
+                .await?,
+        ))
+    }
 }
 
 #[cfg(test)]

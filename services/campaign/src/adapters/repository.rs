@@ -118,6 +118,27 @@ pub async fn bump_version(
     .await
 }
 
+/// Sets the status of a locked campaign and bumps its version; returns the updated row.
+pub async fn set_status(
+    conn: &mut PgConnection,
+    id: Uuid,
+    status: CampaignStatus,
+    now: DateTime<Utc>,
+) -> sqlx::Result<CampaignRow> {
+    sqlx::query_as(
+        r#"
+        update campaigns set status = $2, version = version + 1, updated_at = $3
+        where id = $1
+        returning *
+        "#,
+    )
+    .bind(id)
+    .bind(status.as_str())
+    .bind(now)
+    .fetch_one(conn)
+    .await
+}
+
 /// One page of campaigns, newest first, after `before` (exclusive) when given.
 pub async fn list_campaigns(
     conn: &mut PgConnection,

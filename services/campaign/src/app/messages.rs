@@ -82,6 +82,8 @@ pub fn event_type(event: &Event) -> &'static str {
         Event::CampaignCreated(_) => "campaign.created.v1",
         Event::VideoAdded(_) => "video.added.v1",
         Event::CampaignAccepted(_) => "campaign.accepted.v1",
+        Event::CampaignStatusChanged(_) => "campaign.status_changed.v1",
+        Event::CommandRejected(_) => "campaign.command_rejected.v1",
     }
 }
 

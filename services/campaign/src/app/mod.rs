@@ -11,14 +11,15 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use affiliate_proto::campaign::{
-    self as pb, CampaignAccepted, CampaignCreated, VideoAdded, campaign_event::Event,
+    self as pb, CampaignAccepted, CampaignCreated, CampaignStatusChanged, VideoAdded,
+    campaign_event::Event,
 };
 use service_runtime::context::CommandContext;
 use service_runtime::idempotency::{self, Claim};
 use service_runtime::outbox;
 
 use crate::adapters::repository as repo;
-use crate::domain::{self, CreateCampaignInput, FieldViolation};
+use crate::domain::{self, CreateCampaignInput, FieldViolation, StatusChange};
 pub use error::Error;
 
 /// Default and largest ListCampaigns page.
@@ -170,6 +171,101 @@ impl Campaigns {
         complete(&mut tx, ctx, &response).await?;
         tx.commit().await?;
         Ok(response)
+    }
+
+    /// Pauses an active campaign; publishes `campaign.status_changed.v1`.
+    pub async fn pause_campaign(
+        &self,
+        ctx: &CommandContext,
+        request: pb::PauseCampaignRequest,
+    ) -> Result<pb::PauseCampaignResponse, Error> {
+        let campaign = self
+            .change_status(
+                ctx,
+                "campaign.pause",
+                &request,
+                &request.campaign_id,
+                StatusChange::Pause,
+            )
+            .await?;
+        Ok(pb::PauseCampaignResponse {
+            campaign: Some(campaign),
+        })
+    }
+
+    /// Resumes a paused campaign; publishes `campaign.status_changed.v1`.
+    pub async fn resume_campaign(
+        &self,
+        ctx: &CommandContext,
+        request: pb::ResumeCampaignRequest,
+    ) -> Result<pb::ResumeCampaignResponse, Error> {
+        let campaign = self
+            .change_status(
+                ctx,
+                "campaign.resume",
+                &request,
+                &request.campaign_id,
+                StatusChange::Resume,
+            )
+            .await?;
+        Ok(pb::ResumeCampaignResponse {
+            campaign: Some(campaign),
+        })
+    }
+
+    /// Closes an active or paused campaign; publishes `campaign.status_changed.v1`.
+    pub async fn close_campaign(
+        &self,
+        ctx: &CommandContext,
+        request: pb::CloseCampaignRequest,
+    ) -> Result<pb::CloseCampaignResponse, Error> {
+        let campaign = self
+            .change_status(
+                ctx,
+                "campaign.close",
+                &request,
+                &request.campaign_id,
+                StatusChange::Close,
+            )
+            .await?;
+        Ok(pb::CloseCampaignResponse {
+            campaign: Some(campaign),
+        })
+    }
+
+    async fn change_status<Req: Message>(
+        &self,
+        ctx: &CommandContext,
+        operation: &str,
+        request: &Req,
+        campaign_id: &str,
+        change: StatusChange,
+    ) -> Result<pb::Campaign, Error> {
+        let id = domain::parse_id("campaign_id", campaign_id)?;
+        let mut tx = self.pool.begin().await?;
+        if let Some(replay) = claim(&mut tx, ctx, operation, request).await? {
+            return Ok(replay);
+        }
+        let current = locked(&mut tx, id).await?;
+        let previous = status_of(&current)?;
+        let next = domain::check_status_change(previous, change)?;
+        let now = messages::now();
+        let row = repo::set_status(&mut tx, id, next, now).await?;
+        let campaign = messages::campaign(&row);
+        let event = Event::CampaignStatusChanged(CampaignStatusChanged {
+            campaign_id: id.to_string(),
+            previous_status: messages::status_to_proto(Some(previous)).into(),
+            campaign: Some(campaign.clone()),
+        });
+        outbox::append(
+            &mut tx,
+            &[messages::event_message(ctx, id, row.version, now, event)],
+        )
+        .await
+        .map_err(Error::Internal)?;
+        complete(&mut tx, ctx, &campaign).await?;
+        tx.commit().await?;
+        Ok(campaign)
     }
 
     /// One campaign with its videos.

@@ -64,6 +64,44 @@ pub enum Rejection {
     NotAcceptable(CampaignStatus),
     #[error("campaign is closed, no videos can be added")]
     Closed,
+    #[error("a {} campaign cannot be {}", .from.as_str(), .change.past_tense())]
+    InvalidTransition {
+        from: CampaignStatus,
+        change: StatusChange,
+    },
+}
+
+/// An advertiser's change of a campaign's lifecycle state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusChange {
+    Pause,
+    Resume,
+    Close,
+}
+
+impl StatusChange {
+    fn past_tense(self) -> &'static str {
+        match self {
+            Self::Pause => "paused",
+            Self::Resume => "resumed",
+            Self::Close => "closed",
+        }
+    }
+}
+
+/// The status after `change`: active ⇄ paused, active or paused → closed; closed is final and
+/// a change to the state the campaign is already in is refused.
+pub fn check_status_change(
+    from: CampaignStatus,
+    change: StatusChange,
+) -> Result<CampaignStatus, Rejection> {
+    use CampaignStatus::{Active, Closed, Paused};
+    match (from, change) {
+        (Active, StatusChange::Pause) => Ok(Paused),
+        (Paused, StatusChange::Resume) => Ok(Active),
+        (Active | Paused, StatusChange::Close) => Ok(Closed),
+        _ => Err(Rejection::InvalidTransition { from, change }),
+    }
 }
 
 /// A validated CreateCampaign.
@@ -502,6 +540,30 @@ mod tests {
             check_can_add_video(CampaignStatus::Closed),
             Err(Rejection::Closed)
         );
+    }
+
+    #[test]
+    fn status_changes_follow_the_lifecycle() {
+        use CampaignStatus::{Active, Closed, Paused};
+        assert_eq!(check_status_change(Active, StatusChange::Pause), Ok(Paused));
+        assert_eq!(
+            check_status_change(Paused, StatusChange::Resume),
+            Ok(Active)
+        );
+        assert_eq!(check_status_change(Active, StatusChange::Close), Ok(Closed));
+        assert_eq!(check_status_change(Paused, StatusChange::Close), Ok(Closed));
+        for (from, change) in [
+            (Active, StatusChange::Resume),
+            (Paused, StatusChange::Pause),
+            (Closed, StatusChange::Pause),
+            (Closed, StatusChange::Resume),
+            (Closed, StatusChange::Close),
+        ] {
+            assert_eq!(
+                check_status_change(from, change),
+                Err(Rejection::InvalidTransition { from, change })
+            );
+        }
     }
 
     #[test]
