@@ -54,7 +54,7 @@ async fn main() -> anyhow::Result<()> {
 
 async fn tail(args: TailArgs) -> anyhow::Result<()> {
     let topic = args.pulsar.topic(&args.topic);
-    let client = relay::publisher::connect(&args.pulsar).await?;
+    let client = messaging::connect(&args.pulsar).await?;
     let mut consumer: pulsar::Consumer<Vec<u8>, _> = client
         .consumer()
         .with_topic(&topic)

@@ -14,37 +14,9 @@ use service_runtime::config::PulsarArgs;
 
 use crate::batch::OutboxRow;
 
-/// Message property names (also read by consumers and tests).
-pub mod properties {
-    pub const MESSAGE_TYPE: &str = "message-type";
-    pub const MESSAGE_ID: &str = "message-id";
-    pub const CORRELATION_ID: &str = "correlation-id";
-    pub const CAUSATION_ID: &str = "causation-id";
-    pub const AGGREGATE_TYPE: &str = "aggregate-type";
-    pub const AGGREGATE_VERSION: &str = "aggregate-version";
-    pub const TRACEPARENT: &str = "traceparent";
-    pub const TRACESTATE: &str = "tracestate";
-}
+pub use messaging::properties;
 
-/// Pending sends allowed per producer before `send_non_blocking` waits.
-const OUTBOUND_QUEUE: usize = 1000;
-
-/// Connects the Pulsar client, giving up after the configured timeout.
-pub async fn connect(args: &PulsarArgs) -> anyhow::Result<Pulsar<TokioExecutor>> {
-    let build = Pulsar::builder(args.url.clone(), TokioExecutor)
-        .with_outbound_channel_size(OUTBOUND_QUEUE)
-        .build();
-    tokio::time::timeout(args.connect_timeout, build)
-        .await
-        .map_err(|_| {
-            anyhow::anyhow!(
-                "no answer from Pulsar at {} within {:?} (is it running? `deploy/local/infra.sh up` starts it)",
-                args.url,
-                args.connect_timeout
-            )
-        })?
-        .with_context(|| format!("connect to Pulsar at {}", args.url))
-}
+pub use messaging::connect;
 
 /// The producers of one outbox's topics.
 pub struct Publisher {

@@ -1,0 +1,41 @@
+//! The inbox: which messages a consumer has processed, recorded in the same transaction as the
+//! handler's writes, so a redelivered message is recognised and skipped.
+
+use sqlx::PgConnection;
+
+/// Records that `consumer` processed `message_id`; `false` if it already had (a duplicate).
+/// Call it first in the handler's transaction: a concurrent duplicate then waits on the key and
+/// sees the first one's outcome.
+pub async fn record(conn: &mut PgConnection, consumer: &str, message_id: &str) -> sqlx::Result<bool> {
+    let inserted = sqlx::query(
+        r#"
+        insert into inbox (consumer, message_id, outcome)
+        values ($1, $2, 'applied')
+        on conflict (consumer, message_id) do nothing
+        "#,
+    )
+    .bind(consumer)
+    .bind(message_id)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
+/// Records that `consumer` rejected `message_id` for `reason`; `false` if it was recorded before.
+pub async fn reject(conn: &mut PgConnection, consumer: &str, message_id: &str, reason: &str) -> sqlx::Result<bool> {
+    let inserted = sqlx::query(
+        r#"
+        insert into inbox (consumer, message_id, outcome, reason)
+        values ($1, $2, 'rejected', $3)
+        on conflict (consumer, message_id) do nothing
+        "#,
+    )
+    .bind(consumer)
+    .bind(message_id)
+    .bind(reason)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
+}

@@ -1,0 +1,54 @@
+//! Consuming Pulsar topics effectively once.
+//!
+//! A [`Handler`] gets each [`Delivery`] and applies it in ONE database transaction that also
+//! records the message id (the [`inbox`], or the idempotency record for commands), so a
+//! redelivered message is skipped. The [`consumer`] loop sorts failures: a message that can
+//! never succeed is acknowledged (the handler has recorded it and published a rejection);
+//! a transient failure is negatively acknowledged after a back-off; after N redeliveries the
+//! message goes to the subscription's dead-letter topic, where `platform dlq` finds it.
+
+pub mod consumer;
+pub mod inbox;
+
+use anyhow::Context as _;
+use pulsar::{Pulsar, TokioExecutor};
+use service_runtime::config::PulsarArgs;
+
+pub use consumer::{Delivery, Failure, Handler, Subscription, run_consumer};
+
+/// Pending sends allowed per producer before `send_non_blocking` waits.
+const OUTBOUND_QUEUE: usize = 1000;
+
+/// Connects the Pulsar client, giving up after the configured timeout (the client itself would
+/// retry the first connection for minutes).
+pub async fn connect(args: &PulsarArgs) -> anyhow::Result<Pulsar<TokioExecutor>> {
+    let build = Pulsar::builder(args.url.clone(), TokioExecutor)
+        .with_outbound_channel_size(OUTBOUND_QUEUE)
+        .build();
+    tokio::time::timeout(args.connect_timeout, build)
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "no answer from Pulsar at {} within {:?} (is it running? `deploy/local/infra.sh up` starts it)",
+                args.url,
+                args.connect_timeout
+            )
+        })?
+        .with_context(|| format!("connect to Pulsar at {}", args.url))
+}
+
+/// Message property names shared by the relay (which sets them) and consumers.
+pub mod properties {
+    pub const MESSAGE_TYPE: &str = "message-type";
+    pub const MESSAGE_ID: &str = "message-id";
+    pub const CORRELATION_ID: &str = "correlation-id";
+    pub const CAUSATION_ID: &str = "causation-id";
+    pub const AGGREGATE_TYPE: &str = "aggregate-type";
+    pub const AGGREGATE_VERSION: &str = "aggregate-version";
+    pub const TRACEPARENT: &str = "traceparent";
+    pub const TRACESTATE: &str = "tracestate";
+    /// Set by the client when it moves a message to a dead-letter topic: where it came from.
+    pub const REAL_TOPIC: &str = "REAL_TOPIC";
+    /// Set by the client when it moves a message to a dead-letter topic: its id there.
+    pub const ORIGIN_MESSAGE_ID: &str = "ORIGIN_MESSAGE_ID";
+}
