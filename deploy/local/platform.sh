@@ -99,7 +99,8 @@ case "${1:-}" in
     infra_log "building the workspace (cargo build --workspace --bins)"
     (cd "$REPO_ROOT" && CARGO_TARGET_DIR="$CARGO_TARGET_DIR" cargo build --workspace --bins --quiet)
     start campaign-service campaign-service \
-      DATABASE_URL="$PG_URL_BASE/campaign" GRPC_LISTEN="$CAMPAIGN_GRPC"
+      MODE=hybrid DATABASE_URL="$PG_URL_BASE/campaign" GRPC_LISTEN="$CAMPAIGN_GRPC" \
+      PULSAR_URL="$PULSAR_URL" PULSAR_TENANT="$PULSAR_TENANT" PULSAR_NAMESPACE="$PULSAR_NAMESPACE"
     wait_grpc campaign-service "$CAMPAIGN_GRPC"
     start relay relay \
       RELAY_OUTBOXES="campaign=$PG_URL_BASE/campaign" PULSAR_URL="$PULSAR_URL" \

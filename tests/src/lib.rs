@@ -45,6 +45,92 @@ pub fn topic(short: &str) -> String {
     )
 }
 
+/// Pulsar admin REST base URL for tests.
+pub fn pulsar_admin_url() -> String {
+    std::env::var("TEST_PULSAR_ADMIN_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".to_owned())
+}
+
+/// Creates a namespace `{tenant}/test-{uuid}` of its own for one test, so its topics and
+/// subscriptions are shared with no other test; returns the namespace name (without tenant).
+pub async fn fresh_namespace() -> String {
+    let namespace = format!("test-{}", Uuid::new_v4().simple());
+    let path = format!("/admin/v2/namespaces/{}/{namespace}", pulsar_tenant());
+    let (status, body) = http_request("PUT", &path, "{}").await;
+    assert!(
+        status == 204 || status == 200,
+        "create namespace {namespace}: HTTP {status} {body}"
+    );
+    namespace
+}
+
+/// A minimal HTTP/1.1 request to the Pulsar admin API (loopback, no TLS); returns status and body.
+pub async fn http_request(method: &str, path: &str, body: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let base = pulsar_admin_url();
+    let authority = base
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&authority)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("cannot reach the Pulsar admin API at {base}: {e}; {START_HINT}")
+        });
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("send admin request");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .await
+        .expect("read admin response");
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Publishes one message the way the relay does: keyed, with the message id, type and
+/// correlation id as properties.
+pub async fn publish(
+    client: &pulsar::Pulsar<pulsar::TokioExecutor>,
+    topic: &str,
+    key: &str,
+    message_id: &str,
+    message_type: &str,
+    correlation_id: &str,
+    payload: Vec<u8>,
+) {
+    let properties = std::collections::HashMap::from([
+        ("message-id".to_owned(), message_id.to_owned()),
+        ("message-type".to_owned(), message_type.to_owned()),
+        ("correlation-id".to_owned(), correlation_id.to_owned()),
+    ]);
+    let message = pulsar::producer::Message {
+        payload,
+        properties,
+        partition_key: Some(key.to_owned()),
+        ..Default::default()
+    };
+    client
+        .send(topic, message)
+        .await
+        .unwrap_or_else(|e| panic!("send to {topic}: {e}"))
+        .await
+        .unwrap_or_else(|e| panic!("receipt from {topic}: {e}"));
+}
+
 /// A freshly created, empty database, dropped by nobody (names are unique; `deploy/local`
 /// clean-up removes the whole cluster).
 pub struct TestDatabase {

@@ -8,14 +8,19 @@ pub mod app;
 pub mod domain;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
+use anyhow::Context as _;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
 use affiliate_proto::campaign::campaign_service_server::{CampaignServiceServer, SERVICE_NAME};
-use service_runtime::config::{DatabaseArgs, GrpcArgs, LogArgs};
+use messaging::Subscription;
+use service_runtime::config::{ConsumerArgs, DatabaseArgs, GrpcArgs, LogArgs, Mode, PulsarArgs};
 use service_runtime::db;
 use service_runtime::grpc::GrpcServer;
+use service_runtime::outbox::commands_topic;
 
 /// The service's own tables (versions from 1000; the platform tables come from the runtime).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -25,52 +30,130 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[command(
     name = "campaign-service",
     version,
-    about = "Campaigns, videos and acceptances over gRPC"
+    about = "Campaigns, videos and acceptances over gRPC and Pulsar"
 )]
 pub struct Config {
+    /// Which doors to open: grpc (the API), events (the campaign-commands topic) or hybrid (both).
+    #[arg(long, env = "MODE", value_enum, default_value = "grpc")]
+    pub mode: Mode,
     #[command(flatten)]
     pub database: DatabaseArgs,
     #[command(flatten)]
     pub grpc: GrpcArgs,
     #[command(flatten)]
+    pub pulsar: PulsarArgs,
+    #[command(flatten)]
+    pub consumer: ConsumerArgs,
+    #[command(flatten)]
     pub log: LogArgs,
 }
 
-/// A built service: database migrated, gRPC listener bound, not yet serving.
+/// A built service: database migrated, gRPC listener bound, Pulsar connected when the mode
+/// consumes commands; not yet serving.
 pub struct Application {
     server: GrpcServer,
-    campaigns: app::Campaigns,
+    pool: sqlx::PgPool,
+    pulsar: Option<pulsar::Pulsar<pulsar::TokioExecutor>>,
     config: Config,
 }
 
 impl Application {
-    /// Connects and migrates the database and binds the gRPC listener.
+    /// Connects and migrates the database, binds the gRPC listener, and connects Pulsar if the
+    /// mode needs it.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let pool = db::connect(&config.database).await?;
         db::migrate(&pool, &MIGRATOR).await?;
+        let pulsar = if config.mode.consumes_commands() {
+            Some(messaging::connect(&config.pulsar).await?)
+        } else {
+            None
+        };
         let server = GrpcServer::bind(config.grpc.listen).await?;
         Ok(Self {
             server,
-            campaigns: app::Campaigns::new(pool),
+            pool,
+            pulsar,
             config,
         })
     }
 
-    /// The bound gRPC address.
+    /// The bound gRPC address (health and reflection in every mode; the API unless `events`).
     pub fn grpc_addr(&self) -> SocketAddr {
         self.server.local_addr()
     }
 
-    /// Serves until `shutdown` is cancelled, then drains within the configured grace.
+    /// Serves until `shutdown` is cancelled or a part fails, then stops every part: the gRPC
+    /// server drains within the configured grace, the consumer stops between messages.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let api = CampaignServiceServer::new(adapters::grpc::CampaignApi::new(self.campaigns));
-        self.server
-            .serve(
-                Routes::new(api),
-                &[SERVICE_NAME],
-                shutdown,
-                self.config.grpc.shutdown_grace,
+        let campaigns = app::Campaigns::new(self.pool.clone());
+        let mode = self.config.mode;
+        tracing::info!(mode = mode.as_str(), "campaign-service running");
+        let mut parts: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
+
+        let (routes, names): (Routes, Vec<&str>) = if mode.serves_grpc() {
+            let api =
+                CampaignServiceServer::new(adapters::grpc::CampaignApi::new(campaigns.clone()));
+            (Routes::new(api), vec![SERVICE_NAME])
+        } else {
+            (Routes::default(), Vec::new())
+        };
+        let grace = self.config.grpc.shutdown_grace;
+        let token = shutdown.clone();
+        parts.spawn(async move {
+            (
+                "gRPC server",
+                self.server.serve(routes, &names, token, grace).await,
             )
-            .await
+        });
+
+        if let Some(pulsar) = self.pulsar {
+            let args = &self.config.consumer;
+            let mut subscription = Subscription::new(
+                vec![
+                    self.config
+                        .pulsar
+                        .topic(&commands_topic(app::messages::SERVICE)),
+                ],
+                "campaign",
+                args.max_redeliveries,
+            );
+            subscription.min_backoff = args.min_backoff;
+            subscription.max_backoff = args.max_backoff;
+            let door = Arc::new(adapters::commands::CommandDoor::new(
+                campaigns,
+                self.pool.clone(),
+            ));
+            let token = shutdown.clone();
+            parts.spawn(async move {
+                (
+                    "command consumer",
+                    messaging::run_consumer(pulsar, subscription, door, token).await,
+                )
+            });
+        }
+
+        let mut result = Ok(());
+        while let Some(joined) = parts.join_next().await {
+            let (part, outcome) = joined.context("a service task panicked")?;
+            if !shutdown.is_cancelled() {
+                tracing::error!(part, "stopped unexpectedly; shutting the service down");
+                shutdown.cancel();
+            }
+            if let Err(e) = outcome {
+                tracing::error!(part, error = format!("{e:#}"), "failed");
+                result = Err(e.context(format!("{part} failed")));
+            }
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod config_tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Config::command().debug_assert();
     }
 }

@@ -44,7 +44,14 @@ impl Delivery {
         let message_id = properties
             .get(properties::MESSAGE_ID)
             .cloned()
-            .unwrap_or_else(|| format!("pulsar:{}:{}:{}", id.ledger_id, id.entry_id, id.batch_index.unwrap_or(-1)));
+            .unwrap_or_else(|| {
+                format!(
+                    "pulsar:{}:{}:{}",
+                    id.ledger_id,
+                    id.entry_id,
+                    id.batch_index.unwrap_or(-1)
+                )
+            });
         let property = |name: &str| properties.get(name).cloned();
         Self {
             topic: message.topic.clone(),
@@ -109,7 +116,9 @@ impl Subscription {
 
     fn backoff(&self, attempt: u32) -> Duration {
         let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(16));
-        self.min_backoff.saturating_mul(factor).min(self.max_backoff)
+        self.min_backoff
+            .saturating_mul(factor)
+            .min(self.max_backoff)
     }
 }
 
@@ -130,7 +139,11 @@ pub async fn run_consumer<H: Handler>(
         .with_topics(subscription.topics.clone())
         .with_subscription(subscription.name.clone())
         .with_subscription_type(SubType::KeyShared)
-        .with_consumer_name(format!("{}-{}", subscription.name, uuid::Uuid::new_v4().simple()))
+        .with_consumer_name(format!(
+            "{}-{}",
+            subscription.name,
+            uuid::Uuid::new_v4().simple()
+        ))
         .with_options(ConsumerOptions {
             durable: Some(true),
             initial_position: InitialPosition::Earliest,
@@ -142,7 +155,12 @@ pub async fn run_consumer<H: Handler>(
         })
         .build()
         .await
-        .with_context(|| format!("subscribe `{}` to {:?}", subscription.name, subscription.topics))?;
+        .with_context(|| {
+            format!(
+                "subscribe `{}` to {:?}",
+                subscription.name, subscription.topics
+            )
+        })?;
     tracing::info!(subscription = %subscription.name, topics = ?subscription.topics, "consuming");
 
     let mut attempts: HashMap<String, u32> = HashMap::new();
@@ -161,7 +179,10 @@ pub async fn run_consumer<H: Handler>(
             Err(e) => {
                 receive_errors += 1;
                 if receive_errors > 20 {
-                    return Err(e).context(format!("subscription `{}` keeps failing", subscription.name));
+                    return Err(e).context(format!(
+                        "subscription `{}` keeps failing",
+                        subscription.name
+                    ));
                 }
                 tracing::warn!(subscription = %subscription.name, error = %e, "receive failed; retrying");
                 tokio::time::sleep(subscription.backoff(receive_errors)).await;
@@ -183,7 +204,10 @@ pub async fn run_consumer<H: Handler>(
                     "message rejected"
                 );
                 attempts.remove(&delivery.message_id);
-                consumer.ack(&message).await.context("acknowledge rejected message")?;
+                consumer
+                    .ack(&message)
+                    .await
+                    .context("acknowledge rejected message")?;
             }
             Err(Failure::Transient(error)) => {
                 if attempts.len() > 10_000 {
@@ -204,7 +228,10 @@ pub async fn run_consumer<H: Handler>(
                     () = shutdown.cancelled() => {}
                     () = tokio::time::sleep(delay) => {}
                 }
-                consumer.nack(&message).await.context("negatively acknowledge")?;
+                consumer
+                    .nack(&message)
+                    .await
+                    .context("negatively acknowledge")?;
             }
         }
     }

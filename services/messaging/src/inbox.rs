@@ -6,7 +6,11 @@ use sqlx::PgConnection;
 /// Records that `consumer` processed `message_id`; `false` if it already had (a duplicate).
 /// Call it first in the handler's transaction: a concurrent duplicate then waits on the key and
 /// sees the first one's outcome.
-pub async fn record(conn: &mut PgConnection, consumer: &str, message_id: &str) -> sqlx::Result<bool> {
+pub async fn record(
+    conn: &mut PgConnection,
+    consumer: &str,
+    message_id: &str,
+) -> sqlx::Result<bool> {
     let inserted = sqlx::query(
         r#"
         insert into inbox (consumer, message_id, outcome)
@@ -23,7 +27,12 @@ pub async fn record(conn: &mut PgConnection, consumer: &str, message_id: &str) -
 }
 
 /// Records that `consumer` rejected `message_id` for `reason`; `false` if it was recorded before.
-pub async fn reject(conn: &mut PgConnection, consumer: &str, message_id: &str, reason: &str) -> sqlx::Result<bool> {
+pub async fn reject(
+    conn: &mut PgConnection,
+    consumer: &str,
+    message_id: &str,
+    reason: &str,
+) -> sqlx::Result<bool> {
     let inserted = sqlx::query(
         r#"
         insert into inbox (consumer, message_id, outcome, reason)

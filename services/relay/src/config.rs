@@ -98,6 +98,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory as _;
+        Config::command().debug_assert();
+    }
+
+    #[test]
     fn parses_service_equals_url() {
         let source: OutboxSource = "campaign=postgres://u:secret@127.0.0.1:55432/campaign"
             .parse()

@@ -10,7 +10,12 @@ use secrecy::{ExposeSecret, SecretString};
 #[derive(Debug, Clone, clap::Args)]
 pub struct DatabaseArgs {
     /// PostgreSQL URL of this service's database, e.g. postgres://user:pass@127.0.0.1:55432/campaign
-    #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        id = "database_url",
+        long = "database-url",
+        env = "DATABASE_URL",
+        hide_env_values = true
+    )]
     pub url: SecretString,
     /// Maximum connections in the pool.
     #[arg(
@@ -152,4 +157,51 @@ impl PulsarArgs {
     pub fn topic(&self, short: &str) -> String {
         format!("persistent://{}/{}/{short}", self.tenant, self.namespace)
     }
+}
+
+/// Which doors a service opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Serve the gRPC API only.
+    Grpc,
+    /// Consume the service's command topic only (gRPC still serves health and reflection).
+    Events,
+    /// Both.
+    Hybrid,
+}
+
+impl Mode {
+    pub fn serves_grpc(self) -> bool {
+        matches!(self, Self::Grpc | Self::Hybrid)
+    }
+
+    pub fn consumes_commands(self) -> bool {
+        matches!(self, Self::Events | Self::Hybrid)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Grpc => "grpc",
+            Self::Events => "events",
+            Self::Hybrid => "hybrid",
+        }
+    }
+}
+
+/// How a service consumes its topics.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConsumerArgs {
+    /// Redeliveries of a failing message before it goes to the dead-letter topic.
+    #[arg(
+        long = "max-redeliveries",
+        env = "MAX_REDELIVERIES",
+        default_value_t = 5
+    )]
+    pub max_redeliveries: usize,
+    /// First retry delay of a failing message (doubles per attempt).
+    #[arg(id = "retry_min_backoff", long = "retry-min-backoff", env = "RETRY_MIN_BACKOFF", default_value = "200ms", value_parser = parse_duration)]
+    pub min_backoff: Duration,
+    /// Longest retry delay of a failing message.
+    #[arg(id = "retry_max_backoff", long = "retry-max-backoff", env = "RETRY_MAX_BACKOFF", default_value = "10s", value_parser = parse_duration)]
+    pub max_backoff: Duration,
 }

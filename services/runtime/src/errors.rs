@@ -32,6 +32,29 @@ pub fn unavailable(error: &anyhow::Error) -> Status {
     Status::unavailable("a dependency is unavailable; retry with backoff")
 }
 
+/// The canonical name of a status code, as in `google.rpc.Code` (e.g. `NOT_FOUND`).
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,6 +74,13 @@ mod tests {
             .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
             .unwrap_or_default();
         assert_eq!(fields, ["name", "budget"]);
+    }
+
+    #[test]
+    fn code_names_are_the_canonical_ones() {
+        assert_eq!(code_name(Code::NotFound), "NOT_FOUND");
+        assert_eq!(code_name(Code::FailedPrecondition), "FAILED_PRECONDITION");
+        assert_eq!(code_name(Code::InvalidArgument), "INVALID_ARGUMENT");
     }
 
     #[test]

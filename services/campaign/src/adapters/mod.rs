@@ -1,4 +1,5 @@
-//! The campaign service's edges: the PostgreSQL repository and the gRPC server.
+//! The campaign service's edges: the PostgreSQL repository, the gRPC server and the command topic.
 
+pub mod commands;
 pub mod grpc;
 pub mod repository;

@@ -1,0 +1,359 @@
+//! The command-topic door of the campaign service, in its own Pulsar namespace and database:
+//! commands published to `campaign-commands` run the same handlers as gRPC calls, a redelivered
+//! command is applied once, a command that can never succeed is rejected once with an event, and
+//! one that keeps failing goes to the dead-letter topic while other commands keep flowing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use clap::Parser as _;
+use prost::Message as _;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tonic::Request;
+
+use affiliate_proto::campaign::campaign_service_client::CampaignServiceClient;
+use affiliate_proto::campaign::{
+    self as pb, CampaignCommand, campaign_command::Command, campaign_event::Event,
+};
+use affiliate_proto::common::{MessageMetadata, Money};
+use campaign_service::{Application, Config};
+use e2e::{
+    TestDatabase, eventually, fresh_database, fresh_namespace, publish, pulsar, pulsar_tenant,
+    pulsar_url,
+};
+
+struct TestApp {
+    db: TestDatabase,
+    namespace: String,
+    grpc: CampaignServiceClient<tonic::transport::Channel>,
+    client: pulsar::Pulsar<pulsar::TokioExecutor>,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+async fn spawn_app() -> TestApp {
+    let db = fresh_database("campaign_cmd").await;
+    let namespace = fresh_namespace().await;
+    let config = Config::try_parse_from([
+        "campaign-service",
+        "--mode",
+        "hybrid",
+        "--database-url",
+        &db.url,
+        "--grpc-listen",
+        "127.0.0.1:0",
+        "--pulsar-url",
+        &pulsar_url(),
+        "--pulsar-tenant",
+        &pulsar_tenant(),
+        "--pulsar-namespace",
+        &namespace,
+        "--max-redeliveries",
+        "2",
+        "--retry-min-backoff",
+        "10ms",
+        "--retry-max-backoff",
+        "50ms",
+    ])
+    .unwrap();
+    let app = Application::build(config)
+        .await
+        .expect("build campaign service");
+    let addr = app.grpc_addr();
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    let grpc = CampaignServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    TestApp {
+        db,
+        namespace,
+        grpc,
+        client: pulsar().await,
+        shutdown,
+        server,
+    }
+}
+
+impl TestApp {
+    fn topic(&self, short: &str) -> String {
+        format!(
+            "persistent://{}/{}/{short}",
+            pulsar_tenant(),
+            self.namespace
+        )
+    }
+
+    async fn send(&self, message_id: &str, command: Command) {
+        let envelope = CampaignCommand {
+            metadata: Some(MessageMetadata {
+                message_id: message_id.to_owned(),
+                message_type: campaign_service::adapters::commands::command_type(&command)
+                    .to_owned(),
+                correlation_id: "corr-cmd".to_owned(),
+                ..Default::default()
+            }),
+            command: Some(command),
+        };
+        self.send_raw(message_id, envelope.encode_to_vec()).await;
+    }
+
+    async fn send_raw(&self, message_id: &str, payload: Vec<u8>) {
+        let topic = self.topic("campaign-commands");
+        publish(
+            &self.client,
+            &topic,
+            message_id,
+            message_id,
+            "campaign.command.v1",
+            "corr-cmd",
+            payload,
+        )
+        .await;
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.server.await.unwrap().unwrap();
+    }
+}
+
+fn create(name: &str) -> pb::CreateCampaignRequest {
+    pb::CreateCampaignRequest {
+        advertiser_id: "0193a9e0-0000-7000-8000-0000000000ab".into(),
+        name: name.into(),
+        description: "by command".into(),
+        commission_rate_bps: 700,
+        budget: Some(Money {
+            amount_minor: 90_000,
+            currency: "USD".into(),
+        }),
+    }
+}
+
+/// Outbox events as (type, decoded envelope), in id order.
+async fn events(pool: &PgPool) -> Vec<(String, pb::CampaignEvent)> {
+    let rows: Vec<(String, Vec<u8>)> =
+        sqlx::query_as("select message_type, payload from outbox order by id")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    rows.into_iter()
+        .map(|(t, p)| (t, pb::CampaignEvent::decode(p.as_slice()).unwrap()))
+        .collect()
+}
+
+async fn campaigns(pool: &PgPool) -> Vec<(uuid::Uuid, String)> {
+    sqlx::query_as("select id, name from campaigns order by id")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+const WAIT: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn a_command_message_and_a_grpc_call_with_its_id_as_key_have_one_effect() {
+    let mut app = spawn_app().await;
+    let message_id = uuid::Uuid::now_v7().to_string();
+    app.send(&message_id, Command::CreateCampaign(create("By message")))
+        .await;
+    let pool = app.db.pool.clone();
+    let stored = eventually(WAIT, "the command created a campaign", || {
+        let pool = pool.clone();
+        async move { campaigns(&pool).await.pop() }
+    })
+    .await;
+
+    // The same command through the other door, keyed by the message id: the first result.
+    let mut request = Request::new(create("By message"));
+    request
+        .metadata_mut()
+        .insert("idempotency-key", message_id.parse().unwrap());
+    let campaign = app
+        .grpc
+        .create_campaign(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .campaign
+        .unwrap();
+    assert_eq!(campaign.id, stored.0.to_string());
+    assert_eq!(campaigns(&app.db.pool).await.len(), 1);
+
+    let events = events(&app.db.pool).await;
+    assert_eq!(events.len(), 1);
+    let metadata = events[0].1.metadata.clone().unwrap();
+    assert_eq!(events[0].0, "campaign.created.v1");
+    assert_eq!(metadata.correlation_id, "corr-cmd");
+    assert_eq!(
+        metadata.causation_id, message_id,
+        "the event names the command that caused it"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_redelivered_command_is_applied_once() {
+    let app = spawn_app().await;
+    let first = uuid::Uuid::now_v7().to_string();
+    for _ in 0..3 {
+        app.send(&first, Command::CreateCampaign(create("Twice")))
+            .await;
+    }
+    let marker = uuid::Uuid::now_v7().to_string();
+    app.send(&marker, Command::CreateCampaign(create("Marker")))
+        .await;
+    let pool = app.db.pool.clone();
+    eventually(WAIT, "the marker command applied", || {
+        let pool = pool.clone();
+        async move {
+            campaigns(&pool)
+                .await
+                .iter()
+                .any(|(_, n)| n == "Marker")
+                .then_some(())
+        }
+    })
+    .await;
+    let names: Vec<String> = campaigns(&app.db.pool)
+        .await
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect();
+    assert_eq!(names, ["Twice", "Marker"]);
+    assert_eq!(events(&app.db.pool).await.len(), 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn commands_that_can_never_succeed_are_rejected_once_with_an_event() {
+    let app = spawn_app().await;
+    let invalid = uuid::Uuid::now_v7().to_string();
+    let mut bad = create("");
+    bad.budget = Some(Money {
+        amount_minor: 0,
+        currency: "usd".into(),
+    });
+    app.send(&invalid, Command::CreateCampaign(bad.clone()))
+        .await;
+    app.send(&invalid, Command::CreateCampaign(bad)).await;
+    let garbage = uuid::Uuid::now_v7().to_string();
+    app.send_raw(&garbage, vec![0xff, 0xff, 0xff, 0x01]).await;
+    let unknown = uuid::Uuid::now_v7().to_string();
+    let missing = uuid::Uuid::new_v4().to_string();
+    app.send(
+        &unknown,
+        Command::PauseCampaign(pb::PauseCampaignRequest {
+            campaign_id: missing.clone(),
+        }),
+    )
+    .await;
+
+    let pool = app.db.pool.clone();
+    let rejections = eventually(WAIT, "three rejections recorded", || {
+        let pool = pool.clone();
+        async move {
+            let n: i64 =
+                sqlx::query_scalar("select count(*) from inbox where outcome = 'rejected'")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            (n == 3).then_some(())
+        }
+    });
+    rejections.await;
+    let events = events(&app.db.pool).await;
+    let rejected: Vec<(String, String, Vec<String>)> = events
+        .iter()
+        .map(|(t, e)| {
+            assert_eq!(t, "campaign.command_rejected.v1");
+            match &e.event {
+                Some(Event::CommandRejected(r)) => (
+                    r.command_message_id.clone(),
+                    r.code.clone(),
+                    r.field_violations.iter().map(|v| v.field.clone()).collect(),
+                ),
+                other => panic!("unexpected {other:?}"),
+            }
+        })
+        .collect();
+    assert_eq!(
+        rejected,
+        [
+            (
+                invalid,
+                "INVALID_ARGUMENT".to_owned(),
+                vec![
+                    "name".to_owned(),
+                    "budget.amount_minor".into(),
+                    "budget.currency".into()
+                ]
+            ),
+            (garbage, "INVALID_ARGUMENT".to_owned(), vec![]),
+            (unknown, "NOT_FOUND".to_owned(), vec![]),
+        ]
+    );
+    assert_eq!(events[2].1.metadata.as_ref().unwrap().aggregate_id, missing);
+    assert!(campaigns(&app.db.pool).await.is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_command_that_keeps_failing_goes_to_the_dead_letter_topic_while_others_flow() {
+    let app = spawn_app().await;
+    // Make one campaign name fail inside the transaction: a transient-looking database error.
+    sqlx::raw_sql(
+        r#"
+        create function poison() returns trigger language plpgsql as $$
+        begin
+            if new.name = 'Poison' then raise exception 'poisoned row'; end if;
+            return new;
+        end $$;
+        create trigger poison before insert on campaigns for each row execute function poison();
+        "#,
+    )
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+    let dlq = app.topic("campaign-commands-campaign-DLQ");
+    let mut dead_letters = e2e::consumer(&app.client, &dlq).await;
+
+    let poison = uuid::Uuid::now_v7().to_string();
+    app.send(&poison, Command::CreateCampaign(create("Poison")))
+        .await;
+    for i in 0..3 {
+        app.send(
+            &uuid::Uuid::now_v7().to_string(),
+            Command::CreateCampaign(create(&format!("Healthy {i}"))),
+        )
+        .await;
+    }
+    let pool = app.db.pool.clone();
+    eventually(WAIT, "the healthy commands applied", || {
+        let pool = pool.clone();
+        async move { (campaigns(&pool).await.len() == 3).then_some(()) }
+    })
+    .await;
+
+    use futures::TryStreamExt as _;
+    let dead = tokio::time::timeout(WAIT, dead_letters.try_next())
+        .await
+        .expect("no dead letter within 30s")
+        .unwrap()
+        .unwrap();
+    assert_eq!(e2e::property(&dead, "message-id"), Some(poison.clone()));
+    assert_eq!(
+        e2e::property(&dead, "REAL_TOPIC"),
+        Some(app.topic("campaign-commands"))
+    );
+    let names: Vec<String> = campaigns(&app.db.pool)
+        .await
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect();
+    assert!(!names.contains(&"Poison".to_owned()));
+    app.stop().await;
+}
