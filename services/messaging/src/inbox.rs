@@ -1,7 +1,10 @@
 //! The inbox: which messages a consumer has processed, recorded in the same transaction as the
 //! handler's writes, so a redelivered message is recognised and skipped.
 
-use sqlx::PgConnection;
+use service_runtime::outbox::{self, OutboxMessage};
+use sqlx::{PgConnection, PgPool};
+
+use crate::Failure;
 
 /// Records that `consumer` processed `message_id`; `false` if it already had (a duplicate).
 /// Call it first in the handler's transaction: a concurrent duplicate then waits on the key and
@@ -47,4 +50,29 @@ pub async fn reject(
     .await?
     .rows_affected();
     Ok(inserted == 1)
+}
+
+/// Rejects a message for good, in one transaction: records it in the inbox and, the first time
+/// only, appends `event` (the service's rejection event) to the outbox. Returns the failure the
+/// consumer loop should see: `Rejected` (acknowledge), or `Transient` if recording failed.
+pub async fn record_rejection(
+    pool: &PgPool,
+    consumer: &str,
+    message_id: &str,
+    reason: String,
+    event: OutboxMessage,
+) -> Failure {
+    let result: anyhow::Result<()> = async {
+        let mut tx = pool.begin().await?;
+        if reject(&mut tx, consumer, message_id, &reason).await? {
+            outbox::append(&mut tx, &[event]).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => Failure::Rejected(reason),
+        Err(e) => Failure::Transient(e.context("record the rejection")),
+    }
 }

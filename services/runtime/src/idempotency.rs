@@ -1,7 +1,10 @@
 //! Idempotency records. A command with a key first claims the key in its own transaction; a
 //! retry (through either door) finds the stored response and returns it without writing again.
 
+use prost::Message;
 use sqlx::PgConnection;
+
+use crate::context::CommandContext;
 
 /// What claiming a key found.
 #[derive(Debug, PartialEq, Eq)]
@@ -81,5 +84,39 @@ pub async fn complete(
     .bind(response)
     .execute(conn)
     .await?;
+    Ok(())
+}
+
+/// Claims the context's idempotency key (if it has one) for `operation` with `request`, on the
+/// caller's transaction. `Some(response)` means the command already ran: return that and write
+/// nothing.
+pub async fn replay<Req: Message, Resp: Message + Default>(
+    conn: &mut PgConnection,
+    ctx: &CommandContext,
+    operation: &str,
+    request: &Req,
+) -> Result<Option<Resp>, IdempotencyError> {
+    let Some(key) = ctx.idempotency_key.as_deref() else {
+        return Ok(None);
+    };
+    match claim(conn, key, operation, &request.encode_to_vec()).await? {
+        Claim::Fresh => Ok(None),
+        Claim::Replay(bytes) => Resp::decode(bytes.as_slice()).map(Some).map_err(|e| {
+            IdempotencyError::Database(sqlx::Error::Decode(
+                format!("stored {operation} response: {e}").into(),
+            ))
+        }),
+    }
+}
+
+/// Stores `response` under the context's idempotency key, if it has one, on the same transaction.
+pub async fn remember<Resp: Message>(
+    conn: &mut PgConnection,
+    ctx: &CommandContext,
+    response: &Resp,
+) -> Result<(), IdempotencyError> {
+    if let Some(key) = ctx.idempotency_key.as_deref() {
+        complete(conn, key, &response.encode_to_vec()).await?;
+    }
     Ok(())
 }

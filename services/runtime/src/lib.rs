@@ -11,3 +11,4 @@ pub mod idempotency;
 pub mod outbox;
 pub mod shutdown;
 pub mod telemetry;
+pub mod time;

@@ -2,9 +2,14 @@
 //! the caller's transaction (it borrows the caller's connection, never opens its own), so state
 //! and messages commit or roll back together.
 
+use affiliate_proto::common::MessageMetadata;
 use anyhow::Context as _;
+use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
+
+use crate::context::CommandContext;
+use crate::time::timestamp;
 
 /// The topic that carries a service's domain events, e.g. `campaign-events`.
 pub fn events_topic(service: &str) -> String {
@@ -35,6 +40,65 @@ pub struct OutboxMessage {
     pub tracestate: Option<String>,
     /// The encoded protobuf envelope.
     pub payload: Vec<u8>,
+}
+
+/// What a message is about: the aggregate and its version after the change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subject<'a> {
+    pub aggregate_type: &'a str,
+    pub aggregate_id: Uuid,
+    pub aggregate_version: i64,
+}
+
+/// A fresh message id (time-ordered).
+pub fn new_message_id() -> Uuid {
+    Uuid::now_v7()
+}
+
+/// The metadata heading an envelope: ids, type, time, aggregate, correlation and causation.
+pub fn metadata(
+    ctx: &CommandContext,
+    message_id: Uuid,
+    message_type: &str,
+    subject: Subject<'_>,
+    occurred_at: DateTime<Utc>,
+) -> MessageMetadata {
+    MessageMetadata {
+        message_id: message_id.to_string(),
+        message_type: message_type.to_owned(),
+        occurred_at: Some(timestamp(occurred_at)),
+        aggregate_type: subject.aggregate_type.to_owned(),
+        aggregate_id: subject.aggregate_id.to_string(),
+        aggregate_version: subject.aggregate_version,
+        correlation_id: ctx.correlation_id.clone(),
+        causation_id: ctx.causation_id.clone().unwrap_or_default(),
+    }
+}
+
+impl OutboxMessage {
+    /// The outbox row of an encoded envelope whose metadata came from [`metadata`].
+    pub fn new(
+        ctx: &CommandContext,
+        message_id: Uuid,
+        topic: String,
+        message_type: &str,
+        subject: Subject<'_>,
+        payload: Vec<u8>,
+    ) -> Self {
+        Self {
+            message_id,
+            topic,
+            message_type: message_type.to_owned(),
+            aggregate_type: subject.aggregate_type.to_owned(),
+            aggregate_id: subject.aggregate_id,
+            aggregate_version: subject.aggregate_version,
+            correlation_id: ctx.correlation_id.clone(),
+            causation_id: ctx.causation_id.clone(),
+            traceparent: ctx.traceparent.clone(),
+            tracestate: ctx.tracestate.clone(),
+            payload,
+        }
+    }
 }
 
 /// Appends `messages` in order (their ids increase in slice order) on the caller's transaction.

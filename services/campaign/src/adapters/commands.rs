@@ -14,7 +14,6 @@ use affiliate_proto::common::{CommandRejected, FieldViolation as WireViolation};
 use messaging::{Delivery, Failure, Handler, inbox};
 use service_runtime::context::CommandContext;
 use service_runtime::errors::code_name;
-use service_runtime::outbox;
 
 use crate::app::{Campaigns, Error, messages};
 
@@ -68,7 +67,7 @@ impl CommandDoor {
         }
     }
 
-    /// Records the rejection once and publishes `campaign.command_rejected.v1`, in one transaction.
+    /// Records the rejection once and publishes `campaign.command_rejected.v1`.
     async fn reject(
         &self,
         ctx: &CommandContext,
@@ -77,27 +76,14 @@ impl CommandDoor {
         rejected: CommandRejected,
     ) -> Failure {
         let reason = format!("{}: {}", rejected.code, rejected.reason);
-        let result: Result<(), sqlx::Error> = async {
-            let mut tx = self.pool.begin().await?;
-            if inbox::reject(&mut tx, CONSUMER, message_id, &reason).await? {
-                let event = messages::event_message(
-                    ctx,
-                    aggregate,
-                    0,
-                    messages::now(),
-                    Event::CommandRejected(rejected),
-                );
-                outbox::append(&mut tx, &[event])
-                    .await
-                    .map_err(|e| sqlx::Error::Protocol(format!("{e:#}")))?;
-            }
-            tx.commit().await
-        }
-        .await;
-        match result {
-            Ok(()) => Failure::Rejected(reason),
-            Err(e) => Failure::Transient(anyhow::Error::new(e).context("record command rejection")),
-        }
+        let event = messages::event_message(
+            ctx,
+            aggregate,
+            0,
+            messages::now(),
+            Event::CommandRejected(rejected),
+        );
+        inbox::record_rejection(&self.pool, CONSUMER, message_id, reason, event).await
     }
 }
 

@@ -1,14 +1,13 @@
 //! Turning rows into API messages, and state changes into outbox messages (event envelopes).
 
 use chrono::{DateTime, Utc};
-use pbjson_types::Timestamp;
 use prost::Message as _;
 use uuid::Uuid;
 
 use affiliate_proto::campaign::{self as pb, campaign_event::Event};
-use affiliate_proto::common::{MessageMetadata, Money};
+use affiliate_proto::common::Money;
 use service_runtime::context::CommandContext;
-use service_runtime::outbox::{OutboxMessage, events_topic};
+use service_runtime::outbox::{OutboxMessage, Subject, events_topic, metadata, new_message_id};
 
 use crate::adapters::repository::{AcceptanceRow, CampaignRow, VideoRow};
 use crate::domain::CampaignStatus;
@@ -18,18 +17,7 @@ pub const SERVICE: &str = "campaign";
 /// Aggregate type in message metadata.
 pub const AGGREGATE: &str = "campaign";
 
-pub fn timestamp(at: DateTime<Utc>) -> Timestamp {
-    Timestamp {
-        seconds: at.timestamp(),
-        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
-    }
-}
-
-/// PostgreSQL keeps microseconds; truncate so what we return equals what we read back later.
-pub fn now() -> DateTime<Utc> {
-    let now = Utc::now();
-    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
-}
+pub use service_runtime::time::{now, timestamp};
 
 pub fn status_to_proto(status: Option<CampaignStatus>) -> pb::CampaignStatus {
     match status {
@@ -95,32 +83,29 @@ pub fn event_message(
     occurred_at: DateTime<Utc>,
     event: Event,
 ) -> OutboxMessage {
-    let message_id = Uuid::now_v7();
+    let message_id = new_message_id();
     let message_type = event_type(&event);
-    let envelope = pb::CampaignEvent {
-        metadata: Some(MessageMetadata {
-            message_id: message_id.to_string(),
-            message_type: message_type.to_owned(),
-            occurred_at: Some(timestamp(occurred_at)),
-            aggregate_type: AGGREGATE.to_owned(),
-            aggregate_id: aggregate_id.to_string(),
-            aggregate_version: version,
-            correlation_id: ctx.correlation_id.clone(),
-            causation_id: ctx.causation_id.clone().unwrap_or_default(),
-        }),
-        event: Some(event),
-    };
-    OutboxMessage {
-        message_id,
-        topic: events_topic(SERVICE),
-        message_type: message_type.to_owned(),
-        aggregate_type: AGGREGATE.to_owned(),
+    let subject = Subject {
+        aggregate_type: AGGREGATE,
         aggregate_id,
         aggregate_version: version,
-        correlation_id: ctx.correlation_id.clone(),
-        causation_id: ctx.causation_id.clone(),
-        traceparent: ctx.traceparent.clone(),
-        tracestate: ctx.tracestate.clone(),
-        payload: envelope.encode_to_vec(),
-    }
+    };
+    let envelope = pb::CampaignEvent {
+        metadata: Some(metadata(
+            ctx,
+            message_id,
+            message_type,
+            subject,
+            occurred_at,
+        )),
+        event: Some(event),
+    };
+    OutboxMessage::new(
+        ctx,
+        message_id,
+        events_topic(SERVICE),
+        message_type,
+        subject,
+        envelope.encode_to_vec(),
+    )
 }

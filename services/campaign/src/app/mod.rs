@@ -15,7 +15,7 @@ use affiliate_proto::campaign::{
     campaign_event::Event,
 };
 use service_runtime::context::CommandContext;
-use service_runtime::idempotency::{self, Claim};
+use service_runtime::idempotency::{remember, replay};
 use service_runtime::outbox;
 
 use crate::adapters::repository as repo;
@@ -54,8 +54,8 @@ impl Campaigns {
                 .map(|b| (b.amount_minor, b.currency.as_str())),
         })?;
         let mut tx = self.pool.begin().await?;
-        if let Some(replay) = claim(&mut tx, ctx, "campaign.create", &request).await? {
-            return Ok(replay);
+        if let Some(previous) = replay(&mut tx, ctx, "campaign.create", &request).await? {
+            return Ok(previous);
         }
         let now = messages::now();
         let row = repo::insert_campaign(&mut tx, Uuid::now_v7(), &new, now).await?;
@@ -78,7 +78,7 @@ impl Campaigns {
         let response = pb::CreateCampaignResponse {
             campaign: Some(campaign),
         };
-        complete(&mut tx, ctx, &response).await?;
+        remember(&mut tx, ctx, &response).await?;
         tx.commit().await?;
         Ok(response)
     }
@@ -91,8 +91,8 @@ impl Campaigns {
     ) -> Result<pb::AddVideoResponse, Error> {
         let new = domain::validate_new_video(&request.campaign_id, &request.url, &request.title)?;
         let mut tx = self.pool.begin().await?;
-        if let Some(replay) = claim(&mut tx, ctx, "campaign.add_video", &request).await? {
-            return Ok(replay);
+        if let Some(previous) = replay(&mut tx, ctx, "campaign.add_video", &request).await? {
+            return Ok(previous);
         }
         let current = locked(&mut tx, new.campaign_id).await?;
         domain::check_can_add_video(status_of(&current)?)?;
@@ -116,7 +116,7 @@ impl Campaigns {
         .await
         .map_err(Error::Internal)?;
         let response = pb::AddVideoResponse { video: Some(video) };
-        complete(&mut tx, ctx, &response).await?;
+        remember(&mut tx, ctx, &response).await?;
         tx.commit().await?;
         Ok(response)
     }
@@ -133,8 +133,8 @@ impl Campaigns {
             request.accepted_terms,
         )?;
         let mut tx = self.pool.begin().await?;
-        if let Some(replay) = claim(&mut tx, ctx, "campaign.accept", &request).await? {
-            return Ok(replay);
+        if let Some(previous) = replay(&mut tx, ctx, "campaign.accept", &request).await? {
+            return Ok(previous);
         }
         let current = locked(&mut tx, new.campaign_id).await?;
         domain::check_can_accept(status_of(&current)?)?;
@@ -168,7 +168,7 @@ impl Campaigns {
         let response = pb::AcceptCampaignResponse {
             acceptance: Some(accepted),
         };
-        complete(&mut tx, ctx, &response).await?;
+        remember(&mut tx, ctx, &response).await?;
         tx.commit().await?;
         Ok(response)
     }
@@ -243,8 +243,8 @@ impl Campaigns {
     ) -> Result<pb::Campaign, Error> {
         let id = domain::parse_id("campaign_id", campaign_id)?;
         let mut tx = self.pool.begin().await?;
-        if let Some(replay) = claim(&mut tx, ctx, operation, request).await? {
-            return Ok(replay);
+        if let Some(previous) = replay(&mut tx, ctx, operation, request).await? {
+            return Ok(previous);
         }
         let current = locked(&mut tx, id).await?;
         let previous = status_of(&current)?;
@@ -263,7 +263,7 @@ impl Campaigns {
         )
         .await
         .map_err(Error::Internal)?;
-        complete(&mut tx, ctx, &campaign).await?;
+        remember(&mut tx, ctx, &campaign).await?;
         tx.commit().await?;
         Ok(campaign)
     }
@@ -374,34 +374,4 @@ fn status_of(row: &repo::CampaignRow) -> Result<domain::CampaignStatus, Error> {
             row.status
         ))
     })
-}
-
-/// Claims the context's idempotency key; `Some(response)` means the command already ran.
-async fn claim<Req: Message, Resp: Message + Default>(
-    conn: &mut PgConnection,
-    ctx: &CommandContext,
-    operation: &str,
-    request: &Req,
-) -> Result<Option<Resp>, Error> {
-    let Some(key) = ctx.idempotency_key.as_deref() else {
-        return Ok(None);
-    };
-    match idempotency::claim(conn, key, operation, &request.encode_to_vec()).await? {
-        Claim::Fresh => Ok(None),
-        Claim::Replay(bytes) => Resp::decode(bytes.as_slice()).map(Some).map_err(|e| {
-            Error::Internal(anyhow::anyhow!("decode stored {operation} response: {e}"))
-        }),
-    }
-}
-
-/// Stores the response under the context's idempotency key, if it has one.
-async fn complete<Resp: Message>(
-    conn: &mut PgConnection,
-    ctx: &CommandContext,
-    response: &Resp,
-) -> Result<(), Error> {
-    if let Some(key) = ctx.idempotency_key.as_deref() {
-        idempotency::complete(conn, key, &response.encode_to_vec()).await?;
-    }
-    Ok(())
 }

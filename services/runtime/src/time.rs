@@ -1,0 +1,41 @@
+//! Time as the platform stores and sends it: microsecond precision (PostgreSQL's), protobuf
+//! `Timestamp` on the wire.
+
+use chrono::{DateTime, Utc};
+use pbjson_types::Timestamp;
+
+/// Now, truncated to microseconds so what a handler returns equals what it reads back later.
+pub fn now() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}
+
+/// A protobuf timestamp.
+pub fn timestamp(at: DateTime<Utc>) -> Timestamp {
+    Timestamp {
+        seconds: at.timestamp(),
+        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn now_has_whole_microseconds() {
+        assert_eq!(now().timestamp_subsec_nanos() % 1000, 0);
+    }
+
+    #[test]
+    fn timestamps_keep_seconds_and_nanos() {
+        let at = DateTime::from_timestamp(1_700_000_000, 123_456_000).unwrap_or_default();
+        assert_eq!(
+            timestamp(at),
+            Timestamp {
+                seconds: 1_700_000_000,
+                nanos: 123_456_000
+            }
+        );
+    }
+}
