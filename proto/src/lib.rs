@@ -19,7 +19,31 @@ pub mod affiliate {
             include!(concat!(env!("OUT_DIR"), "/affiliate.campaign.v1.serde.rs"));
         }
     }
+    pub mod tracking {
+        pub mod v1 {
+            tonic::include_proto!("affiliate.tracking.v1");
+            include!(concat!(env!("OUT_DIR"), "/affiliate.tracking.v1.serde.rs"));
+        }
+    }
+    pub mod commission {
+        pub mod v1 {
+            tonic::include_proto!("affiliate.commission.v1");
+            include!(concat!(
+                env!("OUT_DIR"),
+                "/affiliate.commission.v1.serde.rs"
+            ));
+        }
+    }
+    pub mod payment {
+        pub mod v1 {
+            tonic::include_proto!("affiliate.payment.v1");
+            include!(concat!(env!("OUT_DIR"), "/affiliate.payment.v1.serde.rs"));
+        }
+    }
 }
 
 pub use affiliate::campaign::v1 as campaign;
+pub use affiliate::commission::v1 as commission;
 pub use affiliate::common::v1 as common;
+pub use affiliate::payment::v1 as payment;
+pub use affiliate::tracking::v1 as tracking;

@@ -1,0 +1,1 @@
+//! The commission service (being built).

@@ -1,0 +1,2 @@
+//! commission-service (being built).
+fn main() {}

@@ -1,0 +1,2 @@
+//! payment-service (being built).
+fn main() {}

@@ -1,0 +1,2 @@
+//! tracking-service (being built).
+fn main() {}
