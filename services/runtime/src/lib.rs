@@ -12,3 +12,4 @@ pub mod outbox;
 pub mod shutdown;
 pub mod telemetry;
 pub mod time;
+pub mod validation;

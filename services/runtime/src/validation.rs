@@ -1,0 +1,109 @@
+//! Request validation shared by the services' domains (pure, no I/O): field violations with
+//! dotted paths, collected so a request reports every problem at once.
+
+use uuid::Uuid;
+
+/// One reason a request field is unacceptable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    /// Dotted path of the request field, e.g. `budget.currency`.
+    pub field: String,
+    pub description: String,
+}
+
+impl FieldViolation {
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+}
+
+/// Collects violations while a request is checked field by field.
+#[derive(Debug, Default)]
+pub struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Keeps the value, or records the violation and returns `None`.
+    pub fn check<T>(&mut self, result: Result<T, FieldViolation>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(violation) => {
+                self.0.push(violation);
+                None
+            }
+        }
+    }
+
+    pub fn push(&mut self, violation: FieldViolation) {
+        self.0.push(violation);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok(value)` if nothing was recorded (and the value is there), else every violation.
+    pub fn finish<T>(self, value: Option<T>) -> Result<T, Vec<FieldViolation>> {
+        match value {
+            Some(value) if self.0.is_empty() => Ok(value),
+            _ => Err(self.0),
+        }
+    }
+}
+
+/// A required UUID field.
+pub fn parse_id(field: &str, value: &str) -> Result<Uuid, FieldViolation> {
+    if value.is_empty() {
+        return Err(FieldViolation::new(field, "is required"));
+    }
+    Uuid::parse_str(value).map_err(|_| FieldViolation::new(field, "must be a UUID"))
+}
+
+/// An optional UUID field (empty means absent).
+pub fn parse_optional_id(field: &str, value: &str) -> Result<Option<Uuid>, FieldViolation> {
+    if value.is_empty() { Ok(None) } else { parse_id(field, value).map(Some) }
+}
+
+/// A page size: 0 means `default`, otherwise 1..=`max`.
+pub fn page_size(field: &str, value: i32, default: i32, max: i32) -> Result<i64, FieldViolation> {
+    match value {
+        0 => Ok(i64::from(default)),
+        n if (1..=max).contains(&n) => Ok(i64::from(n)),
+        _ => Err(FieldViolation::new(field, format!("must be between 0 and {max}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_must_be_present_uuids() {
+        assert!(parse_id("id", "0193a9e0-0000-7000-8000-000000000001").is_ok());
+        assert_eq!(parse_id("id", "").unwrap_err().description, "is required");
+        assert_eq!(parse_id("id", "x").unwrap_err().description, "must be a UUID");
+        assert_eq!(parse_optional_id("id", ""), Ok(None));
+    }
+
+    #[test]
+    fn page_sizes_default_and_cap() {
+        assert_eq!(page_size("page_size", 0, 20, 100), Ok(20));
+        assert_eq!(page_size("page_size", 100, 20, 100), Ok(100));
+        assert!(page_size("page_size", 101, 20, 100).is_err());
+        assert!(page_size("page_size", -1, 20, 100).is_err());
+    }
+
+    #[test]
+    fn violations_collect_every_problem() {
+        let mut v = Violations::new();
+        let a = v.check(parse_id("a", ""));
+        let b = v.check(parse_id("b", "nope"));
+        assert_eq!(v.finish(a.zip(b)).unwrap_err().len(), 2);
+    }
+}
