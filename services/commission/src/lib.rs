@@ -1,1 +1,167 @@
-//! The commission service (being built).
+//! The commission service: commissions computed from purchases, creators' balances, and the
+//! reservations the payout saga makes, releases and settles.
+//!
+//! `domain` holds the rules (no I/O), `app` the handlers (one transaction each), `adapters` the
+//! repository, the gRPC server, the `commission-commands` door and the campaign-event feed.
+//! The feed and the command door run in every mode, because other services address this one
+//! through them (tracking sends calculate, the payout saga reserve/release/settle); `events`
+//! mode only turns the gRPC API off.
+
+pub mod adapters;
+pub mod app;
+pub mod domain;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+
+use affiliate_proto::commission::commission_service_server::{
+    CommissionServiceServer, SERVICE_NAME,
+};
+use messaging::Subscription;
+use service_runtime::config::{ConsumerArgs, DatabaseArgs, GrpcArgs, LogArgs, Mode, PulsarArgs};
+use service_runtime::db;
+use service_runtime::grpc::GrpcServer;
+use service_runtime::outbox::{commands_topic, events_topic};
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Configuration of the commission service; every flag also reads its environment variable.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "commission-service",
+    version,
+    about = "Commissions, balances and payout reservations"
+)]
+pub struct Config {
+    /// grpc (API + what other services send), events (no API) or hybrid (both).
+    #[arg(long, env = "MODE", value_enum, default_value = "hybrid")]
+    pub mode: Mode,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub grpc: GrpcArgs,
+    #[command(flatten)]
+    pub pulsar: PulsarArgs,
+    #[command(flatten)]
+    pub consumer: ConsumerArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+pub struct Application {
+    server: GrpcServer,
+    pool: sqlx::PgPool,
+    pulsar: pulsar::Pulsar<pulsar::TokioExecutor>,
+    config: Config,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let pool = db::connect(&config.database).await?;
+        db::migrate(&pool, &MIGRATOR).await?;
+        let pulsar = messaging::connect(&config.pulsar).await?;
+        let server = GrpcServer::bind(config.grpc.listen).await?;
+        Ok(Self {
+            server,
+            pool,
+            pulsar,
+            config,
+        })
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    fn subscription(&self, short_topic: &str, name: &str) -> Subscription {
+        let args = &self.config.consumer;
+        let mut s = Subscription::new(
+            vec![self.config.pulsar.topic(short_topic)],
+            name,
+            args.max_redeliveries,
+        );
+        s.min_backoff = args.min_backoff;
+        s.max_backoff = args.max_backoff;
+        s
+    }
+
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let commissions = app::Commissions::new(self.pool.clone());
+        let mode = self.config.mode;
+        tracing::info!(mode = mode.as_str(), "commission-service running");
+        let mut parts: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
+
+        let (routes, names): (Routes, Vec<&str>) = if mode.serves_grpc() {
+            (
+                Routes::new(CommissionServiceServer::new(
+                    adapters::grpc::CommissionApi::new(commissions.clone()),
+                )),
+                vec![SERVICE_NAME],
+            )
+        } else {
+            (Routes::default(), Vec::new())
+        };
+        let feed_subscription = self.subscription(&events_topic("campaign"), "commission");
+        let door_subscription =
+            self.subscription(&commands_topic(app::messages::SERVICE), "commission");
+        let grace = self.config.grpc.shutdown_grace;
+        let token = shutdown.clone();
+        let server = self.server;
+        parts.spawn(async move {
+            (
+                "gRPC server",
+                server.serve(routes, &names, token, grace).await,
+            )
+        });
+
+        let feed = Arc::new(adapters::campaigns::CampaignFeed::new(self.pool.clone()));
+        let (pulsar, token) = (self.pulsar.clone(), shutdown.clone());
+        parts.spawn(async move {
+            (
+                "campaign-event feed",
+                messaging::run_consumer(pulsar, feed_subscription, feed, token).await,
+            )
+        });
+
+        let door = Arc::new(adapters::commands::CommandDoor::new(
+            commissions,
+            self.pool.clone(),
+        ));
+        let (pulsar, token) = (self.pulsar.clone(), shutdown.clone());
+        parts.spawn(async move {
+            (
+                "command consumer",
+                messaging::run_consumer(pulsar, door_subscription, door, token).await,
+            )
+        });
+
+        let mut result = Ok(());
+        while let Some(joined) = parts.join_next().await {
+            let (part, outcome) = joined.context("a service task panicked")?;
+            if !shutdown.is_cancelled() {
+                tracing::error!(part, "stopped unexpectedly; shutting the service down");
+                shutdown.cancel();
+            }
+            if let Err(e) = outcome {
+                tracing::error!(part, error = format!("{e:#}"), "failed");
+                result = Err(e.context(format!("{part} failed")));
+            }
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod config_tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Config::command().debug_assert();
+    }
+}

@@ -8,6 +8,7 @@ pub mod db;
 pub mod errors;
 pub mod grpc;
 pub mod idempotency;
+pub mod money;
 pub mod outbox;
 pub mod shutdown;
 pub mod telemetry;

@@ -67,7 +67,11 @@ pub fn parse_id(field: &str, value: &str) -> Result<Uuid, FieldViolation> {
 
 /// An optional UUID field (empty means absent).
 pub fn parse_optional_id(field: &str, value: &str) -> Result<Option<Uuid>, FieldViolation> {
-    if value.is_empty() { Ok(None) } else { parse_id(field, value).map(Some) }
+    if value.is_empty() {
+        Ok(None)
+    } else {
+        parse_id(field, value).map(Some)
+    }
 }
 
 /// A page size: 0 means `default`, otherwise 1..=`max`.
@@ -75,7 +79,10 @@ pub fn page_size(field: &str, value: i32, default: i32, max: i32) -> Result<i64,
     match value {
         0 => Ok(i64::from(default)),
         n if (1..=max).contains(&n) => Ok(i64::from(n)),
-        _ => Err(FieldViolation::new(field, format!("must be between 0 and {max}"))),
+        _ => Err(FieldViolation::new(
+            field,
+            format!("must be between 0 and {max}"),
+        )),
     }
 }
 
@@ -87,7 +94,10 @@ mod tests {
     fn ids_must_be_present_uuids() {
         assert!(parse_id("id", "0193a9e0-0000-7000-8000-000000000001").is_ok());
         assert_eq!(parse_id("id", "").unwrap_err().description, "is required");
-        assert_eq!(parse_id("id", "x").unwrap_err().description, "must be a UUID");
+        assert_eq!(
+            parse_id("id", "x").unwrap_err().description,
+            "must be a UUID"
+        );
         assert_eq!(parse_optional_id("id", ""), Ok(None));
     }
 

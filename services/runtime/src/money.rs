@@ -1,4 +1,4 @@
-//! ISO-4217 currency codes in circulation (list 1, 2025 edition; funds and precious metals
+//! Money rules shared by every service: ISO-4217 currency codes in circulation (list 1, 2025 edition; funds and precious metals
 //! excluded except the national fund codes some markets still quote).
 
 /// Sorted, so membership is a binary search.

@@ -1,0 +1,393 @@
+//! SQL for campaign terms, commissions, balances, reservations and allocations. Every function
+//! borrows the caller's connection (the handler's transaction).
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::domain::{CampaignTerms, Open};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CommissionRow {
+    pub id: Uuid,
+    pub tracking_event_id: Uuid,
+    pub campaign_id: Uuid,
+    pub creator_id: Uuid,
+    pub purchase_minor: i64,
+    pub currency: String,
+    pub commission_rate_bps: i32,
+    pub amount_minor: i64,
+    pub reserved_minor: i64,
+    pub paid_minor: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default, sqlx::FromRow)]
+pub struct BalanceRow {
+    pub creator_id: Uuid,
+    pub currency: String,
+    pub available_minor: i64,
+    pub reserved_minor: i64,
+    pub paid_minor: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ReservationRow {
+    pub payout_id: Uuid,
+    pub creator_id: Uuid,
+    pub currency: String,
+    pub amount_minor: i64,
+    pub status: String,
+    pub version: i64,
+}
+
+/// Whether a write hit the named constraint.
+pub fn violates(error: &sqlx::Error, constraint: &str) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.constraint() == Some(constraint))
+}
+
+// ---- campaign terms (fed by campaign events) ----
+
+pub async fn campaign_terms(
+    conn: &mut PgConnection,
+    campaign_id: Uuid,
+) -> sqlx::Result<Option<CampaignTerms>> {
+    let row: Option<(i32, String, String)> = sqlx::query_as(
+        r#"
+        select commission_rate_bps, currency, status from campaign_terms where campaign_id = $1
+        "#,
+    )
+    .bind(campaign_id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|(rate, currency, status)| CampaignTerms {
+        rate_bps: u32::try_from(rate).unwrap_or(0),
+        currency,
+        closed: status == "closed",
+    }))
+}
+
+/// Inserts or updates a campaign's terms if `version` is newer than what is stored; returns
+/// whether it was applied.
+pub async fn upsert_campaign_terms(
+    conn: &mut PgConnection,
+    campaign_id: Uuid,
+    rate_bps: i32,
+    currency: &str,
+    status: &str,
+    version: i64,
+) -> sqlx::Result<bool> {
+    let applied = sqlx::query(
+        r#"
+        insert into campaign_terms (campaign_id, commission_rate_bps, currency, status, version)
+        values ($1, $2, $3, $4, $5)
+        on conflict (campaign_id) do update
+            set commission_rate_bps = excluded.commission_rate_bps,
+                currency = excluded.currency,
+                status = excluded.status,
+                version = excluded.version,
+                updated_at = now()
+            where campaign_terms.version < excluded.version
+        "#,
+    )
+    .bind(campaign_id)
+    .bind(rate_bps)
+    .bind(currency)
+    .bind(status)
+    .bind(version)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(applied == 1)
+}
+
+/// Records that the campaign reached `version` without a change of terms (videos, acceptances);
+/// returns whether the campaign is known.
+pub async fn touch_campaign_terms(
+    conn: &mut PgConnection,
+    campaign_id: Uuid,
+    version: i64,
+) -> sqlx::Result<bool> {
+    let known: Option<i64> = sqlx::query_scalar(
+        r#"
+        update campaign_terms set version = greatest(version, $2) where campaign_id = $1 returning version
+        "#,
+    )
+    .bind(campaign_id)
+    .bind(version)
+    .fetch_optional(conn)
+    .await?;
+    Ok(known.is_some())
+}
+
+// ---- commissions ----
+
+pub async fn insert_commission(conn: &mut PgConnection, row: &CommissionRow) -> sqlx::Result<()> {
+    sqlx::query(
+        r#"
+        insert into commissions (id, tracking_event_id, campaign_id, creator_id, purchase_minor, currency,
+                                 commission_rate_bps, amount_minor, created_at)
+        values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        "#,
+    )
+    .bind(row.id)
+    .bind(row.tracking_event_id)
+    .bind(row.campaign_id)
+    .bind(row.creator_id)
+    .bind(row.purchase_minor)
+    .bind(&row.currency)
+    .bind(row.commission_rate_bps)
+    .bind(row.amount_minor)
+    .bind(row.created_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn find_commission(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> sqlx::Result<Option<CommissionRow>> {
+    sqlx::query_as(
+        r#"
+        select * from commissions where id = $1
+        "#,
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn list_commissions(
+    conn: &mut PgConnection,
+    creator_id: Option<Uuid>,
+    campaign_id: Option<Uuid>,
+    before: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<CommissionRow>> {
+    sqlx::query_as(
+        r#"
+        select * from commissions
+        where ($1::uuid is null or creator_id = $1)
+          and ($2::uuid is null or campaign_id = $2)
+          and ($3::uuid is null or id < $3)
+        order by id desc
+        limit $4
+        "#,
+    )
+    .bind(creator_id)
+    .bind(campaign_id)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// The creator's commissions in `currency` with open money, oldest first, locked.
+pub async fn open_commissions(
+    conn: &mut PgConnection,
+    creator_id: Uuid,
+    currency: &str,
+) -> sqlx::Result<Vec<Open>> {
+    let rows: Vec<(Uuid, i64)> = sqlx::query_as(
+        r#"
+        select id, amount_minor - reserved_minor - paid_minor
+        from commissions
+        where creator_id = $1 and currency = $2 and amount_minor > reserved_minor + paid_minor
+        order by id
+        for update
+        "#,
+    )
+    .bind(creator_id)
+    .bind(currency)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(commission_id, open_minor)| Open {
+            commission_id,
+            open_minor,
+        })
+        .collect())
+}
+
+// ---- balances ----
+
+/// Locks (creating if needed) the creator's balance in `currency`.
+pub async fn lock_balance(
+    conn: &mut PgConnection,
+    creator_id: Uuid,
+    currency: &str,
+) -> sqlx::Result<BalanceRow> {
+    sqlx::query(
+        r#"
+        insert into balances (creator_id, currency) values ($1, $2) on conflict do nothing
+        "#,
+    )
+    .bind(creator_id)
+    .bind(currency)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query_as(
+        r#"
+        select * from balances where creator_id = $1 and currency = $2 for update
+        "#,
+    )
+    .bind(creator_id)
+    .bind(currency)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn find_balance(
+    conn: &mut PgConnection,
+    creator_id: Uuid,
+    currency: &str,
+) -> sqlx::Result<Option<BalanceRow>> {
+    sqlx::query_as(
+        r#"
+        select * from balances where creator_id = $1 and currency = $2
+        "#,
+    )
+    .bind(creator_id)
+    .bind(currency)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Adds the deltas to a locked balance; returns it after.
+pub async fn adjust_balance(
+    conn: &mut PgConnection,
+    creator_id: Uuid,
+    currency: &str,
+    available: i64,
+    reserved: i64,
+    paid: i64,
+) -> sqlx::Result<BalanceRow> {
+    sqlx::query_as(
+        r#"
+        update balances
+        set available_minor = available_minor + $3,
+            reserved_minor = reserved_minor + $4,
+            paid_minor = paid_minor + $5
+        where creator_id = $1 and currency = $2
+        returning *
+        "#,
+    )
+    .bind(creator_id)
+    .bind(currency)
+    .bind(available)
+    .bind(reserved)
+    .bind(paid)
+    .fetch_one(conn)
+    .await
+}
+
+// ---- reservations ----
+
+pub async fn lock_reservation(
+    conn: &mut PgConnection,
+    payout_id: Uuid,
+) -> sqlx::Result<Option<ReservationRow>> {
+    sqlx::query_as(
+        r#"
+        select payout_id, creator_id, currency, amount_minor, status, version
+        from reservations where payout_id = $1 for update
+        "#,
+    )
+    .bind(payout_id)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn insert_reservation(
+    conn: &mut PgConnection,
+    payout_id: Uuid,
+    creator_id: Uuid,
+    currency: &str,
+    amount: i64,
+    now: DateTime<Utc>,
+) -> sqlx::Result<ReservationRow> {
+    sqlx::query_as(
+        r#"
+        insert into reservations (payout_id, creator_id, currency, amount_minor, status, version, created_at, updated_at)
+        values ($1, $2, $3, $4, 'reserved', 1, $5, $5)
+        returning payout_id, creator_id, currency, amount_minor, status, version
+        "#,
+    )
+    .bind(payout_id)
+    .bind(creator_id)
+    .bind(currency)
+    .bind(amount)
+    .bind(now)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn finish_reservation(
+    conn: &mut PgConnection,
+    payout_id: Uuid,
+    status: &str,
+    now: DateTime<Utc>,
+) -> sqlx::Result<ReservationRow> {
+    sqlx::query_as(
+        r#"
+        update reservations set status = $2, version = version + 1, updated_at = $3
+        where payout_id = $1
+        returning payout_id, creator_id, currency, amount_minor, status, version
+        "#,
+    )
+    .bind(payout_id)
+    .bind(status)
+    .bind(now)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn insert_allocations(
+    conn: &mut PgConnection,
+    payout_id: Uuid,
+    allocations: &[(Uuid, i64)],
+) -> sqlx::Result<()> {
+    let (ids, amounts): (Vec<Uuid>, Vec<i64>) = allocations.iter().copied().unzip();
+    sqlx::query(
+        r#"
+        with a as (select * from unnest($2::uuid[], $3::int8[]) as a(commission_id, amount_minor))
+        , ins as (
+            insert into allocations (payout_id, commission_id, amount_minor)
+            select $1, commission_id, amount_minor from a
+        )
+        update commissions c set reserved_minor = c.reserved_minor + a.amount_minor
+        from a where c.id = a.commission_id
+        "#,
+    )
+    .bind(payout_id)
+    .bind(&ids)
+    .bind(&amounts)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Moves a reservation's allocations off the commissions' reserved amounts, onto their paid
+/// amounts when `paid` (settle), or back to open (release).
+pub async fn unreserve_allocations(
+    conn: &mut PgConnection,
+    payout_id: Uuid,
+    paid: bool,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        r#"
+        update commissions c
+        set reserved_minor = c.reserved_minor - a.amount_minor,
+            paid_minor = c.paid_minor + case when $2 then a.amount_minor else 0 end
+        from allocations a
+        where a.payout_id = $1 and c.id = a.commission_id
+        "#,
+    )
+    .bind(payout_id)
+    .bind(paid)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,120 @@
+//! Rows as API messages, and state changes as outbox messages (`CommissionEvent` envelopes).
+
+use chrono::{DateTime, Utc};
+use prost::Message as _;
+use uuid::Uuid;
+
+use affiliate_proto::commission::{self as pb, commission_event::Event};
+use affiliate_proto::common::Money;
+use service_runtime::context::CommandContext;
+use service_runtime::outbox::{OutboxMessage, Subject, events_topic, metadata, new_message_id};
+pub use service_runtime::time::{now, timestamp};
+
+use crate::adapters::repository::{BalanceRow, CommissionRow, ReservationRow};
+use crate::domain::{self, Status};
+
+pub const SERVICE: &str = "commission";
+/// Aggregate of a commission (and of a refused calculation: keyed by the tracking event).
+pub const COMMISSION: &str = "commission";
+/// Aggregate of a payout's reservation (keyed by the payout id).
+pub const RESERVATION: &str = "payout_reservation";
+
+pub fn money(amount_minor: i64, currency: &str) -> Option<Money> {
+    Some(Money {
+        amount_minor,
+        currency: currency.to_owned(),
+    })
+}
+
+pub fn commission(row: &CommissionRow) -> pb::Commission {
+    let status = match domain::status(row.amount_minor, row.reserved_minor, row.paid_minor) {
+        Status::Available => pb::CommissionStatus::Available,
+        Status::Reserved => pb::CommissionStatus::Reserved,
+        Status::Paid => pb::CommissionStatus::Paid,
+    };
+    pb::Commission {
+        id: row.id.to_string(),
+        tracking_event_id: row.tracking_event_id.to_string(),
+        campaign_id: row.campaign_id.to_string(),
+        creator_id: row.creator_id.to_string(),
+        purchase_amount: money(row.purchase_minor, &row.currency),
+        commission_rate_bps: u32::try_from(row.commission_rate_bps).unwrap_or(0),
+        amount: money(row.amount_minor, &row.currency),
+        status: status.into(),
+        reserved_minor: row.reserved_minor,
+        paid_minor: row.paid_minor,
+        created_at: Some(timestamp(row.created_at)),
+    }
+}
+
+pub fn balance(row: &BalanceRow) -> pb::Balance {
+    pb::Balance {
+        creator_id: row.creator_id.to_string(),
+        currency: row.currency.clone(),
+        available_minor: row.available_minor,
+        reserved_minor: row.reserved_minor,
+        paid_minor: row.paid_minor,
+    }
+}
+
+pub fn reservation(row: &ReservationRow) -> pb::Reservation {
+    let status = match row.status.as_str() {
+        "reserved" => pb::ReservationStatus::Reserved,
+        "released" => pb::ReservationStatus::Released,
+        "settled" => pb::ReservationStatus::Settled,
+        _ => pb::ReservationStatus::Unspecified,
+    };
+    pb::Reservation {
+        payout_id: row.payout_id.to_string(),
+        creator_id: row.creator_id.to_string(),
+        amount: money(row.amount_minor, &row.currency),
+        status: status.into(),
+    }
+}
+
+pub fn event_type(event: &Event) -> &'static str {
+    match event {
+        Event::CommissionCalculated(_) => "commission.calculated.v1",
+        Event::CommissionRejected(_) => "commission.rejected.v1",
+        Event::CommissionReserved(_) => "commission.reserved.v1",
+        Event::CommissionReleased(_) => "commission.released.v1",
+        Event::CommissionSettled(_) => "commission.settled.v1",
+        Event::CommandRejected(_) => "commission.command_rejected.v1",
+    }
+}
+
+/// The outbox message of one event about `aggregate_type` `aggregate_id` at `version`.
+pub fn event_message(
+    ctx: &CommandContext,
+    aggregate_type: &str,
+    aggregate_id: Uuid,
+    version: i64,
+    occurred_at: DateTime<Utc>,
+    event: Event,
+) -> OutboxMessage {
+    let message_id = new_message_id();
+    let message_type = event_type(&event);
+    let subject = Subject {
+        aggregate_type,
+        aggregate_id,
+        aggregate_version: version,
+    };
+    let envelope = pb::CommissionEvent {
+        metadata: Some(metadata(
+            ctx,
+            message_id,
+            message_type,
+            subject,
+            occurred_at,
+        )),
+        event: Some(event),
+    };
+    OutboxMessage::new(
+        ctx,
+        message_id,
+        events_topic(SERVICE),
+        message_type,
+        subject,
+        envelope.encode_to_vec(),
+    )
+}

@@ -1,0 +1,442 @@
+//! The commission handlers: one transaction each (claim the idempotency key, lock what changes,
+//! write state, append events, store the response, commit). Both doors call these.
+
+mod error;
+pub mod messages;
+
+use prost::Message;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use affiliate_proto::commission::{
+    self as pb, CommissionCalculated, CommissionRejected, CommissionReleased, CommissionReserved,
+    CommissionSettled, commission_event::Event,
+};
+use affiliate_proto::common::Money;
+use service_runtime::context::CommandContext;
+use service_runtime::idempotency::{remember, replay};
+use service_runtime::outbox::{self, OutboxMessage};
+use service_runtime::validation::{
+    FieldViolation, Violations, page_size, parse_id, parse_optional_id,
+};
+
+use crate::adapters::repository::{self as repo, BalanceRow, CommissionRow, ReservationRow};
+use crate::domain::{self, Refusal};
+pub use error::Error;
+
+/// A positive amount in an upper-case three-letter currency.
+fn parse_money(field: &str, money: Option<&Money>) -> Result<(i64, String), FieldViolation> {
+    let Some(money) = money else {
+        return Err(FieldViolation::new(field, "is required"));
+    };
+    if money.amount_minor <= 0 {
+        return Err(FieldViolation::new(
+            format!("{field}.amount_minor"),
+            "must be a positive amount in minor units",
+        ));
+    }
+    if !service_runtime::money::is_iso_4217(&money.currency) {
+        return Err(FieldViolation::new(
+            format!("{field}.currency"),
+            "must be an ISO-4217 currency code in upper case",
+        ));
+    }
+    Ok((money.amount_minor, money.currency.clone()))
+}
+
+/// The commission use cases over one database.
+#[derive(Debug, Clone)]
+pub struct Commissions {
+    pool: PgPool,
+}
+
+impl Commissions {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Computes a purchase's commission and credits the creator, or records why it earns none.
+    /// A campaign not known yet is an error to retry, not a rejection.
+    pub async fn calculate(
+        &self,
+        ctx: &CommandContext,
+        request: pb::CalculateCommissionRequest,
+    ) -> Result<pb::CalculateCommissionResponse, Error> {
+        let mut v = Violations::new();
+        let tracking_event_id = v.check(parse_id("tracking_event_id", &request.tracking_event_id));
+        let campaign_id = v.check(parse_id("campaign_id", &request.campaign_id));
+        let creator_id = v.check(parse_id("creator_id", &request.creator_id));
+        let purchase = v.check(parse_money(
+            "purchase_amount",
+            request.purchase_amount.as_ref(),
+        ));
+        let (tracking_event_id, campaign_id, creator_id, (purchase_minor, currency)) = v.finish(
+            tracking_event_id
+                .zip(campaign_id)
+                .zip(creator_id)
+                .zip(purchase)
+                .map(|(((a, b), c), d)| (a, b, c, d)),
+        )?;
+
+        let mut tx = self.pool.begin().await?;
+        if let Some(previous) = replay(&mut tx, ctx, "commission.calculate", &request).await? {
+            return Ok(previous);
+        }
+        let terms = repo::campaign_terms(&mut tx, campaign_id)
+            .await?
+            .ok_or(Error::CampaignNotKnown(campaign_id))?;
+        let now = messages::now();
+        if let Err(refusal) = domain::check_purchase(&terms, &currency) {
+            let rejected = CommissionRejected {
+                tracking_event_id: tracking_event_id.to_string(),
+                creator_id: creator_id.to_string(),
+                reason: refusal.code().to_owned(),
+                message: refusal.message().to_owned(),
+                ..Default::default()
+            };
+            let event = messages::event_message(
+                ctx,
+                messages::COMMISSION,
+                tracking_event_id,
+                1,
+                now,
+                Event::CommissionRejected(rejected),
+            );
+            let response = pb::CalculateCommissionResponse {
+                commission: None,
+                rejection: refusal.code().to_owned(),
+            };
+            return finish(tx, ctx, &[event], response).await;
+        }
+        let row = CommissionRow {
+            id: Uuid::now_v7(),
+            tracking_event_id,
+            campaign_id,
+            creator_id,
+            purchase_minor,
+            currency: currency.clone(),
+            commission_rate_bps: i32::try_from(terms.rate_bps).unwrap_or(0),
+            amount_minor: domain::commission_amount(purchase_minor, terms.rate_bps),
+            reserved_minor: 0,
+            paid_minor: 0,
+            created_at: now,
+        };
+        match repo::insert_commission(&mut tx, &row).await {
+            Err(e) if repo::violates(&e, "commissions_tracking_event_id_key") => {
+                return Err(Error::AlreadyExists(format!(
+                    "tracking event {tracking_event_id} already has a commission"
+                )));
+            }
+            other => other?,
+        }
+        repo::lock_balance(&mut tx, creator_id, &currency).await?;
+        let balance =
+            repo::adjust_balance(&mut tx, creator_id, &currency, row.amount_minor, 0, 0).await?;
+        let commission = messages::commission(&row);
+        let event = Event::CommissionCalculated(CommissionCalculated {
+            commission: Some(commission.clone()),
+            balance: Some(messages::balance(&balance)),
+        });
+        let event = messages::event_message(ctx, messages::COMMISSION, row.id, 1, now, event);
+        let response = pb::CalculateCommissionResponse {
+            commission: Some(commission),
+            rejection: String::new(),
+        };
+        finish(tx, ctx, &[event], response).await
+    }
+
+    /// Holds `amount` of the creator's available balance for a payout, spread over the oldest
+    /// commissions; refused (with an event) if the balance is too small.
+    pub async fn reserve(
+        &self,
+        ctx: &CommandContext,
+        request: pb::ReserveCommissionRequest,
+    ) -> Result<pb::ReserveCommissionResponse, Error> {
+        let mut v = Violations::new();
+        let payout_id = v.check(parse_id("payout_id", &request.payout_id));
+        let creator_id = v.check(parse_id("creator_id", &request.creator_id));
+        let amount = v.check(parse_money("amount", request.amount.as_ref()));
+        let (payout_id, creator_id, (amount, currency)) = v.finish(
+            payout_id
+                .zip(creator_id)
+                .zip(amount)
+                .map(|((a, b), c)| (a, b, c)),
+        )?;
+
+        let mut tx = self.pool.begin().await?;
+        if let Some(previous) = replay(&mut tx, ctx, "commission.reserve", &request).await? {
+            return Ok(previous);
+        }
+        if repo::lock_reservation(&mut tx, payout_id).await?.is_some() {
+            return Err(Error::AlreadyExists(format!(
+                "payout {payout_id} already has a reservation"
+            )));
+        }
+        let balance = repo::lock_balance(&mut tx, creator_id, &currency).await?;
+        let now = messages::now();
+        if balance.available_minor < amount {
+            let refusal = Refusal::InsufficientBalance;
+            let rejected = CommissionRejected {
+                payout_id: payout_id.to_string(),
+                creator_id: creator_id.to_string(),
+                reason: refusal.code().to_owned(),
+                message: refusal.message().to_owned(),
+                ..Default::default()
+            };
+            let event = messages::event_message(
+                ctx,
+                messages::RESERVATION,
+                payout_id,
+                1,
+                now,
+                Event::CommissionRejected(rejected),
+            );
+            let response = pb::ReserveCommissionResponse {
+                reservation: None,
+                balance: Some(messages::balance(&balance)),
+                rejection: refusal.code().to_owned(),
+            };
+            return finish(tx, ctx, &[event], response).await;
+        }
+        let open = repo::open_commissions(&mut tx, creator_id, &currency).await?;
+        let allocations = domain::allocate(amount, &open).ok_or_else(|| {
+            Error::Internal(anyhow::anyhow!(
+                "balance of creator {creator_id} says {} {currency} available but its commissions hold less",
+                balance.available_minor
+            ))
+        })?;
+        let reservation =
+            repo::insert_reservation(&mut tx, payout_id, creator_id, &currency, amount, now)
+                .await?;
+        repo::insert_allocations(&mut tx, payout_id, &allocations).await?;
+        let balance =
+            repo::adjust_balance(&mut tx, creator_id, &currency, -amount, amount, 0).await?;
+        let (reservation, balance) = (
+            messages::reservation(&reservation),
+            messages::balance(&balance),
+        );
+        let event = Event::CommissionReserved(CommissionReserved {
+            reservation: Some(reservation.clone()),
+            balance: Some(balance.clone()),
+        });
+        let event = messages::event_message(ctx, messages::RESERVATION, payout_id, 1, now, event);
+        let response = pb::ReserveCommissionResponse {
+            reservation: Some(reservation),
+            balance: Some(balance),
+            rejection: String::new(),
+        };
+        finish(tx, ctx, &[event], response).await
+    }
+
+    /// Gives a payout's reservation back to the available balance (saga compensation).
+    pub async fn release(
+        &self,
+        ctx: &CommandContext,
+        request: pb::ReleaseCommissionRequest,
+    ) -> Result<pb::ReleaseCommissionResponse, Error> {
+        let (reservation, balance) = self
+            .end_reservation(
+                ctx,
+                "commission.release",
+                &request,
+                &request.payout_id,
+                false,
+            )
+            .await?;
+        Ok(pb::ReleaseCommissionResponse {
+            reservation: Some(reservation),
+            balance: Some(balance),
+        })
+    }
+
+    /// Marks a payout's reservation paid.
+    pub async fn settle(
+        &self,
+        ctx: &CommandContext,
+        request: pb::SettleCommissionRequest,
+    ) -> Result<pb::SettleCommissionResponse, Error> {
+        let (reservation, balance) = self
+            .end_reservation(ctx, "commission.settle", &request, &request.payout_id, true)
+            .await?;
+        Ok(pb::SettleCommissionResponse {
+            reservation: Some(reservation),
+            balance: Some(balance),
+        })
+    }
+
+    /// Release (`paid == false`) or settle (`paid == true`) a reservation. Repeating the same end
+    /// is answered with the current state and writes nothing; the other end is refused.
+    async fn end_reservation<Req: Message>(
+        &self,
+        ctx: &CommandContext,
+        operation: &str,
+        request: &Req,
+        payout_id: &str,
+        paid: bool,
+    ) -> Result<(pb::Reservation, pb::Balance), Error> {
+        let payout_id = parse_id("payout_id", payout_id)?;
+        let mut tx = self.pool.begin().await?;
+        if let Some(previous) =
+            replay::<_, pb::SettleCommissionResponse>(&mut tx, ctx, operation, request).await?
+        {
+            return Ok((
+                previous.reservation.unwrap_or_default(),
+                previous.balance.unwrap_or_default(),
+            ));
+        }
+        let current = repo::lock_reservation(&mut tx, payout_id)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                what: "reservation of payout",
+                id: payout_id.to_string(),
+            })?;
+        let (target, other) = if paid {
+            ("settled", "released")
+        } else {
+            ("released", "settled")
+        };
+        if current.status == target {
+            let balance = repo::find_balance(&mut tx, current.creator_id, &current.currency)
+                .await?
+                .unwrap_or_default();
+            return Ok((messages::reservation(&current), messages::balance(&balance)));
+        }
+        if current.status == other {
+            return Err(Error::Precondition(format!(
+                "the reservation of payout {payout_id} is already {other}"
+            )));
+        }
+        repo::lock_balance(&mut tx, current.creator_id, &current.currency).await?;
+        repo::unreserve_allocations(&mut tx, payout_id, paid).await?;
+        let amount = current.amount_minor;
+        let (available, paid_delta) = if paid { (0, amount) } else { (amount, 0) };
+        let balance = repo::adjust_balance(
+            &mut tx,
+            current.creator_id,
+            &current.currency,
+            available,
+            -amount,
+            paid_delta,
+        )
+        .await?;
+        let now = messages::now();
+        let row: ReservationRow = repo::finish_reservation(&mut tx, payout_id, target, now).await?;
+        let (reservation, balance) = (messages::reservation(&row), messages::balance(&balance));
+        let event = if paid {
+            Event::CommissionSettled(CommissionSettled {
+                reservation: Some(reservation.clone()),
+                balance: Some(balance.clone()),
+            })
+        } else {
+            Event::CommissionReleased(CommissionReleased {
+                reservation: Some(reservation.clone()),
+                balance: Some(balance.clone()),
+            })
+        };
+        let event = messages::event_message(
+            ctx,
+            messages::RESERVATION,
+            payout_id,
+            row.version,
+            now,
+            event,
+        );
+        // One stored response shape for both ends (they carry the same fields).
+        let response = pb::SettleCommissionResponse {
+            reservation: Some(reservation.clone()),
+            balance: Some(balance.clone()),
+        };
+        finish(tx, ctx, &[event], response).await?;
+        Ok((reservation, balance))
+    }
+
+    pub async fn get_commission(
+        &self,
+        request: pb::GetCommissionRequest,
+    ) -> Result<pb::GetCommissionResponse, Error> {
+        let id = parse_id("commission_id", &request.commission_id)?;
+        let mut conn = self.pool.acquire().await?;
+        let row = repo::find_commission(&mut conn, id)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                what: "commission",
+                id: id.to_string(),
+            })?;
+        Ok(pb::GetCommissionResponse {
+            commission: Some(messages::commission(&row)),
+        })
+    }
+
+    pub async fn list_commissions(
+        &self,
+        request: pb::ListCommissionsRequest,
+    ) -> Result<pb::ListCommissionsResponse, Error> {
+        let mut v = Violations::new();
+        let limit = v.check(page_size("page_size", request.page_size, 20, 100));
+        let before = v.check(parse_optional_id("page_token", &request.page_token));
+        let creator = v.check(parse_optional_id("creator_id", &request.creator_id));
+        let campaign = v.check(parse_optional_id("campaign_id", &request.campaign_id));
+        let (((limit, before), creator), campaign) =
+            v.finish(limit.zip(before).zip(creator).zip(campaign))?;
+        let mut conn = self.pool.acquire().await?;
+        let mut rows =
+            repo::list_commissions(&mut conn, creator, campaign, before, limit + 1).await?;
+        let more = rows.len() as i64 > limit;
+        rows.truncate(usize::try_from(limit).unwrap_or(0));
+        let next_page_token = match rows.last() {
+            Some(last) if more => last.id.to_string(),
+            _ => String::new(),
+        };
+        Ok(pb::ListCommissionsResponse {
+            commissions: rows.iter().map(messages::commission).collect(),
+            next_page_token,
+        })
+    }
+
+    pub async fn get_balance(
+        &self,
+        request: pb::GetBalanceRequest,
+    ) -> Result<pb::GetBalanceResponse, Error> {
+        let mut v = Violations::new();
+        let creator_id = v.check(parse_id("creator_id", &request.creator_id));
+        if !service_runtime::money::is_iso_4217(&request.currency) {
+            v.push(FieldViolation::new(
+                "currency",
+                "must be an ISO-4217 currency code in upper case",
+            ));
+        }
+        let creator_id = v.finish(creator_id)?;
+        let mut conn = self.pool.acquire().await?;
+        let row = repo::find_balance(&mut conn, creator_id, &request.currency)
+            .await?
+            .unwrap_or(BalanceRow {
+                creator_id,
+                currency: request.currency.clone(),
+                ..BalanceRow::default()
+            });
+        Ok(pb::GetBalanceResponse {
+            balance: Some(messages::balance(&row)),
+        })
+    }
+
+    /// The pool, for the event consumers.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// Appends the events, stores the response under the idempotency key, commits.
+async fn finish<Resp: Message>(
+    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    ctx: &CommandContext,
+    events: &[OutboxMessage],
+    response: Resp,
+) -> Result<Resp, Error> {
+    let conn: &mut PgConnection = &mut tx;
+    outbox::append(conn, events)
+        .await
+        .map_err(Error::Internal)?;
+    remember(conn, ctx, &response).await?;
+    tx.commit().await?;
+    Ok(response)
+}

@@ -1,0 +1,177 @@
+//! The commission domain, with no I/O: how much a purchase earns, whether a campaign lets it, how a
+//! payout's amount is spread over a creator's commissions, and a commission's status.
+
+use uuid::Uuid;
+
+pub use service_runtime::validation::FieldViolation;
+
+/// 100 % in basis points.
+pub const FULL_RATE_BPS: i64 = 10_000;
+
+/// The commission on `purchase_minor` at `rate_bps`: purchase × rate / 10 000, rounded half away
+/// from zero to the minor unit (so 0.5 cent rounds up to 1 cent). Exact in 128-bit integers.
+pub fn commission_amount(purchase_minor: i64, rate_bps: u32) -> i64 {
+    let product = i128::from(purchase_minor) * i128::from(rate_bps);
+    let full = i128::from(FULL_RATE_BPS);
+    let half = full / 2;
+    let rounded = if product >= 0 {
+        (product + half) / full
+    } else {
+        (product - half) / full
+    };
+    i64::try_from(rounded).unwrap_or(i64::MAX)
+}
+
+/// What the commission service knows of a campaign (fed by campaign events).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CampaignTerms {
+    pub rate_bps: u32,
+    pub currency: String,
+    pub closed: bool,
+}
+
+/// Why a purchase or payout earns or reserves nothing. These are outcomes, published as
+/// `commission.rejected.v1`, not errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    CampaignClosed,
+    CurrencyMismatch,
+    InsufficientBalance,
+}
+
+impl Refusal {
+    /// The machine-readable reason in `commission.rejected.v1`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::CampaignClosed => "CAMPAIGN_CLOSED",
+            Self::CurrencyMismatch => "CURRENCY_MISMATCH",
+            Self::InsufficientBalance => "INSUFFICIENT_BALANCE",
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::CampaignClosed => "the campaign is closed: purchases earn no commission",
+            Self::CurrencyMismatch => "the purchase is not in the campaign's currency",
+            Self::InsufficientBalance => "the available balance is smaller than the payout",
+        }
+    }
+}
+
+/// Whether a purchase in `currency` earns a commission on a campaign with `terms`.
+pub fn check_purchase(terms: &CampaignTerms, currency: &str) -> Result<(), Refusal> {
+    if terms.closed {
+        Err(Refusal::CampaignClosed)
+    } else if terms.currency != currency {
+        Err(Refusal::CurrencyMismatch)
+    } else {
+        Ok(())
+    }
+}
+
+/// A commission's share of open (not yet reserved or paid) money.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Open {
+    pub commission_id: Uuid,
+    pub open_minor: i64,
+}
+
+/// Spreads `amount` over commissions oldest first; `None` if they hold less than `amount`.
+pub fn allocate(amount: i64, commissions: &[Open]) -> Option<Vec<(Uuid, i64)>> {
+    let mut left = amount;
+    let mut taken = Vec::new();
+    for c in commissions {
+        if left == 0 {
+            break;
+        }
+        let take = c.open_minor.min(left);
+        if take > 0 {
+            taken.push((c.commission_id, take));
+            left -= take;
+        }
+    }
+    (left == 0).then_some(taken)
+}
+
+/// A commission's status from its amounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Available,
+    Reserved,
+    Paid,
+}
+
+pub fn status(amount: i64, reserved: i64, paid: i64) -> Status {
+    if paid >= amount {
+        Status::Paid
+    } else if reserved + paid >= amount {
+        Status::Reserved
+    } else {
+        Status::Available
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commission_is_amount_times_rate_rounded_half_away_from_zero() {
+        assert_eq!(commission_amount(10_000, 1_000), 1_000); // 100.00 at 10 % = 10.00
+        assert_eq!(commission_amount(1_999, 1_250), 250); // 19.99 at 12.5 % = 2.49875 → 2.50
+        assert_eq!(commission_amount(4, 1_250), 1); // 0.04 at 12.5 % = 0.005 → 0.01
+        assert_eq!(commission_amount(3, 1_250), 0); // 0.0375 → 0.00
+        assert_eq!(commission_amount(12_345, 0), 0);
+        assert_eq!(commission_amount(12_345, 10_000), 12_345);
+        assert_eq!(commission_amount(i64::MAX, 10_000), i64::MAX);
+    }
+
+    #[test]
+    fn purchases_on_closed_campaigns_or_in_other_currencies_earn_nothing() {
+        let open = CampaignTerms {
+            rate_bps: 500,
+            currency: "EUR".into(),
+            closed: false,
+        };
+        assert_eq!(check_purchase(&open, "EUR"), Ok(()));
+        assert_eq!(check_purchase(&open, "USD"), Err(Refusal::CurrencyMismatch));
+        let closed = CampaignTerms {
+            closed: true,
+            ..open
+        };
+        assert_eq!(check_purchase(&closed, "EUR"), Err(Refusal::CampaignClosed));
+    }
+
+    #[test]
+    fn payouts_are_spread_over_the_oldest_commissions_first() {
+        let a = Uuid::from_u128(1);
+        let b = Uuid::from_u128(2);
+        let c = Uuid::from_u128(3);
+        let open = [
+            Open {
+                commission_id: a,
+                open_minor: 300,
+            },
+            Open {
+                commission_id: b,
+                open_minor: 0,
+            },
+            Open {
+                commission_id: c,
+                open_minor: 500,
+            },
+        ];
+        assert_eq!(allocate(300, &open), Some(vec![(a, 300)]));
+        assert_eq!(allocate(450, &open), Some(vec![(a, 300), (c, 150)]));
+        assert_eq!(allocate(800, &open), Some(vec![(a, 300), (c, 500)]));
+        assert_eq!(allocate(801, &open), None);
+    }
+
+    #[test]
+    fn status_follows_reserved_and_paid_amounts() {
+        assert_eq!(status(100, 0, 0), Status::Available);
+        assert_eq!(status(100, 40, 0), Status::Available);
+        assert_eq!(status(100, 60, 40), Status::Reserved);
+        assert_eq!(status(100, 0, 100), Status::Paid);
+    }
+}

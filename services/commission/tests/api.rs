@@ -1,0 +1,664 @@
+//! The commission service on real PostgreSQL, Pulsar and gRPC over TCP, each test in its own
+//! database and Pulsar namespace: commissions from purchases, the campaign-event feed, and the
+//! reservations of the payout saga, including the invariant that balances never overdraw.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use clap::Parser as _;
+use prost::Message as _;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use tonic::{Code, Request};
+use uuid::Uuid;
+
+use affiliate_proto::campaign::{self as campaign_pb, CampaignEvent, campaign_event};
+use affiliate_proto::commission::commission_service_client::CommissionServiceClient;
+use affiliate_proto::commission::{self as pb, CommissionCommand, commission_command::Command};
+use affiliate_proto::common::{MessageMetadata, Money};
+use commission_service::{Application, Config};
+use e2e::{
+    TestDatabase, eventually, fresh_database, fresh_namespace, publish, pulsar, pulsar_tenant,
+    pulsar_url,
+};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+struct TestApp {
+    db: TestDatabase,
+    namespace: String,
+    grpc: CommissionServiceClient<Channel>,
+    client: pulsar::Pulsar<pulsar::TokioExecutor>,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+async fn spawn_app() -> TestApp {
+    let db = fresh_database("commission").await;
+    let namespace = fresh_namespace().await;
+    let config = Config::try_parse_from([
+        "commission-service",
+        "--database-url",
+        &db.url,
+        "--grpc-listen",
+        "127.0.0.1:0",
+        "--pulsar-url",
+        &pulsar_url(),
+        "--pulsar-tenant",
+        &pulsar_tenant(),
+        "--pulsar-namespace",
+        &namespace,
+        "--retry-min-backoff",
+        "20ms",
+        "--retry-max-backoff",
+        "200ms",
+        "--max-redeliveries",
+        "50",
+    ])
+    .unwrap();
+    let app = Application::build(config)
+        .await
+        .expect("build commission service");
+    let addr = app.grpc_addr();
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    let grpc = CommissionServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    TestApp {
+        db,
+        namespace,
+        grpc,
+        client: pulsar().await,
+        shutdown,
+        server,
+    }
+}
+
+fn usd(amount_minor: i64) -> Option<Money> {
+    Some(Money {
+        amount_minor,
+        currency: "USD".into(),
+    })
+}
+
+impl TestApp {
+    fn topic(&self, short: &str) -> String {
+        format!(
+            "persistent://{}/{}/{short}",
+            pulsar_tenant(),
+            self.namespace
+        )
+    }
+
+    /// Publishes a campaign event as the relay would.
+    async fn campaign_event(
+        &self,
+        campaign_id: Uuid,
+        version: i64,
+        event: campaign_event::Event,
+    ) -> String {
+        let message_id = Uuid::now_v7().to_string();
+        self.campaign_event_with_id(&message_id, campaign_id, version, event)
+            .await;
+        message_id
+    }
+
+    async fn campaign_event_with_id(
+        &self,
+        message_id: &str,
+        campaign_id: Uuid,
+        version: i64,
+        event: campaign_event::Event,
+    ) {
+        let envelope = CampaignEvent {
+            metadata: Some(MessageMetadata {
+                message_id: message_id.to_owned(),
+                aggregate_id: campaign_id.to_string(),
+                aggregate_version: version,
+                ..Default::default()
+            }),
+            event: Some(event),
+        };
+        let topic = self.topic("campaign-events");
+        publish(
+            &self.client,
+            &topic,
+            &campaign_id.to_string(),
+            message_id,
+            "campaign.v1",
+            "corr",
+            envelope.encode_to_vec(),
+        )
+        .await;
+    }
+
+    /// A campaign the service knows: created event published and applied.
+    async fn known_campaign(&self, rate_bps: u32, currency: &str) -> Uuid {
+        let id = Uuid::now_v7();
+        let campaign = campaign_pb::Campaign {
+            id: id.to_string(),
+            commission_rate_bps: rate_bps,
+            budget: Some(Money {
+                amount_minor: 1_000_000,
+                currency: currency.into(),
+            }),
+            status: campaign_pb::CampaignStatus::Active.into(),
+            version: 1,
+            ..Default::default()
+        };
+        self.campaign_event(
+            id,
+            1,
+            campaign_event::Event::CampaignCreated(campaign_pb::CampaignCreated {
+                campaign: Some(campaign),
+            }),
+        )
+        .await;
+        let pool = self.db.pool.clone();
+        eventually(WAIT, "the campaign's terms arrive", || {
+            let pool = pool.clone();
+            async move { terms(&pool, id).await.map(|_| ()) }
+        })
+        .await;
+        id
+    }
+
+    async fn purchase(
+        &mut self,
+        campaign: Uuid,
+        creator: Uuid,
+        amount: Option<Money>,
+    ) -> Result<pb::CalculateCommissionResponse, tonic::Status> {
+        let request = pb::CalculateCommissionRequest {
+            tracking_event_id: Uuid::now_v7().to_string(),
+            campaign_id: campaign.to_string(),
+            creator_id: creator.to_string(),
+            purchase_amount: amount,
+        };
+        Ok(self.grpc.calculate_commission(request).await?.into_inner())
+    }
+
+    async fn reserve(
+        &mut self,
+        payout: Uuid,
+        creator: Uuid,
+        amount_minor: i64,
+    ) -> Result<pb::ReserveCommissionResponse, tonic::Status> {
+        let request = pb::ReserveCommissionRequest {
+            payout_id: payout.to_string(),
+            creator_id: creator.to_string(),
+            amount: usd(amount_minor),
+        };
+        Ok(self.grpc.reserve_commission(request).await?.into_inner())
+    }
+
+    async fn balance(&mut self, creator: Uuid) -> pb::Balance {
+        let request = pb::GetBalanceRequest {
+            creator_id: creator.to_string(),
+            currency: "USD".into(),
+        };
+        self.grpc
+            .get_balance(request)
+            .await
+            .unwrap()
+            .into_inner()
+            .balance
+            .unwrap()
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.server.await.unwrap().unwrap();
+    }
+}
+
+async fn terms(pool: &PgPool, campaign: Uuid) -> Option<(i32, String, String, i64)> {
+    sqlx::query_as("select commission_rate_bps, currency, status, version from campaign_terms where campaign_id = $1")
+        .bind(campaign)
+        .fetch_optional(pool)
+        .await
+        .unwrap()
+}
+
+async fn event_types(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar("select message_type from outbox order by id")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+fn triple(b: &pb::Balance) -> (i64, i64, i64) {
+    (b.available_minor, b.reserved_minor, b.paid_minor)
+}
+
+#[tokio::test]
+async fn a_purchase_earns_amount_times_rate_rounded_and_credits_the_balance() {
+    let mut app = spawn_app().await;
+    let campaign = app.known_campaign(1250, "USD").await;
+    let creator = Uuid::now_v7();
+    let earned = app
+        .purchase(campaign, creator, usd(1999))
+        .await
+        .unwrap()
+        .commission
+        .unwrap();
+    assert_eq!(
+        earned.amount,
+        usd(250),
+        "19.99 at 12.5 % = 2.49875, rounded half away from zero"
+    );
+    assert_eq!(earned.status(), pb::CommissionStatus::Available);
+    app.purchase(campaign, creator, usd(10_000)).await.unwrap();
+    assert_eq!(triple(&app.balance(creator).await), (250 + 1250, 0, 0));
+    assert_eq!(
+        event_types(&app.db.pool).await,
+        ["commission.calculated.v1", "commission.calculated.v1"]
+    );
+    let listed = app
+        .grpc
+        .list_commissions(pb::ListCommissionsRequest {
+            creator_id: creator.to_string(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.commissions.len(), 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn purchases_on_closed_campaigns_or_in_another_currency_are_rejected_with_events() {
+    let mut app = spawn_app().await;
+    let euro = app.known_campaign(1000, "EUR").await;
+    let creator = Uuid::now_v7();
+    let mismatch = app.purchase(euro, creator, usd(5000)).await.unwrap();
+    assert_eq!(
+        (mismatch.commission, mismatch.rejection.as_str()),
+        (None, "CURRENCY_MISMATCH")
+    );
+
+    let closed = app.known_campaign(1000, "USD").await;
+    let campaign = campaign_pb::Campaign {
+        id: closed.to_string(),
+        commission_rate_bps: 1000,
+        budget: usd(1),
+        status: campaign_pb::CampaignStatus::Closed.into(),
+        version: 2,
+        ..Default::default()
+    };
+    let change = campaign_pb::CampaignStatusChanged {
+        campaign_id: closed.to_string(),
+        previous_status: 1,
+        campaign: Some(campaign),
+    };
+    app.campaign_event(
+        closed,
+        2,
+        campaign_event::Event::CampaignStatusChanged(change),
+    )
+    .await;
+    let pool = app.db.pool.clone();
+    eventually(WAIT, "the campaign closes", || {
+        let pool = pool.clone();
+        async move {
+            terms(&pool, closed)
+                .await
+                .filter(|t| t.2 == "closed")
+                .map(|_| ())
+        }
+    })
+    .await;
+    let refused = app.purchase(closed, creator, usd(5000)).await.unwrap();
+    assert_eq!(refused.rejection, "CAMPAIGN_CLOSED");
+    assert_eq!(triple(&app.balance(creator).await), (0, 0, 0));
+    assert_eq!(
+        event_types(&app.db.pool).await,
+        ["commission.rejected.v1", "commission.rejected.v1"]
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn one_commission_per_tracking_event_ever_and_bad_input_is_invalid() {
+    let mut app = spawn_app().await;
+    let campaign = app.known_campaign(500, "USD").await;
+    let request = pb::CalculateCommissionRequest {
+        tracking_event_id: Uuid::now_v7().to_string(),
+        campaign_id: campaign.to_string(),
+        creator_id: Uuid::now_v7().to_string(),
+        purchase_amount: usd(1000),
+    };
+    app.grpc
+        .calculate_commission(request.clone())
+        .await
+        .unwrap();
+    let again = app.grpc.calculate_commission(request).await.unwrap_err();
+    assert_eq!(again.code(), Code::AlreadyExists);
+    let bad = pb::CalculateCommissionRequest {
+        purchase_amount: Some(Money {
+            amount_minor: -5,
+            currency: "usd".into(),
+        }),
+        ..Default::default()
+    };
+    let err = app.grpc.calculate_commission(bad).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(event_types(&app.db.pool).await.len(), 1);
+    let unknown = app
+        .purchase(Uuid::now_v7(), Uuid::now_v7(), usd(100))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::FailedPrecondition);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_calculate_command_before_its_campaign_is_retried_until_the_campaign_arrives() {
+    let app = spawn_app().await;
+    let campaign = Uuid::now_v7();
+    let creator = Uuid::now_v7();
+    let command = CommissionCommand {
+        metadata: Some(MessageMetadata {
+            message_id: Uuid::now_v7().to_string(),
+            ..Default::default()
+        }),
+        command: Some(Command::Calculate(pb::CalculateCommissionRequest {
+            tracking_event_id: Uuid::now_v7().to_string(),
+            campaign_id: campaign.to_string(),
+            creator_id: creator.to_string(),
+            purchase_amount: usd(10_000),
+        })),
+    };
+    let id = command.metadata.as_ref().unwrap().message_id.clone();
+    publish(
+        &app.client,
+        &app.topic("commission-commands"),
+        &id,
+        &id,
+        "commission.calculate.command.v1",
+        "corr",
+        command.encode_to_vec(),
+    )
+    .await;
+    // Let the command fail at least once before the campaign exists.
+    let pool = app.db.pool.clone();
+    let created = campaign_pb::Campaign {
+        id: campaign.to_string(),
+        commission_rate_bps: 2000,
+        budget: usd(1),
+        status: 1,
+        version: 1,
+        ..Default::default()
+    };
+    app.campaign_event(
+        campaign,
+        1,
+        campaign_event::Event::CampaignCreated(campaign_pb::CampaignCreated {
+            campaign: Some(created),
+        }),
+    )
+    .await;
+    let amount: i64 = eventually(WAIT, "the commission is calculated", || {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar("select amount_minor from commissions where creator_id = $1")
+                .bind(creator)
+                .fetch_optional(&pool)
+                .await
+                .unwrap()
+        }
+    })
+    .await;
+    assert_eq!(amount, 2000);
+    let rejected: i64 = sqlx::query_scalar("select count(*) from inbox where outcome = 'rejected'")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        rejected, 0,
+        "a calculate for an unknown campaign is retried, not rejected"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_campaign_feed_applies_each_event_once_and_never_goes_back_in_version() {
+    let app = spawn_app().await;
+    let campaign = app.known_campaign(800, "USD").await;
+    let closed = campaign_pb::Campaign {
+        id: campaign.to_string(),
+        commission_rate_bps: 800,
+        budget: usd(1),
+        status: 3,
+        version: 3,
+        ..Default::default()
+    };
+    let change = campaign_pb::CampaignStatusChanged {
+        campaign_id: campaign.to_string(),
+        previous_status: 1,
+        campaign: Some(closed),
+    };
+    let message_id = Uuid::now_v7().to_string();
+    app.campaign_event_with_id(
+        &message_id,
+        campaign,
+        3,
+        campaign_event::Event::CampaignStatusChanged(change.clone()),
+    )
+    .await;
+    app.campaign_event_with_id(
+        &message_id,
+        campaign,
+        3,
+        campaign_event::Event::CampaignStatusChanged(change),
+    )
+    .await;
+    // An older event arriving late must not reopen it.
+    let older = campaign_pb::Campaign {
+        id: campaign.to_string(),
+        commission_rate_bps: 900,
+        budget: usd(1),
+        status: 2,
+        version: 2,
+        ..Default::default()
+    };
+    let paused = campaign_pb::CampaignStatusChanged {
+        campaign_id: campaign.to_string(),
+        previous_status: 1,
+        campaign: Some(older),
+    };
+    let late = app
+        .campaign_event(
+            campaign,
+            2,
+            campaign_event::Event::CampaignStatusChanged(paused),
+        )
+        .await;
+    let pool = app.db.pool.clone();
+    eventually(WAIT, "the late event is processed", || {
+        let pool = pool.clone();
+        let late = late.clone();
+        async move {
+            let n: i64 = sqlx::query_scalar("select count(*) from inbox where message_id = $1")
+                .bind(late)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            (n == 1).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(
+        terms(&app.db.pool, campaign).await,
+        Some((800, "USD".into(), "closed".into(), 3))
+    );
+    let applied: i64 = sqlx::query_scalar("select count(*) from inbox where message_id = $1")
+        .bind(&message_id)
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(applied, 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn reserve_then_settle_pays_the_oldest_commissions() {
+    let mut app = spawn_app().await;
+    let campaign = app.known_campaign(10_000, "USD").await; // 100 %: commission = purchase
+    let creator = Uuid::now_v7();
+    let first = app
+        .purchase(campaign, creator, usd(300))
+        .await
+        .unwrap()
+        .commission
+        .unwrap();
+    let second = app
+        .purchase(campaign, creator, usd(500))
+        .await
+        .unwrap()
+        .commission
+        .unwrap();
+    let payout = Uuid::now_v7();
+    let reserved = app.reserve(payout, creator, 450).await.unwrap();
+    assert_eq!(reserved.rejection, "");
+    assert_eq!(triple(reserved.balance.as_ref().unwrap()), (350, 450, 0));
+    let settled = app
+        .grpc
+        .settle_commission(pb::SettleCommissionRequest {
+            payout_id: payout.to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        settled.reservation.unwrap().status(),
+        pb::ReservationStatus::Settled
+    );
+    assert_eq!(triple(&app.balance(creator).await), (350, 0, 450));
+    let status = |id: String| {
+        let mut grpc = app.grpc.clone();
+        async move {
+            grpc.get_commission(pb::GetCommissionRequest { commission_id: id })
+                .await
+                .unwrap()
+                .into_inner()
+                .commission
+                .unwrap()
+        }
+    };
+    let (a, b) = (status(first.id).await, status(second.id).await);
+    assert_eq!(
+        (a.status(), a.paid_minor),
+        (pb::CommissionStatus::Paid, 300)
+    );
+    assert_eq!(
+        (b.status(), b.paid_minor),
+        (pb::CommissionStatus::Available, 150)
+    );
+    // Settling again answers the same and writes nothing; releasing a settled one is refused.
+    app.grpc
+        .settle_commission(pb::SettleCommissionRequest {
+            payout_id: payout.to_string(),
+        })
+        .await
+        .unwrap();
+    let release = app
+        .grpc
+        .release_commission(pb::ReleaseCommissionRequest {
+            payout_id: payout.to_string(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(release.code(), Code::FailedPrecondition);
+    assert_eq!(
+        event_types(&app.db.pool).await,
+        [
+            "commission.calculated.v1",
+            "commission.calculated.v1",
+            "commission.reserved.v1",
+            "commission.settled.v1"
+        ]
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn release_restores_the_balance_and_a_reserve_above_it_reserves_nothing() {
+    let mut app = spawn_app().await;
+    let campaign = app.known_campaign(10_000, "USD").await;
+    let creator = Uuid::now_v7();
+    app.purchase(campaign, creator, usd(1000)).await.unwrap();
+    let too_much = app.reserve(Uuid::now_v7(), creator, 1001).await.unwrap();
+    assert_eq!(
+        (too_much.reservation, too_much.rejection.as_str()),
+        (None, "INSUFFICIENT_BALANCE")
+    );
+    assert_eq!(triple(&app.balance(creator).await), (1000, 0, 0));
+    let payout = Uuid::now_v7();
+    app.reserve(payout, creator, 600).await.unwrap();
+    assert_eq!(triple(&app.balance(creator).await), (400, 600, 0));
+    let released = app
+        .grpc
+        .release_commission(pb::ReleaseCommissionRequest {
+            payout_id: payout.to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        released.reservation.unwrap().status(),
+        pb::ReservationStatus::Released
+    );
+    assert_eq!(triple(&app.balance(creator).await), (1000, 0, 0));
+    let open: i64 =
+        sqlx::query_scalar("select sum(reserved_minor + paid_minor)::int8 from commissions")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(open, 0);
+    let settle = app
+        .grpc
+        .settle_commission(pb::SettleCommissionRequest {
+            payout_id: payout.to_string(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(settle.code(), Code::FailedPrecondition);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_reservations_never_overdraw_a_balance() {
+    let mut app = spawn_app().await;
+    let campaign = app.known_campaign(10_000, "USD").await;
+    let creator = Uuid::now_v7();
+    for _ in 0..4 {
+        app.purchase(campaign, creator, usd(250)).await.unwrap();
+    }
+    let attempts = (0..10).map(|_| {
+        let mut grpc = app.grpc.clone();
+        async move {
+            let request = pb::ReserveCommissionRequest {
+                payout_id: Uuid::now_v7().to_string(),
+                creator_id: creator.to_string(),
+                amount: usd(300),
+            };
+            grpc.reserve_commission(Request::new(request))
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    });
+    let outcomes = futures::future::join_all(attempts).await;
+    let granted = outcomes.iter().filter(|o| o.reservation.is_some()).count();
+    assert_eq!(
+        granted, 3,
+        "1000 available covers three reservations of 300"
+    );
+    assert_eq!(triple(&app.balance(creator).await), (100, 900, 0));
+    app.stop().await;
+}
