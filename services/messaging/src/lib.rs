@@ -8,6 +8,7 @@
 //! message goes to the subscription's dead-letter topic, where `platform dlq` finds it.
 
 pub mod consumer;
+pub mod door;
 pub mod inbox;
 
 use anyhow::Context as _;

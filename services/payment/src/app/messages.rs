@@ -1,0 +1,189 @@
+//! Payout rows as API messages; saga steps as outbox messages (payment events, and the commands
+//! the saga sends to the commission service).
+
+use chrono::{DateTime, Utc};
+use prost::Message as _;
+use uuid::Uuid;
+
+use affiliate_proto::commission::{
+    self as commission_pb, CommissionCommand, commission_command::Command,
+};
+use affiliate_proto::common::Money;
+use affiliate_proto::payment::{self as pb, payment_event::Event};
+use service_runtime::context::CommandContext;
+use service_runtime::outbox::{
+    OutboxMessage, Subject, commands_topic, events_topic, metadata, new_message_id,
+};
+pub use service_runtime::time::{now, timestamp};
+
+use crate::adapters::repository::PayoutRow;
+use crate::domain::{Method, State};
+
+pub const SERVICE: &str = "payment";
+pub const AGGREGATE: &str = "payout";
+
+pub fn payout(row: &PayoutRow) -> pb::Payout {
+    let status = match row.state() {
+        Some(State::Requested) => pb::PayoutStatus::Requested,
+        Some(State::Processing) => pb::PayoutStatus::Processing,
+        Some(State::Settling) => pb::PayoutStatus::Settling,
+        Some(State::Completed) => pb::PayoutStatus::Completed,
+        Some(State::Releasing) => pb::PayoutStatus::Releasing,
+        Some(State::Failed) => pb::PayoutStatus::Failed,
+        Some(State::Rejected) => pb::PayoutStatus::Rejected,
+        None => pb::PayoutStatus::Unspecified,
+    };
+    let method = match row.method() {
+        Some(Method::BankTransfer) => pb::PayoutMethod::BankTransfer,
+        Some(Method::Paypal) => pb::PayoutMethod::Paypal,
+        None => pb::PayoutMethod::Unspecified,
+    };
+    pb::Payout {
+        id: row.id.to_string(),
+        creator_id: row.creator_id.to_string(),
+        amount: Some(Money {
+            amount_minor: row.amount_minor,
+            currency: row.currency.clone(),
+        }),
+        method: method.into(),
+        account_masked: row.account_masked.clone(),
+        status: status.into(),
+        provider_reference: row.provider_reference.clone().unwrap_or_default(),
+        failure_reason: row.failure_reason.clone().unwrap_or_default(),
+        version: row.version,
+        created_at: Some(timestamp(row.created_at)),
+        updated_at: Some(timestamp(row.updated_at)),
+    }
+}
+
+pub fn event_type(event: &Event) -> &'static str {
+    match event {
+        Event::PayoutRequested(_) => "payout.requested.v1",
+        Event::PaymentProcessed(_) => "payment.processed.v1",
+        Event::PaymentFailed(_) => "payment.failed.v1",
+        Event::PayoutRejected(_) => "payout.rejected.v1",
+        Event::PayoutCompleted(_) => "payout.completed.v1",
+        Event::CommandRejected(_) => "payment.command_rejected.v1",
+    }
+}
+
+fn subject(row: &PayoutRow) -> Subject<'static> {
+    Subject {
+        aggregate_type: AGGREGATE,
+        aggregate_id: row.id,
+        aggregate_version: row.version,
+    }
+}
+
+/// The outbox message of a payment event about the payout in `row` (its version after the step).
+pub fn event_message(
+    ctx: &CommandContext,
+    row: &PayoutRow,
+    occurred_at: DateTime<Utc>,
+    event: Event,
+) -> OutboxMessage {
+    let message_id = new_message_id();
+    let message_type = event_type(&event);
+    let envelope = pb::PaymentEvent {
+        metadata: Some(metadata(
+            ctx,
+            message_id,
+            message_type,
+            subject(row),
+            occurred_at,
+        )),
+        event: Some(event),
+    };
+    OutboxMessage::new(
+        ctx,
+        message_id,
+        events_topic(SERVICE),
+        message_type,
+        subject(row),
+        envelope.encode_to_vec(),
+    )
+}
+
+/// The event for a state a payout has just entered, if that state announces itself.
+pub fn event_for(row: &PayoutRow) -> Option<Event> {
+    let p = Some(payout(row));
+    match row.state()? {
+        State::Requested => Some(Event::PayoutRequested(pb::PayoutRequested { payout: p })),
+        State::Settling => Some(Event::PaymentProcessed(pb::PaymentProcessed { payout: p })),
+        State::Releasing => Some(Event::PaymentFailed(pb::PaymentFailed { payout: p })),
+        State::Rejected => Some(Event::PayoutRejected(pb::PayoutRejected { payout: p })),
+        State::Completed => Some(Event::PayoutCompleted(pb::PayoutCompleted { payout: p })),
+        State::Processing | State::Failed => None,
+    }
+}
+
+/// The command the saga sends to the commission service on entering a state, if any.
+pub fn command_for(row: &PayoutRow) -> Option<Command> {
+    let payout_id = row.id.to_string();
+    match row.state()? {
+        State::Requested => Some(Command::Reserve(commission_pb::ReserveCommissionRequest {
+            payout_id,
+            creator_id: row.creator_id.to_string(),
+            amount: Some(Money {
+                amount_minor: row.amount_minor,
+                currency: row.currency.clone(),
+            }),
+        })),
+        State::Settling => Some(Command::Settle(commission_pb::SettleCommissionRequest {
+            payout_id,
+        })),
+        State::Releasing => Some(Command::Release(commission_pb::ReleaseCommissionRequest {
+            payout_id,
+        })),
+        _ => None,
+    }
+}
+
+fn command_type(command: &Command) -> &'static str {
+    match command {
+        Command::Calculate(_) => "commission.calculate.command.v1",
+        Command::Reserve(_) => "commission.reserve.command.v1",
+        Command::Release(_) => "commission.release.command.v1",
+        Command::Settle(_) => "commission.settle.command.v1",
+    }
+}
+
+/// The outbox message of a command to the commission service about the payout in `row`.
+pub fn command_message(
+    ctx: &CommandContext,
+    row: &PayoutRow,
+    occurred_at: DateTime<Utc>,
+    command: Command,
+) -> OutboxMessage {
+    let message_id: Uuid = new_message_id();
+    let message_type = command_type(&command);
+    let envelope = CommissionCommand {
+        metadata: Some(metadata(
+            ctx,
+            message_id,
+            message_type,
+            subject(row),
+            occurred_at,
+        )),
+        command: Some(command),
+    };
+    OutboxMessage::new(
+        ctx,
+        message_id,
+        commands_topic("commission"),
+        message_type,
+        subject(row),
+        envelope.encode_to_vec(),
+    )
+}
+
+/// Everything a payout entering the state in `row` publishes: its event and its command.
+pub fn step_messages(
+    ctx: &CommandContext,
+    row: &PayoutRow,
+    at: DateTime<Utc>,
+) -> Vec<OutboxMessage> {
+    let event = event_for(row).map(|e| event_message(ctx, row, at, e));
+    let command = command_for(row).map(|c| command_message(ctx, row, at, c));
+    event.into_iter().chain(command).collect()
+}
