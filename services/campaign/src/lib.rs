@@ -119,9 +119,8 @@ impl Application {
             );
             subscription.min_backoff = args.min_backoff;
             subscription.max_backoff = args.max_backoff;
-            let door = Arc::new(adapters::commands::CommandDoor::new(
-                campaigns,
-                self.pool.clone(),
+            let door = Arc::new(messaging::door::Door(
+                adapters::commands::CampaignDoor::new(campaigns, self.pool.clone()),
             ));
             let token = shutdown.clone();
             parts.spawn(async move {

@@ -128,9 +128,8 @@ impl Application {
             )
         });
 
-        let door = Arc::new(adapters::commands::CommandDoor::new(
-            commissions,
-            self.pool.clone(),
+        let door = Arc::new(messaging::door::Door(
+            adapters::commands::CommissionDoor::new(commissions, self.pool.clone()),
         ));
         let (pulsar, token) = (self.pulsar.clone(), shutdown.clone());
         parts.spawn(async move {

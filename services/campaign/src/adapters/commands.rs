@@ -1,7 +1,8 @@
-//! The command-topic door: decodes `CampaignCommand` messages from `campaign-commands` and runs
-//! the same handlers as the gRPC door, with the message id as the idempotency key, so a command
-//! has the same effect whichever door it used and a redelivered one is applied once. A command
-//! that can never succeed is recorded in the inbox and answered with `campaign.command_rejected.v1`.
+//! The command-topic door: `CampaignCommand` messages from `campaign-commands` run the same
+//! handlers as the gRPC door, with the message id as the idempotency key, so a command has the
+//! same effect whichever door it used and a redelivered one is applied once. A command that can
+//! never succeed is recorded and answered with `campaign.command_rejected.v1` (see
+//! `messaging::door`).
 
 use prost::Message as _;
 use sqlx::PgPool;
@@ -10,15 +11,13 @@ use uuid::Uuid;
 use affiliate_proto::campaign::{
     CampaignCommand, campaign_command::Command, campaign_event::Event,
 };
-use affiliate_proto::common::{CommandRejected, FieldViolation as WireViolation};
-use messaging::{Delivery, Failure, Handler, inbox};
+use affiliate_proto::common::{CommandRejected, MessageMetadata};
+use messaging::door::{CommandDoor, Outcome};
 use service_runtime::context::CommandContext;
 use service_runtime::errors::code_name;
+use service_runtime::outbox::OutboxMessage;
 
 use crate::app::{Campaigns, Error, messages};
-
-/// The inbox consumer name of this door.
-pub const CONSUMER: &str = "campaign/campaign-commands";
 
 /// The versioned type name of a command.
 pub fn command_type(command: &Command) -> &'static str {
@@ -32,139 +31,100 @@ pub fn command_type(command: &Command) -> &'static str {
     }
 }
 
-/// The campaign a command targets, if it names one.
-fn target(command: &Command) -> Option<&str> {
-    match command {
-        Command::CreateCampaign(_) => None,
-        Command::AddVideo(r) => Some(&r.campaign_id),
-        Command::AcceptCampaign(r) => Some(&r.campaign_id),
-        Command::PauseCampaign(r) => Some(&r.campaign_id),
-        Command::ResumeCampaign(r) => Some(&r.campaign_id),
-        Command::CloseCampaign(r) => Some(&r.campaign_id),
+/// How a handler error ends a command that came as a message.
+pub fn outcome(error: Error) -> Outcome {
+    match error {
+        Error::Unavailable(e) | Error::Internal(e) => Outcome::Retry(e),
+        other => {
+            let violations = match &other {
+                Error::Invalid(v) => v
+                    .iter()
+                    .map(|v| (v.field.clone(), v.description.clone()))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let reason = other.to_string();
+            Outcome::Reject {
+                code: code_name(tonic::Status::from(other).code()),
+                reason,
+                violations,
+            }
+        }
     }
 }
 
 /// Runs campaign commands that arrive as messages.
 #[derive(Debug, Clone)]
-pub struct CommandDoor {
+pub struct CampaignDoor {
     campaigns: Campaigns,
     pool: PgPool,
 }
 
-impl CommandDoor {
+impl CampaignDoor {
     pub fn new(campaigns: Campaigns, pool: PgPool) -> Self {
         Self { campaigns, pool }
     }
+}
 
-    async fn run(&self, ctx: &CommandContext, command: Command) -> Result<(), Error> {
-        match command {
-            Command::CreateCampaign(r) => self.campaigns.create_campaign(ctx, r).await.map(drop),
-            Command::AddVideo(r) => self.campaigns.add_video(ctx, r).await.map(drop),
-            Command::AcceptCampaign(r) => self.campaigns.accept_campaign(ctx, r).await.map(drop),
-            Command::PauseCampaign(r) => self.campaigns.pause_campaign(ctx, r).await.map(drop),
-            Command::ResumeCampaign(r) => self.campaigns.resume_campaign(ctx, r).await.map(drop),
-            Command::CloseCampaign(r) => self.campaigns.close_campaign(ctx, r).await.map(drop),
-        }
+impl CommandDoor for CampaignDoor {
+    type Command = Command;
+
+    fn consumer(&self) -> &'static str {
+        "campaign/campaign-commands"
     }
 
-    /// Records the rejection once and publishes `campaign.command_rejected.v1`.
-    async fn reject(
+    fn decode(
+        &self,
+        payload: &[u8],
+    ) -> Result<(Option<MessageMetadata>, Option<Command>), prost::DecodeError> {
+        CampaignCommand::decode(payload).map(|e| (e.metadata, e.command))
+    }
+
+    fn command_type(&self, command: &Command) -> &'static str {
+        command_type(command)
+    }
+
+    fn target(&self, command: &Command) -> Option<Uuid> {
+        let id = match command {
+            Command::CreateCampaign(_) => return None,
+            Command::AddVideo(r) => &r.campaign_id,
+            Command::AcceptCampaign(r) => &r.campaign_id,
+            Command::PauseCampaign(r) => &r.campaign_id,
+            Command::ResumeCampaign(r) => &r.campaign_id,
+            Command::CloseCampaign(r) => &r.campaign_id,
+        };
+        Uuid::parse_str(id).ok()
+    }
+
+    async fn run(&self, ctx: &CommandContext, command: Command) -> Outcome {
+        let c = &self.campaigns;
+        let result = match command {
+            Command::CreateCampaign(r) => c.create_campaign(ctx, r).await.map(drop),
+            Command::AddVideo(r) => c.add_video(ctx, r).await.map(drop),
+            Command::AcceptCampaign(r) => c.accept_campaign(ctx, r).await.map(drop),
+            Command::PauseCampaign(r) => c.pause_campaign(ctx, r).await.map(drop),
+            Command::ResumeCampaign(r) => c.resume_campaign(ctx, r).await.map(drop),
+            Command::CloseCampaign(r) => c.close_campaign(ctx, r).await.map(drop),
+        };
+        result.map_or_else(outcome, |()| Outcome::Done)
+    }
+
+    fn rejection_event(
         &self,
         ctx: &CommandContext,
-        message_id: &str,
         aggregate: Uuid,
         rejected: CommandRejected,
-    ) -> Failure {
-        let reason = format!("{}: {}", rejected.code, rejected.reason);
-        let event = messages::event_message(
+    ) -> OutboxMessage {
+        messages::event_message(
             ctx,
             aggregate,
             0,
             messages::now(),
             Event::CommandRejected(rejected),
-        );
-        inbox::record_rejection(&self.pool, CONSUMER, message_id, reason, event).await
+        )
     }
-}
 
-impl Handler for CommandDoor {
-    async fn handle(&self, delivery: &Delivery) -> Result<(), Failure> {
-        let mut ctx = CommandContext {
-            idempotency_key: Some(delivery.message_id.clone()),
-            correlation_id: delivery
-                .correlation_id
-                .clone()
-                .unwrap_or_else(|| Uuid::new_v4().to_string()),
-            causation_id: Some(delivery.message_id.clone()),
-            traceparent: delivery.traceparent.clone(),
-            tracestate: delivery.tracestate.clone(),
-        };
-        let envelope = match CampaignCommand::decode(delivery.payload.as_slice()) {
-            Ok(envelope) => envelope,
-            Err(e) => {
-                let rejected = CommandRejected {
-                    command_message_id: delivery.message_id.clone(),
-                    command_type: delivery.message_type.clone().unwrap_or_default(),
-                    code: code_name(tonic::Code::InvalidArgument).to_owned(),
-                    reason: format!("not a campaign command envelope: {e}"),
-                    field_violations: Vec::new(),
-                };
-                return Err(self
-                    .reject(&ctx, &delivery.message_id, Uuid::nil(), rejected)
-                    .await);
-            }
-        };
-        if let Some(correlation) = envelope
-            .metadata
-            .as_ref()
-            .map(|m| &m.correlation_id)
-            .filter(|c| !c.is_empty())
-        {
-            ctx.correlation_id = correlation.clone();
-        }
-        let Some(command) = envelope.command else {
-            let rejected = CommandRejected {
-                command_message_id: delivery.message_id.clone(),
-                command_type: delivery.message_type.clone().unwrap_or_default(),
-                code: code_name(tonic::Code::InvalidArgument).to_owned(),
-                reason: "the envelope holds no command".to_owned(),
-                field_violations: Vec::new(),
-            };
-            return Err(self
-                .reject(&ctx, &delivery.message_id, Uuid::nil(), rejected)
-                .await);
-        };
-        let kind = command_type(&command);
-        let aggregate = target(&command)
-            .and_then(|id| Uuid::parse_str(id).ok())
-            .unwrap_or(Uuid::nil());
-        match self.run(&ctx, command).await {
-            Ok(()) => Ok(()),
-            Err(Error::Unavailable(e) | Error::Internal(e)) => Err(Failure::Transient(e)),
-            Err(error) => {
-                let field_violations = match &error {
-                    Error::Invalid(violations) => violations
-                        .iter()
-                        .map(|v| WireViolation {
-                            field: v.field.clone(),
-                            description: v.description.clone(),
-                        })
-                        .collect(),
-                    _ => Vec::new(),
-                };
-                let reason = error.to_string();
-                let status = tonic::Status::from(error);
-                let rejected = CommandRejected {
-                    command_message_id: delivery.message_id.clone(),
-                    command_type: kind.to_owned(),
-                    code: code_name(status.code()).to_owned(),
-                    reason,
-                    field_violations,
-                };
-                Err(self
-                    .reject(&ctx, &delivery.message_id, aggregate, rejected)
-                    .await)
-            }
-        }
+    fn pool(&self) -> &PgPool {
+        &self.pool
     }
 }

@@ -9,14 +9,13 @@ use uuid::Uuid;
 use affiliate_proto::commission::{
     CommissionCommand, commission_command::Command, commission_event::Event,
 };
-use affiliate_proto::common::{CommandRejected, FieldViolation as WireViolation};
-use messaging::{Delivery, Failure, Handler, inbox};
+use affiliate_proto::common::{CommandRejected, MessageMetadata};
+use messaging::door::{CommandDoor, Outcome};
 use service_runtime::context::CommandContext;
 use service_runtime::errors::code_name;
+use service_runtime::outbox::OutboxMessage;
 
 use crate::app::{Commissions, Error, messages};
-
-pub const CONSUMER: &str = "commission/commission-commands";
 
 pub fn command_type(command: &Command) -> &'static str {
     match command {
@@ -27,112 +26,97 @@ pub fn command_type(command: &Command) -> &'static str {
     }
 }
 
+/// How a handler error ends a command that came as a message.
+pub fn outcome(error: Error) -> Outcome {
+    match error {
+        e @ Error::CampaignNotKnown(_) => Outcome::Retry(anyhow::anyhow!(e)),
+        Error::Unavailable(e) | Error::Internal(e) => Outcome::Retry(e),
+        other => {
+            let violations = match &other {
+                Error::Invalid(v) => v
+                    .iter()
+                    .map(|v| (v.field.clone(), v.description.clone()))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let reason = other.to_string();
+            Outcome::Reject {
+                code: code_name(tonic::Status::from(other).code()),
+                reason,
+                violations,
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
-pub struct CommandDoor {
+pub struct CommissionDoor {
     commissions: Commissions,
     pool: PgPool,
 }
 
-impl CommandDoor {
+impl CommissionDoor {
     pub fn new(commissions: Commissions, pool: PgPool) -> Self {
         Self { commissions, pool }
     }
+}
 
-    async fn run(&self, ctx: &CommandContext, command: Command) -> Result<(), Error> {
-        match command {
-            Command::Calculate(r) => self.commissions.calculate(ctx, r).await.map(drop),
-            Command::Reserve(r) => self.commissions.reserve(ctx, r).await.map(drop),
-            Command::Release(r) => self.commissions.release(ctx, r).await.map(drop),
-            Command::Settle(r) => self.commissions.settle(ctx, r).await.map(drop),
-        }
+impl CommandDoor for CommissionDoor {
+    type Command = Command;
+
+    fn consumer(&self) -> &'static str {
+        "commission/commission-commands"
     }
 
-    async fn reject(
+    fn decode(
+        &self,
+        payload: &[u8],
+    ) -> Result<(Option<MessageMetadata>, Option<Command>), prost::DecodeError> {
+        CommissionCommand::decode(payload).map(|e| (e.metadata, e.command))
+    }
+
+    fn command_type(&self, command: &Command) -> &'static str {
+        command_type(command)
+    }
+
+    fn target(&self, command: &Command) -> Option<Uuid> {
+        let id = match command {
+            Command::Calculate(r) => &r.tracking_event_id,
+            Command::Reserve(r) => &r.payout_id,
+            Command::Release(r) => &r.payout_id,
+            Command::Settle(r) => &r.payout_id,
+        };
+        Uuid::parse_str(id).ok()
+    }
+
+    async fn run(&self, ctx: &CommandContext, command: Command) -> Outcome {
+        let c = &self.commissions;
+        let result = match command {
+            Command::Calculate(r) => c.calculate(ctx, r).await.map(drop),
+            Command::Reserve(r) => c.reserve(ctx, r).await.map(drop),
+            Command::Release(r) => c.release(ctx, r).await.map(drop),
+            Command::Settle(r) => c.settle(ctx, r).await.map(drop),
+        };
+        result.map_or_else(outcome, |()| Outcome::Done)
+    }
+
+    fn rejection_event(
         &self,
         ctx: &CommandContext,
-        message_id: &str,
+        aggregate: Uuid,
         rejected: CommandRejected,
-    ) -> Failure {
-        let reason = format!("{}: {}", rejected.code, rejected.reason);
-        let event = messages::event_message(
+    ) -> OutboxMessage {
+        messages::event_message(
             ctx,
             "command",
-            Uuid::nil(),
+            aggregate,
             0,
             messages::now(),
             Event::CommandRejected(rejected),
-        );
-        inbox::record_rejection(&self.pool, CONSUMER, message_id, reason, event).await
+        )
     }
-}
 
-impl Handler for CommandDoor {
-    async fn handle(&self, delivery: &Delivery) -> Result<(), Failure> {
-        let mut ctx = CommandContext {
-            idempotency_key: Some(delivery.message_id.clone()),
-            correlation_id: delivery
-                .correlation_id
-                .clone()
-                .unwrap_or_else(|| Uuid::new_v4().to_string()),
-            causation_id: Some(delivery.message_id.clone()),
-            traceparent: delivery.traceparent.clone(),
-            tracestate: delivery.tracestate.clone(),
-        };
-        let rejected = |code: tonic::Code, reason: String, command_type: String| CommandRejected {
-            command_message_id: delivery.message_id.clone(),
-            command_type,
-            code: code_name(code).to_owned(),
-            reason,
-            field_violations: Vec::new(),
-        };
-        let envelope = match CommissionCommand::decode(delivery.payload.as_slice()) {
-            Ok(envelope) => envelope,
-            Err(e) => {
-                let r = rejected(
-                    tonic::Code::InvalidArgument,
-                    format!("not a commission command envelope: {e}"),
-                    delivery.message_type.clone().unwrap_or_default(),
-                );
-                return Err(self.reject(&ctx, &delivery.message_id, r).await);
-            }
-        };
-        if let Some(correlation) = envelope
-            .metadata
-            .as_ref()
-            .map(|m| &m.correlation_id)
-            .filter(|c| !c.is_empty())
-        {
-            ctx.correlation_id = correlation.clone();
-        }
-        let Some(command) = envelope.command else {
-            let r = rejected(
-                tonic::Code::InvalidArgument,
-                "the envelope holds no command".to_owned(),
-                delivery.message_type.clone().unwrap_or_default(),
-            );
-            return Err(self.reject(&ctx, &delivery.message_id, r).await);
-        };
-        let kind = command_type(&command);
-        match self.run(&ctx, command).await {
-            Ok(()) => Ok(()),
-            Err(e @ Error::CampaignNotKnown(_)) => Err(Failure::Transient(anyhow::anyhow!(e))),
-            Err(Error::Unavailable(e) | Error::Internal(e)) => Err(Failure::Transient(e)),
-            Err(error) => {
-                let violations: Vec<WireViolation> = match &error {
-                    Error::Invalid(v) => v
-                        .iter()
-                        .map(|v| WireViolation {
-                            field: v.field.clone(),
-                            description: v.description.clone(),
-                        })
-                        .collect(),
-                    _ => Vec::new(),
-                };
-                let reason = error.to_string();
-                let mut r = rejected(tonic::Status::from(error).code(), reason, kind.to_owned());
-                r.field_violations = violations;
-                Err(self.reject(&ctx, &delivery.message_id, r).await)
-            }
-        }
+    fn pool(&self) -> &PgPool {
+        &self.pool
     }
 }
