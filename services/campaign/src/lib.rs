@@ -10,13 +10,12 @@ pub mod domain;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::Context as _;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
 use affiliate_proto::campaign::campaign_service_server::{CampaignServiceServer, SERVICE_NAME};
 use messaging::Subscription;
+use service_runtime::app::{Parts, Service};
 use service_runtime::config::{ConsumerArgs, DatabaseArgs, GrpcArgs, LogArgs, Mode, PulsarArgs};
 use service_runtime::db;
 use service_runtime::grpc::GrpcServer;
@@ -88,7 +87,7 @@ impl Application {
         let campaigns = app::Campaigns::new(self.pool.clone());
         let mode = self.config.mode;
         tracing::info!(mode = mode.as_str(), "campaign-service running");
-        let mut parts: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
+        let mut parts = Parts::new(shutdown.clone());
 
         let (routes, names): (Routes, Vec<&str>) = if mode.serves_grpc() {
             let api =
@@ -99,11 +98,8 @@ impl Application {
         };
         let grace = self.config.grpc.shutdown_grace;
         let token = shutdown.clone();
-        parts.spawn(async move {
-            (
-                "gRPC server",
-                self.server.serve(routes, &names, token, grace).await,
-            )
+        parts.spawn("gRPC server", async move {
+            self.server.serve(routes, &names, token, grace).await
         });
 
         if let Some(pulsar) = self.pulsar {
@@ -123,27 +119,22 @@ impl Application {
                 adapters::commands::CampaignDoor::new(campaigns, self.pool.clone()),
             ));
             let token = shutdown.clone();
-            parts.spawn(async move {
-                (
-                    "command consumer",
-                    messaging::run_consumer(pulsar, subscription, door, token).await,
-                )
+            parts.spawn("command consumer", async move {
+                messaging::run_consumer(pulsar, subscription, door, token).await
             });
         }
 
-        let mut result = Ok(());
-        while let Some(joined) = parts.join_next().await {
-            let (part, outcome) = joined.context("a service task panicked")?;
-            if !shutdown.is_cancelled() {
-                tracing::error!(part, "stopped unexpectedly; shutting the service down");
-                shutdown.cancel();
-            }
-            if let Err(e) = outcome {
-                tracing::error!(part, error = format!("{e:#}"), "failed");
-                result = Err(e.context(format!("{part} failed")));
-            }
-        }
-        result
+        parts.supervise().await
+    }
+}
+
+impl Service for Application {
+    fn grpc_addr(&self) -> SocketAddr {
+        Application::grpc_addr(self)
+    }
+
+    async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        Application::run_until_stopped(self, shutdown).await
     }
 }
 

@@ -3,26 +3,10 @@
 use clap::Parser as _;
 
 use campaign_service::{Application, Config};
-use service_runtime::{shutdown, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    telemetry::init(&config.log)?;
-    let app = match Application::build(config).await {
-        Ok(app) => app,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "campaign-service failed to start");
-            return Err(e);
-        }
-    };
-    tracing::info!(grpc = %app.grpc_addr(), "campaign-service started");
-    let result = app.run_until_stopped(shutdown::on_signal()).await;
-    if let Err(e) = &result {
-        tracing::error!(
-            error = format!("{e:#}"),
-            "campaign-service stopped with an error"
-        );
-    }
-    result
+    let log = config.log.clone();
+    service_runtime::app::main("campaign-service", &log, Application::build(config)).await
 }

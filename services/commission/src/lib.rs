@@ -14,8 +14,6 @@ pub mod domain;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::Context as _;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
@@ -23,6 +21,7 @@ use affiliate_proto::commission::commission_service_server::{
     CommissionServiceServer, SERVICE_NAME,
 };
 use messaging::Subscription;
+use service_runtime::app::{Parts, Service};
 use service_runtime::config::{ConsumerArgs, DatabaseArgs, GrpcArgs, LogArgs, Mode, PulsarArgs};
 use service_runtime::db;
 use service_runtime::grpc::GrpcServer;
@@ -94,7 +93,7 @@ impl Application {
         let commissions = app::Commissions::new(self.pool.clone());
         let mode = self.config.mode;
         tracing::info!(mode = mode.as_str(), "commission-service running");
-        let mut parts: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
+        let mut parts = Parts::new(shutdown.clone());
 
         let (routes, names): (Routes, Vec<&str>) = if mode.serves_grpc() {
             (
@@ -112,46 +111,35 @@ impl Application {
         let grace = self.config.grpc.shutdown_grace;
         let token = shutdown.clone();
         let server = self.server;
-        parts.spawn(async move {
-            (
-                "gRPC server",
-                server.serve(routes, &names, token, grace).await,
-            )
+        parts.spawn("gRPC server", async move {
+            server.serve(routes, &names, token, grace).await
         });
 
         let feed = Arc::new(adapters::campaigns::CampaignFeed::new(self.pool.clone()));
         let (pulsar, token) = (self.pulsar.clone(), shutdown.clone());
-        parts.spawn(async move {
-            (
-                "campaign-event feed",
-                messaging::run_consumer(pulsar, feed_subscription, feed, token).await,
-            )
+        parts.spawn("campaign-event feed", async move {
+            messaging::run_consumer(pulsar, feed_subscription, feed, token).await
         });
 
         let door = Arc::new(messaging::door::Door(
             adapters::commands::CommissionDoor::new(commissions, self.pool.clone()),
         ));
         let (pulsar, token) = (self.pulsar.clone(), shutdown.clone());
-        parts.spawn(async move {
-            (
-                "command consumer",
-                messaging::run_consumer(pulsar, door_subscription, door, token).await,
-            )
+        parts.spawn("command consumer", async move {
+            messaging::run_consumer(pulsar, door_subscription, door, token).await
         });
 
-        let mut result = Ok(());
-        while let Some(joined) = parts.join_next().await {
-            let (part, outcome) = joined.context("a service task panicked")?;
-            if !shutdown.is_cancelled() {
-                tracing::error!(part, "stopped unexpectedly; shutting the service down");
-                shutdown.cancel();
-            }
-            if let Err(e) = outcome {
-                tracing::error!(part, error = format!("{e:#}"), "failed");
-                result = Err(e.context(format!("{part} failed")));
-            }
-        }
-        result
+        parts.supervise().await
+    }
+}
+
+impl Service for Application {
+    fn grpc_addr(&self) -> SocketAddr {
+        Application::grpc_addr(self)
+    }
+
+    async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        Application::run_until_stopped(self, shutdown).await
     }
 }
 

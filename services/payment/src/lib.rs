@@ -14,14 +14,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
 use affiliate_proto::payment::payment_service_server::{PaymentServiceServer, SERVICE_NAME};
 use messaging::Subscription;
 use messaging::door::Door;
+use service_runtime::app::{Parts, Service};
 use service_runtime::config::{
     ConsumerArgs, DatabaseArgs, GrpcArgs, LogArgs, Mode, PulsarArgs, parse_duration,
 };
@@ -125,7 +124,7 @@ impl Application {
         let payouts = Payouts::new(self.pool.clone(), provider, self.config.provider.timeout);
         let mode = self.config.mode;
         tracing::info!(mode = mode.as_str(), "payment-service running");
-        let mut parts: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
+        let mut parts = Parts::new(shutdown.clone());
 
         let feed_subscription = self.subscription(&events_topic("commission"));
         let door_subscription = self.subscription(&commands_topic(app::messages::SERVICE));
@@ -142,20 +141,14 @@ impl Application {
         let grace = self.config.grpc.shutdown_grace;
         let token = shutdown.clone();
         let server = self.server;
-        parts.spawn(async move {
-            (
-                "gRPC server",
-                server.serve(routes, &names, token, grace).await,
-            )
+        parts.spawn("gRPC server", async move {
+            server.serve(routes, &names, token, grace).await
         });
 
         let feed = Arc::new(adapters::commissions::SagaFeed::new(payouts.clone()));
         let (pulsar, token) = (self.pulsar.clone(), shutdown.clone());
-        parts.spawn(async move {
-            (
-                "saga feed",
-                messaging::run_consumer(pulsar, feed_subscription, feed, token).await,
-            )
+        parts.spawn("saga feed", async move {
+            messaging::run_consumer(pulsar, feed_subscription, feed, token).await
         });
 
         if mode.consumes_commands() {
@@ -164,31 +157,18 @@ impl Application {
                 self.pool.clone(),
             )));
             let (pulsar, token) = (self.pulsar.clone(), shutdown.clone());
-            parts.spawn(async move {
-                (
-                    "command consumer",
-                    messaging::run_consumer(pulsar, door_subscription, door, token).await,
-                )
+            parts.spawn("command consumer", async move {
+                messaging::run_consumer(pulsar, door_subscription, door, token).await
             });
         }
 
         let interval = self.config.provider.resume_interval;
         let token = shutdown.clone();
-        parts.spawn(async move { ("saga resumer", resume_loop(payouts, interval, token).await) });
+        parts.spawn("saga resumer", async move {
+            resume_loop(payouts, interval, token).await
+        });
 
-        let mut result = Ok(());
-        while let Some(joined) = parts.join_next().await {
-            let (part, outcome) = joined.context("a service task panicked")?;
-            if !shutdown.is_cancelled() {
-                tracing::error!(part, "stopped unexpectedly; shutting the service down");
-                shutdown.cancel();
-            }
-            if let Err(e) = outcome {
-                tracing::error!(part, error = format!("{e:#}"), "failed");
-                result = Err(e.context(format!("{part} failed")));
-            }
-        }
-        result
+        parts.supervise().await
     }
 }
 
@@ -211,6 +191,16 @@ async fn resume_loop(
             () = shutdown.cancelled() => return Ok(()),
             () = tokio::time::sleep(interval) => {}
         }
+    }
+}
+
+impl Service for Application {
+    fn grpc_addr(&self) -> SocketAddr {
+        Application::grpc_addr(self)
+    }
+
+    async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        Application::run_until_stopped(self, shutdown).await
     }
 }
 

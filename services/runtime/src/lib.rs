@@ -2,6 +2,7 @@
 //! and migrations, the outbox writer, idempotency records, the gRPC server (always with health and
 //! reflection), request context from gRPC metadata, rich error statuses, and the shutdown signal.
 
+pub mod app;
 pub mod config;
 pub mod context;
 pub mod db;
