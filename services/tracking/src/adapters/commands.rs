@@ -1,0 +1,120 @@
+//! The command-topic door: `TrackingCommand` messages from `tracking-commands` run the same
+//! handlers as the gRPC door, with the message id as the idempotency key, so a command has the
+//! same effect whichever door it used and a redelivered one is applied once. A command that can
+//! never succeed is recorded and answered with `tracking.command_rejected.v1` (see
+//! `messaging::door`).
+
+use prost::Message as _;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use affiliate_proto::common::{CommandRejected, MessageMetadata};
+use affiliate_proto::tracking::{
+    TrackingCommand, tracking_command::Command, tracking_event_envelope::Event,
+};
+use messaging::door::{CommandDoor, Outcome};
+use service_runtime::context::CommandContext;
+use service_runtime::errors::code_name;
+use service_runtime::outbox::OutboxMessage;
+
+use crate::app::{Error, Tracking, messages};
+
+/// The versioned type name of a command.
+pub fn command_type(command: &Command) -> &'static str {
+    match command {
+        Command::CreateEvent(_) => "tracking.create_event.command.v1",
+        Command::SubmitEvidence(_) => "tracking.submit_evidence.command.v1",
+    }
+}
+
+/// How a handler error ends a command that came as a message.
+pub fn outcome(error: Error) -> Outcome {
+    match error {
+        Error::Unavailable(e) | Error::Internal(e) => Outcome::Retry(e),
+        other => {
+            let violations = match &other {
+                Error::Invalid(v) => v
+                    .iter()
+                    .map(|v| (v.field.clone(), v.description.clone()))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let reason = other.to_string();
+            Outcome::Reject {
+                code: code_name(tonic::Status::from(other).code()),
+                reason,
+                violations,
+            }
+        }
+    }
+}
+
+/// Runs tracking commands that arrive as messages.
+#[derive(Debug, Clone)]
+pub struct TrackingDoor {
+    tracking: Tracking,
+    pool: PgPool,
+}
+
+impl TrackingDoor {
+    pub fn new(tracking: Tracking, pool: PgPool) -> Self {
+        Self { tracking, pool }
+    }
+}
+
+impl CommandDoor for TrackingDoor {
+    type Command = Command;
+
+    fn consumer(&self) -> &'static str {
+        "tracking/tracking-commands"
+    }
+
+    fn decode(
+        &self,
+        payload: &[u8],
+    ) -> Result<(Option<MessageMetadata>, Option<Command>), prost::DecodeError> {
+        TrackingCommand::decode(payload).map(|e| (e.metadata, e.command))
+    }
+
+    fn command_type(&self, command: &Command) -> &'static str {
+        command_type(command)
+    }
+
+    /// Both commands create their aggregate, so a rejected one has none (the nil id).
+    fn target(&self, _command: &Command) -> Option<Uuid> {
+        None
+    }
+
+    async fn run(&self, ctx: &CommandContext, command: Command) -> Outcome {
+        let result = match command {
+            Command::CreateEvent(r) => self.tracking.create_event(ctx, r).await.map(drop),
+            Command::SubmitEvidence(r) => self.tracking.submit_evidence(ctx, r).await.map(drop),
+        };
+        result.map_or_else(outcome, |()| Outcome::Done)
+    }
+
+    fn rejection_event(
+        &self,
+        ctx: &CommandContext,
+        aggregate: Uuid,
+        rejected: CommandRejected,
+    ) -> OutboxMessage {
+        let aggregate_type = if rejected.command_type == "tracking.submit_evidence.command.v1" {
+            messages::EVIDENCE
+        } else {
+            messages::TRACKING_EVENT
+        };
+        messages::event_message(
+            ctx,
+            aggregate_type,
+            aggregate,
+            0,
+            messages::now(),
+            Event::CommandRejected(rejected),
+        )
+    }
+
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}

@@ -1,0 +1,5 @@
+//! The tracking service's edges: the PostgreSQL repository, the gRPC server and the command topic.
+
+pub mod commands;
+pub mod grpc;
+pub mod repository;

@@ -1,0 +1,380 @@
+//! The command-topic door of the tracking service, in its own Pulsar namespace and database:
+//! commands published to `tracking-commands` run the same handlers as gRPC calls (a purchase
+//! still sends its commission command), a redelivered command is applied once, and a command
+//! that can never succeed is rejected once with an event.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use clap::Parser as _;
+use prost::Message as _;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tonic::Request;
+use uuid::Uuid;
+
+use affiliate_proto::commission::{CommissionCommand, commission_command};
+use affiliate_proto::common::{MessageMetadata, Money};
+use affiliate_proto::tracking::tracking_service_client::TrackingServiceClient;
+use affiliate_proto::tracking::{
+    self as pb, TrackingCommand, tracking_command::Command, tracking_event_envelope::Event,
+};
+use e2e::{
+    TestDatabase, eventually, fresh_database, fresh_namespace, publish, pulsar, pulsar_tenant,
+    pulsar_url,
+};
+use tracking_service::{Application, Config};
+
+struct TestApp {
+    db: TestDatabase,
+    namespace: String,
+    grpc: TrackingServiceClient<tonic::transport::Channel>,
+    client: pulsar::Pulsar<pulsar::TokioExecutor>,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+async fn spawn_app() -> TestApp {
+    let db = fresh_database("tracking_cmd").await;
+    let namespace = fresh_namespace().await;
+    let config = Config::try_parse_from([
+        "tracking-service",
+        "--mode",
+        "hybrid",
+        "--database-url",
+        &db.url,
+        "--grpc-listen",
+        "127.0.0.1:0",
+        "--pulsar-url",
+        &pulsar_url(),
+        "--pulsar-tenant",
+        &pulsar_tenant(),
+        "--pulsar-namespace",
+        &namespace,
+        "--max-redeliveries",
+        "2",
+        "--retry-min-backoff",
+        "10ms",
+        "--retry-max-backoff",
+        "50ms",
+    ])
+    .unwrap();
+    let app = Application::build(config)
+        .await
+        .expect("build tracking service");
+    let addr = app.grpc_addr();
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    let grpc = TrackingServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    TestApp {
+        db,
+        namespace,
+        grpc,
+        client: pulsar().await,
+        shutdown,
+        server,
+    }
+}
+
+impl TestApp {
+    async fn send(&self, message_id: &str, command: Command) {
+        let message_type = tracking_service::adapters::commands::command_type(&command);
+        let envelope = TrackingCommand {
+            metadata: Some(MessageMetadata {
+                message_id: message_id.to_owned(),
+                message_type: message_type.to_owned(),
+                correlation_id: "corr-cmd".to_owned(),
+                ..Default::default()
+            }),
+            command: Some(command),
+        };
+        self.send_raw(message_id, message_type, envelope.encode_to_vec())
+            .await;
+    }
+
+    async fn send_raw(&self, message_id: &str, message_type: &str, payload: Vec<u8>) {
+        let topic = format!(
+            "persistent://{}/{}/tracking-commands",
+            pulsar_tenant(),
+            self.namespace
+        );
+        publish(
+            &self.client,
+            &topic,
+            message_id,
+            message_id,
+            message_type,
+            "corr-cmd",
+            payload,
+        )
+        .await;
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.server.await.unwrap().unwrap();
+    }
+}
+
+const CAMPAIGN: &str = "0193a9e0-0000-7000-8000-0000000000c1";
+const CREATOR: &str = "0193a9e0-0000-7000-8000-0000000000c2";
+
+fn purchase(product_id: &str) -> pb::CreateEventRequest {
+    pb::CreateEventRequest {
+        campaign_id: CAMPAIGN.into(),
+        creator_id: CREATOR.into(),
+        kind: pb::TrackingEventKind::Purchase.into(),
+        amount: Some(Money {
+            amount_minor: 2_500,
+            currency: "USD".into(),
+        }),
+        product_id: product_id.into(),
+        occurred_at: None,
+    }
+}
+
+fn evidence(url: &str) -> pb::SubmitEvidenceRequest {
+    pb::SubmitEvidenceRequest {
+        campaign_id: CAMPAIGN.into(),
+        creator_id: CREATOR.into(),
+        kind: pb::EvidenceKind::Photo.into(),
+        url: url.into(),
+        note: String::new(),
+    }
+}
+
+/// Outbox rows as (type, causation id, payload), in id order.
+async fn outbox(pool: &PgPool) -> Vec<(String, Option<String>, Vec<u8>)> {
+    sqlx::query_as("select message_type, causation_id, payload from outbox order by id")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+/// Tracking events as (id, product id), oldest first.
+async fn events(pool: &PgPool) -> Vec<(Uuid, Option<String>)> {
+    sqlx::query_as("select id, product_id from tracking_events order by id")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+const WAIT: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn a_command_message_and_a_grpc_call_with_its_id_as_key_have_one_effect() {
+    let mut app = spawn_app().await;
+    let message_id = Uuid::now_v7().to_string();
+    app.send(&message_id, Command::CreateEvent(purchase("by-message")))
+        .await;
+    let pool = app.db.pool.clone();
+    let (stored, _) = eventually(WAIT, "the command recorded a purchase", || {
+        let pool = pool.clone();
+        async move { events(&pool).await.pop() }
+    })
+    .await;
+
+    // The same command through the other door, keyed by the message id: the first result.
+    let mut request = Request::new(purchase("by-message"));
+    request
+        .metadata_mut()
+        .insert("idempotency-key", message_id.parse().unwrap());
+    let event = app
+        .grpc
+        .create_event(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .event
+        .unwrap();
+    assert_eq!(event.id, stored.to_string());
+    assert_eq!(events(&app.db.pool).await.len(), 1);
+
+    // The event names the command message as its cause; the commission command names the event.
+    let rows = outbox(&app.db.pool).await;
+    let types: Vec<&str> = rows.iter().map(|(t, _, _)| t.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "tracking_event.created.v1",
+            "commission.calculate.command.v1"
+        ]
+    );
+    let created = pb::TrackingEventEnvelope::decode(rows[0].2.as_slice()).unwrap();
+    let created_meta = created.metadata.unwrap();
+    assert_eq!(created_meta.correlation_id, "corr-cmd");
+    assert_eq!(created_meta.causation_id, message_id);
+    assert_eq!(rows[0].1.as_deref(), Some(message_id.as_str()));
+    match created.event {
+        Some(Event::TrackingEventCreated(c)) => assert_eq!(c.event, Some(event.clone())),
+        other => panic!("unexpected event {other:?}"),
+    }
+    let command = CommissionCommand::decode(rows[1].2.as_slice()).unwrap();
+    let command_meta = command.metadata.unwrap();
+    assert_eq!(command_meta.correlation_id, "corr-cmd");
+    assert_eq!(command_meta.causation_id, created_meta.message_id);
+    assert_eq!(command_meta.aggregate_id, event.id);
+    match command.command {
+        Some(commission_command::Command::Calculate(c)) => {
+            assert_eq!(
+                (c.tracking_event_id, c.campaign_id, c.creator_id),
+                (event.id, CAMPAIGN.to_owned(), CREATOR.to_owned())
+            );
+            assert_eq!(c.purchase_amount, event.amount);
+        }
+        other => panic!("unexpected command {other:?}"),
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_redelivered_command_is_applied_once() {
+    let app = spawn_app().await;
+    let purchase_id = Uuid::now_v7().to_string();
+    let evidence_id = Uuid::now_v7().to_string();
+    for _ in 0..3 {
+        app.send(&purchase_id, Command::CreateEvent(purchase("twice")))
+            .await;
+        app.send(
+            &evidence_id,
+            Command::SubmitEvidence(evidence("https://photos.example/1.jpg")),
+        )
+        .await;
+    }
+    let marker = Uuid::now_v7().to_string();
+    app.send(&marker, Command::CreateEvent(purchase("marker")))
+        .await;
+    let pool = app.db.pool.clone();
+    eventually(WAIT, "the marker command applied", || {
+        let pool = pool.clone();
+        async move {
+            events(&pool)
+                .await
+                .iter()
+                .any(|(_, p)| p.as_deref() == Some("marker"))
+                .then_some(())
+        }
+    })
+    .await;
+    let products: Vec<Option<String>> = events(&app.db.pool)
+        .await
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(products, [Some("twice".into()), Some("marker".into())]);
+    let evidence: i64 = sqlx::query_scalar("select count(*) from evidence")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(evidence, 1);
+    let mut types: Vec<String> = outbox(&app.db.pool)
+        .await
+        .into_iter()
+        .map(|(t, _, _)| t)
+        .collect();
+    types.sort();
+    assert_eq!(
+        types,
+        [
+            "commission.calculate.command.v1",
+            "commission.calculate.command.v1",
+            "evidence.submitted.v1",
+            "tracking_event.created.v1",
+            "tracking_event.created.v1"
+        ]
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn commands_that_can_never_succeed_are_rejected_once_with_an_event() {
+    let app = spawn_app().await;
+    let invalid = Uuid::now_v7().to_string();
+    let mut bad = purchase("x");
+    bad.creator_id = "nobody".into();
+    bad.amount = Some(Money {
+        amount_minor: -1,
+        currency: "usd".into(),
+    });
+    app.send(&invalid, Command::CreateEvent(bad.clone())).await;
+    app.send(&invalid, Command::CreateEvent(bad)).await;
+    let garbage = Uuid::now_v7().to_string();
+    app.send_raw(
+        &garbage,
+        "tracking.mystery.v1",
+        vec![0xff, 0xff, 0xff, 0x01],
+    )
+    .await;
+    let bad_evidence = Uuid::now_v7().to_string();
+    app.send(
+        &bad_evidence,
+        Command::SubmitEvidence(evidence("javascript:alert(1)")),
+    )
+    .await;
+
+    let pool = app.db.pool.clone();
+    eventually(WAIT, "three rejections recorded", || {
+        let pool = pool.clone();
+        async move {
+            let n: i64 =
+                sqlx::query_scalar("select count(*) from inbox where outcome = 'rejected'")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            (n == 3).then_some(())
+        }
+    })
+    .await;
+    let mut rejected: Vec<(String, String, String, String, Vec<String>)> = outbox(&app.db.pool)
+        .await
+        .iter()
+        .map(|(t, _, payload)| {
+            assert_eq!(t, "tracking.command_rejected.v1");
+            let envelope = pb::TrackingEventEnvelope::decode(payload.as_slice()).unwrap();
+            let aggregate_type = envelope.metadata.unwrap().aggregate_type;
+            match envelope.event {
+                Some(Event::CommandRejected(r)) => (
+                    r.command_message_id,
+                    r.command_type,
+                    r.code,
+                    aggregate_type,
+                    r.field_violations.into_iter().map(|v| v.field).collect(),
+                ),
+                other => panic!("unexpected {other:?}"),
+            }
+        })
+        .collect();
+    rejected.sort();
+    let strings = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    assert_eq!(
+        rejected,
+        [
+            (
+                invalid,
+                "tracking.create_event.command.v1".to_owned(),
+                "INVALID_ARGUMENT".to_owned(),
+                "tracking_event".to_owned(),
+                strings(&["creator_id", "amount.amount_minor", "amount.currency"])
+            ),
+            (
+                garbage,
+                "tracking.mystery.v1".to_owned(),
+                "INVALID_ARGUMENT".to_owned(),
+                "tracking_event".to_owned(),
+                vec![]
+            ),
+            (
+                bad_evidence,
+                "tracking.submit_evidence.command.v1".to_owned(),
+                "INVALID_ARGUMENT".to_owned(),
+                "evidence".to_owned(),
+                strings(&["url"])
+            ),
+        ]
+    );
+    assert!(events(&app.db.pool).await.is_empty());
+    app.stop().await;
+}
