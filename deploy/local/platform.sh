@@ -2,8 +2,10 @@
 # The whole platform on this machine, no containers.
 #
 #   deploy/local/platform.sh up       infrastructure (PostgreSQL, Pulsar), build, start every service
-#                                     and the relay, then show a campaign created over gRPC arriving
-#                                     on Pulsar as a typed event
+#                                     (campaign, tracking, commission, payment; SERVICE_MODE, default
+#                                     hybrid) and the relay, then run one workflow through grpcurl:
+#                                     campaign → accept → purchase → commission → payout, and show the
+#                                     campaign's event as it arrived on Pulsar
 #   deploy/local/platform.sh down     stop the services and the relay, then the infrastructure
 #   deploy/local/platform.sh status   what runs, where
 #   deploy/local/platform.sh demo     only the demonstration (the platform must be up)
@@ -17,8 +19,12 @@ source "$HERE/env.sh"
 CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
 BIN_DIR="$CARGO_TARGET_DIR/debug"
 CAMPAIGN_GRPC="${CAMPAIGN_GRPC:-127.0.0.1:50051}"
-# service name, gRPC address (empty for processes without one)
-SERVICES=("campaign-service:$CAMPAIGN_GRPC")
+TRACKING_GRPC="${TRACKING_GRPC:-127.0.0.1:50052}"
+COMMISSION_GRPC="${COMMISSION_GRPC:-127.0.0.1:50053}"
+PAYMENT_GRPC="${PAYMENT_GRPC:-127.0.0.1:50054}"
+SERVICE_MODE="${SERVICE_MODE:-hybrid}"
+# service name:gRPC address
+SERVICES=("campaign-service:$CAMPAIGN_GRPC" "tracking-service:$TRACKING_GRPC" "commission-service:$COMMISSION_GRPC" "payment-service:$PAYMENT_GRPC")
 
 pid_alive() { [[ -f "$PID_DIR/$1.pid" ]] && kill -0 "$(cat "$PID_DIR/$1.pid")" 2>/dev/null; }
 
@@ -62,22 +68,59 @@ wait_grpc() { # wait_grpc NAME ADDR: until the health check answers SERVING (60 
   infra_die "$name did not become healthy on $addr within 60 s; see $LOG_DIR/$name.log"
 }
 
+call() { # call ADDR METHOD JSON [idempotency key]: grpcurl, printed like a user would type it
+  local addr=$1 method=$2 body=$3 key=${4:-}
+  echo "\$ grpcurl -plaintext ${key:+-H 'idempotency-key: $key' }-d '$body' $addr $method" >&2
+  grpcurl -plaintext ${key:+-H "idempotency-key: $key"} -H "x-correlation-id: demo-$$" -d "$body" "$addr" "$method"
+}
+
+json_get() { python3 -c 'import json,sys; v=json.load(sys.stdin)
+for k in sys.argv[1].split("."): v=v.get(k, "") if isinstance(v, dict) else ""
+print(v)' "$1"; }
+
 demo() {
-  local tail_out="$STATE_DIR/demo-tail.json" tail_pid addr=$CAMPAIGN_GRPC
-  infra_log "demo: subscribing to campaign-events, then creating a campaign over gRPC"
+  local tail_out="$STATE_DIR/demo-tail.json" tail_pid run creator campaign event payout status balance
+  run=$(date +%s%N)
+  creator=$(python3 -c 'import uuid; print(uuid.uuid4())')
+  infra_log "demo: one workflow through grpcurl: campaign → accept → purchase → commission → payout"
   "$BIN_DIR/platform" tail --topic campaign-events --count 1 --timeout 60s >"$tail_out" 2>"$STATE_DIR/demo-tail.err" &
   tail_pid=$!
   for _ in $(seq 1 300); do grep -q subscribed "$STATE_DIR/demo-tail.err" 2>/dev/null && break; sleep 0.1; done
-  grep -q subscribed "$STATE_DIR/demo-tail.err" || infra_die "could not subscribe: $(cat "$STATE_DIR/demo-tail.err")"
-  echo "\$ grpcurl -plaintext -H 'idempotency-key: demo-…' -d '{…}' $addr affiliate.campaign.v1.CampaignService/CreateCampaign"
-  grpcurl -plaintext -H "idempotency-key: demo-$(date +%s%N)" -H "x-correlation-id: demo-$$" \
-    -d '{"advertiserId":"0193a9e0-0000-7000-8000-0000000000ad","name":"Demo summer launch","description":"created by platform.sh demo","commissionRateBps":1250,"budget":{"amountMinor":"500000","currency":"EUR"}}' \
-    "$addr" affiliate.campaign.v1.CampaignService/CreateCampaign
+
+  campaign=$(call "$CAMPAIGN_GRPC" affiliate.campaign.v1.CampaignService/CreateCampaign \
+    '{"advertiserId":"0193a9e0-0000-7000-8000-0000000000ad","name":"Demo summer launch","commissionRateBps":1250,"budget":{"amountMinor":"500000","currency":"EUR"}}' \
+    "demo-create-$run" | json_get campaign.id)
+  echo "campaign $campaign"
+  call "$CAMPAIGN_GRPC" affiliate.campaign.v1.CampaignService/AcceptCampaign \
+    "{\"campaignId\":\"$campaign\",\"creatorId\":\"$creator\",\"acceptedTerms\":true}" "demo-accept-$run" >/dev/null
+  echo "creator $creator accepted"
+  event=$(call "$TRACKING_GRPC" affiliate.tracking.v1.TrackingService/CreateEvent \
+    "{\"campaignId\":\"$campaign\",\"creatorId\":\"$creator\",\"kind\":\"TRACKING_EVENT_KIND_PURCHASE\",\"amount\":{\"amountMinor\":\"20000\",\"currency\":\"EUR\"}}" \
+    "demo-purchase-$run" | json_get event.id)
+  echo "purchase $event of 200.00 EUR"
+  for _ in $(seq 1 300); do
+    balance=$(grpcurl -plaintext -d "{\"creatorId\":\"$creator\",\"currency\":\"EUR\"}" "$COMMISSION_GRPC" \
+      affiliate.commission.v1.CommissionService/GetBalance | json_get balance.availableMinor)
+    [[ -n "$balance" && "$balance" != 0 ]] && break
+    sleep 0.2
+  done
+  echo "commission earned: available balance $balance minor units (12.5 % of 20000)"
+  payout=$(call "$PAYMENT_GRPC" affiliate.payment.v1.PaymentService/RequestPayout \
+    "{\"creatorId\":\"$creator\",\"amount\":{\"amountMinor\":\"2000\",\"currency\":\"EUR\"},\"method\":\"PAYOUT_METHOD_BANK_TRANSFER\",\"accountDetails\":\"DE89370400440532013000\"}" \
+    "demo-payout-$run" | json_get payout.id)
+  for _ in $(seq 1 300); do
+    status=$(grpcurl -plaintext -d "{\"payoutId\":\"$payout\"}" "$PAYMENT_GRPC" affiliate.payment.v1.PaymentService/GetPayout | json_get payout.status)
+    [[ "$status" == PAYOUT_STATUS_COMPLETED || "$status" == PAYOUT_STATUS_FAILED || "$status" == PAYOUT_STATUS_REJECTED ]] && break
+    sleep 0.2
+  done
+  echo "payout $payout: $status"
+  grpcurl -plaintext -d "{\"creatorId\":\"$creator\",\"currency\":\"EUR\"}" "$COMMISSION_GRPC" affiliate.commission.v1.CommissionService/GetBalance
+  [[ "$status" == PAYOUT_STATUS_COMPLETED ]] || infra_die "the demo payout did not complete ($status); see $LOG_DIR/*.log"
   if ! wait "$tail_pid"; then
-    infra_die "the event did not arrive on Pulsar: $(cat "$STATE_DIR/demo-tail.err"); see $LOG_DIR/relay.log"
+    infra_die "the campaign event did not arrive on Pulsar: $(cat "$STATE_DIR/demo-tail.err"); see $LOG_DIR/relay.log"
   fi
-  echo "received on persistent://$PULSAR_TENANT/$PULSAR_NAMESPACE/campaign-events:"
-  if command -v python3 >/dev/null; then python3 -m json.tool <"$tail_out"; else cat "$tail_out"; fi
+  echo "the campaign as it arrived on persistent://$PULSAR_TENANT/$PULSAR_NAMESPACE/campaign-events:"
+  python3 -m json.tool <"$tail_out"
 }
 
 status() {
@@ -98,12 +141,15 @@ case "${1:-}" in
     "$HERE/infra.sh" up
     infra_log "building the workspace (cargo build --workspace --bins)"
     (cd "$REPO_ROOT" && CARGO_TARGET_DIR="$CARGO_TARGET_DIR" cargo build --workspace --bins --quiet)
-    start campaign-service campaign-service \
-      MODE=hybrid DATABASE_URL="$PG_URL_BASE/campaign" GRPC_LISTEN="$CAMPAIGN_GRPC" \
-      PULSAR_URL="$PULSAR_URL" PULSAR_TENANT="$PULSAR_TENANT" PULSAR_NAMESPACE="$PULSAR_NAMESPACE"
-    wait_grpc campaign-service "$CAMPAIGN_GRPC"
-    start relay relay \
-      RELAY_OUTBOXES="campaign=$PG_URL_BASE/campaign" PULSAR_URL="$PULSAR_URL" \
+    outboxes=""
+    for entry in "${SERVICES[@]}"; do
+      name=${entry%%:*} addr=${entry#*:} db=${name%-service}
+      start "$name" "$name" MODE="$SERVICE_MODE" DATABASE_URL="$PG_URL_BASE/$db" GRPC_LISTEN="$addr" \
+        PULSAR_URL="$PULSAR_URL" PULSAR_TENANT="$PULSAR_TENANT" PULSAR_NAMESPACE="$PULSAR_NAMESPACE"
+      outboxes+="${outboxes:+,}$db=$PG_URL_BASE/$db"
+    done
+    for entry in "${SERVICES[@]}"; do wait_grpc "${entry%%:*}" "${entry#*:}"; done
+    start relay relay RELAY_OUTBOXES="$outboxes" PULSAR_URL="$PULSAR_URL" \
       PULSAR_TENANT="$PULSAR_TENANT" PULSAR_NAMESPACE="$PULSAR_NAMESPACE"
     demo
     infra_log "platform up in $(($(date +%s) - t0)) s"

@@ -5,7 +5,9 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+pub mod platform;
 pub mod process;
+pub mod workflow;
 
 use std::future::Future;
 use std::path::PathBuf;

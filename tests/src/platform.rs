@@ -1,0 +1,176 @@
+//! The whole platform as real processes for one test: campaign, tracking, commission and payment
+//! services (each with a fresh database) and one relay for their four outboxes, all in a Pulsar
+//! namespace of the test's own. Processes are killed when the `Platform` is dropped; their logs
+//! are kept under `target/test-logs/<test>/`.
+
+#![allow(clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::process::{Process, binary};
+use crate::{TestDatabase, fresh_database, fresh_namespace, log_dir, pulsar_tenant, pulsar_url};
+
+/// The services, in start order.
+pub const SERVICES: [&str; 4] = ["campaign", "tracking", "commission", "payment"];
+
+const STARTUP: Duration = Duration::from_secs(60);
+
+pub struct Platform {
+    pub namespace: String,
+    pub databases: HashMap<&'static str, TestDatabase>,
+    pub grpc: HashMap<&'static str, SocketAddr>,
+    processes: HashMap<String, Process>,
+    logs: PathBuf,
+    mode: String,
+}
+
+impl Platform {
+    /// Starts everything in `mode` (`grpc`, `events` or `hybrid`) and waits until each service
+    /// serves gRPC and the relay leads every outbox.
+    pub async fn start(test: &str, mode: &str) -> Self {
+        let logs = log_dir(test);
+        let namespace = fresh_namespace().await;
+        let mut databases = HashMap::new();
+        for service in SERVICES {
+            databases.insert(service, fresh_database(&format!("{test}_{service}")).await);
+        }
+        let mut platform = Self {
+            namespace,
+            databases,
+            grpc: HashMap::new(),
+            processes: HashMap::new(),
+            logs,
+            mode: mode.to_owned(),
+        };
+        for service in SERVICES {
+            platform.start_service(service);
+        }
+        platform.start_relay("relay");
+        platform
+    }
+
+    fn common_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("PULSAR_URL", pulsar_url()),
+            ("PULSAR_TENANT", pulsar_tenant()),
+            ("PULSAR_NAMESPACE", self.namespace.clone()),
+            ("RETRY_MIN_BACKOFF", "50ms".into()),
+            ("RETRY_MAX_BACKOFF", "500ms".into()),
+            ("MAX_REDELIVERIES", "50".into()),
+            ("SHUTDOWN_GRACE", "5s".into()),
+        ]
+    }
+
+    /// Starts (or restarts) one service process and waits for its gRPC address.
+    pub fn start_service(&mut self, service: &'static str) -> SocketAddr {
+        let mut env = self.common_env();
+        env.push(("MODE", self.mode.clone()));
+        env.push(("DATABASE_URL", self.databases[service].url.clone()));
+        // A restart keeps the port, so clients keep working.
+        let listen = self
+            .grpc
+            .get(service)
+            .map_or_else(|| "127.0.0.1:0".to_owned(), ToString::to_string);
+        env.push(("GRPC_LISTEN", listen));
+        env.push(("SAGA_RESUME_INTERVAL", "1s".into()));
+        env.push(("SANDBOX_SLOW_DELAY", "3s".into()));
+        let name = format!("{service}-service");
+        let mut process = Process::start(&name, &binary(&name), &[], &env, &self.logs);
+        let addr = process.wait_for_grpc_addr(STARTUP);
+        self.grpc.insert(service, addr);
+        self.processes.insert(name, process);
+        addr
+    }
+
+    /// Starts (or restarts) the relay for all four outboxes.
+    pub fn start_relay(&mut self, name: &str) {
+        let outboxes: Vec<String> = SERVICES
+            .iter()
+            .map(|s| format!("{s}={}", self.databases[s].url))
+            .collect();
+        let mut env = self.common_env();
+        env.push(("RELAY_OUTBOXES", outboxes.join(",")));
+        env.push(("RELAY_POLL_INTERVAL", "100ms".into()));
+        env.push(("RELAY_STANDBY_INTERVAL", "100ms".into()));
+        let mut process = Process::start(name, &binary("relay"), &[], &env, &self.logs);
+        for _ in SERVICES {
+            process.wait_for_line("leading: publishing this outbox", STARTUP);
+        }
+        self.processes.insert(name.to_owned(), process);
+    }
+
+    /// SIGKILLs a process by name (e.g. `payment-service`, `relay`).
+    pub fn kill(&mut self, name: &str) {
+        if let Some(process) = self.processes.get_mut(name) {
+            process.kill();
+        }
+    }
+
+    /// The full name of a topic in this platform's namespace.
+    pub fn topic(&self, short: &str) -> String {
+        format!(
+            "persistent://{}/{}/{short}",
+            pulsar_tenant(),
+            self.namespace
+        )
+    }
+
+    pub fn url(&self, service: &str) -> String {
+        format!("http://{}", self.grpc[service])
+    }
+
+    /// Asserts every process is still running (none crashed during the test).
+    pub fn assert_all_running(&mut self) {
+        for process in self.processes.values_mut() {
+            assert!(
+                process.is_running(),
+                "{} exited; see {}",
+                process.name,
+                process.log.display()
+            );
+        }
+    }
+}
+
+impl Platform {
+    /// Whether everything has been delivered and processed: every outbox is empty and every
+    /// subscription on every command and events topic has no backlog and nothing unacknowledged.
+    pub async fn drained(&self) -> bool {
+        for service in SERVICES {
+            let pending: i64 = sqlx::query_scalar("select count(*) from outbox")
+                .fetch_one(&self.databases[service].pool)
+                .await
+                .unwrap_or(1);
+            if pending > 0 {
+                return false;
+            }
+            for kind in ["commands", "events"] {
+                let path = format!(
+                    "/admin/v2/persistent/{}/{}/{service}-{kind}/stats",
+                    pulsar_tenant(),
+                    self.namespace
+                );
+                let (status, body) = crate::http_request("GET", &path, "").await;
+                if status == 404 {
+                    continue; // never published to
+                }
+                let Ok(stats) = serde_json::from_str::<serde_json::Value>(&body) else {
+                    return false;
+                };
+                let busy = stats["subscriptions"].as_object().is_none_or(|subs| {
+                    subs.values().any(|s| {
+                        s["msgBacklog"].as_i64() != Some(0)
+                            || s["unackedMessages"].as_i64().unwrap_or(0) != 0
+                    })
+                });
+                if status != 200 || busy {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+}

@@ -1,0 +1,714 @@
+//! Driving a business workflow through either door: gRPC calls (with idempotency keys) or
+//! command messages on the services' command topics (answered by events naming the command as
+//! their cause). Every domain event the platform publishes is collected for comparison.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::TryStreamExt as _;
+use prost::Message as _;
+use tonic::Request;
+use uuid::Uuid;
+
+use affiliate_proto::campaign::{
+    self as campaign_pb, campaign_service_client::CampaignServiceClient,
+};
+use affiliate_proto::commission::commission_service_client::CommissionServiceClient;
+use affiliate_proto::common::MessageMetadata;
+use affiliate_proto::payment::{self as payment_pb, payment_service_client::PaymentServiceClient};
+use affiliate_proto::tracking::{
+    self as tracking_pb, tracking_service_client::TrackingServiceClient,
+};
+
+use crate::platform::{Platform, SERVICES};
+use crate::{eventually, publish};
+
+/// One published domain event, decoded.
+#[derive(Debug, Clone)]
+pub struct Collected {
+    pub topic: String,
+    pub key: String,
+    pub metadata: MessageMetadata,
+    /// The whole envelope as proto3 JSON.
+    pub json: serde_json::Value,
+}
+
+fn decode(service: &str, payload: &[u8]) -> Option<(MessageMetadata, serde_json::Value)> {
+    fn json<M: prost::Message + Default + serde::Serialize>(
+        payload: &[u8],
+    ) -> Option<(M, serde_json::Value)> {
+        let m = M::decode(payload).ok()?;
+        let v = serde_json::to_value(&m).ok()?;
+        Some((m, v))
+    }
+    match service {
+        "campaign" => json::<campaign_pb::CampaignEvent>(payload)
+            .map(|(m, v)| (m.metadata.unwrap_or_default(), v)),
+        "tracking" => json::<tracking_pb::TrackingEventEnvelope>(payload)
+            .map(|(m, v)| (m.metadata.unwrap_or_default(), v)),
+        "commission" => json::<affiliate_proto::commission::CommissionEvent>(payload)
+            .map(|(m, v)| (m.metadata.unwrap_or_default(), v)),
+        "payment" => json::<payment_pb::PaymentEvent>(payload)
+            .map(|(m, v)| (m.metadata.unwrap_or_default(), v)),
+        _ => None,
+    }
+}
+
+/// Subscribes to every service's events topic (before anything is published) and collects.
+pub async fn collect_events(
+    platform: &Platform,
+    client: &pulsar::Pulsar<pulsar::TokioExecutor>,
+) -> Arc<Mutex<Vec<Collected>>> {
+    let collected: Arc<Mutex<Vec<Collected>>> = Arc::default();
+    for service in SERVICES {
+        let topic = platform.topic(&format!("{service}-events"));
+        let mut consumer = crate::consumer(client, &topic).await;
+        let collected = collected.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(message)) = consumer.try_next().await {
+                let _ = consumer.ack(&message).await;
+                if let Some((metadata, json)) = decode(service, &message.payload.data) {
+                    collected.lock().unwrap().push(Collected {
+                        topic: topic.clone(),
+                        key: message.key().unwrap_or_default(),
+                        metadata,
+                        json,
+                    });
+                }
+            }
+        });
+    }
+    collected
+}
+
+/// Which door the driver uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    Grpc,
+    Events,
+}
+
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// Runs workflow steps through one door and returns the ids the platform assigned.
+pub struct Driver<'a> {
+    pub platform: &'a Platform,
+    pub door: Door,
+    pub client: pulsar::Pulsar<pulsar::TokioExecutor>,
+    pub events: Arc<Mutex<Vec<Collected>>>,
+    step: u32,
+}
+
+impl<'a> Driver<'a> {
+    pub async fn new(platform: &'a Platform, door: Door) -> Self {
+        let client = crate::pulsar().await;
+        let events = collect_events(platform, &client).await;
+        Self {
+            platform,
+            door,
+            client,
+            events,
+            step: 0,
+        }
+    }
+
+    /// How many commands the driver has sent (through either door).
+    pub fn commands_sent(&self) -> u32 {
+        self.step
+    }
+
+    /// A correlation id per step, the same in every run of the script.
+    fn correlation(&mut self) -> String {
+        self.step += 1;
+        format!("workflow-step-{}", self.step)
+    }
+
+    fn request<T>(&self, message: T, key: &str, correlation: &str) -> Request<T> {
+        let mut request = Request::new(message);
+        request
+            .metadata_mut()
+            .insert("idempotency-key", key.parse().unwrap());
+        request
+            .metadata_mut()
+            .insert("x-correlation-id", correlation.parse().unwrap());
+        request
+    }
+
+    /// Publishes a command envelope and waits for the event it caused; returns that event.
+    async fn command(
+        &self,
+        service: &str,
+        message_id: &str,
+        message_type: &str,
+        correlation: &str,
+        payload: Vec<u8>,
+    ) -> Collected {
+        let topic = self.platform.topic(&format!("{service}-commands"));
+        publish(
+            &self.client,
+            &topic,
+            message_id,
+            message_id,
+            message_type,
+            correlation,
+            payload,
+        )
+        .await;
+        let events = self.events.clone();
+        let id = message_id.to_owned();
+        eventually(
+            WAIT,
+            &format!("the event caused by {message_type} {message_id}"),
+            || {
+                let events = events.clone();
+                let id = id.clone();
+                async move {
+                    events
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .find(|e| e.metadata.causation_id == id)
+                        .cloned()
+                }
+            },
+        )
+        .await
+    }
+
+    fn metadata(
+        message_id: &str,
+        message_type: &str,
+        correlation: &str,
+    ) -> Option<MessageMetadata> {
+        Some(MessageMetadata {
+            message_id: message_id.to_owned(),
+            message_type: message_type.to_owned(),
+            correlation_id: correlation.to_owned(),
+            ..Default::default()
+        })
+    }
+
+    pub async fn create_campaign(&mut self, request: campaign_pb::CreateCampaignRequest) -> String {
+        let (key, correlation) = (Uuid::now_v7().to_string(), self.correlation());
+        match self.door {
+            Door::Grpc => {
+                let mut client = CampaignServiceClient::connect(self.platform.url("campaign"))
+                    .await
+                    .unwrap();
+                client
+                    .create_campaign(self.request(request, &key, &correlation))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .campaign
+                    .unwrap()
+                    .id
+            }
+            Door::Events => {
+                let t = "campaign.create.command.v1";
+                let envelope = campaign_pb::CampaignCommand {
+                    metadata: Self::metadata(&key, t, &correlation),
+                    command: Some(campaign_pb::campaign_command::Command::CreateCampaign(
+                        request,
+                    )),
+                };
+                self.command("campaign", &key, t, &correlation, envelope.encode_to_vec())
+                    .await
+                    .metadata
+                    .aggregate_id
+            }
+        }
+    }
+
+    pub async fn campaign_command(&mut self, command: campaign_pb::campaign_command::Command) {
+        let (key, correlation) = (Uuid::now_v7().to_string(), self.correlation());
+        match self.door {
+            Door::Grpc => {
+                use campaign_pb::campaign_command::Command as C;
+                let mut client = CampaignServiceClient::connect(self.platform.url("campaign"))
+                    .await
+                    .unwrap();
+                match command {
+                    C::AddVideo(r) => drop(
+                        client
+                            .add_video(self.request(r, &key, &correlation))
+                            .await
+                            .unwrap(),
+                    ),
+                    C::AcceptCampaign(r) => drop(
+                        client
+                            .accept_campaign(self.request(r, &key, &correlation))
+                            .await
+                            .unwrap(),
+                    ),
+                    C::PauseCampaign(r) => drop(
+                        client
+                            .pause_campaign(self.request(r, &key, &correlation))
+                            .await
+                            .unwrap(),
+                    ),
+                    C::ResumeCampaign(r) => drop(
+                        client
+                            .resume_campaign(self.request(r, &key, &correlation))
+                            .await
+                            .unwrap(),
+                    ),
+                    C::CloseCampaign(r) => drop(
+                        client
+                            .close_campaign(self.request(r, &key, &correlation))
+                            .await
+                            .unwrap(),
+                    ),
+                    C::CreateCampaign(r) => drop(
+                        client
+                            .create_campaign(self.request(r, &key, &correlation))
+                            .await
+                            .unwrap(),
+                    ),
+                }
+            }
+            Door::Events => {
+                let t = "campaign.command.v1";
+                let envelope = campaign_pb::CampaignCommand {
+                    metadata: Self::metadata(&key, t, &correlation),
+                    command: Some(command),
+                };
+                self.command("campaign", &key, t, &correlation, envelope.encode_to_vec())
+                    .await;
+            }
+        }
+    }
+
+    /// Records a tracking event; returns its id.
+    pub async fn track(&mut self, request: tracking_pb::CreateEventRequest) -> String {
+        let (key, correlation) = (Uuid::now_v7().to_string(), self.correlation());
+        match self.door {
+            Door::Grpc => {
+                let mut client = TrackingServiceClient::connect(self.platform.url("tracking"))
+                    .await
+                    .unwrap();
+                client
+                    .create_event(self.request(request, &key, &correlation))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .event
+                    .unwrap()
+                    .id
+            }
+            Door::Events => {
+                let t = "tracking.create_event.command.v1";
+                let envelope = tracking_pb::TrackingCommand {
+                    metadata: Self::metadata(&key, t, &correlation),
+                    command: Some(tracking_pb::tracking_command::Command::CreateEvent(request)),
+                };
+                self.command("tracking", &key, t, &correlation, envelope.encode_to_vec())
+                    .await
+                    .metadata
+                    .aggregate_id
+            }
+        }
+    }
+
+    pub async fn submit_evidence(&mut self, request: tracking_pb::SubmitEvidenceRequest) {
+        let (key, correlation) = (Uuid::now_v7().to_string(), self.correlation());
+        match self.door {
+            Door::Grpc => {
+                let mut client = TrackingServiceClient::connect(self.platform.url("tracking"))
+                    .await
+                    .unwrap();
+                client
+                    .submit_evidence(self.request(request, &key, &correlation))
+                    .await
+                    .unwrap();
+            }
+            Door::Events => {
+                let t = "tracking.submit_evidence.command.v1";
+                let envelope = tracking_pb::TrackingCommand {
+                    metadata: Self::metadata(&key, t, &correlation),
+                    command: Some(tracking_pb::tracking_command::Command::SubmitEvidence(
+                        request,
+                    )),
+                };
+                self.command("tracking", &key, t, &correlation, envelope.encode_to_vec())
+                    .await;
+            }
+        }
+    }
+
+    /// Requests a payout; returns its id.
+    pub async fn request_payout(&mut self, request: payment_pb::RequestPayoutRequest) -> String {
+        let (key, correlation) = (Uuid::now_v7().to_string(), self.correlation());
+        match self.door {
+            Door::Grpc => {
+                let mut client = PaymentServiceClient::connect(self.platform.url("payment"))
+                    .await
+                    .unwrap();
+                client
+                    .request_payout(self.request(request, &key, &correlation))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .payout
+                    .unwrap()
+                    .id
+            }
+            Door::Events => {
+                let t = "payment.request_payout.command.v1";
+                let envelope = payment_pb::PaymentCommand {
+                    metadata: Self::metadata(&key, t, &correlation),
+                    command: Some(payment_pb::payment_command::Command::RequestPayout(request)),
+                };
+                self.command("payment", &key, t, &correlation, envelope.encode_to_vec())
+                    .await
+                    .metadata
+                    .aggregate_id
+            }
+        }
+    }
+
+    /// Waits until the commission service has a commission for `tracking_event_id`.
+    pub async fn commission_of(&self, tracking_event_id: &str) -> i64 {
+        let pool = self.platform.databases["commission"].pool.clone();
+        let id = Uuid::parse_str(tracking_event_id).unwrap();
+        eventually(
+            WAIT,
+            &format!("a commission for tracking event {id}"),
+            || {
+                let pool = pool.clone();
+                async move {
+                    sqlx::query_scalar(
+                        "select amount_minor from commissions where tracking_event_id = $1",
+                    )
+                    .bind(id)
+                    .fetch_optional(&pool)
+                    .await
+                    .unwrap()
+                }
+            },
+        )
+        .await
+    }
+
+    /// Waits until the payout is in a final state; returns it.
+    pub async fn payout_final(&self, payout_id: &str) -> String {
+        let pool = self.platform.databases["payment"].pool.clone();
+        let id = Uuid::parse_str(payout_id).unwrap();
+        eventually(WAIT, &format!("payout {id} finished"), || {
+            let pool = pool.clone();
+            async move {
+                let status: String = sqlx::query_scalar("select status from payouts where id = $1")
+                    .bind(id)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+                ["completed", "failed", "rejected"]
+                    .contains(&status.as_str())
+                    .then_some(status)
+            }
+        })
+        .await
+    }
+
+    /// Waits until the payout reaches `status`.
+    pub async fn payout_reaches(&self, payout_id: &str, status: &str) {
+        let pool = self.platform.databases["payment"].pool.clone();
+        let id = Uuid::parse_str(payout_id).unwrap();
+        let wanted = status.to_owned();
+        eventually(WAIT, &format!("payout {id} reaches {status}"), || {
+            let pool = pool.clone();
+            let wanted = wanted.clone();
+            async move {
+                let status: String = sqlx::query_scalar("select status from payouts where id = $1")
+                    .bind(id)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+                (status == wanted).then_some(())
+            }
+        })
+        .await;
+    }
+
+    /// A creator's balance in `currency` as (available, reserved, paid), read over gRPC.
+    pub async fn balance(&self, creator: &str, currency: &str) -> (i64, i64, i64) {
+        let mut client = CommissionServiceClient::connect(self.platform.url("commission"))
+            .await
+            .unwrap();
+        let request = affiliate_proto::commission::GetBalanceRequest {
+            creator_id: creator.to_owned(),
+            currency: currency.to_owned(),
+        };
+        match client.get_balance(request).await {
+            Ok(r) => {
+                let b = r.into_inner().balance.unwrap_or_default();
+                (b.available_minor, b.reserved_minor, b.paid_minor)
+            }
+            // In events mode there is no API: read the table.
+            Err(_) => {
+                let pool = &self.platform.databases["commission"].pool;
+                sqlx::query_as("select available_minor, reserved_minor, paid_minor from balances where creator_id = $1::uuid and currency = $2")
+                    .bind(creator)
+                    .bind(currency)
+                    .fetch_optional(pool)
+                    .await
+                    .unwrap()
+                    .unwrap_or((0, 0, 0))
+            }
+        }
+    }
+}
+
+/// The ids and results of one run of [`business_workflow`].
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub campaign: String,
+    pub closed_campaign: String,
+    pub purchases: Vec<String>,
+    pub closed_purchase: String,
+    pub paid_payout: String,
+    pub failed_payout: String,
+    pub rejected_payout: String,
+    pub statuses: Vec<String>,
+}
+
+pub const ADVERTISER: &str = "0193a9e0-0000-7000-8000-00000000ad01";
+pub const CREATOR_1: &str = "0193a9e0-0000-7000-8000-00000000c001";
+pub const CREATOR_2: &str = "0193a9e0-0000-7000-8000-00000000c002";
+pub const IBAN: &str = "DE89370400440532013000";
+
+fn money(amount_minor: i64, currency: &str) -> Option<affiliate_proto::common::Money> {
+    Some(affiliate_proto::common::Money {
+        amount_minor,
+        currency: currency.to_owned(),
+    })
+}
+
+fn tracking(
+    campaign: &str,
+    creator: &str,
+    kind: tracking_pb::TrackingEventKind,
+    amount: Option<affiliate_proto::common::Money>,
+) -> tracking_pb::CreateEventRequest {
+    tracking_pb::CreateEventRequest {
+        campaign_id: campaign.to_owned(),
+        creator_id: creator.to_owned(),
+        kind: kind.into(),
+        amount,
+        product_id: String::new(),
+        occurred_at: None,
+    }
+}
+
+fn payout(creator: &str, amount_minor: i64, account: &str) -> payment_pb::RequestPayoutRequest {
+    payment_pb::RequestPayoutRequest {
+        creator_id: creator.to_owned(),
+        amount: money(amount_minor, "EUR"),
+        method: payment_pb::PayoutMethod::BankTransfer.into(),
+        account_details: account.to_owned(),
+    }
+}
+
+/// The scripted business workflow: campaigns, a video, acceptances, views, clicks, purchases,
+/// evidence, a closed campaign's purchase, and payouts that succeed, fail at the provider and
+/// exceed the balance. Each step waits for its effect, so both doors see the same order.
+pub async fn business_workflow(driver: &mut Driver<'_>) -> Outcome {
+    use campaign_pb::campaign_command::Command as C;
+    use tracking_pb::TrackingEventKind as K;
+    let create = |name: &str, currency: &str| campaign_pb::CreateCampaignRequest {
+        advertiser_id: ADVERTISER.to_owned(),
+        name: name.to_owned(),
+        description: "workflow".to_owned(),
+        commission_rate_bps: 1000,
+        budget: money(1_000_000, currency),
+    };
+    let campaign = driver.create_campaign(create("Spring launch", "EUR")).await;
+    driver
+        .campaign_command(C::AddVideo(campaign_pb::AddVideoRequest {
+            campaign_id: campaign.clone(),
+            url: "https://cdn.example.com/spring.mp4".into(),
+            title: "Teaser".into(),
+        }))
+        .await;
+    for creator in [CREATOR_1, CREATOR_2] {
+        let accept = campaign_pb::AcceptCampaignRequest {
+            campaign_id: campaign.clone(),
+            creator_id: creator.into(),
+            accepted_terms: true,
+        };
+        driver.campaign_command(C::AcceptCampaign(accept)).await;
+    }
+    driver
+        .track(tracking(&campaign, CREATOR_1, K::View, None))
+        .await;
+    driver
+        .track(tracking(&campaign, CREATOR_1, K::Click, None))
+        .await;
+    let mut purchases = Vec::new();
+    for (creator, amount) in [(CREATOR_1, 10_000), (CREATOR_1, 2_550), (CREATOR_2, 20_000)] {
+        let id = driver
+            .track(tracking(
+                &campaign,
+                creator,
+                K::Purchase,
+                money(amount, "EUR"),
+            ))
+            .await;
+        driver.commission_of(&id).await;
+        purchases.push(id);
+    }
+    driver
+        .submit_evidence(tracking_pb::SubmitEvidenceRequest {
+            campaign_id: campaign.clone(),
+            creator_id: CREATOR_1.into(),
+            kind: tracking_pb::EvidenceKind::Link.into(),
+            url: "https://social.example.com/p/1".into(),
+            note: "posted".into(),
+        })
+        .await;
+
+    let closed_campaign = driver.create_campaign(create("Closed early", "EUR")).await;
+    driver
+        .campaign_command(C::CloseCampaign(campaign_pb::CloseCampaignRequest {
+            campaign_id: closed_campaign.clone(),
+        }))
+        .await;
+    // The close reaches the commission service through campaign-events, the purchase through
+    // tracking and commission-commands: two topics, no order between them. Wait for the close.
+    let pool = driver.platform.databases["commission"].pool.clone();
+    let closed_id = Uuid::parse_str(&closed_campaign).unwrap();
+    eventually(
+        WAIT,
+        "the commission service learns the campaign closed",
+        || {
+            let pool = pool.clone();
+            async move {
+                let status: Option<String> =
+                    sqlx::query_scalar("select status from campaign_terms where campaign_id = $1")
+                        .bind(closed_id)
+                        .fetch_optional(&pool)
+                        .await
+                        .unwrap();
+                (status.as_deref() == Some("closed")).then_some(())
+            }
+        },
+    )
+    .await;
+    let closed_purchase = driver
+        .track(tracking(
+            &closed_campaign,
+            CREATOR_1,
+            K::Purchase,
+            money(5_000, "EUR"),
+        ))
+        .await;
+    let events = driver.events.clone();
+    let tracked = closed_purchase.clone();
+    eventually(
+        WAIT,
+        "the closed campaign's purchase is refused a commission",
+        || {
+            let events = events.clone();
+            let tracked = tracked.clone();
+            async move {
+                events
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .any(|e| {
+                        e.metadata.message_type == "commission.rejected.v1"
+                            && e.metadata.aggregate_id == tracked
+                    })
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+
+    let paid_payout = driver.request_payout(payout(CREATOR_1, 1_200, IBAN)).await;
+    let s1 = driver.payout_final(&paid_payout).await;
+    let failed_payout = driver
+        .request_payout(payout(CREATOR_2, 1_500, "DE00INVALID0000000000"))
+        .await;
+    let s2 = driver.payout_final(&failed_payout).await;
+    let rejected_payout = driver
+        .request_payout(payout(CREATOR_1, 100_000, IBAN))
+        .await;
+    let s3 = driver.payout_final(&rejected_payout).await;
+    // A failed payout is final once the release is published; wait for the balance to be restored.
+    let pool = driver.platform.databases["commission"].pool.clone();
+    eventually(WAIT, "the failed payout's reservation is released", || {
+        let pool = pool.clone();
+        async move {
+            let open: i64 =
+                sqlx::query_scalar("select count(*) from reservations where status = 'reserved'")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            (open == 0).then_some(())
+        }
+    })
+    .await;
+    Outcome {
+        campaign,
+        closed_campaign,
+        purchases,
+        closed_purchase,
+        paid_payout,
+        failed_payout,
+        rejected_payout,
+        statuses: vec![s1, s2, s3],
+    }
+}
+
+/// Property marking a message this harness re-published (so it is duplicated only once).
+pub const DUPLICATE_MARK: &str = "test-duplicate";
+
+/// Re-publishes every message on every command and events topic of the platform once more (same
+/// key, payload and properties, so the same message id): every command and event is delivered
+/// twice. Returns how many duplicates it has published so far.
+pub async fn duplicate_everything(
+    platform: &Platform,
+    client: &pulsar::Pulsar<pulsar::TokioExecutor>,
+) -> Arc<Mutex<usize>> {
+    let count: Arc<Mutex<usize>> = Arc::default();
+    for service in SERVICES {
+        for kind in ["commands", "events"] {
+            let topic = platform.topic(&format!("{service}-{kind}"));
+            let mut consumer = crate::consumer(client, &topic).await;
+            let producer_client = client.clone();
+            let count = count.clone();
+            tokio::spawn(async move {
+                while let Ok(Some(message)) = consumer.try_next().await {
+                    let mut properties: std::collections::HashMap<String, String> = message
+                        .metadata()
+                        .properties
+                        .iter()
+                        .map(|kv| (kv.key.clone(), kv.value.clone()))
+                        .collect();
+                    if properties.contains_key(DUPLICATE_MARK) {
+                        let _ = consumer.ack(&message).await;
+                        continue;
+                    }
+                    properties.insert(DUPLICATE_MARK.to_owned(), "1".to_owned());
+                    let copy = pulsar::producer::Message {
+                        payload: message.payload.data.clone(),
+                        properties,
+                        partition_key: message.key(),
+                        ..Default::default()
+                    };
+                    if let Ok(receipt) = producer_client.send(topic.as_str(), copy).await
+                        && receipt.await.is_ok()
+                    {
+                        *count.lock().unwrap() += 1;
+                    }
+                    // Acknowledged only once the copy is out, so "drained" covers the copies.
+                    let _ = consumer.ack(&message).await;
+                }
+            });
+        }
+    }
+    count
+}

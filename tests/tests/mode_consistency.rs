@@ -1,0 +1,248 @@
+//! The headline test: one scripted business workflow runs once with every service in `grpc` mode
+//! (the driver calls the APIs) and once in `events` mode (the driver publishes command messages),
+//! each on fresh databases and a fresh Pulsar namespace. The normalized final states of all four
+//! databases and the normalized sequences of domain events per aggregate must be equal.
+//!
+//! Normalization: timestamps are dropped; message ids and causation ids (which differ by door)
+//! are dropped; every UUID is replaced by its order of first appearance, scanning the states in a
+//! fixed order, so "the second campaign created" means the same thing in both runs. On a
+//! mismatch both sides are written to target/test-logs/mode_consistency/ for diffing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::Value;
+
+use e2e::platform::Platform;
+use e2e::workflow::{Door, Driver, business_workflow, duplicate_everything};
+
+/// Tables compared per service, with a deterministic order.
+const TABLES: &[(&str, &str, &str)] = &[
+    ("campaign", "campaigns", "id"),
+    ("campaign", "videos", "id"),
+    ("campaign", "acceptances", "campaign_id, accepted_at"),
+    ("tracking", "tracking_events", "id"),
+    ("tracking", "evidence", "id"),
+    ("commission", "campaign_terms", "campaign_id"),
+    ("commission", "commissions", "id"),
+    ("commission", "balances", "creator_id, currency"),
+    ("commission", "reservations", "payout_id"),
+    ("commission", "allocations", "payout_id, commission_id"),
+    ("payment", "payouts", "id"),
+];
+
+/// Replaces UUIDs (dashed or simple) by `#n` in order of first appearance.
+#[derive(Default)]
+struct Ids(HashMap<String, usize>);
+
+impl Ids {
+    fn label(&mut self, uuid: &str) -> String {
+        let key = uuid.replace('-', "").to_ascii_lowercase();
+        let next = self.0.len() + 1;
+        format!("#{}", self.0.entry(key).or_insert(next))
+    }
+
+    fn text(&mut self, s: &str) -> String {
+        let re = regex_lite::Regex::new(
+            r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}",
+        )
+        .unwrap();
+        let mut out = String::new();
+        let mut last = 0;
+        for m in re.find_iter(s) {
+            out.push_str(&s[last..m.start()]);
+            out.push_str(&self.label(m.as_str()));
+            last = m.end();
+        }
+        out.push_str(&s[last..]);
+        out
+    }
+
+    /// Drops timestamps and volatile message ids; maps UUIDs.
+    fn normalize(&mut self, value: &Value) -> Value {
+        match value {
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .filter(|(k, _)| {
+                        !(k.ends_with("_at")
+                            || k.ends_with("At")
+                            || ["messageId", "causationId"].contains(&k.as_str()))
+                    })
+                    .map(|(k, v)| (k.clone(), self.normalize(v)))
+                    .collect(),
+            ),
+            Value::Array(items) => Value::Array(items.iter().map(|v| self.normalize(v)).collect()),
+            Value::String(s) => Value::String(self.text(s)),
+            other => other.clone(),
+        }
+    }
+}
+
+struct Run {
+    state: Value,
+    events: Value,
+    commands: u32,
+    event_count: usize,
+    rows: usize,
+    /// Messages delivered a second time on purpose.
+    duplicated: usize,
+}
+
+async fn run(door: Door, duplicate: bool) -> Run {
+    let (name, mode) = match (door, duplicate) {
+        (Door::Grpc, _) => ("mode_grpc", "grpc"),
+        (Door::Events, false) => ("mode_events", "events"),
+        (Door::Events, true) => ("mode_events_twice", "events"),
+    };
+    let mut platform = Platform::start(name, mode).await;
+    let mut driver = Driver::new(&platform, door).await;
+    let duplicates = if duplicate {
+        Some(duplicate_everything(&platform, &driver.client).await)
+    } else {
+        None
+    };
+    let outcome = business_workflow(&mut driver).await;
+    assert_eq!(
+        outcome.statuses,
+        ["completed", "failed", "rejected"],
+        "{mode} run"
+    );
+    // Let every event of the workflow arrive: the outboxes are empty and the count is stable.
+    wait_for_quiet(&platform).await;
+    // Consumers deduplicate by message id; so does the comparison.
+    let mut seen = std::collections::HashSet::new();
+    let events: Vec<_> = driver
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| seen.insert(e.metadata.message_id.clone()))
+        .cloned()
+        .collect();
+    let commands = driver.commands_sent();
+    let duplicated = duplicates.map_or(0, |d| *d.lock().unwrap());
+    drop(driver);
+    platform.assert_all_running();
+
+    let mut ids = Ids::default();
+    let mut state = serde_json::Map::new();
+    let mut rows = 0;
+    for (service, table, order) in TABLES {
+        let sql = format!(
+            "select coalesce(jsonb_agg(to_jsonb(t) order by {order}), '[]'::jsonb) from {table} t"
+        );
+        let value: Value = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&platform.databases[service].pool)
+            .await
+            .unwrap();
+        rows += value.as_array().map_or(0, Vec::len);
+        state.insert(format!("{service}.{table}"), ids.normalize(&value));
+    }
+
+    let mut per_aggregate: BTreeMap<String, Vec<(i64, Value)>> = BTreeMap::new();
+    for e in &events {
+        let aggregate = format!(
+            "{} {}",
+            e.metadata.aggregate_type,
+            ids.text(&e.metadata.aggregate_id)
+        );
+        per_aggregate
+            .entry(aggregate)
+            .or_default()
+            .push((e.metadata.aggregate_version, ids.normalize(&e.json)));
+    }
+    let events_value: Value = per_aggregate
+        .into_iter()
+        .map(|(aggregate, mut list)| {
+            list.sort_by(|a, b| {
+                a.0.cmp(&b.0)
+                    .then_with(|| a.1.to_string().cmp(&b.1.to_string()))
+            });
+            (
+                aggregate,
+                Value::Array(list.into_iter().map(|(_, v)| v).collect()),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    Run {
+        state: Value::Object(state),
+        events: events_value,
+        commands,
+        event_count: events.len(),
+        rows,
+        duplicated,
+    }
+}
+
+/// Waits until every message (duplicates included) has been delivered and processed.
+async fn wait_for_quiet(platform: &Platform) {
+    e2e::eventually(
+        std::time::Duration::from_secs(60),
+        "every outbox and subscription drained",
+        || async { platform.drained().await.then_some(()) },
+    )
+    .await;
+}
+
+fn dump(name: &str, value: &Value) -> String {
+    let dir = e2e::log_dir("mode_consistency");
+    let path = dir.join(format!("{name}.json"));
+    std::fs::write(&path, serde_json::to_string_pretty(value).unwrap()).unwrap();
+    path.display().to_string()
+}
+
+fn assert_same(name: &str, expected: &Run, actual: &Run) {
+    let (a_state, b_state) = (
+        dump("grpc-state", &expected.state),
+        dump(&format!("{name}-state"), &actual.state),
+    );
+    let (a_events, b_events) = (
+        dump("grpc-events", &expected.events),
+        dump(&format!("{name}-events"), &actual.events),
+    );
+    assert_eq!(expected.rows, actual.rows, "{name}: row counts differ");
+    assert!(
+        expected.state == actual.state,
+        "{name}: final states differ: diff {a_state} {b_state}"
+    );
+    assert!(
+        expected.events == actual.events,
+        "{name}: event sequences differ: diff {a_events} {b_events}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_workflow_gives_identical_states_and_events_through_grpc_and_through_events() {
+    let grpc = run(Door::Grpc, false).await;
+    let events = run(Door::Events, false).await;
+    println!(
+        "mode consistency: {} commands per run; {} / {} domain events (grpc / events) over {} aggregates; {} rows in {} tables compared",
+        grpc.commands,
+        grpc.event_count,
+        events.event_count,
+        grpc.events.as_object().map_or(0, serde_json::Map::len),
+        grpc.rows,
+        TABLES.len()
+    );
+    assert_same("events", &grpc, &events);
+}
+
+/// Effectively once: every command and event of the run is delivered twice on purpose, and the
+/// states and (distinct) events are still those of a run without duplicates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivering_every_command_and_event_twice_applies_nothing_twice() {
+    let once = run(Door::Grpc, false).await;
+    let twice = run(Door::Events, true).await;
+    println!(
+        "effectively once: {} messages delivered a second time; {} distinct domain events; {} rows compared",
+        twice.duplicated, twice.event_count, twice.rows
+    );
+    assert!(
+        twice.duplicated >= twice.event_count + twice.commands as usize,
+        "not everything was duplicated: {}",
+        twice.duplicated
+    );
+    assert_same("events-twice", &once, &twice);
+}
