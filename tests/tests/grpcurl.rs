@@ -102,6 +102,17 @@ async fn grpcurl_lists_describes_checks_health_and_creates_a_campaign() {
     ]);
     assert!(message.contains("commission_rate_bps"), "{message}");
 
+    let status = ok(&[
+        "-plaintext",
+        &addr,
+        "affiliate.common.v1.StatusService/GetStatus",
+    ]);
+    let status: serde_json::Value =
+        serde_json::from_str(&status).unwrap_or_else(|e| panic!("{e}: {status}"));
+    assert_eq!(status["service"], "campaign-service");
+    assert_eq!(status["mode"], "grpc");
+    assert_eq!(status["database"]["reachable"], true, "{status}");
+
     let health = ok(&["-plaintext", &addr, "grpc.health.v1.Health/Check"]);
     assert!(health.contains("SERVING"), "{health}");
     let health = ok(&[

@@ -9,6 +9,7 @@ pub mod domain;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
@@ -20,6 +21,10 @@ use service_runtime::config::{ConsumerArgs, DatabaseArgs, GrpcArgs, LogArgs, Mod
 use service_runtime::db;
 use service_runtime::grpc::GrpcServer;
 use service_runtime::outbox::commands_topic;
+use service_runtime::status::StatusBoard;
+
+/// How often the dependencies are checked (and health follows).
+const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The service's own tables (versions from 1000; the platform tables come from the runtime).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -54,16 +59,23 @@ pub struct Application {
     pool: sqlx::PgPool,
     pulsar: Option<pulsar::Pulsar<pulsar::TokioExecutor>>,
     config: Config,
+    board: StatusBoard,
 }
 
 impl Application {
     /// Connects and migrates the database, binds the gRPC listener, and connects Pulsar if the
     /// mode needs it.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let started = Instant::now();
         let pool = db::connect(&config.database).await?;
         db::migrate(&pool, &MIGRATOR).await?;
+        let board = StatusBoard::new("campaign-service", config.mode.as_str());
+        board.set_database(Ok(started.elapsed()));
         let pulsar = if config.mode.consumes_commands() {
-            Some(messaging::connect(&config.pulsar).await?)
+            let started = Instant::now();
+            let client = messaging::connect(&config.pulsar).await?;
+            board.set_pulsar(Ok(started.elapsed()));
+            Some(client)
         } else {
             None
         };
@@ -73,6 +85,7 @@ impl Application {
             pool,
             pulsar,
             config,
+            board,
         })
     }
 
@@ -96,25 +109,44 @@ impl Application {
         } else {
             (Routes::default(), Vec::new())
         };
+        let board = self.board.clone();
+        let pulsar_check = self.pulsar.clone().map(|p| {
+            (
+                p,
+                self.config
+                    .pulsar
+                    .topic(&commands_topic(app::messages::SERVICE)),
+            )
+        });
+        let (pool, token) = (self.pool.clone(), shutdown.clone());
+        let watched = board.clone();
+        parts.spawn("dependency checks", async move {
+            messaging::health::watch_dependencies(
+                watched,
+                pool,
+                pulsar_check,
+                HEALTH_INTERVAL,
+                token,
+            )
+            .await
+        });
         let grace = self.config.grpc.shutdown_grace;
         let token = shutdown.clone();
         parts.spawn("gRPC server", async move {
-            self.server.serve(routes, &names, token, grace).await
+            self.server.serve(routes, &names, board, token, grace).await
         });
 
         if let Some(pulsar) = self.pulsar {
-            let args = &self.config.consumer;
-            let mut subscription = Subscription::new(
+            let subscription = Subscription::configured(
                 vec![
                     self.config
                         .pulsar
                         .topic(&commands_topic(app::messages::SERVICE)),
                 ],
                 "campaign",
-                args.max_redeliveries,
+                &self.config.consumer,
+                &self.board,
             );
-            subscription.min_backoff = args.min_backoff;
-            subscription.max_backoff = args.max_backoff;
             let door = Arc::new(messaging::door::Door(
                 adapters::commands::CampaignDoor::new(campaigns, self.pool.clone()),
             ));

@@ -25,6 +25,7 @@ use e2e::{
 };
 
 struct TestApp {
+    addr: std::net::SocketAddr,
     db: TestDatabase,
     namespace: String,
     grpc: CampaignServiceClient<tonic::transport::Channel>,
@@ -68,6 +69,7 @@ async fn spawn_app() -> TestApp {
         .await
         .unwrap();
     TestApp {
+        addr,
         db,
         namespace,
         grpc,
@@ -225,6 +227,30 @@ async fn a_redelivered_command_is_applied_once() {
         .collect();
     assert_eq!(names, ["Twice", "Marker"]);
     assert_eq!(events(&app.db.pool).await.len(), 2);
+    // The status service reports the mode, the dependencies and the subscription's counters.
+    let addr = app.addr;
+    let mut status = affiliate_proto::common::status_service_client::StatusServiceClient::connect(
+        format!("http://{addr}"),
+    )
+    .await
+    .unwrap();
+    let status = status
+        .get_status(affiliate_proto::common::GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.mode, "hybrid");
+    assert!(status.database.unwrap().reachable);
+    assert!(status.pulsar.unwrap().reachable);
+    let subscription = &status.subscriptions[0];
+    assert_eq!(
+        (
+            subscription.subscription.as_str(),
+            subscription.state.as_str()
+        ),
+        ("campaign", "consuming")
+    );
+    assert!(subscription.applied >= 2, "{subscription:?}");
     app.stop().await;
 }
 

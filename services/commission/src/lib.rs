@@ -13,6 +13,7 @@ pub mod domain;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
@@ -26,6 +27,10 @@ use service_runtime::config::{ConsumerArgs, DatabaseArgs, GrpcArgs, LogArgs, Mod
 use service_runtime::db;
 use service_runtime::grpc::GrpcServer;
 use service_runtime::outbox::{commands_topic, events_topic};
+use service_runtime::status::StatusBoard;
+
+/// How often the dependencies are checked (and health follows).
+const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -57,19 +62,26 @@ pub struct Application {
     pool: sqlx::PgPool,
     pulsar: pulsar::Pulsar<pulsar::TokioExecutor>,
     config: Config,
+    board: StatusBoard,
 }
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let started = Instant::now();
         let pool = db::connect(&config.database).await?;
         db::migrate(&pool, &MIGRATOR).await?;
+        let board = StatusBoard::new("commission-service", config.mode.as_str());
+        board.set_database(Ok(started.elapsed()));
+        let started = Instant::now();
         let pulsar = messaging::connect(&config.pulsar).await?;
+        board.set_pulsar(Ok(started.elapsed()));
         let server = GrpcServer::bind(config.grpc.listen).await?;
         Ok(Self {
             server,
             pool,
             pulsar,
             config,
+            board,
         })
     }
 
@@ -78,15 +90,12 @@ impl Application {
     }
 
     fn subscription(&self, short_topic: &str, name: &str) -> Subscription {
-        let args = &self.config.consumer;
-        let mut s = Subscription::new(
+        Subscription::configured(
             vec![self.config.pulsar.topic(short_topic)],
             name,
-            args.max_redeliveries,
-        );
-        s.min_backoff = args.min_backoff;
-        s.max_backoff = args.max_backoff;
-        s
+            &self.config.consumer,
+            &self.board,
+        )
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -108,11 +117,29 @@ impl Application {
         let feed_subscription = self.subscription(&events_topic("campaign"), "commission");
         let door_subscription =
             self.subscription(&commands_topic(app::messages::SERVICE), "commission");
+        let board = self.board.clone();
+        let pulsar_check = Some((
+            self.pulsar.clone(),
+            self.config
+                .pulsar
+                .topic(&commands_topic(app::messages::SERVICE)),
+        ));
+        let (pool, token, watched) = (self.pool.clone(), shutdown.clone(), board.clone());
+        parts.spawn("dependency checks", async move {
+            messaging::health::watch_dependencies(
+                watched,
+                pool,
+                pulsar_check,
+                HEALTH_INTERVAL,
+                token,
+            )
+            .await
+        });
         let grace = self.config.grpc.shutdown_grace;
         let token = shutdown.clone();
         let server = self.server;
         parts.spawn("gRPC server", async move {
-            server.serve(routes, &names, token, grace).await
+            server.serve(routes, &names, board, token, grace).await
         });
 
         let feed = Arc::new(adapters::campaigns::CampaignFeed::new(self.pool.clone()));

@@ -13,6 +13,8 @@ use pulsar::consumer::{DeadLetterPolicy, InitialPosition, Message};
 use pulsar::{ConsumerOptions, Pulsar, SubType, TokioExecutor};
 use tokio_util::sync::CancellationToken;
 
+use service_runtime::status::SubscriptionHandle;
+
 use crate::properties;
 
 /// One received message, as handlers see it.
@@ -98,6 +100,8 @@ pub struct Subscription {
     /// First retry delay; doubles per attempt up to `max_backoff`.
     pub min_backoff: Duration,
     pub max_backoff: Duration,
+    /// Where to report state and counters (the process's status board), if anywhere.
+    pub status: Option<SubscriptionHandle>,
 }
 
 impl Subscription {
@@ -111,7 +115,22 @@ impl Subscription {
             max_redeliveries,
             min_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(10),
+            status: None,
         }
+    }
+
+    /// A subscription configured from the process's consumer flags, reporting to its board.
+    pub fn configured(
+        topics: Vec<String>,
+        name: &str,
+        args: &service_runtime::config::ConsumerArgs,
+        board: &service_runtime::status::StatusBoard,
+    ) -> Self {
+        let mut s = Self::new(topics, name, args.max_redeliveries);
+        s.min_backoff = args.min_backoff;
+        s.max_backoff = args.max_backoff;
+        s.status = Some(board.subscription(name, &s.topics));
+        s
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
@@ -162,6 +181,13 @@ pub async fn run_consumer<H: Handler>(
             )
         })?;
     tracing::info!(subscription = %subscription.name, topics = ?subscription.topics, "consuming");
+    let status = subscription.status.clone();
+    let report = |f: fn(&SubscriptionHandle)| {
+        if let Some(handle) = &status {
+            f(handle);
+        }
+    };
+    report(SubscriptionHandle::consuming);
 
     let mut attempts: HashMap<String, u32> = HashMap::new();
     let mut receive_errors = 0u32;
@@ -194,6 +220,7 @@ pub async fn run_consumer<H: Handler>(
             Ok(()) => {
                 attempts.remove(&delivery.message_id);
                 consumer.ack(&message).await.context("acknowledge")?;
+                report(SubscriptionHandle::applied);
             }
             Err(Failure::Rejected(reason)) => {
                 tracing::warn!(
@@ -236,6 +263,9 @@ pub async fn run_consumer<H: Handler>(
         }
     }
     tracing::info!(subscription = %subscription.name, "consumer stopped");
+    if let Some(handle) = &status {
+        handle.stopped("shutdown");
+    }
     let _ = consumer.close().await;
     Ok(())
 }

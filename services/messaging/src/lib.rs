@@ -9,6 +9,7 @@
 
 pub mod consumer;
 pub mod door;
+pub mod health;
 pub mod inbox;
 
 use anyhow::Context as _;

@@ -5,13 +5,47 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use affiliate_proto::common::status_service_server::{StatusService, StatusServiceServer};
+use affiliate_proto::common::{GetStatusRequest, GetStatusResponse};
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tonic::{Request, Response, Status};
 use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::status::StatusBoard;
+
+/// How often health follows the status board.
+const HEALTH_REFRESH: Duration = Duration::from_millis(500);
+
+/// `affiliate.common.v1.StatusService`, served from the status board.
+struct StatusApi(StatusBoard);
+
+#[tonic::async_trait]
+impl StatusService for StatusApi {
+    async fn get_status(
+        &self,
+        _request: Request<GetStatusRequest>,
+    ) -> Result<Response<GetStatusResponse>, Status> {
+        Ok(Response::new(self.0.snapshot()))
+    }
+}
+
+/// Sets every name SERVING or NOT_SERVING.
+async fn report(reporter: &HealthReporter, names: &[String], serving: bool) {
+    let status = if serving {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
+    for name in names.iter().map(String::as_str).chain([""]) {
+        reporter.set_service_status(name, status).await;
+    }
+}
 
 /// A bound, not yet serving, gRPC listener.
 pub struct GrpcServer {
@@ -37,21 +71,43 @@ impl GrpcServer {
         self.local_addr
     }
 
-    /// Serves `routes` plus health and reflection until `shutdown` is cancelled, then lets
-    /// in-flight calls finish for at most `grace`. `services` are the fully qualified names
-    /// reported SERVING by the health service (the empty name, for the whole server, is added).
+    /// Serves `routes` plus health, status and reflection until `shutdown` is cancelled, then
+    /// lets in-flight calls finish for at most `grace`. `services` are the fully qualified names
+    /// the health service reports (with the empty name, for the whole server): SERVING while the
+    /// status board is healthy (its dependencies answer), NOT_SERVING otherwise and at shutdown.
     pub async fn serve(
         self,
         routes: Routes,
         services: &[&str],
+        board: StatusBoard,
         shutdown: CancellationToken,
         grace: Duration,
     ) -> anyhow::Result<()> {
         let (reporter, health) = tonic_health::server::health_reporter();
-        for name in services.iter().copied().chain([""]) {
-            reporter
-                .set_service_status(name, ServingStatus::Serving)
-                .await;
+        let names: Vec<String> = services.iter().map(|s| (*s).to_owned()).collect();
+        report(&reporter, &names, board.healthy()).await;
+        {
+            let (reporter, names, board, shutdown) = (
+                reporter.clone(),
+                names.clone(),
+                board.clone(),
+                shutdown.clone(),
+            );
+            tokio::spawn(async move {
+                let mut serving = board.healthy();
+                loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(HEALTH_REFRESH) => {}
+                    }
+                    let now = board.healthy();
+                    if now != serving {
+                        tracing::warn!(serving = now, "health changed");
+                        report(&reporter, &names, now).await;
+                        serving = now;
+                    }
+                }
+            });
         }
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(affiliate_proto::FILE_DESCRIPTOR_SET)
@@ -67,20 +123,16 @@ impl GrpcServer {
             .context("build reflection v1alpha service")?;
         let routes = routes
             .add_service(health)
+            .add_service(StatusServiceServer::new(StatusApi(board)))
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
 
-        let names: Vec<String> = services.iter().map(|s| (*s).to_owned()).collect();
         let signal = {
             let shutdown = shutdown.clone();
             async move {
                 shutdown.cancelled().await;
                 // Tell load balancers and health probes first, then stop accepting.
-                for name in names.iter().map(String::as_str).chain([""]) {
-                    reporter
-                        .set_service_status(name, ServingStatus::NotServing)
-                        .await;
-                }
+                report(&reporter, &names, false).await;
             }
         };
         let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));

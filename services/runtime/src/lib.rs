@@ -12,6 +12,7 @@ pub mod idempotency;
 pub mod money;
 pub mod outbox;
 pub mod shutdown;
+pub mod status;
 pub mod telemetry;
 pub mod time;
 pub mod validation;

@@ -1,0 +1,162 @@
+//! What a process knows about its own health: its mode, the last check of each dependency, and
+//! each subscription's state and counters. The gRPC server serves it as
+//! `affiliate.common.v1.StatusService/GetStatus` and derives `grpc.health.v1` from it.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use affiliate_proto::common::{DependencyStatus, GetStatusResponse, SubscriptionStatus};
+
+/// The shared status of one process.
+#[derive(Debug, Clone)]
+pub struct StatusBoard {
+    inner: Arc<Mutex<GetStatusResponse>>,
+}
+
+impl StatusBoard {
+    pub fn new(service: &str, mode: &str) -> Self {
+        let status = GetStatusResponse {
+            service: service.to_owned(),
+            mode: mode.to_owned(),
+            database: Some(DependencyStatus {
+                reachable: false,
+                detail: "not checked yet".into(),
+                latency_ms: 0,
+            }),
+            pulsar: None,
+            subscriptions: Vec::new(),
+        };
+        Self {
+            inner: Arc::new(Mutex::new(status)),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, GetStatusResponse> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A copy of the current status.
+    pub fn snapshot(&self) -> GetStatusResponse {
+        self.lock().clone()
+    }
+
+    /// Whether every dependency answered its last check.
+    pub fn healthy(&self) -> bool {
+        let s = self.lock();
+        s.database.as_ref().is_some_and(|d| d.reachable)
+            && s.pulsar.as_ref().is_none_or(|p| p.reachable)
+    }
+
+    pub fn set_database(&self, result: Result<Duration, String>) {
+        self.lock().database = Some(dependency(result));
+    }
+
+    pub fn set_pulsar(&self, result: Result<Duration, String>) {
+        self.lock().pulsar = Some(dependency(result));
+    }
+
+    /// Registers a subscription (state `starting`) and returns its handle.
+    pub fn subscription(&self, name: &str, topics: &[String]) -> SubscriptionHandle {
+        self.lock().subscriptions.push(SubscriptionStatus {
+            subscription: name.to_owned(),
+            topics: topics.to_vec(),
+            state: "starting".into(),
+            ..SubscriptionStatus::default()
+        });
+        SubscriptionHandle {
+            board: self.clone(),
+            name: name.to_owned(),
+            topics: topics.to_vec(),
+        }
+    }
+}
+
+fn dependency(result: Result<Duration, String>) -> DependencyStatus {
+    match result {
+        Ok(latency) => DependencyStatus {
+            reachable: true,
+            detail: String::new(),
+            latency_ms: i64::try_from(latency.as_millis()).unwrap_or(i64::MAX),
+        },
+        Err(detail) => DependencyStatus {
+            reachable: false,
+            detail,
+            latency_ms: 0,
+        },
+    }
+}
+
+/// One subscription's entry on the board.
+#[derive(Debug, Clone)]
+pub struct SubscriptionHandle {
+    board: StatusBoard,
+    name: String,
+    topics: Vec<String>,
+}
+
+impl SubscriptionHandle {
+    fn update(&self, change: impl FnOnce(&mut SubscriptionStatus)) {
+        let mut status = self.board.lock();
+        if let Some(s) = status
+            .subscriptions
+            .iter_mut()
+            .find(|s| s.subscription == self.name && s.topics == self.topics)
+        {
+            change(s);
+        }
+    }
+
+    pub fn consuming(&self) {
+        self.update(|s| s.state = "consuming".into());
+    }
+
+    pub fn stopped(&self, reason: &str) {
+        self.update(|s| s.state = format!("stopped: {reason}"));
+    }
+
+    pub fn applied(&self) {
+        self.update(|s| s.applied += 1);
+    }
+
+    pub fn rejected(&self) {
+        self.update(|s| s.rejected += 1);
+    }
+
+    pub fn retried(&self) {
+        self.update(|s| s.retried += 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_follows_the_dependencies() {
+        let board = StatusBoard::new("svc", "hybrid");
+        assert!(!board.healthy(), "unchecked is not healthy");
+        board.set_database(Ok(Duration::from_millis(2)));
+        assert!(board.healthy(), "no Pulsar needed until one is checked");
+        board.set_pulsar(Err("connection refused".into()));
+        assert!(!board.healthy());
+        board.set_pulsar(Ok(Duration::from_millis(1)));
+        assert!(board.healthy());
+    }
+
+    #[test]
+    fn subscriptions_report_state_and_counters() {
+        let board = StatusBoard::new("svc", "events");
+        let sub = board.subscription("svc", &["persistent://t/n/svc-commands".into()]);
+        sub.consuming();
+        sub.applied();
+        sub.applied();
+        sub.retried();
+        let s = &board.snapshot().subscriptions[0];
+        assert_eq!(
+            (s.state.as_str(), s.applied, s.rejected, s.retried),
+            ("consuming", 2, 0, 1)
+        );
+        sub.stopped("shutdown");
+        assert_eq!(board.snapshot().subscriptions[0].state, "stopped: shutdown");
+    }
+}
