@@ -203,6 +203,14 @@ ensure_tenant_namespace() {
       infra_die "creating namespace $PULSAR_TENANT/$PULSAR_NAMESPACE failed: HTTP $code"
     infra_log "created namespace $PULSAR_TENANT/$PULSAR_NAMESPACE"
   fi
+  # Retention keeps acknowledged and unsubscribed messages for a while: dead letters survive until
+  # an operator looks (`platform dlq list`), and topics can be replayed (`platform tail --from-earliest`).
+  for _ in 1 2 3 4 5; do
+    code="$(http_code POST "/admin/v2/namespaces/$PULSAR_TENANT/$PULSAR_NAMESPACE/retention" "$PULSAR_RETENTION")"
+    [[ "$code" =~ ^(200|204)$ ]] && break
+    sleep 1
+  done
+  [[ "$code" =~ ^(200|204)$ ]] || infra_die "setting retention on $PULSAR_TENANT/$PULSAR_NAMESPACE failed: HTTP $code"
 }
 
 # ---- commands ---------------------------------------------------------------------------------

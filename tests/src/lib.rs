@@ -62,45 +62,24 @@ pub async fn fresh_namespace() -> String {
         status == 204 || status == 200,
         "create namespace {namespace}: HTTP {status} {body}"
     );
+    // As deploy/local/pulsar.sh does: keep dead letters even when nobody subscribed yet.
+    let retention = r#"{"retentionTimeInMinutes":60,"retentionSizeInMB":256}"#;
+    let (status, body) = http_request("POST", &format!("{path}/retention"), retention).await;
+    assert!(
+        status == 204 || status == 200,
+        "set retention on {namespace}: HTTP {status} {body}"
+    );
     namespace
 }
 
-/// A minimal HTTP/1.1 request to the Pulsar admin API (loopback, no TLS); returns status and body.
+/// A request to the Pulsar admin API; returns status and body.
 pub async fn http_request(method: &str, path: &str, body: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let base = pulsar_admin_url();
-    let authority = base
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
-    let mut stream = tokio::net::TcpStream::connect(&authority)
+    messaging::admin::request(&base, method, path, body)
         .await
         .unwrap_or_else(|e| {
-            panic!("cannot reach the Pulsar admin API at {base}: {e}; {START_HINT}")
-        });
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("send admin request");
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .await
-        .expect("read admin response");
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+            panic!("cannot reach the Pulsar admin API at {base}: {e:#}; {START_HINT}")
+        })
 }
 
 /// Publishes one message the way the relay does: keyed, with the message id, type and

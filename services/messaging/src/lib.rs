@@ -7,6 +7,7 @@
 //! a transient failure is negatively acknowledged after a back-off; after N redeliveries the
 //! message goes to the subscription's dead-letter topic, where `platform dlq` finds it.
 
+pub mod admin;
 pub mod consumer;
 pub mod door;
 pub mod health;
