@@ -52,7 +52,9 @@ PULSAR_NAMESPACE="${PULSAR_NAMESPACE:-platform}"
 PULSAR_CLUSTER="${PULSAR_CLUSTER:-standalone}"
 PULSAR_READY_TIMEOUT="${PULSAR_READY_TIMEOUT:-180}"
 # Namespace retention (7 days or 1 GiB): dead letters and replays survive without a subscription.
-PULSAR_RETENTION="${PULSAR_RETENTION:-{\"retentionTimeInMinutes\":10080,\"retentionSizeInMB\":1024}}"
+_default_retention='{"retentionTimeInMinutes":10080,"retentionSizeInMB":1024}'
+PULSAR_RETENTION="${PULSAR_RETENTION:-$_default_retention}"
+unset _default_retention
 PULSAR_MEM_OPTS="${PULSAR_MEM_OPTS:--Xms512m -Xmx512m -XX:MaxDirectMemorySize=512m}"
 PULSAR_GC_OPTS="${PULSAR_GC_OPTS:--XX:+UseG1GC}"
 PULSAR_DATA_DIR="${PULSAR_DATA_DIR:-$STATE_DIR/pulsar/data}"

@@ -216,6 +216,11 @@ async fn a_dead_letter_is_listed_shown_and_redriven_after_the_cause_is_fixed() {
         ],
     );
     assert!(!ok && err.contains("no matching dead letter"), "{err}");
+    let (ok, _, err) = dlq(
+        &namespace,
+        &["list", "--topic", "campaign-commands-typo-DLQ"],
+    );
+    assert!(!ok && err.contains("is not a dead-letter topic"), "{err}");
     assert_eq!(
         names(&db.pool)
             .await

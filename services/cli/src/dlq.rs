@@ -15,7 +15,9 @@ use anyhow::Context as _;
 use pulsar::consumer::Message;
 use pulsar::{Consumer, Pulsar, TokioExecutor};
 
-use messaging::properties::{MESSAGE_ID, MESSAGE_TYPE, ORIGIN_MESSAGE_ID, REAL_TOPIC};
+use messaging::properties::{
+    CORRELATION_ID, MESSAGE_ID, MESSAGE_TYPE, ORIGIN_MESSAGE_ID, REAL_TOPIC,
+};
 use service_runtime::config::{PulsarArgs, parse_duration};
 
 use crate::decode;
@@ -47,7 +49,7 @@ pub struct Common {
     )]
     admin_url: String,
     /// How long without a new letter means the end of the topic.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, env = "DLQ_IDLE", default_value = "2s", value_parser = parse_duration)]
     idle: Duration,
 }
 
@@ -87,7 +89,8 @@ pub async fn run(command: DlqCommand) -> anyhow::Result<()> {
     }
 }
 
-async fn topics(common: &Common) -> anyhow::Result<()> {
+/// The dead-letter topics of the namespace (full names), from the admin API.
+async fn dead_letter_topics(common: &Common) -> anyhow::Result<Vec<String>> {
     let path = format!(
         "/admin/v2/persistent/{}/{}",
         common.pulsar.tenant, common.pulsar.namespace
@@ -96,8 +99,12 @@ async fn topics(common: &Common) -> anyhow::Result<()> {
     anyhow::ensure!(status == 200, "listing topics failed: HTTP {status} {body}");
     let names: Vec<String> =
         serde_json::from_str(&body).with_context(|| format!("unexpected topic list: {body}"))?;
+    Ok(names.into_iter().filter(|n| n.ends_with("-DLQ")).collect())
+}
+
+async fn topics(common: &Common) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
-    for name in names.iter().filter(|n| n.ends_with("-DLQ")) {
+    for name in dead_letter_topics(common).await? {
         writeln!(stdout, "{name}")?;
     }
     Ok(())
@@ -121,6 +128,12 @@ async fn read(
     Vec<Message<Vec<u8>>>,
 )> {
     let topic = full_topic(select);
+    // Subscribing would create a mistyped topic for good: refuse topics that do not exist.
+    let known = dead_letter_topics(&select.common).await?;
+    anyhow::ensure!(
+        known.contains(&topic),
+        "{topic} is not a dead-letter topic of this namespace (see `platform dlq topics`)"
+    );
     let client = messaging::connect(&select.common.pulsar).await?;
     let mut consumer: Consumer<Vec<u8>, TokioExecutor> = client
         .consumer()
@@ -153,6 +166,9 @@ async fn read(
         });
         if matches {
             letters.push(message);
+            if select.message_id.is_some() {
+                break; // message ids are unique: no need to read on
+            }
         }
     }
     Ok((client, consumer, letters))
@@ -187,6 +203,7 @@ fn summary(message: &Message<Vec<u8>>, full: bool) -> serde_json::Value {
         "key": message.key(),
         "real_topic": real_topic,
         "origin_message_id": property(message, ORIGIN_MESSAGE_ID),
+        "correlation_id": property(message, CORRELATION_ID),
         "publish_time_ms": message.metadata().publish_time,
         "payload_bytes": message.payload.data.len(),
     });
@@ -217,58 +234,66 @@ async fn list(select: &Select, full: bool) -> anyhow::Result<()> {
 
 async fn redrive(select: &Select) -> anyhow::Result<()> {
     let (client, mut consumer, letters) = read(select).await?;
-    anyhow::ensure!(
-        !letters.is_empty(),
-        "no matching dead letter on {}",
-        full_topic(select)
-    );
     let dlq = full_topic(select);
-    let mut stdout = std::io::stdout().lock();
-    for letter in &letters {
-        let target = property(letter, REAL_TOPIC).with_context(|| {
-            format!("letter {} has no {REAL_TOPIC} property", broker_id(letter))
-        })?;
-        let mut properties: HashMap<String, String> = letter
-            .metadata()
-            .properties
-            .iter()
-            .filter(|kv| kv.key != REAL_TOPIC && kv.key != ORIGIN_MESSAGE_ID)
-            .map(|kv| (kv.key.clone(), kv.value.clone()))
-            .collect();
-        properties.insert("redriven-from".into(), dlq.clone());
-        properties.insert("redriven-at-ms".into(), chrono_ms().to_string());
-        let copy = pulsar::producer::Message {
-            payload: letter.payload.data.clone(),
-            properties,
-            partition_key: letter.key(),
-            ..Default::default()
-        };
-        client
-            .send(target.as_str(), copy)
-            .await
-            .with_context(|| format!("republish to {target}"))?
-            .await
-            .with_context(|| format!("broker receipt from {target}"))?;
-        consumer
-            .ack(letter)
-            .await
-            .context("remove the redriven letter from the dead-letter topic")?;
-        writeln!(
-            stdout,
-            "{}",
-            serde_json::json!({ "redriven": summary(letter, false), "to": target })
-        )?;
+    // Check every letter before republishing any, so a bad one cannot stop a redrive half-way.
+    let targets: Vec<String> = letters
+        .iter()
+        .map(|l| {
+            property(l, REAL_TOPIC)
+                .with_context(|| format!("letter {} has no {REAL_TOPIC} property", broker_id(l)))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    anyhow::ensure!(!letters.is_empty(), "no matching dead letter on {dlq}");
+    let result = async {
+        let mut stdout = std::io::stdout().lock();
+        for (letter, target) in letters.iter().zip(&targets) {
+            let metadata = letter.metadata();
+            let mut properties: HashMap<String, String> = metadata
+                .properties
+                .iter()
+                .filter(|kv| kv.key != REAL_TOPIC && kv.key != ORIGIN_MESSAGE_ID)
+                .map(|kv| (kv.key.clone(), kv.value.clone()))
+                .collect();
+            properties.insert("redriven-from".into(), dlq.clone());
+            properties.insert("redriven-at-ms".into(), unix_ms().to_string());
+            let copy = pulsar::producer::Message {
+                payload: letter.payload.data.clone(),
+                properties,
+                partition_key: metadata.partition_key.clone(),
+                partition_key_b64_encoded: metadata.partition_key_b64_encoded,
+                ordering_key: metadata.ordering_key.clone(),
+                event_time: metadata.event_time,
+                ..Default::default()
+            };
+            client
+                .send(target.as_str(), copy)
+                .await
+                .with_context(|| format!("republish to {target}"))?
+                .await
+                .with_context(|| format!("broker receipt from {target}"))?;
+            consumer
+                .ack(letter)
+                .await
+                .context("remove the redriven letter from the dead-letter topic")?;
+            writeln!(
+                stdout,
+                "{}",
+                serde_json::json!({ "redriven": summary(letter, false), "to": target })
+            )?;
+        }
+        anyhow::Ok(())
     }
+    .await;
     // Closing goes through the same connection after the acknowledgements, so they reach the
-    // broker before the process exits.
-    consumer
+    // broker before the process exits, on success and on failure alike.
+    let closed = consumer
         .close()
         .await
-        .context("close the dead-letter subscription")?;
-    Ok(())
+        .context("close the dead-letter subscription");
+    result.and(closed.map(drop))
 }
 
-fn chrono_ms() -> u128 {
+fn unix_ms() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis())
