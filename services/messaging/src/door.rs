@@ -27,6 +27,35 @@ pub enum Outcome {
     },
 }
 
+/// How a handler error ends a command that came as a message: infrastructure trouble and data
+/// not arrived yet are retried; everything else can never succeed and is rejected with the code
+/// the same call would get over gRPC.
+impl From<service_runtime::errors::Error> for Outcome {
+    fn from(error: service_runtime::errors::Error) -> Self {
+        use service_runtime::errors::Error;
+        match error {
+            Error::Unavailable(e) | Error::Internal(e) => Self::Retry(e),
+            e @ Error::NotYet(_) => Self::Retry(anyhow::anyhow!(e)),
+            other => {
+                let violations = match &other {
+                    Error::Invalid(v) => v
+                        .iter()
+                        .map(|v| (v.field.clone(), v.description.clone()))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let reason = other.to_string();
+                let code = service_runtime::errors::code_name(tonic::Status::from(other).code());
+                Self::Reject {
+                    code,
+                    reason,
+                    violations,
+                }
+            }
+        }
+    }
+}
+
 /// A service's command door.
 pub trait CommandDoor: Send + Sync + 'static {
     type Command: Send;

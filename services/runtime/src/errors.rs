@@ -1,9 +1,102 @@
-//! Building gRPC statuses: field violations as `google.rpc.BadRequest` details, and internal
-//! errors that log their whole cause chain but tell the caller only a reference.
+//! The errors every service's handlers return, and their one mapping to gRPC statuses: field
+//! violations as `google.rpc.BadRequest` details, internal errors that log their whole cause
+//! chain but tell the caller only a reference.
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 use uuid::Uuid;
+
+use crate::db::is_transient;
+use crate::idempotency::IdempotencyError;
+use crate::validation::FieldViolation;
+
+/// What a handler can fail with. Callers branch on it: the gRPC door maps it to a status (below),
+/// the command door sorts it into reject or retry (`messaging::door`).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed; nothing was written.
+    #[error("invalid request: {} field violation(s)", .0.len())]
+    Invalid(Vec<FieldViolation>),
+    #[error("{what} {id} not found")]
+    NotFound { what: &'static str, id: String },
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// Valid, but not allowed in the current state of what it acts on.
+    #[error("{0}")]
+    Precondition(String),
+    /// Depends on data that has not arrived yet (e.g. an event still in flight): callers get
+    /// FAILED_PRECONDITION, consumers retry later instead of rejecting.
+    #[error("{0}")]
+    NotYet(String),
+    /// The idempotency key was used before with a different request.
+    #[error("idempotency key `{0}` was already used for a different request")]
+    KeyReused(String),
+    /// Infrastructure trouble worth retrying (database down, pool exhausted).
+    #[error("unavailable: {0:#}")]
+    Unavailable(anyhow::Error),
+    #[error("internal: {0:#}")]
+    Internal(anyhow::Error),
+}
+
+impl Error {
+    pub fn not_found(what: &'static str, id: impl ToString) -> Self {
+        Self::NotFound {
+            what,
+            id: id.to_string(),
+        }
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(error: sqlx::Error) -> Self {
+        if is_transient(&error) {
+            Self::Unavailable(error.into())
+        } else {
+            Self::Internal(error.into())
+        }
+    }
+}
+
+impl From<IdempotencyError> for Error {
+    fn from(error: IdempotencyError) -> Self {
+        match error {
+            IdempotencyError::KeyReused(key) => Self::KeyReused(key),
+            IdempotencyError::Database(e) => e.into(),
+        }
+    }
+}
+
+impl From<Vec<FieldViolation>> for Error {
+    fn from(violations: Vec<FieldViolation>) -> Self {
+        Self::Invalid(violations)
+    }
+}
+
+impl From<FieldViolation> for Error {
+    fn from(violation: FieldViolation) -> Self {
+        Self::Invalid(vec![violation])
+    }
+}
+
+/// The one mapping of handler errors to gRPC statuses.
+impl From<Error> for Status {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::Invalid(violations) => invalid_argument(
+                "invalid request",
+                violations.into_iter().map(|v| (v.field, v.description)),
+            ),
+            Error::NotFound { .. } => Status::not_found(error.to_string()),
+            Error::AlreadyExists(message) => Status::already_exists(message),
+            Error::Precondition(message) | Error::NotYet(message) => {
+                Status::failed_precondition(message)
+            }
+            Error::KeyReused(_) => Status::failed_precondition(error.to_string()),
+            Error::Unavailable(cause) => unavailable(&cause),
+            Error::Internal(cause) => internal(&cause),
+        }
+    }
+}
 
 /// INVALID_ARGUMENT with one `BadRequest.FieldViolation` per (field, description).
 pub fn invalid_argument<I, F, D>(message: &str, violations: I) -> Status
@@ -74,6 +167,73 @@ mod tests {
             .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
             .unwrap_or_default();
         assert_eq!(fields, ["name", "budget"]);
+    }
+
+    fn code(error: Error) -> Code {
+        Status::from(error).code()
+    }
+
+    #[test]
+    fn every_error_maps_to_its_status_code() {
+        assert_eq!(
+            code(Error::Invalid(vec![FieldViolation::new("name", "bad")])),
+            Code::InvalidArgument
+        );
+        assert_eq!(code(Error::not_found("campaign", "x")), Code::NotFound);
+        assert_eq!(
+            code(Error::AlreadyExists("dup".into())),
+            Code::AlreadyExists
+        );
+        assert_eq!(
+            code(Error::Precondition("closed".into())),
+            Code::FailedPrecondition
+        );
+        assert_eq!(
+            code(Error::NotYet("campaign not known yet".into())),
+            Code::FailedPrecondition
+        );
+        assert_eq!(code(Error::KeyReused("k".into())), Code::FailedPrecondition);
+        assert_eq!(
+            code(Error::Unavailable(anyhow::anyhow!("pool timed out"))),
+            Code::Unavailable
+        );
+        assert_eq!(
+            code(Error::Internal(anyhow::anyhow!("boom"))),
+            Code::Internal
+        );
+    }
+
+    #[test]
+    fn invalid_requests_carry_every_field_violation_as_details() {
+        let status = Status::from(Error::Invalid(vec![
+            FieldViolation::new("name", "must not be empty"),
+            FieldViolation::new("budget.currency", "must be an ISO-4217 code"),
+        ]));
+        let fields: Vec<String> = status
+            .get_details_bad_request()
+            .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+            .unwrap_or_default();
+        assert_eq!(fields, ["name", "budget.currency"]);
+    }
+
+    #[test]
+    fn internal_and_unavailable_errors_do_not_leak_their_cause() {
+        let secret = "password authentication failed for user \"platform\"";
+        for error in [
+            Error::Internal(anyhow::anyhow!(secret)),
+            Error::Unavailable(anyhow::anyhow!(secret)),
+        ] {
+            assert!(!Status::from(error).message().contains("password"));
+        }
+    }
+
+    #[test]
+    fn transient_database_errors_are_unavailable() {
+        assert_eq!(
+            code(Error::from(sqlx::Error::PoolTimedOut)),
+            Code::Unavailable
+        );
+        assert_eq!(code(Error::from(sqlx::Error::RowNotFound)), Code::Internal);
     }
 
     #[test]

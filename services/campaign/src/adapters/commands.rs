@@ -14,10 +14,9 @@ use affiliate_proto::campaign::{
 use affiliate_proto::common::{CommandRejected, MessageMetadata};
 use messaging::door::{CommandDoor, Outcome};
 use service_runtime::context::CommandContext;
-use service_runtime::errors::code_name;
 use service_runtime::outbox::OutboxMessage;
 
-use crate::app::{Campaigns, Error, messages};
+use crate::app::{Campaigns, messages};
 
 /// The versioned type name of a command.
 pub fn command_type(command: &Command) -> &'static str {
@@ -28,28 +27,6 @@ pub fn command_type(command: &Command) -> &'static str {
         Command::PauseCampaign(_) => "campaign.pause.command.v1",
         Command::ResumeCampaign(_) => "campaign.resume.command.v1",
         Command::CloseCampaign(_) => "campaign.close.command.v1",
-    }
-}
-
-/// How a handler error ends a command that came as a message.
-pub fn outcome(error: Error) -> Outcome {
-    match error {
-        Error::Unavailable(e) | Error::Internal(e) => Outcome::Retry(e),
-        other => {
-            let violations = match &other {
-                Error::Invalid(v) => v
-                    .iter()
-                    .map(|v| (v.field.clone(), v.description.clone()))
-                    .collect(),
-                _ => Vec::new(),
-            };
-            let reason = other.to_string();
-            Outcome::Reject {
-                code: code_name(tonic::Status::from(other).code()),
-                reason,
-                violations,
-            }
-        }
     }
 }
 
@@ -106,7 +83,7 @@ impl CommandDoor for CampaignDoor {
             Command::ResumeCampaign(r) => c.resume_campaign(ctx, r).await.map(drop),
             Command::CloseCampaign(r) => c.close_campaign(ctx, r).await.map(drop),
         };
-        result.map_or_else(outcome, |()| Outcome::Done)
+        result.map_or_else(Outcome::from, |()| Outcome::Done)
     }
 
     fn rejection_event(

@@ -1,60 +1,29 @@
-//! The errors a campaign handler returns. Callers branch on them: the gRPC adapter maps each to
-//! a status once (see `adapters::grpc`), the command consumer will sort them into reject/retry.
+//! The campaign handlers fail with the platform's errors (`service_runtime::errors::Error`, mapped
+//! to gRPC once there); a refusal by the domain rules is a failed precondition.
 
-use service_runtime::db::is_transient;
-use service_runtime::idempotency::IdempotencyError;
+pub use service_runtime::errors::Error;
 
-use crate::domain::{FieldViolation, Rejection};
+use crate::domain::Rejection;
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The request itself is malformed; nothing was written.
-    #[error("invalid request: {} field violation(s)", .0.len())]
-    Invalid(Vec<FieldViolation>),
-    #[error("{what} {id} not found")]
-    NotFound { what: &'static str, id: String },
-    #[error("{0}")]
-    AlreadyExists(String),
-    /// Valid, but not allowed in the aggregate's current state.
-    #[error(transparent)]
-    Rejected(#[from] Rejection),
-    /// The idempotency key was used before with a different request.
-    #[error("idempotency key `{0}` was already used for a different request")]
-    KeyReused(String),
-    /// Infrastructure trouble worth retrying (database down, pool exhausted).
-    #[error("unavailable: {0:#}")]
-    Unavailable(anyhow::Error),
-    #[error("internal: {0:#}")]
-    Internal(anyhow::Error),
+impl From<Rejection> for Error {
+    fn from(rejection: Rejection) -> Self {
+        Self::Precondition(rejection.to_string())
+    }
 }
 
-impl From<sqlx::Error> for Error {
-    fn from(error: sqlx::Error) -> Self {
-        if is_transient(&error) {
-            Self::Unavailable(error.into())
-        } else {
-            Self::Internal(error.into())
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::CampaignStatus;
+
+    #[test]
+    fn domain_refusals_are_failed_preconditions() {
+        for rejection in [
+            Rejection::NotAcceptable(CampaignStatus::Paused),
+            Rejection::Closed,
+        ] {
+            let status = tonic::Status::from(Error::from(rejection));
+            assert_eq!(status.code(), tonic::Code::FailedPrecondition);
         }
-    }
-}
-
-impl From<IdempotencyError> for Error {
-    fn from(error: IdempotencyError) -> Self {
-        match error {
-            IdempotencyError::KeyReused(key) => Self::KeyReused(key),
-            IdempotencyError::Database(e) => e.into(),
-        }
-    }
-}
-
-impl From<Vec<FieldViolation>> for Error {
-    fn from(violations: Vec<FieldViolation>) -> Self {
-        Self::Invalid(violations)
-    }
-}
-
-impl From<FieldViolation> for Error {
-    fn from(violation: FieldViolation) -> Self {
-        Self::Invalid(vec![violation])
     }
 }

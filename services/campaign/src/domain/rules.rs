@@ -13,22 +13,7 @@ pub const MAX_URL_LEN: usize = 2048;
 /// 100 % in basis points.
 pub const MAX_RATE_BPS: u32 = 10_000;
 
-/// One reason a request field is unacceptable.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldViolation {
-    /// Dotted path of the request field, e.g. `budget.currency`.
-    pub field: String,
-    pub description: String,
-}
-
-impl FieldViolation {
-    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            description: description.into(),
-        }
-    }
-}
+pub use service_runtime::validation::FieldViolation;
 
 /// Lifecycle state of a campaign.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,10 +12,9 @@ use affiliate_proto::commission::{
 use affiliate_proto::common::{CommandRejected, MessageMetadata};
 use messaging::door::{CommandDoor, Outcome};
 use service_runtime::context::CommandContext;
-use service_runtime::errors::code_name;
 use service_runtime::outbox::OutboxMessage;
 
-use crate::app::{Commissions, Error, messages};
+use crate::app::{Commissions, messages};
 
 pub fn command_type(command: &Command) -> &'static str {
     match command {
@@ -23,29 +22,6 @@ pub fn command_type(command: &Command) -> &'static str {
         Command::Reserve(_) => "commission.reserve.command.v1",
         Command::Release(_) => "commission.release.command.v1",
         Command::Settle(_) => "commission.settle.command.v1",
-    }
-}
-
-/// How a handler error ends a command that came as a message.
-pub fn outcome(error: Error) -> Outcome {
-    match error {
-        e @ Error::CampaignNotKnown(_) => Outcome::Retry(anyhow::anyhow!(e)),
-        Error::Unavailable(e) | Error::Internal(e) => Outcome::Retry(e),
-        other => {
-            let violations = match &other {
-                Error::Invalid(v) => v
-                    .iter()
-                    .map(|v| (v.field.clone(), v.description.clone()))
-                    .collect(),
-                _ => Vec::new(),
-            };
-            let reason = other.to_string();
-            Outcome::Reject {
-                code: code_name(tonic::Status::from(other).code()),
-                reason,
-                violations,
-            }
-        }
     }
 }
 
@@ -97,7 +73,7 @@ impl CommandDoor for CommissionDoor {
             Command::Release(r) => c.release(ctx, r).await.map(drop),
             Command::Settle(r) => c.settle(ctx, r).await.map(drop),
         };
-        result.map_or_else(outcome, |()| Outcome::Done)
+        result.map_or_else(Outcome::from, |()| Outcome::Done)
     }
 
     fn rejection_event(

@@ -84,7 +84,11 @@ impl Commissions {
         }
         let terms = repo::campaign_terms(&mut tx, campaign_id)
             .await?
-            .ok_or(Error::CampaignNotKnown(campaign_id))?;
+            .ok_or_else(|| {
+                Error::NotYet(format!(
+                    "campaign {campaign_id} is not known yet; retry later"
+                ))
+            })?;
         let now = messages::now();
         if let Err(refusal) = domain::check_purchase(&terms, &currency) {
             let rejected = CommissionRejected {

@@ -9,11 +9,10 @@ use affiliate_proto::common::{CommandRejected, MessageMetadata};
 use affiliate_proto::payment::{PaymentCommand, payment_command::Command, payment_event::Event};
 use messaging::door::{CommandDoor, Outcome};
 use service_runtime::context::CommandContext;
-use service_runtime::errors::code_name;
 use service_runtime::outbox::{OutboxMessage, Subject, events_topic, metadata, new_message_id};
 
 use crate::adapters::provider::PaymentProvider;
-use crate::app::{Error, Payouts, messages};
+use crate::app::{Payouts, messages};
 
 pub struct PaymentDoor<P> {
     payouts: Payouts<P>,
@@ -23,28 +22,6 @@ pub struct PaymentDoor<P> {
 impl<P: PaymentProvider> PaymentDoor<P> {
     pub fn new(payouts: Payouts<P>, pool: PgPool) -> Self {
         Self { payouts, pool }
-    }
-}
-
-/// How a handler error ends a command that came as a message.
-pub fn outcome(error: Error) -> Outcome {
-    match error {
-        Error::Unavailable(e) | Error::Internal(e) => Outcome::Retry(e),
-        other => {
-            let violations = match &other {
-                Error::Invalid(v) => v
-                    .iter()
-                    .map(|v| (v.field.clone(), v.description.clone()))
-                    .collect(),
-                _ => Vec::new(),
-            };
-            let reason = other.to_string();
-            Outcome::Reject {
-                code: code_name(tonic::Status::from(other).code()),
-                reason,
-                violations,
-            }
-        }
     }
 }
 
@@ -76,7 +53,7 @@ impl<P: PaymentProvider> CommandDoor for PaymentDoor<P> {
         let result = match command {
             Command::RequestPayout(r) => self.payouts.request_payout(ctx, r).await.map(drop),
         };
-        result.map_or_else(outcome, |()| Outcome::Done)
+        result.map_or_else(Outcome::from, |()| Outcome::Done)
     }
 
     fn rejection_event(

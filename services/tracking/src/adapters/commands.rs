@@ -14,38 +14,15 @@ use affiliate_proto::tracking::{
 };
 use messaging::door::{CommandDoor, Outcome};
 use service_runtime::context::CommandContext;
-use service_runtime::errors::code_name;
 use service_runtime::outbox::OutboxMessage;
 
-use crate::app::{Error, Tracking, messages};
+use crate::app::{Tracking, messages};
 
 /// The versioned type name of a command.
 pub fn command_type(command: &Command) -> &'static str {
     match command {
         Command::CreateEvent(_) => "tracking.create_event.command.v1",
         Command::SubmitEvidence(_) => "tracking.submit_evidence.command.v1",
-    }
-}
-
-/// How a handler error ends a command that came as a message.
-pub fn outcome(error: Error) -> Outcome {
-    match error {
-        Error::Unavailable(e) | Error::Internal(e) => Outcome::Retry(e),
-        other => {
-            let violations = match &other {
-                Error::Invalid(v) => v
-                    .iter()
-                    .map(|v| (v.field.clone(), v.description.clone()))
-                    .collect(),
-                _ => Vec::new(),
-            };
-            let reason = other.to_string();
-            Outcome::Reject {
-                code: code_name(tonic::Status::from(other).code()),
-                reason,
-                violations,
-            }
-        }
     }
 }
 
@@ -90,7 +67,7 @@ impl CommandDoor for TrackingDoor {
             Command::CreateEvent(r) => self.tracking.create_event(ctx, r).await.map(drop),
             Command::SubmitEvidence(r) => self.tracking.submit_evidence(ctx, r).await.map(drop),
         };
-        result.map_or_else(outcome, |()| Outcome::Done)
+        result.map_or_else(Outcome::from, |()| Outcome::Done)
     }
 
     fn rejection_event(
