@@ -12,8 +12,6 @@ pub mod app;
 pub mod domain;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
@@ -21,16 +19,11 @@ use tonic::service::Routes;
 use affiliate_proto::commission::commission_service_server::{
     CommissionServiceServer, SERVICE_NAME,
 };
-use messaging::Subscription;
-use service_runtime::app::{Parts, Service};
+use messaging::door::Door;
+use service_host::{Host, ServiceArgs};
+use service_runtime::app::Service;
 use service_runtime::config::{ConsumerArgs, DatabaseArgs, GrpcArgs, LogArgs, Mode, PulsarArgs};
-use service_runtime::db;
-use service_runtime::grpc::GrpcServer;
 use service_runtime::outbox::{commands_topic, events_topic};
-use service_runtime::status::StatusBoard;
-
-/// How often the dependencies are checked (and health follows).
-const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -57,106 +50,56 @@ pub struct Config {
     pub log: LogArgs,
 }
 
+/// A built service: database migrated, Pulsar connected, gRPC listener bound; not yet serving.
 pub struct Application {
-    server: GrpcServer,
-    pool: sqlx::PgPool,
-    pulsar: pulsar::Pulsar<pulsar::TokioExecutor>,
+    host: Host,
     config: Config,
-    board: StatusBoard,
 }
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let started = Instant::now();
-        let pool = db::connect(&config.database).await?;
-        db::migrate(&pool, &MIGRATOR).await?;
-        let board = StatusBoard::new("commission-service", config.mode.as_str());
-        board.set_database(Ok(started.elapsed()));
-        let started = Instant::now();
-        let pulsar = messaging::connect(&config.pulsar).await?;
-        board.set_pulsar(Ok(started.elapsed()));
-        let server = GrpcServer::bind(config.grpc.listen).await?;
-        Ok(Self {
-            server,
-            pool,
-            pulsar,
-            config,
-            board,
-        })
+        let args = ServiceArgs {
+            name: "commission-service",
+            mode: config.mode,
+            database: &config.database,
+            grpc: &config.grpc,
+            pulsar: &config.pulsar,
+            consumer: &config.consumer,
+        };
+        let host = Host::start(args, &MIGRATOR, true).await?;
+        Ok(Self { host, config })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.server.local_addr()
+        self.host.grpc_addr()
     }
 
-    fn subscription(&self, short_topic: &str, name: &str) -> Subscription {
-        Subscription::configured(
-            vec![self.config.pulsar.topic(short_topic)],
-            name,
-            &self.config.consumer,
-            &self.board,
-        )
-    }
-
+    /// Serves until `shutdown` or a failing part. The campaign-event feed and the command door
+    /// run in every mode (other services address this one through them).
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let commissions = app::Commissions::new(self.pool.clone());
-        let mode = self.config.mode;
-        tracing::info!(mode = mode.as_str(), "commission-service running");
-        let mut parts = Parts::new(shutdown.clone());
-
-        let (routes, names): (Routes, Vec<&str>) = if mode.serves_grpc() {
+        let commissions = app::Commissions::new(self.host.pool.clone());
+        let commands = commands_topic(app::messages::SERVICE);
+        let feed_subscription = self
+            .host
+            .subscription(&events_topic("campaign"), "commission");
+        let door_subscription = self.host.subscription(&commands, "commission");
+        let feed = adapters::campaigns::CampaignFeed::new(self.host.pool.clone());
+        let door = Door(adapters::commands::CommissionDoor::new(
+            commissions.clone(),
+            self.host.pool.clone(),
+        ));
+        let api = self.config.mode.serves_grpc().then(|| {
             (
                 Routes::new(CommissionServiceServer::new(
-                    adapters::grpc::CommissionApi::new(commissions.clone()),
+                    adapters::grpc::CommissionApi::new(commissions),
                 )),
-                vec![SERVICE_NAME],
+                SERVICE_NAME,
             )
-        } else {
-            (Routes::default(), Vec::new())
-        };
-        let feed_subscription = self.subscription(&events_topic("campaign"), "commission");
-        let door_subscription =
-            self.subscription(&commands_topic(app::messages::SERVICE), "commission");
-        let board = self.board.clone();
-        let pulsar_check = Some((
-            self.pulsar.clone(),
-            self.config
-                .pulsar
-                .topic(&commands_topic(app::messages::SERVICE)),
-        ));
-        let (pool, token, watched) = (self.pool.clone(), shutdown.clone(), board.clone());
-        parts.spawn("dependency checks", async move {
-            messaging::health::watch_dependencies(
-                watched,
-                pool,
-                pulsar_check,
-                HEALTH_INTERVAL,
-                token,
-            )
-            .await
         });
-        let grace = self.config.grpc.shutdown_grace;
-        let token = shutdown.clone();
-        let server = self.server;
-        parts.spawn("gRPC server", async move {
-            server.serve(routes, &names, board, token, grace).await
-        });
-
-        let feed = Arc::new(adapters::campaigns::CampaignFeed::new(self.pool.clone()));
-        let (pulsar, token) = (self.pulsar.clone(), shutdown.clone());
-        parts.spawn("campaign-event feed", async move {
-            messaging::run_consumer(pulsar, feed_subscription, feed, token).await
-        });
-
-        let door = Arc::new(messaging::door::Door(
-            adapters::commands::CommissionDoor::new(commissions, self.pool.clone()),
-        ));
-        let (pulsar, token) = (self.pulsar.clone(), shutdown.clone());
-        parts.spawn("command consumer", async move {
-            messaging::run_consumer(pulsar, door_subscription, door, token).await
-        });
-
-        parts.supervise().await
+        let mut running = self.host.serve(api, &commands, shutdown);
+        running.consume("campaign-event feed", feed_subscription, feed)?;
+        running.consume("command consumer", door_subscription, door)?;
+        running.supervise().await
     }
 }
 

@@ -12,28 +12,22 @@ pub mod domain;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
 use affiliate_proto::payment::payment_service_server::{PaymentServiceServer, SERVICE_NAME};
-use messaging::Subscription;
 use messaging::door::Door;
-use service_runtime::app::{Parts, Service};
+use service_host::{Host, ServiceArgs};
+use service_runtime::app::Service;
 use service_runtime::config::{
     ConsumerArgs, DatabaseArgs, GrpcArgs, LogArgs, Mode, PulsarArgs, parse_duration,
 };
-use service_runtime::db;
-use service_runtime::grpc::GrpcServer;
 use service_runtime::outbox::{commands_topic, events_topic};
-use service_runtime::status::StatusBoard;
 
 use crate::adapters::provider::SandboxProvider;
 use crate::app::Payouts;
-
-/// How often the dependencies are checked (and health follows).
-const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -83,118 +77,71 @@ pub struct Config {
     pub log: LogArgs,
 }
 
+/// A built service: database migrated, Pulsar connected, gRPC listener bound; not yet serving.
 pub struct Application {
-    server: GrpcServer,
-    pool: sqlx::PgPool,
-    pulsar: pulsar::Pulsar<pulsar::TokioExecutor>,
+    host: Host,
     config: Config,
-    board: StatusBoard,
 }
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let started = Instant::now();
-        let pool = db::connect(&config.database).await?;
-        db::migrate(&pool, &MIGRATOR).await?;
-        let board = StatusBoard::new("payment-service", config.mode.as_str());
-        board.set_database(Ok(started.elapsed()));
-        let started = Instant::now();
-        let pulsar = messaging::connect(&config.pulsar).await?;
-        board.set_pulsar(Ok(started.elapsed()));
-        let server = GrpcServer::bind(config.grpc.listen).await?;
-        Ok(Self {
-            server,
-            pool,
-            pulsar,
-            config,
-            board,
-        })
+        let args = ServiceArgs {
+            name: "payment-service",
+            mode: config.mode,
+            database: &config.database,
+            grpc: &config.grpc,
+            pulsar: &config.pulsar,
+            consumer: &config.consumer,
+        };
+        let host = Host::start(args, &MIGRATOR, true).await?;
+        Ok(Self { host, config })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.server.local_addr()
+        self.host.grpc_addr()
     }
 
-    fn subscription(&self, short_topic: &str) -> Subscription {
-        Subscription::configured(
-            vec![self.config.pulsar.topic(short_topic)],
-            "payment",
-            &self.config.consumer,
-            &self.board,
-        )
-    }
-
+    /// Serves until `shutdown` or a failing part. The saga (its commission-event feed and its
+    /// resumer) runs in every mode; the mode chooses the client doors.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let provider = Arc::new(SandboxProvider {
             limit_minor: self.config.provider.sandbox_limit_minor,
             slow_delay: self.config.provider.sandbox_slow_delay,
         });
-        let payouts = Payouts::new(self.pool.clone(), provider, self.config.provider.timeout);
+        let payouts = Payouts::new(
+            self.host.pool.clone(),
+            provider,
+            self.config.provider.timeout,
+        );
         let mode = self.config.mode;
-        tracing::info!(mode = mode.as_str(), "payment-service running");
-        let mut parts = Parts::new(shutdown.clone());
-
-        let feed_subscription = self.subscription(&events_topic("commission"));
-        let door_subscription = self.subscription(&commands_topic(app::messages::SERVICE));
-        let (routes, names): (Routes, Vec<&str>) = if mode.serves_grpc() {
+        let commands = commands_topic(app::messages::SERVICE);
+        let feed_subscription = self
+            .host
+            .subscription(&events_topic("commission"), "payment");
+        let door_subscription = self.host.subscription(&commands, "payment");
+        let feed = adapters::commissions::SagaFeed::new(payouts.clone());
+        let door = Door(adapters::commands::PaymentDoor::new(
+            payouts.clone(),
+            self.host.pool.clone(),
+        ));
+        let api = mode.serves_grpc().then(|| {
             (
                 Routes::new(PaymentServiceServer::new(adapters::grpc::PaymentApi::new(
                     payouts.clone(),
                 ))),
-                vec![SERVICE_NAME],
+                SERVICE_NAME,
             )
-        } else {
-            (Routes::default(), Vec::new())
-        };
-        let board = self.board.clone();
-        let pulsar_check = Some((
-            self.pulsar.clone(),
-            self.config
-                .pulsar
-                .topic(&commands_topic(app::messages::SERVICE)),
-        ));
-        let (pool, token, watched) = (self.pool.clone(), shutdown.clone(), board.clone());
-        parts.spawn("dependency checks", async move {
-            messaging::health::watch_dependencies(
-                watched,
-                pool,
-                pulsar_check,
-                HEALTH_INTERVAL,
-                token,
-            )
-            .await
         });
-        let grace = self.config.grpc.shutdown_grace;
-        let token = shutdown.clone();
-        let server = self.server;
-        parts.spawn("gRPC server", async move {
-            server.serve(routes, &names, board, token, grace).await
-        });
-
-        let feed = Arc::new(adapters::commissions::SagaFeed::new(payouts.clone()));
-        let (pulsar, token) = (self.pulsar.clone(), shutdown.clone());
-        parts.spawn("saga feed", async move {
-            messaging::run_consumer(pulsar, feed_subscription, feed, token).await
-        });
-
+        let mut running = self.host.serve(api, &commands, shutdown);
+        running.consume("saga feed", feed_subscription, feed)?;
         if mode.consumes_commands() {
-            let door = Arc::new(Door(adapters::commands::PaymentDoor::new(
-                payouts.clone(),
-                self.pool.clone(),
-            )));
-            let (pulsar, token) = (self.pulsar.clone(), shutdown.clone());
-            parts.spawn("command consumer", async move {
-                messaging::run_consumer(pulsar, door_subscription, door, token).await
-            });
+            running.consume("command consumer", door_subscription, door)?;
         }
-
-        let interval = self.config.provider.resume_interval;
-        let token = shutdown.clone();
-        parts.spawn("saga resumer", async move {
+        let (interval, token) = (self.config.provider.resume_interval, running.token());
+        running.spawn("saga resumer", async move {
             resume_loop(payouts, interval, token).await
         });
-
-        parts.supervise().await
+        running.supervise().await
     }
 }
 
