@@ -9,8 +9,7 @@ pub mod config;
 pub mod leader;
 pub mod publisher;
 
-use anyhow::Context as _;
-use tokio::task::JoinSet;
+use service_runtime::app::Parts;
 use tokio_util::sync::CancellationToken;
 
 pub use batch::{Outcome, publish_batch};
@@ -32,25 +31,14 @@ impl Application {
 
     /// Runs every outbox's loop until `shutdown`; a loop that fails for good stops the others.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let mut loops = JoinSet::new();
+        let mut parts = Parts::new(shutdown.clone());
         for source in &self.config.outboxes {
             let publisher = Publisher::new(self.pulsar.clone(), self.config.pulsar.clone());
             let relay =
                 leader::OutboxRelay::new(source.clone(), self.config.tuning.clone(), publisher);
-            loops.spawn(relay.run(shutdown.clone()));
+            parts.spawn("outbox loop", relay.run(shutdown.clone()));
         }
-        let mut result = Ok(());
-        while let Some(joined) = loops.join_next().await {
-            let outcome = joined.context("relay task panicked").and_then(|r| r);
-            if let Err(e) = outcome {
-                tracing::error!(
-                    error = format!("{e:#}"),
-                    "outbox loop ended with an error; stopping the relay"
-                );
-                shutdown.cancel();
-                result = Err(e);
-            }
-        }
+        let result = parts.supervise().await;
         tracing::info!("relay stopped");
         result
     }
