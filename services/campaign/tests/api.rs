@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::time::Duration;
+
 use clap::Parser as _;
 use prost::Message as _;
 use sqlx::PgPool;
@@ -582,4 +584,108 @@ async fn pause_resume_close_follow_the_lifecycle_and_publish_status_changes() {
         ]
     );
     app.stop().await;
+}
+
+/// A real fault on real infrastructure: the service's database stops accepting connections, so
+/// health turns NOT_SERVING and calls fail with UNAVAILABLE (no cause leaked); when it accepts
+/// connections again, health and calls recover by themselves.
+#[tokio::test]
+async fn health_and_calls_follow_a_database_outage_and_recover() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+    let db = fresh_database("campaign_outage").await;
+    let config = Config::try_parse_from([
+        "campaign-service",
+        "--database-url",
+        &db.url,
+        "--grpc-listen",
+        "127.0.0.1:0",
+        "--health-interval",
+        "100ms",
+        "--database-acquire-timeout",
+        "1s",
+    ])
+    .unwrap();
+    let app = Application::build(config).await.unwrap();
+    let addr = app.grpc_addr();
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    let mut client = CampaignServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let health = HealthClient::new(channel);
+    let status = |health: &HealthClient<Channel>| {
+        let mut health = health.clone();
+        async move {
+            health
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .status()
+        }
+    };
+    assert_eq!(status(&health).await, ServingStatus::Serving);
+
+    let admin = PgPool::connect(&e2e::postgres_admin_url()).await.unwrap();
+    let set_connections = |allow: bool| {
+        let admin = admin.clone();
+        let name = db.name.clone();
+        async move {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "alter database {name} with allow_connections {allow}"
+            )))
+            .execute(&admin)
+            .await
+            .unwrap();
+            if !allow {
+                sqlx::query(
+                    "select pg_terminate_backend(pid) from pg_stat_activity where datname = $1",
+                )
+                .bind(&name)
+                .execute(&admin)
+                .await
+                .unwrap();
+            }
+        }
+    };
+    set_connections(false).await;
+    e2e::eventually(
+        Duration::from_secs(20),
+        "health turns NOT_SERVING",
+        || async { (status(&health).await == ServingStatus::NotServing).then_some(()) },
+    )
+    .await;
+    let err = client
+        .create_campaign(new_campaign("During outage"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(
+        !err.message().contains(&db.name),
+        "the cause leaked: {}",
+        err.message()
+    );
+
+    set_connections(true).await;
+    e2e::eventually(
+        Duration::from_secs(20),
+        "health is SERVING again",
+        || async { (status(&health).await == ServingStatus::Serving).then_some(()) },
+    )
+    .await;
+    client
+        .create_campaign(new_campaign("After outage"))
+        .await
+        .unwrap();
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
 }

@@ -20,9 +20,6 @@ use sqlx::migrate::Migrator;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
-/// How often the dependencies are checked (and health follows).
-pub const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
-
 /// What a service passes to [`Host::start`]: its name and its configuration pieces.
 #[derive(Debug, Clone, Copy)]
 pub struct ServiceArgs<'a> {
@@ -46,6 +43,7 @@ pub struct Host {
     pulsar_args: PulsarArgs,
     consumer_args: ConsumerArgs,
     grace: Duration,
+    health_interval: Duration,
 }
 
 impl Host {
@@ -80,6 +78,7 @@ impl Host {
             pulsar_args: args.pulsar.clone(),
             consumer_args: args.consumer.clone(),
             grace: args.grpc.shutdown_grace,
+            health_interval: args.grpc.health_interval,
         })
     }
 
@@ -115,9 +114,9 @@ impl Host {
             .clone()
             .map(|p| (p, self.pulsar_args.topic(check_topic)));
         let (board, pool, token) = (self.board.clone(), self.pool.clone(), shutdown.clone());
+        let every = self.health_interval;
         parts.spawn("dependency checks", async move {
-            messaging::health::watch_dependencies(board, pool, pulsar_check, HEALTH_INTERVAL, token)
-                .await
+            messaging::health::watch_dependencies(board, pool, pulsar_check, every, token).await
         });
         let (routes, names) = match api {
             Some((routes, name)) => (routes, vec![name]),

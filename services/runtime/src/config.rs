@@ -46,6 +46,9 @@ pub struct GrpcArgs {
         default_value = "127.0.0.1:50051"
     )]
     pub listen: SocketAddr,
+    /// How often the database and Pulsar are checked; health follows the last check.
+    #[arg(long = "health-interval", env = "HEALTH_CHECK_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub health_interval: Duration,
     /// How long in-flight calls may take to finish after shutdown is requested.
     #[arg(long = "shutdown-grace", env = "SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,

@@ -58,19 +58,44 @@ pub async fn migrate(pool: &PgPool, service: &Migrator) -> anyhow::Result<()> {
 }
 
 /// Whether a database error is worth retrying (connection trouble, pool exhausted, server
-/// shutting down, serialization failure) rather than a bug or bad data.
+/// shutting down or refusing connections, serialization failure) rather than a bug or bad data.
 pub fn is_transient(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::Tls(_) => true,
-        sqlx::Error::Database(db) => matches!(
-            db.code().as_deref(),
-            // serialization_failure, deadlock_detected, admin_shutdown, crash_shutdown,
-            // cannot_connect_now, too_many_connections
-            Some("40001" | "40P01" | "57P01" | "57P02" | "57P03" | "53300")
-        ),
+        sqlx::Error::Database(db) => db.code().as_deref().is_some_and(is_transient_code),
         _ => false,
+    }
+}
+
+/// SQLSTATEs that mean "try again later".
+fn is_transient_code(code: &str) -> bool {
+    // 08: connection exception; 53: insufficient resources (too many connections, disk full);
+    // 57P01-57P03: admin/crash shutdown, cannot connect now; 40001/40P01: serialization failure,
+    // deadlock; 55000 at connect: "database is not currently accepting connections".
+    code.starts_with("08")
+        || code.starts_with("53")
+        || code.starts_with("57P")
+        || matches!(code, "40001" | "40P01" | "55000")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_trouble_is_transient_and_bad_data_is_not() {
+        for code in [
+            "08006", "08001", "53300", "57P01", "57P03", "40001", "40P01", "55000",
+        ] {
+            assert!(is_transient_code(code), "{code}");
+        }
+        for code in ["23505", "23514", "42P01", "3D000", "22P02"] {
+            assert!(!is_transient_code(code), "{code}");
+        }
+        assert!(is_transient(&sqlx::Error::PoolTimedOut));
+        assert!(!is_transient(&sqlx::Error::RowNotFound));
     }
 }
