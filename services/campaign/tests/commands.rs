@@ -92,8 +92,7 @@ impl TestApp {
         let envelope = CampaignCommand {
             metadata: Some(MessageMetadata {
                 message_id: message_id.to_owned(),
-                message_type: campaign_service::adapters::commands::command_type(&command)
-                    .to_owned(),
+                message_type: command.message_type().to_owned(),
                 correlation_id: "corr-cmd".to_owned(),
                 ..Default::default()
             }),

@@ -81,7 +81,7 @@ async fn spawn_app() -> TestApp {
 
 impl TestApp {
     async fn send(&self, message_id: &str, command: Command) {
-        let message_type = tracking_service::adapters::commands::command_type(&command);
+        let message_type = command.message_type();
         let envelope = TrackingCommand {
             metadata: Some(MessageMetadata {
                 message_id: message_id.to_owned(),

@@ -18,18 +18,6 @@ use service_runtime::outbox::OutboxMessage;
 
 use crate::app::{Campaigns, messages};
 
-/// The versioned type name of a command.
-pub fn command_type(command: &Command) -> &'static str {
-    match command {
-        Command::CreateCampaign(_) => "campaign.create.command.v1",
-        Command::AddVideo(_) => "campaign.add_video.command.v1",
-        Command::AcceptCampaign(_) => "campaign.accept.command.v1",
-        Command::PauseCampaign(_) => "campaign.pause.command.v1",
-        Command::ResumeCampaign(_) => "campaign.resume.command.v1",
-        Command::CloseCampaign(_) => "campaign.close.command.v1",
-    }
-}
-
 /// Runs campaign commands that arrive as messages.
 #[derive(Debug, Clone)]
 pub struct CampaignDoor {
@@ -58,7 +46,7 @@ impl CommandDoor for CampaignDoor {
     }
 
     fn command_type(&self, command: &Command) -> &'static str {
-        command_type(command)
+        command.message_type()
     }
 
     fn target(&self, command: &Command) -> Option<Uuid> {

@@ -16,15 +16,6 @@ use service_runtime::outbox::OutboxMessage;
 
 use crate::app::{Commissions, messages};
 
-pub fn command_type(command: &Command) -> &'static str {
-    match command {
-        Command::Calculate(_) => "commission.calculate.command.v1",
-        Command::Reserve(_) => "commission.reserve.command.v1",
-        Command::Release(_) => "commission.release.command.v1",
-        Command::Settle(_) => "commission.settle.command.v1",
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct CommissionDoor {
     commissions: Commissions,
@@ -52,7 +43,7 @@ impl CommandDoor for CommissionDoor {
     }
 
     fn command_type(&self, command: &Command) -> &'static str {
-        command_type(command)
+        command.message_type()
     }
 
     fn target(&self, command: &Command) -> Option<Uuid> {

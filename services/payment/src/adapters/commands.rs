@@ -40,9 +40,7 @@ impl<P: PaymentProvider> CommandDoor for PaymentDoor<P> {
     }
 
     fn command_type(&self, command: &Command) -> &'static str {
-        match command {
-            Command::RequestPayout(_) => "payment.request_payout.command.v1",
-        }
+        command.message_type()
     }
 
     fn target(&self, _command: &Command) -> Option<Uuid> {

@@ -139,15 +139,6 @@ pub fn command_for(row: &PayoutRow) -> Option<Command> {
     }
 }
 
-fn command_type(command: &Command) -> &'static str {
-    match command {
-        Command::Calculate(_) => "commission.calculate.command.v1",
-        Command::Reserve(_) => "commission.reserve.command.v1",
-        Command::Release(_) => "commission.release.command.v1",
-        Command::Settle(_) => "commission.settle.command.v1",
-    }
-}
-
 /// The outbox message of a command to the commission service about the payout in `row`.
 pub fn command_message(
     ctx: &CommandContext,
@@ -156,7 +147,7 @@ pub fn command_message(
     command: Command,
 ) -> OutboxMessage {
     let message_id: Uuid = new_message_id();
-    let message_type = command_type(&command);
+    let message_type = command.message_type();
     let envelope = CommissionCommand {
         metadata: Some(metadata(
             ctx,

@@ -18,14 +18,6 @@ use service_runtime::outbox::OutboxMessage;
 
 use crate::app::{Tracking, messages};
 
-/// The versioned type name of a command.
-pub fn command_type(command: &Command) -> &'static str {
-    match command {
-        Command::CreateEvent(_) => "tracking.create_event.command.v1",
-        Command::SubmitEvidence(_) => "tracking.submit_evidence.command.v1",
-    }
-}
-
 /// Runs tracking commands that arrive as messages.
 #[derive(Debug, Clone)]
 pub struct TrackingDoor {
@@ -54,7 +46,7 @@ impl CommandDoor for TrackingDoor {
     }
 
     fn command_type(&self, command: &Command) -> &'static str {
-        command_type(command)
+        command.message_type()
     }
 
     /// Both commands create their aggregate, so a rejected one has none (the nil id).
