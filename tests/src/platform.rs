@@ -85,6 +85,21 @@ impl Platform {
         addr
     }
 
+    /// Starts a second process of `service` on the same database and topics (a replica): the
+    /// Key_Shared subscriptions split the keys between the two.
+    pub fn start_replica(&mut self, service: &'static str) {
+        let mut env = self.common_env();
+        env.push(("MODE", self.mode.clone()));
+        env.push(("DATABASE_URL", self.databases[service].url.clone()));
+        env.push(("GRPC_LISTEN", "127.0.0.1:0".into()));
+        env.push(("SAGA_RESUME_INTERVAL", "1s".into()));
+        let name = format!("{service}-service");
+        let replica = format!("{name}-replica");
+        let mut process = Process::start(&replica, &binary(&name), &[], &env, &self.logs);
+        process.wait_for_grpc_addr(STARTUP);
+        self.processes.insert(replica, process);
+    }
+
     /// Starts (or restarts) the relay for all four outboxes.
     pub fn start_relay(&mut self, name: &str) {
         let outboxes: Vec<String> = SERVICES

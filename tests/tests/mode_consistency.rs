@@ -96,6 +96,12 @@ async fn run(door: Door, duplicate: bool) -> Run {
         (Door::Events, true) => ("mode_events_twice", "events"),
     };
     let mut platform = Platform::start(name, mode).await;
+    if duplicate {
+        // Scale out too: a second process of every service shares each subscription.
+        for service in e2e::platform::SERVICES {
+            platform.start_replica(service);
+        }
+    }
     let mut driver = Driver::new(&platform, door).await;
     let duplicates = if duplicate {
         Some(duplicate_everything(&platform, &driver.client).await)
@@ -229,8 +235,9 @@ async fn the_workflow_gives_identical_states_and_events_through_grpc_and_through
     assert_same("events", &grpc, &events);
 }
 
-/// Effectively once: every command and event of the run is delivered twice on purpose, and the
-/// states and (distinct) events are still those of a run without duplicates.
+/// Effectively once: every command and event of the run is delivered twice on purpose, to two
+/// processes of every service sharing each subscription, and the states and (distinct) events are
+/// still those of a run without duplicates.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivering_every_command_and_event_twice_applies_nothing_twice() {
     let once = run(Door::Grpc, false).await;
