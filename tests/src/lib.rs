@@ -236,6 +236,40 @@ pub fn log_dir(test: &str) -> PathBuf {
     dir
 }
 
+/// A service serving in this test process (its gRPC server on a real TCP port).
+pub struct Served {
+    pub addr: std::net::SocketAddr,
+    shutdown: tokio_util::sync::CancellationToken,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Serves a built service until [`Served::stop`].
+pub fn serve<S: service_runtime::app::Service>(service: S) -> Served {
+    let addr = service.grpc_addr();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(service.run_until_stopped(shutdown.clone()));
+    Served {
+        addr,
+        shutdown,
+        server,
+    }
+}
+
+impl Served {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops it and checks it stopped cleanly.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.server
+            .await
+            .expect("service task")
+            .expect("service stopped with an error");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,6 @@ use std::time::Duration;
 use clap::Parser as _;
 use prost::Message as _;
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::{Code, Request};
 use tonic_types::StatusExt as _;
@@ -22,8 +21,7 @@ use e2e::{TestDatabase, fresh_database};
 struct TestApp {
     client: CampaignServiceClient<Channel>,
     db: TestDatabase,
-    shutdown: CancellationToken,
-    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    served: e2e::Served,
 }
 
 async fn spawn_app() -> TestApp {
@@ -40,23 +38,16 @@ async fn spawn_app() -> TestApp {
         .await
         .expect("build campaign service");
     let addr = app.grpc_addr();
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    let served = e2e::serve(app);
     let client = CampaignServiceClient::connect(format!("http://{addr}"))
         .await
         .expect("connect gRPC");
-    TestApp {
-        client,
-        db,
-        shutdown,
-        server,
-    }
+    TestApp { client, db, served }
 }
 
 impl TestApp {
     async fn stop(self) {
-        self.shutdown.cancel();
-        self.server.await.unwrap().unwrap();
+        self.served.stop().await;
     }
 
     async fn create(
@@ -609,8 +600,7 @@ async fn health_and_calls_follow_a_database_outage_and_recover() {
     .unwrap();
     let app = Application::build(config).await.unwrap();
     let addr = app.grpc_addr();
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    let served = e2e::serve(app);
     let mut client = CampaignServiceClient::connect(format!("http://{addr}"))
         .await
         .unwrap();
@@ -686,6 +676,5 @@ async fn health_and_calls_follow_a_database_outage_and_recover() {
         .create_campaign(new_campaign("After outage"))
         .await
         .unwrap();
-    shutdown.cancel();
-    server.await.unwrap().unwrap();
+    served.stop().await;
 }

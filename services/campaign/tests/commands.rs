@@ -10,7 +10,6 @@ use std::time::Duration;
 use clap::Parser as _;
 use prost::Message as _;
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
 use tonic::Request;
 
 use affiliate_proto::campaign::campaign_service_client::CampaignServiceClient;
@@ -30,8 +29,7 @@ struct TestApp {
     namespace: String,
     grpc: CampaignServiceClient<tonic::transport::Channel>,
     client: pulsar::Pulsar<pulsar::TokioExecutor>,
-    shutdown: CancellationToken,
-    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    served: e2e::Served,
 }
 
 async fn spawn_app() -> TestApp {
@@ -63,8 +61,7 @@ async fn spawn_app() -> TestApp {
         .await
         .expect("build campaign service");
     let addr = app.grpc_addr();
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    let served = e2e::serve(app);
     let grpc = CampaignServiceClient::connect(format!("http://{addr}"))
         .await
         .unwrap();
@@ -74,8 +71,7 @@ async fn spawn_app() -> TestApp {
         namespace,
         grpc,
         client: pulsar().await,
-        shutdown,
-        server,
+        served,
     }
 }
 
@@ -116,8 +112,7 @@ impl TestApp {
     }
 
     async fn stop(self) {
-        self.shutdown.cancel();
-        self.server.await.unwrap().unwrap();
+        self.served.stop().await;
     }
 }
 

@@ -9,7 +9,6 @@ use std::time::Duration;
 use clap::Parser as _;
 use prost::Message as _;
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::{Code, Request};
 use uuid::Uuid;
@@ -31,8 +30,7 @@ struct TestApp {
     namespace: String,
     grpc: CommissionServiceClient<Channel>,
     client: pulsar::Pulsar<pulsar::TokioExecutor>,
-    shutdown: CancellationToken,
-    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    served: e2e::Served,
 }
 
 async fn spawn_app() -> TestApp {
@@ -62,8 +60,7 @@ async fn spawn_app() -> TestApp {
         .await
         .expect("build commission service");
     let addr = app.grpc_addr();
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    let served = e2e::serve(app);
     let grpc = CommissionServiceClient::connect(format!("http://{addr}"))
         .await
         .unwrap();
@@ -72,8 +69,7 @@ async fn spawn_app() -> TestApp {
         namespace,
         grpc,
         client: pulsar().await,
-        shutdown,
-        server,
+        served,
     }
 }
 
@@ -210,8 +206,7 @@ impl TestApp {
     }
 
     async fn stop(self) {
-        self.shutdown.cancel();
-        self.server.await.unwrap().unwrap();
+        self.served.stop().await;
     }
 }
 

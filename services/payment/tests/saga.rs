@@ -9,7 +9,6 @@ use std::time::Duration;
 use clap::Parser as _;
 use prost::Message as _;
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
 use tonic::Code;
 use tonic::transport::Channel;
 use tonic_types::StatusExt as _;
@@ -35,8 +34,7 @@ struct TestApp {
     namespace: String,
     grpc: PaymentServiceClient<Channel>,
     client: pulsar::Pulsar<pulsar::TokioExecutor>,
-    shutdown: CancellationToken,
-    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    served: e2e::Served,
 }
 
 async fn start(db: TestDatabase, namespace: String) -> TestApp {
@@ -60,8 +58,7 @@ async fn start(db: TestDatabase, namespace: String) -> TestApp {
         .await
         .expect("build payment service");
     let addr = app.grpc_addr();
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    let served = e2e::serve(app);
     let grpc = PaymentServiceClient::connect(format!("http://{addr}"))
         .await
         .unwrap();
@@ -70,8 +67,7 @@ async fn start(db: TestDatabase, namespace: String) -> TestApp {
         namespace,
         grpc,
         client: pulsar().await,
-        shutdown,
-        server,
+        served,
     }
 }
 
@@ -170,8 +166,7 @@ impl TestApp {
     }
 
     async fn stop(self) -> (TestDatabase, String) {
-        self.shutdown.cancel();
-        self.server.await.unwrap().unwrap();
+        self.served.stop().await;
         (self.db, self.namespace)
     }
 }

@@ -7,7 +7,6 @@
 use clap::Parser as _;
 use prost::Message as _;
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::{Code, Request};
 use tonic_types::StatusExt as _;
@@ -23,8 +22,7 @@ use tracking_service::{Application, Config};
 struct TestApp {
     client: TrackingServiceClient<Channel>,
     db: TestDatabase,
-    shutdown: CancellationToken,
-    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    served: e2e::Served,
 }
 
 async fn spawn_app() -> TestApp {
@@ -41,23 +39,16 @@ async fn spawn_app() -> TestApp {
         .await
         .expect("build tracking service");
     let addr = app.grpc_addr();
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    let served = e2e::serve(app);
     let client = TrackingServiceClient::connect(format!("http://{addr}"))
         .await
         .expect("connect gRPC");
-    TestApp {
-        client,
-        db,
-        shutdown,
-        server,
-    }
+    TestApp { client, db, served }
 }
 
 impl TestApp {
     async fn stop(self) {
-        self.shutdown.cancel();
-        self.server.await.unwrap().unwrap();
+        self.served.stop().await;
     }
 
     async fn create(
