@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the machine prerequisites of the local infrastructure, skipping whatever is present:
+# Installs the machine prerequisites of the local infrastructure; whatever is present is left as it is:
 #   apt:  postgresql, protobuf-compiler (+ libprotobuf-dev: google/protobuf/*.proto well-known types),
 #         and, only if their commands are missing: java/javac (openjdk-17-jdk-headless), mvn (maven),
 #         curl, ss (iproute2); plus $LOCAL_INFRA_EXTRA_APT_PACKAGES if set
