@@ -207,12 +207,11 @@ impl<'a> Driver<'a> {
                     .id
             }
             Door::Events => {
-                let t = "campaign.create.command.v1";
+                let command = campaign_pb::campaign_command::Command::CreateCampaign(request);
+                let t = command.message_type();
                 let envelope = campaign_pb::CampaignCommand {
                     metadata: Self::metadata(&key, t, &correlation),
-                    command: Some(campaign_pb::campaign_command::Command::CreateCampaign(
-                        request,
-                    )),
+                    command: Some(command),
                 };
                 self.command("campaign", &key, t, &correlation, envelope.encode_to_vec())
                     .await
@@ -270,7 +269,7 @@ impl<'a> Driver<'a> {
                 }
             }
             Door::Events => {
-                let t = "campaign.command.v1";
+                let t = command.message_type();
                 let envelope = campaign_pb::CampaignCommand {
                     metadata: Self::metadata(&key, t, &correlation),
                     command: Some(command),
@@ -299,10 +298,11 @@ impl<'a> Driver<'a> {
                     .id
             }
             Door::Events => {
-                let t = "tracking.create_event.command.v1";
+                let command = tracking_pb::tracking_command::Command::CreateEvent(request);
+                let t = command.message_type();
                 let envelope = tracking_pb::TrackingCommand {
                     metadata: Self::metadata(&key, t, &correlation),
-                    command: Some(tracking_pb::tracking_command::Command::CreateEvent(request)),
+                    command: Some(command),
                 };
                 self.command("tracking", &key, t, &correlation, envelope.encode_to_vec())
                     .await
@@ -325,12 +325,11 @@ impl<'a> Driver<'a> {
                     .unwrap();
             }
             Door::Events => {
-                let t = "tracking.submit_evidence.command.v1";
+                let command = tracking_pb::tracking_command::Command::SubmitEvidence(request);
+                let t = command.message_type();
                 let envelope = tracking_pb::TrackingCommand {
                     metadata: Self::metadata(&key, t, &correlation),
-                    command: Some(tracking_pb::tracking_command::Command::SubmitEvidence(
-                        request,
-                    )),
+                    command: Some(command),
                 };
                 self.command("tracking", &key, t, &correlation, envelope.encode_to_vec())
                     .await;
@@ -356,10 +355,11 @@ impl<'a> Driver<'a> {
                     .id
             }
             Door::Events => {
-                let t = "payment.request_payout.command.v1";
+                let command = payment_pb::payment_command::Command::RequestPayout(request);
+                let t = command.message_type();
                 let envelope = payment_pb::PaymentCommand {
                     metadata: Self::metadata(&key, t, &correlation),
-                    command: Some(payment_pb::payment_command::Command::RequestPayout(request)),
+                    command: Some(command),
                 };
                 self.command("payment", &key, t, &correlation, envelope.encode_to_vec())
                     .await
