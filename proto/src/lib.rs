@@ -34,6 +34,15 @@ pub mod affiliate {
             ));
         }
     }
+    pub mod notification {
+        pub mod v1 {
+            tonic::include_proto!("affiliate.notification.v1");
+            include!(concat!(
+                env!("OUT_DIR"),
+                "/affiliate.notification.v1.serde.rs"
+            ));
+        }
+    }
     pub mod payment {
         pub mod v1 {
             tonic::include_proto!("affiliate.payment.v1");
@@ -45,6 +54,7 @@ pub mod affiliate {
 pub use affiliate::campaign::v1 as campaign;
 pub use affiliate::commission::v1 as commission;
 pub use affiliate::common::v1 as common;
+pub use affiliate::notification::v1 as notification;
 pub use affiliate::payment::v1 as payment;
 pub use affiliate::tracking::v1 as tracking;
 

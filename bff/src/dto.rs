@@ -1,0 +1,623 @@
+//! The REST bodies, in proto3 JSON style: camelCase names, int64 as strings, enums by their
+//! proto names, timestamps in RFC 3339 UTC with `Z`. Requests refuse unknown fields.
+
+use affiliate_proto::{campaign, commission, common, notification, payment, tracking};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// A timestamp as proto3 JSON writes it: RFC 3339, UTC, `Z`, 0/3/6/9 fractional digits.
+pub fn rfc3339(timestamp: Option<pbjson_types::Timestamp>) -> Option<String> {
+    let t = timestamp?;
+    let nanos = u32::try_from(t.nanos).ok()?;
+    DateTime::<Utc>::from_timestamp(t.seconds, nanos)
+        .map(|at| at.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+}
+
+/// A protobuf timestamp from a chrono one.
+pub fn timestamp(at: DateTime<Utc>) -> pbjson_types::Timestamp {
+    service_runtime::time::timestamp(at)
+}
+
+fn int64_as_string<S: Serializer>(value: &i64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&value.to_string())
+}
+
+/// int64 accepted as a JSON string (proto3 JSON) or, leniently, as a number.
+fn int64_from_string_or_number<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<i64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Text(String),
+        Number(i64),
+    }
+    match Either::deserialize(deserializer)? {
+        Either::Number(n) => Ok(n),
+        Either::Text(s) => s
+            .parse()
+            .map_err(|_| serde::de::Error::custom("must be an integer (a string of digits)")),
+    }
+}
+
+/// An amount in integer minor units of an ISO-4217 currency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Money {
+    /// Minor units (cents for USD), as a string of digits.
+    #[serde(
+        serialize_with = "int64_as_string",
+        deserialize_with = "int64_from_string_or_number"
+    )]
+    #[schema(value_type = String, pattern = "^-?[0-9]{1,18}$", example = "5000")]
+    pub amount_minor: i64,
+    /// ISO-4217 code, upper case.
+    #[schema(example = "USD")]
+    pub currency: String,
+}
+
+impl From<common::Money> for Money {
+    fn from(m: common::Money) -> Self {
+        Self {
+            amount_minor: m.amount_minor,
+            currency: m.currency,
+        }
+    }
+}
+
+impl From<Money> for common::Money {
+    fn from(m: Money) -> Self {
+        Self {
+            amount_minor: m.amount_minor,
+            currency: m.currency,
+        }
+    }
+}
+
+fn money(m: Option<common::Money>) -> Option<Money> {
+    m.map(Money::from)
+}
+
+/// An enum written with its proto value names, convertible both ways.
+macro_rules! rest_enum {
+    ($(#[$doc:meta])* $name:ident => $proto:ty { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+        pub enum $name {
+            $(#[serde(rename = $text)] $variant,)+
+        }
+        impl From<$name> for $proto {
+            fn from(value: $name) -> Self {
+                match value { $($name::$variant => <$proto>::$variant,)+ }
+            }
+        }
+        impl $name {
+            /// The REST value of a proto enum number (unknown numbers read as unspecified).
+            pub fn from_proto(value: i32) -> Self {
+                match <$proto>::try_from(value) {
+                    $(Ok(<$proto>::$variant) => Self::$variant,)+
+                    Err(_) => Self::Unspecified,
+                }
+            }
+        }
+    };
+}
+
+rest_enum!(
+    /// A campaign's lifecycle state.
+    CampaignStatus => campaign::CampaignStatus {
+    Unspecified = "CAMPAIGN_STATUS_UNSPECIFIED",
+    Active = "CAMPAIGN_STATUS_ACTIVE",
+    Paused = "CAMPAIGN_STATUS_PAUSED",
+    Closed = "CAMPAIGN_STATUS_CLOSED",
+});
+rest_enum!(
+    /// What the audience did.
+    TrackingEventKind => tracking::TrackingEventKind {
+    Unspecified = "TRACKING_EVENT_KIND_UNSPECIFIED",
+    View = "TRACKING_EVENT_KIND_VIEW",
+    Click = "TRACKING_EVENT_KIND_CLICK",
+    Purchase = "TRACKING_EVENT_KIND_PURCHASE",
+});
+rest_enum!(
+    /// What a creator's evidence is.
+    EvidenceKind => tracking::EvidenceKind {
+    Unspecified = "EVIDENCE_KIND_UNSPECIFIED",
+    Photo = "EVIDENCE_KIND_PHOTO",
+    Video = "EVIDENCE_KIND_VIDEO",
+    Link = "EVIDENCE_KIND_LINK",
+});
+rest_enum!(
+    /// A commission's state.
+    CommissionStatus => commission::CommissionStatus {
+    Unspecified = "COMMISSION_STATUS_UNSPECIFIED",
+    Available = "COMMISSION_STATUS_AVAILABLE",
+    Reserved = "COMMISSION_STATUS_RESERVED",
+    Paid = "COMMISSION_STATUS_PAID",
+});
+rest_enum!(
+    /// The payout saga's state.
+    PayoutStatus => payment::PayoutStatus {
+    Unspecified = "PAYOUT_STATUS_UNSPECIFIED",
+    Requested = "PAYOUT_STATUS_REQUESTED",
+    Processing = "PAYOUT_STATUS_PROCESSING",
+    Settling = "PAYOUT_STATUS_SETTLING",
+    Completed = "PAYOUT_STATUS_COMPLETED",
+    Releasing = "PAYOUT_STATUS_RELEASING",
+    Failed = "PAYOUT_STATUS_FAILED",
+    Rejected = "PAYOUT_STATUS_REJECTED",
+});
+rest_enum!(
+    /// How a payout is paid.
+    PayoutMethod => payment::PayoutMethod {
+    Unspecified = "PAYOUT_METHOD_UNSPECIFIED",
+    BankTransfer = "PAYOUT_METHOD_BANK_TRANSFER",
+    Paypal = "PAYOUT_METHOD_PAYPAL",
+});
+rest_enum!(
+    /// What a notification is about.
+    NotificationKind => notification::NotificationKind {
+    Unspecified = "NOTIFICATION_KIND_UNSPECIFIED",
+    CampaignCreated = "NOTIFICATION_KIND_CAMPAIGN_CREATED",
+    CampaignStatusChanged = "NOTIFICATION_KIND_CAMPAIGN_STATUS_CHANGED",
+    CampaignAccepted = "NOTIFICATION_KIND_CAMPAIGN_ACCEPTED",
+    EvidenceSubmitted = "NOTIFICATION_KIND_EVIDENCE_SUBMITTED",
+    CommissionEarned = "NOTIFICATION_KIND_COMMISSION_EARNED",
+    PayoutRequested = "NOTIFICATION_KIND_PAYOUT_REQUESTED",
+    PayoutCompleted = "NOTIFICATION_KIND_PAYOUT_COMPLETED",
+    PayoutFailed = "NOTIFICATION_KIND_PAYOUT_FAILED",
+    PayoutRejected = "NOTIFICATION_KIND_PAYOUT_REJECTED",
+});
+
+// ---- requests ----
+
+/// A new campaign.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateCampaign {
+    /// The owning advertiser; defaults to the caller. Only admins may name another.
+    #[serde(default)]
+    pub advertiser_id: Option<Uuid>,
+    /// Non-empty, at most 200 characters.
+    pub name: String,
+    /// At most 5000 characters.
+    #[serde(default)]
+    pub description: String,
+    /// 0..=10000 basis points.
+    #[schema(maximum = 10000)]
+    pub commission_rate_bps: u32,
+    /// Positive, ISO-4217.
+    pub budget: Money,
+}
+
+/// A video to attach to a campaign.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AddVideo {
+    /// An http or https URL.
+    pub url: String,
+    /// Non-empty, at most 200 characters.
+    pub title: String,
+}
+
+/// A creator's acceptance of a campaign's terms.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AcceptCampaign {
+    pub campaign_id: Uuid,
+    /// Must be true.
+    pub accepted_terms: bool,
+}
+
+/// Evidence of published content.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SubmitEvidence {
+    pub campaign_id: Uuid,
+    pub kind: EvidenceKind,
+    /// An http or https URL.
+    pub url: String,
+    /// At most 1000 characters.
+    #[serde(default)]
+    pub note: String,
+}
+
+/// A view, click or purchase to record.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RecordTrackingEvent {
+    pub campaign_id: Uuid,
+    pub creator_id: Uuid,
+    pub kind: TrackingEventKind,
+    /// Required for purchases; must be absent otherwise.
+    #[serde(default)]
+    pub amount: Option<Money>,
+    #[serde(default)]
+    pub product_id: String,
+    /// When it happened; defaults to now.
+    #[serde(default)]
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+/// A payout request.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RequestPayout {
+    /// Positive, ISO-4217.
+    pub amount: Money,
+    pub method: PayoutMethod,
+    /// IBAN for bank transfers, an e-mail address for PayPal. Never returned or logged.
+    pub account_details: String,
+}
+
+// ---- responses ----
+
+/// An advertiser's offer to creators.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Campaign {
+    pub id: String,
+    pub advertiser_id: String,
+    pub name: String,
+    pub description: String,
+    pub commission_rate_bps: u32,
+    pub budget: Option<Money>,
+    pub status: CampaignStatus,
+    /// Aggregate version (int64 as a string).
+    pub version: String,
+    pub created_at: Option<String>,
+    pub updated_at: Option<String>,
+}
+
+impl From<campaign::Campaign> for Campaign {
+    fn from(c: campaign::Campaign) -> Self {
+        Self {
+            id: c.id,
+            advertiser_id: c.advertiser_id,
+            name: c.name,
+            description: c.description,
+            commission_rate_bps: c.commission_rate_bps,
+            budget: money(c.budget),
+            status: CampaignStatus::from_proto(c.status),
+            version: c.version.to_string(),
+            created_at: rfc3339(c.created_at),
+            updated_at: rfc3339(c.updated_at),
+        }
+    }
+}
+
+/// A video attached to a campaign.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Video {
+    pub id: String,
+    pub campaign_id: String,
+    pub url: String,
+    pub title: String,
+    pub added_at: Option<String>,
+}
+
+impl From<campaign::Video> for Video {
+    fn from(v: campaign::Video) -> Self {
+        Self {
+            id: v.id,
+            campaign_id: v.campaign_id,
+            url: v.url,
+            title: v.title,
+            added_at: rfc3339(v.added_at),
+        }
+    }
+}
+
+/// A campaign with its videos.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CampaignDetail {
+    pub campaign: Campaign,
+    pub videos: Vec<Video>,
+}
+
+/// One page of campaigns.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CampaignPage {
+    pub campaigns: Vec<Campaign>,
+    /// Empty when there are no more pages.
+    pub next_page_token: String,
+}
+
+/// A creator's acceptance of a campaign.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Acceptance {
+    pub campaign_id: String,
+    pub creator_id: String,
+    pub accepted_at: Option<String>,
+}
+
+impl From<campaign::Acceptance> for Acceptance {
+    fn from(a: campaign::Acceptance) -> Self {
+        Self {
+            campaign_id: a.campaign_id,
+            creator_id: a.creator_id,
+            accepted_at: rfc3339(a.accepted_at),
+        }
+    }
+}
+
+/// A view, click or purchase.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrackingEvent {
+    pub id: String,
+    pub campaign_id: String,
+    pub creator_id: String,
+    pub kind: TrackingEventKind,
+    pub amount: Option<Money>,
+    pub product_id: String,
+    pub occurred_at: Option<String>,
+    pub recorded_at: Option<String>,
+}
+
+impl From<tracking::TrackingEvent> for TrackingEvent {
+    fn from(e: tracking::TrackingEvent) -> Self {
+        Self {
+            id: e.id,
+            campaign_id: e.campaign_id,
+            creator_id: e.creator_id,
+            kind: TrackingEventKind::from_proto(e.kind),
+            amount: money(e.amount),
+            product_id: e.product_id,
+            occurred_at: rfc3339(e.occurred_at),
+            recorded_at: rfc3339(e.recorded_at),
+        }
+    }
+}
+
+/// One page of tracking events.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrackingEventPage {
+    pub events: Vec<TrackingEvent>,
+    pub next_page_token: String,
+}
+
+/// Evidence a creator submitted.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Evidence {
+    pub id: String,
+    pub campaign_id: String,
+    pub creator_id: String,
+    pub kind: EvidenceKind,
+    pub url: String,
+    pub note: String,
+    pub submitted_at: Option<String>,
+}
+
+impl From<tracking::Evidence> for Evidence {
+    fn from(e: tracking::Evidence) -> Self {
+        Self {
+            id: e.id,
+            campaign_id: e.campaign_id,
+            creator_id: e.creator_id,
+            kind: EvidenceKind::from_proto(e.kind),
+            url: e.url,
+            note: e.note,
+            submitted_at: rfc3339(e.submitted_at),
+        }
+    }
+}
+
+/// What a creator earned from one purchase.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Commission {
+    pub id: String,
+    pub tracking_event_id: String,
+    pub campaign_id: String,
+    pub creator_id: String,
+    pub purchase_amount: Option<Money>,
+    pub commission_rate_bps: u32,
+    pub amount: Option<Money>,
+    pub status: CommissionStatus,
+    /// Minor units reserved by payouts in flight (int64 as a string).
+    pub reserved_minor: String,
+    /// Minor units paid out (int64 as a string).
+    pub paid_minor: String,
+    pub created_at: Option<String>,
+}
+
+impl From<commission::Commission> for Commission {
+    fn from(c: commission::Commission) -> Self {
+        Self {
+            id: c.id,
+            tracking_event_id: c.tracking_event_id,
+            campaign_id: c.campaign_id,
+            creator_id: c.creator_id,
+            purchase_amount: money(c.purchase_amount),
+            commission_rate_bps: c.commission_rate_bps,
+            amount: money(c.amount),
+            status: CommissionStatus::from_proto(c.status),
+            reserved_minor: c.reserved_minor.to_string(),
+            paid_minor: c.paid_minor.to_string(),
+            created_at: rfc3339(c.created_at),
+        }
+    }
+}
+
+/// One page of commissions.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CommissionPage {
+    pub commissions: Vec<Commission>,
+    pub next_page_token: String,
+}
+
+/// A creator's commissions in one currency (minor units, int64 as strings).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Balance {
+    pub creator_id: String,
+    pub currency: String,
+    pub available_minor: String,
+    pub reserved_minor: String,
+    pub paid_minor: String,
+}
+
+impl From<commission::Balance> for Balance {
+    fn from(b: commission::Balance) -> Self {
+        Self {
+            creator_id: b.creator_id,
+            currency: b.currency,
+            available_minor: b.available_minor.to_string(),
+            reserved_minor: b.reserved_minor.to_string(),
+            paid_minor: b.paid_minor.to_string(),
+        }
+    }
+}
+
+/// A creator's payout and where its saga stands.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Payout {
+    pub id: String,
+    pub creator_id: String,
+    pub amount: Option<Money>,
+    pub method: PayoutMethod,
+    /// The account, masked; the full details never leave the payment service.
+    pub account_masked: String,
+    pub status: PayoutStatus,
+    pub provider_reference: String,
+    pub failure_reason: String,
+    /// Aggregate version (int64 as a string).
+    pub version: String,
+    pub created_at: Option<String>,
+    pub updated_at: Option<String>,
+}
+
+impl From<payment::Payout> for Payout {
+    fn from(p: payment::Payout) -> Self {
+        Self {
+            id: p.id,
+            creator_id: p.creator_id,
+            amount: money(p.amount),
+            method: PayoutMethod::from_proto(p.method),
+            account_masked: p.account_masked,
+            status: PayoutStatus::from_proto(p.status),
+            provider_reference: p.provider_reference,
+            failure_reason: p.failure_reason,
+            version: p.version.to_string(),
+            created_at: rfc3339(p.created_at),
+            updated_at: rfc3339(p.updated_at),
+        }
+    }
+}
+
+/// One page of payouts.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PayoutPage {
+    pub payouts: Vec<Payout>,
+    pub next_page_token: String,
+}
+
+/// A message to one user about something that happened.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Notification {
+    pub id: String,
+    /// Position in the user's stream, 1, 2, 3, … (int64 as a string); the SSE event id.
+    pub sequence: String,
+    pub user_id: String,
+    pub kind: NotificationKind,
+    pub title: String,
+    pub body: String,
+    pub subject_type: String,
+    pub subject_id: String,
+    pub correlation_id: String,
+    /// Absent while unread.
+    pub read_at: Option<String>,
+    pub created_at: Option<String>,
+}
+
+impl From<notification::Notification> for Notification {
+    fn from(n: notification::Notification) -> Self {
+        Self {
+            id: n.id,
+            sequence: n.sequence.to_string(),
+            user_id: n.user_id,
+            kind: NotificationKind::from_proto(n.kind),
+            title: n.title,
+            body: n.body,
+            subject_type: n.subject_type,
+            subject_id: n.subject_id,
+            correlation_id: n.correlation_id,
+            read_at: rfc3339(n.read_at),
+            created_at: rfc3339(n.created_at),
+        }
+    }
+}
+
+/// One page of notifications.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationPage {
+    pub notifications: Vec<Notification>,
+    pub next_page_token: String,
+    /// How many of the user's notifications are unread (int64 as a string).
+    pub unread_count: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_render_in_utc_with_z() {
+        let t = |seconds, nanos| Some(pbjson_types::Timestamp { seconds, nanos });
+        assert_eq!(rfc3339(t(0, 0)).as_deref(), Some("1970-01-01T00:00:00Z"));
+        assert_eq!(
+            rfc3339(t(1_764_000_000, 123_000_000)).as_deref(),
+            Some("2025-11-24T16:00:00.123Z")
+        );
+        assert_eq!(rfc3339(None), None);
+        assert_eq!(rfc3339(t(0, -1)), None);
+    }
+
+    #[test]
+    fn money_writes_int64_as_a_string_and_reads_both_forms() {
+        let m = Money {
+            amount_minor: 9_007_199_254_740_993,
+            currency: "USD".into(),
+        };
+        let json = serde_json::to_string(&m).unwrap();
+        assert_eq!(
+            json,
+            r#"{"amountMinor":"9007199254740993","currency":"USD"}"#
+        );
+        assert_eq!(serde_json::from_str::<Money>(&json).unwrap(), m);
+        let number: Money = serde_json::from_str(r#"{"amountMinor":12,"currency":"EUR"}"#).unwrap();
+        assert_eq!(number.amount_minor, 12);
+        assert!(
+            serde_json::from_str::<Money>(r#"{"amountMinor":"1e3","currency":"EUR"}"#).is_err()
+        );
+        assert!(
+            serde_json::from_str::<Money>(r#"{"amountMinor":"1","currency":"EUR","x":1}"#).is_err()
+        );
+    }
+
+    #[test]
+    fn enums_use_proto_names() {
+        let json = serde_json::to_string(&PayoutStatus::from_proto(4)).unwrap();
+        assert_eq!(json, r#""PAYOUT_STATUS_COMPLETED""#);
+        assert_eq!(PayoutStatus::from_proto(99), PayoutStatus::Unspecified);
+        let method: PayoutMethod = serde_json::from_str(r#""PAYOUT_METHOD_PAYPAL""#).unwrap();
+        assert_eq!(
+            payment::PayoutMethod::from(method),
+            payment::PayoutMethod::Paypal
+        );
+    }
+}

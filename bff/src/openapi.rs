@@ -1,0 +1,165 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations, and the docs page.
+//!
+//! Every operation declares the problem+json errors the edge can answer with, and every
+//! `/api/v1` operation the bearer security scheme.
+
+use axum::Router;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::AppState;
+use crate::problem::{FieldError, PROBLEM_JSON, Problem};
+use crate::routes::{admin, campaigns, creators, health, notifications, tracking};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Affiliate platform API",
+        description = "The REST/JSON edge of the affiliate platform: campaigns, creators, tracking, commissions, payouts and notifications. Bodies follow proto3 JSON style: camelCase names, int64 as strings, enums by name, RFC 3339 timestamps in UTC. Every `/api/v1` route needs `Authorization: Bearer <JWT>`; errors are RFC 9457 problem+json.",
+    ),
+    paths(
+        health::health, health::services,
+        campaigns::create, campaigns::list, campaigns::get, campaigns::add_video,
+        campaigns::pause, campaigns::resume, campaigns::close,
+        creators::accept, creators::submit_evidence, creators::commissions, creators::balance,
+        creators::request_payout, creators::payouts, creators::payout,
+        tracking::record, tracking::list,
+        notifications::list, notifications::mark_read, notifications::stream,
+        admin::dead_letter_topics, admin::dead_letters,
+    ),
+    components(schemas(Problem, FieldError)),
+    modifiers(&Edge),
+    tags(
+        (name = "campaigns", description = "Advertisers' campaigns; creators browse active ones"),
+        (name = "creators", description = "A creator's acceptances, evidence, commissions, balance and payouts"),
+        (name = "tracking", description = "Views, clicks and purchases"),
+        (name = "notifications", description = "Per-user notifications, listed or live"),
+        (name = "admin", description = "Operations: dead letters"),
+        (name = "health", description = "Liveness of the BFF and the services"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The bearer scheme and the error responses of every operation.
+struct Edge;
+
+/// The problem+json responses the edge may give, by status.
+const ERRORS: [(&str, &str); 11] = [
+    (
+        "400",
+        "Invalid request: malformed JSON, unknown or mistyped fields, or field violations (`errors`)",
+    ),
+    (
+        "401",
+        "Missing, malformed, expired or otherwise invalid bearer token",
+    ),
+    ("403", "The caller's role or identity does not allow this"),
+    ("404", "No such resource"),
+    (
+        "409",
+        "Conflicts with the current state (already exists, or not allowed in this state)",
+    ),
+    ("413", "Request body too large"),
+    ("415", "Request body is not application/json"),
+    ("429", "Rate limit exceeded; see Retry-After"),
+    ("500", "Unexpected failure"),
+    ("503", "A service is unavailable; retry later"),
+    ("504", "A service did not answer in time"),
+];
+
+fn add_errors(operation: &mut Operation) {
+    for (status, description) in ERRORS {
+        operation
+            .responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert_with(|| {
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        PROBLEM_JSON,
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("Problem")))
+                            .build(),
+                    )
+                    .build()
+                    .into()
+            });
+    }
+}
+
+impl Modify for Edge {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        if let Some(components) = openapi.components.as_mut() {
+            components.add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("JWT")
+                        .description(Some(
+                            "A JWT with `sub` (user UUID), `role` (advertiser, creator or admin), `iss`, `aud`, `exp` and `nbf`. Mint a development one with `bff token --sub <uuid> --role <role>`.",
+                        ))
+                        .build(),
+                ),
+            );
+        }
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                item.get.as_mut(),
+                item.post.as_mut(),
+                item.put.as_mut(),
+                item.patch.as_mut(),
+                item.delete.as_mut(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                add_errors(operation);
+            }
+        }
+    }
+}
+
+/// `/openapi.json` and the Swagger UI at `/docs` (assets built in: it works offline).
+pub fn docs() -> Router<AppState> {
+    Router::new().merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_declares_security_and_errors_on_every_operation() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+        assert_eq!(
+            doc["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+        let paths = doc["paths"].as_object().unwrap();
+        assert!(paths.len() >= 18, "{} paths", paths.len());
+        for (path, item) in paths {
+            for (method, operation) in item.as_object().unwrap() {
+                let responses = operation["responses"].as_object().unwrap();
+                for (status, _) in ERRORS {
+                    assert!(
+                        responses.contains_key(status),
+                        "{method} {path} lacks {status}"
+                    );
+                }
+                if path.starts_with("/api/v1") {
+                    assert_eq!(
+                        operation["security"][0]["bearer"],
+                        serde_json::json!([]),
+                        "{method} {path}"
+                    );
+                }
+            }
+        }
+    }
+}
