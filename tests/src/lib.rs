@@ -47,6 +47,33 @@ pub fn topic(short: &str) -> String {
     )
 }
 
+/// The command line of a service under test: `binary`, its database, a free port, Pulsar with the
+/// test's `namespace`, then `extra` flags.
+pub fn service_args(
+    binary: &str,
+    database_url: &str,
+    namespace: &str,
+    extra: &[&str],
+) -> Vec<String> {
+    let mut args: Vec<String> = [
+        binary,
+        "--database-url",
+        database_url,
+        "--grpc-listen",
+        "127.0.0.1:0",
+        "--pulsar-url",
+        &pulsar_url(),
+        "--pulsar-tenant",
+        &pulsar_tenant(),
+        "--pulsar-namespace",
+        namespace,
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    args
+}
+
 /// Pulsar admin REST base URL for tests.
 pub fn pulsar_admin_url() -> String {
     std::env::var("TEST_PULSAR_ADMIN_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".to_owned())

@@ -20,7 +20,6 @@ use affiliate_proto::common::{MessageMetadata, Money};
 use commission_service::{Application, Config};
 use e2e::{
     TestDatabase, eventually, fresh_database, fresh_namespace, publish, pulsar, pulsar_tenant,
-    pulsar_url,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -36,25 +35,19 @@ struct TestApp {
 async fn spawn_app() -> TestApp {
     let db = fresh_database("commission").await;
     let namespace = fresh_namespace().await;
-    let config = Config::try_parse_from([
+    let config = Config::try_parse_from(e2e::service_args(
         "commission-service",
-        "--database-url",
         &db.url,
-        "--grpc-listen",
-        "127.0.0.1:0",
-        "--pulsar-url",
-        &pulsar_url(),
-        "--pulsar-tenant",
-        &pulsar_tenant(),
-        "--pulsar-namespace",
         &namespace,
-        "--retry-min-backoff",
-        "20ms",
-        "--retry-max-backoff",
-        "200ms",
-        "--max-redeliveries",
-        "50",
-    ])
+        &[
+            "--retry-min-backoff",
+            "20ms",
+            "--retry-max-backoff",
+            "200ms",
+            "--max-redeliveries",
+            "50",
+        ],
+    ))
     .unwrap();
     let app = Application::build(config)
         .await

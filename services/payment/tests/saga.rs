@@ -22,7 +22,6 @@ use affiliate_proto::payment::payment_service_client::PaymentServiceClient;
 use affiliate_proto::payment::{self as pb};
 use e2e::{
     TestDatabase, eventually, fresh_database, fresh_namespace, publish, pulsar, pulsar_tenant,
-    pulsar_url,
 };
 use payment_service::{Application, Config};
 
@@ -38,21 +37,12 @@ struct TestApp {
 }
 
 async fn start(db: TestDatabase, namespace: String) -> TestApp {
-    let config = Config::try_parse_from([
+    let config = Config::try_parse_from(e2e::service_args(
         "payment-service",
-        "--database-url",
         &db.url,
-        "--grpc-listen",
-        "127.0.0.1:0",
-        "--pulsar-url",
-        &pulsar_url(),
-        "--pulsar-tenant",
-        &pulsar_tenant(),
-        "--pulsar-namespace",
         &namespace,
-        "--sandbox-slow-delay",
-        "100ms",
-    ])
+        &["--sandbox-slow-delay", "100ms"],
+    ))
     .unwrap();
     let app = Application::build(config)
         .await

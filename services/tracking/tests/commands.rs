@@ -21,7 +21,6 @@ use affiliate_proto::tracking::{
 };
 use e2e::{
     TestDatabase, eventually, fresh_database, fresh_namespace, publish, pulsar, pulsar_tenant,
-    pulsar_url,
 };
 use tracking_service::{Application, Config};
 
@@ -36,27 +35,21 @@ struct TestApp {
 async fn spawn_app() -> TestApp {
     let db = fresh_database("tracking_cmd").await;
     let namespace = fresh_namespace().await;
-    let config = Config::try_parse_from([
+    let config = Config::try_parse_from(e2e::service_args(
         "tracking-service",
-        "--mode",
-        "hybrid",
-        "--database-url",
         &db.url,
-        "--grpc-listen",
-        "127.0.0.1:0",
-        "--pulsar-url",
-        &pulsar_url(),
-        "--pulsar-tenant",
-        &pulsar_tenant(),
-        "--pulsar-namespace",
         &namespace,
-        "--max-redeliveries",
-        "2",
-        "--retry-min-backoff",
-        "10ms",
-        "--retry-max-backoff",
-        "50ms",
-    ])
+        &[
+            "--mode",
+            "hybrid",
+            "--max-redeliveries",
+            "2",
+            "--retry-min-backoff",
+            "10ms",
+            "--retry-max-backoff",
+            "50ms",
+        ],
+    ))
     .unwrap();
     let app = Application::build(config)
         .await
