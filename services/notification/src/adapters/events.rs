@@ -1,0 +1,293 @@
+//! The event feeds: one consumer per service's `{service}-events` topic, each decoding that
+//! topic's envelope into a [`Fact`] and applying it once (the inbox, consumer
+//! `notification/{service}-events`). An undecodable message is recorded as rejected and
+//! acknowledged; database trouble, or an event about a campaign not known yet, is retried.
+
+use prost::Message as _;
+use uuid::Uuid;
+
+use affiliate_proto::campaign::{self as campaign_pb, CampaignEvent, campaign_event};
+use affiliate_proto::commission::{CommissionEvent, commission_event};
+use affiliate_proto::common::{MessageMetadata, Money as MoneyPb};
+use affiliate_proto::payment::{self as payment_pb, PaymentEvent, payment_event};
+use affiliate_proto::tracking::{EvidenceKind, TrackingEventEnvelope, tracking_event_envelope};
+use messaging::{Delivery, Failure, Handler};
+
+use crate::app::{Incoming, Notifications};
+use crate::domain::{Campaign, CampaignStatus, Fact, Money, PayoutStage};
+
+/// The services whose events the notification service follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Campaign,
+    Tracking,
+    Commission,
+    Payment,
+}
+
+impl Source {
+    pub const ALL: [Self; 4] = [
+        Self::Campaign,
+        Self::Tracking,
+        Self::Commission,
+        Self::Payment,
+    ];
+
+    /// The publishing service, whose `events_topic` this source reads.
+    pub fn service(self) -> &'static str {
+        match self {
+            Self::Campaign => "campaign",
+            Self::Tracking => "tracking",
+            Self::Commission => "commission",
+            Self::Payment => "payment",
+        }
+    }
+
+    /// The inbox consumer name.
+    pub fn consumer(self) -> &'static str {
+        match self {
+            Self::Campaign => "notification/campaign-events",
+            Self::Tracking => "notification/tracking-events",
+            Self::Commission => "notification/commission-events",
+            Self::Payment => "notification/payment-events",
+        }
+    }
+
+    /// The process part that consumes it.
+    pub fn part(self) -> &'static str {
+        match self {
+            Self::Campaign => "campaign-event feed",
+            Self::Tracking => "tracking-event feed",
+            Self::Commission => "commission-event feed",
+            Self::Payment => "payment-event feed",
+        }
+    }
+
+    /// The envelope's metadata and what its event reports.
+    pub fn decode(self, payload: &[u8]) -> Result<(Option<MessageMetadata>, Fact), String> {
+        let undecodable =
+            |e: prost::DecodeError| format!("not a {} event envelope: {e}", self.service());
+        match self {
+            Self::Campaign => {
+                let e = CampaignEvent::decode(payload).map_err(undecodable)?;
+                Ok((e.metadata, campaign_fact(e.event)?))
+            }
+            Self::Tracking => {
+                let e = TrackingEventEnvelope::decode(payload).map_err(undecodable)?;
+                Ok((e.metadata, tracking_fact(e.event)?))
+            }
+            Self::Commission => {
+                let e = CommissionEvent::decode(payload).map_err(undecodable)?;
+                Ok((e.metadata, commission_fact(e.event)?))
+            }
+            Self::Payment => {
+                let e = PaymentEvent::decode(payload).map_err(undecodable)?;
+                Ok((e.metadata, payment_fact(e.event)?))
+            }
+        }
+    }
+}
+
+fn id(field: &str, value: &str) -> Result<Uuid, String> {
+    Uuid::parse_str(value).map_err(|_| format!("{field} `{value}` is not a UUID"))
+}
+
+fn money(field: &str, value: Option<MoneyPb>) -> Result<Money, String> {
+    let value = value.ok_or_else(|| format!("{field} is missing"))?;
+    Ok(Money {
+        amount_minor: value.amount_minor,
+        currency: value.currency,
+    })
+}
+
+fn campaign(value: Option<campaign_pb::Campaign>) -> Result<Campaign, String> {
+    let c = value.ok_or("the campaign is missing")?;
+    Ok(Campaign {
+        id: id("campaign.id", &c.id)?,
+        advertiser_id: id("campaign.advertiser_id", &c.advertiser_id)?,
+        name: c.name,
+    })
+}
+
+fn campaign_status(status: i32) -> CampaignStatus {
+    match campaign_pb::CampaignStatus::try_from(status) {
+        Ok(campaign_pb::CampaignStatus::Paused) => CampaignStatus::Paused,
+        Ok(campaign_pb::CampaignStatus::Closed) => CampaignStatus::Closed,
+        _ => CampaignStatus::Active,
+    }
+}
+
+fn campaign_fact(event: Option<campaign_event::Event>) -> Result<Fact, String> {
+    use campaign_event::Event;
+    Ok(match event {
+        Some(Event::CampaignCreated(e)) => Fact::CampaignCreated(campaign(e.campaign)?),
+        Some(Event::CampaignStatusChanged(e)) => {
+            let to = campaign_status(e.campaign.as_ref().map_or(0, |c| c.status));
+            Fact::CampaignStatusChanged {
+                campaign: campaign(e.campaign)?,
+                from: campaign_status(e.previous_status),
+                to,
+            }
+        }
+        Some(Event::CampaignAccepted(e)) => {
+            let a = e.acceptance.ok_or("the acceptance is missing")?;
+            Fact::CampaignAccepted {
+                campaign_id: id("acceptance.campaign_id", &a.campaign_id)?,
+                creator_id: id("acceptance.creator_id", &a.creator_id)?,
+            }
+        }
+        Some(Event::VideoAdded(_) | Event::CommandRejected(_)) | None => Fact::Nothing,
+    })
+}
+
+fn tracking_fact(event: Option<tracking_event_envelope::Event>) -> Result<Fact, String> {
+    use tracking_event_envelope::Event;
+    Ok(match event {
+        Some(Event::EvidenceSubmitted(e)) => {
+            let evidence = e.evidence.ok_or("the evidence is missing")?;
+            let what = match EvidenceKind::try_from(evidence.kind) {
+                Ok(EvidenceKind::Photo) => "a photo",
+                Ok(EvidenceKind::Video) => "a video",
+                Ok(EvidenceKind::Link) => "a link",
+                _ => "evidence",
+            };
+            Fact::EvidenceSubmitted {
+                evidence_id: id("evidence.id", &evidence.id)?,
+                campaign_id: id("evidence.campaign_id", &evidence.campaign_id)?,
+                what,
+            }
+        }
+        Some(Event::TrackingEventCreated(_) | Event::CommandRejected(_)) | None => Fact::Nothing,
+    })
+}
+
+fn commission_fact(event: Option<commission_event::Event>) -> Result<Fact, String> {
+    use commission_event::Event;
+    Ok(match event {
+        Some(Event::CommissionCalculated(e)) => {
+            let c = e.commission.ok_or("the commission is missing")?;
+            Fact::CommissionEarned {
+                commission_id: id("commission.id", &c.id)?,
+                campaign_id: id("commission.campaign_id", &c.campaign_id)?,
+                creator_id: id("commission.creator_id", &c.creator_id)?,
+                amount: money("commission.amount", c.amount)?,
+            }
+        }
+        Some(
+            Event::CommissionRejected(_)
+            | Event::CommissionReserved(_)
+            | Event::CommissionReleased(_)
+            | Event::CommissionSettled(_)
+            | Event::CommandRejected(_),
+        )
+        | None => Fact::Nothing,
+    })
+}
+
+fn payment_fact(event: Option<payment_event::Event>) -> Result<Fact, String> {
+    use payment_event::Event;
+    let (stage, payout) = match event {
+        Some(Event::PayoutRequested(e)) => (PayoutStage::Requested, e.payout),
+        Some(Event::PayoutCompleted(e)) => (PayoutStage::Completed, e.payout),
+        Some(Event::PaymentFailed(e)) => (PayoutStage::Failed, e.payout),
+        Some(Event::PayoutRejected(e)) => (PayoutStage::Rejected, e.payout),
+        Some(Event::PaymentProcessed(_) | Event::CommandRejected(_)) | None => {
+            return Ok(Fact::Nothing);
+        }
+    };
+    let p: payment_pb::Payout = payout.ok_or("the payout is missing")?;
+    Ok(Fact::Payout {
+        stage,
+        payout_id: id("payout.id", &p.id)?,
+        creator_id: id("payout.creator_id", &p.creator_id)?,
+        amount: money("payout.amount", p.amount)?,
+        failure_reason: p.failure_reason,
+    })
+}
+
+/// Applies one source's events.
+#[derive(Debug, Clone)]
+pub struct EventFeed {
+    source: Source,
+    notifications: Notifications,
+}
+
+impl EventFeed {
+    pub fn new(source: Source, notifications: Notifications) -> Self {
+        Self {
+            source,
+            notifications,
+        }
+    }
+}
+
+impl Handler for EventFeed {
+    async fn handle(&self, delivery: &Delivery) -> Result<(), Failure> {
+        let consumer = self.source.consumer();
+        let (metadata, fact) = match self.source.decode(&delivery.payload) {
+            Ok(decoded) => decoded,
+            Err(reason) => {
+                return match self
+                    .notifications
+                    .reject(consumer, &delivery.message_id, &reason)
+                    .await
+                {
+                    Ok(()) => Err(Failure::Rejected(reason)),
+                    Err(e) => Err(Failure::Transient(
+                        anyhow::Error::new(e).context("record the rejection"),
+                    )),
+                };
+            }
+        };
+        let metadata = metadata.unwrap_or_default();
+        let correlation_id = if metadata.correlation_id.is_empty() {
+            delivery.correlation_id.clone().unwrap_or_default()
+        } else {
+            metadata.correlation_id
+        };
+        let incoming = Incoming {
+            message_id: delivery.message_id.clone(),
+            correlation_id,
+            version: metadata.aggregate_version,
+            fact,
+        };
+        // Every failure here is the database's or a campaign still in flight: retry.
+        match self.notifications.apply(consumer, &incoming).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(Failure::Transient(e.into())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_source_reads_its_service_s_topic_under_its_own_consumer_name() {
+        for source in Source::ALL {
+            assert_eq!(
+                source.consumer(),
+                format!("notification/{}-events", source.service())
+            );
+        }
+    }
+
+    #[test]
+    fn garbage_is_refused_and_unrelated_events_report_nothing() {
+        assert!(Source::Payment.decode(&[0xff, 0xff, 0xff]).is_err());
+        let video = CampaignEvent {
+            metadata: None,
+            event: Some(campaign_event::Event::VideoAdded(Default::default())),
+        };
+        assert_eq!(
+            Source::Campaign.decode(&video.encode_to_vec()),
+            Ok((None, Fact::Nothing))
+        );
+        let accepted = CampaignEvent {
+            metadata: None,
+            event: Some(campaign_event::Event::CampaignAccepted(Default::default())),
+        };
+        assert!(Source::Campaign.decode(&accepted.encode_to_vec()).is_err());
+    }
+}
