@@ -7,6 +7,7 @@
 
 pub mod platform;
 pub mod process;
+pub mod rest;
 pub mod workflow;
 
 use std::future::Future;
