@@ -1,6 +1,6 @@
-//! The whole platform as real processes for one test: campaign, tracking, commission and payment
-//! services (each with a fresh database) and one relay for their four outboxes, all in a Pulsar
-//! namespace of the test's own. Processes are killed when the `Platform` is dropped; their logs
+//! The whole platform as real processes for one test: campaign, tracking, commission, payment
+//! and notification services (each with a fresh database) and one relay for the four outboxes
+//! that publish, all in a Pulsar namespace of the test's own. Processes are killed when the `Platform` is dropped; their logs
 //! are kept under `target/test-logs/<test>/`.
 
 #![allow(clippy::expect_used)]
@@ -13,8 +13,12 @@ use std::time::Duration;
 use crate::process::{Process, binary};
 use crate::{TestDatabase, fresh_database, fresh_namespace, log_dir, pulsar_tenant, pulsar_url};
 
-/// The services, in start order.
+/// The services that publish (an outbox, a command and an events topic each), in start order.
 pub const SERVICES: [&str; 4] = ["campaign", "tracking", "commission", "payment"];
+
+/// The notification service: it follows the others' events and publishes nothing (its outbox
+/// stays empty, so the relay does not serve it). Started after [`SERVICES`].
+pub const NOTIFICATION: &str = "notification";
 
 const STARTUP: Duration = Duration::from_secs(60);
 
@@ -34,7 +38,7 @@ impl Platform {
         let logs = log_dir(test);
         let namespace = fresh_namespace().await;
         let mut databases = HashMap::new();
-        for service in SERVICES {
+        for service in SERVICES.into_iter().chain([NOTIFICATION]) {
             databases.insert(service, fresh_database(&format!("{test}_{service}")).await);
         }
         let mut platform = Self {
@@ -45,7 +49,7 @@ impl Platform {
             logs,
             mode: mode.to_owned(),
         };
-        for service in SERVICES {
+        for service in SERVICES.into_iter().chain([NOTIFICATION]) {
             platform.start_service(service);
         }
         platform.start_relay("relay");
@@ -100,7 +104,7 @@ impl Platform {
         self.processes.insert(replica, process);
     }
 
-    /// Starts (or restarts) the relay for all four outboxes.
+    /// Starts (or restarts) the relay for the four outboxes of [`SERVICES`].
     pub fn start_relay(&mut self, name: &str) {
         let outboxes: Vec<String> = SERVICES
             .iter()

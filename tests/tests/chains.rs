@@ -2,14 +2,20 @@
 //! real PostgreSQL and Pulsar. Purchases become exactly one commission each; payouts complete
 //! (commissions paid), fail at the provider (reservation released, balance restored) or exceed
 //! the balance (rejected, nothing reserved); and a payment service killed mid-saga finishes the
-//! payout after its restart.
+//! payout after its restart. Advertisers and creators are told of each step, each in their own
+//! gapless sequence, by the notification service.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use uuid::Uuid;
 
-use e2e::platform::Platform;
-use e2e::workflow::{CREATOR_1, CREATOR_2, Door, Driver, IBAN, business_workflow};
+use affiliate_proto::notification::ListNotificationsRequest;
+use affiliate_proto::notification::notification_service_client::NotificationServiceClient;
+use e2e::eventually;
+use e2e::platform::{NOTIFICATION, Platform};
+use e2e::workflow::{
+    ADVERTISER, CREATOR_1, CREATOR_2, Door, Driver, IBAN, WAIT, business_workflow,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn purchases_become_commissions_and_payouts_complete_fail_or_are_rejected() {
@@ -81,6 +87,77 @@ async fn purchases_become_commissions_and_payouts_complete_fail_or_are_rejected(
             .await
             .unwrap();
     assert!(provider.is_some_and(|r| r.starts_with("sbx_")));
+
+    // Everyone was told, newest first, numbered 1..n per user.
+    let client = NotificationServiceClient::connect(platform.url(NOTIFICATION))
+        .await
+        .unwrap();
+    let told = |user: &'static str, count: usize| {
+        let client = client.clone();
+        eventually(
+            WAIT,
+            "every notification of the workflow is stored",
+            move || {
+                let mut client = client.clone();
+                async move {
+                    let request = ListNotificationsRequest {
+                        user_id: user.into(),
+                        page_size: 100,
+                        ..Default::default()
+                    };
+                    let page = client
+                        .list_notifications(request)
+                        .await
+                        .unwrap()
+                        .into_inner();
+                    (page.notifications.len() == count).then_some(page.notifications)
+                }
+            },
+        )
+    };
+    let kinds = |notifications: &[affiliate_proto::notification::Notification]| {
+        let mut kinds: Vec<String> = notifications
+            .iter()
+            .map(|n| n.kind().as_str_name().to_owned())
+            .collect();
+        kinds.sort();
+        kinds
+    };
+    let advertiser = told(ADVERTISER, 6).await;
+    assert_eq!(
+        kinds(&advertiser),
+        [
+            "NOTIFICATION_KIND_CAMPAIGN_ACCEPTED",
+            "NOTIFICATION_KIND_CAMPAIGN_ACCEPTED",
+            "NOTIFICATION_KIND_CAMPAIGN_CREATED",
+            "NOTIFICATION_KIND_CAMPAIGN_CREATED",
+            "NOTIFICATION_KIND_CAMPAIGN_STATUS_CHANGED",
+            "NOTIFICATION_KIND_EVIDENCE_SUBMITTED",
+        ]
+    );
+    let creator_1 = told(CREATOR_1, 7).await;
+    let sequences: Vec<i64> = creator_1.iter().map(|n| n.sequence).collect();
+    assert_eq!(sequences, [7, 6, 5, 4, 3, 2, 1]);
+    assert_eq!(
+        kinds(&creator_1),
+        [
+            "NOTIFICATION_KIND_CAMPAIGN_ACCEPTED",
+            "NOTIFICATION_KIND_COMMISSION_EARNED",
+            "NOTIFICATION_KIND_COMMISSION_EARNED",
+            "NOTIFICATION_KIND_PAYOUT_COMPLETED",
+            "NOTIFICATION_KIND_PAYOUT_REJECTED",
+            "NOTIFICATION_KIND_PAYOUT_REQUESTED",
+            "NOTIFICATION_KIND_PAYOUT_REQUESTED",
+        ]
+    );
+    assert!(
+        creator_1
+            .iter()
+            .any(|n| n.body == "You earned 2.55 EUR from a purchase on \"Spring launch\"."),
+        "{creator_1:#?}"
+    );
+    let creator_2 = told(CREATOR_2, 4).await;
+    assert!(creator_2.iter().any(|n| n.title == "Payout failed"));
     platform.assert_all_running();
 }
 

@@ -1,6 +1,6 @@
 //! The headline test: one scripted business workflow runs once with every service in `grpc` mode
 //! (the driver calls the APIs) and once in `events` mode (the driver publishes command messages),
-//! each on fresh databases and a fresh Pulsar namespace. The normalized final states of all four
+//! each on fresh databases and a fresh Pulsar namespace. The normalized final states of all five
 //! databases and the normalized sequences of domain events per aggregate must be equal.
 //!
 //! Normalization: timestamps are dropped; message ids and causation ids (which differ by door)
@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
 
-use e2e::platform::Platform;
+use e2e::platform::{NOTIFICATION, Platform, SERVICES};
 use e2e::workflow::{Door, Driver, business_workflow, duplicate_everything};
 
 /// Tables compared per service, with a deterministic order.
@@ -98,7 +98,7 @@ async fn run(door: Door, duplicate: bool) -> Run {
     let mut platform = Platform::start(name, mode).await;
     if duplicate {
         // Scale out too: a second process of every service shares each subscription.
-        for service in e2e::platform::SERVICES {
+        for service in SERVICES.into_iter().chain([NOTIFICATION]) {
             platform.start_replica(service);
         }
     }
@@ -146,6 +146,13 @@ async fn run(door: Door, duplicate: bool) -> Run {
         state.insert(format!("{service}.{table}"), ids.normalize(&value));
     }
 
+    let notifications = notifications(&platform, &mut ids).await;
+    rows += notifications.len();
+    state.insert(
+        "notification.notifications".into(),
+        Value::Array(notifications),
+    );
+
     let mut per_aggregate: BTreeMap<String, Vec<(i64, Value)>> = BTreeMap::new();
     for e in &events {
         let aggregate = format!(
@@ -180,6 +187,40 @@ async fn run(door: Door, duplicate: bool) -> Run {
         rows,
         duplicated,
     }
+}
+
+/// Who was told what, normalized and sorted: a user's sequence follows the order in which events
+/// of different topics arrived, which no door fixes, so the notifications are compared as a set
+/// (after checking that every user's sequence is 1..n).
+async fn notifications(platform: &Platform, ids: &mut Ids) -> Vec<Value> {
+    let pool = &platform.databases[NOTIFICATION].pool;
+    let streams: Vec<(String, Vec<i64>)> = sqlx::query_as(
+        "select user_id::text, array_agg(sequence order by sequence) from notifications group by user_id",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    for (user, sequences) in streams {
+        let gapless: Vec<i64> = (1..=sequences.len() as i64).collect();
+        assert_eq!(
+            sequences, gapless,
+            "the notification sequence of user {user}"
+        );
+    }
+    let value: Value = sqlx::query_scalar(
+        "select coalesce(jsonb_agg(jsonb_build_object('user_id', user_id, 'kind', kind, 'title', title, 'body', body, 'subject_type', subject_type, 'subject_id', subject_id)), '[]'::jsonb) from notifications",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let mut items = ids
+        .normalize(&value)
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    items.sort_by_cached_key(Value::to_string);
+    assert!(!items.is_empty(), "the workflow told nobody anything");
+    items
 }
 
 /// Waits until every message (duplicates included) has been delivered and processed.
@@ -230,7 +271,7 @@ async fn the_workflow_gives_identical_states_and_events_through_grpc_and_through
         events.event_count,
         grpc.events.as_object().map_or(0, serde_json::Map::len),
         grpc.rows,
-        TABLES.len()
+        TABLES.len() + 1
     );
     assert_same("events", &grpc, &events);
 }
