@@ -2,10 +2,11 @@
 # The whole platform on this machine, no containers.
 #
 #   deploy/local/platform.sh up       infrastructure (PostgreSQL, Pulsar), build, start every service
-#                                     (campaign, tracking, commission, payment; SERVICE_MODE, default
-#                                     hybrid) and the relay, then run one workflow through grpcurl:
-#                                     campaign → accept → purchase → commission → payout, and show the
-#                                     campaign's event as it arrived on Pulsar
+#                                     (campaign, tracking, commission, payment, notification;
+#                                     SERVICE_MODE, default hybrid) and the relay, then run one
+#                                     workflow through grpcurl: campaign → accept → purchase →
+#                                     commission → payout, show the campaign's event as it arrived on
+#                                     Pulsar and the creator's notifications
 #   deploy/local/platform.sh down     stop the services and the relay, then the infrastructure
 #   deploy/local/platform.sh status   what runs, where
 #   deploy/local/platform.sh demo     only the demonstration (the platform must be up)
@@ -22,9 +23,10 @@ CAMPAIGN_GRPC="${CAMPAIGN_GRPC:-127.0.0.1:50051}"
 TRACKING_GRPC="${TRACKING_GRPC:-127.0.0.1:50052}"
 COMMISSION_GRPC="${COMMISSION_GRPC:-127.0.0.1:50053}"
 PAYMENT_GRPC="${PAYMENT_GRPC:-127.0.0.1:50054}"
+NOTIFICATION_GRPC="${NOTIFICATION_GRPC:-127.0.0.1:50055}"
 SERVICE_MODE="${SERVICE_MODE:-hybrid}"
-# service name:gRPC address
-SERVICES=("campaign-service:$CAMPAIGN_GRPC" "tracking-service:$TRACKING_GRPC" "commission-service:$COMMISSION_GRPC" "payment-service:$PAYMENT_GRPC")
+# service name:gRPC address. The notification service publishes nothing: the relay skips its outbox.
+SERVICES=("campaign-service:$CAMPAIGN_GRPC" "tracking-service:$TRACKING_GRPC" "commission-service:$COMMISSION_GRPC" "payment-service:$PAYMENT_GRPC" "notification-service:$NOTIFICATION_GRPC")
 
 pid_alive() { [[ -f "$PID_DIR/$1.pid" ]] && kill -0 "$(cat "$PID_DIR/$1.pid")" 2>/dev/null; }
 
@@ -79,7 +81,7 @@ for k in sys.argv[1].split("."): v=v.get(k, "") if isinstance(v, dict) else ""
 print(v)' "$1"; }
 
 demo() {
-  local tail_out="$STATE_DIR/demo-tail.json" tail_pid run creator campaign event payout status balance
+  local tail_out="$STATE_DIR/demo-tail.json" tail_pid run creator campaign event payout status balance count
   run=$(date +%s%N)
   creator=$(python3 -c 'import uuid; print(uuid.uuid4())')
   infra_log "demo: one workflow through grpcurl: campaign → accept → purchase → commission → payout"
@@ -121,6 +123,16 @@ demo() {
   fi
   echo "the campaign as it arrived on persistent://$PULSAR_TENANT/$PULSAR_NAMESPACE/campaign-events:"
   python3 -m json.tool <"$tail_out"
+  # accepted, commission earned, payout requested, payout completed
+  for _ in $(seq 1 300); do
+    count=$(grpcurl -plaintext -d "{\"userId\":\"$creator\"}" "$NOTIFICATION_GRPC" \
+      affiliate.notification.v1.NotificationService/ListNotifications | json_get unreadCount)
+    [[ "${count:-0}" -ge 4 ]] && break
+    sleep 0.2
+  done
+  echo "the creator's notifications, newest first:"
+  call "$NOTIFICATION_GRPC" affiliate.notification.v1.NotificationService/ListNotifications "{\"userId\":\"$creator\"}"
+  [[ "${count:-0}" -ge 4 ]] || infra_die "the creator was not told of every step ($count notifications); see $LOG_DIR/notification-service.log"
 }
 
 status() {
@@ -146,7 +158,7 @@ case "${1:-}" in
       name=${entry%%:*} addr=${entry#*:} db=${name%-service}
       start "$name" "$name" MODE="$SERVICE_MODE" DATABASE_URL="$PG_URL_BASE/$db" GRPC_LISTEN="$addr" \
         PULSAR_URL="$PULSAR_URL" PULSAR_TENANT="$PULSAR_TENANT" PULSAR_NAMESPACE="$PULSAR_NAMESPACE"
-      outboxes+="${outboxes:+,}$db=$PG_URL_BASE/$db"
+      [[ "$db" == notification ]] || outboxes+="${outboxes:+,}$db=$PG_URL_BASE/$db"
     done
     for entry in "${SERVICES[@]}"; do wait_grpc "${entry%%:*}" "${entry#*:}"; done
     start relay relay RELAY_OUTBOXES="$outboxes" PULSAR_URL="$PULSAR_URL" \
