@@ -37,6 +37,8 @@ pub struct DeadLetter {
     pub position: u32,
     /// The broker's message id.
     pub message_id: String,
+    /// When it was dead-lettered (RFC 3339).
+    pub publish_time: String,
     /// Message properties (message-type, message-id, correlation-id, …).
     pub properties: BTreeMap<String, String>,
     /// The payload, base64.
@@ -182,21 +184,26 @@ pub async fn dead_letters(
                 "/{topic}/examinemessage?initialPosition=earliest&messagePosition={position}"
             ))
             .await?;
-        let mut properties = BTreeMap::new();
-        let mut message_id = String::new();
-        for (name, value) in response.headers() {
-            let value = value.to_str().unwrap_or_default().to_owned();
-            let name = name.as_str();
-            if let Some(key) = name.strip_prefix("x-pulsar-property-") {
-                properties.insert(key.to_owned(), value);
-            } else if name == "x-pulsar-message-id" {
-                message_id = value;
-            }
-        }
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        // The broker sends every property in one header, as a JSON object.
+        let properties: BTreeMap<String, String> =
+            serde_json::from_str(&header("x-pulsar-property")).unwrap_or_default();
+        let (message_id, publish_time) = (
+            header("x-pulsar-message-id"),
+            header("x-pulsar-publish-time"),
+        );
         let payload = response.bytes().await.map_err(|_| Problem::internal())?;
         letters.push(DeadLetter {
             position,
             message_id,
+            publish_time,
             properties,
             payload_base64: base64::engine::general_purpose::STANDARD.encode(&payload),
         });

@@ -1,0 +1,626 @@
+//! Who may do what at the BFF: every route × {no token, bad signature, expired, wrong audience,
+//! `alg: none`, wrong role, another user's resource, valid}, where only `valid` succeeds. Then
+//! the production key mode (JWKS with ES256 and RS256 keys, algorithm confusion refused), the
+//! per-user rate limit, and the edge's behaviour on bad requests, ids and CORS.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use bff::auth::{Claims, Role, mint_hs256};
+use e2e::platform::Platform;
+use e2e::rest::{AUDIENCE, Edge, ISSUER};
+use e2e::{eventually, publish, pulsar};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::Method;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+const WAIT: Duration = Duration::from_secs(60);
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/jwt");
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn claims(sub: Uuid, role: Role) -> Claims {
+    Claims::new(sub, role, ISSUER, AUDIENCE, Duration::from_secs(600))
+}
+
+fn hs256(claims: &Claims, secret: &str) -> String {
+    mint_hs256(claims, &SecretString::from(secret)).unwrap()
+}
+
+/// The token variants that must all be refused with 401, for the user of a valid token.
+fn broken_tokens(sub: Uuid, role: Role) -> Vec<(&'static str, String)> {
+    let mut expired = claims(sub, role);
+    (expired.iat, expired.nbf, expired.exp) = (now() - 7200, now() - 7200, now() - 3600);
+    let mut audience = claims(sub, role);
+    audience.aud = "some-other-api".into();
+    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let none = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT"})),
+        b64(&serde_json::to_value(claims(sub, role)).unwrap())
+    );
+    vec![
+        (
+            "bad signature",
+            hs256(
+                &claims(sub, role),
+                "another-secret-0123456789abcdef0123456789",
+            ),
+        ),
+        ("expired", hs256(&expired, e2e::rest::SECRET)),
+        ("wrong audience", hs256(&audience, e2e::rest::SECRET)),
+        ("alg none", none),
+    ]
+}
+
+/// One request, as the right user and as the wrong ones.
+struct Route {
+    method: Method,
+    path: String,
+    body: Option<Value>,
+    valid: (Uuid, Role),
+    wrong_role: Option<String>,
+    /// Another user's resource: (token, path, body) of the same operation.
+    other_user: Option<(String, String, Option<Value>)>,
+}
+
+fn route(
+    method: Method,
+    path: impl Into<String>,
+    body: Option<Value>,
+    valid: (Uuid, Role),
+) -> Route {
+    Route {
+        method,
+        path: path.into(),
+        body,
+        valid,
+        wrong_role: None,
+        other_user: None,
+    }
+}
+
+impl Route {
+    fn wrong_role(mut self, token: &str) -> Self {
+        self.wrong_role = Some(token.to_owned());
+        self
+    }
+
+    fn other(mut self, token: &str, path: impl Into<String>, body: Option<Value>) -> Self {
+        self.other_user = Some((token.to_owned(), path.into(), body));
+        self
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_valid_tokens_of_the_right_user_and_role_succeed_on_every_route() {
+    let platform = Platform::start("bff_auth", "hybrid").await;
+    let edge = Edge::start(
+        &platform,
+        "bff_auth",
+        &[("CORS_ALLOWED_ORIGINS", "https://app.example.com".into())],
+    );
+    let (a_id, b_id, c1_id, c2_id, admin_id) = (
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+    );
+    let a = Edge::token(a_id, Role::Advertiser);
+    let b = Edge::token(b_id, Role::Advertiser);
+    let c1 = Edge::token(c1_id, Role::Creator);
+    let c2 = Edge::token(c2_id, Role::Creator);
+    let admin = Edge::token(admin_id, Role::Admin);
+
+    // Data to act on: A's campaigns, C1's acceptance, commission, payout and notification, and a
+    // dead letter.
+    let campaign = |name: &str| json!({"name": name, "commissionRateBps": 1000, "budget": {"amountMinor": "100000", "currency": "USD"}});
+    let mut campaigns = Vec::new();
+    for name in ["Main", "Lifecycle", "To accept"] {
+        let created = edge.post("/api/v1/campaigns", &a, &campaign(name)).await;
+        campaigns.push(created.expect(201)["id"].as_str().unwrap().to_owned());
+    }
+    let (ca, cb, cc) = (&campaigns[0], &campaigns[1], &campaigns[2]);
+    edge.post(
+        &format!("/api/v1/creators/{c1_id}/acceptances"),
+        &c1,
+        &json!({"campaignId": ca, "acceptedTerms": true}),
+    )
+    .await
+    .expect(201);
+    edge.post(
+        "/api/v1/tracking-events",
+        &a,
+        &json!({"campaignId": ca, "creatorId": c1_id, "kind": "TRACKING_EVENT_KIND_PURCHASE", "amount": {"amountMinor": "10000", "currency": "USD"}}),
+    )
+    .await
+    .expect(201);
+    let balance_path = format!("/api/v1/creators/{c1_id}/balance?currency=USD");
+    eventually(WAIT, "the commission is earned", || async {
+        (edge.get(&balance_path, &c1).await.body["availableMinor"] == "1000").then_some(())
+    })
+    .await;
+    let payout = json!({"amount": {"amountMinor": "100", "currency": "USD"}, "method": "PAYOUT_METHOD_PAYPAL", "accountDetails": "c1@example.com"});
+    let requested = edge
+        .post(&format!("/api/v1/creators/{c1_id}/payouts"), &c1, &payout)
+        .await;
+    let p1 = requested.expect(202)["id"].as_str().unwrap().to_owned();
+    let n1 = eventually(WAIT, "C1 has a notification", || async {
+        let page = edge.get("/api/v1/notifications", &c1).await;
+        page.body["notifications"][0]["id"]
+            .as_str()
+            .map(str::to_owned)
+    })
+    .await;
+    let dlq = "campaign-commands-campaign-DLQ";
+    publish(
+        &pulsar().await,
+        &platform.topic(dlq),
+        "k",
+        "m-1",
+        "campaign.create.command.v1",
+        "corr-1",
+        b"poison".to_vec(),
+    )
+    .await;
+
+    let c1p = |rest: &str| format!("/api/v1/creators/{c1_id}{rest}");
+    let (adv, cre, adm) = (
+        (a_id, Role::Advertiser),
+        (c1_id, Role::Creator),
+        (admin_id, Role::Admin),
+    );
+    let evidence = json!({"campaignId": ca, "kind": "EVIDENCE_KIND_PHOTO", "url": "https://img.example.com/1.jpg"});
+    let view = json!({"campaignId": ca, "creatorId": c1_id, "kind": "TRACKING_EVENT_KIND_VIEW"});
+    let routes = vec![
+        route(
+            Method::POST,
+            "/api/v1/campaigns",
+            Some(campaign("New")),
+            adv,
+        )
+        .wrong_role(&c1)
+        .other(
+            &a,
+            "/api/v1/campaigns",
+            Some({
+                let mut body = campaign("For B");
+                body["advertiserId"] = json!(b_id);
+                body
+            }),
+        ),
+        route(Method::GET, "/api/v1/campaigns", None, adv).other(
+            &a,
+            format!("/api/v1/campaigns?advertiserId={b_id}"),
+            None,
+        ),
+        route(Method::GET, format!("/api/v1/campaigns/{ca}"), None, adv).other(
+            &b,
+            format!("/api/v1/campaigns/{ca}"),
+            None,
+        ),
+        route(
+            Method::POST,
+            format!("/api/v1/campaigns/{ca}/videos"),
+            Some(json!({"url": "https://v.example.com/1", "title": "T"})),
+            adv,
+        )
+        .wrong_role(&c1)
+        .other(
+            &b,
+            format!("/api/v1/campaigns/{ca}/videos"),
+            Some(json!({"url": "https://v.example.com/2", "title": "T"})),
+        ),
+        route(
+            Method::POST,
+            format!("/api/v1/campaigns/{cb}/pause"),
+            None,
+            adv,
+        )
+        .wrong_role(&c1)
+        .other(&b, format!("/api/v1/campaigns/{cb}/pause"), None),
+        route(
+            Method::POST,
+            format!("/api/v1/campaigns/{cb}/resume"),
+            None,
+            adv,
+        )
+        .wrong_role(&c1)
+        .other(&b, format!("/api/v1/campaigns/{cb}/resume"), None),
+        route(
+            Method::POST,
+            format!("/api/v1/campaigns/{cb}/close"),
+            None,
+            adv,
+        )
+        .wrong_role(&c1)
+        .other(&b, format!("/api/v1/campaigns/{cb}/close"), None),
+        route(
+            Method::POST,
+            c1p("/acceptances"),
+            Some(json!({"campaignId": cc, "acceptedTerms": true})),
+            cre,
+        )
+        .wrong_role(&a)
+        .other(
+            &c2,
+            c1p("/acceptances"),
+            Some(json!({"campaignId": cc, "acceptedTerms": true})),
+        ),
+        route(Method::POST, c1p("/evidence"), Some(evidence.clone()), cre)
+            .wrong_role(&a)
+            .other(&c2, c1p("/evidence"), Some(evidence)),
+        route(Method::GET, c1p("/commissions"), None, cre)
+            .wrong_role(&a)
+            .other(&c2, c1p("/commissions"), None),
+        route(Method::GET, c1p("/balance?currency=USD"), None, cre)
+            .wrong_role(&a)
+            .other(&c2, c1p("/balance?currency=USD"), None),
+        route(Method::POST, c1p("/payouts"), Some(payout.clone()), cre)
+            .wrong_role(&a)
+            .other(&c2, c1p("/payouts"), Some(payout)),
+        route(Method::GET, c1p("/payouts"), None, cre)
+            .wrong_role(&a)
+            .other(&c2, c1p("/payouts"), None),
+        route(Method::GET, c1p(&format!("/payouts/{p1}")), None, cre)
+            .wrong_role(&a)
+            .other(&c2, format!("/api/v1/creators/{c2_id}/payouts/{p1}"), None),
+        route(
+            Method::POST,
+            "/api/v1/tracking-events",
+            Some(view.clone()),
+            adv,
+        )
+        .wrong_role(&c1)
+        .other(&b, "/api/v1/tracking-events", Some(view)),
+        route(
+            Method::GET,
+            format!("/api/v1/tracking-events?campaignId={ca}"),
+            None,
+            adv,
+        )
+        .other(&b, format!("/api/v1/tracking-events?campaignId={ca}"), None),
+        route(Method::GET, "/api/v1/notifications", None, cre).other(
+            &c1,
+            format!("/api/v1/notifications?userId={c2_id}"),
+            None,
+        ),
+        route(
+            Method::POST,
+            format!("/api/v1/notifications/{n1}/read"),
+            None,
+            cre,
+        )
+        .other(&c2, format!("/api/v1/notifications/{n1}/read"), None),
+        route(Method::GET, "/api/v1/notifications/stream", None, cre),
+        route(Method::GET, "/api/v1/admin/dead-letters", None, adm).wrong_role(&a),
+        route(
+            Method::GET,
+            format!("/api/v1/admin/dead-letters/{dlq}"),
+            None,
+            adm,
+        )
+        .wrong_role(&a),
+    ];
+
+    let mut requests = 0;
+    for r in &routes {
+        let label = format!("{} {}", r.method, r.path);
+        let mut expect = |case: &str, status: u16, allowed: &[u16]| {
+            requests += 1;
+            assert!(
+                allowed.contains(&status),
+                "{label} with {case}: {status}, expected one of {allowed:?}"
+            );
+        };
+        let status = edge
+            .status(r.method.clone(), &r.path, None, r.body.as_ref())
+            .await;
+        expect("no token", status, &[401]);
+        for (case, token) in broken_tokens(r.valid.0, r.valid.1) {
+            let status = edge
+                .status(r.method.clone(), &r.path, Some(&token), r.body.as_ref())
+                .await;
+            expect(case, status, &[401]);
+        }
+        if let Some(token) = &r.wrong_role {
+            let status = edge
+                .status(r.method.clone(), &r.path, Some(token), r.body.as_ref())
+                .await;
+            expect("wrong role", status, &[403]);
+        }
+        if let Some((token, path, body)) = &r.other_user {
+            let status = edge
+                .status(r.method.clone(), path, Some(token), body.as_ref())
+                .await;
+            expect("another user's resource", status, &[403, 404]);
+        }
+        let token = Edge::token(r.valid.0, r.valid.1);
+        let status = edge
+            .status(r.method.clone(), &r.path, Some(&token), r.body.as_ref())
+            .await;
+        expect("valid", status, &[200, 201, 202]);
+    }
+    println!(
+        "auth matrix: {} routes, {requests} requests, every one answered as expected",
+        routes.len()
+    );
+
+    // Admins act across users.
+    let mut for_a = campaign("Made by an admin");
+    for_a["advertiserId"] = json!(a_id);
+    assert_eq!(
+        edge.post("/api/v1/campaigns", &admin, &for_a)
+            .await
+            .expect(201)["advertiserId"],
+        a_id.to_string()
+    );
+    let missing_owner = edge
+        .post("/api/v1/campaigns", &admin, &campaign("No owner"))
+        .await;
+    assert_eq!(
+        missing_owner.expect(400)["errors"][0]["field"],
+        "advertiserId"
+    );
+    edge.get(&balance_path, &admin).await.expect(200);
+    edge.get(&format!("/api/v1/campaigns?advertiserId={a_id}"), &admin)
+        .await
+        .expect(200);
+    let letters = edge
+        .get(&format!("/api/v1/admin/dead-letters/{dlq}"), &admin)
+        .await;
+    let letters = letters.expect(200).as_array().unwrap().clone();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(
+        letters[0]["properties"]["message-type"],
+        "campaign.create.command.v1"
+    );
+    assert_eq!(
+        letters[0]["payloadBase64"],
+        base64::engine::general_purpose::STANDARD.encode("poison")
+    );
+    let topics = edge.get("/api/v1/admin/dead-letters", &admin).await;
+    assert_eq!(
+        topics.expect(200),
+        &json!([{"topic": dlq, "messages": "1"}])
+    );
+
+    edge_behaviour(&edge, &a).await;
+    production_keys(&platform).await;
+    rate_limit(&platform).await;
+}
+
+/// Bad requests get 4xx problem+json; ids are echoed; CORS follows its configuration.
+async fn edge_behaviour(edge: &Edge, token: &str) {
+    let problem = |reply: &e2e::rest::Reply, status: u16| {
+        assert_eq!(reply.status, status, "{}", reply.text);
+        assert_eq!(
+            reply.header("content-type"),
+            Some("application/problem+json"),
+            "{}",
+            reply.text
+        );
+        assert_eq!(reply.body["status"], status);
+    };
+    let big = json!({"name": "x".repeat(70_000), "commissionRateBps": 1, "budget": {"amountMinor": "1", "currency": "USD"}});
+    problem(&edge.post("/api/v1/campaigns", token, &big).await, 413);
+    let client = reqwest::Client::new();
+    for (content_type, body, status) in [
+        ("text/plain", "{}", 415),
+        ("application/json", "{not json", 400),
+        ("application/json", r#"{"name": 5}"#, 400),
+        (
+            "application/json",
+            r#"{"name":"n","commissionRateBps":-1,"budget":{"amountMinor":"1","currency":"USD"}}"#,
+            400,
+        ),
+    ] {
+        let response = client
+            .post(format!("{}/api/v1/campaigns", edge.url))
+            .bearer_auth(token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status, "{content_type} {body}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+    }
+    // Field violations from the service come back under the JSON names the client used.
+    let invalid = edge
+        .post("/api/v1/campaigns", token, &json!({"name": "", "commissionRateBps": 20000, "budget": {"amountMinor": "-5", "currency": "usd"}}))
+        .await;
+    problem(&invalid, 400);
+    let mut fields: Vec<&str> = invalid.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        [
+            "budget.amountMinor",
+            "budget.currency",
+            "commissionRateBps",
+            "name"
+        ],
+        "{}",
+        invalid.text
+    );
+    problem(&edge.get("/api/v1/no-such-route", token).await, 404);
+    problem(
+        &edge
+            .get(&format!("/api/v1/campaigns/{}", Uuid::new_v4()), token)
+            .await,
+        404,
+    );
+    problem(&edge.get("/api/v1/campaigns/not-a-uuid", token).await, 400);
+    problem(
+        &edge.get("/api/v1/campaigns?pageSize=1000", token).await,
+        400,
+    );
+    problem(
+        &edge.get("/api/v1/campaigns?pageToken=garbage", token).await,
+        400,
+    );
+
+    let ids = [
+        ("x-request-id", "req-123"),
+        ("x-correlation-id", "workflow-9"),
+    ];
+    let echoed = edge
+        .send(Method::GET, "/api/v1/campaigns", Some(token), None, &ids)
+        .await;
+    assert_eq!(echoed.header("x-request-id"), Some("req-123"));
+    assert_eq!(echoed.header("x-correlation-id"), Some("workflow-9"));
+    let generated = edge.get("/api/v1/campaigns", token).await;
+    assert!(Uuid::parse_str(generated.header("x-request-id").unwrap()).is_ok());
+
+    let preflight = |origin: &'static str| {
+        client
+            .request(Method::OPTIONS, format!("{}/api/v1/campaigns", edge.url))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type,idempotency-key",
+            )
+            .send()
+    };
+    let allowed = preflight("https://app.example.com").await.unwrap();
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let refused = preflight("https://evil.example.com").await.unwrap();
+    assert!(
+        !refused
+            .headers()
+            .contains_key("access-control-allow-origin")
+    );
+
+    let health = edge.call(Method::GET, "/health/services", None, None).await;
+    let health = health.expect(200);
+    assert_eq!(health["status"], "SERVING", "{health}");
+    assert_eq!(health["services"].as_array().unwrap().len(), 5);
+    edge.call(Method::GET, "/health", None, None)
+        .await
+        .expect(200);
+    let docs = edge.call(Method::GET, "/docs/", None, None).await;
+    assert!(
+        docs.text.contains("swagger"),
+        "the docs page is served offline"
+    );
+    let document = edge.call(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(document.expect(200)["openapi"], "3.1.0");
+}
+
+/// JWKS mode: ES256 and RS256 tokens verify against their public keys; an HS256 token signed
+/// with a public key (algorithm confusion), `alg: none`, a foreign key or an unknown key id do not.
+async fn production_keys(platform: &Platform) {
+    let edge = Edge::start(
+        platform,
+        "bff_auth",
+        &[("JWT_JWKS_FILE", format!("{FIXTURES}/jwks.json"))],
+    );
+    let user = Uuid::new_v4();
+    let pem = |name: &str| std::fs::read(format!("{FIXTURES}/{name}")).unwrap();
+    let sign = |alg: Algorithm, kid: Option<&str>, key: &EncodingKey| {
+        let mut header = Header::new(alg);
+        header.kid = kid.map(str::to_owned);
+        jsonwebtoken::encode(&header, &claims(user, Role::Advertiser), key).unwrap()
+    };
+    let es = EncodingKey::from_ec_pem(&pem("es256-test-only.key.pem")).unwrap();
+    let rs = EncodingKey::from_rsa_pem(&pem("rs256-test-only.key.pem")).unwrap();
+    let ok = |token: String| {
+        let edge = &edge;
+        async move {
+            edge.status(Method::GET, "/api/v1/campaigns", Some(&token), None)
+                .await
+        }
+    };
+    assert_eq!(
+        ok(sign(Algorithm::ES256, Some("test-es256"), &es)).await,
+        200
+    );
+    assert_eq!(
+        ok(sign(Algorithm::RS256, Some("test-rs256"), &rs)).await,
+        200
+    );
+    assert_eq!(
+        ok(sign(Algorithm::ES256, None, &es)).await,
+        200,
+        "without kid, the key of the algorithm"
+    );
+    let jwks = std::fs::read_to_string(format!("{FIXTURES}/jwks.json")).unwrap();
+    let confusion = EncodingKey::from_secret(jwks.as_bytes()).unwrap();
+    assert_eq!(
+        ok(sign(Algorithm::HS256, Some("test-rs256"), &confusion)).await,
+        401,
+        "HS256 with the public key"
+    );
+    assert_eq!(
+        ok(hs256(&claims(user, Role::Advertiser), e2e::rest::SECRET)).await,
+        401,
+        "HS256 is off in JWKS mode"
+    );
+    assert_eq!(
+        ok(sign(Algorithm::RS256, Some("test-es256"), &rs)).await,
+        401,
+        "key id of another algorithm"
+    );
+    assert_eq!(ok(sign(Algorithm::ES256, Some("unknown"), &es)).await, 401);
+    for (case, token) in broken_tokens(user, Role::Advertiser) {
+        assert_eq!(ok(token).await, 401, "{case}");
+    }
+}
+
+/// Each user has their own bucket; over it, 429 with Retry-After; others are unaffected.
+async fn rate_limit(platform: &Platform) {
+    let edge = Edge::start(
+        platform,
+        "bff_auth",
+        &[
+            ("RATE_LIMIT_PER_SECOND", "1".into()),
+            ("RATE_LIMIT_BURST", "3".into()),
+        ],
+    );
+    let busy = Edge::token(Uuid::new_v4(), Role::Creator);
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(edge.get("/api/v1/campaigns", &busy).await);
+    }
+    let limited = statuses
+        .iter()
+        .find(|r| r.status == 429)
+        .expect("the burst is exceeded");
+    assert!(statuses[..3].iter().all(|r| r.status == 200));
+    assert!(
+        limited
+            .header("retry-after")
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+    assert_eq!(
+        limited.header("content-type"),
+        Some("application/problem+json")
+    );
+    assert_eq!(limited.body["code"], "RESOURCE_EXHAUSTED");
+    let other = Edge::token(Uuid::new_v4(), Role::Creator);
+    edge.get("/api/v1/campaigns", &other).await.expect(200);
+}
