@@ -257,6 +257,34 @@ where
     }
 }
 
+/// Waits until a consumer of the service whose database is `pool` has recorded `message_id` in
+/// its inbox (applied or rejected): the message, and those before it with its key, are processed.
+pub async fn processed(pool: &PgPool, message_id: &str, timeout: Duration) {
+    eventually(
+        timeout,
+        &format!("message {message_id} is processed"),
+        || async {
+            let n: i64 = sqlx::query_scalar("select count(*) from inbox where message_id = $1")
+                .bind(message_id)
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            (n > 0).then_some(())
+        },
+    )
+    .await;
+}
+
+/// Consumer flags for quick retries, for tests whose messages wait on others in flight.
+pub const QUICK_RETRIES: [&str; 6] = [
+    "--retry-min-backoff",
+    "20ms",
+    "--retry-max-backoff",
+    "200ms",
+    "--max-redeliveries",
+    "50",
+];
+
 /// Where a test's logs go: `<target>/test-logs/<name>/`.
 pub fn log_dir(test: &str) -> PathBuf {
     let dir = process::target_dir().join("test-logs").join(test);

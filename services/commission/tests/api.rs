@@ -39,14 +39,7 @@ async fn spawn_app() -> TestApp {
         "commission-service",
         &db.url,
         &namespace,
-        &[
-            "--retry-min-backoff",
-            "20ms",
-            "--retry-max-backoff",
-            "200ms",
-            "--max-redeliveries",
-            "50",
-        ],
+        &e2e::QUICK_RETRIES,
     ))
     .unwrap();
     let app = Application::build(config)
@@ -466,20 +459,7 @@ async fn the_campaign_feed_applies_each_event_once_and_never_goes_back_in_versio
             campaign_event::Event::CampaignStatusChanged(paused),
         )
         .await;
-    let pool = app.db.pool.clone();
-    eventually(WAIT, "the late event is processed", || {
-        let pool = pool.clone();
-        let late = late.clone();
-        async move {
-            let n: i64 = sqlx::query_scalar("select count(*) from inbox where message_id = $1")
-                .bind(late)
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-            (n == 1).then_some(())
-        }
-    })
-    .await;
+    e2e::processed(&app.db.pool, &late, WAIT).await;
     assert_eq!(
         terms(&app.db.pool, campaign).await,
         Some((800, "USD".into(), "closed".into(), 3))

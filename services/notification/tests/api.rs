@@ -25,7 +25,7 @@ use affiliate_proto::payment::{self as payment_pb, PaymentEvent, payment_event};
 use affiliate_proto::tracking::{
     self as tracking_pb, TrackingEventEnvelope, tracking_event_envelope,
 };
-use e2e::{TestDatabase, eventually, fresh_database, fresh_namespace, publish, pulsar_tenant};
+use e2e::{TestDatabase, fresh_database, fresh_namespace, publish, pulsar_tenant};
 use messaging::{Delivery, Failure, Handler as _};
 use notification_service::adapters::events::{EventFeed, Source};
 use notification_service::app::Notifications;
@@ -478,17 +478,10 @@ async fn spawn_app(poll: &str) -> TestApp {
         &feeds.db.url,
         &namespace,
         &[
-            "--retry-min-backoff",
-            "20ms",
-            "--retry-max-backoff",
-            "200ms",
-            "--max-redeliveries",
-            "50",
-            "--subscribe-poll-interval",
-            poll,
-            "--shutdown-grace",
-            "30s",
-        ],
+            &e2e::QUICK_RETRIES[..],
+            &["--subscribe-poll-interval", poll, "--shutdown-grace", "30s"],
+        ]
+        .concat(),
     ))
     .unwrap();
     let app = Application::build(config)
@@ -759,19 +752,7 @@ async fn events_published_on_the_broker_become_notifications() {
             )
             .await;
         }
-        let last = batch[batch.len() - 1].message_id.clone();
-        eventually(WAIT, "the batch is processed", || {
-            let (pool, last) = (pool.clone(), last.clone());
-            async move {
-                let n: i64 = sqlx::query_scalar("select count(*) from inbox where message_id = $1")
-                    .bind(last)
-                    .fetch_one(&pool)
-                    .await
-                    .unwrap();
-                (n == 1).then_some(())
-            }
-        })
-        .await;
+        e2e::processed(&pool, &batch[batch.len() - 1].message_id, WAIT).await;
     }
     let mut grpc = app.grpc.clone();
     let listed = grpc
