@@ -54,7 +54,7 @@ pub struct Money {
     #[schema(value_type = String, pattern = "^-?[0-9]{1,18}$", example = "5000")]
     pub amount_minor: i64,
     /// ISO-4217 code, upper case.
-    #[schema(example = "USD")]
+    #[schema(example = "USD", pattern = "^[A-Z]{3}$")]
     pub currency: String,
 }
 
@@ -84,9 +84,23 @@ fn money(m: Option<common::Money>) -> Option<Money> {
 macro_rules! rest_enum {
     ($(#[$doc:meta])* $name:ident => $proto:ty { $($variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
         pub enum $name {
             $(#[serde(rename = $text)] $variant,)+
+        }
+        // Written by hand: utoipa's derive does not see serde renames made inside a macro.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some([$($text),+]))
+                    .into()
+            }
+        }
+        impl utoipa::ToSchema for $name {
+            fn name() -> std::borrow::Cow<'static, str> {
+                std::borrow::Cow::Borrowed(stringify!($name))
+            }
         }
         impl From<$name> for $proto {
             fn from(value: $name) -> Self {
@@ -181,9 +195,11 @@ pub struct CreateCampaign {
     #[serde(default)]
     pub advertiser_id: Option<Uuid>,
     /// Non-empty, at most 200 characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// At most 5000 characters.
     #[serde(default)]
+    #[schema(max_length = 5000)]
     pub description: String,
     /// 0..=10000 basis points.
     #[schema(maximum = 10000)]
@@ -197,8 +213,13 @@ pub struct CreateCampaign {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AddVideo {
     /// An http or https URL.
+    #[schema(
+        pattern = "^https?://[^\\s]+$",
+        example = "https://cdn.example.com/teaser.mp4"
+    )]
     pub url: String,
     /// Non-empty, at most 200 characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub title: String,
 }
 
@@ -218,9 +239,14 @@ pub struct SubmitEvidence {
     pub campaign_id: Uuid,
     pub kind: EvidenceKind,
     /// An http or https URL.
+    #[schema(
+        pattern = "^https?://[^\\s]+$",
+        example = "https://social.example.com/p/1"
+    )]
     pub url: String,
     /// At most 1000 characters.
     #[serde(default)]
+    #[schema(max_length = 1000)]
     pub note: String,
 }
 
@@ -249,6 +275,7 @@ pub struct RequestPayout {
     pub amount: Money,
     pub method: PayoutMethod,
     /// IBAN for bank transfers, an e-mail address for PayPal. Never returned or logged.
+    #[schema(min_length = 1, max_length = 200, example = "DE89370400440532013000")]
     pub account_details: String,
 }
 

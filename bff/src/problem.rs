@@ -21,15 +21,15 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 pub struct Problem {
     /// Always `about:blank`: the status says what kind of problem it is.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: &'static str,
     /// The HTTP status phrase.
-    pub title: String,
+    pub title: &'static str,
     pub status: u16,
     /// What went wrong, for a human.
     pub detail: String,
     /// The gRPC status code name behind it, e.g. `FAILED_PRECONDITION`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub code: Option<String>,
+    pub code: Option<&'static str>,
     /// The invalid fields, for 400 responses.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
@@ -50,8 +50,8 @@ pub struct FieldError {
 impl Problem {
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
         Self {
-            kind: "about:blank".to_owned(),
-            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            kind: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error"),
             status: status.as_u16(),
             detail: detail.into(),
             code: None,
@@ -113,7 +113,7 @@ impl Problem {
     }
 
     fn with_code(mut self, code: Code) -> Self {
-        self.code = Some(code_name(code).to_owned());
+        self.code = Some(code_name(code));
         self
     }
 
@@ -243,7 +243,7 @@ pub fn json_path(proto_path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tonic_types::{ErrorDetails, StatusExt as _};
+    use tonic_types::ErrorDetails;
 
     /// Every gRPC code, its HTTP status, and whether the service's message reaches the client.
     const TABLE: [(Code, u16, bool); 17] = [
@@ -272,7 +272,7 @@ mod tests {
             let status = tonic::Status::new(code, "secret detail: db at 10.0.0.7");
             let problem = Problem::from_status(&status, "campaign");
             assert_eq!(problem.status, http, "{code:?}");
-            assert_eq!(problem.code.as_deref(), Some(code_name(code)), "{code:?}");
+            assert_eq!(problem.code, Some(code_name(code)), "{code:?}");
             assert_eq!(problem.kind, "about:blank");
             assert_eq!(
                 problem.detail.contains("secret detail"),

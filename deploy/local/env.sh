@@ -69,6 +69,10 @@ GO_BIN_DIR="${GO_BIN_DIR:-$HOME/go/bin}"                                  # go i
 NPM_TOOLS_PREFIX="${NPM_TOOLS_PREFIX:-$AFFILIATE_CACHE_DIR/npm-tools}"   # npm install --prefix (buf)
 BUF_BIN_DIR="${BUF_BIN_DIR:-$NPM_TOOLS_PREFIX/node_modules/.bin}"
 BUF_BIN="${BUF_BIN:-$BUF_BIN_DIR/buf}"
+# schemathesis (contract fuzzing of the BFF's OpenAPI document), in a Python venv of its own
+SCHEMATHESIS_VERSION="${SCHEMATHESIS_VERSION:-4.32.5}"
+PY_TOOLS_VENV="${PY_TOOLS_VENV:-$AFFILIATE_CACHE_DIR/venv}"
+SCHEMATHESIS_BIN="${SCHEMATHESIS_BIN:-$PY_TOOLS_VENV/bin/schemathesis}"
 
 # ---- connection strings ---------------------------------------------------------------------
 # DATABASE_URL-style strings per database: postgres://platform:platform@127.0.0.1:55432/<db>
@@ -88,7 +92,7 @@ export REPO_ROOT STATE_DIR LOG_DIR PID_DIR AFFILIATE_CACHE_DIR \
   PG_HOST PG_PORT PG_USER PG_PASSWORD PG_DATABASES PG_MAX_CONNECTIONS PG_DATA_DIR PG_SOCKET_DIR PG_BINDIR \
   PULSAR_VERSION PULSAR_HOST PULSAR_PORT PULSAR_HTTP_PORT PULSAR_TENANT PULSAR_NAMESPACE PULSAR_CLUSTER \
   PULSAR_READY_TIMEOUT PULSAR_RETENTION PULSAR_MEM_OPTS PULSAR_GC_OPTS PULSAR_DATA_DIR PULSAR_HOME PULSAR_LIB_DIR \
-  PULSAR_MVN_SETTINGS GO_BIN_DIR NPM_TOOLS_PREFIX BUF_BIN_DIR BUF_BIN PG_URL_BASE PULSAR_URL PULSAR_ADMIN_URL PATH
+  PULSAR_MVN_SETTINGS GO_BIN_DIR NPM_TOOLS_PREFIX BUF_BIN_DIR BUF_BIN SCHEMATHESIS_VERSION PY_TOOLS_VENV SCHEMATHESIS_BIN PG_URL_BASE PULSAR_URL PULSAR_ADMIN_URL PATH
 
 # ---- helpers for the scripts ----------------------------------------------------------------
 infra_log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }

@@ -5,6 +5,7 @@
 #         curl, ss (iproute2); plus $LOCAL_INFRA_EXTRA_APT_PACKAGES if set
 #   go:   grpcurl  (go install github.com/fullstorydev/grpcurl/cmd/grpcurl@latest  -> $GO_BIN_DIR)
 #   npm:  buf      (npm install @bufbuild/buf --prefix $NPM_TOOLS_PREFIX           -> $BUF_BIN)
+#   pip:  schemathesis $SCHEMATHESIS_VERSION in the venv $PY_TOOLS_VENV             -> $SCHEMATHESIS_BIN
 # `apt-get update` runs once, and only when an apt package is missing. Waits for the apt/dpkg lock.
 # Usage: deploy/local/install.sh        (idempotent; prints what it installed vs found)
 set -euo pipefail
@@ -102,6 +103,21 @@ else
   missing+=("buf: no 'npm' on PATH (apt-get install npm), then rerun")
 fi
 
+# ---- schemathesis (PyPI, in a venv) --------------------------------------------------------
+if [[ -x "$SCHEMATHESIS_BIN" ]] && [[ "$("$SCHEMATHESIS_BIN" --version 2>/dev/null)" == *"$SCHEMATHESIS_VERSION"* ]]; then
+  found+=("schemathesis ($SCHEMATHESIS_BIN)")
+elif command -v python3 >/dev/null 2>&1; then
+  infra_log "pip install schemathesis==$SCHEMATHESIS_VERSION -> $PY_TOOLS_VENV"
+  if [[ ! -x "$PY_TOOLS_VENV/bin/pip" ]]; then
+    python3 -m venv "$PY_TOOLS_VENV" || { apt_run install --no-install-recommends python3-venv && python3 -m venv "$PY_TOOLS_VENV"; }
+  fi
+  "$PY_TOOLS_VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" >&2
+  "$SCHEMATHESIS_BIN" --version >/dev/null
+  installed+=("schemathesis ($SCHEMATHESIS_BIN)")
+else
+  missing+=("schemathesis: no 'python3' on PATH (apt-get install python3 python3-venv), then rerun")
+fi
+
 # ---- report ---------------------------------------------------------------------------------
 {
   echo "install.sh summary"
@@ -112,4 +128,5 @@ fi
   echo "PATH additions (or: source deploy/local/env.sh):"
   echo "  export PATH=\"$GO_BIN_DIR:$BUF_BIN_DIR:\$PATH\""
   echo "  BUF_BIN=$BUF_BIN"
+  echo "  SCHEMATHESIS_BIN=$SCHEMATHESIS_BIN"
 } >&2

@@ -3,6 +3,8 @@
 //! the production key mode (JWKS with ES256 and RS256 keys, algorithm confusion refused), the
 //! per-user rate limit, and the edge's behaviour on bad requests, ids and CORS.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;

@@ -4,6 +4,8 @@
 //! (Server-Sent Events) delivers each notification in order, and reconnecting with
 //! `Last-Event-ID` loses nothing.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use bff::auth::Role;

@@ -146,7 +146,7 @@ pub struct DeadLetterQuery {
 
 /// Show the oldest messages of a dead-letter topic (nothing is consumed).
 #[utoipa::path(get, path = "/api/v1/admin/dead-letters/{topic}", tag = "admin",
-    params(("topic" = String, Path, description = "A dead-letter topic's short name, ending in -DLQ"), DeadLetterQuery),
+    params(("topic" = String, Path, description = "A dead-letter topic's short name, ending in -DLQ", pattern = "^[A-Za-z0-9._-]{1,251}-DLQ$"), DeadLetterQuery),
     responses((status = 200, description = "The messages", body = [DeadLetter])),
     security(("bearer" = [])))]
 pub async fn dead_letters(

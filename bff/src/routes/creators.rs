@@ -144,6 +144,7 @@ pub async fn commissions(
 #[into_params(parameter_in = Query)]
 pub struct BalanceQuery {
     /// ISO-4217 code, e.g. USD.
+    #[param(pattern = "^[A-Z]{3}$", example = "USD")]
     pub currency: String,
 }
 

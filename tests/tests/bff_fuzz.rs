@@ -1,0 +1,100 @@
+//! Contract fuzzing: schemathesis generates requests from the BFF's own `/openapi.json` (valid
+//! and invalid ones) and sends them with a valid admin token to the real BFF in front of the real
+//! services. No response may be a 5xx, and every response must match the document: status
+//! code, content type, headers and body schema. The report is kept under
+//! `target/test-logs/bff_fuzz/`; the seed makes a failure reproducible.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+
+use bff::auth::Role;
+use e2e::log_dir;
+use e2e::platform::Platform;
+use e2e::rest::Edge;
+use serde_json::json;
+use uuid::Uuid;
+
+/// Fixed so a failure can be replayed; override with FUZZ_SEED.
+const SEED: &str = "20261130";
+
+fn schemathesis() -> String {
+    let bin = std::env::var("SCHEMATHESIS_BIN").unwrap_or_else(|_| {
+        let cache = std::env::var("XDG_CACHE_HOME")
+            .unwrap_or_else(|_| format!("{}/.cache", std::env::var("HOME").unwrap_or_default()));
+        format!("{cache}/affiliate-platform/venv/bin/schemathesis")
+    });
+    assert!(
+        std::path::Path::new(&bin).exists(),
+        "schemathesis is missing at {bin}: install it with `deploy/local/install.sh` (tests/run.sh does)"
+    );
+    bin
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_no_server_error_and_no_response_outside_the_document() {
+    let bin = schemathesis();
+    let platform = Platform::start("bff_fuzz", "hybrid").await;
+    let edge = Edge::start(&platform, "bff_fuzz", &[]);
+    let admin = Edge::token(Uuid::new_v4(), Role::Admin);
+    // Something to find, so generated ids sometimes hit real rows.
+    let advertiser = Uuid::new_v4();
+    edge.post(
+        "/api/v1/campaigns",
+        &admin,
+        &json!({"advertiserId": advertiser, "name": "Fuzzed", "commissionRateBps": 500, "budget": {"amountMinor": "1000", "currency": "USD"}}),
+    )
+    .await
+    .expect(201);
+
+    let reports = log_dir("bff_fuzz");
+    let seed = std::env::var("FUZZ_SEED").unwrap_or_else(|_| SEED.to_owned());
+    let examples = std::env::var("FUZZ_MAX_EXAMPLES").unwrap_or_else(|_| "40".to_owned());
+    let output = tokio::task::spawn_blocking({
+        let (url, reports) = (edge.url.clone(), reports.clone());
+        let (seed, examples) = (seed.clone(), examples.clone());
+        move || {
+            Command::new(bin)
+                .args(["run", &format!("{url}/openapi.json")])
+                .args(["--header", &format!("Authorization: Bearer {admin}")])
+                .args([
+                    "--checks",
+                    "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance",
+                ])
+                // The stream never ends by design; its contract is tested in bff_workflow.
+                .args(["--exclude-path", "/api/v1/notifications/stream"])
+                .args(["--phases", "examples,coverage,fuzzing"])
+                .args(["--max-examples", &examples, "--seed", &seed, "--workers", "2"])
+                .args(["--request-timeout", "20", "--suppress-health-check", "too_slow"])
+                .args(["--report", "junit", "--report-dir"])
+                .arg(&reports)
+                .env("NO_COLOR", "1")
+                .env("SCHEMATHESIS_TELEMETRY", "false")
+                .output()
+                .expect("run schemathesis")
+        }
+    })
+    .await
+    .expect("join");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    std::fs::write(reports.join("schemathesis.txt"), stdout.as_bytes()).ok();
+    let summary: Vec<&str> = stdout
+        .lines()
+        .filter(|l| {
+            l.contains("passed")
+                || l.contains("failed")
+                || l.contains("Test cases")
+                || l.contains("Seed")
+        })
+        .collect();
+    println!(
+        "schemathesis (seed {seed}, {examples} examples per operation):\n{}",
+        summary.join("\n")
+    );
+    assert!(
+        output.status.success(),
+        "schemathesis found problems (seed {seed}; report in {}):\n{stdout}\n{}",
+        reports.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
