@@ -3,10 +3,11 @@
 #
 #   deploy/local/platform.sh up       infrastructure (PostgreSQL, Pulsar), build, start every service
 #                                     (campaign, tracking, commission, payment, notification;
-#                                     SERVICE_MODE, default hybrid) and the relay, then run one
-#                                     workflow through grpcurl: campaign → accept → purchase →
+#                                     SERVICE_MODE, default hybrid), the relay and the BFF, then run
+#                                     one workflow through grpcurl: campaign → accept → purchase →
 #                                     commission → payout, show the campaign's event as it arrived on
-#                                     Pulsar and the creator's notifications
+#                                     Pulsar and the creator's notifications; then the same journey
+#                                     over REST through the BFF with curl and development tokens
 #   deploy/local/platform.sh down     stop the services and the relay, then the infrastructure
 #   deploy/local/platform.sh status   what runs, where
 #   deploy/local/platform.sh demo     only the demonstration (the platform must be up)
@@ -25,6 +26,10 @@ COMMISSION_GRPC="${COMMISSION_GRPC:-127.0.0.1:50053}"
 PAYMENT_GRPC="${PAYMENT_GRPC:-127.0.0.1:50054}"
 NOTIFICATION_GRPC="${NOTIFICATION_GRPC:-127.0.0.1:50055}"
 SERVICE_MODE="${SERVICE_MODE:-hybrid}"
+BFF_HTTP="${BFF_HTTP:-127.0.0.1:8088}"
+# The development HS256 secret of the BFF's tokens: JWT_HS256_SECRET, or one generated once and
+# kept (mode 600) in .state/jwt-secret. Never a production setting: use JWT_JWKS_URL there.
+JWT_SECRET_FILE="$STATE_DIR/jwt-secret"
 # service name:gRPC address. The notification service publishes nothing: the relay skips its outbox.
 SERVICES=("campaign-service:$CAMPAIGN_GRPC" "tracking-service:$TRACKING_GRPC" "commission-service:$COMMISSION_GRPC" "payment-service:$PAYMENT_GRPC" "notification-service:$NOTIFICATION_GRPC")
 
@@ -38,8 +43,10 @@ start() { # start NAME BINARY [ENV=VALUE...]
     return
   fi
   mkdir -p "$LOG_DIR" "$PID_DIR"
+  local cmd
+  read -ra cmd <<<"$bin" # a binary and its arguments, e.g. "bff serve"
   env "$@" RUST_LOG="${RUST_LOG:-info,sqlx=warn,pulsar=warn,h2=warn}" \
-    nohup "$BIN_DIR/$bin" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
+    nohup "$BIN_DIR/${cmd[0]}" "${cmd[@]:1}" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
   echo $! >"$PID_DIR/$name.pid"
   infra_log "$name started (pid $!, log $LOG_DIR/$name.log)"
 }
@@ -135,12 +142,74 @@ demo() {
   [[ "${count:-0}" -ge 4 ]] || infra_die "the creator was not told of every step ($count notifications); see $LOG_DIR/notification-service.log"
 }
 
+jwt_secret() {
+  if [[ -n "${JWT_HS256_SECRET:-}" ]]; then printf '%s' "$JWT_HS256_SECRET"; return; fi
+  if [[ ! -s "$JWT_SECRET_FILE" ]]; then
+    mkdir -p "$STATE_DIR"
+    (umask 077 && python3 -c 'import secrets; print(secrets.token_urlsafe(48), end="")' >"$JWT_SECRET_FILE")
+  fi
+  cat "$JWT_SECRET_FILE"
+}
+
+token() { # token SUB ROLE: a development token for the local BFF
+  JWT_HS256_SECRET="$(jwt_secret)" "$BIN_DIR/bff" token --sub "$1" --role "$2"
+}
+
+rest() { # rest METHOD PATH TOKEN [JSON]: curl through the BFF, printed like a user would type it
+  local method=$1 path=$2 tok=$3 body=${4:-}
+  echo "\$ curl -X $method http://$BFF_HTTP$path -H 'Authorization: Bearer \$TOKEN'${body:+ -H 'Content-Type: application/json' -d '$body'}" >&2
+  curl -sS -X "$method" "http://$BFF_HTTP$path" -H "Authorization: Bearer $tok" \
+    ${body:+-H 'Content-Type: application/json' -d "$body"}
+}
+
+rest_demo() {
+  local advertiser creator adv cre campaign payout status balance
+  advertiser=$(python3 -c 'import uuid; print(uuid.uuid4())')
+  creator=$(python3 -c 'import uuid; print(uuid.uuid4())')
+  adv=$(token "$advertiser" advertiser)
+  cre=$(token "$creator" creator)
+  infra_log "demo: the same journey over REST through the BFF (http://$BFF_HTTP)"
+  campaign=$(rest POST /api/v1/campaigns "$adv" \
+    '{"name":"REST demo","commissionRateBps":1000,"budget":{"amountMinor":"100000","currency":"USD"}}' | json_get id)
+  echo "campaign $campaign"
+  rest POST "/api/v1/creators/$creator/acceptances" "$cre" "{\"campaignId\":\"$campaign\",\"acceptedTerms\":true}" >/dev/null
+  rest POST /api/v1/tracking-events "$adv" \
+    "{\"campaignId\":\"$campaign\",\"creatorId\":\"$creator\",\"kind\":\"TRACKING_EVENT_KIND_PURCHASE\",\"amount\":{\"amountMinor\":\"5000\",\"currency\":\"USD\"}}" >/dev/null
+  for _ in $(seq 1 300); do
+    balance=$(curl -sS "http://$BFF_HTTP/api/v1/creators/$creator/balance?currency=USD" -H "Authorization: Bearer $cre" | json_get availableMinor)
+    [[ -n "$balance" && "$balance" != 0 ]] && break
+    sleep 0.2
+  done
+  echo "commission earned: available $balance minor units (10 % of 5000)"
+  payout=$(rest POST "/api/v1/creators/$creator/payouts" "$cre" \
+    '{"amount":{"amountMinor":"500","currency":"USD"},"method":"PAYOUT_METHOD_PAYPAL","accountDetails":"creator@example.com"}' | json_get id)
+  for _ in $(seq 1 300); do
+    status=$(curl -sS "http://$BFF_HTTP/api/v1/creators/$creator/payouts/$payout" -H "Authorization: Bearer $cre" | json_get status)
+    [[ "$status" == PAYOUT_STATUS_COMPLETED || "$status" == PAYOUT_STATUS_FAILED || "$status" == PAYOUT_STATUS_REJECTED ]] && break
+    sleep 0.2
+  done
+  echo "payout $payout: $status"
+  [[ "$status" == PAYOUT_STATUS_COMPLETED ]] || infra_die "the REST demo payout did not complete ($status); see $LOG_DIR/bff.log"
+  rest GET "/api/v1/creators/$creator/balance?currency=USD" "$cre" | python3 -m json.tool
+  echo "the creator's notifications over REST (live: GET /api/v1/notifications/stream):"
+  for _ in $(seq 1 100); do
+    [[ "$(curl -sS "http://$BFF_HTTP/api/v1/notifications" -H "Authorization: Bearer $cre" | json_get unreadCount)" -ge 4 ]] && break
+    sleep 0.2
+  done
+  rest GET /api/v1/notifications "$cre" | python3 -c 'import json,sys
+for n in json.load(sys.stdin)["notifications"]: print("  #" + n["sequence"], n["title"], "-", n["body"])'
+  echo "API docs: http://$BFF_HTTP/docs   OpenAPI: http://$BFF_HTTP/openapi.json"
+  echo "a token: JWT_HS256_SECRET=\$(cat $JWT_SECRET_FILE) $BIN_DIR/bff token --sub <uuid> --role advertiser|creator|admin"
+}
+
 status() {
   "$HERE/infra.sh" status || true
-  for entry in "${SERVICES[@]}" relay:; do
+  for entry in "${SERVICES[@]}" relay: "bff:http://$BFF_HTTP"; do
     local name=${entry%%:*} addr=${entry#*:}
     if pid_alive "$name"; then
-      echo "$name: running (pid $(cat "$PID_DIR/$name.pid"))${addr:+, gRPC $addr}, log $LOG_DIR/$name.log"
+      local where=""
+      if [[ $addr == http* ]]; then where=", REST $addr"; elif [[ -n $addr ]]; then where=", gRPC $addr"; fi
+      echo "$name: running (pid $(cat "$PID_DIR/$name.pid"))$where, log $LOG_DIR/$name.log"
     else
       echo "$name: stopped"
     fi
@@ -163,16 +232,25 @@ case "${1:-}" in
     for entry in "${SERVICES[@]}"; do wait_grpc "${entry%%:*}" "${entry#*:}"; done
     start relay relay RELAY_OUTBOXES="$outboxes" PULSAR_URL="$PULSAR_URL" \
       PULSAR_TENANT="$PULSAR_TENANT" PULSAR_NAMESPACE="$PULSAR_NAMESPACE"
+    start bff "bff serve" BFF_LISTEN="$BFF_HTTP" JWT_HS256_SECRET="$(jwt_secret)" \
+      CAMPAIGN_GRPC_URL="http://$CAMPAIGN_GRPC" TRACKING_GRPC_URL="http://$TRACKING_GRPC" \
+      COMMISSION_GRPC_URL="http://$COMMISSION_GRPC" PAYMENT_GRPC_URL="http://$PAYMENT_GRPC" \
+      NOTIFICATION_GRPC_URL="http://$NOTIFICATION_GRPC" PULSAR_ADMIN_URL="$PULSAR_ADMIN_URL" \
+      PULSAR_TENANT="$PULSAR_TENANT" PULSAR_NAMESPACE="$PULSAR_NAMESPACE"
+    for _ in $(seq 1 300); do curl -sf "http://$BFF_HTTP/health" >/dev/null && break; sleep 0.1; done
+    curl -sf "http://$BFF_HTTP/health" >/dev/null || infra_die "the BFF did not start; see $LOG_DIR/bff.log"
     demo
+    rest_demo
     infra_log "platform up in $(($(date +%s) - t0)) s"
     status
     ;;
   down)
+    stop bff
     stop relay
     for entry in "${SERVICES[@]}"; do stop "${entry%%:*}"; done
     "$HERE/infra.sh" down
     ;;
   status) status ;;
-  demo) demo ;;
+  demo) demo && rest_demo ;;
   *) echo "usage: $0 up|down|status|demo" >&2; exit 2 ;;
 esac
