@@ -60,6 +60,7 @@ pub async fn ids_and_problems(mut request: Request, next: Next) -> Response {
         path = %request.uri().path(),
         request_id = %ids.request_id,
         correlation_id = %ids.correlation_id,
+        user_id = tracing::field::Empty,
     );
     request.extensions_mut().insert(ids.clone());
     let started = std::time::Instant::now();
@@ -240,6 +241,7 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
         let token = bearer(&parts.headers).ok_or(crate::auth::AuthError::Missing)?;
         let principal = state.verifier.verify(token).await?;
+        tracing::Span::current().record("user_id", tracing::field::display(principal.id));
         state
             .limiter
             .check(principal.id)
