@@ -588,6 +588,46 @@ async fn production_keys(platform: &Platform) {
     for (case, token) in broken_tokens(user, Role::Advertiser) {
         assert_eq!(ok(token).await, 401, "{case}");
     }
+
+    // The same keys fetched from a JWKS URL.
+    let url = serve_once_per_request(jwks).await;
+    let by_url = Edge::start(platform, "bff_auth", &[("JWT_JWKS_URL", url)]);
+    let token = sign(Algorithm::ES256, Some("test-es256"), &es);
+    assert_eq!(
+        by_url
+            .status(Method::GET, "/api/v1/campaigns", Some(&token), None)
+            .await,
+        200
+    );
+    let confused = sign(Algorithm::HS256, Some("test-rs256"), &confusion);
+    assert_eq!(
+        by_url
+            .status(Method::GET, "/api/v1/campaigns", Some(&confused), None)
+            .await,
+        401
+    );
+}
+
+/// A minimal HTTP server on a free loopback port answering every request with `body` (JSON).
+async fn serve_once_per_request(body: String) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut request = vec![0_u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://{addr}/.well-known/jwks.json")
 }
 
 /// Each user has their own bucket; over it, 429 with Retry-After; others are unaffected.

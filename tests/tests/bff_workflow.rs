@@ -85,7 +85,14 @@ async fn expect_notifications(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_journey_runs_over_rest_and_notifications_arrive_live_in_order() {
     let platform = Platform::start("bff_workflow", "hybrid").await;
-    let edge = Edge::start(&platform, "bff_workflow", &[]);
+    // A short request timeout: the notification stream must outlive it (it bounds the time to the
+    // response's head, not a stream's life).
+    let edge = Edge::start(
+        &platform,
+        "bff_workflow",
+        &[("REQUEST_TIMEOUT", "3s".into())],
+    );
+    let opened = std::time::Instant::now();
     let advertiser = Uuid::new_v4();
     let creator = Uuid::new_v4();
     let a = Edge::token(advertiser, Role::Advertiser);
@@ -280,6 +287,9 @@ async fn every_journey_runs_over_rest_and_notifications_arrive_live_in_order() {
         balance.expect(200),
         &json!({"creatorId": creator, "currency": "EUR", "availableMinor": "1255", "reservedMinor": "0", "paidMinor": "0"})
     );
+
+    // Past the request timeout: what the stream delivers from here on proves it outlives it.
+    tokio::time::sleep_until((opened + Duration::from_millis(3500)).into()).await;
 
     // A payout that completes: the saga reserves, pays and settles.
     let payouts = format!("/api/v1/creators/{creator}/payouts");
