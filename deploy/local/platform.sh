@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The whole platform on this machine, no containers.
 #
-#   deploy/local/platform.sh up       infrastructure (PostgreSQL, Pulsar), build, start every service
-#                                     (campaign, tracking, commission, payment, notification;
+#   deploy/local/platform.sh up       infrastructure (PostgreSQL, Pulsar), build, start the trace viewer
+#                                     (Jaeger UI on $TRACE_UI; every process exports its spans to it),
+#                                     every service (campaign, tracking, commission, payment, notification;
 #                                     SERVICE_MODE, default hybrid), the relay and the BFF, then run
 #                                     one workflow through grpcurl: campaign → accept → purchase →
 #                                     commission → payout, show the campaign's event as it arrived on
 #                                     Pulsar and the creator's notifications; then the same journey
 #                                     over REST through the BFF with curl and development tokens
-#   deploy/local/platform.sh down     stop the services and the relay, then the infrastructure
+#   deploy/local/platform.sh down     stop the BFF, the relay, the services and the trace viewer, then the
+#                                     infrastructure
 #   deploy/local/platform.sh status   what runs, where
 #   deploy/local/platform.sh demo     only the demonstration (the platform must be up)
 #
@@ -27,6 +29,9 @@ PAYMENT_GRPC="${PAYMENT_GRPC:-127.0.0.1:50054}"
 NOTIFICATION_GRPC="${NOTIFICATION_GRPC:-127.0.0.1:50055}"
 SERVICE_MODE="${SERVICE_MODE:-hybrid}"
 BFF_HTTP="${BFF_HTTP:-127.0.0.1:8088}"
+# The trace viewer: OTLP gRPC receiver (OTEL_EXPORTER_OTLP_ENDPOINT of every process) and Jaeger UI.
+TRACE_OTLP="${TRACE_OTLP:-127.0.0.1:4317}"
+TRACE_UI="${TRACE_UI:-127.0.0.1:16686}"
 # The development HS256 secret of the BFF's tokens: JWT_HS256_SECRET, or one generated once and
 # kept (mode 600) in .state/jwt-secret. Never a production setting: use JWT_JWKS_URL there.
 JWT_SECRET_FILE="$STATE_DIR/jwt-secret"
@@ -75,6 +80,16 @@ wait_grpc() { # wait_grpc NAME ADDR: until the health check answers SERVING (60 
     sleep 0.1
   done
   infra_die "$name did not become healthy on $addr within 60 s; see $LOG_DIR/$name.log"
+}
+
+wait_http() { # wait_http NAME URL: until the URL answers 2xx (30 s)
+  local name=$1 url=$2
+  for _ in $(seq 1 300); do
+    curl -sf "$url" >/dev/null && return 0
+    pid_alive "$name" || infra_die "$name exited during start; see $LOG_DIR/$name.log"
+    sleep 0.1
+  done
+  infra_die "$name did not answer $url within 30 s; see $LOG_DIR/$name.log"
 }
 
 call() { # call ADDR METHOD JSON [idempotency key]: grpcurl, printed like a user would type it
@@ -204,6 +219,11 @@ for n in json.load(sys.stdin)["notifications"]: print("  #" + n["sequence"], n["
 
 status() {
   "$HERE/infra.sh" status || true
+  if pid_alive trace-viewer; then
+    echo "trace-viewer: running (pid $(cat "$PID_DIR/trace-viewer.pid")), UI http://$TRACE_UI, OTLP $TRACE_OTLP, log $LOG_DIR/trace-viewer.log"
+  else
+    echo "trace-viewer: stopped"
+  fi
   for entry in "${SERVICES[@]}" relay: "bff:http://$BFF_HTTP"; do
     local name=${entry%%:*} addr=${entry#*:}
     if pid_alive "$name"; then
@@ -222,32 +242,37 @@ case "${1:-}" in
     "$HERE/infra.sh" up
     infra_log "building the workspace (cargo build --workspace --bins)"
     (cd "$REPO_ROOT" && CARGO_TARGET_DIR="$CARGO_TARGET_DIR" cargo build --workspace --bins --quiet)
+    # first, so the processes' first spans have somewhere to go; it exports nothing itself
+    start trace-viewer trace-viewer OTLP_LISTEN="$TRACE_OTLP" TRACE_UI_LISTEN="$TRACE_UI" OTEL_EXPORTER_OTLP_ENDPOINT=
+    wait_http trace-viewer "http://$TRACE_UI/api/services"
+    otel="OTEL_EXPORTER_OTLP_ENDPOINT=http://$TRACE_OTLP"
     outboxes=""
     for entry in "${SERVICES[@]}"; do
       name=${entry%%:*} addr=${entry#*:} db=${name%-service}
-      start "$name" "$name" MODE="$SERVICE_MODE" DATABASE_URL="$PG_URL_BASE/$db" GRPC_LISTEN="$addr" \
+      start "$name" "$name" "$otel" MODE="$SERVICE_MODE" DATABASE_URL="$PG_URL_BASE/$db" GRPC_LISTEN="$addr" \
         PULSAR_URL="$PULSAR_URL" PULSAR_TENANT="$PULSAR_TENANT" PULSAR_NAMESPACE="$PULSAR_NAMESPACE"
       [[ "$db" == notification ]] || outboxes+="${outboxes:+,}$db=$PG_URL_BASE/$db"
     done
     for entry in "${SERVICES[@]}"; do wait_grpc "${entry%%:*}" "${entry#*:}"; done
-    start relay relay RELAY_OUTBOXES="$outboxes" PULSAR_URL="$PULSAR_URL" \
+    start relay relay "$otel" RELAY_OUTBOXES="$outboxes" PULSAR_URL="$PULSAR_URL" \
       PULSAR_TENANT="$PULSAR_TENANT" PULSAR_NAMESPACE="$PULSAR_NAMESPACE"
-    start bff "bff serve" BFF_LISTEN="$BFF_HTTP" JWT_HS256_SECRET="$(jwt_secret)" \
+    start bff "bff serve" "$otel" BFF_LISTEN="$BFF_HTTP" JWT_HS256_SECRET="$(jwt_secret)" \
       CAMPAIGN_GRPC_URL="http://$CAMPAIGN_GRPC" TRACKING_GRPC_URL="http://$TRACKING_GRPC" \
       COMMISSION_GRPC_URL="http://$COMMISSION_GRPC" PAYMENT_GRPC_URL="http://$PAYMENT_GRPC" \
       NOTIFICATION_GRPC_URL="http://$NOTIFICATION_GRPC" PULSAR_ADMIN_URL="$PULSAR_ADMIN_URL" \
       PULSAR_TENANT="$PULSAR_TENANT" PULSAR_NAMESPACE="$PULSAR_NAMESPACE"
-    for _ in $(seq 1 300); do curl -sf "http://$BFF_HTTP/health" >/dev/null && break; sleep 0.1; done
-    curl -sf "http://$BFF_HTTP/health" >/dev/null || infra_die "the BFF did not start; see $LOG_DIR/bff.log"
+    wait_http bff "http://$BFF_HTTP/health"
     demo
     rest_demo
     infra_log "platform up in $(($(date +%s) - t0)) s"
     status
+    echo "Trace viewer: http://$TRACE_UI  (service: bff; one trace per request)"
     ;;
   down)
     stop bff
     stop relay
     for entry in "${SERVICES[@]}"; do stop "${entry%%:*}"; done
+    stop trace-viewer
     "$HERE/infra.sh" down
     ;;
   status) status ;;
