@@ -1,5 +1,6 @@
 //! The gRPC clients of the services: one lazily connected channel per service for the life of
-//! the process (HTTP/2 multiplexes every request on it; tonic reconnects when it drops).
+//! the process (HTTP/2 multiplexes every request on it; tonic reconnects when it drops), traced:
+//! each call is a client span whose context the service continues.
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use affiliate_proto::notification::notification_service_client::NotificationServ
 use affiliate_proto::payment::payment_service_client::PaymentServiceClient;
 use affiliate_proto::tracking::tracking_service_client::TrackingServiceClient;
 use anyhow::Context as _;
+use service_runtime::grpc_trace::TracedChannel;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::health_client::HealthClient;
 
@@ -16,11 +18,11 @@ use crate::config::ServiceUrls;
 
 #[derive(Debug, Clone)]
 pub struct Clients {
-    pub campaign: CampaignServiceClient<Channel>,
-    pub tracking: TrackingServiceClient<Channel>,
-    pub commission: CommissionServiceClient<Channel>,
-    pub payment: PaymentServiceClient<Channel>,
-    pub notification: NotificationServiceClient<Channel>,
+    pub campaign: CampaignServiceClient<TracedChannel>,
+    pub tracking: TrackingServiceClient<TracedChannel>,
+    pub commission: CommissionServiceClient<TracedChannel>,
+    pub payment: PaymentServiceClient<TracedChannel>,
+    pub notification: NotificationServiceClient<TracedChannel>,
     /// Health clients by service name, in a fixed order.
     pub health: Vec<(&'static str, HealthClient<Channel>)>,
 }
@@ -51,11 +53,11 @@ impl Clients {
                 ("payment", HealthClient::new(payment.clone())),
                 ("notification", HealthClient::new(notification.clone())),
             ],
-            campaign: CampaignServiceClient::new(campaign),
-            tracking: TrackingServiceClient::new(tracking),
-            commission: CommissionServiceClient::new(commission),
-            payment: PaymentServiceClient::new(payment),
-            notification: NotificationServiceClient::new(notification),
+            campaign: CampaignServiceClient::new(TracedChannel::new(campaign)),
+            tracking: TrackingServiceClient::new(TracedChannel::new(tracking)),
+            commission: CommissionServiceClient::new(TracedChannel::new(commission)),
+            payment: PaymentServiceClient::new(TracedChannel::new(payment)),
+            notification: NotificationServiceClient::new(TracedChannel::new(notification)),
         })
     }
 }

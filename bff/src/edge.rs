@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::middleware::Next;
@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use uuid::Uuid;
 
 use crate::AppState;
@@ -54,25 +55,55 @@ pub async fn ids_and_problems(mut request: Request, next: Next) -> Response {
         request_id,
         correlation_id,
     };
+    // The route's template (`/api/v1/campaigns/{campaignId}`), not the path: one span name and
+    // one metric series per route.
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().clone();
     let span = tracing::info_span!(
-        "request",
-        method = %request.method(),
-        path = %request.uri().path(),
+        "http.server",
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = %route,
+        url.path = %request.uri().path(),
+        http.response.status_code = tracing::field::Empty,
         request_id = %ids.request_id,
         correlation_id = %ids.correlation_id,
         user_id = tracing::field::Empty,
     );
+    let _ = span.set_parent(service_runtime::telemetry::extract_headers(
+        request.headers(),
+    ));
     request.extensions_mut().insert(ids.clone());
     let started = std::time::Instant::now();
     let response = next.run(request).instrument(span.clone()).await;
     let mut response = problem_for_plain_errors(response);
+    let status = response.status().as_u16();
+    span.record("http.response.status_code", status);
     span.in_scope(|| {
         tracing::info!(
-            status = response.status().as_u16(),
+            status,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "request handled"
         );
+        // Clients look their request's trace up by this header.
+        if let Some((traceparent, _)) = service_runtime::telemetry::current_trace_headers()
+            && let Ok(value) = HeaderValue::from_str(&traceparent)
+        {
+            response.headers_mut().insert("traceparent", value);
+        }
     });
+    let labels = [
+        ("method", method.to_string()),
+        ("route", route),
+        ("status", status.to_string()),
+    ];
+    metrics::counter!("http_server_requests_total", &labels).increment(1);
+    metrics::histogram!("http_server_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
     let headers = response.headers_mut();
     for (name, value) in [
         (REQUEST_ID, ids.request_id),

@@ -76,6 +76,7 @@ async fn main() -> anyhow::Result<()> {
             if let Err(e) = &result {
                 tracing::error!(error = format!("{e:#}"), "bff stopped with an error");
             }
+            service_runtime::telemetry::shutdown();
             result
         }
     }

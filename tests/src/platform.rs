@@ -26,15 +26,29 @@ pub struct Platform {
     pub namespace: String,
     pub databases: HashMap<&'static str, TestDatabase>,
     pub grpc: HashMap<&'static str, SocketAddr>,
+    /// Prometheus endpoints by process name, when started with metrics on.
+    pub metrics: HashMap<String, SocketAddr>,
     processes: HashMap<String, Process>,
-    logs: PathBuf,
+    pub logs: PathBuf,
     mode: String,
+    /// Added to every process's environment (e.g. tracing and metrics settings).
+    extra_env: Vec<(&'static str, String)>,
 }
 
 impl Platform {
     /// Starts everything in `mode` (`grpc`, `events` or `hybrid`) and waits until each service
     /// serves gRPC and the relay leads every outbox.
     pub async fn start(test: &str, mode: &str) -> Self {
+        Self::start_with(test, mode, Vec::new()).await
+    }
+
+    /// Like [`Platform::start`], with `extra_env` for every process. With `METRICS_LISTEN`
+    /// among them, each process's metrics address lands in [`Platform::metrics`].
+    pub async fn start_with(
+        test: &str,
+        mode: &str,
+        extra_env: Vec<(&'static str, String)>,
+    ) -> Self {
         let logs = log_dir(test);
         let namespace = fresh_namespace().await;
         let mut databases = HashMap::new();
@@ -45,9 +59,11 @@ impl Platform {
             namespace,
             databases,
             grpc: HashMap::new(),
+            metrics: HashMap::new(),
             processes: HashMap::new(),
             logs,
             mode: mode.to_owned(),
+            extra_env,
         };
         for service in SERVICES.into_iter().chain([NOTIFICATION]) {
             platform.start_service(service);
@@ -57,7 +73,8 @@ impl Platform {
     }
 
     fn common_env(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut env = self.extra_env.clone();
+        env.extend([
             ("PULSAR_URL", pulsar_url()),
             ("PULSAR_TENANT", pulsar_tenant()),
             ("PULSAR_NAMESPACE", self.namespace.clone()),
@@ -65,7 +82,21 @@ impl Platform {
             ("RETRY_MAX_BACKOFF", "500ms".into()),
             ("MAX_REDELIVERIES", "50".into()),
             ("SHUTDOWN_GRACE", "5s".into()),
-        ]
+        ]);
+        env
+    }
+
+    /// Reads the metrics address a process logs first, if metrics are on.
+    fn note_metrics(&mut self, name: &str, process: &mut Process) {
+        if self.extra_env.iter().any(|(k, _)| *k == "METRICS_LISTEN") {
+            let line = process.wait_for_line("metrics endpoint listening", STARTUP);
+            let value: serde_json::Value = serde_json::from_str(&line).expect("log lines are JSON");
+            let addr = value["addr"]
+                .as_str()
+                .and_then(|a| a.parse().ok())
+                .expect("metrics addr");
+            self.metrics.insert(name.to_owned(), addr);
+        }
     }
 
     /// Starts (or restarts) one service process and waits for its gRPC address.
@@ -83,6 +114,7 @@ impl Platform {
         env.push(("SANDBOX_SLOW_DELAY", "3s".into()));
         let name = format!("{service}-service");
         let mut process = Process::start(&name, &binary(&name), &[], &env, &self.logs);
+        self.note_metrics(&name, &mut process);
         let addr = process.wait_for_grpc_addr(STARTUP);
         self.grpc.insert(service, addr);
         self.processes.insert(name, process);
@@ -115,6 +147,7 @@ impl Platform {
         env.push(("RELAY_POLL_INTERVAL", "100ms".into()));
         env.push(("RELAY_STANDBY_INTERVAL", "100ms".into()));
         let mut process = Process::start(name, &binary("relay"), &[], &env, &self.logs);
+        self.note_metrics(name, &mut process);
         for _ in SERVICES {
             process.wait_for_line("leading: publishing this outbox", STARTUP);
         }

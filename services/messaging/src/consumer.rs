@@ -12,6 +12,7 @@ use futures::TryStreamExt as _;
 use pulsar::consumer::{DeadLetterPolicy, InitialPosition, Message};
 use pulsar::{ConsumerOptions, Pulsar, SubType, TokioExecutor};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use service_runtime::status::SubscriptionHandle;
 
@@ -216,20 +217,67 @@ pub async fn run_consumer<H: Handler>(
             }
         };
         let delivery = Delivery::from_message(&message);
-        match handler.handle(&delivery).await {
+        let topic = delivery
+            .topic
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        // Processing continues the trace of whoever wrote the message (the relay's publish span).
+        let span = tracing::info_span!(
+            "pulsar.consume",
+            otel.name = %format!("{topic} process"),
+            otel.kind = "consumer",
+            messaging.system = "pulsar",
+            messaging.destination = %topic,
+            messaging.subscription = %subscription.name,
+            message_id = %delivery.message_id,
+            message_type = delivery.message_type.as_deref().unwrap_or("?"),
+            correlation_id = delivery.correlation_id.as_deref().unwrap_or_default(),
+        );
+        service_runtime::telemetry::set_remote_parent(
+            &span,
+            delivery.traceparent.as_deref(),
+            delivery.tracestate.as_deref(),
+        );
+        let started = std::time::Instant::now();
+        let outcome = handler.handle(&delivery).instrument(span.clone()).await;
+        span.in_scope(|| {
+            tracing::debug!(
+                ok = outcome.is_ok(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "message processed"
+            );
+        });
+        let labels = [
+            ("subscription", subscription.name.clone()),
+            ("topic", topic),
+        ];
+        metrics::histogram!("consumer_processing_seconds", &labels)
+            .record(started.elapsed().as_secs_f64());
+        let count = |outcome: &'static str| {
+            let mut labels = labels.to_vec();
+            labels.push(("outcome", outcome.to_owned()));
+            metrics::counter!("consumer_messages_total", &labels).increment(1);
+        };
+        match outcome {
             Ok(()) => {
                 attempts.remove(&delivery.message_id);
                 consumer.ack(&message).await.context("acknowledge")?;
                 report(SubscriptionHandle::applied);
+                count("applied");
             }
             Err(Failure::Rejected(reason)) => {
-                tracing::warn!(
-                    subscription = %subscription.name,
-                    message_id = %delivery.message_id,
-                    message_type = delivery.message_type.as_deref().unwrap_or("?"),
-                    %reason,
-                    "message rejected"
-                );
+                span.in_scope(|| {
+                    tracing::warn!(
+                        subscription = %subscription.name,
+                        message_id = %delivery.message_id,
+                        message_type = delivery.message_type.as_deref().unwrap_or("?"),
+                        %reason,
+                        "message rejected"
+                    );
+                });
+                count("rejected");
                 attempts.remove(&delivery.message_id);
                 consumer
                     .ack(&message)
@@ -243,14 +291,22 @@ pub async fn run_consumer<H: Handler>(
                 let attempt = attempts.entry(delivery.message_id.clone()).or_insert(0);
                 *attempt += 1;
                 let delay = subscription.backoff(*attempt);
-                tracing::warn!(
-                    subscription = %subscription.name,
-                    message_id = %delivery.message_id,
-                    attempt = *attempt,
-                    retry_in_ms = delay.as_millis() as u64,
-                    error = format!("{error:#}"),
-                    "message failed; will retry"
-                );
+                span.in_scope(|| {
+                    tracing::warn!(
+                        subscription = %subscription.name,
+                        message_id = %delivery.message_id,
+                        attempt = *attempt,
+                        retry_in_ms = delay.as_millis() as u64,
+                        error = format!("{error:#}"),
+                        "message failed; will retry"
+                    );
+                });
+                // After its last redelivery the client moves it to the dead-letter topic.
+                count(if *attempt as usize > subscription.max_redeliveries {
+                    "dead_lettered"
+                } else {
+                    "retried"
+                });
                 tokio::select! {
                     () = shutdown.cancelled() => {}
                     () = tokio::time::sleep(delay) => {}

@@ -26,6 +26,9 @@ pub async fn record(
     .execute(conn)
     .await?
     .rows_affected();
+    if inserted == 0 {
+        metrics::counter!("inbox_duplicates_total", "consumer" => consumer.to_owned()).increment(1);
+    }
     Ok(inserted == 1)
 }
 
@@ -55,6 +58,7 @@ pub async fn reject(
 /// Rejects a message for good, in one transaction: records it in the inbox and, the first time
 /// only, appends `event` (the service's rejection event) to the outbox. Returns the failure the
 /// consumer loop should see: `Rejected` (acknowledge), or `Transient` if recording failed.
+#[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "record_rejection"))]
 pub async fn record_rejection(
     pool: &PgPool,
     consumer: &str,

@@ -132,6 +132,7 @@ impl Application {
                 SERVICE_NAME,
             )
         });
+        let pool = self.host.pool.clone();
         let mut running = self.host.serve(api, &commands, shutdown);
         running.consume("saga feed", feed_subscription, feed)?;
         if mode.consumes_commands() {
@@ -141,7 +142,45 @@ impl Application {
         running.spawn("saga resumer", async move {
             resume_loop(payouts, interval, token).await
         });
+        let token = running.token();
+        running.spawn(
+            "saga metrics",
+            async move { meter_sagas(pool, token).await },
+        );
         running.supervise().await
+    }
+}
+
+/// Every few seconds, how many payouts are in each saga state (`payouts{status}`).
+async fn meter_sagas(pool: sqlx::PgPool, shutdown: CancellationToken) -> anyhow::Result<()> {
+    const STATES: [&str; 7] = [
+        "requested",
+        "processing",
+        "settling",
+        "completed",
+        "releasing",
+        "failed",
+        "rejected",
+    ];
+    loop {
+        match sqlx::query_as::<_, (String, i64)>(
+            "select status, count(*) from payouts group by status",
+        )
+        .fetch_all(&pool)
+        .await
+        {
+            Ok(rows) => {
+                for state in STATES {
+                    let count = rows.iter().find(|(s, _)| s == state).map_or(0, |(_, n)| *n);
+                    metrics::gauge!("payouts", "status" => state).set(count as f64);
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "counting payouts by state failed"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            () = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+        }
     }
 }
 

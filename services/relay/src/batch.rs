@@ -42,6 +42,7 @@ pub enum Outcome {
 ///
 /// There is no cursor: a row that commits late with a lower id than rows already published is
 /// still present, so a later batch picks it up.
+#[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "publish_batch"))]
 pub async fn publish_batch(
     conn: &mut PgConnection,
     publisher: &mut Publisher,

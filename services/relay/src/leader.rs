@@ -44,6 +44,9 @@ impl OutboxRelay {
                 Err(e) => {
                     let delay = backoff.next();
                     tracing::warn!(outbox = %service, error = format!("{e:#}"), retry_in_ms = delay.as_millis() as u64, "relay error");
+                    metrics::counter!("relay_publish_errors_total", "outbox" => service.clone())
+                        .increment(1);
+                    metrics::gauge!("relay_leader", "outbox" => service.clone()).set(0.0);
                     sleep_or_stop(delay, &shutdown).await;
                 }
             }
@@ -77,6 +80,8 @@ impl OutboxRelay {
             }
         }
         tracing::info!(outbox = %service, "leading: publishing this outbox");
+        metrics::gauge!("relay_leader", "outbox" => service.clone()).set(1.0);
+        let mut measured = std::time::Instant::now() - METER_INTERVAL;
 
         let mut listener = PgListener::connect(self.source.expose_url())
             .await
@@ -84,6 +89,10 @@ impl OutboxRelay {
         listener.listen("outbox").await.context("LISTEN outbox")?;
         let mut published_since_log = 0usize;
         while !shutdown.is_cancelled() {
+            if measured.elapsed() >= METER_INTERVAL {
+                measured = std::time::Instant::now();
+                measure_pending(&mut conn, &service).await?;
+            }
             match publish_batch(
                 &mut conn,
                 &mut self.publisher,
@@ -93,10 +102,13 @@ impl OutboxRelay {
             .await?
             {
                 Outcome::Published(n) => {
+                    metrics::histogram!("relay_batch_size", "outbox" => service.clone())
+                        .record(n as f64);
                     published_since_log += n;
                     tracing::debug!(outbox = %service, rows = n, "published batch");
                 }
                 Outcome::Empty => {
+                    measure_pending(&mut conn, &service).await?;
                     if published_since_log > 0 {
                         tracing::info!(outbox = %service, rows = published_since_log, "outbox drained");
                         published_since_log = 0;
@@ -112,9 +124,27 @@ impl OutboxRelay {
             }
         }
         // Closing the session frees the leader lock at once for a standby.
+        metrics::gauge!("relay_leader", "outbox" => service.clone()).set(0.0);
         let _ = conn.close().await;
         Ok(())
     }
+}
+
+/// How often the pending rows are counted while a backlog is being published.
+const METER_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Sets the outbox's pending-row count and the age of its oldest pending row.
+async fn measure_pending(conn: &mut PgConnection, service: &str) -> anyhow::Result<()> {
+    let (pending, oldest): (i64, f64) = sqlx::query_as(
+        "select count(*), coalesce(extract(epoch from now() - min(created_at)), 0)::float8 from outbox",
+    )
+    .fetch_one(conn)
+    .await
+    .context("count pending outbox rows")?;
+    metrics::gauge!("outbox_pending_rows", "outbox" => service.to_owned()).set(pending as f64);
+    metrics::gauge!("outbox_oldest_pending_age_seconds", "outbox" => service.to_owned())
+        .set(oldest);
+    Ok(())
 }
 
 /// Sleeps for `delay` unless `shutdown` comes first; returns whether shutdown came.

@@ -18,5 +18,7 @@ async fn main() -> anyhow::Result<()> {
             return Err(e);
         }
     };
-    app.run_until_stopped(shutdown::on_signal()).await
+    let result = app.run_until_stopped(shutdown::on_signal()).await;
+    telemetry::shutdown();
+    result
 }

@@ -11,6 +11,7 @@ use futures::future::try_join_all;
 use pulsar::producer::{Message, SendFuture};
 use pulsar::{Producer, ProducerOptions, Pulsar, TokioExecutor};
 use service_runtime::config::PulsarArgs;
+use service_runtime::telemetry;
 
 use crate::batch::OutboxRow;
 
@@ -53,10 +54,41 @@ impl Publisher {
 
     async fn send_all(&mut self, rows: &[OutboxRow]) -> anyhow::Result<()> {
         let mut receipts: Vec<SendFuture> = Vec::with_capacity(rows.len());
+        // One span per message, a child of the context the row captured; it ends with the
+        // receipts, and its own context travels in the message properties.
+        let mut spans = Vec::with_capacity(rows.len());
         for row in rows {
+            let span = tracing::info_span!(
+                "pulsar.publish",
+                otel.name = %format!("{} publish", row.topic),
+                otel.kind = "producer",
+                messaging.system = "pulsar",
+                messaging.destination = %row.topic,
+                message_id = %row.message_id,
+                message_type = %row.message_type,
+                correlation_id = %row.correlation_id,
+            );
+            telemetry::set_remote_parent(
+                &span,
+                row.traceparent.as_deref(),
+                row.tracestate.as_deref(),
+            );
+            let mut message = message(row);
+            if let Some((parent, state)) = span.in_scope(telemetry::current_trace_headers) {
+                message
+                    .properties
+                    .insert(properties::TRACEPARENT.to_owned(), parent);
+                match state {
+                    Some(state) => message
+                        .properties
+                        .insert(properties::TRACESTATE.to_owned(), state),
+                    None => message.properties.remove(properties::TRACESTATE),
+                };
+            }
+            spans.push(span);
             let producer = self.producer(&row.topic).await?;
             let receipt = producer
-                .send_non_blocking(message(row))
+                .send_non_blocking(message)
                 .await
                 .with_context(|| format!("send outbox row {} to {}", row.id, row.topic))?;
             receipts.push(receipt);
@@ -64,6 +96,15 @@ impl Publisher {
         try_join_all(receipts)
             .await
             .context("broker refused or lost a message")?;
+        let now = chrono::Utc::now();
+        for row in rows {
+            let latency = (now - row.created_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+            metrics::histogram!("relay_commit_to_publish_seconds", "topic" => row.topic.clone())
+                .record(latency.max(0.0));
+            metrics::counter!("relay_messages_published_total", "topic" => row.topic.clone())
+                .increment(1);
+        }
+        drop(spans);
         Ok(())
     }
 

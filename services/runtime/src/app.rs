@@ -42,6 +42,7 @@ where
     if let Err(e) = &result {
         tracing::error!(error = format!("{e:#}"), "{name} stopped with an error");
     }
+    telemetry::shutdown();
     result
 }
 

@@ -67,6 +67,16 @@ pub struct LogArgs {
     /// Log format: "json" (one JSON object per line) or "text".
     #[arg(long = "log-format", env = "LOG_FORMAT", default_value = "json", value_parser = ["json", "text"])]
     pub format: String,
+    /// OTLP gRPC endpoint to export spans to, e.g. http://127.0.0.1:4317; unset: no export.
+    #[arg(long = "otlp-endpoint", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// The service name spans carry; defaults to the binary's name.
+    #[arg(long = "service-name", env = "OTEL_SERVICE_NAME")]
+    pub service_name: Option<String>,
+    /// Address of the Prometheus `/metrics` endpoint; port 0 picks a free one (logged as
+    /// `metrics endpoint listening`); unset: no endpoint.
+    #[arg(long = "metrics-listen", env = "METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Parses durations written as `250ms`, `5s`, `2m` or a bare number of seconds.

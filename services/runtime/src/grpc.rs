@@ -138,6 +138,7 @@ impl GrpcServer {
         let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
         tracing::info!(addr = %self.local_addr, "gRPC server listening");
         let server = Server::builder()
+            .layer(crate::grpc_trace::ServerTraceLayer)
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, signal);
         tokio::pin!(server);

@@ -8,6 +8,7 @@ pub mod context;
 pub mod db;
 pub mod errors;
 pub mod grpc;
+pub mod grpc_trace;
 pub mod idempotency;
 pub mod money;
 pub mod outbox;

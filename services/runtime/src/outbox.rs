@@ -102,10 +102,14 @@ impl OutboxMessage {
 }
 
 /// Appends `messages` in order (their ids increase in slice order) on the caller's transaction.
+/// With tracing on, each row captures the current trace context (this append's span), so the
+/// relay's publish and every consumer continue the same trace.
+#[tracing::instrument(name = "outbox.append", skip_all, fields(otel.kind = "internal", messages = messages.len()))]
 pub async fn append(conn: &mut PgConnection, messages: &[OutboxMessage]) -> anyhow::Result<()> {
     if messages.is_empty() {
         return Ok(());
     }
+    let current = crate::telemetry::current_trace_headers();
     let mut message_id = Vec::with_capacity(messages.len());
     let mut topic = Vec::with_capacity(messages.len());
     let mut message_type = Vec::with_capacity(messages.len());
@@ -126,8 +130,16 @@ pub async fn append(conn: &mut PgConnection, messages: &[OutboxMessage]) -> anyh
         aggregate_version.push(m.aggregate_version);
         correlation_id.push(m.correlation_id.as_str());
         causation_id.push(m.causation_id.as_deref());
-        traceparent.push(m.traceparent.as_deref());
-        tracestate.push(m.tracestate.as_deref());
+        match &current {
+            Some((parent, state)) => {
+                traceparent.push(Some(parent.as_str()));
+                tracestate.push(state.as_deref());
+            }
+            None => {
+                traceparent.push(m.traceparent.as_deref());
+                tracestate.push(m.tracestate.as_deref());
+            }
+        }
         payload.push(m.payload.as_slice());
     }
     // `with ordinality` keeps the slice order, so ids follow it.

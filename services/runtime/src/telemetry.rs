@@ -1,25 +1,315 @@
-//! Structured logging: JSON lines (or text for humans) through `tracing`, filtered by `RUST_LOG`.
+//! Telemetry of every process: JSON log lines (or text for humans) filtered by `RUST_LOG`,
+//! OpenTelemetry spans exported over OTLP when an endpoint is configured, W3C trace-context and
+//! baggage propagation helpers, and the Prometheus `/metrics` endpoint.
+//!
+//! Inside a span, every JSON log line carries `trace_id` and `span_id` (when tracing is on) and
+//! the fields of the spans around it, such as `correlation_id`.
 
-use tracing_subscriber::EnvFilter;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+use anyhow::Context as _;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator as _};
+use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::Subscriber;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+use tracing_subscriber::fmt::format::{JsonFields, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _};
 
 use crate::config::LogArgs;
 
-/// Installs the global subscriber. Call once, from `main`.
+static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+static METRICS: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Latency buckets (seconds) of every histogram.
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+fn propagator() -> TextMapCompositePropagator {
+    TextMapCompositePropagator::new(vec![
+        Box::new(TraceContextPropagator::new()),
+        Box::new(BaggagePropagator::new()),
+    ])
+}
+
+/// The service name spans carry: configured, or the binary's file name.
+fn service_name(args: &LogArgs) -> String {
+    args.service_name.clone().unwrap_or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "unknown".to_owned())
+    })
+}
+
+/// Installs logging, tracing and metrics. Call once, from `main`, inside the tokio runtime (the
+/// OTLP exporter and the metrics endpoint run on it).
 pub fn init(args: &LogArgs) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(&args.filter)
         .map_err(|e| anyhow::anyhow!("invalid log filter `{}`: {e}", args.filter))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let result = if args.format == "json" {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init()
-    } else {
-        builder.try_init()
+    opentelemetry::global::set_text_map_propagator(propagator());
+    let otel = match &args.otlp_endpoint {
+        Some(endpoint) if !endpoint.trim().is_empty() => {
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint.trim())
+                .build()
+                .with_context(|| format!("build the OTLP exporter for {endpoint}"))?;
+            let resource = Resource::builder()
+                .with_service_name(service_name(args))
+                .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+                .build();
+            let provider = SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_resource(resource)
+                .build();
+            let tracer = provider.tracer("affiliate-platform");
+            opentelemetry::global::set_tracer_provider(provider.clone());
+            let _ = PROVIDER.set(provider);
+            Some(tracing_opentelemetry::layer().with_tracer(tracer))
+        }
+        _ => None,
     };
-    result.map_err(|e| anyhow::anyhow!("install log subscriber: {e}"))
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = if args.format == "json" {
+        fmt.fmt_fields(JsonFields::new())
+            .event_format(JsonWithTrace)
+            .boxed()
+    } else {
+        fmt.boxed()
+    };
+    tracing_subscriber::registry()
+        .with(otel)
+        .with(fmt)
+        .with(filter)
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("install log subscriber: {e}"))?;
+    install_metrics(args.metrics_listen)?;
+    Ok(())
+}
+
+/// Exports the spans still buffered. Call once, at the end of `main`.
+pub fn shutdown() {
+    if let Some(provider) = PROVIDER.get()
+        && let Err(e) = provider.shutdown()
+    {
+        tracing::warn!(error = %e, "flushing spans failed");
+    }
+}
+
+/// Whether spans are exported.
+pub fn tracing_enabled() -> bool {
+    PROVIDER.get().is_some()
+}
+
+/// The W3C `traceparent` and `tracestate` of the current span, if it has a valid context.
+pub fn current_trace_headers() -> Option<(String, Option<String>)> {
+    let cx = tracing::Span::current().context();
+    if !cx.span().span_context().is_valid() {
+        return None;
+    }
+    let mut carrier = HashMap::new();
+    TraceContextPropagator::new().inject_context(&cx, &mut carrier);
+    let traceparent = carrier.remove("traceparent")?;
+    Some((
+        traceparent,
+        carrier.remove("tracestate").filter(|s| !s.is_empty()),
+    ))
+}
+
+/// Makes `span` a child of the remote context in `traceparent` / `tracestate` / `baggage`.
+pub fn set_remote_parent(
+    span: &tracing::Span,
+    traceparent: Option<&str>,
+    tracestate: Option<&str>,
+) {
+    let Some(traceparent) = traceparent else {
+        return;
+    };
+    let mut carrier = HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    if let Some(state) = tracestate {
+        carrier.insert("tracestate".to_owned(), state.to_owned());
+    }
+    let cx = propagator().extract(&carrier);
+    if cx.span().span_context().is_valid() {
+        let _ = span.set_parent(cx);
+    }
+}
+
+/// The remote context carried by HTTP/gRPC headers.
+pub fn extract_headers(headers: &tonic::codegen::http::HeaderMap) -> Context {
+    let carrier: HashMap<String, String> = ["traceparent", "tracestate", "baggage"]
+        .into_iter()
+        .filter_map(|k| {
+            headers
+                .get(k)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| (k.to_owned(), v.to_owned()))
+        })
+        .collect();
+    propagator().extract(&carrier)
+}
+
+/// Writes the current span's context (and `baggage`) into HTTP/gRPC headers.
+pub fn inject_headers(headers: &mut tonic::codegen::http::HeaderMap, baggage: &[(&str, &str)]) {
+    let mut cx = tracing::Span::current().context();
+    if !baggage.is_empty() {
+        use opentelemetry::baggage::BaggageExt as _;
+        cx = cx.with_baggage(
+            baggage
+                .iter()
+                .map(|(k, v)| KeyValue::new(k.to_string(), v.to_string())),
+        );
+    }
+    let mut carrier = HashMap::new();
+    propagator().inject_context(&cx, &mut carrier);
+    for (key, value) in carrier {
+        if let (Ok(name), Ok(value)) = (
+            tonic::codegen::http::HeaderName::from_bytes(key.as_bytes()),
+            tonic::codegen::http::HeaderValue::from_str(&value),
+        ) {
+            headers.insert(name, value);
+        }
+    }
+}
+
+/// The `trace_id` of the current span, if tracing is on (for tests and responses).
+pub fn current_trace_id() -> Option<String> {
+    let cx = tracing::Span::current().context();
+    let span = cx.span();
+    let sc = span.span_context();
+    sc.is_valid().then(|| sc.trace_id().to_string())
+}
+
+fn install_metrics(listen: Option<SocketAddr>) -> anyhow::Result<()> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets(&BUCKETS)
+        .context("configure histogram buckets")?
+        .install_recorder()
+        .context("install the metrics recorder")?;
+    let _ = METRICS.set(handle.clone());
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    if let Some(addr) = listen {
+        let listener = std::net::TcpListener::bind(addr)
+            .with_context(|| format!("bind the metrics endpoint {addr}"))?;
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        tracing::info!(addr = %listener.local_addr()?, "metrics endpoint listening");
+        let app = axum::Router::new().route("/metrics", axum::routing::get(render_metrics));
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "metrics endpoint stopped");
+            }
+        });
+    }
+    Ok(())
+}
+
+/// The Prometheus text exposition of this process's metrics.
+pub async fn render_metrics() -> ([(axum::http::header::HeaderName, &'static str); 1], String) {
+    let body = METRICS
+        .get()
+        .map(PrometheusHandle::render)
+        .unwrap_or_default();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+}
+
+/// JSON lines: timestamp, level, target, the event's fields, the fields of the spans around it
+/// (innermost wins), and `trace_id` / `span_id` of the current span when tracing is on.
+struct JsonWithTrace;
+
+impl<S, N> FormatEvent<S, N> for JsonWithTrace
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        use serde_json::{Map, Value};
+        let mut line = Map::new();
+        line.insert(
+            "timestamp".into(),
+            Value::String(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+        );
+        line.insert("level".into(), event.metadata().level().as_str().into());
+        line.insert("target".into(), event.metadata().target().into());
+        if let Some(scope) = ctx.event_scope() {
+            for span in scope.from_root() {
+                let extensions = span.extensions();
+                if let Some(fields) = extensions.get::<FormattedFields<N>>()
+                    && let Ok(Value::Object(map)) = serde_json::from_str::<Value>(fields)
+                {
+                    line.extend(map);
+                }
+            }
+            if let Some(span) = ctx.lookup_current() {
+                line.insert("span".into(), span.name().into());
+            }
+        }
+        let mut visitor = JsonVisitor(Map::new());
+        event.record(&mut visitor);
+        line.extend(visitor.0);
+        let cx = tracing::Span::current().context();
+        let otel_span = cx.span();
+        let sc = otel_span.span_context();
+        if sc.is_valid() {
+            line.insert("trace_id".into(), sc.trace_id().to_string().into());
+            line.insert("span_id".into(), sc.span_id().to_string().into());
+        }
+        let text = serde_json::to_string(&line).map_err(|_| std::fmt::Error)?;
+        writeln!(writer, "{text}")
+    }
+}
+
+struct JsonVisitor(serde_json::Map<String, serde_json::Value>);
+
+impl tracing::field::Visit for JsonVisitor {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0
+            .insert(field.name().into(), format!("{value:?}").into());
+    }
 }

@@ -38,6 +38,7 @@ impl Campaigns {
     }
 
     /// Creates an active campaign and publishes `campaign.created.v1`.
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "create_campaign"))]
     pub async fn create_campaign(
         &self,
         ctx: &CommandContext,
@@ -84,6 +85,7 @@ impl Campaigns {
     }
 
     /// Attaches a video and publishes `video.added.v1`.
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "add_video"))]
     pub async fn add_video(
         &self,
         ctx: &CommandContext,
@@ -122,6 +124,7 @@ impl Campaigns {
     }
 
     /// Records a creator's acceptance of an active campaign and publishes `campaign.accepted.v1`.
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "accept_campaign"))]
     pub async fn accept_campaign(
         &self,
         ctx: &CommandContext,
@@ -233,6 +236,7 @@ impl Campaigns {
         })
     }
 
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "change_status"))]
     async fn change_status<Req: Message>(
         &self,
         ctx: &CommandContext,

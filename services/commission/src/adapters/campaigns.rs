@@ -39,6 +39,7 @@ fn transient(e: impl Into<anyhow::Error>) -> Failure {
 }
 
 impl Handler for CampaignFeed {
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "handle"))]
     async fn handle(&self, delivery: &Delivery) -> Result<(), Failure> {
         let envelope = CampaignEvent::decode(delivery.payload.as_slice())
             .map_err(|e| Failure::Rejected(format!("not a campaign event envelope: {e}")))?;

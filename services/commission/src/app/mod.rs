@@ -57,6 +57,7 @@ impl Commissions {
 
     /// Computes a purchase's commission and credits the creator, or records why it earns none.
     /// A campaign not known yet is an error to retry, not a rejection.
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "calculate"))]
     pub async fn calculate(
         &self,
         ctx: &CommandContext,
@@ -151,6 +152,7 @@ impl Commissions {
 
     /// Holds `amount` of the creator's available balance for a payout, spread over the oldest
     /// commissions; refused (with an event) if the balance is too small.
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "reserve"))]
     pub async fn reserve(
         &self,
         ctx: &CommandContext,
@@ -270,6 +272,7 @@ impl Commissions {
 
     /// Release (`paid == false`) or settle (`paid == true`) a reservation. Repeating the same end
     /// is answered with the current state and writes nothing; the other end is refused.
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "end_reservation"))]
     async fn end_reservation<Req: Message>(
         &self,
         ctx: &CommandContext,

@@ -51,6 +51,7 @@ impl Notifications {
     /// Applies `event` once for `consumer`: records it in the inbox, keeps the campaign it
     /// carries, and stores the notifications it causes, each with the next sequence of its user,
     /// all in one transaction. An event about a campaign not known yet is `NotYet` (retry).
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "apply"))]
     pub async fn apply(&self, consumer: &str, event: &Incoming) -> Result<Applied, Error> {
         let mut tx = self.pool.begin().await?;
         if !inbox::record(&mut tx, consumer, &event.message_id).await? {
@@ -93,6 +94,7 @@ impl Notifications {
     }
 
     /// Records that `consumer` refused `message_id` (it can never be applied).
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "reject"))]
     pub async fn reject(
         &self,
         consumer: &str,

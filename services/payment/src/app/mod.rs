@@ -55,6 +55,7 @@ impl<P: PaymentProvider> Payouts<P> {
     }
 
     /// Starts a payout: `payout.requested.v1` and `commission.reserve.command.v1`, one transaction.
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "request_payout"))]
     pub async fn request_payout(
         &self,
         ctx: &CommandContext,
@@ -143,6 +144,7 @@ impl<P: PaymentProvider> Payouts<P> {
     /// Applies a step the saga learned from message `message_id`, at most once (inbox), in one
     /// transaction with the messages the new state sends. A step that does not apply to the
     /// payout's state (a duplicate or stale message) changes nothing. Returns the new state.
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "apply_step"))]
     pub async fn apply_step(
         &self,
         ctx: &CommandContext,
@@ -182,6 +184,7 @@ impl<P: PaymentProvider> Payouts<P> {
     /// next messages (settle, or release as compensation) in one transaction. Safe to repeat: the
     /// provider is idempotent by payout id and the state is re-checked under the row lock. The
     /// messages carry the payout's correlation id and name `causation` as their cause.
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "pay"))]
     pub async fn pay(&self, payout_id: Uuid, causation: &str) -> Result<(), Error> {
         let row = {
             let mut conn = self.pool.acquire().await?;

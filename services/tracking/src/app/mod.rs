@@ -38,6 +38,7 @@ impl Tracking {
 
     /// Records a view, click or purchase and publishes `tracking_event.created.v1`; a purchase
     /// also sends `commission.calculate.command.v1`, in the same transaction.
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "create_event"))]
     pub async fn create_event(
         &self,
         ctx: &CommandContext,
@@ -124,6 +125,7 @@ impl Tracking {
     }
 
     /// Records a creator's evidence and publishes `evidence.submitted.v1`.
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "submit_evidence"))]
     pub async fn submit_evidence(
         &self,
         ctx: &CommandContext,
