@@ -170,11 +170,12 @@ token() { # token SUB ROLE: a development token for the local BFF
   JWT_HS256_SECRET="$(jwt_secret)" "$BIN_DIR/bff" token --sub "$1" --role "$2"
 }
 
-rest() { # rest METHOD PATH TOKEN [JSON]: curl through the BFF, printed like a user would type it
+rest() { # rest METHOD PATH TOKEN [JSON [curl options]]: curl through the BFF, printed like a user would type it
   local method=$1 path=$2 tok=$3 body=${4:-}
+  shift 4 2>/dev/null || shift $#
   echo "\$ curl -X $method http://$BFF_HTTP$path -H 'Authorization: Bearer \$TOKEN'${body:+ -H 'Content-Type: application/json' -d '$body'}" >&2
   curl -sS -X "$method" "http://$BFF_HTTP$path" -H "Authorization: Bearer $tok" \
-    ${body:+-H 'Content-Type: application/json' -d "$body"}
+    ${body:+-H 'Content-Type: application/json' -d "$body"} "$@"
 }
 
 rest_demo() {
@@ -188,8 +189,11 @@ rest_demo() {
     '{"name":"REST demo","commissionRateBps":1000,"budget":{"amountMinor":"100000","currency":"USD"}}' | json_get id)
   echo "campaign $campaign"
   rest POST "/api/v1/creators/$creator/acceptances" "$cre" "{\"campaignId\":\"$campaign\",\"acceptedTerms\":true}" >/dev/null
+  local headers="$STATE_DIR/demo-headers.txt" trace
   rest POST /api/v1/tracking-events "$adv" \
-    "{\"campaignId\":\"$campaign\",\"creatorId\":\"$creator\",\"kind\":\"TRACKING_EVENT_KIND_PURCHASE\",\"amount\":{\"amountMinor\":\"5000\",\"currency\":\"USD\"}}" >/dev/null
+    "{\"campaignId\":\"$campaign\",\"creatorId\":\"$creator\",\"kind\":\"TRACKING_EVENT_KIND_PURCHASE\",\"amount\":{\"amountMinor\":\"5000\",\"currency\":\"USD\"}}" \
+    -D "$headers" >/dev/null
+  trace=$(awk -F- 'tolower($0) ~ /^traceparent:/ {print $2}' "$headers")
   for _ in $(seq 1 300); do
     balance=$(curl -sS "http://$BFF_HTTP/api/v1/creators/$creator/balance?currency=USD" -H "Authorization: Bearer $cre" | json_get availableMinor)
     [[ -n "$balance" && "$balance" != 0 ]] && break
@@ -214,6 +218,9 @@ rest_demo() {
   rest GET /api/v1/notifications "$cre" | python3 -c 'import json,sys
 for n in json.load(sys.stdin)["notifications"]: print("  #" + n["sequence"], n["title"], "-", n["body"])'
   echo "API docs: http://$BFF_HTTP/docs   OpenAPI: http://$BFF_HTTP/openapi.json"
+  echo "the purchase as one trace (BFF → tracking → relay → Pulsar → commission → relay → payment, notification):"
+  echo "  http://$TRACE_UI/trace/$trace"
+  echo "metrics: http://$BFF_HTTP/metrics, relay http://127.0.0.1:9100/metrics, services http://127.0.0.1:9101..9105/metrics"
   echo "a token: JWT_HS256_SECRET=\$(cat $JWT_SECRET_FILE) $BIN_DIR/bff token --sub <uuid> --role advertiser|creator|admin"
 }
 
@@ -249,12 +256,14 @@ case "${1:-}" in
     outboxes=""
     for entry in "${SERVICES[@]}"; do
       name=${entry%%:*} addr=${entry#*:} db=${name%-service}
-      start "$name" "$name" "$otel" MODE="$SERVICE_MODE" DATABASE_URL="$PG_URL_BASE/$db" GRPC_LISTEN="$addr" \
+      # Prometheus: /metrics on 9101.. for the services (gRPC port - 50051 + 9101), 9100 for the relay
+      start "$name" "$name" "$otel" METRICS_LISTEN="127.0.0.1:$((${addr##*:} - 50051 + 9101))" \
+        MODE="$SERVICE_MODE" DATABASE_URL="$PG_URL_BASE/$db" GRPC_LISTEN="$addr" \
         PULSAR_URL="$PULSAR_URL" PULSAR_TENANT="$PULSAR_TENANT" PULSAR_NAMESPACE="$PULSAR_NAMESPACE"
       [[ "$db" == notification ]] || outboxes+="${outboxes:+,}$db=$PG_URL_BASE/$db"
     done
     for entry in "${SERVICES[@]}"; do wait_grpc "${entry%%:*}" "${entry#*:}"; done
-    start relay relay "$otel" RELAY_OUTBOXES="$outboxes" PULSAR_URL="$PULSAR_URL" \
+    start relay relay "$otel" METRICS_LISTEN=127.0.0.1:9100 RELAY_OUTBOXES="$outboxes" PULSAR_URL="$PULSAR_URL" \
       PULSAR_TENANT="$PULSAR_TENANT" PULSAR_NAMESPACE="$PULSAR_NAMESPACE"
     start bff "bff serve" "$otel" BFF_LISTEN="$BFF_HTTP" JWT_HS256_SECRET="$(jwt_secret)" \
       CAMPAIGN_GRPC_URL="http://$CAMPAIGN_GRPC" TRACKING_GRPC_URL="http://$TRACKING_GRPC" \

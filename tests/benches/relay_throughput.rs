@@ -2,6 +2,10 @@
 //! Pulsar: a bare pipelined Pulsar producer sending the same messages, and raw PostgreSQL inserts
 //! beside the outbox appends the services make.
 //!
+//! Then the relay's drain again with tracing on (spans exported over OTLP to an in-process trace
+//! viewer, each message's publish span the child of the trace context its row captured) against
+//! the first drain, with tracing off.
+//!
 //! `cargo bench -p e2e --bench relay_throughput` (infrastructure up: `deploy/local/infra.sh up`).
 //! `BENCH_MESSAGES` (default 20000) and `BENCH_PAYLOAD` bytes (default 300) size the run.
 
@@ -177,6 +181,72 @@ async fn main() {
     let relay = started.elapsed();
     assert_eq!(published, n);
 
+    // The same drain with tracing on: rows carrying a trace context, exported to a real viewer.
+    let viewer = trace_viewer::Application::build(
+        <trace_viewer::Config as clap::Parser>::try_parse_from([
+            "trace-viewer",
+            "--otlp-listen",
+            "127.0.0.1:0",
+            "--ui-listen",
+            "127.0.0.1:0",
+        ])
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let otlp = format!("http://{}", viewer.otlp_addr());
+    let ui = format!("http://{}", viewer.ui_addr());
+    tokio::spawn(viewer.run_until_stopped(tokio_util::sync::CancellationToken::new()));
+    service_runtime::telemetry::init(&service_runtime::config::LogArgs {
+        filter: "warn,relay=info".into(),
+        format: "json".into(),
+        otlp_endpoint: Some(otlp),
+        service_name: Some("relay-bench".into()),
+        metrics_listen: None,
+    })
+    .unwrap();
+    let traced_rows: Vec<OutboxMessage> = (0..n)
+        .map(|i| {
+            let mut m = outbox_message(&relay_topic, payload_len, i);
+            m.traceparent = Some(format!(
+                "00-{:032x}-{:016x}-01",
+                i as u128 + 1,
+                i as u64 + 1
+            ));
+            m
+        })
+        .collect();
+    let mut tx = db.pool.begin().await.unwrap();
+    for chunk in traced_rows.chunks(1000) {
+        append(&mut tx, chunk).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let mut traced_published = 0;
+    let mut started = Instant::now();
+    let mut first = true;
+    while let Outcome::Published(k) =
+        publish_batch(&mut conn, &mut publisher, BATCH, Duration::from_secs(60))
+            .await
+            .unwrap()
+    {
+        if first {
+            started = Instant::now(); // the first batch is untimed here too
+            first = false;
+        } else {
+            traced_published += k;
+        }
+    }
+    let traced = started.elapsed();
+    assert_eq!(traced_published, n - BATCH as usize);
+    service_runtime::telemetry::shutdown();
+    let exported: serde_json::Value = reqwest::get(format!("{ui}/api/traces/{:032x}", n as u128))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let exported_spans = exported["data"][0]["spans"].as_array().map_or(0, Vec::len);
+
     let timed = n - BATCH as usize;
     println!(
         "relay throughput: {n} messages of {payload_len} B payload, batches of {BATCH} (first batch untimed), {WRITERS} writers"
@@ -191,6 +261,12 @@ async fn main() {
         rate(timed, relay),
         relay.as_secs_f64(),
         100.0 * bare.as_secs_f64() / relay.as_secs_f64()
+    );
+    println!(
+        "  relay publish_batch, tracing on (OTLP)    {:>9.0} msg/s  ({:.2} s, {:.0} % of tracing off; last message's trace in the viewer: {exported_spans} span)",
+        rate(timed, traced),
+        traced.as_secs_f64(),
+        100.0 * relay.as_secs_f64() / traced.as_secs_f64()
     );
     println!(
         "  raw PostgreSQL insert, 1 row per tx       {:>9.0} rows/s ({:.2} s)",
