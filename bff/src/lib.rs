@@ -112,10 +112,6 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
     let timeout = TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, edge.request_timeout);
     let body_limit = DefaultBodyLimit::max(edge.max_body_bytes);
     let mut app = routes::api()
-        .route(
-            "/metrics",
-            axum::routing::get(service_runtime::telemetry::render_metrics),
-        )
         .merge(openapi::docs())
         .with_state(state)
         .layer(body_limit)

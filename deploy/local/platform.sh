@@ -220,7 +220,7 @@ for n in json.load(sys.stdin)["notifications"]: print("  #" + n["sequence"], n["
   echo "API docs: http://$BFF_HTTP/docs   OpenAPI: http://$BFF_HTTP/openapi.json"
   echo "the purchase as one trace (BFF → tracking → relay → Pulsar → commission → relay → payment, notification):"
   echo "  http://$TRACE_UI/trace/$trace"
-  echo "metrics: http://$BFF_HTTP/metrics, relay http://127.0.0.1:9100/metrics, services http://127.0.0.1:9101..9105/metrics"
+  echo "metrics: relay http://127.0.0.1:9100/metrics, services http://127.0.0.1:9101..9105/metrics, bff http://127.0.0.1:9106/metrics"
   echo "a token: JWT_HS256_SECRET=\$(cat $JWT_SECRET_FILE) $BIN_DIR/bff token --sub <uuid> --role advertiser|creator|admin"
 }
 
@@ -265,7 +265,7 @@ case "${1:-}" in
     for entry in "${SERVICES[@]}"; do wait_grpc "${entry%%:*}" "${entry#*:}"; done
     start relay relay "$otel" METRICS_LISTEN=127.0.0.1:9100 RELAY_OUTBOXES="$outboxes" PULSAR_URL="$PULSAR_URL" \
       PULSAR_TENANT="$PULSAR_TENANT" PULSAR_NAMESPACE="$PULSAR_NAMESPACE"
-    start bff "bff serve" "$otel" BFF_LISTEN="$BFF_HTTP" JWT_HS256_SECRET="$(jwt_secret)" \
+    start bff "bff serve" "$otel" METRICS_LISTEN=127.0.0.1:9106 BFF_LISTEN="$BFF_HTTP" JWT_HS256_SECRET="$(jwt_secret)" \
       CAMPAIGN_GRPC_URL="http://$CAMPAIGN_GRPC" TRACKING_GRPC_URL="http://$TRACKING_GRPC" \
       COMMISSION_GRPC_URL="http://$COMMISSION_GRPC" PAYMENT_GRPC_URL="http://$PAYMENT_GRPC" \
       NOTIFICATION_GRPC_URL="http://$NOTIFICATION_GRPC" PULSAR_ADMIN_URL="$PULSAR_ADMIN_URL" \

@@ -25,6 +25,8 @@ pub const AUDIENCE: &str = "affiliate-bff";
 /// A running BFF process.
 pub struct Edge {
     pub url: String,
+    /// The `/metrics` address, when started with `METRICS_LISTEN`.
+    pub metrics: Option<String>,
     pub process: Process,
     client: reqwest::Client,
 }
@@ -91,6 +93,11 @@ impl Edge {
             &env,
             &log_dir(test),
         );
+        let metrics = env.iter().any(|(k, _)| *k == "METRICS_LISTEN").then(|| {
+            let line = process.wait_for_line("metrics endpoint listening", Duration::from_secs(30));
+            let value: Value = serde_json::from_str(&line).expect("log lines are JSON");
+            value["addr"].as_str().expect("metrics addr").to_owned()
+        });
         let line = process.wait_for_line("bff started", Duration::from_secs(30));
         let value: Value = serde_json::from_str(&line).expect("log lines are JSON");
         let addr = value["http"]
@@ -98,6 +105,7 @@ impl Edge {
             .expect("the started line names the address");
         Self {
             url: format!("http://{addr}"),
+            metrics,
             process,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))

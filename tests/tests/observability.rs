@@ -397,13 +397,17 @@ async fn a_purchase_and_a_payout_are_each_one_trace_across_services_and_pulsar()
             "{topic} consumed by {subscription} vs published"
         );
     }
-    let bff_metrics = reqwest::get(format!("{}/metrics", edge.url))
+    let bff_metrics = reqwest::get(format!("http://{}/metrics", edge.metrics.as_ref().unwrap()))
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
-    assert!(bff_metrics.contains("http_server_requests_total{method=\"POST\",route=\"/api/v1/tracking-events\",status=\"201\"}"));
+    assert!(
+        bff_metrics.contains("http_server_requests_total{method=\"POST\",route=\"/api/v1/tracking-events\",status=\"201\"}"),
+        "{}",
+        bff_metrics.lines().filter(|l| l.starts_with("http_server_requests_total")).collect::<Vec<_>>().join("\n")
+    );
     assert!(bff_metrics.contains("grpc_client_requests_total"));
     let payment = scrape(&platform.metrics["payment-service"].to_string()).await;
     assert_eq!(

@@ -48,6 +48,29 @@ fn header<'a, B>(request: &'a http::Request<B>, name: &str) -> &'a str {
         .unwrap_or_default()
 }
 
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    Server,
+    Client,
+}
+
+/// Ends a call: its status on the span, one count and one duration by method and status.
+fn finish(side: Side, span: &tracing::Span, method: String, code: &str, started: Instant) {
+    span.record("rpc.grpc.status_code", code);
+    let labels = [("method", method), ("code", code.to_owned())];
+    let seconds = started.elapsed().as_secs_f64();
+    match side {
+        Side::Server => {
+            metrics::counter!("grpc_server_requests_total", &labels).increment(1);
+            metrics::histogram!("grpc_server_request_duration_seconds", &labels).record(seconds);
+        }
+        Side::Client => {
+            metrics::counter!("grpc_client_requests_total", &labels).increment(1);
+            metrics::histogram!("grpc_client_request_duration_seconds", &labels).record(seconds);
+        }
+    }
+}
+
 /// Server middleware: one span and one measurement per call.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ServerTraceLayer;
@@ -101,11 +124,7 @@ where
         Box::pin(async move {
             let result = inner.call(request).instrument(span.clone()).await;
             let code = result.as_ref().map_or("UNKNOWN", status_of);
-            span.record("rpc.grpc.status_code", code);
-            let labels = [("method", path), ("code", code.to_owned())];
-            metrics::counter!("grpc_server_requests_total", &labels).increment(1);
-            metrics::histogram!("grpc_server_request_duration_seconds", &labels)
-                .record(started.elapsed().as_secs_f64());
+            finish(Side::Server, &span, path, code, started);
             result
         })
     }
@@ -161,11 +180,7 @@ impl Service<http::Request<tonic::body::Body>> for TracedChannel {
         Box::pin(async move {
             let result = inner.call(request).instrument(span.clone()).await;
             let code = result.as_ref().map_or("UNAVAILABLE", status_of);
-            span.record("rpc.grpc.status_code", code);
-            let labels = [("method", path), ("code", code.to_owned())];
-            metrics::counter!("grpc_client_requests_total", &labels).increment(1);
-            metrics::histogram!("grpc_client_request_duration_seconds", &labels)
-                .record(started.elapsed().as_secs_f64());
+            finish(Side::Client, &span, path, code, started);
             result
         })
     }

@@ -225,7 +225,7 @@ fn install_metrics(listen: Option<SocketAddr>) -> anyhow::Result<()> {
 }
 
 /// The Prometheus text exposition of this process's metrics.
-pub async fn render_metrics() -> ([(axum::http::header::HeaderName, &'static str); 1], String) {
+async fn render_metrics() -> ([(axum::http::header::HeaderName, &'static str); 1], String) {
     let body = METRICS
         .get()
         .map(PrometheusHandle::render)
