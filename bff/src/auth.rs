@@ -20,8 +20,6 @@ use crate::config::AuthArgs;
 
 /// The shortest HS256 secret accepted (RFC 7518 §3.2: at least the hash size).
 pub const MIN_SECRET_BYTES: usize = 32;
-/// A JWKS URL is fetched again for an unknown key id at most this often.
-const JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 
 /// What a caller may do: advertisers own campaigns, creators act for themselves, admins do all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -113,6 +111,7 @@ enum Keys {
         set: RwLock<JwkSet>,
         url: Option<String>,
         last_fetch: Mutex<Instant>,
+        refresh_interval: Duration,
     },
 }
 
@@ -155,12 +154,14 @@ impl Verifier {
                     set: RwLock::new(parse_jwks(&text)?),
                     url: None,
                     last_fetch: Mutex::new(Instant::now()),
+                    refresh_interval: args.jwks_refresh_interval,
                 }
             }
             (None, None, Some(url)) => Keys::Jwks {
                 set: RwLock::new(fetch_jwks(url).await?),
                 url: Some(url.clone()),
                 last_fetch: Mutex::new(Instant::now()),
+                refresh_interval: args.jwks_refresh_interval,
             },
             _ => anyhow::bail!(
                 "configure exactly one token key source: JWT_HS256_SECRET (development), JWT_JWKS_FILE or JWT_JWKS_URL"
@@ -188,6 +189,7 @@ impl Verifier {
                 set,
                 url,
                 last_fetch,
+                refresh_interval,
             } => {
                 if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
                     return Err(AuthError::Algorithm);
@@ -198,7 +200,7 @@ impl Verifier {
                     (None, Some(url)) => {
                         // Keys rotate: fetch the set again, but not more often than the interval.
                         let mut last = last_fetch.lock().await;
-                        if last.elapsed() >= JWKS_REFRESH_INTERVAL {
+                        if last.elapsed() >= *refresh_interval {
                             *last = Instant::now();
                             match fetch_jwks(url).await {
                                 Ok(fresh) => *set.write().await = fresh,

@@ -86,6 +86,9 @@ pub struct AuthArgs {
     /// A JWKS URL (fetched at start, and again when a token names an unknown key id).
     #[arg(long, env = "JWT_JWKS_URL")]
     pub jwks_url: Option<String>,
+    /// A JWKS URL is fetched again for a token naming an unknown key id at most this often.
+    #[arg(long, env = "JWT_JWKS_REFRESH_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub jwks_refresh_interval: Duration,
     /// Clock skew tolerated on `exp` and `nbf`.
     #[arg(long, env = "JWT_LEEWAY", default_value = "30s", value_parser = parse_duration)]
     pub leeway: Duration,

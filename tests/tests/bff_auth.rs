@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -589,33 +590,62 @@ async fn production_keys(platform: &Platform) {
         assert_eq!(ok(token).await, 401, "{case}");
     }
 
-    // The same keys fetched from a JWKS URL.
-    let url = serve_once_per_request(jwks).await;
-    let by_url = Edge::start(platform, "bff_auth", &[("JWT_JWKS_URL", url)]);
-    let token = sign(Algorithm::ES256, Some("test-es256"), &es);
+    // Keys fetched from a JWKS URL, and rotated: at first only the ES256 key is published; a
+    // token signed with the RS256 key is refused until the set holds it, then accepted (the BFF
+    // fetches the set again when a token names a key id it does not know).
+    let mut only_es: Value = serde_json::from_str(&jwks).unwrap();
+    only_es["keys"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|k| k["kid"] == "test-es256");
+    let served = Arc::new(Mutex::new(only_es.to_string()));
+    let url = serve_json(served.clone()).await;
+    let by_url = Edge::start(
+        platform,
+        "bff_auth",
+        &[
+            ("JWT_JWKS_URL", url),
+            ("JWT_JWKS_REFRESH_INTERVAL", "0s".into()),
+        ],
+    );
+    let status = |token: String| {
+        let by_url = &by_url;
+        async move {
+            by_url
+                .status(Method::GET, "/api/v1/campaigns", Some(&token), None)
+                .await
+        }
+    };
     assert_eq!(
-        by_url
-            .status(Method::GET, "/api/v1/campaigns", Some(&token), None)
-            .await,
+        status(sign(Algorithm::ES256, Some("test-es256"), &es)).await,
         200
     );
-    let confused = sign(Algorithm::HS256, Some("test-rs256"), &confusion);
     assert_eq!(
-        by_url
-            .status(Method::GET, "/api/v1/campaigns", Some(&confused), None)
-            .await,
+        status(sign(Algorithm::HS256, Some("test-rs256"), &confusion)).await,
         401
+    );
+    assert_eq!(
+        status(sign(Algorithm::RS256, Some("test-rs256"), &rs)).await,
+        401,
+        "not published yet"
+    );
+    *served.lock().unwrap() = jwks;
+    assert_eq!(
+        status(sign(Algorithm::RS256, Some("test-rs256"), &rs)).await,
+        200,
+        "rotated in"
     );
 }
 
-/// A minimal HTTP server on a free loopback port answering every request with `body` (JSON).
-async fn serve_once_per_request(body: String) -> String {
+/// A minimal HTTP server on a free loopback port answering every request with the JSON in `body`
+/// (which the test may change).
+async fn serve_json(body: Arc<Mutex<String>>) -> String {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((mut socket, _)) = listener.accept().await {
-            let body = body.clone();
+            let body = body.lock().unwrap().clone();
             tokio::spawn(async move {
                 let mut request = vec![0_u8; 4096];
                 let _ = socket.read(&mut request).await;

@@ -305,7 +305,7 @@ pub fn derive(fact: &Fact, known: Option<&Campaign>) -> Result<Vec<Draft>, Unkno
                     Kind::PayoutRejected,
                     "Payout rejected",
                     format!(
-                        "Your payout request of {amount} was rejected{because}: it is more than your available balance. Nothing was reserved."
+                        "Your payout request of {amount} was rejected{because}. Nothing was reserved."
                     ),
                 ),
             };
