@@ -35,7 +35,15 @@ fn schemathesis() -> String {
 async fn schemathesis_finds_no_server_error_and_no_response_outside_the_document() {
     let bin = schemathesis();
     let platform = Platform::start("bff_fuzz", "hybrid").await;
-    let edge = Edge::start(&platform, "bff_fuzz", &[]);
+    // Generous limits: a slow answer on a busy machine is not what this test looks for.
+    let edge = Edge::start(
+        &platform,
+        "bff_fuzz",
+        &[
+            ("REQUEST_TIMEOUT", "60s".into()),
+            ("GRPC_DEADLINE", "50s".into()),
+        ],
+    );
     let admin = Edge::token(Uuid::new_v4(), Role::Admin);
     // Something to find, so generated ids sometimes hit real rows.
     let advertiser = Uuid::new_v4();
@@ -65,7 +73,7 @@ async fn schemathesis_finds_no_server_error_and_no_response_outside_the_document
                 .args(["--exclude-path", "/api/v1/notifications/stream"])
                 .args(["--phases", "examples,coverage,fuzzing"])
                 .args(["--max-examples", &examples, "--seed", &seed, "--workers", "2"])
-                .args(["--request-timeout", "20", "--suppress-health-check", "too_slow"])
+                .args(["--request-timeout", "60", "--suppress-health-check", "too_slow"])
                 .args(["--report", "junit", "--report-dir"])
                 .arg(&reports)
                 .current_dir(&reports) // its example database goes there, not into the source tree

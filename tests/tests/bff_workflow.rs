@@ -90,7 +90,7 @@ async fn every_journey_runs_over_rest_and_notifications_arrive_live_in_order() {
     let edge = Edge::start(
         &platform,
         "bff_workflow",
-        &[("REQUEST_TIMEOUT", "3s".into())],
+        &[("REQUEST_TIMEOUT", "5s".into())],
     );
     let opened = std::time::Instant::now();
     let advertiser = Uuid::new_v4();
@@ -289,7 +289,7 @@ async fn every_journey_runs_over_rest_and_notifications_arrive_live_in_order() {
     );
 
     // Past the request timeout: what the stream delivers from here on proves it outlives it.
-    tokio::time::sleep_until((opened + Duration::from_millis(3500)).into()).await;
+    tokio::time::sleep_until((opened + Duration::from_millis(5500)).into()).await;
 
     // A payout that completes: the saga reserves, pays and settles.
     let payouts = format!("/api/v1/creators/{creator}/payouts");

@@ -409,12 +409,12 @@ async fn a_purchase_and_a_payout_are_each_one_trace_across_services_and_pulsar()
         bff_metrics.lines().filter(|l| l.starts_with("http_server_requests_total")).collect::<Vec<_>>().join("\n")
     );
     assert!(bff_metrics.contains("grpc_client_requests_total"));
-    let payment = scrape(&platform.metrics["payment-service"].to_string()).await;
-    assert_eq!(
-        payment.get("payouts{status=\"completed\"}"),
-        Some(&1.0),
-        "saga states"
-    );
+    // The saga-state gauge is refreshed every 2 s.
+    let payment = platform.metrics["payment-service"].to_string();
+    eventually(WAIT, "payouts{status=completed} = 1", || async {
+        (scrape(&payment).await.get("payouts{status=\"completed\"}") == Some(&1.0)).then_some(())
+    })
+    .await;
 
     // Logs: the commission service processed the calculate command in the purchase's trace.
     let log = std::fs::read_to_string(platform.logs.join("commission-service.log")).unwrap();
