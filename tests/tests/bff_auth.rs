@@ -104,7 +104,7 @@ impl Route {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_valid_tokens_of_the_right_user_and_role_succeed_on_every_route() {
-    let platform = Platform::start("bff_auth", "hybrid").await;
+    let mut platform = Platform::start("bff_auth", "hybrid").await;
     let edge = Edge::start(
         &platform,
         "bff_auth",
@@ -399,6 +399,36 @@ async fn only_valid_tokens_of_the_right_user_and_role_succeed_on_every_route() {
     edge_behaviour(&edge, &a).await;
     production_keys(&platform).await;
     rate_limit(&platform).await;
+
+    // A service that is down: its routes answer 503 problem+json with nothing internal in it, the
+    // others keep working, and the services' health says which one is down.
+    platform.kill("campaign-service");
+    let down = edge.get("/api/v1/campaigns", &a).await;
+    assert_eq!(down.status, 503, "{}", down.text);
+    assert_eq!(
+        down.header("content-type"),
+        Some("application/problem+json")
+    );
+    assert_eq!(down.body["code"], "UNAVAILABLE");
+    assert_eq!(
+        down.body["detail"],
+        "the campaign service is unavailable; retry later"
+    );
+    edge.get(&balance_path, &c1).await.expect(200);
+    let health = edge.call(Method::GET, "/health/services", None, None).await;
+    assert_eq!(health.status, 503, "{}", health.text);
+    assert_eq!(health.body["status"], "DEGRADED");
+    let campaign_health = health.body["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "campaign")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        campaign_health["status"], "UNREACHABLE",
+        "{campaign_health}"
+    );
 }
 
 /// Bad requests get 4xx problem+json; ids are echoed; CORS follows its configuration.
