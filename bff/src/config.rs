@@ -103,6 +103,13 @@ pub struct EdgeArgs {
     /// Requests each user may make in a burst above the sustained rate.
     #[arg(long, env = "RATE_LIMIT_BURST", default_value_t = 60)]
     pub rate_burst: u32,
+    /// Requests with a missing or refused token each client address may make per second
+    /// (sustained); over it, 429 instead of 401.
+    #[arg(long, env = "RATE_LIMIT_REFUSED_PER_SECOND", default_value_t = 5)]
+    pub refused_per_second: u32,
+    /// Burst of requests with a missing or refused token per client address.
+    #[arg(long, env = "RATE_LIMIT_REFUSED_BURST", default_value_t = 30)]
+    pub refused_burst: u32,
     /// Origins allowed to call the API from a browser, comma-separated; `*` for any; empty for
     /// none (no CORS headers).
     #[arg(

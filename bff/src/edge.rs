@@ -149,13 +149,14 @@ fn problem_for_plain_errors(response: Response) -> Response {
     replaced
 }
 
-/// Per-user rate limiting (a token bucket per user id).
+/// Rate limiting with a token bucket per key: per user id for authenticated callers, per client
+/// IP address for requests whose token is refused (token guessing).
 #[derive(Clone)]
-pub struct RateLimiter {
-    limiter: Arc<DefaultKeyedRateLimiter<Uuid>>,
+pub struct RateLimiter<K: Clone + Eq + std::hash::Hash = Uuid> {
+    limiter: Arc<DefaultKeyedRateLimiter<K>>,
 }
 
-impl RateLimiter {
+impl<K: Clone + Eq + std::hash::Hash> RateLimiter<K> {
     pub fn new(per_second: u32, burst: u32) -> Self {
         let per_second =
             std::num::NonZeroU32::new(per_second.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
@@ -166,9 +167,9 @@ impl RateLimiter {
         }
     }
 
-    /// `Err(seconds to wait)` when `user` is over its limit.
-    pub fn check(&self, user: Uuid) -> Result<(), u64> {
-        self.limiter.check_key(&user).map_err(|not_until| {
+    /// `Err(seconds to wait)` when `key` is over its limit.
+    pub fn check(&self, key: K) -> Result<(), u64> {
+        self.limiter.check_key(&key).map_err(|not_until| {
             let wait: Duration = not_until.wait_time_from(DefaultClock::default().now());
             wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
         })
@@ -270,8 +271,27 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
-        let token = bearer(&parts.headers).ok_or(crate::auth::AuthError::Missing)?;
-        let principal = state.verifier.verify(token).await?;
+        let verified = match bearer(&parts.headers) {
+            Some(token) => state.verifier.verify(token).await,
+            None => Err(crate::auth::AuthError::Missing),
+        };
+        let principal = match verified {
+            Ok(principal) => principal,
+            Err(error) => {
+                // Refused tokens count against the client's address: guessing is rate limited.
+                let ip = parts
+                    .extensions
+                    .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                    .map(|c| c.0.ip());
+                if let Some(ip) = ip {
+                    state
+                        .refused
+                        .check(ip)
+                        .map_err(Problem::too_many_requests)?;
+                }
+                return Err(error.into());
+            }
+        };
         tracing::Span::current().record("user_id", tracing::field::display(principal.id));
         state
             .limiter

@@ -36,6 +36,8 @@ pub struct AppState {
     pub clients: Clients,
     pub verifier: Verifier,
     pub limiter: RateLimiter,
+    /// Buckets per client address for requests whose token is refused.
+    pub refused: RateLimiter<std::net::IpAddr>,
     /// Deadline of each unary gRPC call.
     pub deadline: Duration,
     pub config: Arc<Config>,
@@ -47,6 +49,7 @@ pub struct Bff {
     listener: tokio::net::TcpListener,
     router: Router,
     limiter: RateLimiter,
+    refused: RateLimiter<std::net::IpAddr>,
 }
 
 impl Bff {
@@ -54,6 +57,7 @@ impl Bff {
         let verifier = Verifier::from_args(&config.auth).await?;
         let clients = Clients::connect_lazy(&config.services)?;
         let limiter = RateLimiter::new(config.edge.rate_per_second, config.edge.rate_burst);
+        let refused = RateLimiter::new(config.edge.refused_per_second, config.edge.refused_burst);
         let http = reqwest::Client::builder()
             .timeout(config.services.deadline)
             .build()
@@ -65,6 +69,7 @@ impl Bff {
             clients,
             verifier,
             limiter: limiter.clone(),
+            refused: refused.clone(),
             deadline: config.services.deadline,
             config: Arc::new(config),
             http,
@@ -73,6 +78,7 @@ impl Bff {
             router: router(state)?,
             listener,
             limiter,
+            refused,
         })
     }
 
@@ -82,13 +88,16 @@ impl Bff {
 
     /// Serves until `shutdown`; in-flight requests finish (streams are cut).
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let limiter = self.limiter.clone();
+        let (limiter, refused) = (self.limiter.clone(), self.refused.clone());
         let sweeper_stop = shutdown.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tokio::select! {
-                    _ = tick.tick() => limiter.forget_idle(),
+                    _ = tick.tick() => {
+                        limiter.forget_idle();
+                        refused.forget_idle();
+                    }
                     () = sweeper_stop.cancelled() => break,
                 }
             }

@@ -76,6 +76,8 @@ impl Edge {
             ("PULSAR_NAMESPACE", platform.namespace.clone()),
             ("RATE_LIMIT_PER_SECOND", "1000".into()),
             ("RATE_LIMIT_BURST", "1000".into()),
+            ("RATE_LIMIT_REFUSED_PER_SECOND", "1000".into()),
+            ("RATE_LIMIT_REFUSED_BURST", "1000".into()),
             ("SSE_KEEP_ALIVE", "1s".into()),
         ];
         for (key, value) in extra {

@@ -732,4 +732,28 @@ async fn rate_limit(platform: &Platform) {
     assert_eq!(limited.body["code"], "RESOURCE_EXHAUSTED");
     let other = Edge::token(Uuid::new_v4(), Role::Creator);
     edge.get("/api/v1/campaigns", &other).await.expect(200);
+
+    // Refused tokens are limited per client address: guessing soon gets 429, not 401.
+    let guarded = Edge::start(
+        platform,
+        "bff_auth",
+        &[
+            ("RATE_LIMIT_REFUSED_PER_SECOND", "1".into()),
+            ("RATE_LIMIT_REFUSED_BURST", "5".into()),
+        ],
+    );
+    let mut refused = Vec::new();
+    for _ in 0..30 {
+        let status = guarded
+            .status(Method::GET, "/api/v1/campaigns", Some("not-a-token"), None)
+            .await;
+        refused.push(status);
+        if status == 429 {
+            break;
+        }
+    }
+    assert!(refused[..5].iter().all(|s| *s == 401), "{refused:?}");
+    assert_eq!(refused.last(), Some(&429), "{refused:?}");
+    let valid = Edge::token(Uuid::new_v4(), Role::Creator);
+    guarded.get("/api/v1/campaigns", &valid).await.expect(200);
 }
