@@ -74,7 +74,7 @@ impl Publisher {
                 row.tracestate.as_deref(),
             );
             let mut message = message(row);
-            if let Some((parent, state)) = span.in_scope(telemetry::current_trace_headers) {
+            if let Some((parent, state)) = telemetry::trace_headers_of(&span) {
                 message
                     .properties
                     .insert(properties::TRACEPARENT.to_owned(), parent);

@@ -116,20 +116,29 @@ pub fn tracing_enabled() -> bool {
 
 /// The W3C `traceparent` and `tracestate` of the current span, if it has a valid context.
 pub fn current_trace_headers() -> Option<(String, Option<String>)> {
-    let cx = tracing::Span::current().context();
-    if !cx.span().span_context().is_valid() {
-        return None;
-    }
-    let mut carrier = HashMap::new();
-    TraceContextPropagator::new().inject_context(&cx, &mut carrier);
-    let traceparent = carrier.remove("traceparent")?;
-    Some((
-        traceparent,
-        carrier.remove("tracestate").filter(|s| !s.is_empty()),
-    ))
+    trace_headers_of(&tracing::Span::current())
 }
 
-/// Makes `span` a child of the remote context in `traceparent` / `tracestate` / `baggage`.
+/// The W3C `traceparent` and `tracestate` of `span`, if it has a valid context (written directly:
+/// this runs once per message on the relay's hot path).
+pub fn trace_headers_of(span: &tracing::Span) -> Option<(String, Option<String>)> {
+    let cx = span.context();
+    let otel_span = cx.span();
+    let sc = otel_span.span_context();
+    if !sc.is_valid() {
+        return None;
+    }
+    let traceparent = format!(
+        "00-{}-{}-{:02x}",
+        sc.trace_id(),
+        sc.span_id(),
+        sc.trace_flags().to_u8()
+    );
+    let state = sc.trace_state().header();
+    Some((traceparent, (!state.is_empty()).then_some(state)))
+}
+
+/// Makes `span` a child of the remote context in `traceparent` / `tracestate`.
 pub fn set_remote_parent(
     span: &tracing::Span,
     traceparent: Option<&str>,
@@ -138,11 +147,13 @@ pub fn set_remote_parent(
     let Some(traceparent) = traceparent else {
         return;
     };
-    let mut carrier = HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    let mut carrier = HashMap::with_capacity(2);
+    carrier.insert("traceparent".to_owned(), traceparent.to_owned());
     if let Some(state) = tracestate {
         carrier.insert("tracestate".to_owned(), state.to_owned());
     }
-    let cx = propagator().extract(&carrier);
+    // Messages carry trace context only (the correlation id travels as a property).
+    let cx = TraceContextPropagator::new().extract(&carrier);
     if cx.span().span_context().is_valid() {
         let _ = span.set_parent(cx);
     }
@@ -311,5 +322,40 @@ impl tracing::field::Visit for JsonVisitor {
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
         self.0
             .insert(field.name().into(), format!("{value:?}").into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_headers_are_w3c_and_a_remote_parent_is_continued() {
+        use opentelemetry::trace::TracerProvider as _;
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let provider = SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("child");
+            set_remote_parent(
+                &span,
+                Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+                Some("vendor=value"),
+            );
+            let (traceparent, tracestate) = trace_headers_of(&span).unwrap();
+            let parts: Vec<&str> = traceparent.split('-').collect();
+            assert_eq!(parts[0], "00");
+            assert_eq!(parts[1], "4bf92f3577b34da6a3ce929d0e0e4736", "same trace");
+            assert_ne!(parts[2], "00f067aa0ba902b7", "its own span id");
+            assert_eq!(parts[3], "01", "sampled, as the parent");
+            assert_eq!(tracestate.as_deref(), Some("vendor=value"));
+            let orphan = tracing::info_span!("root");
+            assert!(
+                trace_headers_of(&orphan).is_some(),
+                "a root gets a fresh trace"
+            );
+        });
+        assert_eq!(trace_headers_of(&tracing::Span::none()), None);
     }
 }
