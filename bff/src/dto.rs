@@ -15,11 +15,6 @@ pub fn rfc3339(timestamp: Option<pbjson_types::Timestamp>) -> Option<String> {
         .map(|at| at.to_rfc3339_opts(SecondsFormat::AutoSi, true))
 }
 
-/// A protobuf timestamp from a chrono one.
-pub fn timestamp(at: DateTime<Utc>) -> pbjson_types::Timestamp {
-    service_runtime::time::timestamp(at)
-}
-
 fn int64_as_string<S: Serializer>(value: &i64, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&value.to_string())
 }

@@ -210,12 +210,7 @@ impl Caller {
             Ok(())
         } else {
             Err(Problem::forbidden(format!(
-                "a{} {} may not do this",
-                if self.role() == Role::Advertiser || self.role() == Role::Admin {
-                    "n"
-                } else {
-                    ""
-                },
+                "the {} role may not do this",
                 self.role().as_str()
             )))
         }

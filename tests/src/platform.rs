@@ -89,12 +89,7 @@ impl Platform {
     /// Reads the metrics address a process logs first, if metrics are on.
     fn note_metrics(&mut self, name: &str, process: &mut Process) {
         if self.extra_env.iter().any(|(k, _)| *k == "METRICS_LISTEN") {
-            let line = process.wait_for_line("metrics endpoint listening", STARTUP);
-            let value: serde_json::Value = serde_json::from_str(&line).expect("log lines are JSON");
-            let addr = value["addr"]
-                .as_str()
-                .and_then(|a| a.parse().ok())
-                .expect("metrics addr");
+            let addr = process.wait_for_addr("metrics endpoint listening", "addr", STARTUP);
             self.metrics.insert(name.to_owned(), addr);
         }
     }

@@ -133,14 +133,26 @@ impl Process {
 
     /// Waits for the gRPC server's "listening" line and returns the bound address.
     pub fn wait_for_grpc_addr(&mut self, timeout: Duration) -> SocketAddr {
-        let line = self.wait_for_line("gRPC server listening", timeout);
-        let value: serde_json::Value = serde_json::from_str(&line).expect("log lines are JSON");
-        value["addr"]
-            .as_str()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no addr in `{line}`"))
+        self.wait_for_addr("gRPC server listening", "addr", timeout)
     }
 
+    /// Waits for the log line containing `needle` and returns the address in its `field`.
+    pub fn wait_for_addr(&mut self, needle: &str, field: &str, timeout: Duration) -> SocketAddr {
+        let line = self.wait_for_line(needle, timeout);
+        addr_field(&line, field)
+    }
+}
+
+/// The socket address in `field` of a JSON log line.
+pub fn addr_field(line: &str, field: &str) -> SocketAddr {
+    let value: serde_json::Value = serde_json::from_str(line).expect("log lines are JSON");
+    value[field]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no `{field}` address in `{line}`"))
+}
+
+impl Process {
     /// Sends SIGKILL and reaps the process.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

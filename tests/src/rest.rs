@@ -95,16 +95,13 @@ impl Edge {
             &env,
             &log_dir(test),
         );
+        let startup = Duration::from_secs(30);
         let metrics = env.iter().any(|(k, _)| *k == "METRICS_LISTEN").then(|| {
-            let line = process.wait_for_line("metrics endpoint listening", Duration::from_secs(30));
-            let value: Value = serde_json::from_str(&line).expect("log lines are JSON");
-            value["addr"].as_str().expect("metrics addr").to_owned()
+            process
+                .wait_for_addr("metrics endpoint listening", "addr", startup)
+                .to_string()
         });
-        let line = process.wait_for_line("bff started", Duration::from_secs(30));
-        let value: Value = serde_json::from_str(&line).expect("log lines are JSON");
-        let addr = value["http"]
-            .as_str()
-            .expect("the started line names the address");
+        let addr = process.wait_for_addr("bff started", "http", startup);
         Self {
             url: format!("http://{addr}"),
             metrics,

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bff::auth::Role;
 use e2e::eventually;
 use e2e::platform::Platform;
-use e2e::process::{Process, binary};
+use e2e::process::{Process, addr_field, binary};
 use e2e::rest::Edge;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -33,9 +33,8 @@ fn trace_viewer(test: &str) -> (Process, String, String) {
         &e2e::log_dir(test),
     );
     let line = process.wait_for_line("trace viewer started", Duration::from_secs(30));
-    let value: Value = serde_json::from_str(&line).unwrap();
-    let otlp = format!("http://{}", value["otlp_addr"].as_str().unwrap());
-    let ui = format!("http://{}", value["ui_addr"].as_str().unwrap());
+    let otlp = format!("http://{}", addr_field(&line, "otlp_addr"));
+    let ui = format!("http://{}", addr_field(&line, "ui_addr"));
     (process, otlp, ui)
 }
 

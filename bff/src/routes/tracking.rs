@@ -14,9 +14,10 @@ use super::Paging;
 use super::campaigns::owned;
 use crate::AppState;
 use crate::auth::Role;
-use crate::dto::{RecordTrackingEvent, TrackingEvent, TrackingEventPage, timestamp};
+use crate::dto::{RecordTrackingEvent, TrackingEvent, TrackingEventPage};
 use crate::edge::{Answer as _, ApiJson, ApiQuery, Caller};
 use crate::problem::Problem;
+use service_runtime::time::timestamp;
 
 /// Record a view, click or purchase on one of your campaigns. A purchase becomes a commission.
 #[utoipa::path(post, path = "/api/v1/tracking-events", tag = "tracking",

@@ -108,7 +108,8 @@ impl OutboxRelay {
                     tracing::debug!(outbox = %service, rows = n, "published batch");
                 }
                 Outcome::Empty => {
-                    measure_pending(&mut conn, &service).await?;
+                    // Nothing committed is waiting: no need to count.
+                    set_pending(&service, 0, 0.0);
                     if published_since_log > 0 {
                         tracing::info!(outbox = %service, rows = published_since_log, "outbox drained");
                         published_since_log = 0;
@@ -141,10 +142,14 @@ async fn measure_pending(conn: &mut PgConnection, service: &str) -> anyhow::Resu
     .fetch_one(conn)
     .await
     .context("count pending outbox rows")?;
+    set_pending(service, pending, oldest);
+    Ok(())
+}
+
+fn set_pending(service: &str, pending: i64, oldest_seconds: f64) {
     metrics::gauge!("outbox_pending_rows", "outbox" => service.to_owned()).set(pending as f64);
     metrics::gauge!("outbox_oldest_pending_age_seconds", "outbox" => service.to_owned())
-        .set(oldest);
-    Ok(())
+        .set(oldest_seconds);
 }
 
 /// Sleeps for `delay` unless `shutdown` comes first; returns whether shutdown came.

@@ -11,13 +11,16 @@ use std::sync::OnceLock;
 
 use anyhow::Context as _;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator as _};
+use opentelemetry::propagation::{
+    Extractor, Injector, TextMapCompositePropagator, TextMapPropagator as _,
+};
 use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tonic::codegen::http;
 use tracing::Subscriber;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
@@ -109,11 +112,6 @@ pub fn shutdown() {
     }
 }
 
-/// Whether spans are exported.
-pub fn tracing_enabled() -> bool {
-    PROVIDER.get().is_some()
-}
-
 /// The W3C `traceparent` and `tracestate` of the current span, if it has a valid context.
 pub fn current_trace_headers() -> Option<(String, Option<String>)> {
     trace_headers_of(&tracing::Span::current())
@@ -159,22 +157,40 @@ pub fn set_remote_parent(
     }
 }
 
-/// The remote context carried by HTTP/gRPC headers.
-pub fn extract_headers(headers: &tonic::codegen::http::HeaderMap) -> Context {
-    let carrier: HashMap<String, String> = ["traceparent", "tracestate", "baggage"]
-        .into_iter()
-        .filter_map(|k| {
-            headers
-                .get(k)
-                .and_then(|v| v.to_str().ok())
-                .map(|v| (k.to_owned(), v.to_owned()))
-        })
-        .collect();
-    propagator().extract(&carrier)
+/// HTTP/gRPC headers read as a propagation carrier.
+struct HeaderReader<'a>(&'a http::HeaderMap);
+
+impl Extractor for HeaderReader<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+/// HTTP/gRPC headers written as a propagation carrier.
+struct HeaderWriter<'a>(&'a mut http::HeaderMap);
+
+impl Injector for HeaderWriter<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(key.as_bytes()),
+            http::HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(name, value);
+        }
+    }
+}
+
+/// The remote context (trace context and baggage) carried by HTTP/gRPC headers.
+pub fn extract_headers(headers: &http::HeaderMap) -> Context {
+    opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderReader(headers)))
 }
 
 /// Writes the current span's context (and `baggage`) into HTTP/gRPC headers.
-pub fn inject_headers(headers: &mut tonic::codegen::http::HeaderMap, baggage: &[(&str, &str)]) {
+pub fn inject_headers(headers: &mut http::HeaderMap, baggage: &[(&str, &str)]) {
     let mut cx = tracing::Span::current().context();
     if !baggage.is_empty() {
         use opentelemetry::baggage::BaggageExt as _;
@@ -184,24 +200,9 @@ pub fn inject_headers(headers: &mut tonic::codegen::http::HeaderMap, baggage: &[
                 .map(|(k, v)| KeyValue::new(k.to_string(), v.to_string())),
         );
     }
-    let mut carrier = HashMap::new();
-    propagator().inject_context(&cx, &mut carrier);
-    for (key, value) in carrier {
-        if let (Ok(name), Ok(value)) = (
-            tonic::codegen::http::HeaderName::from_bytes(key.as_bytes()),
-            tonic::codegen::http::HeaderValue::from_str(&value),
-        ) {
-            headers.insert(name, value);
-        }
-    }
-}
-
-/// The `trace_id` of the current span, if tracing is on (for tests and responses).
-pub fn current_trace_id() -> Option<String> {
-    let cx = tracing::Span::current().context();
-    let span = cx.span();
-    let sc = span.span_context();
-    sc.is_valid().then(|| sc.trace_id().to_string())
+    opentelemetry::global::get_text_map_propagator(|p| {
+        p.inject_context(&cx, &mut HeaderWriter(headers));
+    });
 }
 
 fn install_metrics(listen: Option<SocketAddr>) -> anyhow::Result<()> {
