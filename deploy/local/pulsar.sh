@@ -7,10 +7,13 @@
 #                                   create tenant $PULSAR_TENANT and namespace $PULSAR_TENANT/$PULSAR_NAMESPACE
 #   deploy/local/pulsar.sh down     stop the broker this script started (TERM, KILL after 15 s)
 #   deploy/local/pulsar.sh status   print state, ports, memory, tenants/namespaces
+#   deploy/local/pulsar.sh reset    stop the broker and delete its data (every topic and message)
 #
 # Jars:  $PULSAR_LIB_DIR (= ~/.cache/affiliate-platform/pulsar/<version>/lib), resolved with
 #        deploy/local/pulsar/pom.xml; re-resolved only if the version or the pom changes.
-# Data:  $STATE_DIR/pulsar/data, wiped before every start (topics do not survive a restart).
+# Data:  $STATE_DIR/pulsar/data: the metadata store and the bookie's journal and ledgers, kept
+#        across stops and crashes (a restart brings back every topic, subscription, cursor and
+#        unacknowledged message); only `reset` deletes it. The two dirs always move together.
 # Logs:  $STATE_DIR/logs/pulsar.log (broker, log4j2) and pulsar-stdout.log (JVM stdout/stderr).
 # URLs:  pulsar://127.0.0.1:6650 (binary), http://127.0.0.1:8080 (admin REST, /metrics).
 set -euo pipefail
@@ -114,8 +117,9 @@ start_broker() {
   ensure_java
   ensure_jars
   render_conf
-  # always start from empty metadata AND bookie dirs (a half-wiped pair fails on a cookie mismatch)
-  rm -rf "$PULSAR_DATA_DIR"
+  # The data dir is never wiped here: a broker restarts on its metadata AND bookie dirs together
+  # (`reset` deletes both, explicitly). Only its scratch dir starts empty.
+  rm -rf "$PULSAR_DATA_DIR/tmp"
   mkdir -p "$PULSAR_DATA_DIR/tmp" "$LOG_DIR" "$PID_DIR"
   for p in "$PULSAR_LOG_FILE" "$PULSAR_STDOUT_FILE"; do
     if [[ -f "$p" ]]; then mv -f "$p" "$p.1"; fi
@@ -253,6 +257,12 @@ cmd_down() {
   infra_log "Pulsar stopped"
 }
 
+cmd_reset() {
+  cmd_down
+  infra_log "deleting Pulsar's data: $PULSAR_DATA_DIR"
+  rm -rf "$PULSAR_DATA_DIR"
+}
+
 cmd_status() {
   local pid
   pid="$(our_pid)"
@@ -273,5 +283,6 @@ case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;
   status) cmd_status ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  reset) cmd_reset ;;
+  *) echo "usage: $0 up|down|status|reset" >&2; exit 2 ;;
 esac

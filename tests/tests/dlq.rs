@@ -42,9 +42,11 @@ fn dlq(namespace: &str, args: &[&str]) -> (bool, String, String) {
     )
 }
 
-fn create(name: &str) -> Vec<u8> {
+fn create(message_id: &str, name: &str) -> Vec<u8> {
     CampaignCommand {
         metadata: Some(MessageMetadata {
+            message_id: message_id.into(),
+            message_type: "campaign.create.command.v1".into(),
             correlation_id: "dlq-test".into(),
             ..Default::default()
         }),
@@ -122,7 +124,7 @@ async fn a_dead_letter_is_listed_shown_and_redriven_after_the_cause_is_fixed() {
         &poison,
         "campaign.create.command.v1",
         "dlq-test",
-        create("Poison"),
+        create(&poison, "Poison"),
     )
     .await;
     for i in 0..3 {
@@ -134,7 +136,7 @@ async fn a_dead_letter_is_listed_shown_and_redriven_after_the_cause_is_fixed() {
             &id,
             "campaign.create.command.v1",
             "dlq-test",
-            create(&format!("Healthy {i}")),
+            create(&id, &format!("Healthy {i}")),
         )
         .await;
     }

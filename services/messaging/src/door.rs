@@ -8,7 +8,7 @@ use std::future::Future;
 use affiliate_proto::common::{CommandRejected, FieldViolation, MessageMetadata};
 use service_runtime::context::CommandContext;
 use service_runtime::outbox::OutboxMessage;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::{Delivery, Failure, Handler, inbox};
@@ -71,12 +71,34 @@ pub trait CommandDoor: Send + Sync + 'static {
     fn command_type(&self, command: &Self::Command) -> &'static str;
     /// The aggregate a command targets, if it names one (the rejection event is keyed by it).
     fn target(&self, command: &Self::Command) -> Option<Uuid>;
-    /// Runs the command through the same handler as the gRPC door.
+    /// Runs the command through the same handler as the gRPC door, in a transaction of its own.
     fn run(
         &self,
         ctx: &CommandContext,
         command: Self::Command,
     ) -> impl Future<Output = Outcome> + Send;
+    /// Whether [`CommandDoor::run_in`] runs commands inside a transaction it is given (so the
+    /// consumer applies many in one transaction).
+    fn batched(&self) -> bool {
+        false
+    }
+    /// Runs the command inside the caller's open transaction, its writes in a savepoint of its
+    /// own (the handler's `conn.begin()`), so a refused or failed command leaves nothing behind.
+    fn run_in(
+        &self,
+        conn: &mut PgConnection,
+        ctx: &CommandContext,
+        command: Self::Command,
+    ) -> impl Future<Output = Outcome> + Send {
+        let _ = conn;
+        self.run(ctx, command)
+    }
+    /// The row a command locks that other commands share (e.g. a creator's balance); batches
+    /// apply commands in this order, so two batches never deadlock.
+    fn lock_key(&self, command: &Self::Command) -> Option<String> {
+        let _ = command;
+        None
+    }
     /// The service's rejection event.
     fn rejection_event(
         &self,
@@ -90,9 +112,37 @@ pub trait CommandDoor: Send + Sync + 'static {
 /// Adapts a [`CommandDoor`] to the consumer loop.
 pub struct Door<D>(pub D);
 
+/// The context a command message runs in: its envelope's message id is the idempotency key.
+fn context(delivery: &Delivery) -> CommandContext {
+    CommandContext {
+        idempotency_key: Some(delivery.message_id.clone()),
+        correlation_id: delivery
+            .correlation_id
+            .clone()
+            .unwrap_or_else(|| Uuid::new_v4().to_string()),
+        causation_id: Some(delivery.message_id.clone()),
+        traceparent: delivery.traceparent.clone(),
+        tracestate: delivery.tracestate.clone(),
+    }
+}
+
+/// A rejection of a message whose command could not be read.
+fn unreadable(delivery: &Delivery, reason: String) -> CommandRejected {
+    CommandRejected {
+        command_message_id: delivery.message_id.clone(),
+        command_type: delivery.message_type.clone().unwrap_or_default(),
+        code: "INVALID_ARGUMENT".to_owned(),
+        reason,
+        field_violations: Vec::new(),
+    }
+}
+
 impl<D: CommandDoor> Door<D> {
+    /// Records the rejection (once) with the service's rejection event, on `conn` inside the
+    /// caller's transaction, or in a transaction of its own.
     async fn reject(
         &self,
+        conn: Option<&mut PgConnection>,
         ctx: &CommandContext,
         delivery: &Delivery,
         aggregate: Uuid,
@@ -100,53 +150,60 @@ impl<D: CommandDoor> Door<D> {
     ) -> Failure {
         let reason = format!("{}: {}", rejected.code, rejected.reason);
         let event = self.0.rejection_event(ctx, aggregate, rejected);
-        inbox::record_rejection(
-            self.0.pool(),
-            self.0.consumer(),
-            &delivery.message_id,
-            reason,
-            event,
-        )
-        .await
+        let consumer = self.0.consumer();
+        let id = &delivery.message_id;
+        match conn {
+            Some(conn) => inbox::record_rejection(conn, consumer, id, reason, event).await,
+            None => inbox::record_rejection(self.0.pool(), consumer, id, reason, event).await,
+        }
     }
-}
 
-impl<D: CommandDoor> Handler for Door<D> {
-    async fn handle(&self, delivery: &Delivery) -> Result<(), Failure> {
-        let mut ctx = CommandContext {
-            idempotency_key: Some(delivery.message_id.clone()),
-            correlation_id: delivery
-                .correlation_id
-                .clone()
-                .unwrap_or_else(|| Uuid::new_v4().to_string()),
-            causation_id: Some(delivery.message_id.clone()),
-            traceparent: delivery.traceparent.clone(),
-            tracestate: delivery.tracestate.clone(),
-        };
-        let unreadable = |reason: String| CommandRejected {
-            command_message_id: delivery.message_id.clone(),
-            command_type: delivery.message_type.clone().unwrap_or_default(),
-            code: "INVALID_ARGUMENT".to_owned(),
-            reason,
-            field_violations: Vec::new(),
-        };
+    /// Decodes and runs a command message, on `conn` when the consumer batches.
+    async fn apply(
+        &self,
+        mut conn: Option<&mut PgConnection>,
+        delivery: &Delivery,
+    ) -> Result<(), Failure> {
+        let mut ctx = context(delivery);
         let (metadata, command) = match self.0.decode(&delivery.payload) {
             Ok(decoded) => decoded,
             Err(e) => {
-                let rejected = unreadable(format!("not a command envelope of this service: {e}"));
-                return Err(self.reject(&ctx, delivery, Uuid::nil(), rejected).await);
+                let rejected = unreadable(
+                    delivery,
+                    format!("not a command envelope of this service: {e}"),
+                );
+                return Err(self
+                    .reject(conn, &ctx, delivery, Uuid::nil(), rejected)
+                    .await);
             }
         };
         if let Some(correlation) = metadata.map(|m| m.correlation_id).filter(|c| !c.is_empty()) {
             ctx.correlation_id = correlation;
         }
         let Some(command) = command else {
-            let rejected = unreadable("the envelope holds no command".to_owned());
-            return Err(self.reject(&ctx, delivery, Uuid::nil(), rejected).await);
+            let rejected = unreadable(delivery, "the envelope holds no command".to_owned());
+            return Err(self
+                .reject(conn, &ctx, delivery, Uuid::nil(), rejected)
+                .await);
         };
         let command_type = self.0.command_type(&command);
         let aggregate = self.0.target(&command).unwrap_or(Uuid::nil());
-        match self.0.run(&ctx, command).await {
+        if let Some(property) = delivery.message_type.as_deref()
+            && property != command_type
+        {
+            let rejected = unreadable(
+                delivery,
+                format!(
+                    "the message-type property `{property}` disagrees with the envelope's command `{command_type}`"
+                ),
+            );
+            return Err(self.reject(conn, &ctx, delivery, aggregate, rejected).await);
+        }
+        let outcome = match conn.as_deref_mut() {
+            Some(conn) => self.0.run_in(conn, &ctx, command).await,
+            None => self.0.run(&ctx, command).await,
+        };
+        match outcome {
             Outcome::Done => Ok(()),
             Outcome::Retry(e) => Err(Failure::Transient(e)),
             Outcome::Reject {
@@ -164,8 +221,34 @@ impl<D: CommandDoor> Handler for Door<D> {
                         .map(|(field, description)| FieldViolation { field, description })
                         .collect(),
                 };
-                Err(self.reject(&ctx, delivery, aggregate, rejected).await)
+                Err(self.reject(conn, &ctx, delivery, aggregate, rejected).await)
             }
         }
+    }
+}
+
+impl<D: CommandDoor> Handler for Door<D> {
+    async fn handle(&self, delivery: &Delivery) -> Result<(), Failure> {
+        self.apply(None, delivery).await
+    }
+
+    fn batch_pool(&self) -> Option<&PgPool> {
+        self.0.batched().then(|| self.0.pool())
+    }
+
+    async fn handle_in(&self, conn: &mut PgConnection, delivery: &Delivery) -> Result<(), Failure> {
+        self.apply(Some(conn), delivery).await
+    }
+
+    fn order_key(&self, delivery: &Delivery) -> Option<String> {
+        let (_, command) = self.0.decode(&delivery.payload).ok()?;
+        self.0.lock_key(&command?)
+    }
+
+    async fn refuse(&self, delivery: &Delivery, reason: String) -> Failure {
+        let ctx = context(delivery);
+        let rejected = unreadable(delivery, reason);
+        self.reject(None, &ctx, delivery, Uuid::nil(), rejected)
+            .await
     }
 }

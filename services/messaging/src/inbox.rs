@@ -2,7 +2,7 @@
 //! handler's writes, so a redelivered message is recognised and skipped.
 
 use service_runtime::outbox::{self, OutboxMessage};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Acquire, PgConnection, Postgres};
 
 use crate::Failure;
 
@@ -55,19 +55,20 @@ pub async fn reject(
     Ok(inserted == 1)
 }
 
-/// Rejects a message for good, in one transaction: records it in the inbox and, the first time
-/// only, appends `event` (the service's rejection event) to the outbox. Returns the failure the
-/// consumer loop should see: `Rejected` (acknowledge), or `Transient` if recording failed.
+/// Rejects a message for good, in one transaction (or, on a connection already in one, a
+/// savepoint): records it in the inbox and, the first time only, appends `event` (the service's
+/// rejection event) to the outbox. Returns the failure the consumer loop should see: `Rejected`
+/// (acknowledge), or `Transient` if recording failed.
 #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "record_rejection"))]
-pub async fn record_rejection(
-    pool: &PgPool,
+pub async fn record_rejection<'c>(
+    db: impl Acquire<'c, Database = Postgres>,
     consumer: &str,
     message_id: &str,
     reason: String,
     event: OutboxMessage,
 ) -> Failure {
     let result: anyhow::Result<()> = async {
-        let mut tx = pool.begin().await?;
+        let mut tx = db.begin().await?;
         if reject(&mut tx, consumer, message_id, &reason).await? {
             outbox::append(&mut tx, &[event]).await?;
         }

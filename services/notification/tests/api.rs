@@ -252,6 +252,7 @@ impl Feeds {
             tracestate: None,
             properties: HashMap::new(),
             payload: event.payload.clone(),
+            identity_problem: None,
         };
         EventFeed::new(event.source, self.notifications.clone())
             .handle(&delivery)
@@ -722,16 +723,18 @@ async fn events_published_on_the_broker_become_notifications() {
         accepted(campaign_id, creator),
         earned(campaign_id, creator, money(1999, "EUR")),
     ];
-    // The acceptance goes out first (retried until its campaign arrives); then the commission
-    // twice (applied once) and an event that tells nobody, keyed like the commission: once that
-    // one is processed, so is the duplicate before it.
+    // The campaign's events in version order (one key: the consumer applies a key strictly in
+    // order, so an acceptance never overtakes its campaign; one arriving before it is covered by
+    // `an_acceptance_before_its_campaign_is_retried_until_the_campaign_arrives`); then the
+    // commission twice (applied once) and an event that tells nobody, keyed like the commission:
+    // once that one is processed, so is the duplicate before it.
     let mut after = commission_message(commission_event::Event::CommissionReserved(
         Default::default(),
     ));
     after.key = events[2].key.clone();
     let pool = app.feeds.db.pool.clone();
     for batch in [
-        vec![&events[1], &events[0]],
+        vec![&events[0], &events[1]],
         vec![&events[2], &events[2], &after],
     ] {
         for e in &batch {

@@ -204,7 +204,7 @@ impl Mode {
 /// How a service consumes its topics.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConsumerArgs {
-    /// Redeliveries of a failing message before it goes to the dead-letter topic.
+    /// Retries of a failing message before it goes to the dead-letter topic.
     #[arg(
         long = "max-redeliveries",
         env = "MAX_REDELIVERIES",
@@ -217,4 +217,26 @@ pub struct ConsumerArgs {
     /// Longest retry delay of a failing message.
     #[arg(id = "retry_max_backoff", long = "retry-max-backoff", env = "RETRY_MAX_BACKOFF", default_value = "10s", value_parser = parse_duration)]
     pub max_backoff: Duration,
+    /// Transactions a subscription runs at once (for a handler that does not batch: messages).
+    /// Keys applied at once, each in order: concurrency x batch size.
+    #[arg(
+        long = "consumer-concurrency",
+        env = "CONSUMER_CONCURRENCY",
+        default_value_t = 4
+    )]
+    pub concurrency: usize,
+    /// Messages of different keys applied in one transaction, where the handler allows it.
+    #[arg(
+        long = "consumer-batch-size",
+        env = "CONSUMER_BATCH_SIZE",
+        default_value_t = 64
+    )]
+    pub batch_size: usize,
+    /// Messages a subscription takes from the broker and holds before it stops receiving.
+    #[arg(
+        long = "consumer-max-held",
+        env = "CONSUMER_MAX_HELD",
+        default_value_t = 4000
+    )]
+    pub max_held: usize,
 }

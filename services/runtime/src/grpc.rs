@@ -35,16 +35,29 @@ impl StatusService for StatusApi {
     }
 }
 
-/// Sets every name SERVING or NOT_SERVING.
-async fn report(reporter: &HealthReporter, names: &[String], serving: bool) {
-    let status = if serving {
-        ServingStatus::Serving
-    } else {
-        ServingStatus::NotServing
-    };
-    for name in names.iter().map(String::as_str).chain([""]) {
+/// Sets each name SERVING or NOT_SERVING.
+async fn report(reporter: &HealthReporter, statuses: &[(String, bool)]) {
+    for (name, serving) in statuses {
+        let status = if *serving {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
         reporter.set_service_status(name, status).await;
     }
+}
+
+/// Every health name with its status now: the whole server (`""`) and the API's names follow
+/// what the API needs (the database); the board's components (the broker, the command door)
+/// follow their own state.
+fn statuses(board: &StatusBoard, api: &[String]) -> Vec<(String, bool)> {
+    let serving = board.healthy();
+    api.iter()
+        .cloned()
+        .chain([String::new()])
+        .map(|name| (name, serving))
+        .chain(board.components())
+        .collect()
 }
 
 /// A bound, not yet serving, gRPC listener.
@@ -72,9 +85,10 @@ impl GrpcServer {
     }
 
     /// Serves `routes` plus health, status and reflection until `shutdown` is cancelled, then
-    /// lets in-flight calls finish for at most `grace`. `services` are the fully qualified names
-    /// the health service reports (with the empty name, for the whole server): SERVING while the
-    /// status board is healthy (its dependencies answer), NOT_SERVING otherwise and at shutdown.
+    /// lets in-flight calls finish for at most `grace`. `services` are the API's fully qualified
+    /// names, which the health service reports with the empty name (the whole server): SERVING
+    /// while what the API needs answers (the database), NOT_SERVING otherwise and at shutdown.
+    /// The board's components (the broker, the command door) are reported under their own names.
     pub async fn serve(
         self,
         routes: Routes,
@@ -85,7 +99,8 @@ impl GrpcServer {
     ) -> anyhow::Result<()> {
         let (reporter, health) = tonic_health::server::health_reporter();
         let names: Vec<String> = services.iter().map(|s| (*s).to_owned()).collect();
-        report(&reporter, &names, board.healthy()).await;
+        let mut current = statuses(&board, &names);
+        report(&reporter, &current).await;
         {
             let (reporter, names, board, shutdown) = (
                 reporter.clone(),
@@ -94,18 +109,22 @@ impl GrpcServer {
                 shutdown.clone(),
             );
             tokio::spawn(async move {
-                let mut serving = board.healthy();
                 loop {
                     tokio::select! {
                         () = shutdown.cancelled() => break,
                         () = tokio::time::sleep(HEALTH_REFRESH) => {}
                     }
-                    let now = board.healthy();
-                    if now != serving {
-                        tracing::warn!(serving = now, "health changed");
-                        report(&reporter, &names, now).await;
-                        serving = now;
+                    let now = statuses(&board, &names);
+                    let changed: Vec<(String, bool)> = now
+                        .iter()
+                        .filter(|s| !current.contains(s))
+                        .cloned()
+                        .collect();
+                    for (name, serving) in &changed {
+                        tracing::warn!(name = %name, serving, "health changed");
                     }
+                    report(&reporter, &changed).await;
+                    current = now;
                 }
             });
         }
@@ -121,18 +140,24 @@ impl GrpcServer {
             .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()
             .context("build reflection v1alpha service")?;
+        let board_for_signal = board.clone();
         let routes = routes
             .add_service(health)
-            .add_service(StatusServiceServer::new(StatusApi(board)))
+            .add_service(StatusServiceServer::new(StatusApi(board.clone())))
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
 
         let signal = {
             let shutdown = shutdown.clone();
+            let board_at_shutdown = board_for_signal;
             async move {
                 shutdown.cancelled().await;
                 // Tell load balancers and health probes first, then stop accepting.
-                report(&reporter, &names, false).await;
+                let down: Vec<(String, bool)> = statuses(&board_at_shutdown, &names)
+                    .into_iter()
+                    .map(|(name, _)| (name, false))
+                    .collect();
+                report(&reporter, &down).await;
             }
         };
         let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));

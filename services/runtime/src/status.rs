@@ -7,6 +7,11 @@ use std::time::Duration;
 
 use affiliate_proto::common::{DependencyStatus, GetStatusResponse, SubscriptionStatus};
 
+/// Health name of the broker connection.
+pub const PULSAR_HEALTH: &str = "affiliate.common.v1.Pulsar";
+/// Health name of the command door (the service's command topic consumer).
+pub const COMMAND_DOOR_HEALTH: &str = "affiliate.common.v1.CommandDoor";
+
 /// The shared status of one process.
 #[derive(Debug, Clone)]
 pub struct StatusBoard {
@@ -40,11 +45,37 @@ impl StatusBoard {
         self.lock().clone()
     }
 
-    /// Whether every dependency answered its last check.
+    /// Whether what the API needs answered its last check: the database. The broker is not
+    /// needed to take commands (they wait in the outbox), so its outage is reported by
+    /// [`StatusBoard::components`] instead.
     pub fn healthy(&self) -> bool {
+        self.lock().database.as_ref().is_some_and(|d| d.reachable)
+    }
+
+    /// Health names of the process's parts with whether each serves: [`PULSAR_HEALTH`] (the
+    /// broker answered its last check) when the process uses Pulsar, and [`COMMAND_DOOR_HEALTH`]
+    /// (the broker answers and every subscription on a command topic is consuming) when it
+    /// has a command door.
+    pub fn components(&self) -> Vec<(String, bool)> {
         let s = self.lock();
-        s.database.as_ref().is_some_and(|d| d.reachable)
-            && s.pulsar.as_ref().is_none_or(|p| p.reachable)
+        let mut parts = Vec::new();
+        let Some(pulsar) = &s.pulsar else {
+            return parts;
+        };
+        parts.push((PULSAR_HEALTH.to_owned(), pulsar.reachable));
+        let doors: Vec<&SubscriptionStatus> = s
+            .subscriptions
+            .iter()
+            .filter(|sub| sub.topics.iter().any(|t| t.ends_with("-commands")))
+            .collect();
+        if !doors.is_empty() {
+            let consuming = doors.iter().all(|d| d.state == "consuming");
+            parts.push((
+                COMMAND_DOOR_HEALTH.to_owned(),
+                pulsar.reachable && consuming,
+            ));
+        }
+        parts
     }
 
     pub fn set_database(&self, result: Result<Duration, String>) {
@@ -125,6 +156,19 @@ impl SubscriptionHandle {
     pub fn retried(&self) {
         self.update(|s| s.retried += 1);
     }
+
+    pub fn dead_lettered(&self) {
+        self.update(|s| s.dead_lettered += 1);
+    }
+
+    /// The subscription was lost (broker away, restarting, topic not there yet) and is being
+    /// made again.
+    pub fn reconnecting(&self, reason: &str) {
+        self.update(|s| {
+            s.state = format!("reconnecting: {reason}");
+            s.reconnects += 1;
+        });
+    }
 }
 
 #[cfg(test)]
@@ -132,15 +176,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn health_follows_the_dependencies() {
+    fn health_follows_the_database_and_components_follow_the_broker() {
         let board = StatusBoard::new("svc", "hybrid");
         assert!(!board.healthy(), "unchecked is not healthy");
+        assert!(board.components().is_empty(), "no Pulsar, no components");
         board.set_database(Ok(Duration::from_millis(2)));
-        assert!(board.healthy(), "no Pulsar needed until one is checked");
-        board.set_pulsar(Err("connection refused".into()));
-        assert!(!board.healthy());
-        board.set_pulsar(Ok(Duration::from_millis(1)));
         assert!(board.healthy());
+        let door = board.subscription("svc", &["persistent://t/n/svc-commands".into()]);
+        board.set_pulsar(Err("connection refused".into()));
+        assert!(board.healthy(), "the API serves without the broker");
+        assert_eq!(
+            board.components(),
+            [
+                (PULSAR_HEALTH.into(), false),
+                (COMMAND_DOOR_HEALTH.into(), false)
+            ]
+        );
+        board.set_pulsar(Ok(Duration::from_millis(1)));
+        door.consuming();
+        assert_eq!(
+            board.components(),
+            [
+                (PULSAR_HEALTH.into(), true),
+                (COMMAND_DOOR_HEALTH.into(), true)
+            ]
+        );
+        door.reconnecting("topic not found");
+        assert_eq!(board.components()[1], (COMMAND_DOOR_HEALTH.into(), false));
+        board.set_database(Err("down".into()));
+        assert!(!board.healthy());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! idempotency key. A calculate for a campaign not known yet is retried, never rejected.
 
 use prost::Message as _;
-use sqlx::PgPool;
+use sqlx::{Acquire, PgConnection, PgPool, Postgres};
 use uuid::Uuid;
 
 use affiliate_proto::commission::{
@@ -26,6 +26,22 @@ impl CommissionDoor {
     pub fn new(commissions: Commissions, pool: PgPool) -> Self {
         Self { commissions, pool }
     }
+}
+
+/// Runs a command on `db`: the pool (a transaction of its own) or a batch's connection.
+async fn run_on<'c>(
+    c: &Commissions,
+    db: impl Acquire<'c, Database = Postgres>,
+    ctx: &CommandContext,
+    command: Command,
+) -> Outcome {
+    let result = match command {
+        Command::Calculate(r) => c.calculate_on(db, ctx, r).await.map(drop),
+        Command::Reserve(r) => c.reserve_on(db, ctx, r).await.map(drop),
+        Command::Release(r) => c.release_on(db, ctx, r).await.map(drop),
+        Command::Settle(r) => c.settle_on(db, ctx, r).await.map(drop),
+    };
+    result.map_or_else(Outcome::from, |()| Outcome::Done)
 }
 
 impl CommandDoor for CommissionDoor {
@@ -57,14 +73,29 @@ impl CommandDoor for CommissionDoor {
     }
 
     async fn run(&self, ctx: &CommandContext, command: Command) -> Outcome {
-        let c = &self.commissions;
-        let result = match command {
-            Command::Calculate(r) => c.calculate(ctx, r).await.map(drop),
-            Command::Reserve(r) => c.reserve(ctx, r).await.map(drop),
-            Command::Release(r) => c.release(ctx, r).await.map(drop),
-            Command::Settle(r) => c.settle(ctx, r).await.map(drop),
-        };
-        result.map_or_else(Outcome::from, |()| Outcome::Done)
+        run_on(&self.commissions, &self.pool, ctx, command).await
+    }
+
+    fn batched(&self) -> bool {
+        true
+    }
+
+    async fn run_in(
+        &self,
+        conn: &mut PgConnection,
+        ctx: &CommandContext,
+        command: Command,
+    ) -> Outcome {
+        run_on(&self.commissions, conn, ctx, command).await
+    }
+
+    /// Calculate and reserve lock the creator's balance row: batches take them in creator order.
+    fn lock_key(&self, command: &Command) -> Option<String> {
+        match command {
+            Command::Calculate(r) => Some(r.creator_id.clone()),
+            Command::Reserve(r) => Some(r.creator_id.clone()),
+            Command::Release(_) | Command::Settle(_) => None,
+        }
     }
 
     fn rejection_event(

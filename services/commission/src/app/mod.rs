@@ -5,7 +5,7 @@ mod error;
 pub mod messages;
 
 use prost::Message;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Acquire, PgConnection, PgPool, Postgres};
 use uuid::Uuid;
 
 use affiliate_proto::commission::{
@@ -57,9 +57,20 @@ impl Commissions {
 
     /// Computes a purchase's commission and credits the creator, or records why it earns none.
     /// A campaign not known yet is an error to retry, not a rejection.
-    #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "calculate"))]
     pub async fn calculate(
         &self,
+        ctx: &CommandContext,
+        request: pb::CalculateCommissionRequest,
+    ) -> Result<pb::CalculateCommissionResponse, Error> {
+        self.calculate_on(&self.pool, ctx, request).await
+    }
+
+    /// [`Commissions::calculate`] on `db`: a pool (a transaction of its own) or a connection in
+    /// a transaction (a savepoint in it, for a consumer's batch).
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "calculate"))]
+    pub async fn calculate_on<'c>(
+        &self,
+        db: impl Acquire<'c, Database = Postgres>,
         ctx: &CommandContext,
         request: pb::CalculateCommissionRequest,
     ) -> Result<pb::CalculateCommissionResponse, Error> {
@@ -79,7 +90,7 @@ impl Commissions {
                 .map(|(((a, b), c), d)| (a, b, c, d)),
         )?;
 
-        let mut tx = self.pool.begin().await?;
+        let mut tx = db.begin().await?;
         if let Some(previous) = replay(&mut tx, ctx, "commission.calculate", &request).await? {
             return Ok(previous);
         }
@@ -152,9 +163,19 @@ impl Commissions {
 
     /// Holds `amount` of the creator's available balance for a payout, spread over the oldest
     /// commissions; refused (with an event) if the balance is too small.
-    #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "reserve"))]
     pub async fn reserve(
         &self,
+        ctx: &CommandContext,
+        request: pb::ReserveCommissionRequest,
+    ) -> Result<pb::ReserveCommissionResponse, Error> {
+        self.reserve_on(&self.pool, ctx, request).await
+    }
+
+    /// [`Commissions::reserve`] on `db` (a pool, or a connection in a transaction).
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "reserve"))]
+    pub async fn reserve_on<'c>(
+        &self,
+        db: impl Acquire<'c, Database = Postgres>,
         ctx: &CommandContext,
         request: pb::ReserveCommissionRequest,
     ) -> Result<pb::ReserveCommissionResponse, Error> {
@@ -169,7 +190,7 @@ impl Commissions {
                 .map(|((a, b), c)| (a, b, c)),
         )?;
 
-        let mut tx = self.pool.begin().await?;
+        let mut tx = db.begin().await?;
         if let Some(previous) = replay(&mut tx, ctx, "commission.reserve", &request).await? {
             return Ok(previous);
         }
@@ -240,8 +261,19 @@ impl Commissions {
         ctx: &CommandContext,
         request: pb::ReleaseCommissionRequest,
     ) -> Result<pb::ReleaseCommissionResponse, Error> {
+        self.release_on(&self.pool, ctx, request).await
+    }
+
+    /// [`Commissions::release`] on `db` (a pool, or a connection in a transaction).
+    pub async fn release_on<'c>(
+        &self,
+        db: impl Acquire<'c, Database = Postgres>,
+        ctx: &CommandContext,
+        request: pb::ReleaseCommissionRequest,
+    ) -> Result<pb::ReleaseCommissionResponse, Error> {
         let (reservation, balance) = self
             .end_reservation(
+                db,
                 ctx,
                 "commission.release",
                 &request,
@@ -261,8 +293,25 @@ impl Commissions {
         ctx: &CommandContext,
         request: pb::SettleCommissionRequest,
     ) -> Result<pb::SettleCommissionResponse, Error> {
+        self.settle_on(&self.pool, ctx, request).await
+    }
+
+    /// [`Commissions::settle`] on `db` (a pool, or a connection in a transaction).
+    pub async fn settle_on<'c>(
+        &self,
+        db: impl Acquire<'c, Database = Postgres>,
+        ctx: &CommandContext,
+        request: pb::SettleCommissionRequest,
+    ) -> Result<pb::SettleCommissionResponse, Error> {
         let (reservation, balance) = self
-            .end_reservation(ctx, "commission.settle", &request, &request.payout_id, true)
+            .end_reservation(
+                db,
+                ctx,
+                "commission.settle",
+                &request,
+                &request.payout_id,
+                true,
+            )
             .await?;
         Ok(pb::SettleCommissionResponse {
             reservation: Some(reservation),
@@ -273,8 +322,9 @@ impl Commissions {
     /// Release (`paid == false`) or settle (`paid == true`) a reservation. Repeating the same end
     /// is answered with the current state and writes nothing; the other end is refused.
     #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "end_reservation"))]
-    async fn end_reservation<Req: Message>(
+    async fn end_reservation<'c, Req: Message>(
         &self,
+        db: impl Acquire<'c, Database = Postgres>,
         ctx: &CommandContext,
         operation: &str,
         request: &Req,
@@ -282,7 +332,7 @@ impl Commissions {
         paid: bool,
     ) -> Result<(pb::Reservation, pb::Balance), Error> {
         let payout_id = parse_id("payout_id", payout_id)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = db.begin().await?;
         if let Some(previous) =
             replay::<_, pb::SettleCommissionResponse>(&mut tx, ctx, operation, request).await?
         {
@@ -434,7 +484,7 @@ impl Commissions {
 
 /// Appends the events, stores the response under the idempotency key, commits.
 async fn finish<Resp: Message>(
-    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    mut tx: sqlx::Transaction<'_, Postgres>,
     ctx: &CommandContext,
     events: &[OutboxMessage],
     response: Resp,

@@ -12,6 +12,7 @@ use affiliate_proto::common::{MessageMetadata, Money as MoneyPb};
 use affiliate_proto::payment::{self as payment_pb, PaymentEvent, payment_event};
 use affiliate_proto::tracking::{EvidenceKind, TrackingEventEnvelope, tracking_event_envelope};
 use messaging::{Delivery, Failure, Handler};
+use sqlx::{PgConnection, PgPool};
 
 use crate::app::{Incoming, Notifications};
 use crate::domain::{Campaign, CampaignStatus, Fact, Money, PayoutStage};
@@ -221,17 +222,24 @@ impl EventFeed {
     }
 }
 
-impl Handler for EventFeed {
-    async fn handle(&self, delivery: &Delivery) -> Result<(), Failure> {
+impl EventFeed {
+    /// Decodes and applies one event, on `conn` when the consumer batches.
+    async fn apply(
+        &self,
+        conn: Option<&mut PgConnection>,
+        delivery: &Delivery,
+    ) -> Result<(), Failure> {
         let consumer = self.source.consumer();
+        let notifications = &self.notifications;
         let (metadata, fact) = match self.source.decode(&delivery.payload) {
             Ok(decoded) => decoded,
             Err(reason) => {
-                return match self
-                    .notifications
-                    .reject(consumer, &delivery.message_id, &reason)
-                    .await
-                {
+                let id = &delivery.message_id;
+                let recorded = match conn {
+                    Some(conn) => notifications.reject_on(conn, consumer, id, &reason).await,
+                    None => notifications.reject(consumer, id, &reason).await,
+                };
+                return match recorded {
                     Ok(()) => Err(Failure::Rejected(reason)),
                     Err(e) => Err(Failure::Transient(
                         anyhow::Error::new(e).context("record the rejection"),
@@ -252,9 +260,35 @@ impl Handler for EventFeed {
             fact,
         };
         // Every failure here is the database's or a campaign still in flight: retry.
-        match self.notifications.apply(consumer, &incoming).await {
-            Ok(_) => Ok(()),
-            Err(e) => Err(Failure::Transient(e.into())),
+        let applied = match conn {
+            Some(conn) => notifications.apply_on(conn, consumer, &incoming).await,
+            None => notifications.apply(consumer, &incoming).await,
+        };
+        applied.map(drop).map_err(|e| Failure::Transient(e.into()))
+    }
+}
+
+impl Handler for EventFeed {
+    async fn handle(&self, delivery: &Delivery) -> Result<(), Failure> {
+        self.apply(None, delivery).await
+    }
+
+    fn batch_pool(&self) -> Option<&PgPool> {
+        Some(self.notifications.pool())
+    }
+
+    async fn handle_in(&self, conn: &mut PgConnection, delivery: &Delivery) -> Result<(), Failure> {
+        self.apply(Some(conn), delivery).await
+    }
+
+    /// The creator an event notifies, whose sequence row it locks: batches take them in order.
+    fn order_key(&self, delivery: &Delivery) -> Option<String> {
+        let (_, fact) = self.source.decode(&delivery.payload).ok()?;
+        match fact {
+            Fact::CampaignAccepted { creator_id, .. }
+            | Fact::CommissionEarned { creator_id, .. }
+            | Fact::Payout { creator_id, .. } => Some(creator_id.to_string()),
+            _ => None,
         }
     }
 }

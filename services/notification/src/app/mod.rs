@@ -11,7 +11,7 @@ use messaging::inbox;
 use service_runtime::validation::{
     FieldViolation, Violations, page_size, parse_id, parse_optional_id,
 };
-use sqlx::PgPool;
+use sqlx::{Acquire, PgPool, Postgres};
 
 use crate::adapters::repository::{self as repo, NotificationRow};
 use crate::domain::{self, Fact, Need, UnknownCampaign};
@@ -48,12 +48,28 @@ impl Notifications {
         Self { pool }
     }
 
+    /// The database, for the event feeds' batches.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// Applies `event` once for `consumer`: records it in the inbox, keeps the campaign it
     /// carries, and stores the notifications it causes, each with the next sequence of its user,
     /// all in one transaction. An event about a campaign not known yet is `NotYet` (retry).
-    #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "apply"))]
     pub async fn apply(&self, consumer: &str, event: &Incoming) -> Result<Applied, Error> {
-        let mut tx = self.pool.begin().await?;
+        self.apply_on(&self.pool, consumer, event).await
+    }
+
+    /// [`Notifications::apply`] on `db`: a pool (a transaction of its own) or a connection in a
+    /// transaction (a savepoint in it, for a consumer's batch).
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "apply"))]
+    pub async fn apply_on<'c>(
+        &self,
+        db: impl Acquire<'c, Database = Postgres>,
+        consumer: &str,
+        event: &Incoming,
+    ) -> Result<Applied, Error> {
+        let mut tx = db.begin().await?;
         if !inbox::record(&mut tx, consumer, &event.message_id).await? {
             return Ok(Applied::Duplicate);
         }
@@ -94,14 +110,26 @@ impl Notifications {
     }
 
     /// Records that `consumer` refused `message_id` (it can never be applied).
-    #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "reject"))]
     pub async fn reject(
         &self,
         consumer: &str,
         message_id: &str,
         reason: &str,
     ) -> Result<(), Error> {
-        let mut tx = self.pool.begin().await?;
+        self.reject_on(&self.pool, consumer, message_id, reason)
+            .await
+    }
+
+    /// [`Notifications::reject`] on `db` (a pool, or a connection in a transaction).
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "reject"))]
+    pub async fn reject_on<'c>(
+        &self,
+        db: impl Acquire<'c, Database = Postgres>,
+        consumer: &str,
+        message_id: &str,
+        reason: &str,
+    ) -> Result<(), Error> {
+        let mut tx = db.begin().await?;
         inbox::reject(&mut tx, consumer, message_id, reason).await?;
         tx.commit().await?;
         Ok(())

@@ -1,0 +1,131 @@
+//! Applying a set of messages of different keys: one transaction for all of them when the
+//! handler batches, otherwise one handler call each. Each message is processed in a span that
+//! continues the trace of whoever wrote it (the relay's publish span).
+
+use std::time::Instant;
+
+use anyhow::Context as _;
+use sqlx::PgPool;
+use tracing::Instrument as _;
+
+use super::{Delivery, Failure, Handler, Item};
+
+/// The span a message is processed in, as the child of its writer's context.
+fn span(subscription: &str, delivery: &Delivery) -> tracing::Span {
+    let topic = delivery.short_topic();
+    let span = tracing::info_span!(
+        "pulsar.consume",
+        otel.name = %format!("{topic} process"),
+        otel.kind = "consumer",
+        messaging.system = "pulsar",
+        messaging.destination = %topic,
+        messaging.subscription = %subscription,
+        message_id = %delivery.message_id,
+        message_type = delivery.message_type.as_deref().unwrap_or("?"),
+        correlation_id = delivery.correlation_id.as_deref().unwrap_or_default(),
+    );
+    service_runtime::telemetry::set_remote_parent(
+        &span,
+        delivery.traceparent.as_deref(),
+        delivery.tracestate.as_deref(),
+    );
+    span
+}
+
+fn transient(context: &'static str) -> impl Fn(sqlx::Error) -> Failure {
+    move |e| Failure::Transient(anyhow::Error::new(e).context(context))
+}
+
+/// Applies `items`: in one transaction if the handler batches, else one by one.
+pub(super) async fn run<H: Handler>(
+    handler: &H,
+    subscription: &str,
+    items: Vec<Item>,
+) -> Vec<(Item, Result<(), Failure>)> {
+    let started = Instant::now();
+    let count = items.len();
+    let outcomes = match handler.batch_pool() {
+        Some(pool) => in_one_transaction(handler, pool, subscription, items).await,
+        None => {
+            let mut outcomes = Vec::with_capacity(items.len());
+            for item in items {
+                let span = span(subscription, &item.delivery);
+                let outcome = match &item.delivery.identity_problem {
+                    Some(problem) => Err(handler.refuse(&item.delivery, problem.clone()).await),
+                    None => handler.handle(&item.delivery).instrument(span).await,
+                };
+                outcomes.push((item, outcome));
+            }
+            outcomes
+        }
+    };
+    let labels = [("subscription", subscription.to_owned())];
+    metrics::histogram!("consumer_batch_seconds", &labels).record(started.elapsed().as_secs_f64());
+    metrics::histogram!("consumer_batch_messages", &labels).record(count as f64);
+    outcomes
+}
+
+/// One transaction for every item, each applied by `handle_in` in ascending `order_key`; a
+/// message that fails leaves no trace in it (the handler's contract), the others commit
+/// together. If the transaction cannot begin, stays unhealthy or fails to commit, every item
+/// is a transient failure and is retried.
+async fn in_one_transaction<H: Handler>(
+    handler: &H,
+    pool: &PgPool,
+    subscription: &str,
+    mut items: Vec<Item>,
+) -> Vec<(Item, Result<(), Failure>)> {
+    items.sort_by_cached_key(|item| handler.order_key(&item.delivery));
+    let result: anyhow::Result<Vec<Result<(), Failure>>> = async {
+        let mut tx = pool.begin().await.context("begin a batch")?;
+        let mut outcomes = Vec::with_capacity(items.len());
+        for item in &items {
+            let delivery = &item.delivery;
+            let outcome = match &delivery.identity_problem {
+                Some(problem) => Err(handler.refuse(delivery, problem.clone()).await),
+                None => {
+                    handler
+                        .handle_in(&mut tx, delivery)
+                        .instrument(span(subscription, delivery))
+                        .await
+                }
+            };
+            outcomes.push(outcome);
+        }
+        // A statement that failed outside a savepoint aborts the transaction, and COMMIT of an
+        // aborted transaction rolls back without an error: ask before trusting the commit.
+        sqlx::query("select 1")
+            .execute(&mut *tx)
+            .await
+            .context("the batch's transaction is unusable")?;
+        tx.commit().await.context("commit a batch")?;
+        Ok(outcomes)
+    }
+    .await;
+    match result {
+        Ok(outcomes) => items.into_iter().zip(outcomes).collect(),
+        Err(error) => items
+            .into_iter()
+            .map(|item| (item, Err(Failure::Transient(anyhow::anyhow!("{error:#}")))))
+            .collect(),
+    }
+}
+
+/// Applies one message of a batching handler in a transaction of its own.
+pub(super) async fn alone<H: Handler + ?Sized>(
+    handler: &H,
+    pool: &PgPool,
+    delivery: &Delivery,
+) -> Result<(), Failure> {
+    let mut tx = pool.begin().await.map_err(transient("begin"))?;
+    let outcome = handler.handle_in(&mut tx, delivery).await;
+    if matches!(outcome, Err(Failure::Transient(_))) {
+        return outcome;
+    }
+    sqlx::query("select 1")
+        .execute(&mut *tx)
+        .await
+        .map_err(transient("the transaction is unusable"))?;
+    tx.commit().await.map_err(transient("commit"))?;
+    outcome
+}

@@ -1,0 +1,261 @@
+//! The consumer's lanes against the real broker and database: a key whose message keeps failing
+//! waits alone while 1,000 messages of other keys are applied, in batches, within a bound that
+//! does not depend on the failing message's back-off; the failing key's later messages are
+//! applied after it, in order, once it succeeds, or once it is dead-lettered.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt as _;
+use prost::Message as _;
+use sqlx::{PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+
+use affiliate_proto::common::MessageMetadata;
+use e2e::{eventually, fresh_database, fresh_namespace, pulsar, pulsar_tenant};
+use messaging::{Delivery, Failure, Handler, Subscription};
+
+/// Any envelope of the platform: `MessageMetadata metadata = 1`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Envelope {
+    #[prost(message, optional, tag = "1")]
+    metadata: Option<MessageMetadata>,
+}
+
+/// Records each message in `applied` (once: the message id is unique), inside the transaction
+/// the consumer gives it. Messages of `failing_key` fail while `failures_left` lasts (or always).
+struct Recorder {
+    pool: PgPool,
+    failing_key: String,
+    failures_left: AtomicU32,
+    always: bool,
+}
+
+impl Handler for Recorder {
+    fn batch_pool(&self) -> Option<&PgPool> {
+        Some(&self.pool)
+    }
+
+    async fn handle_in(&self, conn: &mut PgConnection, delivery: &Delivery) -> Result<(), Failure> {
+        let key = delivery.key.clone().unwrap_or_default();
+        if key == self.failing_key
+            && (self.always
+                || self
+                    .failures_left
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok())
+        {
+            return Err(Failure::Transient(anyhow::anyhow!(
+                "{key} fails on purpose"
+            )));
+        }
+        sqlx::query(
+            "insert into applied (message_id, key) values ($1, $2) on conflict (message_id) do nothing",
+        )
+        .bind(&delivery.message_id)
+        .bind(&key)
+        .execute(conn)
+        .await
+        .map_err(|e| Failure::Transient(e.into()))?;
+        Ok(())
+    }
+}
+
+struct Run {
+    pool: PgPool,
+    topic: String,
+    dead_letter_topic: String,
+    shutdown: CancellationToken,
+    consumer: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Starts a consumer (batches of 64, 4 at once) with the given handler behaviour and back-off.
+async fn start(always: bool, failures: u32, max_redeliveries: usize, backoff: (u64, u64)) -> Run {
+    let db = fresh_database("lanes").await;
+    sqlx::query(
+        "create table applied (seq bigserial primary key, message_id text unique not null, key text not null)",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let namespace = fresh_namespace().await;
+    let topic = format!(
+        "persistent://{}/{namespace}/lanes-commands",
+        pulsar_tenant()
+    );
+    let mut subscription = Subscription::new(vec![topic.clone()], "lanes", max_redeliveries);
+    subscription.min_backoff = Duration::from_secs(backoff.0);
+    subscription.max_backoff = Duration::from_secs(backoff.1);
+    let dead_letter_topic = subscription.dead_letter_topic.clone();
+    let handler = Recorder {
+        pool: db.pool.clone(),
+        failing_key: "bad".into(),
+        failures_left: AtomicU32::new(failures),
+        always,
+    };
+    let shutdown = CancellationToken::new();
+    let client = pulsar().await;
+    let consumer = tokio::spawn(messaging::run_consumer(
+        client,
+        subscription,
+        Arc::new(handler),
+        shutdown.clone(),
+    ));
+    Run {
+        pool: db.pool,
+        topic,
+        dead_letter_topic,
+        shutdown,
+        consumer,
+    }
+}
+
+/// Publishes (key, message id) pairs in this order, 50 sends at a time before their receipts.
+async fn publish_all(topic: &str, messages: &[(String, String)]) {
+    let client = pulsar().await;
+    for chunk in messages.chunks(50) {
+        publish_chunk(&client, topic, chunk).await;
+    }
+}
+
+async fn publish_chunk(
+    client: &pulsar::Pulsar<pulsar::TokioExecutor>,
+    topic: &str,
+    messages: &[(String, String)],
+) {
+    let mut receipts = Vec::new();
+    for (key, id) in messages {
+        let payload = Envelope {
+            metadata: Some(MessageMetadata {
+                message_id: id.clone(),
+                message_type: "lanes.test.v1".into(),
+                ..Default::default()
+            }),
+        }
+        .encode_to_vec();
+        let message = pulsar::producer::Message {
+            payload,
+            properties: HashMap::from([("message-id".to_owned(), id.clone())]),
+            partition_key: Some(key.clone()),
+            ..Default::default()
+        };
+        receipts.push(client.send(topic, message).await.expect("send"));
+    }
+    for receipt in receipts {
+        receipt.await.expect("receipt");
+    }
+}
+
+/// The bad key's first message, its later two, and 1,000 messages of 1,000 other keys between.
+fn messages() -> Vec<(String, String)> {
+    let mut all = vec![("bad".to_owned(), "bad-0".to_owned())];
+    for i in 0..1000 {
+        all.push((format!("good-{i}"), format!("good-{i}")));
+        if i == 10 {
+            all.push(("bad".into(), "bad-1".into()));
+        }
+        if i == 500 {
+            all.push(("bad".into(), "bad-2".into()));
+        }
+    }
+    all
+}
+
+async fn count(pool: &PgPool, key_like: &str) -> i64 {
+    sqlx::query_scalar("select count(*) from applied where key like $1")
+        .bind(key_like)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+async fn bad_in_order(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar("select message_id from applied where key = 'bad' order by seq")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_failing_key_waits_alone_and_keeps_its_order_until_it_succeeds() {
+    // bad-0 fails 3 times: 4 s + 8 s + 8 s of back-off before it succeeds.
+    let run = start(false, 3, 10, (4, 8)).await;
+    let started = Instant::now();
+    publish_all(&run.topic, &messages()).await;
+    eventually(
+        Duration::from_secs(60),
+        "the 1,000 other keys applied",
+        || async { (count(&run.pool, "good-%").await == 1000).then_some(()) },
+    )
+    .await;
+    let others = started.elapsed();
+    // bad-0's back-off alone is 20 s: the others did not wait for it, and the bad key's later
+    // messages did not overtake it.
+    assert_eq!(
+        count(&run.pool, "bad").await,
+        0,
+        "the failing key is held back while it fails (its later messages too)"
+    );
+    println!("1,000 other keys applied in {others:?} while the failing key waited");
+    eventually(
+        Duration::from_secs(60),
+        "the failing key applied",
+        || async { (count(&run.pool, "bad").await == 3).then_some(()) },
+    )
+    .await;
+    assert_eq!(bad_in_order(&run.pool).await, ["bad-0", "bad-1", "bad-2"]);
+    println!(
+        "the failing key's three messages applied in order after {:?}",
+        started.elapsed()
+    );
+    run.shutdown.cancel();
+    run.consumer.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_key_whose_message_never_succeeds_moves_on_once_it_is_dead_lettered() {
+    // Each bad message: 3 attempts (1 s, 2 s of back-off), then the dead-letter topic.
+    let run = start(true, 0, 2, (1, 2)).await;
+    let client = pulsar().await;
+    let mut dead_letters = e2e::consumer(&client, &run.dead_letter_topic).await;
+    let started = Instant::now();
+    publish_all(&run.topic, &messages()).await;
+    eventually(
+        Duration::from_secs(60),
+        "the 1,000 other keys applied",
+        || async { (count(&run.pool, "good-%").await == 1000).then_some(()) },
+    )
+    .await;
+    println!("1,000 other keys applied in {:?}", started.elapsed());
+    // Every message of the bad key fails for good: each is dead-lettered, in order.
+    let mut dead = Vec::new();
+    while dead.len() < 3 {
+        let message = tokio::time::timeout(Duration::from_secs(60), dead_letters.try_next())
+            .await
+            .expect("a dead letter within 60 s")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            e2e::property(&message, "REAL_TOPIC").as_deref(),
+            Some(run.topic.as_str()),
+            "a dead letter says where it came from"
+        );
+        dead.push(e2e::property(&message, "message-id").unwrap());
+    }
+    assert_eq!(dead, ["bad-0", "bad-1", "bad-2"]);
+    assert_eq!(
+        count(&run.pool, "bad").await,
+        0,
+        "nothing of the bad key applied"
+    );
+    println!(
+        "the failing key's messages dead-lettered in order after {:?}",
+        started.elapsed()
+    );
+    run.shutdown.cancel();
+    run.consumer.await.unwrap().unwrap();
+}
