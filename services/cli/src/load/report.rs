@@ -43,7 +43,7 @@ pub struct Purchases {
     pub failed: u64,
     pub failed_by_code: BTreeMap<String, u64>,
     pub retries: u64,
-    /// Sends that started behind the timetable because every client was busy.
+    /// Sends that started behind the timetable because no client was free to take them in time.
     pub late_sends: u64,
     pub max_send_lag_ms: f64,
 }

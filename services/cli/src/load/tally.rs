@@ -17,7 +17,8 @@ pub struct Tally {
     pub retries: u64,
     /// Purchases that failed for good, by gRPC code name.
     pub failed: BTreeMap<&'static str, u64>,
-    /// Sends that started later than due because every client was busy, and the longest delay.
+    /// Sends that started later than due because no client was free to take them in time (all
+    /// busy, or short of CPU), and the longest delay.
     pub late: u64,
     pub max_lag: Duration,
     /// When the first and the latest purchase were sent.
