@@ -14,6 +14,11 @@
 #   deploy/local/platform.sh status   what runs, where
 #   deploy/local/platform.sh demo     only the demonstration (the platform must be up)
 #
+# Builds: PROFILE=debug (default) or PROFILE=release (the same as `--release` after the command,
+# e.g. `deploy/local/platform.sh up --release`): `cargo build --release` and the binaries run from
+# $CARGO_TARGET_DIR/release. Processes already running from the other build keep running (a warning
+# says so): `down` first to switch.
+#
 # Idempotent: what already runs is left running. Logs: .state/logs/<process>.log; pids: .state/pids/.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -21,7 +26,19 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HERE/env.sh"
 
 CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
-BIN_DIR="$CARGO_TARGET_DIR/debug"
+PROFILE="${PROFILE:-debug}"
+# `--release` among the arguments is PROFILE=release; the other arguments stay as they were.
+args=()
+for arg in "$@"; do
+  if [[ "$arg" == --release ]]; then PROFILE=release; else args+=("$arg"); fi
+done
+set -- ${args[@]+"${args[@]}"}
+case "$PROFILE" in
+  debug | dev) PROFILE=debug BUILD_FLAGS=() ;;
+  release) BUILD_FLAGS=(--release) ;;
+  *) infra_die "PROFILE must be debug or release, not '$PROFILE'" ;;
+esac
+BIN_DIR="$CARGO_TARGET_DIR/$PROFILE"
 CAMPAIGN_GRPC="${CAMPAIGN_GRPC:-127.0.0.1:50051}"
 TRACKING_GRPC="${TRACKING_GRPC:-127.0.0.1:50052}"
 COMMISSION_GRPC="${COMMISSION_GRPC:-127.0.0.1:50053}"
@@ -43,13 +60,21 @@ pid_alive() { [[ -f "$PID_DIR/$1.pid" ]] && kill -0 "$(cat "$PID_DIR/$1.pid")" 2
 start() { # start NAME BINARY [ENV=VALUE...]
   local name=$1 bin=$2
   shift 2
+  local cmd
+  read -ra cmd <<<"$bin" # a binary and its arguments, e.g. "bff serve"
   if pid_alive "$name"; then
-    infra_log "$name already running (pid $(cat "$PID_DIR/$name.pid"))"
+    local pid running_dir
+    pid=$(cat "$PID_DIR/$name.pid")
+    # the directory of the running binary (a rebuilt file reads "<path> (deleted)"; its directory does not)
+    running_dir=$(dirname "$(readlink "/proc/$pid/exe" 2>/dev/null || echo "$BIN_DIR/x")")
+    if [[ "$(cd "$running_dir" 2>/dev/null && pwd -P)" != "$(cd "$BIN_DIR" 2>/dev/null && pwd -P)" ]]; then
+      infra_log "WARNING: $name already running (pid $pid) from $running_dir, not the $PROFILE build in $BIN_DIR; \`$0 down\` first to switch"
+    else
+      infra_log "$name already running (pid $pid)"
+    fi
     return
   fi
   mkdir -p "$LOG_DIR" "$PID_DIR"
-  local cmd
-  read -ra cmd <<<"$bin" # a binary and its arguments, e.g. "bff serve"
   env "$@" RUST_LOG="${RUST_LOG:-info,sqlx=warn,pulsar=warn,h2=warn}" \
     nohup "$BIN_DIR/${cmd[0]}" "${cmd[@]:1}" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
   echo $! >"$PID_DIR/$name.pid"
@@ -247,8 +272,8 @@ case "${1:-}" in
   up)
     t0=$(date +%s)
     "$HERE/infra.sh" up
-    infra_log "building the workspace (cargo build --workspace --bins)"
-    (cd "$REPO_ROOT" && CARGO_TARGET_DIR="$CARGO_TARGET_DIR" cargo build --workspace --bins --quiet)
+    infra_log "building the workspace (cargo build --workspace --bins${BUILD_FLAGS[*]:+ ${BUILD_FLAGS[*]}}; binaries from $BIN_DIR)"
+    (cd "$REPO_ROOT" && CARGO_TARGET_DIR="$CARGO_TARGET_DIR" cargo build --workspace --bins --quiet ${BUILD_FLAGS[@]+"${BUILD_FLAGS[@]}"})
     # first, so the processes' first spans have somewhere to go; it exports nothing itself
     start trace-viewer trace-viewer OTLP_LISTEN="$TRACE_OTLP" TRACE_UI_LISTEN="$TRACE_UI" OTEL_EXPORTER_OTLP_ENDPOINT=
     wait_http trace-viewer "http://$TRACE_UI/api/services"
@@ -286,5 +311,5 @@ case "${1:-}" in
     ;;
   status) status ;;
   demo) demo && rest_demo ;;
-  *) echo "usage: $0 up|down|status|demo" >&2; exit 2 ;;
+  *) echo "usage: [PROFILE=debug|release] $0 up|down|status|demo [--release]" >&2; exit 2 ;;
 esac

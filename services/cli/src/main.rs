@@ -1,13 +1,16 @@
 //! `platform`: the operator's command line.
 //!
 //! `platform tail --topic campaign-events` prints a topic's messages as JSON lines;
-//! `platform dlq topics | list | show | redrive` inspects and replays dead letters.
+//! `platform dlq topics | list | show | redrive` inspects and replays dead letters;
+//! `platform load --rate 200 --duration 60s` puts a running platform under purchase load.
 
 mod decode;
 mod dlq;
+mod load;
 mod tail;
 
 use clap::Parser as _;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, clap::Parser)]
 #[command(name = "platform", version, about = "Operate the affiliate platform")]
@@ -23,6 +26,9 @@ enum Command {
     /// Inspect and redrive dead letters.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
+    /// Drive purchases into a running platform at a fixed rate or a ramp and report throughput,
+    /// latencies (acknowledgement and purchase → commission), missing and duplicate commissions.
+    Load(Box<load::LoadArgs>),
 }
 
 #[tokio::main]
@@ -30,7 +36,24 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Tail(args) => tail::run(args).await,
         Command::Dlq(command) => dlq::run(command).await,
+        Command::Load(args) => load::run(*args, interrupt()).await,
     }
+}
+
+/// Cancelled on the first Ctrl-C (the load stops sending and still reports); a second one exits.
+fn interrupt() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("interrupted: stopping (Ctrl-C again to quit at once)");
+            cancel.cancel();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    token
 }
 
 #[cfg(test)]
