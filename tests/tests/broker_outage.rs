@@ -7,7 +7,7 @@
 //! This test stops and starts the shared broker, so it needs the one `deploy/local/pulsar.sh`
 //! runs (as `tests/run.sh` does).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::process::Command;
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! does not depend on the failing message's back-off; the failing key's later messages are
 //! applied after it, in order, once it succeeds, or once it is dead-lettered.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -382,3 +382,122 @@ async fn a_command_that_keeps_failing_goes_to_the_dead_letter_topic_while_others
     assert!(!names.contains(&"Poison".to_owned()));
     app.stop().await;
 }
+
+/// Publishes `envelope` with exactly `properties` (no defaults), keyed by `key`.
+async fn publish_with(app: &TestApp, key: &str, properties: &[(&str, &str)], payload: Vec<u8>) {
+    let message = pulsar::producer::Message {
+        payload,
+        properties: properties
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        partition_key: Some(key.to_owned()),
+        ..Default::default()
+    };
+    let topic = app.topic("campaign-commands");
+    app.client
+        .send(topic.as_str(), message)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+}
+
+fn create_envelope(message_id: &str, name: &str) -> Vec<u8> {
+    let command = Command::CreateCampaign(create(name));
+    CampaignCommand {
+        metadata: Some(MessageMetadata {
+            message_id: message_id.to_owned(),
+            message_type: command.message_type().to_owned(),
+            correlation_id: "corr-identity".to_owned(),
+            ..Default::default()
+        }),
+        command: Some(command),
+    }
+    .encode_to_vec()
+}
+
+#[tokio::test]
+async fn commands_are_identified_by_their_envelope_and_refused_when_properties_disagree() {
+    let app = spawn_app().await;
+    // The same create command twice, with no `message-id` property at all (as a client in
+    // another language may publish it): the envelope's metadata.message_id makes it one.
+    let twice = uuid::Uuid::now_v7().to_string();
+    for _ in 0..2 {
+        publish_with(&app, &twice, &[], create_envelope(&twice, "Twice")).await;
+    }
+    // A `message-id` property that disagrees with the envelope, and a `message-type` property
+    // that disagrees with the envelope's command: refused, nothing created.
+    let (lying_id, lying_type) = (
+        uuid::Uuid::now_v7().to_string(),
+        uuid::Uuid::now_v7().to_string(),
+    );
+    publish_with(
+        &app,
+        &lying_id,
+        &[("message-id", "someone-else")],
+        create_envelope(&lying_id, "Lying id"),
+    )
+    .await;
+    publish_with(
+        &app,
+        &lying_type,
+        &[
+            ("message-id", lying_type.as_str()),
+            ("message-type", "campaign.close.command.v1"),
+        ],
+        create_envelope(&lying_type, "Lying type"),
+    )
+    .await;
+    // A last command, keyed like the first: once it is applied, the duplicate before it was seen.
+    let last = uuid::Uuid::now_v7().to_string();
+    publish_with(&app, &twice, &[], create_envelope(&last, "Last")).await;
+
+    let pool = app.db.pool.clone();
+    eventually(WAIT, "two campaigns and two rejections", || {
+        let pool = pool.clone();
+        async move {
+            let rejected: i64 =
+                sqlx::query_scalar("select count(*) from inbox where outcome = 'rejected'")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            (campaigns(&pool).await.len() == 2 && rejected == 2).then_some(())
+        }
+    })
+    .await;
+    let names: Vec<String> = campaigns(&pool).await.into_iter().map(|(_, n)| n).collect();
+    assert_eq!(
+        names,
+        ["Twice", "Last"],
+        "the repeated command made one campaign"
+    );
+    let mut refused: Vec<(String, String)> = events(&pool)
+        .await
+        .into_iter()
+        .filter_map(|(_, e)| match e.event {
+            Some(Event::CommandRejected(r)) => Some((r.command_message_id, r.reason)),
+            _ => None,
+        })
+        .collect();
+    refused.sort();
+    let mut expected = [lying_id.clone(), lying_type.clone()];
+    expected.sort();
+    assert_eq!(
+        refused.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(),
+        expected,
+        "each refusal names the command by its envelope's id: {refused:?}"
+    );
+    for (id, reason) in &refused {
+        let property = if *id == lying_id {
+            "message-id"
+        } else {
+            "message-type"
+        };
+        assert!(
+            reason.contains(property) && reason.contains("disagrees"),
+            "{id}: {reason}"
+        );
+    }
+    app.stop().await;
+}

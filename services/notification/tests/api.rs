@@ -416,14 +416,19 @@ async fn an_acceptance_before_its_campaign_is_retried_until_the_campaign_arrives
         kinds(&feeds.of(advertiser).await),
         [(1, "campaign_created"), (2, "campaign_accepted")]
     );
-    // A commission on a campaign never heard of still reaches its creator, without the name.
-    let stranger = Uuid::now_v7();
-    feeds
-        .applied(&earned(Uuid::now_v7(), stranger, money(1, "KWD")))
-        .await;
+    // A commission on a campaign not heard of yet waits for it too (its text names it).
+    let (stranger, later) = (Uuid::now_v7(), Uuid::now_v7());
+    let commission = earned(later, stranger, money(1, "KWD"));
+    assert!(matches!(
+        feeds.deliver(&commission).await,
+        Err(Failure::Transient(_))
+    ));
+    assert!(feeds.of(stranger).await.is_empty(), "nothing written");
+    feeds.applied(&created(later, advertiser, "Later")).await;
+    feeds.applied(&commission).await;
     assert_eq!(
         feeds.of(stranger).await[0].3,
-        "You earned 0.001 KWD from a purchase on a campaign."
+        "You earned 0.001 KWD from a purchase on \"Later\"."
     );
 }
 

@@ -32,6 +32,17 @@ fn span(subscription: &str, delivery: &Delivery) -> tracing::Span {
     span
 }
 
+/// Logs (at debug) that a message was processed, inside its span.
+fn processed(span: &tracing::Span, outcome: &Result<(), Failure>, started: Instant) {
+    span.in_scope(|| {
+        tracing::debug!(
+            ok = outcome.is_ok(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "message processed"
+        );
+    });
+}
+
 fn transient(context: &'static str) -> impl Fn(sqlx::Error) -> Failure {
     move |e| Failure::Transient(anyhow::Error::new(e).context(context))
 }
@@ -49,11 +60,17 @@ pub(super) async fn run<H: Handler>(
         None => {
             let mut outcomes = Vec::with_capacity(items.len());
             for item in items {
-                let span = span(subscription, &item.delivery);
+                let (span, started) = (span(subscription, &item.delivery), Instant::now());
                 let outcome = match &item.delivery.identity_problem {
                     Some(problem) => Err(handler.refuse(&item.delivery, problem.clone()).await),
-                    None => handler.handle(&item.delivery).instrument(span).await,
+                    None => {
+                        handler
+                            .handle(&item.delivery)
+                            .instrument(span.clone())
+                            .await
+                    }
                 };
+                processed(&span, &outcome, started);
                 outcomes.push((item, outcome));
             }
             outcomes
@@ -81,15 +98,17 @@ async fn in_one_transaction<H: Handler>(
         let mut outcomes = Vec::with_capacity(items.len());
         for item in &items {
             let delivery = &item.delivery;
+            let (span, started) = (span(subscription, delivery), Instant::now());
             let outcome = match &delivery.identity_problem {
                 Some(problem) => Err(handler.refuse(delivery, problem.clone()).await),
                 None => {
                     handler
                         .handle_in(&mut tx, delivery)
-                        .instrument(span(subscription, delivery))
+                        .instrument(span.clone())
                         .await
                 }
             };
+            processed(&span, &outcome, started);
             outcomes.push(outcome);
         }
         // A statement that failed outside a savepoint aborts the transaction, and COMMIT of an

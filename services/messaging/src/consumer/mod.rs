@@ -64,37 +64,47 @@ struct EnvelopeHead {
     metadata: Option<MessageMetadata>,
 }
 
-/// The envelope's metadata, or why there is none to trust.
+/// The envelope's message id (if it has one) and, if the message cannot be trusted, why not.
 fn envelope_identity(
     payload: &[u8],
     properties: &HashMap<String, String>,
-) -> Result<MessageMetadata, String> {
+) -> (Option<String>, Option<String>) {
     use prost::Message as _;
-    let head = EnvelopeHead::decode(payload).map_err(|e| format!("not an envelope: {e}"))?;
-    let metadata = head
-        .metadata
-        .ok_or("the envelope has no metadata (metadata.message_id identifies a message)")?;
+    let metadata = match EnvelopeHead::decode(payload) {
+        Ok(EnvelopeHead {
+            metadata: Some(metadata),
+        }) => metadata,
+        Ok(EnvelopeHead { metadata: None }) => {
+            let problem = "the envelope has no metadata (metadata.message_id identifies a message)";
+            return (None, Some(problem.to_owned()));
+        }
+        Err(e) => return (None, Some(format!("not an envelope: {e}"))),
+    };
     if metadata.message_id.is_empty() {
-        return Err("the envelope's metadata.message_id is empty".to_owned());
+        return (
+            None,
+            Some("the envelope's metadata.message_id is empty".to_owned()),
+        );
     }
-    if let Some(property) = properties.get(properties::MESSAGE_ID)
-        && *property != metadata.message_id
-    {
-        return Err(format!(
+    let problem = match (
+        properties.get(properties::MESSAGE_ID),
+        properties.get(properties::MESSAGE_TYPE),
+    ) {
+        (Some(property), _) if *property != metadata.message_id => Some(format!(
             "the message-id property `{property}` disagrees with the envelope's metadata.message_id `{}`",
             metadata.message_id
-        ));
-    }
-    if let Some(property) = properties.get(properties::MESSAGE_TYPE)
-        && !metadata.message_type.is_empty()
-        && *property != metadata.message_type
-    {
-        return Err(format!(
-            "the message-type property `{property}` disagrees with the envelope's metadata.message_type `{}`",
-            metadata.message_type
-        ));
-    }
-    Ok(metadata)
+        )),
+        (_, Some(property))
+            if !metadata.message_type.is_empty() && *property != metadata.message_type =>
+        {
+            Some(format!(
+                "the message-type property `{property}` disagrees with the envelope's metadata.message_type `{}`",
+                metadata.message_type
+            ))
+        }
+        _ => None,
+    };
+    (Some(metadata.message_id), problem)
 }
 
 impl Delivery {
@@ -106,24 +116,22 @@ impl Delivery {
             .map(|kv| (kv.key.clone(), kv.value.clone()))
             .collect();
         let payload = message.payload.data.clone();
-        let (message_id, identity_problem) = match envelope_identity(&payload, &properties) {
-            Ok(metadata) => (metadata.message_id, None),
-            Err(problem) => {
-                let id = message.message_id();
-                let fallback = properties
-                    .get(properties::MESSAGE_ID)
-                    .cloned()
-                    .unwrap_or_else(|| {
-                        format!(
-                            "pulsar:{}:{}:{}",
-                            id.ledger_id,
-                            id.entry_id,
-                            id.batch_index.unwrap_or(-1)
-                        )
-                    });
-                (fallback, Some(problem))
-            }
-        };
+        let (envelope_id, identity_problem) = envelope_identity(&payload, &properties);
+        // Without an envelope id, the refusal is recorded under the property or the position.
+        let message_id = envelope_id.unwrap_or_else(|| {
+            let id = message.message_id();
+            properties
+                .get(properties::MESSAGE_ID)
+                .cloned()
+                .unwrap_or_else(|| {
+                    format!(
+                        "pulsar:{}:{}:{}",
+                        id.ledger_id,
+                        id.entry_id,
+                        id.batch_index.unwrap_or(-1)
+                    )
+                })
+        });
         let property = |name: &str| properties.get(name).cloned();
         Self {
             topic: message.topic.clone(),
@@ -355,7 +363,7 @@ enum Done {
     /// Messages applied (or refused) with their outcomes.
     Applied(Vec<(Item, Result<(), Failure>)>),
     /// A message moved (or not) to the dead-letter topic.
-    DeadLettered(Item, anyhow::Result<()>),
+    DeadLettered(Box<Item>, anyhow::Result<()>),
     /// A held-back key's retry is due.
     Wake(String),
 }
@@ -575,7 +583,7 @@ async fn settle(
             tracing::warn!(subscription = %subscription.name, message_id = %item.delivery.message_id,
                 error = format!("{error:#}"), "dead-lettering failed; will retry");
             let (lane, delay) = (item.lane.clone(), subscription.max_backoff);
-            lanes.retry_later(&lane.clone(), item);
+            lanes.retry_later(&lane.clone(), *item);
             work.push(
                 async move {
                     tokio::time::sleep(delay).await;
@@ -635,7 +643,7 @@ async fn dead_letter(pulsar: Pulsar<TokioExecutor>, topic: String, item: Item) -
         anyhow::Ok(())
     }
     .await;
-    Done::DeadLettered(item, sent)
+    Done::DeadLettered(Box::new(item), sent)
 }
 
 #[cfg(test)]

@@ -77,9 +77,7 @@ impl Notifications {
             repo::upsert_campaign(&mut tx, campaign, event.version).await?;
         }
         let known = match event.fact.needs() {
-            Some(Need::Required(id) | Need::Optional(id)) => {
-                repo::find_campaign(&mut tx, id).await?
-            }
+            Some(Need::Required(id)) => repo::find_campaign(&mut tx, id).await?,
             None => None,
         };
         let drafts =

@@ -127,10 +127,11 @@ pub enum Fact {
 /// How much a fact depends on the campaign it is about being known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Need {
-    /// Its advertiser is addressed: without the campaign nobody can be told.
+    /// Its advertiser is addressed, or its name is quoted: the fact waits (is retried) until the
+    /// campaign is known. A commission always waits: the commission service computed it from the
+    /// campaign's own events, so they arrive here too, and what the creator reads must not depend
+    /// on which of two topics was faster.
     Required(Uuid),
-    /// Only its name is quoted.
-    Optional(Uuid),
 }
 
 impl Fact {
@@ -146,8 +147,8 @@ impl Fact {
     pub fn needs(&self) -> Option<Need> {
         match self {
             Self::CampaignAccepted { campaign_id, .. }
-            | Self::EvidenceSubmitted { campaign_id, .. } => Some(Need::Required(*campaign_id)),
-            Self::CommissionEarned { campaign_id, .. } => Some(Need::Optional(*campaign_id)),
+            | Self::EvidenceSubmitted { campaign_id, .. }
+            | Self::CommissionEarned { campaign_id, .. } => Some(Need::Required(*campaign_id)),
             _ => None,
         }
     }
@@ -259,14 +260,12 @@ pub fn derive(fact: &Fact, known: Option<&Campaign>) -> Result<Vec<Draft>, Unkno
             creator_id,
             amount,
         } => {
-            let on = known
-                .filter(|c| c.id == *campaign_id)
-                .map_or_else(|| "a campaign".to_owned(), |c| format!("\"{}\"", c.name));
+            let on = required(*campaign_id)?;
             vec![Draft {
                 user_id: *creator_id,
                 kind: Kind::CommissionEarned,
                 title: "Commission earned".into(),
-                body: format!("You earned {amount} from a purchase on {on}."),
+                body: format!("You earned {amount} from a purchase on \"{}\".", on.name),
                 subject_type: COMMISSION,
                 subject_id: *commission_id,
             }]
@@ -405,13 +404,14 @@ mod tests {
             creator_id: Uuid::from_u128(3),
             amount: money(250, "JPY"),
         };
-        let unknown = derive(&yen, None).unwrap_or_default();
         assert_eq!(
-            unknown[0].body,
-            "You earned 250 JPY from a purchase on a campaign."
+            derive(&yen, None),
+            Err(UnknownCampaign(campaign().id)),
+            "a commission waits for its campaign"
         );
+        let known = derive(&yen, Some(&campaign())).unwrap_or_default();
         assert_eq!(
-            (unknown[0].subject_type, unknown[0].subject_id),
+            (known[0].subject_type, known[0].subject_id),
             (COMMISSION, Uuid::from_u128(4))
         );
     }
