@@ -255,6 +255,29 @@ pub async fn find_balance(
     .await
 }
 
+/// Credits `amount` to the creator's available balance in `currency` (creating the balance if
+/// needed) in one statement, which also locks the row until commit; returns it after.
+pub async fn credit_balance(
+    conn: &mut PgConnection,
+    creator_id: Uuid,
+    currency: &str,
+    amount: i64,
+) -> sqlx::Result<BalanceRow> {
+    sqlx::query_as(
+        r#"
+        insert into balances (creator_id, currency, available_minor) values ($1, $2, $3)
+        on conflict (creator_id, currency)
+        do update set available_minor = balances.available_minor + excluded.available_minor
+        returning *
+        "#,
+    )
+    .bind(creator_id)
+    .bind(currency)
+    .bind(amount)
+    .fetch_one(conn)
+    .await
+}
+
 /// Adds the deltas to a locked balance; returns it after.
 pub async fn adjust_balance(
     conn: &mut PgConnection,

@@ -145,9 +145,8 @@ impl Commissions {
             }
             other => other?,
         }
-        repo::lock_balance(&mut tx, creator_id, &currency).await?;
         let balance =
-            repo::adjust_balance(&mut tx, creator_id, &currency, row.amount_minor, 0, 0).await?;
+            repo::credit_balance(&mut tx, creator_id, &currency, row.amount_minor).await?;
         let commission = messages::commission(&row);
         let event = Event::CommissionCalculated(CommissionCalculated {
             commission: Some(commission.clone()),
