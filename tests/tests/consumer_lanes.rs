@@ -1,7 +1,9 @@
 //! The consumer's lanes against the real broker and database: a key whose message keeps failing
 //! waits alone while 1,000 messages of other keys are applied, in batches, within a bound that
 //! does not depend on the failing message's back-off; the failing key's later messages are
-//! applied after it, in order, once it succeeds, or once it is dead-lettered.
+//! applied after it, in order, once it succeeds, or once it is dead-lettered. A message whose
+//! handler breaks the shared transaction (a failed statement outside its savepoint) fails alone:
+//! the batch is applied again message by message, and no other key is retried with it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -33,6 +35,8 @@ struct Recorder {
     failing_key: String,
     failures_left: AtomicU32,
     always: bool,
+    /// The failing key's messages also break the transaction they are given.
+    breaks_transaction: bool,
 }
 
 impl Handler for Recorder {
@@ -42,13 +46,18 @@ impl Handler for Recorder {
 
     async fn handle_in(&self, conn: &mut PgConnection, delivery: &Delivery) -> Result<(), Failure> {
         let key = delivery.key.clone().unwrap_or_default();
-        if key == self.failing_key
+        if key.starts_with(&self.failing_key)
             && (self.always
                 || self
                     .failures_left
                     .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                     .is_ok())
         {
+            if self.breaks_transaction {
+                // Outside any savepoint: the whole transaction is aborted.
+                let broken = sqlx::query("select 1 / 0").execute(&mut *conn).await;
+                assert!(broken.is_err());
+            }
             return Err(Failure::Transient(anyhow::anyhow!(
                 "{key} fails on purpose"
             )));
@@ -67,6 +76,8 @@ impl Handler for Recorder {
 
 struct Run {
     pool: PgPool,
+    /// The subscription's counters (applied, retried, dead-lettered).
+    board: service_runtime::status::StatusBoard,
     topic: String,
     dead_letter_topic: String,
     shutdown: CancellationToken,
@@ -74,7 +85,13 @@ struct Run {
 }
 
 /// Starts a consumer (batches of 64, 4 at once) with the given handler behaviour and back-off.
-async fn start(always: bool, failures: u32, max_redeliveries: usize, backoff: (u64, u64)) -> Run {
+async fn start(
+    always: bool,
+    failures: u32,
+    max_redeliveries: usize,
+    backoff: (u64, u64),
+    breaks_transaction: bool,
+) -> Run {
     let db = fresh_database("lanes").await;
     sqlx::query(
         "create table applied (seq bigserial primary key, message_id text unique not null, key text not null)",
@@ -91,11 +108,14 @@ async fn start(always: bool, failures: u32, max_redeliveries: usize, backoff: (u
     subscription.min_backoff = Duration::from_secs(backoff.0);
     subscription.max_backoff = Duration::from_secs(backoff.1);
     let dead_letter_topic = subscription.dead_letter_topic.clone();
+    let board = service_runtime::status::StatusBoard::new("lanes", "events");
+    subscription.status = Some(board.subscription("lanes", &subscription.topics));
     let handler = Recorder {
         pool: db.pool.clone(),
         failing_key: "bad".into(),
         failures_left: AtomicU32::new(failures),
         always,
+        breaks_transaction,
     };
     let shutdown = CancellationToken::new();
     let client = pulsar().await;
@@ -107,6 +127,7 @@ async fn start(always: bool, failures: u32, max_redeliveries: usize, backoff: (u
     ));
     Run {
         pool: db.pool,
+        board,
         topic,
         dead_letter_topic,
         shutdown,
@@ -183,7 +204,7 @@ async fn bad_in_order(pool: &PgPool) -> Vec<String> {
 #[tokio::test]
 async fn a_failing_key_waits_alone_and_keeps_its_order_until_it_succeeds() {
     // bad-0 fails 3 times: 4 s + 8 s + 8 s of back-off before it succeeds.
-    let run = start(false, 3, 10, (4, 8)).await;
+    let run = start(false, 3, 10, (4, 8), false).await;
     let started = Instant::now();
     publish_all(&run.topic, &messages()).await;
     eventually(
@@ -219,7 +240,59 @@ async fn a_failing_key_waits_alone_and_keeps_its_order_until_it_succeeds() {
 #[tokio::test]
 async fn a_key_whose_message_never_succeeds_moves_on_once_it_is_dead_lettered() {
     // Each bad message: 3 attempts (1 s, 2 s of back-off), then the dead-letter topic.
-    let run = start(true, 0, 2, (1, 2)).await;
+    dead_letters_only_the_bad_key().await;
+}
+
+#[tokio::test]
+async fn a_message_that_breaks_its_batch_fails_alone() {
+    // Ten bad keys among 1,000 good ones, each bad message aborting the shared transaction it
+    // lands in: the batch is applied again one by one, so no good message is retried, let alone
+    // dead-lettered, with it.
+    let run = start(true, 0, 2, (1, 2), true).await;
+    let client = pulsar().await;
+    let mut dead_letters = e2e::consumer(&client, &run.dead_letter_topic).await;
+    let mut all = Vec::new();
+    for i in 0..1000 {
+        all.push((format!("good-{i}"), format!("good-{i}")));
+        if i % 100 == 50 {
+            all.push((format!("bad-{i}"), format!("bad-{i}")));
+        }
+    }
+    publish_all(&run.topic, &all).await;
+    eventually(
+        Duration::from_secs(60),
+        "the 1,000 good keys applied",
+        || async { (count(&run.pool, "good-%").await == 1000).then_some(()) },
+    )
+    .await;
+    let mut dead = Vec::new();
+    while dead.len() < 10 {
+        let message = tokio::time::timeout(Duration::from_secs(60), dead_letters.try_next())
+            .await
+            .expect("a dead letter within 60 s")
+            .unwrap()
+            .unwrap();
+        dead.push(e2e::property(&message, "message-id").unwrap());
+    }
+    assert!(dead.iter().all(|id| id.starts_with("bad-")), "{dead:?}");
+    let more = tokio::time::timeout(Duration::from_secs(2), dead_letters.try_next()).await;
+    assert!(
+        more.is_err(),
+        "only the bad keys were dead-lettered: {more:?}"
+    );
+    let status = run.board.snapshot().subscriptions.remove(0);
+    println!("a batch breaker among 1,000 good keys: {status:?}");
+    assert_eq!(
+        (status.retried, status.dead_lettered, status.applied),
+        (20, 10, 1000),
+        "only the bad keys were retried (10 messages x 2 retries): {status:?}"
+    );
+    run.shutdown.cancel();
+    run.consumer.await.unwrap().unwrap();
+}
+
+async fn dead_letters_only_the_bad_key() {
+    let run = start(true, 0, 2, (1, 2), false).await;
     let client = pulsar().await;
     let mut dead_letters = e2e::consumer(&client, &run.dead_letter_topic).await;
     let started = Instant::now();
@@ -231,7 +304,8 @@ async fn a_key_whose_message_never_succeeds_moves_on_once_it_is_dead_lettered() 
     )
     .await;
     println!("1,000 other keys applied in {:?}", started.elapsed());
-    // Every message of the bad key fails for good: each is dead-lettered, in order.
+    // Every message of the bad key fails for good: each is dead-lettered, in order, and nothing
+    // else is.
     let mut dead = Vec::new();
     while dead.len() < 3 {
         let message = tokio::time::timeout(Duration::from_secs(60), dead_letters.try_next())
@@ -255,6 +329,18 @@ async fn a_key_whose_message_never_succeeds_moves_on_once_it_is_dead_lettered() 
     println!(
         "the failing key's messages dead-lettered in order after {:?}",
         started.elapsed()
+    );
+    let more = tokio::time::timeout(Duration::from_secs(2), dead_letters.try_next()).await;
+    assert!(
+        more.is_err(),
+        "only the bad key was dead-lettered: {more:?}"
+    );
+    // Only the bad key's messages were retried: 3 messages x 2 retries.
+    let status = run.board.snapshot().subscriptions.remove(0);
+    assert_eq!(
+        (status.retried, status.dead_lettered, status.applied),
+        (6, 3, 1000),
+        "{status:?}"
     );
     run.shutdown.cancel();
     run.consumer.await.unwrap().unwrap();

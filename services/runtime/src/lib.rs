@@ -3,6 +3,7 @@
 //! reflection), request context from gRPC metadata, rich error statuses, and the shutdown signal.
 
 pub mod app;
+pub mod backoff;
 pub mod config;
 pub mod context;
 pub mod db;

@@ -39,10 +39,7 @@ pub fn is_retryable(status: &Status) -> bool {
 impl RetryPolicy {
     /// The back-off before retry `retry` (from 1), before jitter.
     pub fn backoff(&self, retry: u32) -> Duration {
-        let factor = 2u32.saturating_pow(retry.saturating_sub(1));
-        self.first_backoff
-            .saturating_mul(factor)
-            .min(self.max_backoff)
+        service_runtime::backoff::doubling(self.first_backoff, self.max_backoff, retry)
     }
 
     /// Runs `attempt` until it succeeds, fails for good, or the retries are used up.

@@ -32,8 +32,20 @@ fn span(subscription: &str, delivery: &Delivery) -> tracing::Span {
     span
 }
 
-/// Logs (at debug) that a message was processed, inside its span.
-fn processed(span: &tracing::Span, outcome: &Result<(), Failure>, started: Instant) {
+/// Logs (at debug) that a message was processed, inside its span, and records how long it took.
+fn processed(
+    subscription: &str,
+    delivery: &Delivery,
+    span: &tracing::Span,
+    outcome: &Result<(), Failure>,
+    started: Instant,
+) {
+    metrics::histogram!(
+        "consumer_processing_seconds",
+        "subscription" => subscription.to_owned(),
+        "topic" => delivery.short_topic().to_owned()
+    )
+    .record(started.elapsed().as_secs_f64());
     span.in_scope(|| {
         tracing::debug!(
             ok = outcome.is_ok(),
@@ -70,7 +82,7 @@ pub(super) async fn run<H: Handler>(
                             .await
                     }
                 };
-                processed(&span, &outcome, started);
+                processed(subscription, &item.delivery, &span, &outcome, started);
                 outcomes.push((item, outcome));
             }
             outcomes
@@ -84,8 +96,9 @@ pub(super) async fn run<H: Handler>(
 
 /// One transaction for every item, each applied by `handle_in` in ascending `order_key`; a
 /// message that fails leaves no trace in it (the handler's contract), the others commit
-/// together. If the transaction cannot begin, stays unhealthy or fails to commit, every item
-/// is a transient failure and is retried.
+/// together. If the shared transaction cannot begin, is left unusable or fails to commit, it
+/// rolls back and each item is applied again in a transaction of its own, so whatever broke it
+/// fails alone and the others are not retried (nor dead-lettered) with it.
 async fn in_one_transaction<H: Handler>(
     handler: &H,
     pool: &PgPool,
@@ -108,7 +121,7 @@ async fn in_one_transaction<H: Handler>(
                         .await
                 }
             };
-            processed(&span, &outcome, started);
+            processed(subscription, delivery, &span, &outcome, started);
             outcomes.push(outcome);
         }
         // A statement that failed outside a savepoint aborts the transaction, and COMMIT of an
@@ -123,10 +136,29 @@ async fn in_one_transaction<H: Handler>(
     .await;
     match result {
         Ok(outcomes) => items.into_iter().zip(outcomes).collect(),
-        Err(error) => items
-            .into_iter()
-            .map(|item| (item, Err(Failure::Transient(anyhow::anyhow!("{error:#}")))))
-            .collect(),
+        Err(error) => {
+            tracing::warn!(
+                subscription,
+                messages = items.len(),
+                error = format!("{error:#}"),
+                "batch rolled back; applying its messages one by one"
+            );
+            let mut outcomes = Vec::with_capacity(items.len());
+            for item in items {
+                let (span, started) = (span(subscription, &item.delivery), Instant::now());
+                let outcome = match &item.delivery.identity_problem {
+                    Some(problem) => Err(handler.refuse(&item.delivery, problem.clone()).await),
+                    None => {
+                        alone(handler, pool, &item.delivery)
+                            .instrument(span.clone())
+                            .await
+                    }
+                };
+                processed(subscription, &item.delivery, &span, &outcome, started);
+                outcomes.push((item, outcome));
+            }
+            outcomes
+        }
     }
 }
 

@@ -285,10 +285,7 @@ impl Subscription {
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(16));
-        self.min_backoff
-            .saturating_mul(factor)
-            .min(self.max_backoff)
+        service_runtime::backoff::doubling(self.min_backoff, self.max_backoff, attempt)
     }
 
     fn report(&self, f: impl FnOnce(&SubscriptionHandle)) {
@@ -305,10 +302,7 @@ pub fn dead_letter_topic(topic: &str, subscription: &str) -> String {
 
 /// Delay before subscribing again after the `failures`-th lost subscription in a row.
 fn resubscribe_backoff(failures: u32) -> Duration {
-    let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(6));
-    Duration::from_millis(100)
-        .saturating_mul(factor)
-        .min(Duration::from_secs(5))
+    service_runtime::backoff::doubling(Duration::from_millis(100), Duration::from_secs(5), failures)
 }
 
 /// Consumes until `shutdown`. A lost subscription is made again, with back-off, for as long as it
