@@ -212,19 +212,14 @@ pub async fn consumer(
     client: &pulsar::Pulsar<pulsar::TokioExecutor>,
     topic: &str,
 ) -> pulsar::Consumer<Vec<u8>, pulsar::TokioExecutor> {
-    client
-        .consumer()
-        .with_topic(topic)
-        .with_subscription(format!("test-{}", Uuid::new_v4().simple()))
-        .with_subscription_type(pulsar::SubType::Exclusive)
-        .with_options(pulsar::ConsumerOptions {
-            durable: Some(false),
-            initial_position: pulsar::consumer::InitialPosition::Latest,
-            ..Default::default()
-        })
-        .build()
-        .await
-        .unwrap_or_else(|e| panic!("subscribe to {topic}: {e}; {START_HINT}"))
+    messaging::watch(
+        client,
+        topic,
+        "test",
+        pulsar::consumer::InitialPosition::Latest,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("subscribe to {topic}: {e}; {START_HINT}"))
 }
 
 /// A message property by name.

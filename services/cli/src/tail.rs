@@ -31,21 +31,12 @@ pub struct TailArgs {
 pub async fn run(args: TailArgs) -> anyhow::Result<()> {
     let topic = args.pulsar.topic(&args.topic);
     let client = messaging::connect(&args.pulsar).await?;
-    let mut consumer: pulsar::Consumer<Vec<u8>, _> = client
-        .consumer()
-        .with_topic(&topic)
-        .with_subscription(format!("platform-tail-{}", uuid::Uuid::new_v4().simple()))
-        .with_subscription_type(pulsar::SubType::Exclusive)
-        .with_options(pulsar::ConsumerOptions {
-            durable: Some(false),
-            initial_position: if args.from_earliest {
-                pulsar::consumer::InitialPosition::Earliest
-            } else {
-                pulsar::consumer::InitialPosition::Latest
-            },
-            ..Default::default()
-        })
-        .build()
+    let start = if args.from_earliest {
+        pulsar::consumer::InitialPosition::Earliest
+    } else {
+        pulsar::consumer::InitialPosition::Latest
+    };
+    let mut consumer = messaging::watch(&client, &topic, "platform-tail", start)
         .await
         .with_context(|| format!("subscribe to {topic}"))?;
     eprintln!("subscribed to {topic}");

@@ -40,6 +40,29 @@ pub async fn connect(args: &PulsarArgs) -> anyhow::Result<Pulsar<TokioExecutor>>
         .with_context(|| format!("connect to Pulsar at {}", args.url))
 }
 
+/// A watcher's consumer on `topic`: a non-durable Exclusive subscription of its own (named
+/// `{name}-{uuid}`, gone when it closes), starting at `start`. Tools and tests that look at a
+/// topic without taking part in its work use it (`platform tail`, `platform load`).
+pub async fn watch(
+    client: &Pulsar<TokioExecutor>,
+    topic: &str,
+    name: &str,
+    start: pulsar::consumer::InitialPosition,
+) -> Result<pulsar::Consumer<Vec<u8>, TokioExecutor>, pulsar::Error> {
+    client
+        .consumer()
+        .with_topic(topic)
+        .with_subscription(format!("{name}-{}", uuid::Uuid::new_v4().simple()))
+        .with_subscription_type(pulsar::SubType::Exclusive)
+        .with_options(pulsar::ConsumerOptions {
+            durable: Some(false),
+            initial_position: start,
+            ..Default::default()
+        })
+        .build()
+        .await
+}
+
 /// Message property names shared by the relay (which sets them) and consumers.
 pub mod properties {
     pub const MESSAGE_TYPE: &str = "message-type";

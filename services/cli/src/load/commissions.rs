@@ -32,19 +32,14 @@ pub struct Subscription {
 pub async fn subscribe(pulsar: &PulsarArgs) -> anyhow::Result<Subscription> {
     let topic = pulsar.topic(TOPIC);
     let client = messaging::connect(pulsar).await?;
-    let consumer = client
-        .consumer()
-        .with_topic(&topic)
-        .with_subscription(format!("platform-load-{}", uuid::Uuid::new_v4().simple()))
-        .with_subscription_type(pulsar::SubType::Exclusive)
-        .with_options(pulsar::ConsumerOptions {
-            durable: Some(false),
-            initial_position: pulsar::consumer::InitialPosition::Latest,
-            ..Default::default()
-        })
-        .build()
-        .await
-        .with_context(|| format!("subscribe to {topic}"))?;
+    let consumer = messaging::watch(
+        &client,
+        &topic,
+        "platform-load",
+        pulsar::consumer::InitialPosition::Latest,
+    )
+    .await
+    .with_context(|| format!("subscribe to {topic}"))?;
     Ok(Subscription {
         _client: client,
         consumer,
