@@ -3,6 +3,8 @@
 #
 #   deploy/local/postgres.sh up       initdb if needed, start, wait until ready, create the databases
 #   deploy/local/postgres.sh down     stop the cluster in $PG_DATA_DIR (pg_ctl stop -m fast)
+#   deploy/local/postgres.sh crash    stop it as a crash would (pg_ctl stop -m immediate: no shutdown
+#                                     checkpoint; the next `up` recovers from the WAL). For fault tests.
 #   deploy/local/postgres.sh status   print state, databases and connection strings
 #
 # Data: $STATE_DIR/postgres/data; socket: $STATE_DIR/postgres/run; log: $STATE_DIR/logs/postgres.log
@@ -176,6 +178,13 @@ cmd_down() {
   rm -f "$PG_PID_FILE"
 }
 
+cmd_crash() {
+  is_running || infra_die "PostgreSQL is not running (data $PG_DATA_DIR): nothing to crash"
+  infra_log "stopping PostgreSQL as a crash would (pg_ctl stop -m immediate)"
+  pg pg_ctl stop -D "$PG_DATA_DIR" -m immediate -w -t 60 -s
+  rm -f "$PG_PID_FILE"
+}
+
 cmd_status() {
   if [[ ! -f "$PG_DATA_DIR/PG_VERSION" ]]; then
     echo "postgres: not initialised ($PG_DATA_DIR)"
@@ -202,6 +211,7 @@ relocate_if_unreachable
 case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;
+  crash) cmd_crash ;;
   status) cmd_status ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|crash|status" >&2; exit 2 ;;
 esac

@@ -7,13 +7,24 @@
 #                                   create tenant $PULSAR_TENANT and namespace $PULSAR_TENANT/$PULSAR_NAMESPACE
 #   deploy/local/pulsar.sh down     stop the broker this script started (TERM, KILL after 15 s)
 #   deploy/local/pulsar.sh status   print state, ports, memory, tenants/namespaces
+#   deploy/local/pulsar.sh kill     SIGKILL the broker, as a crash would (fault tests); `up` recovers
 #   deploy/local/pulsar.sh reset    stop the broker and delete its data (every topic and message)
 #
 # Jars:  $PULSAR_LIB_DIR (= ~/.cache/affiliate-platform/pulsar/<version>/lib), resolved with
 #        deploy/local/pulsar/pom.xml; re-resolved only if the version or the pom changes.
 # Data:  $STATE_DIR/pulsar/data: the metadata store and the bookie's journal and ledgers, kept
 #        across stops and crashes (a restart brings back every topic, subscription, cursor and
-#        unacknowledged message); only `reset` deletes it. The two dirs always move together.
+#        unacknowledged message); only `reset` deletes it. The two dirs always move together
+#        (`up` refuses a data dir that has one without the other).
+# Durability: a publish is acknowledged once the one bookie has written it to its journal AND
+#        fsynced it (journalSyncData=true; ack quorum 1 of 1), and the RocksDB metadata store
+#        fsyncs its writes (fsyncEnable, on by default), so a SIGKILL or a power cut loses no
+#        acknowledged message. Consumer acknowledgements are persisted lazily (cursor ledger, at
+#        most once a second), so after a crash some acknowledged messages come again: the
+#        consumers' inbox skips them.
+# Bookie: 127.0.0.1:$PULSAR_BOOKIE_PORT (3181), fixed: it is the bookie's identity in its cookie
+#        and in every ledger. After a crash, the dead broker's registrations are cleared before
+#        the next start (pulsar/StaleEphemeralNodes.java says why).
 # Logs:  $STATE_DIR/logs/pulsar.log (broker, log4j2) and pulsar-stdout.log (JVM stdout/stderr).
 # URLs:  pulsar://127.0.0.1:6650 (binary), http://127.0.0.1:8080 (admin REST, /metrics).
 set -euo pipefail
@@ -102,25 +113,66 @@ render_conf() {
   sed -e "s/^brokerServicePort=.*/brokerServicePort=$PULSAR_PORT/" \
     -e "s/^webServicePort=.*/webServicePort=$PULSAR_HTTP_PORT/" \
     -e "s/^clusterName=.*/clusterName=$PULSAR_CLUSTER/" \
+    -e "s/^bookiePort=.*/bookiePort=$PULSAR_BOOKIE_PORT/" \
     "$PULSAR_SRC_DIR/conf/standalone.conf" >"$PULSAR_RUN_CONF_DIR/standalone.conf"
   cp "$PULSAR_SRC_DIR/conf/log4j2.xml" "$PULSAR_RUN_CONF_DIR/log4j2.xml"
 }
 
+# The bookie port this data dir belongs to: the one in the bookie's cookie (BookKeeper re-adopts
+# it on every start, whatever the configuration says), or $PULSAR_BOOKIE_PORT for a new data dir.
+bookie_port() {
+  local cookie="$PULSAR_DATA_DIR/bookkeeper/current/VERSION" host
+  host="$(sed -n 's/^bookieHost: "\(.*\)"$/\1/p' "$cookie" 2>/dev/null | head -n 1)"
+  if [[ -n "$host" ]]; then echo "${host##*:}"; else echo "$PULSAR_BOOKIE_PORT"; fi
+}
+
+# The metadata store and the bookie's journal and ledgers are one unit: the metadata holds the
+# cluster's instance id and every ledger's ensemble, the bookie dir holds the cookie naming the
+# same instance id. One without the other is a broken data dir; say so instead of wiping it.
+check_data_dir() {
+  local meta="$PULSAR_DATA_DIR/metadata" bk="$PULSAR_DATA_DIR/bookkeeper/current/VERSION"
+  if [[ -d "$meta" && ! -f "$bk" ]]; then
+    infra_die "$PULSAR_DATA_DIR has a metadata store but no bookie data ($bk is missing): the broker cannot read its ledgers. Restore the bookie dir, or delete every topic and message with \`$0 reset\`"
+  fi
+  if [[ -f "$bk" && ! -d "$meta" ]]; then
+    infra_die "$PULSAR_DATA_DIR has bookie data but no metadata store ($meta is missing): the bookie's cookie names a cluster that no longer exists. Restore the metadata dir, or delete every topic and message with \`$0 reset\`"
+  fi
+}
+
+# After a crash (SIGKILL, OOM, power loss) the metadata store still holds the dead broker's
+# ephemeral registrations; clear them before the broker starts (see pulsar/StaleEphemeralNodes.java).
+clear_stale_registrations() {
+  [[ -d "$PULSAR_DATA_DIR/metadata" ]] || return 0
+  local out
+  if ! out="$(cd "$PULSAR_DATA_DIR" && java -Djava.io.tmpdir="$PULSAR_DATA_DIR/tmp" -cp "$PULSAR_LIB_DIR/*" \
+    "$PULSAR_SRC_DIR/StaleEphemeralNodes.java" "$PULSAR_DATA_DIR/metadata" 2>&1)"; then
+    printf '%s\n' "$out" | grep -vE '^\s+at ' | tail -n 20 >&2
+    infra_die "could not open Pulsar's metadata store $PULSAR_DATA_DIR/metadata (is another broker using it?)"
+  fi
+  local path
+  for path in $(printf '%s\n' "$out" | grep -oE 'Deleting path: [^ ]+' | cut -d' ' -f3 || true); do
+    infra_log "cleared the stale registration $path of a broker that did not stop cleanly"
+  done
+}
+
 start_broker() {
-  local p
-  for p in "$PULSAR_PORT" "$PULSAR_HTTP_PORT"; do
+  local p bookie
+  check_data_dir
+  bookie="$(bookie_port)"
+  for p in "$PULSAR_PORT" "$PULSAR_HTTP_PORT" "$bookie"; do
     if infra_port_in_use "$p"; then
       ss -Hltnp "sport = :$p" >&2 || true
-      infra_die "port $p is already in use by another process (set PULSAR_PORT / PULSAR_HTTP_PORT)"
+      infra_die "port $p is already in use by another process (set PULSAR_PORT / PULSAR_HTTP_PORT / PULSAR_BOOKIE_PORT; the bookie's port of an existing data dir is fixed by its cookie)"
     fi
   done
   ensure_java
   ensure_jars
   render_conf
-  # The data dir is never wiped here: a broker restarts on its metadata AND bookie dirs together
-  # (`reset` deletes both, explicitly). Only its scratch dir starts empty.
+  # Only the scratch dir starts empty; the data dir is never wiped here: a broker restarts on its
+  # metadata AND bookie dirs together (`reset` deletes both, explicitly).
   rm -rf "$PULSAR_DATA_DIR/tmp"
   mkdir -p "$PULSAR_DATA_DIR/tmp" "$LOG_DIR" "$PID_DIR"
+  clear_stale_registrations
   for p in "$PULSAR_LOG_FILE" "$PULSAR_STDOUT_FILE"; do
     if [[ -f "$p" ]]; then mv -f "$p" "$p.1"; fi
   done
@@ -152,9 +204,10 @@ start_broker() {
     --advertised-address "$PULSAR_HOST"
     --metadata-dir "$PULSAR_DATA_DIR/metadata"
     --bookkeeper-dir "$PULSAR_DATA_DIR/bookkeeper"
+    --bookkeeper-port "$bookie"
     --zookeeper-dir "$PULSAR_DATA_DIR/zookeeper-unused"
   )
-  infra_log "starting Pulsar $PULSAR_VERSION standalone on $PULSAR_URL / $PULSAR_ADMIN_URL (logs $LOG_DIR/pulsar*.log)"
+  infra_log "starting Pulsar $PULSAR_VERSION standalone on $PULSAR_URL / $PULSAR_ADMIN_URL, bookie 127.0.0.1:$bookie (logs $LOG_DIR/pulsar*.log)"
   rm -f "$PULSAR_PID_FILE"
   PULSAR_LAUNCH_MS=$(date +%s%3N)
   # setsid: own session, so the broker outlives the calling shell / CI step's process group.
@@ -257,6 +310,16 @@ cmd_down() {
   infra_log "Pulsar stopped"
 }
 
+cmd_kill() {
+  local pid
+  pid="$(our_pid)"
+  [[ -n "$pid" ]] || infra_die "Pulsar is not running (no live process from $PULSAR_PID_FILE): nothing to kill"
+  infra_log "killing Pulsar (pid $pid) with SIGKILL"
+  kill -KILL "$pid"
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  rm -f "$PULSAR_PID_FILE"
+}
+
 cmd_reset() {
   cmd_down
   infra_log "deleting Pulsar's data: $PULSAR_DATA_DIR"
@@ -283,6 +346,7 @@ case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;
   status) cmd_status ;;
+  kill) cmd_kill ;;
   reset) cmd_reset ;;
-  *) echo "usage: $0 up|down|status|reset" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|kill|reset" >&2; exit 2 ;;
 esac

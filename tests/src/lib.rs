@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Executor as _, PgPool};
+use sqlx::{Connection as _, Executor as _, PgPool};
 use uuid::Uuid;
 
 /// What to run when infrastructure is missing.
@@ -80,9 +80,65 @@ pub fn pulsar_admin_url() -> String {
     std::env::var("TEST_PULSAR_ADMIN_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".to_owned())
 }
 
-/// Creates a namespace `{tenant}/test-{uuid}` of its own for one test, so its topics and
-/// subscriptions are shared with no other test; returns the namespace name (without tenant).
-pub async fn fresh_namespace() -> String {
+/// A namespace `{tenant}/test-{uuid}` of one test, so its topics and subscriptions are shared
+/// with no other test. Deleted, with every topic in it, when dropped (at the end of the test,
+/// passed or failed).
+#[derive(Debug)]
+pub struct TestNamespace(String);
+
+impl std::ops::Deref for TestNamespace {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for TestNamespace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        let path = format!(
+            "/admin/v2/namespaces/{}/{}?force=true",
+            pulsar_tenant(),
+            self.0
+        );
+        let base = pulsar_admin_url();
+        let namespace = self.0.clone();
+        outside_the_runtime(async move {
+            match messaging::admin::request(&base, "DELETE", &path, "").await {
+                Ok((200 | 204 | 404, _)) => {}
+                Ok((status, body)) => {
+                    eprintln!("could not delete test namespace {namespace}: HTTP {status} {body}")
+                }
+                Err(e) => eprintln!("could not delete test namespace {namespace}: {e:#}"),
+            }
+        });
+    }
+}
+
+/// Runs `work` to its end on a runtime of its own in a thread of its own: for clean-up in
+/// `Drop`, which may run inside a test's runtime (where blocking on it would panic).
+fn outside_the_runtime<F>(work: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let _ = std::thread::spawn(move || {
+        if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            runtime.block_on(work);
+        }
+    })
+    .join();
+}
+
+/// Creates a [`TestNamespace`].
+pub async fn fresh_namespace() -> TestNamespace {
     let namespace = format!("test-{}", Uuid::new_v4().simple());
     let path = format!("/admin/v2/namespaces/{}/{namespace}", pulsar_tenant());
     let (status, body) = http_request("PUT", &path, "{}").await;
@@ -90,6 +146,7 @@ pub async fn fresh_namespace() -> String {
         status == 204 || status == 200,
         "create namespace {namespace}: HTTP {status} {body}"
     );
+    let namespace = TestNamespace(namespace);
     // As deploy/local/pulsar.sh does: keep dead letters even when nobody subscribed yet.
     let retention = r#"{"retentionTimeInMinutes":60,"retentionSizeInMB":256}"#;
     let (status, body) = http_request("POST", &format!("{path}/retention"), retention).await;
@@ -140,12 +197,31 @@ pub async fn publish(
         .unwrap_or_else(|e| panic!("receipt from {topic}: {e}"));
 }
 
-/// A freshly created, empty database, dropped by nobody (names are unique; `deploy/local`
-/// clean-up removes the whole cluster).
+/// A freshly created, empty database of one test, dropped (`with (force)`, so whoever is still
+/// connected is disconnected) when this is dropped at the end of the test, passed or failed.
 pub struct TestDatabase {
     pub name: String,
     pub url: String,
     pub pool: PgPool,
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (name, admin_url) = (self.name.clone(), postgres_admin_url());
+        outside_the_runtime(async move {
+            let dropped = async {
+                let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
+                admin
+                    .execute(sqlx::AssertSqlSafe(format!(
+                        "drop database if exists {name} with (force)"
+                    )))
+                    .await
+            };
+            if let Err(e) = dropped.await {
+                eprintln!("could not drop test database {name}: {e}");
+            }
+        });
+    }
 }
 
 /// Creates a new database named `{prefix}_{uuid}` and connects a pool to it.

@@ -11,7 +11,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::process::{Process, binary};
-use crate::{TestDatabase, fresh_database, fresh_namespace, log_dir, pulsar_tenant, pulsar_url};
+use crate::{
+    TestDatabase, TestNamespace, fresh_database, fresh_namespace, log_dir, pulsar_tenant,
+    pulsar_url,
+};
 
 /// The services that publish (an outbox, a command and an events topic each), in start order.
 pub const SERVICES: [&str; 4] = ["campaign", "tracking", "commission", "payment"];
@@ -22,13 +25,15 @@ pub const NOTIFICATION: &str = "notification";
 
 const STARTUP: Duration = Duration::from_secs(60);
 
+/// Dropped in field order: the processes are killed first, then the namespace and the
+/// databases are deleted.
 pub struct Platform {
-    pub namespace: String,
+    processes: HashMap<String, Process>,
+    pub namespace: TestNamespace,
     pub databases: HashMap<&'static str, TestDatabase>,
     pub grpc: HashMap<&'static str, SocketAddr>,
     /// Prometheus endpoints by process name, when started with metrics on.
     pub metrics: HashMap<String, SocketAddr>,
-    processes: HashMap<String, Process>,
     pub logs: PathBuf,
     mode: String,
     /// Added to every process's environment (e.g. tracing and metrics settings).
@@ -56,11 +61,11 @@ impl Platform {
             databases.insert(service, fresh_database(&format!("{test}_{service}")).await);
         }
         let mut platform = Self {
+            processes: HashMap::new(),
             namespace,
             databases,
             grpc: HashMap::new(),
             metrics: HashMap::new(),
-            processes: HashMap::new(),
             logs,
             mode: mode.to_owned(),
             extra_env,
@@ -77,7 +82,7 @@ impl Platform {
         env.extend([
             ("PULSAR_URL", pulsar_url()),
             ("PULSAR_TENANT", pulsar_tenant()),
-            ("PULSAR_NAMESPACE", self.namespace.clone()),
+            ("PULSAR_NAMESPACE", self.namespace.to_string()),
             ("RETRY_MIN_BACKOFF", "50ms".into()),
             ("RETRY_MAX_BACKOFF", "500ms".into()),
             ("MAX_REDELIVERIES", "50".into()),

@@ -73,7 +73,7 @@ impl Edge {
             ("JWT_HS256_SECRET", SECRET.into()),
             ("PULSAR_ADMIN_URL", pulsar_admin_url()),
             ("PULSAR_TENANT", pulsar_tenant()),
-            ("PULSAR_NAMESPACE", platform.namespace.clone()),
+            ("PULSAR_NAMESPACE", platform.namespace.to_string()),
             ("RATE_LIMIT_PER_SECOND", "1000".into()),
             ("RATE_LIMIT_BURST", "1000".into()),
             ("RATE_LIMIT_REFUSED_PER_SECOND", "1000".into()),

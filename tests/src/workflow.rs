@@ -35,7 +35,8 @@ pub struct Collected {
     pub json: serde_json::Value,
 }
 
-fn decode(service: &str, payload: &[u8]) -> Option<(MessageMetadata, serde_json::Value)> {
+/// Decodes a message of `service`'s events topic: its metadata and the envelope as proto3 JSON.
+pub fn decode(service: &str, payload: &[u8]) -> Option<(MessageMetadata, serde_json::Value)> {
     fn json<M: prost::Message + Default + serde::Serialize>(
         payload: &[u8],
     ) -> Option<(M, serde_json::Value)> {

@@ -82,6 +82,9 @@ struct Run {
     dead_letter_topic: String,
     shutdown: CancellationToken,
     consumer: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// Deleted when the run ends.
+    _db: e2e::TestDatabase,
+    _namespace: e2e::TestNamespace,
 }
 
 /// Starts a consumer (batches of 64, 4 at once) with the given handler behaviour and back-off.
@@ -126,7 +129,9 @@ async fn start(
         shutdown.clone(),
     ));
     Run {
-        pool: db.pool,
+        pool: db.pool.clone(),
+        _db: db,
+        _namespace: namespace,
         board,
         topic,
         dead_letter_topic,

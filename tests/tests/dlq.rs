@@ -88,7 +88,7 @@ async fn a_dead_letter_is_listed_shown_and_redriven_after_the_cause_is_fixed() {
             ("GRPC_LISTEN", "127.0.0.1:0".into()),
             ("PULSAR_URL", pulsar_url()),
             ("PULSAR_TENANT", pulsar_tenant()),
-            ("PULSAR_NAMESPACE", namespace.clone()),
+            ("PULSAR_NAMESPACE", namespace.to_string()),
             ("MAX_REDELIVERIES", "2".into()),
             ("RETRY_MIN_BACKOFF", "10ms".into()),
             ("RETRY_MAX_BACKOFF", "50ms".into()),
@@ -156,7 +156,7 @@ async fn a_dead_letter_is_listed_shown_and_redriven_after_the_cause_is_fixed() {
         Duration::from_secs(60),
         "the poisoned command is listed as a dead letter",
         || {
-            let namespace = namespace.clone();
+            let namespace = namespace.to_string();
             let poison = poison.clone();
             async move {
                 let (ok, out, _) = dlq(&namespace, &["list", "--topic", topic]);

@@ -25,7 +25,7 @@ use e2e::{
 struct TestApp {
     addr: std::net::SocketAddr,
     db: TestDatabase,
-    namespace: String,
+    namespace: e2e::TestNamespace,
     grpc: CampaignServiceClient<tonic::transport::Channel>,
     client: pulsar::Pulsar<pulsar::TokioExecutor>,
     served: e2e::Served,

@@ -26,7 +26,7 @@ const WAIT: Duration = Duration::from_secs(30);
 
 struct TestApp {
     db: TestDatabase,
-    namespace: String,
+    namespace: e2e::TestNamespace,
     grpc: CommissionServiceClient<Channel>,
     client: pulsar::Pulsar<pulsar::TokioExecutor>,
     served: e2e::Served,

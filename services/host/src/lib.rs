@@ -67,7 +67,9 @@ impl Host {
         } else {
             None
         };
-        let server = GrpcServer::bind(args.grpc.listen).await?;
+        let server = GrpcServer::bind(args.grpc.listen)
+            .await?
+            .with_max_in_flight(args.grpc.max_in_flight);
         Ok(Self {
             name: args.name,
             mode: args.mode,

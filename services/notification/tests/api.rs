@@ -470,7 +470,7 @@ async fn concurrent_notifications_for_one_user_are_numbered_one_to_n_without_gap
 
 struct TestApp {
     feeds: Feeds,
-    namespace: String,
+    namespace: e2e::TestNamespace,
     grpc: NotificationServiceClient<Channel>,
     served: e2e::Served,
 }

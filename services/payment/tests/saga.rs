@@ -21,7 +21,8 @@ use affiliate_proto::common::{MessageMetadata, Money};
 use affiliate_proto::payment::payment_service_client::PaymentServiceClient;
 use affiliate_proto::payment::{self as pb};
 use e2e::{
-    TestDatabase, eventually, fresh_database, fresh_namespace, publish, pulsar, pulsar_tenant,
+    TestDatabase, TestNamespace, eventually, fresh_database, fresh_namespace, publish, pulsar,
+    pulsar_tenant,
 };
 use payment_service::{Application, Config};
 
@@ -30,13 +31,13 @@ const IBAN: &str = "DE89370400440532013000";
 
 struct TestApp {
     db: TestDatabase,
-    namespace: String,
+    namespace: TestNamespace,
     grpc: PaymentServiceClient<Channel>,
     client: pulsar::Pulsar<pulsar::TokioExecutor>,
     served: e2e::Served,
 }
 
-async fn start(db: TestDatabase, namespace: String) -> TestApp {
+async fn start(db: TestDatabase, namespace: TestNamespace) -> TestApp {
     let config = Config::try_parse_from(e2e::service_args(
         "payment-service",
         &db.url,
@@ -155,7 +156,7 @@ impl TestApp {
         .await
     }
 
-    async fn stop(self) -> (TestDatabase, String) {
+    async fn stop(self) -> (TestDatabase, TestNamespace) {
         self.served.stop().await;
         (self.db, self.namespace)
     }

@@ -52,6 +52,10 @@ pub struct GrpcArgs {
     /// How long in-flight calls may take to finish after shutdown is requested.
     #[arg(long = "shutdown-grace", env = "SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+    /// API calls in flight at most; one more is answered UNAVAILABLE at once (load shedding,
+    /// so that an outage does not queue thousands of calls on the database pool).
+    #[arg(long = "grpc-max-in-flight", env = "GRPC_MAX_IN_FLIGHT", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: u32,
 }
 
 /// How the process writes its log.

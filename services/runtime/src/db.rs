@@ -64,10 +64,24 @@ pub fn is_transient(error: &sqlx::Error) -> bool {
         sqlx::Error::Io(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
-        | sqlx::Error::Tls(_) => true,
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // The server answered outside the protocol: seen while PostgreSQL was starting up
+        // ("unexpected response from SSLRequest: 0x00") and when a connection broke mid-message.
+        sqlx::Error::Protocol(_) => true,
         sqlx::Error::Database(db) => db.code().as_deref().is_some_and(is_transient_code),
         _ => false,
     }
+}
+
+/// Whether a transient database error (see [`is_transient`]) is anywhere in `error`'s chain of
+/// causes: errors that went through `anyhow` context on their way up keep their meaning.
+pub fn is_transient_cause(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<sqlx::Error>()
+            .is_some_and(is_transient)
+    })
 }
 
 /// SQLSTATEs that mean "try again later".
@@ -96,6 +110,23 @@ mod tests {
             assert!(!is_transient_code(code), "{code}");
         }
         assert!(is_transient(&sqlx::Error::PoolTimedOut));
+        assert!(is_transient(&sqlx::Error::Protocol(
+            "unexpected response from SSLRequest: 0x00".into()
+        )));
         assert!(!is_transient(&sqlx::Error::RowNotFound));
+    }
+
+    #[test]
+    fn a_transient_error_under_context_is_still_transient() {
+        use anyhow::Context as _;
+        let wrapped = Err::<(), _>(sqlx::Error::PoolTimedOut)
+            .context("append outbox rows")
+            .context("record the purchase")
+            .unwrap_err();
+        assert!(is_transient_cause(&wrapped));
+        let permanent = Err::<(), _>(sqlx::Error::RowNotFound)
+            .context("append outbox rows")
+            .unwrap_err();
+        assert!(!is_transient_cause(&permanent));
     }
 }

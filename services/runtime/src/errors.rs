@@ -6,7 +6,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 use uuid::Uuid;
 
-use crate::db::is_transient;
+use crate::db::{is_transient, is_transient_cause};
 use crate::idempotency::IdempotencyError;
 use crate::validation::FieldViolation;
 
@@ -93,6 +93,9 @@ impl From<Error> for Status {
             }
             Error::KeyReused(_) => Status::failed_precondition(error.to_string()),
             Error::Unavailable(cause) => unavailable(&cause),
+            // A transient database error under some context (e.g. "append outbox rows: error
+            // communicating with database") is still worth a retry.
+            Error::Internal(cause) if is_transient_cause(&cause) => unavailable(&cause),
             Error::Internal(cause) => internal(&cause),
         }
     }
@@ -171,6 +174,24 @@ mod tests {
 
     fn code(error: Error) -> Code {
         Status::from(error).code()
+    }
+
+    #[test]
+    fn a_broken_connection_under_context_is_unavailable_not_internal() {
+        use anyhow::Context as _;
+        // As seen from outside during a PostgreSQL crash: the outbox append lost its connection.
+        let broken = std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "expected to read 5 bytes, got 0 bytes at EOF",
+        );
+        let cause = Err::<(), _>(sqlx::Error::Io(broken))
+            .context("append outbox rows")
+            .unwrap_err();
+        assert_eq!(code(Error::Internal(cause)), Code::Unavailable);
+        assert_eq!(
+            code(Error::Internal(anyhow::anyhow!("a bug"))),
+            Code::Internal
+        );
     }
 
     #[test]

@@ -64,6 +64,7 @@ fn statuses(board: &StatusBoard, api: &[String]) -> Vec<(String, bool)> {
 pub struct GrpcServer {
     listener: TcpListener,
     local_addr: SocketAddr,
+    max_in_flight: usize,
 }
 
 impl GrpcServer {
@@ -76,7 +77,15 @@ impl GrpcServer {
         Ok(Self {
             listener,
             local_addr,
+            max_in_flight: 128,
         })
+    }
+
+    /// API calls in flight at most (see [`crate::shed`]); 128 unless set.
+    #[must_use]
+    pub fn with_max_in_flight(mut self, limit: u32) -> Self {
+        self.max_in_flight = limit.max(1) as usize;
+        self
     }
 
     /// The address actually bound.
@@ -164,6 +173,7 @@ impl GrpcServer {
         tracing::info!(addr = %self.local_addr, "gRPC server listening");
         let server = Server::builder()
             .layer(crate::grpc_trace::ServerTraceLayer)
+            .layer(crate::shed::ShedLayer::new(self.max_in_flight))
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, signal);
         tokio::pin!(server);

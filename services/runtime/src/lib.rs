@@ -13,6 +13,7 @@ pub mod grpc_trace;
 pub mod idempotency;
 pub mod money;
 pub mod outbox;
+pub mod shed;
 pub mod shutdown;
 pub mod status;
 pub mod telemetry;

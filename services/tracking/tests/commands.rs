@@ -26,7 +26,7 @@ use tracking_service::{Application, Config};
 
 struct TestApp {
     db: TestDatabase,
-    namespace: String,
+    namespace: e2e::TestNamespace,
     grpc: TrackingServiceClient<tonic::transport::Channel>,
     client: pulsar::Pulsar<pulsar::TokioExecutor>,
     served: e2e::Served,

@@ -1,0 +1,569 @@
+//! One fault under load, four times: the broker SIGKILLed and started again with
+//! `deploy/local/pulsar.sh up` (on its kept data), PostgreSQL stopped as a crash would
+//! (`pg_ctl stop -m immediate`) and started again, the commission service SIGKILLed and started
+//! again, the relay SIGKILLed and started again.
+//!
+//! Each run drives purchases over gRPC at [`RATE`] a second for [`SEND`], every call retried
+//! with its idempotency key until it is acknowledged, and requests a payout (whose provider
+//! answers slowly, so the saga is in flight) just before the fault. Then, with no operator
+//! action and within [`CONVERGE`]: every acknowledged purchase has exactly one commission, each
+//! creator's balance holds each commission once (available + reserved + paid), the payout ends in
+//! a terminal state with its reservation settled or released, every outbox is empty, per
+//! aggregate the events arrive in version order, no call was ever answered with anything but OK
+//! or UNAVAILABLE (never INTERNAL), and no process but the killed one exited.
+//!
+//! The runs stop and start the shared broker and PostgreSQL that `deploy/local` runs (as
+//! `tests/run.sh` does), so they take turns. Reproduce one with `FAULT_SEED=<seed printed>`;
+//! seeds, figures and every process's log are kept in `target/test-logs/faults_<fault>/`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
+use tokio::sync::Mutex;
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+use affiliate_proto::campaign::{AcceptCampaignRequest, CreateCampaignRequest, campaign_command};
+use affiliate_proto::commission::GetBalanceRequest;
+use affiliate_proto::commission::commission_service_client::CommissionServiceClient;
+use affiliate_proto::common::Money;
+use affiliate_proto::payment::payment_service_client::PaymentServiceClient;
+use affiliate_proto::payment::{PayoutMethod, RequestPayoutRequest};
+use affiliate_proto::tracking::tracking_service_client::TrackingServiceClient;
+use affiliate_proto::tracking::{CreateEventRequest, TrackingEventKind};
+use e2e::platform::{Platform, SERVICES};
+use e2e::workflow::{ADVERTISER, Door, Driver, decode};
+use e2e::{eventually, pulsar_url};
+
+/// Purchases per second, each from its own task (open loop: a slow answer does not slow the
+/// sender down, up to [`IN_FLIGHT`] purchases waiting for their answer).
+const RATE: u64 = 200;
+/// Purchases in flight at most (like clients with a bounded pool of requests); beyond it the
+/// sender waits, so an outage delays sends instead of piling up thousands of retrying calls.
+const IN_FLIGHT: usize = 256;
+/// Client connections the purchases are spread over (one HTTP/2 connection each).
+const CONNECTIONS: usize = 4;
+/// How long purchases are sent.
+const SEND: Duration = Duration::from_secs(20);
+/// When the fault strikes, after the first purchase.
+const FAULT_AT: Duration = Duration::from_secs(6);
+/// When the payout is requested (its provider call then takes `SANDBOX_SLOW_DELAY`, 3 s).
+const PAYOUT_AT: Duration = Duration::from_secs(5);
+/// How long a stopped process or server stays down.
+const DOWN_FOR: Duration = Duration::from_secs(3);
+/// The bound on convergence after the last purchase.
+const CONVERGE: Duration = Duration::from_secs(180);
+const CREATORS: usize = 20;
+const PURCHASE_MINOR: i64 = 1000;
+const RATE_BPS: u32 = 1000;
+const SLOW_ACCOUNT: &str = "slow-faults@example.com";
+
+/// Tests of this file take turns: each stops something the others use.
+static TURN: Mutex<()> = Mutex::const_new(());
+
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    BrokerKilled,
+    PostgresCrashed,
+    CommissionKilled,
+    RelayKilled,
+}
+
+impl Fault {
+    fn name(self) -> &'static str {
+        match self {
+            Self::BrokerKilled => "broker_killed",
+            Self::PostgresCrashed => "postgres_crashed",
+            Self::CommissionKilled => "commission_killed",
+            Self::RelayKilled => "relay_killed",
+        }
+    }
+
+    /// Strikes, waits [`DOWN_FOR`] where something is down, and brings it back.
+    async fn strike(self, platform: &mut Platform) {
+        match self {
+            Self::BrokerKilled => {
+                script("pulsar.sh", "kill");
+                tokio::time::sleep(DOWN_FOR).await;
+                script("pulsar.sh", "up");
+            }
+            Self::PostgresCrashed => {
+                script("postgres.sh", "crash");
+                tokio::time::sleep(DOWN_FOR).await;
+                script("postgres.sh", "up");
+            }
+            Self::CommissionKilled => {
+                platform.kill("commission-service");
+                tokio::time::sleep(DOWN_FOR).await;
+                platform.start_service("commission");
+            }
+            Self::RelayKilled => {
+                platform.kill("relay");
+                tokio::time::sleep(DOWN_FOR).await;
+                platform.start_relay("relay");
+            }
+        }
+    }
+}
+
+/// Runs `deploy/local/<name> <command>` (blocking: the caller's runtime has other threads),
+/// failing with what to do if it cannot.
+fn script(name: &str, command: &str) {
+    let path = format!("{}/../deploy/local/{name}", env!("CARGO_MANIFEST_DIR"));
+    let output = Command::new(&path)
+        .arg(command)
+        .output()
+        .unwrap_or_else(|e| panic!("run {path}: {e}"));
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{name} {command} failed: this test stops and starts the server that deploy/local/{name} \
+         runs; start it with `deploy/local/{name} up` (tests/run.sh does): {log}"
+    );
+    for line in log.lines() {
+        println!("{name} {command}: {line}");
+    }
+}
+
+/// What the load saw.
+#[derive(Debug, Default)]
+struct Load {
+    /// Tracking event id of each acknowledged purchase, with its creator.
+    acknowledged: Vec<(Uuid, String)>,
+    /// Answers the server sent other than OK, by code (every one was retried with the same key).
+    failures: BTreeMap<String, u64>,
+    /// Calls that failed in the client's own transport (connection refused or reset, no answer
+    /// in time): no status came from the server. Retried with the same key too.
+    transport: u64,
+    /// A sample message per failure code.
+    samples: BTreeMap<String, String>,
+}
+
+/// Sends one purchase, retrying with its idempotency key until it is acknowledged.
+async fn purchase(
+    mut client: TrackingServiceClient<Channel>,
+    campaign: String,
+    creator: String,
+    load: Arc<Mutex<Load>>,
+) {
+    let key = Uuid::now_v7().to_string();
+    let request = CreateEventRequest {
+        campaign_id: campaign,
+        creator_id: creator.clone(),
+        kind: TrackingEventKind::Purchase.into(),
+        amount: Some(Money {
+            amount_minor: PURCHASE_MINOR,
+            currency: "EUR".into(),
+        }),
+        product_id: String::new(),
+        occurred_at: None,
+    };
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let mut call = tonic::Request::new(request.clone());
+        call.metadata_mut()
+            .insert("idempotency-key", key.parse().unwrap());
+        call.set_timeout(Duration::from_secs(10));
+        match client.create_event(call).await {
+            Ok(response) => {
+                let id = response.into_inner().event.unwrap().id;
+                load.lock()
+                    .await
+                    .acknowledged
+                    .push((Uuid::parse_str(&id).unwrap(), creator));
+                return;
+            }
+            Err(status) => {
+                let code = service_runtime::errors::code_name(status.code()).to_owned();
+                let mut load = load.lock().await;
+                // A status the client made from its own transport error carries that error as
+                // its source; statuses sent by a server never do.
+                if std::error::Error::source(&status).is_some()
+                    || status.code() == tonic::Code::DeadlineExceeded
+                {
+                    load.transport += 1;
+                } else {
+                    *load.failures.entry(code.clone()).or_default() += 1;
+                }
+                load.samples
+                    .entry(code)
+                    .or_insert_with(|| status.message().to_owned());
+                drop(load);
+                // Half to all of the back-off, so calls that failed together spread out.
+                let pause = backoff.mul_f64(rand::rng().random_range(0.5..=1.0));
+                tokio::time::sleep(pause).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// Events of every service's topic as first seen, per aggregate: (aggregate id → versions).
+/// Re-reads from the earliest message whenever its subscription ends (a broker restart), so
+/// redeliveries come after the first arrivals they repeat.
+fn watch_order(platform: &Platform) -> Arc<Mutex<HashMap<String, Vec<i64>>>> {
+    let seen: Arc<Mutex<HashMap<String, Vec<i64>>>> = Arc::default();
+    for service in SERVICES {
+        let topic = platform.topic(&format!("{service}-events"));
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            let mut first_seen: std::collections::HashSet<String> = Default::default();
+            loop {
+                let Ok(client) = pulsar::Pulsar::builder(pulsar_url(), pulsar::TokioExecutor)
+                    .build()
+                    .await
+                else {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                };
+                let Ok(mut consumer) = messaging::watch(
+                    &client,
+                    &topic,
+                    "faults-order",
+                    pulsar::consumer::InitialPosition::Earliest,
+                )
+                .await
+                else {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                };
+                use futures::TryStreamExt as _;
+                while let Ok(Some(message)) = consumer.try_next().await {
+                    let _ = consumer.ack(&message).await;
+                    let Some((metadata, _)) = decode(service, &message.payload.data) else {
+                        continue;
+                    };
+                    if first_seen.insert(metadata.message_id.clone()) {
+                        seen.lock()
+                            .await
+                            .entry(format!(
+                                "{}:{}",
+                                metadata.aggregate_type, metadata.aggregate_id
+                            ))
+                            .or_default()
+                            .push(metadata.aggregate_version);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+    }
+    seen
+}
+
+async fn under_load(fault: Fault) {
+    let _turn = TURN.lock().await;
+    let seed = std::env::var("FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| rand::rng().random::<u64>());
+    let test = format!("faults_{}", fault.name());
+    // GRPC_MAX_IN_FLIGHT passes through, to compare runs with more or less load shedding.
+    let extra: Vec<(&'static str, String)> = std::env::var("GRPC_MAX_IN_FLIGHT")
+        .map(|limit| vec![("GRPC_MAX_IN_FLIGHT", limit)])
+        .unwrap_or_default();
+    let mut platform = Platform::start_with(&test, "hybrid", extra).await;
+    std::fs::write(platform.logs.join("seed"), seed.to_string()).unwrap();
+    println!(
+        "{}: FAULT_SEED={seed}; logs in {}",
+        fault.name(),
+        platform.logs.display()
+    );
+    let mut rng = StdRng::seed_from_u64(seed);
+
+    // A campaign and its creators.
+    let creators: Vec<String> = (0..CREATORS).map(|_| Uuid::now_v7().to_string()).collect();
+    let campaign = {
+        let mut driver = Driver::new(&platform, Door::Grpc).await;
+        let campaign = driver
+            .create_campaign(CreateCampaignRequest {
+                advertiser_id: ADVERTISER.into(),
+                name: format!("Faults {}", fault.name()),
+                description: String::new(),
+                commission_rate_bps: RATE_BPS,
+                budget: Some(Money {
+                    amount_minor: 1_000_000_000_000,
+                    currency: "EUR".into(),
+                }),
+            })
+            .await;
+        for creator in &creators {
+            driver
+                .campaign_command(campaign_command::Command::AcceptCampaign(
+                    AcceptCampaignRequest {
+                        campaign_id: campaign.clone(),
+                        creator_id: creator.clone(),
+                        accepted_terms: true,
+                    },
+                ))
+                .await;
+        }
+        campaign
+    };
+    let order = watch_order(&platform);
+    // Let the commission service's copy of the acceptances arrive before the first purchase.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // The load: one task per purchase on a fixed timetable, so a fault delays answers, not sends.
+    let load = Arc::new(Mutex::new(Load::default()));
+    let tracking: Vec<Channel> = (0..CONNECTIONS)
+        .map(|_| {
+            Channel::from_shared(platform.url("tracking"))
+                .unwrap()
+                .connect_lazy()
+        })
+        .collect();
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+    let started = Instant::now();
+    let total = RATE * SEND.as_secs();
+    let sender = {
+        let (load, campaign, creators) = (load.clone(), campaign.clone(), creators.clone());
+        let picks: Vec<usize> = (0..total)
+            .map(|_| rng.random_range(0..creators.len()))
+            .collect();
+        tokio::spawn(async move {
+            let mut tasks = Vec::new();
+            let mut tick = tokio::time::interval(Duration::from_secs(1) / RATE as u32);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            for (i, pick) in picks.into_iter().enumerate() {
+                tick.tick().await;
+                let permit = in_flight.clone().acquire_owned().await.unwrap();
+                let purchase = purchase(
+                    TrackingServiceClient::new(tracking[i % CONNECTIONS].clone()),
+                    campaign.clone(),
+                    creators[pick].clone(),
+                    load.clone(),
+                );
+                tasks.push(tokio::spawn(async move {
+                    purchase.await;
+                    drop(permit);
+                }));
+            }
+            for task in tasks {
+                task.await.unwrap();
+            }
+        })
+    };
+
+    // The payout, in flight when the fault strikes.
+    tokio::time::sleep(PAYOUT_AT).await;
+    let payout_creator = creators[0].clone();
+    let mut commission = CommissionServiceClient::connect(platform.url("commission"))
+        .await
+        .unwrap();
+    let available = commission
+        .get_balance(GetBalanceRequest {
+            creator_id: payout_creator.clone(),
+            currency: "EUR".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .balance
+        .unwrap_or_default()
+        .available_minor;
+    assert!(
+        available > 0,
+        "{payout_creator} earned commissions in the first {PAYOUT_AT:?}"
+    );
+    let mut payment = PaymentServiceClient::connect(platform.url("payment"))
+        .await
+        .unwrap();
+    let mut call = tonic::Request::new(RequestPayoutRequest {
+        creator_id: payout_creator.clone(),
+        amount: Some(Money {
+            amount_minor: available,
+            currency: "EUR".into(),
+        }),
+        method: PayoutMethod::Paypal.into(),
+        account_details: SLOW_ACCOUNT.into(),
+    });
+    call.metadata_mut().insert(
+        "idempotency-key",
+        Uuid::now_v7().to_string().parse().unwrap(),
+    );
+    let payout = payment
+        .request_payout(call)
+        .await
+        .unwrap()
+        .into_inner()
+        .payout
+        .unwrap()
+        .id;
+    let payout = Uuid::parse_str(&payout).unwrap();
+
+    // The fault.
+    tokio::time::sleep(FAULT_AT.saturating_sub(started.elapsed())).await;
+    let struck = Instant::now();
+    println!(
+        "{}: strikes {:?} after the first purchase",
+        fault.name(),
+        started.elapsed()
+    );
+    fault.strike(&mut platform).await;
+    println!("{}: recovered after {:?}", fault.name(), struck.elapsed());
+
+    sender.await.unwrap();
+    let sent_for = started.elapsed();
+    let load = std::mem::take(&mut *load.lock().await);
+    let ids: Vec<Uuid> = load.acknowledged.iter().map(|(id, _)| *id).collect();
+    assert_eq!(
+        ids.len() as u64,
+        total,
+        "every purchase was acknowledged in the end"
+    );
+
+    // Convergence, with no operator action.
+    let converge = Instant::now();
+    let commission_db = platform.databases["commission"].pool.clone();
+    let commissions = eventually(CONVERGE, "every purchase has its commission", || {
+        let (pool, ids) = (commission_db.clone(), ids.clone());
+        async move {
+            let n: i64 = sqlx::query_scalar(
+                "select count(*) from commissions where tracking_event_id = any($1)",
+            )
+            .bind(&ids)
+            .fetch_one(&pool)
+            .await
+            .ok()?;
+            (n as usize == ids.len()).then_some(n)
+        }
+    })
+    .await;
+    let payment_db = platform.databases["payment"].pool.clone();
+    let payout_status: String = eventually(CONVERGE, "the payout reaches a terminal state", || {
+        let pool = payment_db.clone();
+        async move {
+            let status: String = sqlx::query_scalar("select status from payouts where id = $1")
+                .bind(payout)
+                .fetch_one(&pool)
+                .await
+                .ok()?;
+            ["completed", "failed", "rejected"]
+                .contains(&status.as_str())
+                .then_some(status)
+        }
+    })
+    .await;
+    eventually(
+        CONVERGE,
+        "every outbox empty and every backlog consumed",
+        || {
+            let platform = &platform;
+            async move { platform.drained().await.then_some(()) }
+        },
+    )
+    .await;
+    let converged_in = converge.elapsed();
+
+    // No effect twice: one commission per purchase, each in its creator's balance once.
+    let (total_rows, distinct): (i64, i64) =
+        sqlx::query_as("select count(*), count(distinct tracking_event_id) from commissions")
+            .fetch_one(&commission_db)
+            .await
+            .unwrap();
+    let duplicates = total_rows - distinct;
+    let lost = ids.len() as i64 - commissions;
+    let per_creator: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
+        "select c.creator_id::text, sum(c.amount_minor)::int8, b.available_minor, b.reserved_minor, b.paid_minor
+         from commissions c join balances b on b.creator_id = c.creator_id and b.currency = c.currency
+         group by c.creator_id, b.available_minor, b.reserved_minor, b.paid_minor",
+    )
+    .fetch_all(&commission_db)
+    .await
+    .unwrap();
+    let reservation: (String, i64) =
+        sqlx::query_as("select status, amount_minor from reservations where payout_id = $1")
+            .bind(payout)
+            .fetch_one(&commission_db)
+            .await
+            .unwrap();
+
+    let figures = format!(
+        "{}: purchases {} (sent in {:.1?} at {RATE}/s), commissions {commissions}, lost {lost}, \
+         duplicates {duplicates}, converged {:.1?} after the last purchase ({:.1?} after the fault), \
+         answers other than OK (all retried with their key): {:?}, client transport errors {}, \
+         payout {payout_status} (reservation {}), seed {seed}",
+        fault.name(),
+        ids.len(),
+        sent_for,
+        converged_in,
+        struck.elapsed(),
+        load.failures,
+        load.transport,
+        reservation.0,
+    );
+    println!("{figures}");
+    println!(
+        "{}: first failure message per code: {:?}",
+        fault.name(),
+        load.samples
+    );
+    std::fs::write(platform.logs.join("figures"), &figures).unwrap();
+
+    assert_eq!(lost, 0, "every acknowledged purchase has a commission");
+    assert_eq!(duplicates, 0, "no purchase has two commissions");
+    for (creator, earned, available, reserved, paid) in &per_creator {
+        assert_eq!(
+            available + reserved + paid,
+            *earned,
+            "{creator}'s balance holds each of its commissions once"
+        );
+        assert_eq!(*reserved, 0, "{creator}: no reservation left open");
+    }
+    let expected = match payout_status.as_str() {
+        "completed" => "settled",
+        _ => "released",
+    };
+    assert_eq!(
+        reservation.0, expected,
+        "the payout's reservation ended with the payout"
+    );
+    for code in load.failures.keys() {
+        assert_eq!(
+            code,
+            "UNAVAILABLE",
+            "a call met the fault with {code} ({:?}); transient trouble must be UNAVAILABLE",
+            load.samples.get(code)
+        );
+    }
+    let order = order.lock().await;
+    for (aggregate, versions) in order.iter() {
+        assert!(
+            versions.windows(2).all(|w| w[0] < w[1]),
+            "{aggregate}: events first arrived in version order, got {versions:?}"
+        );
+    }
+    println!(
+        "{}: order checked over {} aggregates",
+        fault.name(),
+        order.len()
+    );
+    platform.assert_all_running();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_killed_under_load_loses_nothing() {
+    under_load(Fault::BrokerKilled).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_crash_under_load_loses_nothing() {
+    under_load(Fault::PostgresCrashed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commission_service_killed_under_load_loses_nothing() {
+    under_load(Fault::CommissionKilled).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_killed_under_load_loses_nothing() {
+    under_load(Fault::RelayKilled).await;
+}
