@@ -1,7 +1,8 @@
 //! RFC 9457 `application/problem+json` errors, and the one mapping from gRPC statuses to HTTP.
 //!
-//! Client errors carry the service's message and, for INVALID_ARGUMENT, its field violations
-//! (field paths turned into the JSON names the client sent). Server errors carry a generic
+//! Client errors carry the service's message and, for INVALID_ARGUMENT and OUT_OF_RANGE (money
+//! that would not fit 64-bit minor units), its field violations (field paths turned into the
+//! JSON names the client sent). Server errors carry a generic
 //! message: nothing internal leaks.
 
 use axum::http::{HeaderValue, StatusCode, header};
@@ -32,7 +33,7 @@ pub struct Problem {
     /// The gRPC status code name behind it, e.g. `FAILED_PRECONDITION`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<&'static str>,
-    /// The invalid fields, for 400 responses.
+    /// The invalid (or out-of-range) fields, for 400 responses.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
     #[serde(skip)]
@@ -133,7 +134,7 @@ impl Problem {
             status.message().to_owned()
         };
         let mut problem = Self::new(http, detail).with_code(code);
-        if code == Code::InvalidArgument
+        if matches!(code, Code::InvalidArgument | Code::OutOfRange)
             && let Some(bad_request) = status.get_details_bad_request()
         {
             problem.errors = bad_request
@@ -287,6 +288,30 @@ mod tests {
                     description: "at most 10000".into()
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn out_of_range_money_is_a_400_naming_its_field() {
+        let details = ErrorDetails::with_bad_request(vec![tonic_types::FieldViolation::new(
+            "amount.amount_minor",
+            "the creator's reserved balance would pass the largest amount there can be",
+        )]);
+        let status = tonic::Status::with_error_details(
+            Code::OutOfRange,
+            "out of range: amount.amount_minor: ...",
+            details,
+        );
+        let problem = Problem::from_status(&status, "payment");
+        assert_eq!((problem.status, problem.code), (400, Some("OUT_OF_RANGE")));
+        assert_eq!(
+            problem.errors,
+            vec![FieldError {
+                field: "amount.amountMinor".into(),
+                description:
+                    "the creator's reserved balance would pass the largest amount there can be"
+                        .into()
+            }]
         );
     }
 

@@ -16,7 +16,9 @@ use affiliate_proto::campaign::campaign_service_server::{CampaignServiceServer, 
 use messaging::door::Door;
 use service_host::{Host, ServiceArgs};
 use service_runtime::app::Service;
-use service_runtime::config::{ConsumerArgs, DatabaseArgs, GrpcArgs, LogArgs, Mode, PulsarArgs};
+use service_runtime::config::{
+    ConsumerArgs, DatabaseArgs, GrpcArgs, LogArgs, Mode, PulsarArgs, RetentionArgs,
+};
 use service_runtime::outbox::commands_topic;
 
 /// The service's own tables (versions from 1000; the platform tables come from the runtime).
@@ -42,6 +44,8 @@ pub struct Config {
     #[command(flatten)]
     pub consumer: ConsumerArgs,
     #[command(flatten)]
+    pub retention: RetentionArgs,
+    #[command(flatten)]
     pub log: LogArgs,
 }
 
@@ -63,6 +67,7 @@ impl Application {
             grpc: &config.grpc,
             pulsar: &config.pulsar,
             consumer: &config.consumer,
+            retention: &config.retention,
         };
         let host = Host::start(args, &MIGRATOR, config.mode.consumes_commands()).await?;
         Ok(Self { host, config })

@@ -22,7 +22,9 @@ use affiliate_proto::commission::commission_service_server::{
 use messaging::door::Door;
 use service_host::{Host, ServiceArgs};
 use service_runtime::app::Service;
-use service_runtime::config::{ConsumerArgs, DatabaseArgs, GrpcArgs, LogArgs, Mode, PulsarArgs};
+use service_runtime::config::{
+    ConsumerArgs, DatabaseArgs, GrpcArgs, LogArgs, Mode, PulsarArgs, RetentionArgs,
+};
 use service_runtime::outbox::{commands_topic, events_topic};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -47,6 +49,8 @@ pub struct Config {
     #[command(flatten)]
     pub consumer: ConsumerArgs,
     #[command(flatten)]
+    pub retention: RetentionArgs,
+    #[command(flatten)]
     pub log: LogArgs,
 }
 
@@ -65,6 +69,7 @@ impl Application {
             grpc: &config.grpc,
             pulsar: &config.pulsar,
             consumer: &config.consumer,
+            retention: &config.retention,
         };
         let host = Host::start(args, &MIGRATOR, true).await?;
         Ok(Self { host, config })

@@ -11,6 +11,7 @@ use prost::Message as _;
 use sqlx::PgPool;
 use tonic::transport::Channel;
 use tonic::{Code, Request};
+use tonic_types::StatusExt as _;
 use uuid::Uuid;
 
 use affiliate_proto::campaign::{self as campaign_pb, CampaignEvent, campaign_event};
@@ -213,6 +214,50 @@ async fn event_types(pool: &PgPool) -> Vec<String> {
 
 fn triple(b: &pb::Balance) -> (i64, i64, i64) {
     (b.available_minor, b.reserved_minor, b.paid_minor)
+}
+
+/// Rows in every table a command writes: (commissions, reservations, allocations, outbox,
+/// idempotency_keys, inbox).
+async fn written(pool: &PgPool) -> [i64; 6] {
+    let mut counts = [0; 6];
+    for (i, table) in [
+        "commissions",
+        "reservations",
+        "allocations",
+        "outbox",
+        "idempotency_keys",
+        "inbox",
+    ]
+    .iter()
+    .enumerate()
+    {
+        counts[i] =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("select count(*) from {table}")))
+                .fetch_one(pool)
+                .await
+                .unwrap();
+    }
+    counts
+}
+
+/// The status is OUT_OF_RANGE with exactly one field violation, on `field`.
+fn assert_out_of_range(status: &tonic::Status, field: &str) {
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    let fields: Vec<String> = status
+        .get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default();
+    assert_eq!(fields, [field], "{status:?}");
+}
+
+/// A request with an idempotency key, so "nothing written" covers the key's record too.
+fn keyed<T>(message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "idempotency-key",
+        Uuid::now_v7().to_string().parse().unwrap(),
+    );
+    request
 }
 
 #[tokio::test]
@@ -628,5 +673,278 @@ async fn concurrent_reservations_never_overdraw_a_balance() {
         "1000 available covers three reservations of 300"
     );
     assert_eq!(triple(&app.balance(creator).await), (100, 900, 0));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_commission_that_would_take_the_balance_past_i64_max_is_out_of_range_and_writes_nothing()
+{
+    let mut app = spawn_app().await;
+    let campaign = app.known_campaign(10_000, "USD").await; // 100 %: commission = purchase
+    let creator = Uuid::now_v7();
+    app.purchase(campaign, creator, usd(i64::MAX))
+        .await
+        .unwrap();
+    let before = written(&app.db.pool).await;
+    let request = pb::CalculateCommissionRequest {
+        tracking_event_id: Uuid::now_v7().to_string(),
+        campaign_id: campaign.to_string(),
+        creator_id: creator.to_string(),
+        purchase_amount: usd(i64::MAX),
+    };
+    let refused = app
+        .grpc
+        .calculate_commission(keyed(request.clone()))
+        .await
+        .unwrap_err();
+    assert_out_of_range(&refused, "purchase_amount.amount_minor");
+    assert_eq!(triple(&app.balance(creator).await), (i64::MAX, 0, 0));
+    assert_eq!(written(&app.db.pool).await, before, "nothing written");
+    // Refused for good: the same request is refused the same way, and a purchase that fits
+    // after it still earns.
+    let again = app.grpc.calculate_commission(request).await.unwrap_err();
+    assert_out_of_range(&again, "purchase_amount.amount_minor");
+    let other = Uuid::now_v7();
+    app.purchase(campaign, other, usd(i64::MAX)).await.unwrap();
+    assert_eq!(triple(&app.balance(other).await), (i64::MAX, 0, 0));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_reservation_that_would_take_the_reserved_balance_past_i64_max_is_out_of_range_and_writes_nothing()
+ {
+    let mut app = spawn_app().await;
+    let campaign = app.known_campaign(10_000, "USD").await;
+    let creator = Uuid::now_v7();
+    app.purchase(campaign, creator, usd(10)).await.unwrap();
+    app.reserve(Uuid::now_v7(), creator, 10).await.unwrap();
+    app.purchase(campaign, creator, usd(i64::MAX))
+        .await
+        .unwrap();
+    assert_eq!(triple(&app.balance(creator).await), (i64::MAX, 10, 0));
+    let before = written(&app.db.pool).await;
+    let request = pb::ReserveCommissionRequest {
+        payout_id: Uuid::now_v7().to_string(),
+        creator_id: creator.to_string(),
+        amount: usd(i64::MAX),
+    };
+    let refused = app
+        .grpc
+        .reserve_commission(keyed(request))
+        .await
+        .unwrap_err();
+    assert_out_of_range(&refused, "amount.amount_minor");
+    assert_eq!(triple(&app.balance(creator).await), (i64::MAX, 10, 0));
+    assert_eq!(written(&app.db.pool).await, before, "nothing written");
+    app.stop().await;
+}
+
+/// A creator whose balance holds i64::MAX on `side` (available or paid) while a reservation of
+/// 10 is open: ending it would add 10 to that side. Returns the payout of the reservation.
+async fn a_reservation_of_10_beside_i64_max(app: &mut TestApp, creator: Uuid, paid: bool) -> Uuid {
+    let campaign = app.known_campaign(10_000, "USD").await;
+    if paid {
+        app.purchase(campaign, creator, usd(i64::MAX))
+            .await
+            .unwrap();
+        let all = Uuid::now_v7();
+        app.reserve(all, creator, i64::MAX).await.unwrap();
+        app.grpc
+            .settle_commission(pb::SettleCommissionRequest {
+                payout_id: all.to_string(),
+            })
+            .await
+            .unwrap();
+    }
+    app.purchase(campaign, creator, usd(10)).await.unwrap();
+    let payout = Uuid::now_v7();
+    app.reserve(payout, creator, 10).await.unwrap();
+    if !paid {
+        app.purchase(campaign, creator, usd(i64::MAX))
+            .await
+            .unwrap();
+    }
+    payout
+}
+
+#[tokio::test]
+async fn a_release_that_would_take_the_available_balance_past_i64_max_is_out_of_range_and_keeps_the_reservation()
+ {
+    let mut app = spawn_app().await;
+    let creator = Uuid::now_v7();
+    let payout = a_reservation_of_10_beside_i64_max(&mut app, creator, false).await;
+    assert_eq!(triple(&app.balance(creator).await), (i64::MAX, 10, 0));
+    let before = written(&app.db.pool).await;
+    let refused = app
+        .grpc
+        .release_commission(keyed(pb::ReleaseCommissionRequest {
+            payout_id: payout.to_string(),
+        }))
+        .await
+        .unwrap_err();
+    assert_out_of_range(&refused, "payout_id");
+    assert_eq!(triple(&app.balance(creator).await), (i64::MAX, 10, 0));
+    assert_eq!(written(&app.db.pool).await, before, "nothing written");
+    let status: String = sqlx::query_scalar("select status from reservations where payout_id = $1")
+        .bind(payout)
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "reserved");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_settle_that_would_take_the_paid_balance_past_i64_max_is_out_of_range_and_keeps_the_reservation()
+ {
+    let mut app = spawn_app().await;
+    let creator = Uuid::now_v7();
+    let payout = a_reservation_of_10_beside_i64_max(&mut app, creator, true).await;
+    assert_eq!(triple(&app.balance(creator).await), (0, 10, i64::MAX));
+    let before = written(&app.db.pool).await;
+    let refused = app
+        .grpc
+        .settle_commission(keyed(pb::SettleCommissionRequest {
+            payout_id: payout.to_string(),
+        }))
+        .await
+        .unwrap_err();
+    assert_out_of_range(&refused, "payout_id");
+    assert_eq!(triple(&app.balance(creator).await), (0, 10, i64::MAX));
+    assert_eq!(written(&app.db.pool).await, before, "nothing written");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn commands_that_would_overflow_a_balance_are_rejected_once_with_an_event_never_retried() {
+    let mut app = spawn_app().await;
+    let campaign = app.known_campaign(10_000, "USD").await;
+    let creator = Uuid::now_v7();
+    app.purchase(campaign, creator, usd(10)).await.unwrap();
+    app.reserve(Uuid::now_v7(), creator, 10).await.unwrap();
+    let before = written(&app.db.pool).await;
+    let topic = app.topic("commission-commands");
+    // Two commissions of i64::MAX for one creator, then a reservation of i64::MAX beside the 10
+    // reserved: the second commission and the reservation cannot fit. One key (the creator), so
+    // they apply in order.
+    let calculate = |amount| {
+        Command::Calculate(pb::CalculateCommissionRequest {
+            tracking_event_id: Uuid::now_v7().to_string(),
+            campaign_id: campaign.to_string(),
+            creator_id: creator.to_string(),
+            purchase_amount: usd(amount),
+        })
+    };
+    let reserve = Command::Reserve(pb::ReserveCommissionRequest {
+        payout_id: Uuid::now_v7().to_string(),
+        creator_id: creator.to_string(),
+        amount: usd(i64::MAX),
+    });
+    let mut ids = Vec::new();
+    for command in [calculate(i64::MAX), calculate(i64::MAX), reserve] {
+        let id = Uuid::now_v7().to_string();
+        let message_type = command.message_type();
+        let envelope = CommissionCommand {
+            metadata: Some(MessageMetadata {
+                message_id: id.clone(),
+                ..Default::default()
+            }),
+            command: Some(command),
+        };
+        publish(
+            &app.client,
+            &topic,
+            &creator.to_string(),
+            &id,
+            message_type,
+            "corr",
+            envelope.encode_to_vec(),
+        )
+        .await;
+        ids.push(id);
+    }
+    e2e::processed(&app.db.pool, &ids[2], WAIT).await;
+    let outcomes: Vec<(String, String, String)> = sqlx::query_as(
+        "select message_id, outcome, reason from inbox where consumer = 'commission/commission-commands' order by message_id",
+    )
+    .fetch_all(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        outcomes
+            .iter()
+            .map(|(id, outcome, reason)| (
+                id.as_str(),
+                outcome.as_str(),
+                reason.starts_with("OUT_OF_RANGE")
+            ))
+            .collect::<Vec<_>>(),
+        [
+            (ids[1].as_str(), "rejected", true),
+            (ids[2].as_str(), "rejected", true)
+        ],
+        "rejected once each, not retried: {outcomes:?}"
+    );
+    assert_eq!(triple(&app.balance(creator).await), (i64::MAX, 10, 0));
+    let rows: Vec<(String, Vec<u8>)> =
+        sqlx::query_as("select message_type, payload from outbox order by id offset $1")
+            .bind(before[3])
+            .fetch_all(&app.db.pool)
+            .await
+            .unwrap();
+    let rejections: Vec<(String, String, String, Vec<String>)> = rows
+        .iter()
+        .filter(|(t, _)| t == "commission.command_rejected.v1")
+        .map(|(_, payload)| {
+            match pb::CommissionEvent::decode(payload.as_slice())
+                .unwrap()
+                .event
+            {
+                Some(pb::commission_event::Event::CommandRejected(r)) => (
+                    r.command_message_id,
+                    r.command_type,
+                    r.code,
+                    r.field_violations.into_iter().map(|v| v.field).collect(),
+                ),
+                other => panic!("unexpected {other:?}"),
+            }
+        })
+        .collect();
+    assert_eq!(
+        rejections,
+        [
+            (
+                ids[1].clone(),
+                "commission.calculate.command.v1".to_owned(),
+                "OUT_OF_RANGE".to_owned(),
+                vec!["purchase_amount.amount_minor".to_owned()]
+            ),
+            (
+                ids[2].clone(),
+                "commission.reserve.command.v1".to_owned(),
+                "OUT_OF_RANGE".to_owned(),
+                vec!["amount.amount_minor".to_owned()]
+            ),
+        ]
+    );
+    assert_eq!(
+        rows.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>(),
+        [
+            "commission.calculated.v1",
+            "commission.command_rejected.v1",
+            "commission.command_rejected.v1"
+        ],
+        "the first commission only"
+    );
+    let after = written(&app.db.pool).await;
+    assert_eq!(
+        (
+            after[0] - before[0],
+            after[1] - before[1],
+            after[2] - before[2]
+        ),
+        (1, 0, 0),
+        "one commission, no reservation"
+    );
     app.stop().await;
 }

@@ -1,7 +1,8 @@
 //! Hosting a service process, the same way for every service: connect and migrate its database,
 //! connect Pulsar when it needs it, bind the gRPC server, keep a status board with dependency
-//! checks, then serve the API (when the mode opens that door) and run the consumers and loops the
-//! service adds, all supervised so one failing part stops the process.
+//! checks, then serve the API (when the mode opens that door), prune the dedup tables (in every
+//! mode), and run the consumers and loops the service adds, all supervised so one failing part
+//! stops the process.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,10 +12,12 @@ use std::time::{Duration, Instant};
 use messaging::{Handler, Subscription};
 use pulsar::{Pulsar, TokioExecutor};
 use service_runtime::app::Parts;
-use service_runtime::config::{ConsumerArgs, DatabaseArgs, GrpcArgs, Mode, PulsarArgs};
-use service_runtime::db;
+use service_runtime::config::{
+    ConsumerArgs, DatabaseArgs, GrpcArgs, Mode, PulsarArgs, RetentionArgs,
+};
 use service_runtime::grpc::GrpcServer;
 use service_runtime::status::StatusBoard;
+use service_runtime::{db, retention};
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use tokio_util::sync::CancellationToken;
@@ -30,6 +33,7 @@ pub struct ServiceArgs<'a> {
     pub grpc: &'a GrpcArgs,
     pub pulsar: &'a PulsarArgs,
     pub consumer: &'a ConsumerArgs,
+    pub retention: &'a RetentionArgs,
 }
 
 /// A started, not yet serving, service process.
@@ -42,6 +46,7 @@ pub struct Host {
     server: GrpcServer,
     pulsar_args: PulsarArgs,
     consumer_args: ConsumerArgs,
+    retention_args: RetentionArgs,
     grace: Duration,
     health_interval: Duration,
 }
@@ -79,6 +84,7 @@ impl Host {
             server,
             pulsar_args: args.pulsar.clone(),
             consumer_args: args.consumer.clone(),
+            retention_args: args.retention.clone(),
             grace: args.grpc.shutdown_grace,
             health_interval: args.grpc.health_interval,
         })
@@ -100,9 +106,9 @@ impl Host {
         )
     }
 
-    /// Starts serving: the gRPC server (with `api`, the service and its health name, if given)
-    /// and the dependency checks (looking up `check_topic` on Pulsar). Add consumers and loops to
-    /// the returned [`Running`], then supervise it.
+    /// Starts serving: the gRPC server (with `api`, the service and its health name, if given),
+    /// the dependency checks (looking up `check_topic` on Pulsar) and the pruning of the dedup
+    /// tables. Add consumers and loops to the returned [`Running`], then supervise it.
     pub fn serve(
         self,
         api: Option<(Routes, &'static str)>,
@@ -120,6 +126,10 @@ impl Host {
         parts.spawn("dependency checks", async move {
             messaging::health::watch_dependencies(board, pool, pulsar_check, every, token).await
         });
+        parts.spawn(
+            "record pruning",
+            retention::run(self.pool.clone(), self.retention_args, shutdown.clone()),
+        );
         let (routes, names) = match api {
             Some((routes, name)) => (routes, vec![name]),
             None => (Routes::default(), Vec::new()),

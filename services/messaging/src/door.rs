@@ -29,7 +29,7 @@ pub enum Outcome {
 
 /// How a handler error ends a command that came as a message: infrastructure trouble and data
 /// not arrived yet are retried; everything else can never succeed and is rejected with the code
-/// the same call would get over gRPC.
+/// the same call would get over gRPC, and its field violations (invalid or out-of-range money).
 impl From<service_runtime::errors::Error> for Outcome {
     fn from(error: service_runtime::errors::Error) -> Self {
         use service_runtime::errors::Error;
@@ -38,7 +38,7 @@ impl From<service_runtime::errors::Error> for Outcome {
             e @ Error::NotYet(_) => Self::Retry(anyhow::anyhow!(e)),
             other => {
                 let violations = match &other {
-                    Error::Invalid(v) => v
+                    Error::Invalid(v) | Error::OutOfRange(v) => v
                         .iter()
                         .map(|v| (v.field.clone(), v.description.clone()))
                         .collect(),
@@ -250,5 +250,51 @@ impl<D: CommandDoor> Handler for Door<D> {
         let rejected = unreadable(delivery, reason);
         self.reject(None, &ctx, delivery, Uuid::nil(), rejected)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use service_runtime::errors::Error;
+
+    fn sorted(error: Error) -> (&'static str, Vec<(String, String)>) {
+        match Outcome::from(error) {
+            Outcome::Reject {
+                code, violations, ..
+            } => (code, violations),
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn money_out_of_range_is_rejected_with_its_field_never_retried() {
+        let (code, violations) = sorted(Error::out_of_range(
+            "purchase_amount.amount_minor",
+            "would take the balance past the largest amount",
+        ));
+        assert_eq!(code, "OUT_OF_RANGE");
+        assert_eq!(
+            violations,
+            [(
+                "purchase_amount.amount_minor".to_owned(),
+                "would take the balance past the largest amount".to_owned()
+            )]
+        );
+    }
+
+    #[test]
+    fn infrastructure_trouble_and_data_not_arrived_yet_are_retried() {
+        for error in [
+            Error::Unavailable(anyhow::anyhow!("pool timed out")),
+            Error::Internal(anyhow::anyhow!("bug")),
+            Error::NotYet("campaign not known yet".into()),
+        ] {
+            assert!(matches!(Outcome::from(error), Outcome::Retry(_)));
+        }
+        assert_eq!(
+            sorted(Error::AlreadyExists("dup".into())).0,
+            "ALREADY_EXISTS"
+        );
     }
 }

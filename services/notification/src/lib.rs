@@ -22,7 +22,7 @@ use affiliate_proto::notification::notification_service_server::{
 use service_host::{Host, ServiceArgs};
 use service_runtime::app::Service;
 use service_runtime::config::{
-    ConsumerArgs, DatabaseArgs, GrpcArgs, LogArgs, Mode, PulsarArgs, parse_duration,
+    ConsumerArgs, DatabaseArgs, GrpcArgs, LogArgs, Mode, PulsarArgs, RetentionArgs, parse_duration,
 };
 use service_runtime::outbox::events_topic;
 
@@ -62,6 +62,8 @@ pub struct Config {
     #[command(flatten)]
     pub consumer: ConsumerArgs,
     #[command(flatten)]
+    pub retention: RetentionArgs,
+    #[command(flatten)]
     pub log: LogArgs,
 }
 
@@ -80,6 +82,7 @@ impl Application {
             grpc: &config.grpc,
             pulsar: &config.pulsar,
             consumer: &config.consumer,
+            retention: &config.retention,
         };
         let host = Host::start(args, &MIGRATOR, true).await?;
         Ok(Self { host, config })

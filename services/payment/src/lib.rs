@@ -22,7 +22,7 @@ use messaging::door::Door;
 use service_host::{Host, ServiceArgs};
 use service_runtime::app::Service;
 use service_runtime::config::{
-    ConsumerArgs, DatabaseArgs, GrpcArgs, LogArgs, Mode, PulsarArgs, parse_duration,
+    ConsumerArgs, DatabaseArgs, GrpcArgs, LogArgs, Mode, PulsarArgs, RetentionArgs, parse_duration,
 };
 use service_runtime::outbox::{commands_topic, events_topic};
 
@@ -72,6 +72,8 @@ pub struct Config {
     #[command(flatten)]
     pub consumer: ConsumerArgs,
     #[command(flatten)]
+    pub retention: RetentionArgs,
+    #[command(flatten)]
     pub provider: ProviderArgs,
     #[command(flatten)]
     pub log: LogArgs,
@@ -92,6 +94,7 @@ impl Application {
             grpc: &config.grpc,
             pulsar: &config.pulsar,
             consumer: &config.consumer,
+            retention: &config.retention,
         };
         let host = Host::start(args, &MIGRATOR, true).await?;
         Ok(Self { host, config })

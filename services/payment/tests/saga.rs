@@ -111,6 +111,8 @@ impl TestApp {
             metadata: Some(MessageMetadata {
                 message_id: message_id.to_owned(),
                 correlation_id: "corr-saga".into(),
+                // Commission events about a payout are keyed by it (a rejected command's too).
+                aggregate_id: payout.id.clone(),
                 ..Default::default()
             }),
             event: Some(event),
@@ -346,6 +348,43 @@ async fn a_refused_reservation_rejects_the_payout_with_nothing_to_compensate() {
         .status_becomes(&payout, pb::PayoutStatus::Rejected)
         .await;
     assert!(rejected.failure_reason.starts_with("INSUFFICIENT_BALANCE"));
+    assert_eq!(
+        types(&outbox(&app.db.pool).await),
+        [
+            "payout.requested.v1",
+            "commission.reserve.command.v1",
+            "payout.rejected.v1"
+        ]
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_reserve_command_the_commission_service_rejects_rejects_the_payout() {
+    let mut app = spawn_app().await;
+    let payout = app.request(IBAN, 5000).await;
+    let rejected = affiliate_proto::common::CommandRejected {
+        command_message_id: Uuid::now_v7().to_string(),
+        command_type: "commission.reserve.command.v1".into(),
+        code: "OUT_OF_RANGE".into(),
+        reason: "out of range: amount.amount_minor: the creator's reserved balance would pass \
+                 92233720368547758.07 EUR, the largest amount there can be"
+            .into(),
+        field_violations: vec![affiliate_proto::common::FieldViolation {
+            field: "amount.amount_minor".into(),
+            description: "would pass the largest amount".into(),
+        }],
+    };
+    app.commission_event(&payout, commission_event::Event::CommandRejected(rejected))
+        .await;
+    let refused = app
+        .status_becomes(&payout, pb::PayoutStatus::Rejected)
+        .await;
+    assert!(
+        refused.failure_reason.starts_with("OUT_OF_RANGE"),
+        "{}",
+        refused.failure_reason
+    );
     assert_eq!(
         types(&outbox(&app.db.pool).await),
         [

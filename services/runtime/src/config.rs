@@ -83,7 +83,7 @@ pub struct LogArgs {
     pub metrics_listen: Option<SocketAddr>,
 }
 
-/// Parses durations written as `250ms`, `5s`, `2m` or a bare number of seconds.
+/// Parses durations written as `250ms`, `5s`, `2m`, `6h`, `7d` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (number, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
@@ -97,9 +97,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "ms" => value / 1000.0,
         "s" => value,
         "m" => value * 60.0,
+        "h" => value * 3600.0,
+        "d" => value * 86_400.0,
         other => {
             return Err(format!(
-                "unknown duration unit `{other}` in `{s}`; use ms, s or m"
+                "unknown duration unit `{other}` in `{s}`; use ms, s, m, h or d"
             ));
         }
     };
@@ -119,12 +121,14 @@ mod tests {
         assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("6h"), Ok(Duration::from_secs(6 * 3600)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
     }
 
     #[test]
     fn bad_durations_are_rejected_with_a_message() {
         assert!(parse_duration("fast").is_err());
-        assert!(parse_duration("5h").is_err());
+        assert!(parse_duration("5w").is_err());
         assert!(parse_duration("").is_err());
     }
 
@@ -243,4 +247,83 @@ pub struct ConsumerArgs {
         default_value_t = 4000
     )]
     pub max_held: usize,
+}
+
+/// How long the records that make redelivery harmless are kept, and how the loop that prunes
+/// them runs (`service_runtime::retention`). A redelivery, a client's retry with the same
+/// `idempotency-key`, or a replay of a topic older than the retention runs again: keep it
+/// longer than any of those can come. The default, 7 days, is the Pulsar namespace retention
+/// (`deploy/local/env.sh` `PULSAR_RETENTION`): no message older than that can be replayed.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RetentionArgs {
+    /// How long an idempotency record (a command's key and response) is kept, e.g. 7d; at least 1h.
+    #[arg(id = "idempotency_retention", long = "idempotency-retention", env = "IDEMPOTENCY_RETENTION", default_value = "7d", value_parser = parse_retention)]
+    pub idempotency: Duration,
+    /// How long an inbox row (a processed or rejected message id) is kept, e.g. 7d; at least 1h.
+    #[arg(id = "inbox_retention", long = "inbox-retention", env = "INBOX_RETENTION", default_value = "7d", value_parser = parse_retention)]
+    pub inbox: Duration,
+    /// How often the pruning pass runs (each pass deletes everything past its retention).
+    #[arg(id = "prune_interval", long = "prune-interval", env = "PRUNE_INTERVAL", default_value = "10m", value_parser = parse_positive_duration)]
+    pub interval: Duration,
+    /// Rows deleted per statement (each statement its own short transaction).
+    #[arg(id = "prune_batch_size", long = "prune-batch-size", env = "PRUNE_BATCH_SIZE", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+}
+
+/// The shortest retention accepted: below it, a message redelivered after a consumer restart or
+/// a broker failover could find its record gone and apply twice.
+pub const MIN_RETENTION: Duration = Duration::from_secs(3600);
+
+/// A retention: a duration of at least [`MIN_RETENTION`].
+pub fn parse_retention(s: &str) -> Result<Duration, String> {
+    let retention = parse_duration(s)?;
+    if retention < MIN_RETENTION {
+        return Err(format!(
+            "a retention of `{s}` would forget messages that can still be redelivered; keep records at least 1h (the default is 7d)"
+        ));
+    }
+    Ok(retention)
+}
+
+/// A duration longer than zero.
+pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        Duration::ZERO => Err(format!("`{s}` must be longer than zero")),
+        d => Ok(d),
+    }
+}
+
+#[cfg(test)]
+mod retention_tests {
+    use super::*;
+    use clap::Parser as _;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        retention: RetentionArgs,
+    }
+
+    #[test]
+    fn records_are_kept_seven_days_by_default_and_never_less_than_an_hour() {
+        let defaults = Cli::try_parse_from(["x"]).unwrap_or_else(|e| panic!("{e}"));
+        let week = Duration::from_secs(7 * 86_400);
+        assert_eq!(
+            (defaults.retention.idempotency, defaults.retention.inbox),
+            (week, week)
+        );
+        assert_eq!(defaults.retention.interval, Duration::from_secs(600));
+        assert_eq!(defaults.retention.batch_size, 1000);
+        for bad in [
+            ["x", "--inbox-retention", "59m"],
+            ["x", "--idempotency-retention", "0"],
+            ["x", "--prune-interval", "0s"],
+            ["x", "--prune-batch-size", "0"],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
+        let set = Cli::try_parse_from(["x", "--inbox-retention", "30d", "--prune-interval", "1m"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(set.retention.inbox, Duration::from_secs(30 * 86_400));
+    }
 }

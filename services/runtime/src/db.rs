@@ -84,6 +84,15 @@ pub fn is_transient_cause(error: &anyhow::Error) -> bool {
     })
 }
 
+/// Whether a database error is a numeric value out of range (SQLSTATE 22003): an `int8` `+` or
+/// a `sum()` cast back to `int8` that overflowed. Never transient: the same data overflows again.
+pub fn is_out_of_range(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some(NUMERIC_VALUE_OUT_OF_RANGE))
+}
+
+/// SQLSTATE `numeric_value_out_of_range`.
+pub const NUMERIC_VALUE_OUT_OF_RANGE: &str = "22003";
+
 /// SQLSTATEs that mean "try again later".
 fn is_transient_code(code: &str) -> bool {
     // 08: connection exception; 53: insufficient resources (too many connections, disk full);

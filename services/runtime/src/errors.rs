@@ -1,12 +1,13 @@
 //! The errors every service's handlers return, and their one mapping to gRPC statuses: field
 //! violations as `google.rpc.BadRequest` details, internal errors that log their whole cause
-//! chain but tell the caller only a reference.
+//! chain but tell the caller only a reference. Money that would not fit 64-bit minor units is
+//! `OUT_OF_RANGE`, whether Rust's checked arithmetic or PostgreSQL's (SQLSTATE 22003) found it.
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 use uuid::Uuid;
 
-use crate::db::{is_transient, is_transient_cause};
+use crate::db::{is_out_of_range, is_transient, is_transient_cause};
 use crate::idempotency::IdempotencyError;
 use crate::validation::FieldViolation;
 
@@ -21,6 +22,12 @@ pub enum Error {
     NotFound { what: &'static str, id: String },
     #[error("{0}")]
     AlreadyExists(String),
+    /// An amount, or a balance, total or budget the request would make, does not fit 64-bit
+    /// minor units; nothing was written. The violations name the request fields it comes from
+    /// (none when only the database noticed and the use case did not say which:
+    /// [`Error::in_field`]). Never worth retrying: the command door rejects it.
+    #[error("out of range: {}", describe(.0))]
+    OutOfRange(Vec<FieldViolation>),
     /// Valid, but not allowed in the current state of what it acts on.
     #[error("{0}")]
     Precondition(String),
@@ -45,11 +52,44 @@ impl Error {
             id: id.to_string(),
         }
     }
+
+    /// [`Error::OutOfRange`] for the request field `field`.
+    pub fn out_of_range(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self::OutOfRange(vec![FieldViolation::new(field, description)])
+    }
+
+    /// Names the request field behind an out-of-range error that does not name one yet (a
+    /// numeric overflow PostgreSQL found in a statement's `+` or `sum()`); any other error is
+    /// returned as it is.
+    pub fn in_field(self, field: impl Into<String>, description: impl Into<String>) -> Self {
+        match self {
+            Self::OutOfRange(violations) if violations.is_empty() => {
+                Self::out_of_range(field, description)
+            }
+            other => other,
+        }
+    }
 }
 
+/// The field violations of an error message, `field: description; ...`.
+fn describe(violations: &[FieldViolation]) -> String {
+    if violations.is_empty() {
+        return "a value does not fit its type (money: 64-bit minor units)".to_owned();
+    }
+    violations
+        .iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The one mapping of database errors: infrastructure trouble is `Unavailable`, a numeric value
+/// out of range (an overflowing sum) is `OutOfRange`, anything else `Internal`.
 impl From<sqlx::Error> for Error {
     fn from(error: sqlx::Error) -> Self {
-        if is_transient(&error) {
+        if is_out_of_range(&error) {
+            Self::OutOfRange(Vec::new())
+        } else if is_transient(&error) {
             Self::Unavailable(error.into())
         } else {
             Self::Internal(error.into())
@@ -86,6 +126,13 @@ impl From<Error> for Status {
                 "invalid request",
                 violations.into_iter().map(|v| (v.field, v.description)),
             ),
+            Error::OutOfRange(ref violations) => with_violations(
+                Code::OutOfRange,
+                &error.to_string(),
+                violations
+                    .iter()
+                    .map(|v| (v.field.clone(), v.description.clone())),
+            ),
             Error::NotFound { .. } => Status::not_found(error.to_string()),
             Error::AlreadyExists(message) => Status::already_exists(message),
             Error::Precondition(message) | Error::NotYet(message) => {
@@ -108,11 +155,21 @@ where
     F: Into<String>,
     D: Into<String>,
 {
+    with_violations(Code::InvalidArgument, message, violations)
+}
+
+/// `code` with one `BadRequest.FieldViolation` per (field, description).
+fn with_violations<I, F, D>(code: Code, message: &str, violations: I) -> Status
+where
+    I: IntoIterator<Item = (F, D)>,
+    F: Into<String>,
+    D: Into<String>,
+{
     let mut details = ErrorDetails::new();
     for (field, description) in violations {
         details.add_bad_request_violation(field, description);
     }
-    Status::with_error_details(Code::InvalidArgument, message, details)
+    Status::with_error_details(code, message, details)
 }
 
 /// INTERNAL with a generic message; the full cause chain goes to the log under a reference id.
@@ -215,6 +272,10 @@ mod tests {
         );
         assert_eq!(code(Error::KeyReused("k".into())), Code::FailedPrecondition);
         assert_eq!(
+            code(Error::out_of_range("amount.amount_minor", "too large")),
+            Code::OutOfRange
+        );
+        assert_eq!(
             code(Error::Unavailable(anyhow::anyhow!("pool timed out"))),
             Code::Unavailable
         );
@@ -235,6 +296,81 @@ mod tests {
             .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
             .unwrap_or_default();
         assert_eq!(fields, ["name", "budget.currency"]);
+    }
+
+    #[test]
+    fn money_out_of_range_is_out_of_range_with_its_field_violation() {
+        let status = Status::from(Error::out_of_range(
+            "purchase_amount.amount_minor",
+            "would take the balance past the largest amount",
+        ));
+        assert_eq!(status.code(), Code::OutOfRange);
+        assert!(status.message().contains("purchase_amount.amount_minor"));
+        let fields: Vec<String> = status
+            .get_details_bad_request()
+            .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+            .unwrap_or_default();
+        assert_eq!(fields, ["purchase_amount.amount_minor"]);
+    }
+
+    /// A PostgreSQL error with only a SQLSTATE, as the driver reports one.
+    #[derive(Debug)]
+    struct Sqlstate(&'static str);
+
+    impl std::fmt::Display for Sqlstate {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "SQLSTATE {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Sqlstate {}
+
+    impl sqlx::error::DatabaseError for Sqlstate {
+        fn message(&self) -> &str {
+            "bigint out of range"
+        }
+        fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+            Some(self.0.into())
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn database_error(sqlstate: &'static str) -> sqlx::Error {
+        sqlx::Error::Database(Box::new(Sqlstate(sqlstate)))
+    }
+
+    #[test]
+    fn a_numeric_overflow_in_sql_is_out_of_range_and_takes_the_use_case_s_field() {
+        let error = Error::from(database_error("22003"));
+        assert!(matches!(&error, Error::OutOfRange(v) if v.is_empty()));
+        assert_eq!(
+            Status::from(Error::from(database_error("22003"))).code(),
+            Code::OutOfRange
+        );
+        let named = error.in_field("amount.amount_minor", "too large");
+        assert!(
+            matches!(&named, Error::OutOfRange(v) if v.len() == 1 && v[0].field == "amount.amount_minor")
+        );
+        // Naming a field leaves other errors alone, and an already named one as it was.
+        assert!(matches!(
+            Error::from(database_error("23505")).in_field("amount", "x"),
+            Error::Internal(_)
+        ));
+        assert!(matches!(
+            named.in_field("other", "y"),
+            Error::OutOfRange(v) if v[0].field == "amount.amount_minor"
+        ));
     }
 
     #[test]

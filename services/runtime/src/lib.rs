@@ -1,6 +1,7 @@
 //! What every service process shares: typed configuration pieces, JSON logs, the PostgreSQL pool
 //! and migrations, the outbox writer, idempotency records, the gRPC server (always with health and
-//! reflection), request context from gRPC metadata, rich error statuses, and the shutdown signal.
+//! reflection), request context from gRPC metadata, rich error statuses, the pruning of the dedup
+//! tables, and the shutdown signal.
 
 pub mod app;
 pub mod backoff;
@@ -13,6 +14,7 @@ pub mod grpc_trace;
 pub mod idempotency;
 pub mod money;
 pub mod outbox;
+pub mod retention;
 pub mod shed;
 pub mod shutdown;
 pub mod status;

@@ -19,7 +19,9 @@ use affiliate_proto::tracking::tracking_service_server::{SERVICE_NAME, TrackingS
 use messaging::door::Door;
 use service_host::{Host, ServiceArgs};
 use service_runtime::app::Service;
-use service_runtime::config::{ConsumerArgs, DatabaseArgs, GrpcArgs, LogArgs, Mode, PulsarArgs};
+use service_runtime::config::{
+    ConsumerArgs, DatabaseArgs, GrpcArgs, LogArgs, Mode, PulsarArgs, RetentionArgs,
+};
 use service_runtime::outbox::commands_topic;
 
 /// The service's own tables (versions from 1000; the platform tables come from the runtime).
@@ -49,6 +51,8 @@ pub struct Config {
     #[command(flatten)]
     pub consumer: ConsumerArgs,
     #[command(flatten)]
+    pub retention: RetentionArgs,
+    #[command(flatten)]
     pub log: LogArgs,
 }
 
@@ -70,6 +74,7 @@ impl Application {
             grpc: &config.grpc,
             pulsar: &config.pulsar,
             consumer: &config.consumer,
+            retention: &config.retention,
         };
         let host = Host::start(args, &MIGRATOR, config.mode.consumes_commands()).await?;
         Ok(Self { host, config })

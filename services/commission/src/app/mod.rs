@@ -15,6 +15,7 @@ use affiliate_proto::commission::{
 use affiliate_proto::common::Money;
 use service_runtime::context::CommandContext;
 use service_runtime::idempotency::{remember, replay};
+use service_runtime::money::display;
 use service_runtime::outbox::{self, OutboxMessage};
 use service_runtime::validation::{
     FieldViolation, Violations, page_size, parse_id, parse_optional_id,
@@ -42,6 +43,15 @@ fn parse_money(field: &str, money: Option<&Money>) -> Result<(i64, String), Fiel
         ));
     }
     Ok((money.amount_minor, money.currency.clone()))
+}
+
+/// Why an amount is out of range: adding it to (or multiplying it into) what is there would pass
+/// the largest amount 64-bit minor units hold.
+fn past_the_largest(what: &str, currency: &str) -> String {
+    format!(
+        "{what} would pass {}, the largest amount there can be",
+        display(i64::MAX, currency)
+    )
 }
 
 /// The commission use cases over one database.
@@ -124,6 +134,16 @@ impl Commissions {
             };
             return finish(tx, ctx, &[event], response).await;
         }
+        let amount_minor =
+            domain::commission_amount(purchase_minor, terms.rate_bps).ok_or_else(|| {
+                Error::out_of_range(
+                    "purchase_amount.amount_minor",
+                    past_the_largest(
+                        &format!("its commission at {} bps", terms.rate_bps),
+                        &currency,
+                    ),
+                )
+            })?;
         let row = CommissionRow {
             id: Uuid::now_v7(),
             tracking_event_id,
@@ -132,7 +152,7 @@ impl Commissions {
             purchase_minor,
             currency: currency.clone(),
             commission_rate_bps: i32::try_from(terms.rate_bps).unwrap_or(0),
-            amount_minor: domain::commission_amount(purchase_minor, terms.rate_bps),
+            amount_minor,
             reserved_minor: 0,
             paid_minor: 0,
             created_at: now,
@@ -145,8 +165,21 @@ impl Commissions {
             }
             other => other?,
         }
-        let balance =
-            repo::credit_balance(&mut tx, creator_id, &currency, row.amount_minor).await?;
+        // The upsert adds in SQL, which refuses an int8 overflow (SQLSTATE 22003): OutOfRange.
+        let balance = repo::credit_balance(&mut tx, creator_id, &currency, row.amount_minor)
+            .await
+            .map_err(|e| {
+                Error::from(e).in_field(
+                    "purchase_amount.amount_minor",
+                    past_the_largest(
+                        &format!(
+                            "its commission of {} credited to the creator's balance",
+                            display(amount_minor, &currency)
+                        ),
+                        &currency,
+                    ),
+                )
+            })?;
         let commission = messages::commission(&row);
         let event = Event::CommissionCalculated(CommissionCalculated {
             commission: Some(commission.clone()),
@@ -224,6 +257,15 @@ impl Commissions {
             };
             return finish(tx, ctx, &[event], response).await;
         }
+        let overflow = || {
+            Error::out_of_range(
+                "amount.amount_minor",
+                past_the_largest("the creator's reserved balance", &currency),
+            )
+        };
+        if balance.reserved_minor.checked_add(amount).is_none() {
+            return Err(overflow());
+        }
         let open = repo::open_commissions(&mut tx, creator_id, &currency).await?;
         let allocations = domain::allocate(amount, &open).ok_or_else(|| {
             Error::Internal(anyhow::anyhow!(
@@ -235,8 +277,12 @@ impl Commissions {
             repo::insert_reservation(&mut tx, payout_id, creator_id, &currency, amount, now)
                 .await?;
         repo::insert_allocations(&mut tx, payout_id, &allocations).await?;
-        let balance =
-            repo::adjust_balance(&mut tx, creator_id, &currency, -amount, amount, 0).await?;
+        let balance = repo::adjust_balance(&mut tx, creator_id, &currency, -amount, amount, 0)
+            .await
+            .map_err(|e| match Error::from(e) {
+                Error::OutOfRange(_) => overflow(),
+                other => other,
+            })?;
         let (reservation, balance) = (
             messages::reservation(&reservation),
             messages::balance(&balance),
@@ -362,9 +408,29 @@ impl Commissions {
                 "the reservation of payout {payout_id} is already {other}"
             )));
         }
-        repo::lock_balance(&mut tx, current.creator_id, &current.currency).await?;
-        repo::unreserve_allocations(&mut tx, payout_id, paid).await?;
+        let locked = repo::lock_balance(&mut tx, current.creator_id, &current.currency).await?;
         let amount = current.amount_minor;
+        let (credited, to) = if paid {
+            (locked.paid_minor, "paid")
+        } else {
+            (locked.available_minor, "available")
+        };
+        let overflow = || {
+            Error::out_of_range(
+                "payout_id",
+                past_the_largest(
+                    &format!(
+                        "the creator's {to} balance plus the reservation of {}",
+                        display(amount, &current.currency)
+                    ),
+                    &current.currency,
+                ),
+            )
+        };
+        if credited.checked_add(amount).is_none() {
+            return Err(overflow());
+        }
+        repo::unreserve_allocations(&mut tx, payout_id, paid).await?;
         let (available, paid_delta) = if paid { (0, amount) } else { (amount, 0) };
         let balance = repo::adjust_balance(
             &mut tx,
@@ -374,7 +440,11 @@ impl Commissions {
             -amount,
             paid_delta,
         )
-        .await?;
+        .await
+        .map_err(|e| match Error::from(e) {
+            Error::OutOfRange(_) => overflow(),
+            other => other,
+        })?;
         let now = messages::now();
         let row: ReservationRow = repo::finish_reservation(&mut tx, payout_id, target, now).await?;
         let (reservation, balance) = (messages::reservation(&row), messages::balance(&balance));

@@ -9,17 +9,19 @@ pub use service_runtime::validation::FieldViolation;
 pub const FULL_RATE_BPS: i64 = 10_000;
 
 /// The commission on `purchase_minor` at `rate_bps`: purchase × rate / 10 000, rounded half away
-/// from zero to the minor unit (so 0.5 cent rounds up to 1 cent). Exact in 128-bit integers.
-pub fn commission_amount(purchase_minor: i64, rate_bps: u32) -> i64 {
-    let product = i128::from(purchase_minor) * i128::from(rate_bps);
+/// from zero to the minor unit (so 0.5 cent rounds up to 1 cent). Exact in 128-bit integers (an
+/// `i64` times a `u32` always fits); `None` if the commission does not fit 64-bit minor units
+/// (only a rate above 100 % can make it so).
+pub fn commission_amount(purchase_minor: i64, rate_bps: u32) -> Option<i64> {
+    let product = i128::from(purchase_minor).checked_mul(i128::from(rate_bps))?;
     let full = i128::from(FULL_RATE_BPS);
     let half = full / 2;
     let rounded = if product >= 0 {
-        (product + half) / full
+        product.checked_add(half)? / full
     } else {
-        (product - half) / full
+        product.checked_sub(half)? / full
     };
-    i64::try_from(rounded).unwrap_or(i64::MAX)
+    i64::try_from(rounded).ok()
 }
 
 /// What the commission service knows of a campaign (fed by campaign events).
@@ -101,10 +103,11 @@ pub enum Status {
     Paid,
 }
 
+/// Never overflows: `amount - paid` is only taken when `paid < amount`, and both are at least 0.
 pub fn status(amount: i64, reserved: i64, paid: i64) -> Status {
     if paid >= amount {
         Status::Paid
-    } else if reserved + paid >= amount {
+    } else if reserved >= amount.saturating_sub(paid) {
         Status::Reserved
     } else {
         Status::Available
@@ -117,13 +120,23 @@ mod tests {
 
     #[test]
     fn commission_is_amount_times_rate_rounded_half_away_from_zero() {
-        assert_eq!(commission_amount(10_000, 1_000), 1_000); // 100.00 at 10 % = 10.00
-        assert_eq!(commission_amount(1_999, 1_250), 250); // 19.99 at 12.5 % = 2.49875 → 2.50
-        assert_eq!(commission_amount(4, 1_250), 1); // 0.04 at 12.5 % = 0.005 → 0.01
-        assert_eq!(commission_amount(3, 1_250), 0); // 0.0375 → 0.00
-        assert_eq!(commission_amount(12_345, 0), 0);
-        assert_eq!(commission_amount(12_345, 10_000), 12_345);
-        assert_eq!(commission_amount(i64::MAX, 10_000), i64::MAX);
+        assert_eq!(commission_amount(10_000, 1_000), Some(1_000)); // 100.00 at 10 % = 10.00
+        assert_eq!(commission_amount(1_999, 1_250), Some(250)); // 19.99 at 12.5 % = 2.49875 → 2.50
+        assert_eq!(commission_amount(4, 1_250), Some(1)); // 0.04 at 12.5 % = 0.005 → 0.01
+        assert_eq!(commission_amount(3, 1_250), Some(0)); // 0.0375 → 0.00
+        assert_eq!(commission_amount(12_345, 0), Some(0));
+        assert_eq!(commission_amount(12_345, 10_000), Some(12_345));
+        assert_eq!(commission_amount(i64::MAX, 10_000), Some(i64::MAX));
+    }
+
+    #[test]
+    fn a_commission_that_does_not_fit_64_bit_minor_units_is_none_never_saturated() {
+        // purchase × rate fits 128 bits; the commission does not fit 64.
+        assert_eq!(commission_amount(i64::MAX, 10_001), None);
+        assert_eq!(commission_amount(i64::MAX, u32::MAX), None);
+        assert_eq!(commission_amount(i64::MIN, u32::MAX), None);
+        // The largest purchase that still fits at 200 %, rounding included.
+        assert_eq!(commission_amount(i64::MAX / 2, 20_000), Some(i64::MAX - 1));
     }
 
     #[test]
@@ -173,5 +186,10 @@ mod tests {
         assert_eq!(status(100, 40, 0), Status::Available);
         assert_eq!(status(100, 60, 40), Status::Reserved);
         assert_eq!(status(100, 0, 100), Status::Paid);
+        assert_eq!(
+            status(i64::MAX, i64::MAX, 1),
+            Status::Reserved,
+            "no overflow"
+        );
     }
 }

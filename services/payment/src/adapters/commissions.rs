@@ -1,11 +1,15 @@
 //! The saga's ears: commission events about payouts this service started move them on
-//! (reserved → pay, refused → rejected, settled → completed, released → failed). Each event is
-//! applied at most once (the inbox); events about other things are ignored.
+//! (reserved → pay, refused → rejected, settled → completed, released → failed). A reserve
+//! command the commission service rejected (e.g. OUT_OF_RANGE: the reservation would overflow
+//! the creator's reserved balance) is a refusal too. Each event is applied at most once (the
+//! inbox); events about other things are ignored.
 
 use prost::Message as _;
 use uuid::Uuid;
 
-use affiliate_proto::commission::{CommissionEvent, commission_event::Event};
+use affiliate_proto::commission::{
+    CommissionEvent, commission_command::Command, commission_event::Event,
+};
 use messaging::{Delivery, Failure, Handler};
 use service_runtime::context::CommandContext;
 
@@ -30,6 +34,11 @@ fn sort(error: Error) -> Failure {
     }
 }
 
+/// The type name of the reserve command this service sends.
+fn reserve_command_type() -> &'static str {
+    Command::Reserve(Default::default()).message_type()
+}
+
 impl<P: PaymentProvider> Handler for SagaFeed<P> {
     async fn handle(&self, delivery: &Delivery) -> Result<(), Failure> {
         let envelope = CommissionEvent::decode(delivery.payload.as_slice())
@@ -49,6 +58,12 @@ impl<P: PaymentProvider> Handler for SagaFeed<P> {
             Some(Event::CommissionReleased(e)) => {
                 (e.reservation.map(|r| r.payout_id), Step::Released, None)
             }
+            // The rejection is keyed by the command's target: the payout.
+            Some(Event::CommandRejected(e)) if e.command_type == reserve_command_type() => (
+                envelope.metadata.as_ref().map(|m| m.aggregate_id.clone()),
+                Step::ReservationRefused,
+                Some(format!("{}: {}", e.code, e.reason)),
+            ),
             _ => return Ok(()),
         };
         let Some(payout_id) = payout_id.and_then(|id| Uuid::parse_str(&id).ok()) else {
