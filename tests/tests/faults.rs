@@ -89,9 +89,13 @@ impl Fault {
     async fn strike(self, platform: &mut Platform) {
         match self {
             Self::BrokerKilled => {
+                // A dead letter waiting for an operator (nobody subscribes to its topic; the
+                // namespace's retention keeps it) must outlive the crash like every message.
+                let letter = dead_letter(platform).await;
                 script("pulsar.sh", "kill");
                 tokio::time::sleep(DOWN_FOR).await;
                 script("pulsar.sh", "up");
+                assert_dead_letter_kept(platform, &letter).await;
             }
             Self::PostgresCrashed => {
                 script("postgres.sh", "crash");
@@ -110,6 +114,49 @@ impl Fault {
             }
         }
     }
+}
+
+/// The commission command door's dead-letter topic, short name.
+fn dead_letter_topic(platform: &Platform) -> String {
+    let full = messaging::consumer::dead_letter_topic(
+        &platform.topic("commission-commands"),
+        "commission",
+    );
+    full.rsplit('/').next().unwrap().to_owned()
+}
+
+/// Publishes a dead letter as the consumer does (its payload names it); returns the payload.
+async fn dead_letter(platform: &Platform) -> String {
+    let letter = format!("dead letter {}", Uuid::now_v7());
+    let client = e2e::pulsar().await;
+    let topic = platform.topic(&dead_letter_topic(platform));
+    e2e::publish(
+        &client,
+        &topic,
+        "key",
+        &letter,
+        "test.letter.v1",
+        "",
+        letter.clone().into_bytes(),
+    )
+    .await;
+    letter
+}
+
+async fn assert_dead_letter_kept(platform: &Platform, letter: &str) {
+    let path = format!(
+        "/admin/v2/persistent/{}/{}/{}/examinemessage?initialPosition=earliest&messagePosition=1",
+        e2e::pulsar_tenant(),
+        &*platform.namespace,
+        dead_letter_topic(platform)
+    );
+    let (status, body) = e2e::http_request("GET", &path, "").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, letter),
+        "the dead letter published before the broker was killed is still there"
+    );
+    println!("broker_killed: the dead letter outlived the crash");
 }
 
 /// Runs `deploy/local/<name> <command>` (blocking: the caller's runtime has other threads),

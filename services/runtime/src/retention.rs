@@ -26,48 +26,44 @@ pub struct Pruned {
     pub inbox: u64,
 }
 
-/// Deletes up to `limit` idempotency records older than `retention`, oldest first; returns how
-/// many. The timestamp index finds them (the order keeps the planner on it), their `ctid`s make
-/// the delete a TID scan, and rows locked by a transaction in flight are skipped, so pruning
-/// never waits on a command.
-async fn idempotency_batch(pool: &PgPool, retention: Duration, limit: u32) -> sqlx::Result<u64> {
-    let deleted = sqlx::query(
-        r#"
-        delete from idempotency_keys
-        where ctid = any(array(
-            select ctid from idempotency_keys
-            where created_at < now() - make_interval(secs => $1)
-            order by created_at
-            limit $2
-            for update skip locked
-        ))
-        "#,
-    )
-    .bind(retention.as_secs_f64())
-    .bind(i64::from(limit))
-    .execute(pool)
-    .await?;
-    Ok(deleted.rows_affected())
-}
+/// Deletes up to `limit` idempotency records older than `$1` seconds, oldest first. The timestamp
+/// index finds them (the order keeps the planner on it), their `ctid`s make the delete a TID scan,
+/// and rows locked by a transaction in flight are skipped, so pruning never waits on a command.
+const IDEMPOTENCY_BATCH: &str = r#"
+    delete from idempotency_keys
+    where ctid = any(array(
+        select ctid from idempotency_keys
+        where created_at < now() - make_interval(secs => $1)
+        order by created_at
+        limit $2
+        for update skip locked
+    ))
+"#;
 
-/// Deletes up to `limit` inbox rows older than `retention`, oldest first; returns how many.
-async fn inbox_batch(pool: &PgPool, retention: Duration, limit: u32) -> sqlx::Result<u64> {
-    let deleted = sqlx::query(
-        r#"
-        delete from inbox
-        where ctid = any(array(
-            select ctid from inbox
-            where processed_at < now() - make_interval(secs => $1)
-            order by processed_at
-            limit $2
-            for update skip locked
-        ))
-        "#,
-    )
-    .bind(retention.as_secs_f64())
-    .bind(i64::from(limit))
-    .execute(pool)
-    .await?;
+/// The same for inbox rows.
+const INBOX_BATCH: &str = r#"
+    delete from inbox
+    where ctid = any(array(
+        select ctid from inbox
+        where processed_at < now() - make_interval(secs => $1)
+        order by processed_at
+        limit $2
+        for update skip locked
+    ))
+"#;
+
+/// Runs one batch statement (above) with `retention` and `limit`; returns the rows deleted.
+async fn batch(
+    pool: &PgPool,
+    statement: &'static str,
+    retention: Duration,
+    limit: u32,
+) -> sqlx::Result<u64> {
+    let deleted = sqlx::query(statement)
+        .bind(retention.as_secs_f64())
+        .bind(i64::from(limit))
+        .execute(pool)
+        .await?;
     Ok(deleted.rows_affected())
 }
 
@@ -81,9 +77,14 @@ pub async fn prune(
 ) -> anyhow::Result<Pruned> {
     let mut pruned = Pruned::default();
     loop {
-        let n = idempotency_batch(pool, policy.idempotency, policy.batch_size)
-            .await
-            .context("prune idempotency records")?;
+        let n = batch(
+            pool,
+            IDEMPOTENCY_BATCH,
+            policy.idempotency,
+            policy.batch_size,
+        )
+        .await
+        .context("prune idempotency records")?;
         metrics::counter!("records_pruned_total", "table" => "idempotency_keys").increment(n);
         pruned.idempotency_keys += n;
         if n < u64::from(policy.batch_size) || stop.is_cancelled() {
@@ -91,7 +92,7 @@ pub async fn prune(
         }
     }
     loop {
-        let n = inbox_batch(pool, policy.inbox, policy.batch_size)
+        let n = batch(pool, INBOX_BATCH, policy.inbox, policy.batch_size)
             .await
             .context("prune inbox rows")?;
         metrics::counter!("records_pruned_total", "table" => "inbox").increment(n);
