@@ -166,6 +166,26 @@ async fn a_dead_letter_is_listed_shown_and_redriven_after_the_cause_is_fixed() {
     )
     .await;
     assert_eq!(listed.lines().count(), 1, "{listed}");
+    // Reading the topic gave its letters a time to live (`--letter-ttl`, 7 days): the
+    // `platform-dlq` subscription holds them, and retention alone never deletes what is held.
+    // (Topic policies are applied through a system topic: eventually.)
+    let ttl_path = format!(
+        "/admin/v2/persistent/{}/{}/{topic}/messageTTL",
+        e2e::pulsar_tenant(),
+        &*namespace
+    );
+    eventually(
+        Duration::from_secs(30),
+        "the letters' time to live is 7 days",
+        || {
+            let ttl_path = ttl_path.clone();
+            async move {
+                let (status, ttl) = e2e::http_request("GET", &ttl_path, "").await;
+                (status == 200 && ttl.trim() == "604800").then_some(())
+            }
+        },
+    )
+    .await;
     let (ok, topics, err) = dlq(&namespace, &["topics"]);
     assert!(ok && topics.contains(topic), "{topics} {err}");
     let (ok, shown, err) = dlq(

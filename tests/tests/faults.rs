@@ -42,7 +42,8 @@ use e2e::workflow::{ADVERTISER, Door, Driver, decode};
 use e2e::{eventually, pulsar_url};
 
 /// Purchases per second, each from its own task (open loop: a slow answer does not slow the
-/// sender down, up to [`IN_FLIGHT`] purchases waiting for their answer).
+/// sender down, up to [`IN_FLIGHT`] purchases waiting for their answer). `FAULT_RATE` overrides it
+/// (e.g. 500 against a release build: `cargo test --release`).
 const RATE: u64 = 200;
 /// Purchases in flight at most (like clients with a bounded pool of requests); beyond it the
 /// sender waits, so an outage delays sends instead of piling up thousands of retrying calls.
@@ -323,6 +324,11 @@ async fn under_load(fault: Fault) {
         platform.logs.display()
     );
     let mut rng = StdRng::seed_from_u64(seed);
+    let rate: u64 = std::env::var("FAULT_RATE")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .filter(|r| *r > 0)
+        .unwrap_or(RATE);
 
     // A campaign and its creators.
     let creators: Vec<String> = (0..CREATORS).map(|_| Uuid::now_v7().to_string()).collect();
@@ -368,7 +374,7 @@ async fn under_load(fault: Fault) {
         .collect();
     let in_flight = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     let started = Instant::now();
-    let total = RATE * SEND.as_secs();
+    let total = rate * SEND.as_secs();
     let sender = {
         let (load, campaign, creators) = (load.clone(), campaign.clone(), creators.clone());
         let picks: Vec<usize> = (0..total)
@@ -376,7 +382,7 @@ async fn under_load(fault: Fault) {
             .collect();
         tokio::spawn(async move {
             let mut tasks = Vec::new();
-            let mut tick = tokio::time::interval(Duration::from_secs(1) / RATE as u32);
+            let mut tick = tokio::time::interval(Duration::from_secs(1) / rate as u32);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
             for (i, pick) in picks.into_iter().enumerate() {
                 tick.tick().await;
@@ -533,7 +539,7 @@ async fn under_load(fault: Fault) {
             .unwrap();
 
     let figures = format!(
-        "{}: purchases {} (sent in {:.1?} at {RATE}/s), commissions {commissions}, lost {lost}, \
+        "{}: purchases {} (sent in {:.1?} at {rate}/s), commissions {commissions}, lost {lost}, \
          duplicates {duplicates}, converged {:.1?} after the last purchase ({:.1?} after the fault), \
          answers other than OK (all retried with their key): {:?}, client transport errors {}, \
          payout {payout_status} (reservation {}), seed {seed}",
@@ -571,6 +577,12 @@ async fn under_load(fault: Fault) {
     assert_eq!(
         reservation.0, expected,
         "the payout's reservation ended with the payout"
+    );
+    assert_eq!(
+        load.transport, 0,
+        "no call hung until its client's deadline or lost its connection ({:?}): transient trouble \
+         is answered UNAVAILABLE within the pool's acquire timeout",
+        load.samples
     );
     for code in load.failures.keys() {
         assert_eq!(

@@ -99,9 +99,19 @@ impl Admin<'_> {
             .await?
             .json()
             .await
-            .map_err(|_| Problem::internal())?;
+            .map_err(broker_failed)?;
         Ok(stats.msg_in_counter)
     }
+}
+
+/// A response of the broker's admin API that could not be read to its end (the connection broke,
+/// e.g. the broker went down mid-answer) or did not parse: the broker's trouble, worth a retry.
+fn broker_failed(error: reqwest::Error) -> Problem {
+    tracing::warn!(error = %error, "Pulsar admin API answer unreadable");
+    Problem::new(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "the message broker's admin API failed; retry later",
+    )
 }
 
 /// List the dead-letter topics and their message counts.
@@ -114,12 +124,7 @@ pub async fn dead_letter_topics(
 ) -> Result<Json<Vec<DeadLetterTopic>>, Problem> {
     caller.require(&[Role::Admin])?;
     let admin = Admin { state: &state };
-    let topics: Vec<String> = admin
-        .get("")
-        .await?
-        .json()
-        .await
-        .map_err(|_| Problem::internal())?;
+    let topics: Vec<String> = admin.get("").await?.json().await.map_err(broker_failed)?;
     let mut found = Vec::new();
     for full in topics {
         let short = full.rsplit('/').next().unwrap_or_default().to_owned();
@@ -199,7 +204,7 @@ pub async fn dead_letters(
             header("x-pulsar-message-id"),
             header("x-pulsar-publish-time"),
         );
-        let payload = response.bytes().await.map_err(|_| Problem::internal())?;
+        let payload = response.bytes().await.map_err(broker_failed)?;
         letters.push(DeadLetter {
             position,
             message_id,

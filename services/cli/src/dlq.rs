@@ -51,6 +51,11 @@ pub struct Common {
     /// How long without a new letter means the end of the topic.
     #[arg(long, env = "DLQ_IDLE", default_value = "2s", value_parser = parse_duration)]
     idle: Duration,
+    /// How long a letter waits for an operator once this tool has read its topic: the topic's
+    /// message TTL, which expires letters the `platform-dlq` subscription holds (the namespace's
+    /// retention then deletes them; it never deletes what a subscription holds).
+    #[arg(long, env = "DLQ_LETTER_TTL", default_value = "7d", value_parser = parse_duration)]
+    letter_ttl: Duration,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -110,6 +115,22 @@ async fn topics(common: &Common) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Sets the dead-letter topic's message TTL to `--letter-ttl`, so that the letters the
+/// `platform-dlq` subscription holds do not wait forever.
+async fn keep_letters_for(common: &Common, topic: &str) -> anyhow::Result<()> {
+    let path = format!(
+        "/admin/v2/persistent/{}/messageTTL?messageTTL={}",
+        topic.trim_start_matches("persistent://"),
+        common.letter_ttl.as_secs().max(1)
+    );
+    let (status, body) = messaging::admin::request(&common.admin_url, "POST", &path, "").await?;
+    anyhow::ensure!(
+        matches!(status, 200 | 204),
+        "setting the message TTL of {topic} failed: HTTP {status} {body}"
+    );
+    Ok(())
+}
+
 fn full_topic(select: &Select) -> String {
     if select.topic.contains("://") {
         select.topic.clone()
@@ -134,6 +155,7 @@ async fn read(
         known.contains(&topic),
         "{topic} is not a dead-letter topic of this namespace (see `platform dlq topics`)"
     );
+    keep_letters_for(&select.common, &topic).await?;
     let client = messaging::connect(&select.common.pulsar).await?;
     let mut consumer: Consumer<Vec<u8>, TokioExecutor> = client
         .consumer()
