@@ -50,6 +50,7 @@ struct TokenArgs {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    service_runtime::tls::install_crypto_provider();
     match Cli::parse().command {
         Command::Token(args) => {
             let claims = Claims::new(args.sub, args.role, &args.issuer, &args.audience, args.ttl);

@@ -159,6 +159,9 @@ async fn main() {
         tenant: pulsar_tenant(),
         namespace: pulsar_namespace(),
         connect_timeout: Duration::from_secs(20),
+        tls_ca_file: None,
+        token: None,
+        token_file: None,
     };
     let mut publisher = Publisher::new(client.clone(), args);
     let mut conn = db.pool.acquire().await.unwrap();

@@ -33,6 +33,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    service_runtime::tls::install_crypto_provider();
     match Cli::parse().command {
         Command::Tail(args) => tail::run(args).await,
         Command::Dlq(command) => dlq::run(command).await,

@@ -8,6 +8,7 @@
 //! message goes to the subscription's dead-letter topic, where `platform dlq` finds it.
 
 pub mod admin;
+pub mod auth;
 pub mod consumer;
 pub mod door;
 pub mod health;
@@ -25,9 +26,26 @@ const OUTBOUND_QUEUE: usize = 1000;
 /// Connects the Pulsar client, giving up after the configured timeout (the client itself would
 /// retry the first connection for minutes).
 pub async fn connect(args: &PulsarArgs) -> anyhow::Result<Pulsar<TokioExecutor>> {
-    let build = Pulsar::builder(args.url.clone(), TokioExecutor)
-        .with_outbound_channel_size(OUTBOUND_QUEUE)
-        .build();
+    service_runtime::tls::install_crypto_provider();
+    let mut builder =
+        Pulsar::builder(args.url.clone(), TokioExecutor).with_outbound_channel_size(OUTBOUND_QUEUE);
+    if let Some(ca) = &args.tls_ca_file {
+        builder = builder
+            .with_certificate_chain_file(ca)
+            .with_context(|| format!("read the broker's CA certificates from {}", ca.display()))?;
+    }
+    if let Some(token) = &args.token {
+        use secrecy::ExposeSecret as _;
+        builder = builder.with_auth(pulsar::Authentication {
+            name: "token".into(),
+            data: token.expose_secret().trim().as_bytes().to_vec(),
+        });
+    } else if let Some(path) = &args.token_file {
+        // Read once now, so that a missing or empty file is a clear error at start.
+        auth::TokenFile::read(path)?;
+        builder = builder.with_auth_provider(Box::new(auth::TokenFile::new(path.clone())));
+    }
+    let build = builder.build();
     tokio::time::timeout(args.connect_timeout, build)
         .await
         .map_err(|_| {

@@ -8,6 +8,7 @@ use service_runtime::{shutdown, telemetry};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
+    service_runtime::tls::install_crypto_provider();
     telemetry::init(&config.log)?;
     let outboxes: Vec<&str> = config.outboxes.iter().map(|o| o.service.as_str()).collect();
     tracing::info!(?outboxes, pulsar = %config.pulsar.url, "relay starting");

@@ -29,6 +29,7 @@ where
     S: Service,
     B: Future<Output = anyhow::Result<S>>,
 {
+    crate::tls::install_crypto_provider();
     telemetry::init(log)?;
     let service = match build.await {
         Ok(service) => service,

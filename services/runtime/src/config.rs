@@ -170,6 +170,21 @@ pub struct PulsarArgs {
     /// How long to wait for the first connection to the broker at start.
     #[arg(long = "pulsar-connect-timeout", env = "PULSAR_CONNECT_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
+    /// PEM file of the CA certificates that sign the broker's certificate, for a `pulsar+ssl://`
+    /// URL (trusted beside the public web roots).
+    #[arg(long = "pulsar-tls-ca-file", env = "PULSAR_TLS_CA_FILE")]
+    pub tls_ca_file: Option<std::path::PathBuf>,
+    /// Token (a JWT) for the broker's token authentication. Never logged; prefer the file.
+    #[arg(long = "pulsar-token", env = "PULSAR_TOKEN", hide_env_values = true)]
+    pub token: Option<SecretString>,
+    /// File holding the token, read again for every new connection, so that a token rotated in
+    /// the file is used from the next connection on.
+    #[arg(
+        long = "pulsar-token-file",
+        env = "PULSAR_TOKEN_FILE",
+        conflicts_with = "token"
+    )]
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 impl PulsarArgs {
