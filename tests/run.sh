@@ -25,12 +25,22 @@ if ! rustup run 1.95.0 rustc --version >/dev/null 2>&1; then
   rustup toolchain link 1.95.0 "$(rustup run stable rustc --print sysroot)"
 fi
 
+# A second, secured broker (TLS only, tokens, authorization) beside the plain one, with a state
+# folder and ports of its own, for tests/tests/secure_broker.rs.
+SECURE_STATE="$STATE_DIR/secure"
+secure_pulsar() {
+  env STATE_DIR="$SECURE_STATE" LOG_DIR="$SECURE_STATE/logs" PID_DIR="$SECURE_STATE/pids" \
+    PULSAR_DATA_DIR="$SECURE_STATE/pulsar/data" PULSAR_TLS_DIR="$SECURE_STATE/pulsar/tls" \
+    PULSAR_SECURE=1 PULSAR_URL= PULSAR_ADMIN_URL= PULSAR_BOOKIE_PORT="${SECURE_BOOKIE_PORT:-3182}" \
+    deploy/local/pulsar.sh "$@"
+}
+
 started=()
 cleanup() {
   local rc=$?
   for ((i = ${#started[@]} - 1; i >= 0; i--)); do
     step "stopping ${started[i]} (started by this run)"
-    "deploy/local/${started[i]}.sh" down || true
+    if [[ "${started[i]}" == secure-pulsar ]]; then secure_pulsar down || true; else "deploy/local/${started[i]}.sh" down || true; fi
   done
   printf '\n%s in %d s\n' "$([[ $rc == 0 ]] && echo 'tests/run.sh: all checks passed' || echo "tests/run.sh: FAILED (exit $rc)")" \
     "$(($(date +%s) - t_start))" >&2
@@ -45,6 +55,13 @@ fi
 if infra_port_in_use "$PULSAR_PORT"; then infra_log "Pulsar already listening on $PULSAR_PORT: using it"; else
   started+=(pulsar); deploy/local/pulsar.sh up
 fi
+
+if infra_port_in_use "$PULSAR_TLS_PORT"; then infra_log "secured Pulsar already listening on $PULSAR_TLS_PORT: using it"; else
+  started+=(secure-pulsar); secure_pulsar up
+fi
+export TEST_SECURE_PULSAR_URL="pulsar+ssl://$PULSAR_HOST:$PULSAR_TLS_PORT"
+export TEST_SECURE_PULSAR_ADMIN_URL="https://$PULSAR_HOST:$PULSAR_HTTPS_PORT"
+export TEST_SECURE_PULSAR_TLS_DIR="$SECURE_STATE/pulsar/tls"
 
 export TEST_POSTGRES_URL="$PG_URL_BASE/postgres"
 export TEST_PULSAR_URL="$PULSAR_URL"

@@ -10,6 +10,12 @@
 #   deploy/local/pulsar.sh kill     SIGKILL the broker, as a crash would (fault tests); `up` recovers
 #   deploy/local/pulsar.sh reset    stop the broker and delete its data (every topic and message)
 #
+# Secured: PULSAR_SECURE=1 ... up runs the broker with TLS only (pulsar+ssl://127.0.0.1:$PULSAR_TLS_PORT,
+#        https://127.0.0.1:$PULSAR_HTTPS_PORT), token authentication and authorization. The first start
+#        makes a local CA, the broker's certificate, a token secret key and tokens in $PULSAR_TLS_DIR
+#        (mode 600): admin (superuser, used by this script), $PULSAR_APP_ROLE (the processes: produce
+#        and consume on the namespace), expired.token and forged.token (for tests). Clients take
+#        PULSAR_TLS_CA_FILE=$PULSAR_TLS_DIR/ca.crt and PULSAR_TOKEN_FILE=$PULSAR_TLS_DIR/platform.token.
 # Jars:  $PULSAR_LIB_DIR (= ~/.cache/affiliate-platform/pulsar/<version>/lib), resolved with
 #        deploy/local/pulsar/pom.xml; re-resolved only if the version or the pom changes.
 # Data:  $STATE_DIR/pulsar/data: the metadata store and the bookie's journal and ledgers, kept
@@ -41,10 +47,20 @@ PULSAR_STDOUT_FILE="$LOG_DIR/pulsar-stdout.log"
 PULSAR_MARKER="-Daffiliate.platform.stateDir=$STATE_DIR"
 
 # ---- helpers ----------------------------------------------------------------------------------
+# curl against the admin API; with PULSAR_SECURE=1 over HTTPS with our CA and the superuser token
+# (given to curl in a header file, so it never shows in `ps`).
+admin_curl() {
+  if [[ "$PULSAR_SECURE" == 1 ]]; then
+    curl --cacert "$PULSAR_TLS_DIR/ca.crt" -H "@$PULSAR_TLS_DIR/admin.header" "$@"
+  else
+    curl "$@"
+  fi
+}
+
 http_code() { # http_code METHOD PATH [JSON_BODY]
   local args=(-s -o /dev/null -w '%{http_code}' --max-time 5 -X "$1")
   if [[ $# -ge 3 ]]; then args+=(-H 'Content-Type: application/json' -d "$3"); fi
-  curl "${args[@]}" "$PULSAR_ADMIN_URL$2" || true
+  admin_curl "${args[@]}" "$PULSAR_ADMIN_URL$2" || true
 }
 
 our_pid() { # prints the pid of our broker if it is alive, else nothing
@@ -108,6 +124,41 @@ ensure_jars() {
   exec 9>&-
 }
 
+# The secured broker's material, made once: a CA and a broker certificate for 127.0.0.1 and
+# localhost (openssl), a token secret key and HS256 tokens (the broker's own TokensCliUtils): admin
+# (superuser: the scripts), $PULSAR_APP_ROLE (the processes), and for tests an expired token and one
+# signed with another key. Every file is mode 600 in a mode 700 directory.
+ensure_tls_material() {
+  local d="$PULSAR_TLS_DIR"
+  if [[ -s "$d/admin.token" && -s "$d/broker.crt" && -s "$d/$PULSAR_APP_ROLE.token" ]]; then return 0; fi
+  infra_log "making the secured broker's CA, certificate, secret key and tokens in $d"
+  mkdir -p "$d"
+  chmod 700 "$d"
+  (
+    umask 077
+    cd "$d"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3650 \
+      -subj "/CN=affiliate-platform local CA" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -keyout broker.key -out broker.csr -subj "/CN=127.0.0.1" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >broker.ext
+    openssl x509 -req -in broker.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out broker.crt -days 3650 \
+      -extfile broker.ext 2>/dev/null
+    local tokens=(java -cp "$PULSAR_LIB_DIR/*" org.apache.pulsar.utils.auth.tokens.TokensCliUtils)
+    "${tokens[@]}" create-secret-key --output secret.key 2>/dev/null
+    "${tokens[@]}" create-secret-key --output other.key 2>/dev/null
+    "${tokens[@]}" create --secret-key "file://$d/secret.key" --subject admin 2>/dev/null >admin.token
+    "${tokens[@]}" create --secret-key "file://$d/secret.key" --subject "$PULSAR_APP_ROLE" 2>/dev/null >"$PULSAR_APP_ROLE.token"
+    "${tokens[@]}" create --secret-key "file://$d/secret.key" --subject "$PULSAR_APP_ROLE" --expiry-time 1s 2>/dev/null >expired.token
+    "${tokens[@]}" create --secret-key "file://$d/other.key" --subject admin 2>/dev/null >forged.token
+    printf 'Authorization: Bearer %s\n' "$(tr -d '\n' <admin.token)" >admin.header
+    rm -f broker.csr broker.ext ca.srl other.key
+  )
+  local f
+  for f in admin.token "$PULSAR_APP_ROLE.token" expired.token forged.token broker.crt ca.crt; do
+    [[ -s "$d/$f" ]] || infra_die "making $d/$f failed"
+  done
+}
+
 render_conf() {
   mkdir -p "$PULSAR_RUN_CONF_DIR"
   sed -e "s/^brokerServicePort=.*/brokerServicePort=$PULSAR_PORT/" \
@@ -116,6 +167,32 @@ render_conf() {
     -e "s/^bookiePort=.*/bookiePort=$PULSAR_BOOKIE_PORT/" \
     "$PULSAR_SRC_DIR/conf/standalone.conf" >"$PULSAR_RUN_CONF_DIR/standalone.conf"
   cp "$PULSAR_SRC_DIR/conf/log4j2.xml" "$PULSAR_RUN_CONF_DIR/log4j2.xml"
+  if [[ "$PULSAR_SECURE" == 1 ]]; then
+    local conf="$PULSAR_RUN_CONF_DIR/standalone.conf" d="$PULSAR_TLS_DIR"
+    # TLS only: the plain ports are closed; token authentication and authorization on.
+    sed -i -e 's/^brokerServicePort=.*/brokerServicePort=/' -e 's/^webServicePort=.*/webServicePort=/' \
+      -e '/^authenticationEnabled=/d' -e '/^authorizationEnabled=/d' "$conf"
+    cat >>"$conf" <<CONF
+
+### ---------------------------------------------------------------- PULSAR_SECURE=1 (pulsar.sh)
+brokerServicePortTls=$PULSAR_TLS_PORT
+webServicePortTls=$PULSAR_HTTPS_PORT
+tlsCertificateFilePath=$d/broker.crt
+tlsKeyFilePath=$d/broker.key
+tlsTrustCertsFilePath=$d/ca.crt
+tlsAllowInsecureConnection=false
+authenticationEnabled=true
+authenticationProviders=org.apache.pulsar.broker.authentication.AuthenticationProviderToken
+tokenSecretKey=file://$d/secret.key
+authorizationEnabled=true
+superUserRoles=admin
+authenticateMetricsEndpoint=true
+brokerClientAuthenticationPlugin=org.apache.pulsar.client.impl.auth.AuthenticationToken
+brokerClientAuthenticationParameters=file://$d/admin.token
+brokerClientTlsEnabled=true
+brokerClientTrustCertsFilePath=$d/ca.crt
+CONF
+  fi
 }
 
 # The bookie port this data dir belongs to: the one in the bookie's cookie (BookKeeper re-adopts
@@ -156,10 +233,11 @@ clear_stale_registrations() {
 }
 
 start_broker() {
-  local p bookie
+  local p bookie ports
   check_data_dir
   bookie="$(bookie_port)"
-  for p in "$PULSAR_PORT" "$PULSAR_HTTP_PORT" "$bookie"; do
+  if [[ "$PULSAR_SECURE" == 1 ]]; then ports=("$PULSAR_TLS_PORT" "$PULSAR_HTTPS_PORT"); else ports=("$PULSAR_PORT" "$PULSAR_HTTP_PORT"); fi
+  for p in "${ports[@]}" "$bookie"; do
     if infra_port_in_use "$p"; then
       ss -Hltnp "sport = :$p" >&2 || true
       infra_die "port $p is already in use by another process (set PULSAR_PORT / PULSAR_HTTP_PORT / PULSAR_BOOKIE_PORT; the bookie's port of an existing data dir is fixed by its cookie)"
@@ -167,6 +245,7 @@ start_broker() {
   done
   ensure_java
   ensure_jars
+  if [[ "$PULSAR_SECURE" == 1 ]]; then ensure_tls_material; fi
   render_conf
   # Only the scratch dir starts empty; the data dir is never wiped here: a broker restarts on its
   # metadata AND bookie dirs together (`reset` deletes both, explicitly).
@@ -247,18 +326,22 @@ wait_ready() { # wait_ready START_EPOCH_MS
 ensure_tenant_namespace() {
   # membership is checked on the lists (a GET of a missing tenant makes the broker log an ERROR)
   local code body
-  if ! curl -s --max-time 5 "$PULSAR_ADMIN_URL/admin/v2/tenants" | grep -qF "\"$PULSAR_TENANT\""; then
+  if ! admin_curl -s --max-time 5 "$PULSAR_ADMIN_URL/admin/v2/tenants" | grep -qF "\"$PULSAR_TENANT\""; then
     body="{\"allowedClusters\":[\"$PULSAR_CLUSTER\"],\"adminRoles\":[]}"
     code="$(http_code PUT "/admin/v2/tenants/$PULSAR_TENANT" "$body")"
     [[ "$code" =~ ^(200|204|409)$ ]] || infra_die "creating tenant $PULSAR_TENANT failed: HTTP $code"
     infra_log "created tenant $PULSAR_TENANT"
   fi
-  if ! curl -s --max-time 5 "$PULSAR_ADMIN_URL/admin/v2/namespaces/$PULSAR_TENANT" |
+  if ! admin_curl -s --max-time 5 "$PULSAR_ADMIN_URL/admin/v2/namespaces/$PULSAR_TENANT" |
     grep -qF "\"$PULSAR_TENANT/$PULSAR_NAMESPACE\""; then
     code="$(http_code PUT "/admin/v2/namespaces/$PULSAR_TENANT/$PULSAR_NAMESPACE")"
     [[ "$code" =~ ^(200|204|409)$ ]] ||
       infra_die "creating namespace $PULSAR_TENANT/$PULSAR_NAMESPACE failed: HTTP $code"
     infra_log "created namespace $PULSAR_TENANT/$PULSAR_NAMESPACE"
+  fi
+  if [[ "$PULSAR_SECURE" == 1 ]]; then
+    code="$(http_code POST "/admin/v2/namespaces/$PULSAR_TENANT/$PULSAR_NAMESPACE/permissions/$PULSAR_APP_ROLE" '["produce","consume"]')"
+    [[ "$code" =~ ^(200|204)$ ]] || infra_die "granting produce and consume to $PULSAR_APP_ROLE failed: HTTP $code"
   fi
   # Retention keeps acknowledged and unsubscribed messages for a while: dead letters survive until
   # an operator looks (`platform dlq list`), and topics can be replayed (`platform tail --from-earliest`).
@@ -337,8 +420,8 @@ cmd_status() {
   echo "  admin ready: $(admin_ready && echo yes || echo no) ($PULSAR_ADMIN_URL)"
   echo "  listening:"
   ss -Hltnp 2>/dev/null | grep -F "pid=$pid," | awk '{print "    " $4}' || true
-  echo "  tenants: $(curl -s --max-time 5 "$PULSAR_ADMIN_URL/admin/v2/tenants" || echo '?')"
-  echo "  namespaces of $PULSAR_TENANT: $(curl -s --max-time 5 "$PULSAR_ADMIN_URL/admin/v2/namespaces/$PULSAR_TENANT" || echo '?')"
+  echo "  tenants: $(admin_curl -s --max-time 5 "$PULSAR_ADMIN_URL/admin/v2/tenants" || echo '?')"
+  echo "  namespaces of $PULSAR_TENANT: $(admin_curl -s --max-time 5 "$PULSAR_ADMIN_URL/admin/v2/namespaces/$PULSAR_TENANT" || echo '?')"
   echo "  url: $PULSAR_URL"
 }
 

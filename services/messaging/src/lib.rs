@@ -55,7 +55,19 @@ pub async fn connect(args: &PulsarArgs) -> anyhow::Result<Pulsar<TokioExecutor>>
                 args.connect_timeout
             )
         })?
-        .with_context(|| format!("connect to Pulsar at {}", args.url))
+        .with_context(|| {
+            let secured = args.tls_ca_file.is_some() || args.token.is_some() || args.token_file.is_some();
+            if secured || args.url.starts_with("pulsar+ssl://") {
+                // pulsar-rs reports a refused certificate and a refused token alike.
+                format!(
+                    "connect to Pulsar at {} (a TLS or authentication failure: check the URL's scheme and port, \
+                     PULSAR_TLS_CA_FILE, the token and its expiry; the broker's log says which)",
+                    args.url
+                )
+            } else {
+                format!("connect to Pulsar at {}", args.url)
+            }
+        })
 }
 
 /// A watcher's consumer on `topic`: a non-durable Exclusive subscription of its own (named
