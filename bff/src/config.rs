@@ -144,4 +144,11 @@ pub struct PulsarAdminArgs {
     pub pulsar_tenant: String,
     #[arg(long, env = "PULSAR_NAMESPACE", default_value = "platform")]
     pub pulsar_namespace: String,
+    /// PEM CA certificates of the broker, for an `https://` admin URL.
+    #[arg(long, env = "PULSAR_TLS_CA_FILE")]
+    pub pulsar_tls_ca_file: Option<std::path::PathBuf>,
+    /// File holding the token for the admin API (read again for every request). Its role needs
+    /// the admin rights the dead-letter reads take (topic stats and examine-message).
+    #[arg(long, env = "PULSAR_TOKEN_FILE")]
+    pub pulsar_token_file: Option<std::path::PathBuf>,
 }

@@ -58,10 +58,18 @@ impl Bff {
         let clients = Clients::connect_lazy(&config.services)?;
         let limiter = RateLimiter::new(config.edge.rate_per_second, config.edge.rate_burst);
         let refused = RateLimiter::new(config.edge.refused_per_second, config.edge.refused_burst);
-        let http = reqwest::Client::builder()
-            .timeout(config.services.deadline)
-            .build()
-            .context("build the HTTP client")?;
+        let mut http = reqwest::Client::builder().timeout(config.services.deadline);
+        if let Some(ca) = &config.pulsar_admin.pulsar_tls_ca_file {
+            let pem = std::fs::read(ca).with_context(|| {
+                format!("read the broker's CA certificates from {}", ca.display())
+            })?;
+            for certificate in reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("parse the CA certificates in {}", ca.display()))?
+            {
+                http = http.add_root_certificate(certificate);
+            }
+        }
+        let http = http.build().context("build the HTTP client")?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("bind {}", config.listen))?;

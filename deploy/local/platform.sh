@@ -14,6 +14,10 @@
 #   deploy/local/platform.sh status   what runs, where
 #   deploy/local/platform.sh demo     only the demonstration (the platform must be up)
 #
+# PULSAR_SECURE=1 deploy/local/platform.sh up: the same against the secured broker (TLS only, token
+# authentication and authorization; see pulsar.sh): every process gets PULSAR_TLS_CA_FILE and
+# PULSAR_TOKEN_FILE (the platform role's token; the BFF's dead-letter reads use the admin token).
+#
 # Builds: PROFILE=debug (default) or PROFILE=release (the same as `--release` after the command,
 # e.g. `deploy/local/platform.sh up --release`): `cargo build --release` and the binaries run from
 # $CARGO_TARGET_DIR/release. Processes already running from the other build keep running (a warning
@@ -56,6 +60,14 @@ JWT_SECRET_FILE="$STATE_DIR/jwt-secret"
 SERVICES=("campaign-service:$CAMPAIGN_GRPC" "tracking-service:$TRACKING_GRPC" "commission-service:$COMMISSION_GRPC" "payment-service:$PAYMENT_GRPC" "notification-service:$NOTIFICATION_GRPC")
 
 pid_alive() { [[ -f "$PID_DIR/$1.pid" ]] && kill -0 "$(cat "$PID_DIR/$1.pid")" 2>/dev/null; }
+
+# PULSAR_SECURE=1: the broker is TLS only with tokens (pulsar.sh); every process trusts its CA and
+# authenticates as $PULSAR_APP_ROLE, the BFF's dead-letter reads as the admin role (admin API rights).
+bff_pulsar_env=()
+if [[ "$PULSAR_SECURE" == 1 ]]; then
+  export PULSAR_TLS_CA_FILE="$PULSAR_TLS_DIR/ca.crt" PULSAR_TOKEN_FILE="$PULSAR_TLS_DIR/$PULSAR_APP_ROLE.token"
+  bff_pulsar_env=(PULSAR_TOKEN_FILE="$PULSAR_TLS_DIR/admin.token")
+fi
 
 start() { # start NAME BINARY [ENV=VALUE...]
   local name=$1 bin=$2
@@ -294,7 +306,7 @@ case "${1:-}" in
       CAMPAIGN_GRPC_URL="http://$CAMPAIGN_GRPC" TRACKING_GRPC_URL="http://$TRACKING_GRPC" \
       COMMISSION_GRPC_URL="http://$COMMISSION_GRPC" PAYMENT_GRPC_URL="http://$PAYMENT_GRPC" \
       NOTIFICATION_GRPC_URL="http://$NOTIFICATION_GRPC" PULSAR_ADMIN_URL="$PULSAR_ADMIN_URL" \
-      PULSAR_TENANT="$PULSAR_TENANT" PULSAR_NAMESPACE="$PULSAR_NAMESPACE"
+      PULSAR_TENANT="$PULSAR_TENANT" PULSAR_NAMESPACE="$PULSAR_NAMESPACE" ${bff_pulsar_env[@]+"${bff_pulsar_env[@]}"}
     wait_http bff "http://$BFF_HTTP/health"
     demo
     rest_demo

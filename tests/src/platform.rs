@@ -189,40 +189,58 @@ impl Platform {
 
 impl Platform {
     /// Whether everything has been delivered and processed: every outbox is empty and every
-    /// subscription on every command and events topic has no backlog and nothing unacknowledged.
+    /// durable subscription on every command and events topic has no backlog and nothing
+    /// unacknowledged. (Non-durable subscriptions are the tests' own watchers, not the platform.)
     pub async fn drained(&self) -> bool {
+        self.busy().await.is_empty()
+    }
+
+    /// What is not drained yet, one line each (an outbox, a subscription, a topic without stats).
+    pub async fn busy(&self) -> Vec<String> {
+        let mut busy = Vec::new();
         for service in SERVICES {
             let pending: i64 = sqlx::query_scalar("select count(*) from outbox")
                 .fetch_one(&self.databases[service].pool)
                 .await
                 .unwrap_or(1);
             if pending > 0 {
-                return false;
+                busy.push(format!("{service} outbox: {pending} rows"));
             }
             for kind in ["commands", "events"] {
                 let path = format!(
                     "/admin/v2/persistent/{}/{}/{service}-{kind}/stats",
                     pulsar_tenant(),
-                    self.namespace
+                    &*self.namespace
                 );
                 let (status, body) = crate::http_request("GET", &path, "").await;
                 if status == 404 {
                     continue; // never published to
                 }
                 let Ok(stats) = serde_json::from_str::<serde_json::Value>(&body) else {
-                    return false;
+                    busy.push(format!(
+                        "{service}-{kind}: stats unreadable (HTTP {status})"
+                    ));
+                    continue;
                 };
-                let busy = stats["subscriptions"].as_object().is_none_or(|subs| {
-                    subs.values().any(|s| {
-                        s["msgBacklog"].as_i64() != Some(0)
-                            || s["unackedMessages"].as_i64().unwrap_or(0) != 0
-                    })
-                });
-                if status != 200 || busy {
-                    return false;
+                let Some(subs) = stats["subscriptions"].as_object() else {
+                    busy.push(format!("{service}-{kind}: no subscriptions in the stats"));
+                    continue;
+                };
+                for (name, s) in subs {
+                    if s["isDurable"].as_bool() == Some(false) {
+                        continue;
+                    }
+                    let backlog = s["msgBacklog"].as_i64();
+                    let unacked = s["unackedMessages"].as_i64().unwrap_or(0);
+                    if backlog != Some(0) || unacked != 0 {
+                        busy.push(format!(
+                            "{service}-{kind}/{name}: backlog {backlog:?}, unacked {unacked}, consumers {}",
+                            s["consumers"].as_array().map_or(0, Vec::len)
+                        ));
+                    }
                 }
             }
         }
-        true
+        busy
     }
 }

@@ -58,33 +58,45 @@ async fn schemathesis_finds_no_server_error_and_no_response_outside_the_document
     let reports = log_dir("bff_fuzz");
     let seed = std::env::var("FUZZ_SEED").unwrap_or_else(|_| SEED.to_owned());
     let examples = std::env::var("FUZZ_MAX_EXAMPLES").unwrap_or_else(|_| "40".to_owned());
-    let output = tokio::task::spawn_blocking({
-        let (url, reports) = (edge.url.clone(), reports.clone());
-        let (seed, examples) = (seed.clone(), examples.clone());
-        move || {
-            Command::new(bin)
-                .args(["run", &format!("{url}/openapi.json")])
-                .args(["--header", &format!("Authorization: Bearer {admin}")])
-                .args([
-                    "--checks",
-                    "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance",
-                ])
-                // The stream never ends by design; its contract is tested in bff_workflow.
-                .args(["--exclude-path", "/api/v1/notifications/stream"])
-                .args(["--phases", "examples,coverage,fuzzing"])
-                .args(["--max-examples", &examples, "--seed", &seed, "--workers", "2"])
-                .args(["--request-timeout", "60", "--suppress-health-check", "too_slow"])
-                .args(["--report", "junit", "--report-dir"])
-                .arg(&reports)
-                .current_dir(&reports) // its example database goes there, not into the source tree
-                .env("NO_COLOR", "1")
-                .env("SCHEMATHESIS_TELEMETRY", "false")
-                .output()
-                .expect("run schemathesis")
-        }
-    })
-    .await
-    .expect("join");
+    let run = || async {
+        tokio::task::spawn_blocking({
+            let (url, reports) = (edge.url.clone(), reports.clone());
+            let (seed, examples) = (seed.clone(), examples.clone());
+            let (bin, admin) = (bin.clone(), admin.clone());
+            move || {
+                Command::new(bin)
+                    .args(["run", &format!("{url}/openapi.json")])
+                    .args(["--header", &format!("Authorization: Bearer {admin}")])
+                    .args([
+                        "--checks",
+                        "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance",
+                    ])
+                    // The stream never ends by design; its contract is tested in bff_workflow.
+                    .args(["--exclude-path", "/api/v1/notifications/stream"])
+                    .args(["--phases", "examples,coverage,fuzzing"])
+                    .args(["--max-examples", &examples, "--seed", &seed, "--workers", "2"])
+                    .args(["--request-timeout", "60", "--suppress-health-check", "too_slow"])
+                    .args(["--report", "junit", "--report-dir"])
+                    .arg(&reports)
+                    .current_dir(&reports) // its example database goes there, not into the source tree
+                    .env("NO_COLOR", "1")
+                    .env("SCHEMATHESIS_TELEMETRY", "false")
+                    .output()
+                    .expect("run schemathesis")
+            }
+        })
+        .await
+        .expect("join")
+    };
+    let mut output = run().await;
+    // schemathesis itself sometimes errors (a KeyError inside its coverage phase, seen once in
+    // ~10 runs) with every generated case passed: that is the tool's trouble, not the API's, so it
+    // gets one more run. Any failed check fails at once.
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() && text.contains("🚫") && !text.contains("failed") {
+        println!("schemathesis errored without a failed check; running it once more:\n{text}");
+        output = run().await;
+    }
     let stdout = String::from_utf8_lossy(&output.stdout);
     std::fs::write(reports.join("schemathesis.txt"), stdout.as_bytes()).ok();
     let summary: Vec<&str> = stdout

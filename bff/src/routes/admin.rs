@@ -61,19 +61,24 @@ impl Admin<'_> {
     }
 
     async fn get(&self, path: &str) -> Result<reqwest::Response, Problem> {
-        let response = self
-            .state
-            .http
-            .get(self.url(path))
-            .send()
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, "Pulsar admin API unreachable");
+        let mut request = self.state.http.get(self.url(path));
+        if let Some(file) = &self.state.config.pulsar_admin.pulsar_token_file {
+            let token = std::fs::read_to_string(file).map_err(|e| {
+                tracing::warn!(file = %file.display(), error = %e, "Pulsar token file unreadable");
                 Problem::new(
                     axum::http::StatusCode::SERVICE_UNAVAILABLE,
                     "the message broker's admin API is unavailable; retry later",
                 )
             })?;
+            request = request.bearer_auth(token.trim());
+        }
+        let response = request.send().await.map_err(|e| {
+            tracing::warn!(error = %e, "Pulsar admin API unreachable");
+            Problem::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "the message broker's admin API is unavailable; retry later",
+            )
+        })?;
         match response.status().as_u16() {
             200..=299 => Ok(response),
             404 => Err(Problem::not_found("no such dead-letter topic or message")),
