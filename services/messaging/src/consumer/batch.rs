@@ -69,24 +69,7 @@ pub(super) async fn run<H: Handler>(
     let count = items.len();
     let outcomes = match handler.batch_pool() {
         Some(pool) => in_one_transaction(handler, pool, subscription, items).await,
-        None => {
-            let mut outcomes = Vec::with_capacity(items.len());
-            for item in items {
-                let (span, started) = (span(subscription, &item.delivery), Instant::now());
-                let outcome = match &item.delivery.identity_problem {
-                    Some(problem) => Err(handler.refuse(&item.delivery, problem.clone()).await),
-                    None => {
-                        handler
-                            .handle(&item.delivery)
-                            .instrument(span.clone())
-                            .await
-                    }
-                };
-                processed(subscription, &item.delivery, &span, &outcome, started);
-                outcomes.push((item, outcome));
-            }
-            outcomes
-        }
+        None => one_by_one(handler, None, subscription, items).await,
     };
     let labels = [("subscription", subscription.to_owned())];
     metrics::histogram!("consumer_batch_seconds", &labels).record(started.elapsed().as_secs_f64());
@@ -143,23 +126,43 @@ async fn in_one_transaction<H: Handler>(
                 error = format!("{error:#}"),
                 "batch rolled back; applying its messages one by one"
             );
-            let mut outcomes = Vec::with_capacity(items.len());
-            for item in items {
-                let (span, started) = (span(subscription, &item.delivery), Instant::now());
-                let outcome = match &item.delivery.identity_problem {
-                    Some(problem) => Err(handler.refuse(&item.delivery, problem.clone()).await),
-                    None => {
-                        alone(handler, pool, &item.delivery)
-                            .instrument(span.clone())
-                            .await
-                    }
-                };
-                processed(subscription, &item.delivery, &span, &outcome, started);
-                outcomes.push((item, outcome));
-            }
-            outcomes
+            one_by_one(handler, Some(pool), subscription, items).await
         }
     }
+}
+
+/// Applies `items` one at a time, each in its span: with `handle`, or, given the pool of a
+/// batching handler, each in a transaction of its own. A message whose identity is wrong is
+/// refused instead.
+async fn one_by_one<H: Handler>(
+    handler: &H,
+    pool: Option<&PgPool>,
+    subscription: &str,
+    items: Vec<Item>,
+) -> Vec<(Item, Result<(), Failure>)> {
+    let mut outcomes = Vec::with_capacity(items.len());
+    for item in items {
+        let (span, started) = (span(subscription, &item.delivery), Instant::now());
+        let outcome = match &item.delivery.identity_problem {
+            Some(problem) => Err(handler.refuse(&item.delivery, problem.clone()).await),
+            None => match pool {
+                Some(pool) => {
+                    alone(handler, pool, &item.delivery)
+                        .instrument(span.clone())
+                        .await
+                }
+                None => {
+                    handler
+                        .handle(&item.delivery)
+                        .instrument(span.clone())
+                        .await
+                }
+            },
+        };
+        processed(subscription, &item.delivery, &span, &outcome, started);
+        outcomes.push((item, outcome));
+    }
+    outcomes
 }
 
 /// Applies one message of a batching handler in a transaction of its own.
