@@ -37,8 +37,8 @@ set -euo pipefail
 # shellcheck source=env.sh
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
-PULSAR_SRC_DIR="$LOCAL_INFRA_DIR/pulsar"
-PULSAR_POM="$PULSAR_SRC_DIR/pom.xml"
+# shellcheck source=pulsar/common.sh
+source "$LOCAL_INFRA_DIR/pulsar/common.sh"
 PULSAR_RUN_CONF_DIR="$STATE_DIR/pulsar/conf"
 PULSAR_PID_FILE="$PID_DIR/pulsar.pid"
 PULSAR_LOG_FILE="$LOG_DIR/pulsar.log"
@@ -47,82 +47,9 @@ PULSAR_STDOUT_FILE="$LOG_DIR/pulsar-stdout.log"
 PULSAR_MARKER="-Daffiliate.platform.stateDir=$STATE_DIR"
 
 # ---- helpers ----------------------------------------------------------------------------------
-# curl against the admin API; with PULSAR_SECURE=1 over HTTPS with our CA and the superuser token
-# (given to curl in a header file, so it never shows in `ps`).
-admin_curl() {
-  if [[ "$PULSAR_SECURE" == 1 ]]; then
-    curl --cacert "$PULSAR_TLS_DIR/ca.crt" -H "@$PULSAR_TLS_DIR/admin.header" "$@"
-  else
-    curl "$@"
-  fi
-}
-
-http_code() { # http_code METHOD PATH [JSON_BODY]
-  local args=(-s -o /dev/null -w '%{http_code}' --max-time 5 -X "$1")
-  if [[ $# -ge 3 ]]; then args+=(-H 'Content-Type: application/json' -d "$3"); fi
-  admin_curl "${args[@]}" "$PULSAR_ADMIN_URL$2" || true
-}
-
-our_pid() { # prints the pid of our broker if it is alive, else nothing
-  local pid
-  [[ -f "$PULSAR_PID_FILE" ]] || return 0
-  pid="$(cat "$PULSAR_PID_FILE" 2>/dev/null || true)"
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 0
-  kill -0 "$pid" 2>/dev/null || return 0
-  tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF -- "$PULSAR_MARKER" || return 0
-  tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qx 'org.apache.pulsar.PulsarStandaloneStarter' || return 0
-  echo "$pid"
-}
+our_pid() { live_pid "$PULSAR_PID_FILE" "$PULSAR_MARKER" org.apache.pulsar.PulsarStandaloneStarter; }
 
 admin_ready() { [[ "$(http_code GET /admin/v2/namespaces/public/default)" == 200 ]]; }
-
-pom_hash() { sha256sum "$PULSAR_POM" | cut -c1-16; }
-
-ensure_java() {
-  command -v java >/dev/null 2>&1 || infra_die "java not found; run deploy/local/install.sh"
-  local major
-  major="$(java -XshowSettings:properties -version 2>&1 | awk -F' = ' '/java.specification.version/ {print $2}')"
-  [[ "${major%%.*}" -ge 17 ]] 2>/dev/null || infra_die "Pulsar $PULSAR_VERSION needs Java >= 17 (found '$major')"
-}
-
-# Resolve org.apache.pulsar:pulsar-broker and its closure into the machine-wide cache (once per
-# version and pom content; a lock serialises concurrent runs from several clones).
-ensure_jars() {
-  local stamp="$PULSAR_HOME/.complete" want
-  want="$PULSAR_VERSION $(pom_hash)"
-  if [[ -f "$stamp" && "$(head -n 1 "$stamp")" == "$want" && -d "$PULSAR_LIB_DIR" ]]; then
-    infra_log "Pulsar $PULSAR_VERSION jars cached: $PULSAR_LIB_DIR ($(find "$PULSAR_LIB_DIR" -name '*.jar' | wc -l) jars)"
-    return 0
-  fi
-  command -v mvn >/dev/null 2>&1 || infra_die "mvn not found; run deploy/local/install.sh"
-  mkdir -p "$PULSAR_HOME"
-  exec 9>"$PULSAR_HOME/.lock"
-  flock 9
-  if [[ -f "$stamp" && "$(head -n 1 "$stamp")" == "$want" && -d "$PULSAR_LIB_DIR" ]]; then
-    exec 9>&-
-    return 0
-  fi
-  local tmp="$PULSAR_HOME/lib.tmp" t0 t1 settings=()
-  rm -rf "$tmp" "$PULSAR_HOME/build"
-  if [[ -n "$PULSAR_MVN_SETTINGS" ]]; then settings=(-s "$PULSAR_MVN_SETTINGS"); fi
-  infra_log "resolving org.apache.pulsar:pulsar-broker:$PULSAR_VERSION with Maven into $PULSAR_LIB_DIR (first time: a few minutes)"
-  t0=$(date +%s)
-  # Maven 3.8's -q still prints bare ANSI reset codes: strip them (pipefail keeps mvn's exit status)
-  if ! mvn -B -ntp -q -Dstyle.color=never "${settings[@]}" -f "$PULSAR_POM" dependency:copy-dependencies \
-    -Dpulsar.version="$PULSAR_VERSION" -Dpulsar.build.dir="$PULSAR_HOME/build" -Dpulsar.lib.dir="$tmp" 2>&1 |
-    sed -e 's/\x1b\[[0-9;]*m//g' -e '/^$/d' >&2; then
-    infra_die "Maven could not resolve pulsar-broker $PULSAR_VERSION (is PULSAR_VERSION on Maven Central?)"
-  fi
-  t1=$(date +%s)
-  ls "$tmp"/org.apache.pulsar.pulsar-broker-"$PULSAR_VERSION".jar >/dev/null 2>&1 ||
-    infra_die "resolution finished but $tmp has no pulsar-broker jar"
-  rm -rf "$PULSAR_LIB_DIR" "$PULSAR_HOME/build"
-  mv "$tmp" "$PULSAR_LIB_DIR"
-  printf '%s\nresolved %s in %ss: %s jars, %s\n' "$want" "$(date -u +%FT%TZ)" "$((t1 - t0))" \
-    "$(find "$PULSAR_LIB_DIR" -name '*.jar' | wc -l)" "$(du -sh "$PULSAR_LIB_DIR" | cut -f1)" >"$stamp"
-  infra_log "resolved in $((t1 - t0)) s: $(sed -n 2p "$stamp")"
-  exec 9>&-
-}
 
 # The secured broker's material, made once: a CA and a broker certificate for 127.0.0.1 and
 # localhost (openssl), a token secret key and HS256 tokens (the broker's own TokensCliUtils): admin
@@ -163,7 +90,7 @@ render_conf() {
   mkdir -p "$PULSAR_RUN_CONF_DIR"
   sed -e "s/^brokerServicePort=.*/brokerServicePort=$PULSAR_PORT/" \
     -e "s/^webServicePort=.*/webServicePort=$PULSAR_HTTP_PORT/" \
-    -e "s/^clusterName=.*/clusterName=$PULSAR_CLUSTER/" \
+    -e "s/^clusterName=.*/clusterName=$PULSAR_CLUSTER_NAME/" \
     -e "s/^bookiePort=.*/bookiePort=$PULSAR_BOOKIE_PORT/" \
     "$PULSAR_SRC_DIR/conf/standalone.conf" >"$PULSAR_RUN_CONF_DIR/standalone.conf"
   cp "$PULSAR_SRC_DIR/conf/log4j2.xml" "$PULSAR_RUN_CONF_DIR/log4j2.xml"
@@ -257,25 +184,11 @@ start_broker() {
   done
   # an inherited PULSAR_STANDALONE_USE_ZOOKEEPER=1 would switch to ZooKeeper mode
   unset PULSAR_STANDALONE_USE_ZOOKEEPER
+  pulsar_jvm "$LOG_DIR" pulsar.log "$PULSAR_DATA_DIR/tmp" "$PULSAR_MARKER"
   # shellcheck disable=SC2206
   local jvm=(
-    $PULSAR_MEM_OPTS $PULSAR_GC_OPTS
-    -XX:+ExitOnOutOfMemoryError -Dpulsar.allocator.exit_on_oom=true
-    -Djava.net.preferIPv4Stack=true -Djute.maxbuffer=10485760 -Dzookeeper.clientTcpKeepAlive=true
-    -Dio.netty.tryReflectionSetAccessible=true -Dio.netty.recycler.maxCapacityPerThread=4096
-    --add-opens java.base/java.io=ALL-UNNAMED --add-opens java.base/java.util.zip=ALL-UNNAMED
-    --add-opens java.base/java.nio=ALL-UNNAMED --add-opens java.base/jdk.internal.misc=ALL-UNNAMED
-    --add-opens java.base/sun.net=ALL-UNNAMED
-    --add-opens java.management/sun.management=ALL-UNNAMED
-    --add-opens jdk.management/com.sun.management.internal=ALL-UNNAMED
-    --add-opens java.base/jdk.internal.platform=ALL-UNNAMED
-    "-Dlog4j.configurationFile=$PULSAR_RUN_CONF_DIR/log4j2.xml" -Dlog4j2.is.webapp=false
-    -Dlog4j.shutdownHookEnabled=false
-    "-Dpulsar.log.dir=$LOG_DIR" -Dpulsar.log.file=pulsar.log -Dpulsar.log.level="${PULSAR_LOG_LEVEL:-info}"
-    -Dbookkeeper.metadata.bookie.drivers=org.apache.pulsar.metadata.bookkeeper.PulsarMetadataBookieDriver
-    -Dbookkeeper.metadata.client.drivers=org.apache.pulsar.metadata.bookkeeper.PulsarMetadataClientDriver
-    "-Djava.io.tmpdir=$PULSAR_DATA_DIR/tmp"
-    "$PULSAR_MARKER"
+    $PULSAR_MEM_OPTS $PULSAR_GC_OPTS "${PULSAR_JVM[@]}"
+    "-Dlog4j.configurationFile=$PULSAR_RUN_CONF_DIR/log4j2.xml"
     -cp "$PULSAR_RUN_CONF_DIR:$PULSAR_LIB_DIR/*"
     org.apache.pulsar.PulsarStandaloneStarter
     --config "$PULSAR_RUN_CONF_DIR/standalone.conf"
@@ -287,16 +200,8 @@ start_broker() {
     --zookeeper-dir "$PULSAR_DATA_DIR/zookeeper-unused"
   )
   infra_log "starting Pulsar $PULSAR_VERSION standalone on $PULSAR_URL / $PULSAR_ADMIN_URL, bookie 127.0.0.1:$bookie (logs $LOG_DIR/pulsar*.log)"
-  rm -f "$PULSAR_PID_FILE"
   PULSAR_LAUNCH_MS=$(date +%s%3N)
-  # setsid: own session, so the broker outlives the calling shell / CI step's process group.
-  # The child writes its own pid, then execs java (same pid), whether or not setsid had to fork.
-  # shellcheck disable=SC2016  # $$ / $0 / $@ are expanded by the inner bash
-  (cd "$PULSAR_DATA_DIR" &&
-    exec setsid bash -c 'echo $$ >"$0"; exec java "$@"' "$PULSAR_PID_FILE" "${jvm[@]}" \
-      </dev/null >>"$PULSAR_STDOUT_FILE" 2>&1) &
-  local i
-  for ((i = 0; i < 50; i++)); do [[ -s "$PULSAR_PID_FILE" ]] && break; sleep 0.1; done
+  launch_java "$PULSAR_PID_FILE" "$PULSAR_STDOUT_FILE" "$PULSAR_DATA_DIR" "${jvm[@]}"
 }
 
 wait_ready() { # wait_ready START_EPOCH_MS
@@ -323,36 +228,6 @@ wait_ready() { # wait_ready START_EPOCH_MS
   infra_log "Pulsar ready $(awk -v ms=$((now - t0)) 'BEGIN {printf "%.1f", ms/1000}') s after launching java (pid $pid${bs:+, broker bootstrap_seconds=$bs})"
 }
 
-ensure_tenant_namespace() {
-  # membership is checked on the lists (a GET of a missing tenant makes the broker log an ERROR)
-  local code body
-  if ! admin_curl -s --max-time 5 "$PULSAR_ADMIN_URL/admin/v2/tenants" | grep -qF "\"$PULSAR_TENANT\""; then
-    body="{\"allowedClusters\":[\"$PULSAR_CLUSTER\"],\"adminRoles\":[]}"
-    code="$(http_code PUT "/admin/v2/tenants/$PULSAR_TENANT" "$body")"
-    [[ "$code" =~ ^(200|204|409)$ ]] || infra_die "creating tenant $PULSAR_TENANT failed: HTTP $code"
-    infra_log "created tenant $PULSAR_TENANT"
-  fi
-  if ! admin_curl -s --max-time 5 "$PULSAR_ADMIN_URL/admin/v2/namespaces/$PULSAR_TENANT" |
-    grep -qF "\"$PULSAR_TENANT/$PULSAR_NAMESPACE\""; then
-    code="$(http_code PUT "/admin/v2/namespaces/$PULSAR_TENANT/$PULSAR_NAMESPACE")"
-    [[ "$code" =~ ^(200|204|409)$ ]] ||
-      infra_die "creating namespace $PULSAR_TENANT/$PULSAR_NAMESPACE failed: HTTP $code"
-    infra_log "created namespace $PULSAR_TENANT/$PULSAR_NAMESPACE"
-  fi
-  if [[ "$PULSAR_SECURE" == 1 ]]; then
-    code="$(http_code POST "/admin/v2/namespaces/$PULSAR_TENANT/$PULSAR_NAMESPACE/permissions/$PULSAR_APP_ROLE" '["produce","consume"]')"
-    [[ "$code" =~ ^(200|204)$ ]] || infra_die "granting produce and consume to $PULSAR_APP_ROLE failed: HTTP $code"
-  fi
-  # Retention keeps acknowledged and unsubscribed messages for a while: dead letters survive until
-  # an operator looks (`platform dlq list`), and topics can be replayed (`platform tail --from-earliest`).
-  for _ in 1 2 3 4 5; do
-    code="$(http_code POST "/admin/v2/namespaces/$PULSAR_TENANT/$PULSAR_NAMESPACE/retention" "$PULSAR_RETENTION")"
-    [[ "$code" =~ ^(200|204)$ ]] && break
-    sleep 1
-  done
-  [[ "$code" =~ ^(200|204)$ ]] || infra_die "setting retention on $PULSAR_TENANT/$PULSAR_NAMESPACE failed: HTTP $code"
-}
-
 # ---- commands ---------------------------------------------------------------------------------
 cmd_up() {
   local pid
@@ -366,7 +241,7 @@ cmd_up() {
     start_broker
     wait_ready "$PULSAR_LAUNCH_MS"
   fi
-  ensure_tenant_namespace
+  ensure_tenant_namespace "$PULSAR_CLUSTER_NAME"
   infra_log "Pulsar ready: $PULSAR_URL (admin $PULSAR_ADMIN_URL), namespace $PULSAR_TENANT/$PULSAR_NAMESPACE"
 }
 
@@ -379,16 +254,7 @@ cmd_down() {
     return 0
   fi
   infra_log "stopping Pulsar (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 150; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    infra_log "Pulsar still alive after 15 s: SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  fi
+  stop_pid "$pid" Pulsar
   rm -f "$PULSAR_PID_FILE"
   infra_log "Pulsar stopped"
 }
