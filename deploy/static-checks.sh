@@ -517,9 +517,16 @@ for path in render_paths:
                     error(f"{where}: {kind} on port {port}, which the container does not declare")
 
 if errors:
-    print(f"{len(errors)} problem(s):")
+    # one line per problem, naming the Helm renders it shows in
+    grouped = {}
     for e in errors:
-        print(f"  - {e}")
+        m = re.match(r"render-(\S+)\.yaml (.*)", e)
+        key = f"helm {m.group(2)}" if m else e
+        grouped.setdefault(key, []).append(m.group(1) if m else None)
+    print(f"{len(grouped)} problem(s):")
+    for e, where in grouped.items():
+        renders = sorted({w for w in where if w})
+        print(f"  - {e}" + (f"  [renders: {', '.join(renders)}]" if renders else ""))
     sys.exit(1)
 checked = sorted(b for b in bins if b in in_image)
 print(f"{len(checked)} binaries, {len(set().union(*(reads[b] for b in checked)))} distinct variables read "
