@@ -143,6 +143,9 @@ prometheus.io/path: /metrics
 {{- $root := .root }}
 serviceAccountName: {{ include "affiliate-platform.serviceAccountName" $root }}
 automountServiceAccountToken: {{ $root.Values.automountServiceAccountToken }}
+# No <SERVICE>_PORT variables for every Service in the namespace: the processes read their
+# configuration from the environment, and a Service's name must never become one of it.
+enableServiceLinks: false
 {{- with $root.Values.imagePullSecrets }}
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
