@@ -41,7 +41,8 @@ pub struct AppState {
     /// Deadline of each unary gRPC call.
     pub deadline: Duration,
     pub config: Arc<Config>,
-    pub http: reqwest::Client,
+    /// The broker's admin API (dead-letter reads).
+    pub admin: messaging::admin::Admin,
 }
 
 /// The BFF, bound and ready to serve.
@@ -58,18 +59,15 @@ impl Bff {
         let clients = Clients::connect_lazy(&config.services)?;
         let limiter = RateLimiter::new(config.edge.rate_per_second, config.edge.rate_burst);
         let refused = RateLimiter::new(config.edge.refused_per_second, config.edge.refused_burst);
-        let mut http = reqwest::Client::builder().timeout(config.services.deadline);
-        if let Some(ca) = &config.pulsar_admin.pulsar_tls_ca_file {
-            let pem = std::fs::read(ca).with_context(|| {
-                format!("read the broker's CA certificates from {}", ca.display())
-            })?;
-            for certificate in reqwest::Certificate::from_pem_bundle(&pem)
-                .with_context(|| format!("parse the CA certificates in {}", ca.display()))?
-            {
-                http = http.add_root_certificate(certificate);
-            }
-        }
-        let http = http.build().context("build the HTTP client")?;
+        let admin = {
+            let a = &config.pulsar_admin;
+            messaging::admin::Admin::new(
+                &a.pulsar_admin_url,
+                a.pulsar_tls_ca_file.as_deref(),
+                messaging::admin::Token::from_parts(None, a.pulsar_token_file.as_deref()),
+            )?
+            .with_timeout(config.services.deadline)
+        };
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("bind {}", config.listen))?;
@@ -80,7 +78,7 @@ impl Bff {
             refused: refused.clone(),
             deadline: config.services.deadline,
             config: Arc::new(config),
-            http,
+            admin,
         };
         Ok(Self {
             router: router(state)?,

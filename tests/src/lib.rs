@@ -5,6 +5,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+pub mod faults;
 pub mod platform;
 pub mod process;
 pub mod rest;
@@ -28,8 +29,78 @@ pub fn postgres_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://platform:platform@127.0.0.1:55432/postgres".to_owned())
 }
 
+/// The broker a test process uses, when it is not the standalone broker of `TEST_PULSAR_URL`
+/// and `TEST_PULSAR_ADMIN_URL` (see [`use_broker`]).
+#[derive(Debug, Clone, Default)]
+pub struct Broker {
+    /// Service URL, e.g. the cluster's proxy `pulsar://127.0.0.1:6670`.
+    pub url: String,
+    /// Admin REST base URL.
+    pub admin_url: String,
+    /// A secured broker's CA (PEM), trusted by every client and process.
+    pub tls_ca_file: Option<PathBuf>,
+    /// The token file of the processes' role (`PULSAR_TOKEN_FILE`); the tests' own clients use
+    /// it too.
+    pub token_file: Option<PathBuf>,
+    /// The token file of a superuser, for the admin API (namespaces, grants, stats).
+    pub admin_token_file: Option<PathBuf>,
+    /// The processes' role, granted produce and consume on each test's namespace.
+    pub app_role: Option<String>,
+}
+
+/// The broker this process uses (see [`use_broker`]): the standalone broker unless set.
+pub fn broker() -> Broker {
+    BROKER.get().cloned().unwrap_or_else(|| Broker {
+        url: pulsar_url(),
+        admin_url: pulsar_admin_url(),
+        ..Broker::default()
+    })
+}
+
+/// Pulsar's admin API of [`broker`], with its CA and superuser token when it is secured.
+pub fn admin() -> messaging::admin::Admin {
+    let b = broker();
+    messaging::admin::Admin::new(
+        &b.admin_url,
+        b.tls_ca_file.as_deref(),
+        b.admin_token_file.map(messaging::admin::Token::File),
+    )
+    .unwrap_or_else(|e| panic!("the Pulsar admin client for {}: {e:#}", b.admin_url))
+}
+
+/// The environment that points a process at [`broker`]: its URL, and its CA and the role's
+/// token file when it is secured.
+pub fn broker_env() -> Vec<(&'static str, String)> {
+    let b = broker();
+    let mut env = vec![("PULSAR_URL", b.url)];
+    if let Some(ca) = b.tls_ca_file {
+        env.push(("PULSAR_TLS_CA_FILE", ca.display().to_string()));
+    }
+    if let Some(token) = b.token_file {
+        env.push(("PULSAR_TOKEN_FILE", token.display().to_string()));
+    }
+    env
+}
+
+static BROKER: std::sync::OnceLock<Broker> = std::sync::OnceLock::new();
+
+/// Points every helper of this process (service command lines, clients, namespaces, admin calls)
+/// at `broker`. Call it first thing, in a test binary of its own: it is process-wide and set once.
+pub fn use_broker(broker: Broker) {
+    let wanted = broker.clone();
+    let set = BROKER.get_or_init(|| broker);
+    assert_eq!(
+        (&set.url, &set.admin_url),
+        (&wanted.url, &wanted.admin_url),
+        "this test process already uses another broker"
+    );
+}
+
 /// Pulsar service URL for tests.
 pub fn pulsar_url() -> String {
+    if let Some(broker) = BROKER.get() {
+        return broker.url.clone();
+    }
     std::env::var("TEST_PULSAR_URL").unwrap_or_else(|_| "pulsar://127.0.0.1:6650".to_owned())
 }
 
@@ -77,6 +148,9 @@ pub fn service_args(
 
 /// Pulsar admin REST base URL for tests.
 pub fn pulsar_admin_url() -> String {
+    if let Some(broker) = BROKER.get() {
+        return broker.admin_url.clone();
+    }
     std::env::var("TEST_PULSAR_ADMIN_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".to_owned())
 }
 
@@ -106,10 +180,10 @@ impl Drop for TestNamespace {
             pulsar_tenant(),
             self.0
         );
-        let base = pulsar_admin_url();
+        let admin = admin();
         let namespace = self.0.clone();
         outside_the_runtime(async move {
-            match messaging::admin::request(&base, "DELETE", &path, "").await {
+            match admin.request("DELETE", &path, "").await {
                 Ok((200 | 204 | 404, _)) => {}
                 Ok((status, body)) => {
                     eprintln!("could not delete test namespace {namespace}: HTTP {status} {body}")
@@ -147,6 +221,18 @@ pub async fn fresh_namespace() -> TestNamespace {
         "create namespace {namespace}: HTTP {status} {body}"
     );
     let namespace = TestNamespace(namespace);
+    if let Some(role) = broker().app_role {
+        let (status, body) = http_request(
+            "POST",
+            &format!("{path}/permissions/{role}"),
+            r#"["produce","consume"]"#,
+        )
+        .await;
+        assert!(
+            status == 204 || status == 200,
+            "grant produce and consume on {namespace} to {role}: HTTP {status} {body}"
+        );
+    }
     // As deploy/local/pulsar.sh does: keep dead letters even when nobody subscribed yet.
     let retention = r#"{"retentionTimeInMinutes":60,"retentionSizeInMB":256}"#;
     let (status, body) = http_request("POST", &format!("{path}/retention"), retention).await;
@@ -159,12 +245,13 @@ pub async fn fresh_namespace() -> TestNamespace {
 
 /// A request to the Pulsar admin API; returns status and body.
 pub async fn http_request(method: &str, path: &str, body: &str) -> (u16, String) {
-    let base = pulsar_admin_url();
-    messaging::admin::request(&base, method, path, body)
-        .await
-        .unwrap_or_else(|e| {
-            panic!("cannot reach the Pulsar admin API at {base}: {e:#}; {START_HINT}")
-        })
+    let admin = admin();
+    admin.request(method, path, body).await.unwrap_or_else(|e| {
+        panic!(
+            "cannot reach the Pulsar admin API at {}: {e:#}; {START_HINT}",
+            admin.url()
+        )
+    })
 }
 
 /// Publishes one message the way the relay does: keyed, with the message id, type and
@@ -274,12 +361,25 @@ fn replace_database(url: &str, database: &str) -> String {
 /// Connects a Pulsar client or fails saying what to start.
 pub async fn pulsar() -> pulsar::Pulsar<pulsar::TokioExecutor> {
     let url = pulsar_url();
-    let build = pulsar::Pulsar::builder(url.clone(), pulsar::TokioExecutor).build();
-    match tokio::time::timeout(Duration::from_secs(20), build).await {
-        Ok(Ok(client)) => client,
-        Ok(Err(e)) => panic!("cannot connect to Pulsar at {url}: {e}; {START_HINT}"),
-        Err(_) => panic!("no answer from Pulsar at {url} within 20s; {START_HINT}"),
-    }
+    try_pulsar()
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to Pulsar at {url}: {e:#}; {START_HINT}"))
+}
+
+/// A client of [`broker`] (its CA and token when secured), as the processes connect; an error
+/// after 20 s of trying.
+pub async fn try_pulsar() -> anyhow::Result<pulsar::Pulsar<pulsar::TokioExecutor>> {
+    let b = broker();
+    let args = service_runtime::config::PulsarArgs {
+        url: b.url,
+        tenant: pulsar_tenant(),
+        namespace: pulsar_namespace(),
+        connect_timeout: Duration::from_secs(20),
+        tls_ca_file: b.tls_ca_file,
+        token: None,
+        token_file: b.token_file,
+    };
+    messaging::connect(&args).await
 }
 
 /// An exclusive consumer on `topic` (full name) that starts at the latest message. Subscribe

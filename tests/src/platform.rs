@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use crate::process::{Process, binary};
 use crate::{
-    TestDatabase, TestNamespace, fresh_database, fresh_namespace, log_dir, pulsar_tenant,
-    pulsar_url,
+    TestDatabase, TestNamespace, broker_env, fresh_database, fresh_namespace, log_dir,
+    pulsar_tenant,
 };
 
 /// The services that publish (an outbox, a command and an events topic each), in start order.
@@ -79,8 +79,8 @@ impl Platform {
 
     fn common_env(&self) -> Vec<(&'static str, String)> {
         let mut env = self.extra_env.clone();
+        env.extend(broker_env());
         env.extend([
-            ("PULSAR_URL", pulsar_url()),
             ("PULSAR_TENANT", pulsar_tenant()),
             ("PULSAR_NAMESPACE", self.namespace.to_string()),
             ("RETRY_MIN_BACKOFF", "50ms".into()),

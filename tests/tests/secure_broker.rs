@@ -47,7 +47,7 @@ fn args(url: String, ca: bool, token_file: Option<&str>) -> PulsarArgs {
 
 /// Connects with `args`; returns the error's whole chain, or panics if it connected.
 async fn refused(what: &str, args: &PulsarArgs) -> String {
-    match messaging::connect(args).await {
+    match messaging::connect_once(args).await {
         Ok(_) => panic!("{what}: connected, but should have been refused"),
         Err(e) => {
             let message = format!("{e:#}");

@@ -50,35 +50,27 @@ struct Admin<'a> {
 }
 
 impl Admin<'_> {
-    fn url(&self, path: &str) -> String {
+    fn path(&self, path: &str) -> String {
         let a = &self.state.config.pulsar_admin;
         format!(
-            "{}/admin/v2/persistent/{}/{}{path}",
-            a.pulsar_admin_url.trim_end_matches('/'),
-            a.pulsar_tenant,
-            a.pulsar_namespace
+            "/admin/v2/persistent/{}/{}{path}",
+            a.pulsar_tenant, a.pulsar_namespace
         )
     }
 
     async fn get(&self, path: &str) -> Result<reqwest::Response, Problem> {
-        let mut request = self.state.http.get(self.url(path));
-        if let Some(file) = &self.state.config.pulsar_admin.pulsar_token_file {
-            let token = std::fs::read_to_string(file).map_err(|e| {
-                tracing::warn!(file = %file.display(), error = %e, "Pulsar token file unreadable");
+        let response = self
+            .state
+            .admin
+            .send(reqwest::Method::GET, &self.path(path), "")
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = format!("{e:#}"), "Pulsar admin API unreachable");
                 Problem::new(
                     axum::http::StatusCode::SERVICE_UNAVAILABLE,
                     "the message broker's admin API is unavailable; retry later",
                 )
             })?;
-            request = request.bearer_auth(token.trim());
-        }
-        let response = request.send().await.map_err(|e| {
-            tracing::warn!(error = %e, "Pulsar admin API unreachable");
-            Problem::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "the message broker's admin API is unavailable; retry later",
-            )
-        })?;
         match response.status().as_u16() {
             200..=299 => Ok(response),
             404 => Err(Problem::not_found("no such dead-letter topic or message")),

@@ -41,7 +41,8 @@ pub enum DlqCommand {
 pub struct Common {
     #[command(flatten)]
     pulsar: PulsarArgs,
-    /// Pulsar admin REST URL (for `topics`).
+    /// Pulsar admin REST URL (`http://` or `https://`; the broker's CA and token are those of
+    /// the binary protocol: PULSAR_TLS_CA_FILE, PULSAR_TOKEN or PULSAR_TOKEN_FILE).
     #[arg(
         long = "pulsar-admin-url",
         env = "PULSAR_ADMIN_URL",
@@ -94,13 +95,27 @@ pub async fn run(command: DlqCommand) -> anyhow::Result<()> {
     }
 }
 
+impl Common {
+    /// The admin API, with the broker's CA and the same token as the binary protocol.
+    fn admin(&self) -> anyhow::Result<messaging::admin::Admin> {
+        messaging::admin::Admin::new(
+            &self.admin_url,
+            self.pulsar.tls_ca_file.as_deref(),
+            messaging::admin::Token::from_parts(
+                self.pulsar.token.as_ref(),
+                self.pulsar.token_file.as_deref(),
+            ),
+        )
+    }
+}
+
 /// The dead-letter topics of the namespace (full names), from the admin API.
 async fn dead_letter_topics(common: &Common) -> anyhow::Result<Vec<String>> {
     let path = format!(
         "/admin/v2/persistent/{}/{}",
         common.pulsar.tenant, common.pulsar.namespace
     );
-    let (status, body) = messaging::admin::request(&common.admin_url, "GET", &path, "").await?;
+    let (status, body) = common.admin()?.request("GET", &path, "").await?;
     anyhow::ensure!(status == 200, "listing topics failed: HTTP {status} {body}");
     let names: Vec<String> =
         serde_json::from_str(&body).with_context(|| format!("unexpected topic list: {body}"))?;
@@ -123,7 +138,7 @@ async fn keep_letters_for(common: &Common, topic: &str) -> anyhow::Result<()> {
         topic.trim_start_matches("persistent://"),
         common.letter_ttl.as_secs().max(1)
     );
-    let (status, body) = messaging::admin::request(&common.admin_url, "POST", &path, "").await?;
+    let (status, body) = common.admin()?.request("POST", &path, "").await?;
     anyhow::ensure!(
         matches!(status, 200 | 204),
         "setting the message TTL of {topic} failed: HTTP {status} {body}"

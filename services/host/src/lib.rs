@@ -1,13 +1,18 @@
 //! Hosting a service process, the same way for every service: connect and migrate its database,
-//! connect Pulsar when it needs it, bind the gRPC server, keep a status board with dependency
-//! checks, then serve the API (when the mode opens that door), prune the dedup tables (in every
-//! mode), and run the consumers and loops the service adds, all supervised so one failing part
-//! stops the process.
+//! bind the gRPC server, keep a status board with dependency checks, then serve the API (when the
+//! mode opens that door), connect Pulsar in the background when it needs it, prune the dedup
+//! tables (in every mode), and run the consumers and loops the service adds, all supervised so
+//! one failing part stops the process.
+//!
+//! The broker connection is made, and made again after each failure (back-off up to 30 s), for
+//! as long as it takes: a broker that is down at start or refuses the credentials leaves the
+//! process up, its consumers waiting, its gRPC health NOT_SERVING and the reason in `GetStatus`
+//! and the log, never a crash loop.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use messaging::{Handler, Subscription};
 use pulsar::{Pulsar, TokioExecutor};
@@ -41,7 +46,7 @@ pub struct Host {
     pub name: &'static str,
     pub mode: Mode,
     pub pool: PgPool,
-    pulsar: Option<Pulsar<TokioExecutor>>,
+    pulsar: Option<Link>,
     board: StatusBoard,
     server: GrpcServer,
     pulsar_args: PulsarArgs,
@@ -52,26 +57,22 @@ pub struct Host {
 }
 
 impl Host {
-    /// Connects and migrates the database (platform tables plus `migrator`'s), connects Pulsar if
-    /// `needs_pulsar`, and binds the gRPC listener.
+    /// Connects and migrates the database (platform tables plus `migrator`'s) and binds the gRPC
+    /// listener; Pulsar, if `needs_pulsar`, is connected once serving (see the module's doc).
     pub async fn start(
         args: ServiceArgs<'_>,
         migrator: &Migrator,
         needs_pulsar: bool,
     ) -> anyhow::Result<Self> {
         let board = StatusBoard::new(args.name, args.mode.as_str());
-        let started = Instant::now();
+        let started = std::time::Instant::now();
         let pool = db::connect(args.database).await?;
         db::migrate(&pool, migrator).await?;
         board.set_database(Ok(started.elapsed()));
-        let pulsar = if needs_pulsar {
-            let started = Instant::now();
-            let client = messaging::connect(args.pulsar).await?;
-            board.set_pulsar(Ok(started.elapsed()));
-            Some(client)
-        } else {
-            None
-        };
+        let pulsar = needs_pulsar.then(|| {
+            board.set_pulsar(Err("connecting".into()));
+            Link::new()
+        });
         let server = GrpcServer::bind(args.grpc.listen)
             .await?
             .with_max_in_flight(args.grpc.max_in_flight);
@@ -117,10 +118,32 @@ impl Host {
     ) -> Running {
         tracing::info!(mode = self.mode.as_str(), "{} running", self.name);
         let mut parts = Parts::new(shutdown.clone());
+        if let Some(link) = &self.pulsar {
+            let (args, board, token) = (
+                self.pulsar_args.clone(),
+                self.board.clone(),
+                shutdown.clone(),
+            );
+            let link = link.clone();
+            parts.spawn("Pulsar connection", async move {
+                let started = std::time::Instant::now();
+                let connected = messaging::connect_persistently(&args, &token, |error| {
+                    board.set_pulsar(Err(format!("{error:#}")));
+                })
+                .await;
+                if let Some(client) = connected {
+                    board.set_pulsar(Ok(started.elapsed()));
+                    link.connected(client);
+                    // Checked from now on by the dependency checks.
+                    token.cancelled().await;
+                }
+                Ok(())
+            });
+        }
         let pulsar_check = self
             .pulsar
             .clone()
-            .map(|p| (p, self.pulsar_args.topic(check_topic)));
+            .map(|link| (link.0, self.pulsar_args.topic(check_topic)));
         let (board, pool, token) = (self.board.clone(), self.pool.clone(), shutdown.clone());
         let every = self.health_interval;
         parts.spawn("dependency checks", async move {
@@ -151,10 +174,36 @@ impl Host {
     }
 }
 
+/// The broker connection of a process, once made: consumers wait for it.
+#[derive(Clone)]
+struct Link(
+    tokio::sync::watch::Receiver<Option<Pulsar<TokioExecutor>>>,
+    Arc<tokio::sync::watch::Sender<Option<Pulsar<TokioExecutor>>>>,
+);
+
+impl Link {
+    fn new() -> Self {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        Self(rx, Arc::new(tx))
+    }
+
+    fn connected(&self, client: Pulsar<TokioExecutor>) {
+        self.1.send_replace(Some(client));
+    }
+
+    /// The client once connected; `None` at shutdown.
+    async fn ready(mut self, shutdown: &CancellationToken) -> Option<Pulsar<TokioExecutor>> {
+        tokio::select! {
+            client = self.0.wait_for(Option::is_some) => client.ok().and_then(|c| c.clone()),
+            () = shutdown.cancelled() => None,
+        }
+    }
+}
+
 /// A serving process to which consumers and loops are added.
 pub struct Running {
     parts: Parts,
-    pulsar: Option<Pulsar<TokioExecutor>>,
+    pulsar: Option<Link>,
     shutdown: CancellationToken,
 }
 
@@ -166,11 +215,14 @@ impl Running {
         subscription: Subscription,
         handler: H,
     ) -> anyhow::Result<()> {
-        let pulsar = self.pulsar.clone().ok_or_else(|| {
+        let link = self.pulsar.clone().ok_or_else(|| {
             anyhow::anyhow!("{part} needs Pulsar, but the service was started without it")
         })?;
         let token = self.shutdown.clone();
         self.parts.spawn(part, async move {
+            let Some(pulsar) = link.ready(&token).await else {
+                return Ok(());
+            };
             messaging::run_consumer(pulsar, subscription, Arc::new(handler), token).await
         });
         Ok(())

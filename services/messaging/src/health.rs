@@ -6,17 +6,19 @@ use std::time::{Duration, Instant};
 use pulsar::{Pulsar, TokioExecutor};
 use service_runtime::status::StatusBoard;
 use sqlx::PgPool;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// How long one check may take before the dependency counts as unreachable.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Checks now and then every `interval` until `shutdown`. `pulsar` is the client and a topic
-/// to look up (a broker round trip that creates nothing).
+/// Checks now and then every `interval` until `shutdown`. `pulsar` is the client, once it is
+/// connected (until then whoever connects it reports), and a topic to look up (a broker round
+/// trip that creates nothing).
 pub async fn watch_dependencies(
     board: StatusBoard,
     pool: PgPool,
-    pulsar: Option<(Pulsar<TokioExecutor>, String)>,
+    pulsar: Option<(watch::Receiver<Option<Pulsar<TokioExecutor>>>, String)>,
     interval: Duration,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -28,7 +30,10 @@ pub async fn watch_dependencies(
             Ok(Err(e)) => Err(format!("query failed: {e}")),
             Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
         });
-        if let Some((client, topic)) = &pulsar {
+        let client = pulsar
+            .as_ref()
+            .and_then(|(link, topic)| Some((link.borrow().clone()?, topic)));
+        if let Some((client, topic)) = client {
             let started = Instant::now();
             let lookup =
                 tokio::time::timeout(CHECK_TIMEOUT, client.lookup_topic(topic.clone())).await;

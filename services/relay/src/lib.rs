@@ -16,24 +16,28 @@ pub use batch::{Outcome, publish_batch};
 pub use config::{Config, OutboxSource};
 pub use publisher::Publisher;
 
-/// A connected relay, ready to run one leader loop per outbox.
+/// A relay, ready to run one leader loop per outbox.
 pub struct Application {
     config: Config,
-    pulsar: pulsar::Pulsar<pulsar::TokioExecutor>,
 }
 
 impl Application {
-    /// Connects to Pulsar (bounded by the connect timeout).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let pulsar = publisher::connect(&config.pulsar).await?;
-        Ok(Self { config, pulsar })
+        Ok(Self { config })
     }
 
-    /// Runs every outbox's loop until `shutdown`; a loop that fails for good stops the others.
+    /// Connects to Pulsar, for as long as it takes (a broker that is down or refuses the
+    /// credentials is logged and tried again, never a crash loop), then runs every outbox's loop
+    /// until `shutdown`; a loop that fails for good stops the others.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Some(pulsar) =
+            messaging::connect_persistently(&self.config.pulsar, &shutdown, |_| {}).await
+        else {
+            return Ok(());
+        };
         let mut parts = Parts::new(shutdown.clone());
         for source in &self.config.outboxes {
-            let publisher = Publisher::new(self.pulsar.clone(), self.config.pulsar.clone());
+            let publisher = Publisher::new(pulsar.clone(), self.config.pulsar.clone());
             let relay =
                 leader::OutboxRelay::new(source.clone(), self.config.tuning.clone(), publisher);
             parts.spawn("outbox loop", relay.run(shutdown.clone()));

@@ -16,6 +16,8 @@ pub const COMMAND_DOOR_HEALTH: &str = "affiliate.common.v1.CommandDoor";
 #[derive(Debug, Clone)]
 pub struct StatusBoard {
     inner: Arc<Mutex<GetStatusResponse>>,
+    /// Whether the broker answered once since the process started.
+    pulsar_reached: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl StatusBoard {
@@ -33,6 +35,7 @@ impl StatusBoard {
         };
         Self {
             inner: Arc::new(Mutex::new(status)),
+            pulsar_reached: Arc::default(),
         }
     }
 
@@ -45,11 +48,19 @@ impl StatusBoard {
         self.lock().clone()
     }
 
-    /// Whether what the API needs answered its last check: the database. The broker is not
-    /// needed to take commands (they wait in the outbox), so its outage is reported by
+    /// Whether the process serves: the database answered its last check and, in a process that
+    /// uses Pulsar, the broker has been reached since the start. A process that never reached its
+    /// broker (down at start, or refusing its credentials) is not ready; a broker outage after
+    /// that does not stop the API, which takes commands into the outbox, and is reported by
     /// [`StatusBoard::components`] instead.
     pub fn healthy(&self) -> bool {
-        self.lock().database.as_ref().is_some_and(|d| d.reachable)
+        let s = self.lock();
+        let database = s.database.as_ref().is_some_and(|d| d.reachable);
+        let broker = s.pulsar.is_none()
+            || self
+                .pulsar_reached
+                .load(std::sync::atomic::Ordering::Relaxed);
+        database && broker
     }
 
     /// Health names of the process's parts with whether each serves: [`PULSAR_HEALTH`] (the
@@ -83,6 +94,10 @@ impl StatusBoard {
     }
 
     pub fn set_pulsar(&self, result: Result<Duration, String>) {
+        if result.is_ok() {
+            self.pulsar_reached
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         self.lock().pulsar = Some(dependency(result));
     }
 
@@ -183,8 +198,15 @@ mod tests {
         board.set_database(Ok(Duration::from_millis(2)));
         assert!(board.healthy());
         let door = board.subscription("svc", &["persistent://t/n/svc-commands".into()]);
+        board.set_pulsar(Err("token refused".into()));
+        assert!(
+            !board.healthy(),
+            "a process that never reached its broker does not serve"
+        );
+        board.set_pulsar(Ok(Duration::from_millis(1)));
+        assert!(board.healthy());
         board.set_pulsar(Err("connection refused".into()));
-        assert!(board.healthy(), "the API serves without the broker");
+        assert!(board.healthy(), "the API serves through a broker outage");
         assert_eq!(
             board.components(),
             [
