@@ -38,6 +38,11 @@ secure_pulsar() {
 started=()
 cleanup() {
   local rc=$?
+  # a cluster still starting in the background is stopped first, so `down` below sees all of it
+  if [[ -n "${cluster_pid:-}" ]] && kill -0 "$cluster_pid" 2>/dev/null; then
+    kill "$cluster_pid" 2>/dev/null || true
+    wait "$cluster_pid" 2>/dev/null || true
+  fi
   for ((i = ${#started[@]} - 1; i >= 0; i--)); do
     step "stopping ${started[i]} (started by this run)"
     if [[ "${started[i]}" == secure-pulsar ]]; then secure_pulsar down || true; else "deploy/local/${started[i]}.sh" down || true; fi
@@ -59,6 +64,18 @@ fi
 if infra_port_in_use "$PULSAR_TLS_PORT"; then infra_log "secured Pulsar already listening on $PULSAR_TLS_PORT: using it"; else
   started+=(secure-pulsar); secure_pulsar up
 fi
+# The Pulsar cluster (ZooKeeper, 3 bookies, 2 brokers, a proxy) for tests/tests/cluster_failover.rs,
+# started in the background while the checks and the build run; waited for before the tests.
+cluster_pid=
+if infra_port_in_use "$PULSAR_PROXY_PORT"; then infra_log "Pulsar cluster's proxy already listening on $PULSAR_PROXY_PORT: using it"; else
+  started+=(pulsar-cluster)
+  mkdir -p "$LOG_DIR"
+  infra_log "starting the Pulsar cluster in the background (log $LOG_DIR/pulsar-cluster-up.log)"
+  deploy/local/pulsar-cluster.sh up >"$LOG_DIR/pulsar-cluster-up.log" 2>&1 &
+  cluster_pid=$!
+fi
+export TEST_CLUSTER_PULSAR_URL="pulsar://$PULSAR_HOST:$PULSAR_PROXY_PORT"
+export TEST_CLUSTER_PULSAR_ADMIN_URL="http://$PULSAR_HOST:$PULSAR_PROXY_HTTP_PORT"
 export TEST_SECURE_PULSAR_URL="pulsar+ssl://$PULSAR_HOST:$PULSAR_TLS_PORT"
 export TEST_SECURE_PULSAR_ADMIN_URL="https://$PULSAR_HOST:$PULSAR_HTTPS_PORT"
 export TEST_SECURE_PULSAR_TLS_DIR="$SECURE_STATE/pulsar/tls"
@@ -75,11 +92,26 @@ step "buf lint and buf breaking (against the committed baseline image proto/base
 "$BUF_BIN" lint
 "$BUF_BIN" breaking --against proto/baseline.binpb
 
+step "deploy/static-checks.sh (Dockerfile, compose, Helm chart: no engine or cluster needed)"
+deploy/static-checks.sh
+
+step "cargo deny check licenses bans sources (deny.toml)"
+"$CARGO_DENY_BIN" check --hide-inclusion-graph licenses bans sources
+
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo build (binaries the end-to-end tests run)"
 cargo build --workspace --bins --locked
+
+if [[ -n "$cluster_pid" ]]; then
+  step "waiting for the Pulsar cluster"
+  if ! wait "$cluster_pid"; then
+    tail -n 30 "$LOG_DIR/pulsar-cluster-up.log" >&2
+    infra_die "the Pulsar cluster did not come up (log $LOG_DIR/pulsar-cluster-up.log)"
+  fi
+  tail -n 1 "$LOG_DIR/pulsar-cluster-up.log" >&2
+fi
 
 step "cargo test"
 out="${CARGO_TARGET_DIR:-target}/test-output.txt"

@@ -6,6 +6,7 @@
 #   go:   grpcurl  (go install github.com/fullstorydev/grpcurl/cmd/grpcurl@latest  -> $GO_BIN_DIR)
 #   npm:  buf      (npm install @bufbuild/buf --prefix $NPM_TOOLS_PREFIX           -> $BUF_BIN)
 #   pip:  schemathesis $SCHEMATHESIS_VERSION in the venv $PY_TOOLS_VENV             -> $SCHEMATHESIS_BIN
+#   cargo: cargo-deny $CARGO_DENY_VERSION (cargo install --locked --root $CARGO_TOOLS_ROOT) -> $CARGO_DENY_BIN
 # `apt-get update` runs once, and only when an apt package is missing. Waits for the apt/dpkg lock.
 # Usage: deploy/local/install.sh        (idempotent; prints what it installed vs found)
 set -euo pipefail
@@ -116,6 +117,17 @@ elif command -v python3 >/dev/null 2>&1; then
   installed+=("schemathesis ($SCHEMATHESIS_BIN)")
 else
   missing+=("schemathesis: no 'python3' on PATH (apt-get install python3 python3-venv), then rerun")
+fi
+
+# ---- cargo-deny (crates.io, for tests/run.sh's supply-chain check) ---------------------------
+if [[ -x "$CARGO_DENY_BIN" ]] && [[ "$("$CARGO_DENY_BIN" --version 2>/dev/null)" == "cargo-deny $CARGO_DENY_VERSION" ]]; then
+  found+=("cargo-deny ($CARGO_DENY_BIN)")
+elif command -v cargo >/dev/null 2>&1; then
+  infra_log "cargo install cargo-deny@$CARGO_DENY_VERSION --locked -> $CARGO_TOOLS_ROOT (first time: a few minutes)"
+  cargo install --quiet --locked --root "$CARGO_TOOLS_ROOT" "cargo-deny@$CARGO_DENY_VERSION" >&2
+  installed+=("cargo-deny ($CARGO_DENY_BIN)")
+else
+  missing+=("cargo-deny: no 'cargo' on PATH (install Rust with rustup), then rerun")
 fi
 
 # ---- report ---------------------------------------------------------------------------------

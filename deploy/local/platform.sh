@@ -17,6 +17,8 @@
 # PULSAR_SECURE=1 deploy/local/platform.sh up: the same against the secured broker (TLS only, token
 # authentication and authorization; see pulsar.sh): every process gets PULSAR_TLS_CA_FILE and
 # PULSAR_TOKEN_FILE (the platform role's token; the BFF's dead-letter reads use the admin token).
+# PULSAR_CLUSTER=1 deploy/local/platform.sh up: the same against the local Pulsar cluster of
+# pulsar-cluster.sh (ZooKeeper, 3 bookies, 2 brokers), every process through its proxy.
 #
 # Builds: PROFILE=debug (default) or PROFILE=release (the same as `--release` after the command,
 # e.g. `deploy/local/platform.sh up --release`): `cargo build --release` and the binaries run from
