@@ -125,6 +125,8 @@ PULSAR_ADMIN_URL="${PULSAR_ADMIN_URL:-http://${PULSAR_HOST}:${PULSAR_HTTP_PORT}}
 _affiliate_path_add() {
   case ":$PATH:" in *":$1:"*) ;; *) PATH="$1:$PATH" ;; esac
 }
+# Go's official tarball lives in /usr/local/go; a shell that did not read a profile may lack it.
+if ! command -v go >/dev/null 2>&1 && [[ -x /usr/local/go/bin/go ]]; then _affiliate_path_add /usr/local/go/bin; fi
 _affiliate_path_add "$BUF_BIN_DIR"
 _affiliate_path_add "$GO_BIN_DIR"
 unset -f _affiliate_path_add

@@ -162,6 +162,7 @@ async fn main() {
         tls_ca_file: None,
         token: None,
         token_file: None,
+        oauth2: Default::default(),
     };
     let mut publisher = Publisher::new(client.clone(), args);
     let mut conn = db.pool.acquire().await.unwrap();

@@ -378,6 +378,7 @@ pub async fn try_pulsar() -> anyhow::Result<pulsar::Pulsar<pulsar::TokioExecutor
         tls_ca_file: b.tls_ca_file,
         token: None,
         token_file: b.token_file,
+        oauth2: Default::default(),
     };
     messaging::connect(&args).await
 }

@@ -42,7 +42,7 @@ pub struct Common {
     #[command(flatten)]
     pulsar: PulsarArgs,
     /// Pulsar admin REST URL (`http://` or `https://`; the broker's CA and token are those of
-    /// the binary protocol: PULSAR_TLS_CA_FILE, PULSAR_TOKEN or PULSAR_TOKEN_FILE).
+    /// the binary protocol: PULSAR_TLS_CA_FILE, PULSAR_TOKEN, PULSAR_TOKEN_FILE or PULSAR_OAUTH2_*).
     #[arg(
         long = "pulsar-admin-url",
         env = "PULSAR_ADMIN_URL",
@@ -96,15 +96,13 @@ pub async fn run(command: DlqCommand) -> anyhow::Result<()> {
 }
 
 impl Common {
-    /// The admin API, with the broker's CA and the same token as the binary protocol.
+    /// The admin API, with the broker's CA and the same token (or OAuth2 client) as the binary
+    /// protocol.
     fn admin(&self) -> anyhow::Result<messaging::admin::Admin> {
         messaging::admin::Admin::new(
             &self.admin_url,
             self.pulsar.tls_ca_file.as_deref(),
-            messaging::admin::Token::from_parts(
-                self.pulsar.token.as_ref(),
-                self.pulsar.token_file.as_deref(),
-            ),
+            messaging::admin::Token::of(&self.pulsar)?,
         )
     }
 }

@@ -7,10 +7,14 @@
 //! pulls native-tls (OpenSSL) into a rustls build, so the calls here are plain REST.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use pulsar::authentication::Authentication;
 use secrecy::{ExposeSecret as _, SecretString};
+use service_runtime::config::PulsarArgs;
+use tokio::sync::Mutex;
 
 use crate::auth::TokenFile;
 
@@ -18,12 +22,31 @@ use crate::auth::TokenFile;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where the admin API's token comes from.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Token {
     /// A token given as such (`PULSAR_TOKEN`).
     Value(SecretString),
     /// A file holding the token (`PULSAR_TOKEN_FILE`), read for every request.
     File(PathBuf),
+    /// An OAuth2 access token from the issuer (`PULSAR_OAUTH2_*`), fetched on the first request
+    /// and again before it expires.
+    OAuth2(Arc<Mutex<OAuth2Token>>),
+}
+
+/// pulsar-rs's OAuth2 client and whether it has read its credentials and found the issuer yet.
+pub struct OAuth2Token {
+    client: Box<dyn Authentication>,
+    initialized: bool,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Value(_) => f.write_str("Token::Value(..)"),
+            Self::File(path) => write!(f, "Token::File({})", path.display()),
+            Self::OAuth2(_) => f.write_str("Token::OAuth2(..)"),
+        }
+    }
 }
 
 impl Token {
@@ -36,13 +59,41 @@ impl Token {
         }
     }
 
-    fn current(&self) -> anyhow::Result<String> {
+    /// What the binary protocol's settings use: a token, a token file or OAuth2.
+    pub fn of(args: &PulsarArgs) -> anyhow::Result<Option<Self>> {
+        if let Some(token) = Self::from_parts(args.token.as_ref(), args.token_file.as_deref()) {
+            return Ok(Some(token));
+        }
+        Ok(crate::auth::oauth2(&args.oauth2)?.map(|client| {
+            Self::OAuth2(Arc::new(Mutex::new(OAuth2Token {
+                client,
+                initialized: false,
+            })))
+        }))
+    }
+
+    async fn current(&self) -> anyhow::Result<String> {
         match self {
             Self::Value(value) => Ok(value.expose_secret().trim().to_owned()),
             Self::File(path) => {
                 Ok(String::from_utf8(TokenFile::read(path)?).with_context(|| {
                     format!("the Pulsar token file {} is not UTF-8", path.display())
                 })?)
+            }
+            Self::OAuth2(oauth2) => {
+                let mut oauth2 = oauth2.lock().await;
+                if !oauth2.initialized {
+                    oauth2
+                        .client
+                        .initialize()
+                        .await
+                        .map_err(|e| anyhow::anyhow!("OAuth2 for the Pulsar admin API: {e}"))?;
+                    oauth2.initialized = true;
+                }
+                let token = oauth2.client.auth_data().await.map_err(|e| {
+                    anyhow::anyhow!("an OAuth2 access token for the Pulsar admin API: {e}")
+                })?;
+                String::from_utf8(token).context("the OAuth2 access token is not UTF-8")
             }
         }
     }
@@ -118,7 +169,7 @@ impl Admin {
                 .body(body.to_owned());
         }
         if let Some(token) = &self.token {
-            request = request.bearer_auth(token.current()?);
+            request = request.bearer_auth(token.current().await?);
         }
         request
             .send()

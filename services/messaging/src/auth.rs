@@ -1,11 +1,50 @@
-//! Token authentication from a file that is read again for every new connection to the broker
-//! (pulsar-rs's own token authentication sends the bytes it was given, forever), so a token
-//! rotated in the file is used from the next connection on without a restart.
+//! Authentication to the broker beyond a fixed token: a token file that is read again for every
+//! new connection (pulsar-rs's own token authentication sends the bytes it was given, forever),
+//! so a token rotated in the file is used from the next connection on without a restart; and
+//! OAuth2 client credentials (pulsar-rs's own OAuth2 client, which fetches and refreshes the
+//! access token).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use pulsar::authentication::oauth2::{OAuth2Authentication, OAuth2Params};
 use pulsar::error::AuthenticationError;
+use service_runtime::config::OAuth2Args;
+
+/// The OAuth2 client-credentials authentication `args` ask for, if any. The credentials file is
+/// checked now, so that a missing or unreadable one is a clear error at start.
+pub fn oauth2(
+    args: &OAuth2Args,
+) -> anyhow::Result<Option<Box<dyn pulsar::authentication::Authentication>>> {
+    let (Some(issuer), Some(credentials)) = (&args.issuer_url, &args.credentials_file) else {
+        return Ok(None);
+    };
+    let content = std::fs::read_to_string(credentials)
+        .with_context(|| format!("read the OAuth2 credentials file {}", credentials.display()))?;
+    let fields: serde_json::Value = serde_json::from_str(&content).with_context(|| {
+        format!(
+            "the OAuth2 credentials file {} is not JSON",
+            credentials.display()
+        )
+    })?;
+    for field in ["client_id", "client_secret"] {
+        anyhow::ensure!(
+            fields.get(field).and_then(|v| v.as_str()).is_some(),
+            "the OAuth2 credentials file {} has no `{field}`",
+            credentials.display()
+        );
+    }
+    let path = std::path::absolute(credentials)
+        .with_context(|| format!("the path {}", credentials.display()))?;
+    Ok(Some(OAuth2Authentication::client_credentials(
+        OAuth2Params {
+            issuer_url: issuer.clone(),
+            credentials_url: format!("file://{}", path.display()),
+            audience: args.audience.clone(),
+            scope: args.scope.clone(),
+        },
+    )))
+}
 
 /// `token` authentication whose token is the content of a file.
 #[derive(Debug, Clone)]

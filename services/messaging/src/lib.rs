@@ -71,6 +71,8 @@ fn builder(args: &PulsarArgs) -> anyhow::Result<pulsar::PulsarBuilder<TokioExecu
         // Read once now, so that a missing or empty file is a clear error at start.
         auth::TokenFile::read(path)?;
         builder = builder.with_auth_provider(Box::new(auth::TokenFile::new(path.clone())));
+    } else if let Some(oauth2) = auth::oauth2(&args.oauth2)? {
+        builder = builder.with_auth_provider(oauth2);
     }
     Ok(builder)
 }
@@ -88,13 +90,17 @@ pub async fn connect_once(args: &PulsarArgs) -> anyhow::Result<Pulsar<TokioExecu
             args.connect_timeout
         ),
     };
-    let secured = args.tls_ca_file.is_some() || args.token.is_some() || args.token_file.is_some();
+    let secured = args.tls_ca_file.is_some()
+        || args.token.is_some()
+        || args.token_file.is_some()
+        || args.oauth2.issuer_url.is_some();
     Err(anyhow::Error::new(error)).with_context(|| {
         if secured || args.url.starts_with("pulsar+ssl://") {
             // pulsar-rs reports a refused certificate and a refused token alike.
             format!(
                 "connect to Pulsar at {} (a TLS or authentication failure: check the URL's scheme and port, \
-                 PULSAR_TLS_CA_FILE, the token and its expiry; the broker's log says which)",
+                 PULSAR_TLS_CA_FILE, the token and its expiry or the OAuth2 issuer and credentials; the \
+                 broker's log says which)",
                 args.url
             )
         } else {

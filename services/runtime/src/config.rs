@@ -185,6 +185,39 @@ pub struct PulsarArgs {
         conflicts_with = "token"
     )]
     pub token_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub oauth2: OAuth2Args,
+}
+
+/// OAuth2 client credentials for the broker, instead of a token: the client fetches an access
+/// token from the issuer's token endpoint (found through its OpenID discovery document) and
+/// fetches a new one before it expires.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct OAuth2Args {
+    /// The OAuth2 issuer, e.g. `https://auth.example.com/`; its
+    /// `/.well-known/openid-configuration` names the token endpoint.
+    #[arg(
+        long = "pulsar-oauth2-issuer-url",
+        env = "PULSAR_OAUTH2_ISSUER_URL",
+        conflicts_with_all = ["token", "token_file"],
+        requires = "oauth2_credentials_file"
+    )]
+    pub issuer_url: Option<String>,
+    /// JSON file with `client_id` and `client_secret` (the key file of Pulsar's OAuth2 client
+    /// plugin). Never logged.
+    #[arg(
+        id = "oauth2_credentials_file",
+        long = "pulsar-oauth2-credentials-file",
+        env = "PULSAR_OAUTH2_CREDENTIALS_FILE",
+        requires = "issuer_url"
+    )]
+    pub credentials_file: Option<std::path::PathBuf>,
+    /// The audience to ask the token for, if the issuer needs one.
+    #[arg(long = "pulsar-oauth2-audience", env = "PULSAR_OAUTH2_AUDIENCE")]
+    pub audience: Option<String>,
+    /// The scope to ask the token for, if the issuer needs one.
+    #[arg(long = "pulsar-oauth2-scope", env = "PULSAR_OAUTH2_SCOPE")]
+    pub scope: Option<String>,
 }
 
 impl PulsarArgs {
@@ -305,6 +338,47 @@ pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
     match parse_duration(s)? {
         Duration::ZERO => Err(format!("`{s}` must be longer than zero")),
         d => Ok(d),
+    }
+}
+
+#[cfg(test)]
+mod oauth2_tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        pulsar: PulsarArgs,
+    }
+
+    #[test]
+    fn oauth2_needs_its_credentials_file_and_excludes_a_token() {
+        let issuer = [
+            "x",
+            "--pulsar-oauth2-issuer-url",
+            "https://auth.example.com/",
+        ];
+        assert!(
+            Cli::try_parse_from(issuer).is_err(),
+            "an issuer without credentials is refused"
+        );
+        let with = [
+            &issuer[..],
+            &["--pulsar-oauth2-credentials-file", "/c.json"],
+        ]
+        .concat();
+        let cli = Cli::try_parse_from(&with).unwrap();
+        assert_eq!(
+            cli.pulsar.oauth2.issuer_url.as_deref(),
+            Some("https://auth.example.com/")
+        );
+        let both = [&with[..], &["--pulsar-token-file", "/t"]].concat();
+        assert!(
+            Cli::try_parse_from(both).is_err(),
+            "OAuth2 and a token together are refused"
+        );
     }
 }
 
