@@ -370,6 +370,7 @@ pub async fn under_load(fault: Fault) {
         .map(|limit| vec![("GRPC_MAX_IN_FLIGHT", limit)])
         .unwrap_or_default();
     let mut platform = Platform::start_with(&test, "hybrid", extra).await;
+    platform.consuming(Duration::from_secs(60)).await;
     std::fs::write(platform.logs.join("seed"), seed.to_string()).unwrap();
     println!(
         "{}: FAULT_SEED={seed}; logs in {}",

@@ -195,6 +195,38 @@ impl Platform {
         self.busy().await.is_empty()
     }
 
+    /// Waits (at most `within`) until every service has reached the broker and each of its
+    /// subscriptions is consuming, as its `GetStatus` tells: for tests whose clock starts with the
+    /// first command (a new namespace's topics take seconds to be created on a cluster).
+    pub async fn consuming(&self, within: Duration) {
+        use affiliate_proto::common::GetStatusRequest;
+        use affiliate_proto::common::status_service_client::StatusServiceClient;
+        let deadline = std::time::Instant::now() + within;
+        for service in SERVICES.into_iter().chain([NOTIFICATION]) {
+            let url = self.url(service);
+            loop {
+                let status = match StatusServiceClient::connect(url.clone()).await {
+                    Ok(mut client) => client.get_status(GetStatusRequest {}).await.ok(),
+                    Err(_) => None,
+                }
+                .map(tonic::Response::into_inner);
+                let ready = status.as_ref().is_some_and(|s| {
+                    s.pulsar.as_ref().is_some_and(|p| p.reachable)
+                        && !s.subscriptions.is_empty()
+                        && s.subscriptions.iter().all(|sub| sub.state == "consuming")
+                });
+                if ready {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{service}: every subscription consuming within {within:?}; status: {status:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
     /// What is not drained yet, one line each (an outbox, a subscription, a topic without stats).
     pub async fn busy(&self) -> Vec<String> {
         let mut busy = Vec::new();
