@@ -109,6 +109,7 @@ RENDERS=(
   "default||default"
   "production|$CHART/values-production.yaml|affiliate"
   "chart-secret|$CHART/ci/chart-secret-values.yaml|default"
+  "oauth2|$CHART/ci/oauth2-values.yaml|default"
 )
 for render in "${RENDERS[@]}"; do
   IFS='|' read -r name values namespace <<<"$render"
@@ -145,6 +146,9 @@ a missing database URL|--set secrets.databaseUrls.payment=
 a token enabled without one|--set pulsar.auth.token.enabled=true
 a relay outbox that is not a service|--set relay.outboxes={campaign,billing}
 the CA from a Secret and a ConfigMap|--set pulsar.tls.ca.secretName=a --set pulsar.tls.ca.configMapName=b
+OAuth2 and a token together|--set pulsar.auth.oauth2.enabled=true --set pulsar.auth.oauth2.issuerUrl=https://idp/ --set pulsar.auth.oauth2.secretName=o --set pulsar.auth.token.enabled=true --set secrets.pulsarToken=t
+OAuth2 without an issuer|--set pulsar.auth.oauth2.enabled=true --set pulsar.auth.oauth2.secretName=o
+OAuth2 without its credentials' Secret|--set pulsar.auth.oauth2.enabled=true --set pulsar.auth.oauth2.issuerUrl=https://idp/
 CASES
 summary+=("helm: the chart refuses $refused kinds of bad values")
 

@@ -86,6 +86,9 @@ campaign tracking commission payment notification
 {{- define "affiliate-platform.pulsarTokenFile" -}}
 /var/run/secrets/affiliate-platform/pulsar-token/token
 {{- end }}
+{{- define "affiliate-platform.pulsarOAuth2File" -}}
+/var/run/secrets/affiliate-platform/pulsar-oauth2/credentials.json
+{{- end }}
 {{- define "affiliate-platform.pulsarAdminTokenFile" -}}
 /var/run/secrets/affiliate-platform/pulsar-admin-token/token
 {{- end }}
@@ -107,6 +110,21 @@ PULSAR_TLS_CA_FILE: {{ include "affiliate-platform.pulsarCaFile" . | quote }}
 {{- end }}
 {{- if .Values.pulsar.auth.token.enabled }}
 PULSAR_TOKEN_FILE: {{ include "affiliate-platform.pulsarTokenFile" . | quote }}
+{{- end }}
+{{- with .Values.pulsar.auth.oauth2 }}
+{{- if .enabled }}
+{{- if $.Values.pulsar.auth.token.enabled }}
+{{- fail "pulsar.auth.token and pulsar.auth.oauth2 are both enabled: choose one" }}
+{{- end }}
+PULSAR_OAUTH2_ISSUER_URL: {{ required "pulsar.auth.oauth2.issuerUrl is required when OAuth2 is enabled" .issuerUrl | quote }}
+PULSAR_OAUTH2_CREDENTIALS_FILE: {{ include "affiliate-platform.pulsarOAuth2File" $ | quote }}
+{{- with .audience }}
+PULSAR_OAUTH2_AUDIENCE: {{ . | quote }}
+{{- end }}
+{{- with .scope }}
+PULSAR_OAUTH2_SCOPE: {{ . | quote }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -206,6 +224,14 @@ topologySpreadConstraints:
       - key: {{ $root.Values.pulsar.auth.token.key }}
         path: token
 {{- end }}
+{{- if and (not .admin) $root.Values.pulsar.auth.oauth2.enabled }}
+- name: pulsar-oauth2
+  secret:
+    secretName: {{ required "pulsar.auth.oauth2.secretName is required when OAuth2 is enabled" $root.Values.pulsar.auth.oauth2.secretName }}
+    items:
+      - key: {{ $root.Values.pulsar.auth.oauth2.key }}
+        path: credentials.json
+{{- end }}
 {{- if .admin }}
 {{- $t := include "affiliate-platform.bffAdminToken" $root | fromYaml }}
 {{- if $t.enabled }}
@@ -232,6 +258,11 @@ topologySpreadConstraints:
 {{- if and (not .admin) $root.Values.pulsar.auth.token.enabled }}
 - name: pulsar-token
   mountPath: /var/run/secrets/affiliate-platform/pulsar-token
+  readOnly: true
+{{- end }}
+{{- if and (not .admin) $root.Values.pulsar.auth.oauth2.enabled }}
+- name: pulsar-oauth2
+  mountPath: /var/run/secrets/affiliate-platform/pulsar-oauth2
   readOnly: true
 {{- end }}
 {{- if .admin }}
