@@ -112,6 +112,9 @@ async fn a_broker_outage_under_load_loses_nothing_and_takes_no_process_down() {
     // the commission service.
     let outage_over = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
+    // The load stops 5 s after the broker is back; the health watcher only once it has seen the
+    // command door SERVING again (one flag for both stopped the watcher before that).
+    let stop_load = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(Mutex::new(Seen::default()));
     let watcher = {
         let urls: Vec<String> = [
@@ -163,16 +166,16 @@ async fn a_broker_outage_under_load_loses_nothing_and_takes_no_process_down() {
     // it is acknowledged.
     let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
     let load = {
-        let (url, stop, acknowledged, campaign) = (
+        let (url, stop_load, acknowledged, campaign) = (
             platform.url("tracking"),
-            stop.clone(),
+            stop_load.clone(),
             acknowledged.clone(),
             campaign.clone(),
         );
         tokio::spawn(async move {
             let mut client = TrackingServiceClient::connect(url).await.unwrap();
             let mut failures = 0u32;
-            while !stop.load(Ordering::SeqCst) {
+            while !stop_load.load(Ordering::SeqCst) {
                 let key = Uuid::now_v7().to_string();
                 let request = CreateEventRequest {
                     campaign_id: campaign.clone(),
@@ -222,7 +225,7 @@ async fn a_broker_outage_under_load_loses_nothing_and_takes_no_process_down() {
     println!("broker back after {:?}", down_at.elapsed());
     outage_over.store(true, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_secs(5)).await;
-    stop.store(true, Ordering::SeqCst);
+    stop_load.store(true, Ordering::SeqCst);
     let failed_calls = load.await.unwrap();
     let purchases = acknowledged.lock().await.clone();
     println!(
