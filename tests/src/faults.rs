@@ -530,20 +530,29 @@ pub async fn under_load(fault: Fault) {
     // Convergence, with no operator action.
     let converge = Instant::now();
     let commission_db = platform.databases["commission"].pool.clone();
-    let commissions = eventually(CONVERGE, "every purchase has its commission", || {
-        let (pool, ids) = (commission_db.clone(), ids.clone());
-        async move {
-            let n: i64 = sqlx::query_scalar(
-                "select count(*) from commissions where tracking_event_id = any($1)",
-            )
-            .bind(&ids)
-            .fetch_one(&pool)
-            .await
-            .ok()?;
-            (n as usize == ids.len()).then_some(n)
+    // On time-out it says how many were there and what was still busy.
+    let commissions = loop {
+        let n: Option<i64> = sqlx::query_scalar(
+            "select count(*) from commissions where tracking_event_id = any($1)",
+        )
+        .bind(&ids)
+        .fetch_one(&commission_db)
+        .await
+        .ok();
+        if n == Some(ids.len() as i64) {
+            break ids.len() as i64;
         }
-    })
-    .await;
+        if converge.elapsed() >= CONVERGE {
+            let busy = platform.busy().await;
+            panic!(
+                "timed out after {CONVERGE:?} waiting for every purchase's commission: {n:?} of {} \
+                 (logs in {}); still busy: {busy:#?}",
+                ids.len(),
+                platform.logs.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
     let payment_db = platform.databases["payment"].pool.clone();
     let payout_status: String = eventually(CONVERGE, "the payout reaches a terminal state", || {
         let pool = payment_db.clone();
