@@ -21,4 +21,5 @@ pub mod status;
 pub mod telemetry;
 pub mod time;
 pub mod tls;
+pub mod unit_of_work;
 pub mod validation;

@@ -1,7 +1,8 @@
-//! The application handlers: one transaction per command (claim the idempotency key, lock the
-//! aggregate, write state, append the events to the outbox, store the response, commit). The
-//! gRPC server and the command-topic consumer both call these, so a command has the same effect
-//! whichever door it came through.
+//! The application handlers: each command validates its request, then decides inside one unit of
+//! work (`service_runtime::unit_of_work`: the transaction, the idempotency key, the outbox): lock
+//! the campaign, check the rule, write, and name the event. The gRPC server and the
+//! command-topic consumer both call these, so a command has the same effect whichever door it
+//! came through.
 
 mod error;
 pub mod messages;
@@ -15,8 +16,7 @@ use affiliate_proto::campaign::{
     campaign_event::Event,
 };
 use service_runtime::context::CommandContext;
-use service_runtime::idempotency::{remember, replay};
-use service_runtime::outbox;
+use service_runtime::unit_of_work::{Decision, execute};
 
 use crate::adapters::repository as repo;
 use crate::domain::{self, CreateCampaignInput, FieldViolation, StatusChange};
@@ -38,7 +38,6 @@ impl Campaigns {
     }
 
     /// Creates an active campaign and publishes `campaign.created.v1`.
-    #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "create_campaign"))]
     pub async fn create_campaign(
         &self,
         ctx: &CommandContext,
@@ -54,77 +53,55 @@ impl Campaigns {
                 .as_ref()
                 .map(|b| (b.amount_minor, b.currency.as_str())),
         })?;
-        let mut tx = self.pool.begin().await?;
-        if let Some(previous) = replay(&mut tx, ctx, "campaign.create", &request).await? {
-            return Ok(previous);
-        }
-        let now = messages::now();
-        let row = repo::insert_campaign(&mut tx, Uuid::now_v7(), &new, now).await?;
-        let campaign = messages::campaign(&row);
-        let event = Event::CampaignCreated(CampaignCreated {
-            campaign: Some(campaign.clone()),
-        });
-        outbox::append(
-            &mut tx,
-            &[messages::event_message(
-                ctx,
-                row.id,
-                row.version,
-                now,
-                event,
-            )],
-        )
+        execute(&self.pool, ctx, "campaign.create", &request, async |tx| {
+            let now = messages::now();
+            let row = repo::insert_campaign(tx, Uuid::now_v7(), &new, now).await?;
+            let campaign = messages::campaign(&row);
+            let event = Event::CampaignCreated(CampaignCreated {
+                campaign: Some(campaign.clone()),
+            });
+            Ok(Decision::with(
+                pb::CreateCampaignResponse {
+                    campaign: Some(campaign),
+                },
+                messages::event_message(ctx, row.id, row.version, now, event),
+            ))
+        })
         .await
-        .map_err(Error::Internal)?;
-        let response = pb::CreateCampaignResponse {
-            campaign: Some(campaign),
-        };
-        remember(&mut tx, ctx, &response).await?;
-        tx.commit().await?;
-        Ok(response)
     }
 
     /// Attaches a video and publishes `video.added.v1`.
-    #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "add_video"))]
     pub async fn add_video(
         &self,
         ctx: &CommandContext,
         request: pb::AddVideoRequest,
     ) -> Result<pb::AddVideoResponse, Error> {
         let new = domain::validate_new_video(&request.campaign_id, &request.url, &request.title)?;
-        let mut tx = self.pool.begin().await?;
-        if let Some(previous) = replay(&mut tx, ctx, "campaign.add_video", &request).await? {
-            return Ok(previous);
-        }
-        let current = locked(&mut tx, new.campaign_id).await?;
-        domain::check_can_add_video(status_of(&current)?)?;
-        let now = messages::now();
-        let row = repo::insert_video(&mut tx, Uuid::now_v7(), &new, now).await?;
-        let version = repo::bump_version(&mut tx, new.campaign_id, now).await?;
-        let video = messages::video(&row);
-        let event = Event::VideoAdded(VideoAdded {
-            video: Some(video.clone()),
-        });
-        outbox::append(
-            &mut tx,
-            &[messages::event_message(
-                ctx,
-                new.campaign_id,
-                version,
-                now,
-                event,
-            )],
+        execute(
+            &self.pool,
+            ctx,
+            "campaign.add_video",
+            &request,
+            async |tx| {
+                let current = locked(tx, new.campaign_id).await?;
+                domain::check_can_add_video(status_of(&current)?)?;
+                let now = messages::now();
+                let row = repo::insert_video(tx, Uuid::now_v7(), &new, now).await?;
+                let version = repo::bump_version(tx, new.campaign_id, now).await?;
+                let video = messages::video(&row);
+                let event = Event::VideoAdded(VideoAdded {
+                    video: Some(video.clone()),
+                });
+                Ok(Decision::with(
+                    pb::AddVideoResponse { video: Some(video) },
+                    messages::event_message(ctx, new.campaign_id, version, now, event),
+                ))
+            },
         )
         .await
-        .map_err(Error::Internal)?;
-        let response = pb::AddVideoResponse { video: Some(video) };
-        remember(&mut tx, ctx, &response).await?;
-        tx.commit().await?;
-        Ok(response)
     }
 
     /// Records a creator's acceptance of an active campaign and publishes `campaign.accepted.v1`.
-    #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "accept_campaign"))]
     pub async fn accept_campaign(
         &self,
         ctx: &CommandContext,
@@ -135,45 +112,32 @@ impl Campaigns {
             &request.creator_id,
             request.accepted_terms,
         )?;
-        let mut tx = self.pool.begin().await?;
-        if let Some(previous) = replay(&mut tx, ctx, "campaign.accept", &request).await? {
-            return Ok(previous);
-        }
-        let current = locked(&mut tx, new.campaign_id).await?;
-        domain::check_can_accept(status_of(&current)?)?;
-        let now = messages::now();
-        let row = match repo::insert_acceptance(&mut tx, &new, now).await {
-            Err(e) if repo::violates(&e, "acceptances_pkey") => {
-                return Err(Error::AlreadyExists(format!(
-                    "creator {} has already accepted campaign {}",
-                    new.creator_id, new.campaign_id
-                )));
-            }
-            other => other?,
-        };
-        let version = repo::bump_version(&mut tx, new.campaign_id, now).await?;
-        let accepted = messages::acceptance(&row);
-        let event = Event::CampaignAccepted(CampaignAccepted {
-            acceptance: Some(accepted.clone()),
-        });
-        outbox::append(
-            &mut tx,
-            &[messages::event_message(
-                ctx,
-                new.campaign_id,
-                version,
-                now,
-                event,
-            )],
-        )
+        execute(&self.pool, ctx, "campaign.accept", &request, async |tx| {
+            let current = locked(tx, new.campaign_id).await?;
+            domain::check_can_accept(status_of(&current)?)?;
+            let now = messages::now();
+            let row = match repo::insert_acceptance(tx, &new, now).await {
+                Err(e) if repo::violates(&e, "acceptances_pkey") => {
+                    return Err(Error::AlreadyExists(format!(
+                        "creator {} has already accepted campaign {}",
+                        new.creator_id, new.campaign_id
+                    )));
+                }
+                other => other?,
+            };
+            let version = repo::bump_version(tx, new.campaign_id, now).await?;
+            let accepted = messages::acceptance(&row);
+            let event = Event::CampaignAccepted(CampaignAccepted {
+                acceptance: Some(accepted.clone()),
+            });
+            Ok(Decision::with(
+                pb::AcceptCampaignResponse {
+                    acceptance: Some(accepted),
+                },
+                messages::event_message(ctx, new.campaign_id, version, now, event),
+            ))
+        })
         .await
-        .map_err(Error::Internal)?;
-        let response = pb::AcceptCampaignResponse {
-            acceptance: Some(accepted),
-        };
-        remember(&mut tx, ctx, &response).await?;
-        tx.commit().await?;
-        Ok(response)
     }
 
     /// Pauses an active campaign; publishes `campaign.status_changed.v1`.
@@ -236,40 +200,33 @@ impl Campaigns {
         })
     }
 
-    #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "change_status"))]
     async fn change_status<Req: Message>(
         &self,
         ctx: &CommandContext,
-        operation: &str,
+        operation: &'static str,
         request: &Req,
         campaign_id: &str,
         change: StatusChange,
     ) -> Result<pb::Campaign, Error> {
         let id = domain::parse_id("campaign_id", campaign_id)?;
-        let mut tx = self.pool.begin().await?;
-        if let Some(previous) = replay(&mut tx, ctx, operation, request).await? {
-            return Ok(previous);
-        }
-        let current = locked(&mut tx, id).await?;
-        let previous = status_of(&current)?;
-        let next = domain::check_status_change(previous, change)?;
-        let now = messages::now();
-        let row = repo::set_status(&mut tx, id, next, now).await?;
-        let campaign = messages::campaign(&row);
-        let event = Event::CampaignStatusChanged(CampaignStatusChanged {
-            campaign_id: id.to_string(),
-            previous_status: messages::status_to_proto(Some(previous)).into(),
-            campaign: Some(campaign.clone()),
-        });
-        outbox::append(
-            &mut tx,
-            &[messages::event_message(ctx, id, row.version, now, event)],
-        )
+        execute(&self.pool, ctx, operation, request, async |tx| {
+            let current = locked(tx, id).await?;
+            let previous = status_of(&current)?;
+            let next = domain::check_status_change(previous, change)?;
+            let now = messages::now();
+            let row = repo::set_status(tx, id, next, now).await?;
+            let campaign = messages::campaign(&row);
+            let event = Event::CampaignStatusChanged(CampaignStatusChanged {
+                campaign_id: id.to_string(),
+                previous_status: messages::status_to_proto(Some(previous)).into(),
+                campaign: Some(campaign.clone()),
+            });
+            Ok(Decision::with(
+                campaign,
+                messages::event_message(ctx, id, row.version, now, event),
+            ))
+        })
         .await
-        .map_err(Error::Internal)?;
-        remember(&mut tx, ctx, &campaign).await?;
-        tx.commit().await?;
-        Ok(campaign)
     }
 
     /// One campaign with its videos.

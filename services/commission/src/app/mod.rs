@@ -1,11 +1,13 @@
-//! The commission handlers: one transaction each (claim the idempotency key, lock what changes,
-//! write state, append events, store the response, commit). Both doors call these.
+//! The commission handlers: each validates its request, then decides inside one unit of work
+//! (`service_runtime::unit_of_work`: the transaction or a batch's savepoint, the idempotency key,
+//! the outbox): lock what changes, check the rule, write, and name the event. Both doors call
+//! these.
 
 mod error;
 pub mod messages;
 
 use prost::Message;
-use sqlx::{Acquire, PgConnection, PgPool, Postgres};
+use sqlx::{Acquire, PgPool, Postgres};
 use uuid::Uuid;
 
 use affiliate_proto::commission::{
@@ -14,9 +16,8 @@ use affiliate_proto::commission::{
 };
 use affiliate_proto::common::Money;
 use service_runtime::context::CommandContext;
-use service_runtime::idempotency::{remember, replay};
 use service_runtime::money::display;
-use service_runtime::outbox::{self, OutboxMessage};
+use service_runtime::unit_of_work::{Decision, execute};
 use service_runtime::validation::{
     FieldViolation, Violations, page_size, parse_id, parse_optional_id,
 };
@@ -77,7 +78,6 @@ impl Commissions {
 
     /// [`Commissions::calculate`] on `db`: a pool (a transaction of its own) or a connection in
     /// a transaction (a savepoint in it, for a consumer's batch).
-    #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "calculate"))]
     pub async fn calculate_on<'c>(
         &self,
         db: impl Acquire<'c, Database = Postgres>,
@@ -100,97 +100,96 @@ impl Commissions {
                 .map(|(((a, b), c), d)| (a, b, c, d)),
         )?;
 
-        let mut tx = db.begin().await?;
-        if let Some(previous) = replay(&mut tx, ctx, "commission.calculate", &request).await? {
-            return Ok(previous);
-        }
-        let terms = repo::campaign_terms(&mut tx, campaign_id)
-            .await?
-            .ok_or_else(|| {
-                Error::NotYet(format!(
-                    "campaign {campaign_id} is not known yet; retry later"
-                ))
-            })?;
-        let now = messages::now();
-        if let Err(refusal) = domain::check_purchase(&terms, &currency) {
-            let rejected = CommissionRejected {
-                tracking_event_id: tracking_event_id.to_string(),
-                creator_id: creator_id.to_string(),
-                reason: refusal.code().to_owned(),
-                message: refusal.message().to_owned(),
-                ..Default::default()
-            };
-            let event = messages::event_message(
-                ctx,
-                messages::COMMISSION,
-                tracking_event_id,
-                1,
-                now,
-                Event::CommissionRejected(rejected),
-            );
-            let response = pb::CalculateCommissionResponse {
-                commission: None,
-                rejection: refusal.code().to_owned(),
-            };
-            return finish(tx, ctx, &[event], response).await;
-        }
-        let amount_minor =
-            domain::commission_amount(purchase_minor, terms.rate_bps).ok_or_else(|| {
-                Error::out_of_range(
-                    "purchase_amount.amount_minor",
-                    past_the_largest(
-                        &format!("its commission at {} bps", terms.rate_bps),
-                        &currency,
-                    ),
-                )
-            })?;
-        let row = CommissionRow {
-            id: Uuid::now_v7(),
-            tracking_event_id,
-            campaign_id,
-            creator_id,
-            purchase_minor,
-            currency: currency.clone(),
-            commission_rate_bps: i32::try_from(terms.rate_bps).unwrap_or(0),
-            amount_minor,
-            reserved_minor: 0,
-            paid_minor: 0,
-            created_at: now,
-        };
-        match repo::insert_commission(&mut tx, &row).await {
-            Err(e) if repo::violates(&e, "commissions_tracking_event_id_key") => {
-                return Err(Error::AlreadyExists(format!(
-                    "tracking event {tracking_event_id} already has a commission"
-                )));
+        execute(db, ctx, "commission.calculate", &request, async |tx| {
+            let terms = repo::campaign_terms(tx, campaign_id)
+                .await?
+                .ok_or_else(|| {
+                    Error::NotYet(format!(
+                        "campaign {campaign_id} is not known yet; retry later"
+                    ))
+                })?;
+            let now = messages::now();
+            if let Err(refusal) = domain::check_purchase(&terms, &currency) {
+                let rejected = CommissionRejected {
+                    tracking_event_id: tracking_event_id.to_string(),
+                    creator_id: creator_id.to_string(),
+                    reason: refusal.code().to_owned(),
+                    message: refusal.message().to_owned(),
+                    ..Default::default()
+                };
+                let event = messages::event_message(
+                    ctx,
+                    messages::COMMISSION,
+                    tracking_event_id,
+                    1,
+                    now,
+                    Event::CommissionRejected(rejected),
+                );
+                let response = pb::CalculateCommissionResponse {
+                    commission: None,
+                    rejection: refusal.code().to_owned(),
+                };
+                return Ok(Decision::with(response, event));
             }
-            other => other?,
-        }
-        // The upsert adds in SQL, which refuses an int8 overflow (SQLSTATE 22003): OutOfRange.
-        let balance = repo::credit_balance(&mut tx, creator_id, &currency, row.amount_minor)
-            .await
-            .map_err(|e| {
-                Error::from(e).in_field(
-                    "purchase_amount.amount_minor",
-                    past_the_largest(
-                        &format!(
-                            "its commission of {} credited to the creator's balance",
-                            display(amount_minor, &currency)
+            let amount_minor = domain::commission_amount(purchase_minor, terms.rate_bps)
+                .ok_or_else(|| {
+                    Error::out_of_range(
+                        "purchase_amount.amount_minor",
+                        past_the_largest(
+                            &format!("its commission at {} bps", terms.rate_bps),
+                            &currency,
                         ),
-                        &currency,
-                    ),
-                )
-            })?;
-        let commission = messages::commission(&row);
-        let event = Event::CommissionCalculated(CommissionCalculated {
-            commission: Some(commission.clone()),
-            balance: Some(messages::balance(&balance)),
-        });
-        let event = messages::event_message(ctx, messages::COMMISSION, row.id, 1, now, event);
-        let response = pb::CalculateCommissionResponse {
-            commission: Some(commission),
-            rejection: String::new(),
-        };
-        finish(tx, ctx, &[event], response).await
+                    )
+                })?;
+            let row = CommissionRow {
+                id: Uuid::now_v7(),
+                tracking_event_id,
+                campaign_id,
+                creator_id,
+                purchase_minor,
+                currency: currency.clone(),
+                commission_rate_bps: i32::try_from(terms.rate_bps).unwrap_or(0),
+                amount_minor,
+                reserved_minor: 0,
+                paid_minor: 0,
+                created_at: now,
+            };
+            match repo::insert_commission(tx, &row).await {
+                Err(e) if repo::violates(&e, "commissions_tracking_event_id_key") => {
+                    return Err(Error::AlreadyExists(format!(
+                        "tracking event {tracking_event_id} already has a commission"
+                    )));
+                }
+                other => other?,
+            }
+            // The upsert adds in SQL, which refuses an int8 overflow (SQLSTATE 22003): OutOfRange.
+            let balance = repo::credit_balance(tx, creator_id, &currency, row.amount_minor)
+                .await
+                .map_err(|e| {
+                    Error::from(e).in_field(
+                        "purchase_amount.amount_minor",
+                        past_the_largest(
+                            &format!(
+                                "its commission of {} credited to the creator's balance",
+                                display(amount_minor, &currency)
+                            ),
+                            &currency,
+                        ),
+                    )
+                })?;
+            let commission = messages::commission(&row);
+            let event = Event::CommissionCalculated(CommissionCalculated {
+                commission: Some(commission.clone()),
+                balance: Some(messages::balance(&balance)),
+            });
+            let event = messages::event_message(ctx, messages::COMMISSION, row.id, 1, now, event);
+            let response = pb::CalculateCommissionResponse {
+                commission: Some(commission),
+                rejection: String::new(),
+            };
+            Ok(Decision::with(response, event))
+        })
+        .await
     }
 
     /// Holds `amount` of the creator's available balance for a payout, spread over the oldest
@@ -204,7 +203,6 @@ impl Commissions {
     }
 
     /// [`Commissions::reserve`] on `db` (a pool, or a connection in a transaction).
-    #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "reserve"))]
     pub async fn reserve_on<'c>(
         &self,
         db: impl Acquire<'c, Database = Postgres>,
@@ -222,82 +220,81 @@ impl Commissions {
                 .map(|((a, b), c)| (a, b, c)),
         )?;
 
-        let mut tx = db.begin().await?;
-        if let Some(previous) = replay(&mut tx, ctx, "commission.reserve", &request).await? {
-            return Ok(previous);
-        }
-        if repo::lock_reservation(&mut tx, payout_id).await?.is_some() {
-            return Err(Error::AlreadyExists(format!(
-                "payout {payout_id} already has a reservation"
-            )));
-        }
-        let balance = repo::lock_balance(&mut tx, creator_id, &currency).await?;
-        let now = messages::now();
-        if balance.available_minor < amount {
-            let refusal = Refusal::InsufficientBalance;
-            let rejected = CommissionRejected {
-                payout_id: payout_id.to_string(),
-                creator_id: creator_id.to_string(),
-                reason: refusal.code().to_owned(),
-                message: refusal.message().to_owned(),
-                ..Default::default()
+        execute(db, ctx, "commission.reserve", &request, async |tx| {
+            if repo::lock_reservation(tx, payout_id).await?.is_some() {
+                return Err(Error::AlreadyExists(format!(
+                    "payout {payout_id} already has a reservation"
+                )));
+            }
+            let balance = repo::lock_balance(tx, creator_id, &currency).await?;
+            let now = messages::now();
+            if balance.available_minor < amount {
+                let refusal = Refusal::InsufficientBalance;
+                let rejected = CommissionRejected {
+                    payout_id: payout_id.to_string(),
+                    creator_id: creator_id.to_string(),
+                    reason: refusal.code().to_owned(),
+                    message: refusal.message().to_owned(),
+                    ..Default::default()
+                };
+                let event = messages::event_message(
+                    ctx,
+                    messages::RESERVATION,
+                    payout_id,
+                    1,
+                    now,
+                    Event::CommissionRejected(rejected),
+                );
+                let response = pb::ReserveCommissionResponse {
+                    reservation: None,
+                    balance: Some(messages::balance(&balance)),
+                    rejection: refusal.code().to_owned(),
+                };
+                return Ok(Decision::with(response, event));
+            }
+            let overflow = || {
+                Error::out_of_range(
+                    "amount.amount_minor",
+                    past_the_largest("the creator's reserved balance", &currency),
+                )
             };
-            let event = messages::event_message(
-                ctx,
-                messages::RESERVATION,
-                payout_id,
-                1,
-                now,
-                Event::CommissionRejected(rejected),
-            );
-            let response = pb::ReserveCommissionResponse {
-                reservation: None,
-                balance: Some(messages::balance(&balance)),
-                rejection: refusal.code().to_owned(),
-            };
-            return finish(tx, ctx, &[event], response).await;
-        }
-        let overflow = || {
-            Error::out_of_range(
-                "amount.amount_minor",
-                past_the_largest("the creator's reserved balance", &currency),
-            )
-        };
-        if balance.reserved_minor.checked_add(amount).is_none() {
-            return Err(overflow());
-        }
-        let open = repo::open_commissions(&mut tx, creator_id, &currency).await?;
-        let allocations = domain::allocate(amount, &open).ok_or_else(|| {
-            Error::Internal(anyhow::anyhow!(
-                "balance of creator {creator_id} says {} {currency} available but its commissions hold less",
-                balance.available_minor
-            ))
-        })?;
-        let reservation =
-            repo::insert_reservation(&mut tx, payout_id, creator_id, &currency, amount, now)
-                .await?;
-        repo::insert_allocations(&mut tx, payout_id, &allocations).await?;
-        let balance = repo::adjust_balance(&mut tx, creator_id, &currency, -amount, amount, 0)
-            .await
-            .map_err(|e| match Error::from(e) {
-                Error::OutOfRange(_) => overflow(),
-                other => other,
+            if balance.reserved_minor.checked_add(amount).is_none() {
+                return Err(overflow());
+            }
+            let open = repo::open_commissions(tx, creator_id, &currency).await?;
+            let allocations = domain::allocate(amount, &open).ok_or_else(|| {
+                Error::Internal(anyhow::anyhow!(
+                    "balance of creator {creator_id} says {} {currency} available but its commissions hold less",
+                    balance.available_minor
+                ))
             })?;
-        let (reservation, balance) = (
-            messages::reservation(&reservation),
-            messages::balance(&balance),
-        );
-        let event = Event::CommissionReserved(CommissionReserved {
-            reservation: Some(reservation.clone()),
-            balance: Some(balance.clone()),
-        });
-        let event = messages::event_message(ctx, messages::RESERVATION, payout_id, 1, now, event);
-        let response = pb::ReserveCommissionResponse {
-            reservation: Some(reservation),
-            balance: Some(balance),
-            rejection: String::new(),
-        };
-        finish(tx, ctx, &[event], response).await
+            let reservation =
+                repo::insert_reservation(tx, payout_id, creator_id, &currency, amount, now)
+                    .await?;
+            repo::insert_allocations(tx, payout_id, &allocations).await?;
+            let balance = repo::adjust_balance(tx, creator_id, &currency, -amount, amount, 0)
+                .await
+                .map_err(|e| match Error::from(e) {
+                    Error::OutOfRange(_) => overflow(),
+                    other => other,
+                })?;
+            let (reservation, balance) = (
+                messages::reservation(&reservation),
+                messages::balance(&balance),
+            );
+            let event = Event::CommissionReserved(CommissionReserved {
+                reservation: Some(reservation.clone()),
+                balance: Some(balance.clone()),
+            });
+            let event = messages::event_message(ctx, messages::RESERVATION, payout_id, 1, now, event);
+            let response = pb::ReserveCommissionResponse {
+                reservation: Some(reservation),
+                balance: Some(balance),
+                rejection: String::new(),
+            };
+            Ok(Decision::with(response, event))
+        })
+        .await
     }
 
     /// Gives a payout's reservation back to the available balance (saga compensation).
@@ -365,115 +362,117 @@ impl Commissions {
     }
 
     /// Release (`paid == false`) or settle (`paid == true`) a reservation. Repeating the same end
-    /// is answered with the current state and writes nothing; the other end is refused.
-    #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "end_reservation"))]
+    /// is answered with the current state and changes nothing; the other end is refused.
     async fn end_reservation<'c, Req: Message>(
         &self,
         db: impl Acquire<'c, Database = Postgres>,
         ctx: &CommandContext,
-        operation: &str,
+        operation: &'static str,
         request: &Req,
         payout_id: &str,
         paid: bool,
     ) -> Result<(pb::Reservation, pb::Balance), Error> {
         let payout_id = parse_id("payout_id", payout_id)?;
-        let mut tx = db.begin().await?;
-        if let Some(previous) =
-            replay::<_, pb::SettleCommissionResponse>(&mut tx, ctx, operation, request).await?
-        {
-            return Ok((
-                previous.reservation.unwrap_or_default(),
-                previous.balance.unwrap_or_default(),
-            ));
-        }
-        let current = repo::lock_reservation(&mut tx, payout_id)
-            .await?
-            .ok_or_else(|| Error::NotFound {
-                what: "reservation of payout",
-                id: payout_id.to_string(),
-            })?;
-        let (target, other) = if paid {
-            ("settled", "released")
-        } else {
-            ("released", "settled")
-        };
-        if current.status == target {
-            let balance = repo::find_balance(&mut tx, current.creator_id, &current.currency)
-                .await?
-                .unwrap_or_default();
-            return Ok((messages::reservation(&current), messages::balance(&balance)));
-        }
-        if current.status == other {
-            return Err(Error::Precondition(format!(
-                "the reservation of payout {payout_id} is already {other}"
-            )));
-        }
-        let locked = repo::lock_balance(&mut tx, current.creator_id, &current.currency).await?;
-        let amount = current.amount_minor;
-        let (credited, to) = if paid {
-            (locked.paid_minor, "paid")
-        } else {
-            (locked.available_minor, "available")
-        };
-        let overflow = || {
-            Error::out_of_range(
-                "payout_id",
-                past_the_largest(
-                    &format!(
-                        "the creator's {to} balance plus the reservation of {}",
-                        display(amount, &current.currency)
-                    ),
-                    &current.currency,
-                ),
-            )
-        };
-        if credited.checked_add(amount).is_none() {
-            return Err(overflow());
-        }
-        repo::unreserve_allocations(&mut tx, payout_id, paid).await?;
-        let (available, paid_delta) = if paid { (0, amount) } else { (amount, 0) };
-        let balance = repo::adjust_balance(
-            &mut tx,
-            current.creator_id,
-            &current.currency,
-            available,
-            -amount,
-            paid_delta,
-        )
-        .await
-        .map_err(|e| match Error::from(e) {
-            Error::OutOfRange(_) => overflow(),
-            other => other,
-        })?;
-        let now = messages::now();
-        let row: ReservationRow = repo::finish_reservation(&mut tx, payout_id, target, now).await?;
-        let (reservation, balance) = (messages::reservation(&row), messages::balance(&balance));
-        let event = if paid {
-            Event::CommissionSettled(CommissionSettled {
-                reservation: Some(reservation.clone()),
-                balance: Some(balance.clone()),
-            })
-        } else {
-            Event::CommissionReleased(CommissionReleased {
-                reservation: Some(reservation.clone()),
-                balance: Some(balance.clone()),
-            })
-        };
-        let event = messages::event_message(
-            ctx,
-            messages::RESERVATION,
-            payout_id,
-            row.version,
-            now,
-            event,
-        );
         // One stored response shape for both ends (they carry the same fields).
-        let response = pb::SettleCommissionResponse {
-            reservation: Some(reservation.clone()),
-            balance: Some(balance.clone()),
-        };
-        finish(tx, ctx, &[event], response).await?;
-        Ok((reservation, balance))
+        let response: pb::SettleCommissionResponse =
+            execute(db, ctx, operation, request, async |tx| {
+                let current = repo::lock_reservation(tx, payout_id)
+                    .await?
+                    .ok_or_else(|| Error::NotFound {
+                        what: "reservation of payout",
+                        id: payout_id.to_string(),
+                    })?;
+                let (target, other) = if paid {
+                    ("settled", "released")
+                } else {
+                    ("released", "settled")
+                };
+                if current.status == target {
+                    let balance = repo::find_balance(tx, current.creator_id, &current.currency)
+                        .await?
+                        .unwrap_or_default();
+                    return Ok(Decision::answer(pb::SettleCommissionResponse {
+                        reservation: Some(messages::reservation(&current)),
+                        balance: Some(messages::balance(&balance)),
+                    }));
+                }
+                if current.status == other {
+                    return Err(Error::Precondition(format!(
+                        "the reservation of payout {payout_id} is already {other}"
+                    )));
+                }
+                let locked = repo::lock_balance(tx, current.creator_id, &current.currency).await?;
+                let amount = current.amount_minor;
+                let (credited, to) = if paid {
+                    (locked.paid_minor, "paid")
+                } else {
+                    (locked.available_minor, "available")
+                };
+                let overflow = || {
+                    Error::out_of_range(
+                        "payout_id",
+                        past_the_largest(
+                            &format!(
+                                "the creator's {to} balance plus the reservation of {}",
+                                display(amount, &current.currency)
+                            ),
+                            &current.currency,
+                        ),
+                    )
+                };
+                if credited.checked_add(amount).is_none() {
+                    return Err(overflow());
+                }
+                repo::unreserve_allocations(tx, payout_id, paid).await?;
+                let (available, paid_delta) = if paid { (0, amount) } else { (amount, 0) };
+                let balance = repo::adjust_balance(
+                    tx,
+                    current.creator_id,
+                    &current.currency,
+                    available,
+                    -amount,
+                    paid_delta,
+                )
+                .await
+                .map_err(|e| match Error::from(e) {
+                    Error::OutOfRange(_) => overflow(),
+                    other => other,
+                })?;
+                let now = messages::now();
+                let row: ReservationRow =
+                    repo::finish_reservation(tx, payout_id, target, now).await?;
+                let (reservation, balance) =
+                    (messages::reservation(&row), messages::balance(&balance));
+                let event = if paid {
+                    Event::CommissionSettled(CommissionSettled {
+                        reservation: Some(reservation.clone()),
+                        balance: Some(balance.clone()),
+                    })
+                } else {
+                    Event::CommissionReleased(CommissionReleased {
+                        reservation: Some(reservation.clone()),
+                        balance: Some(balance.clone()),
+                    })
+                };
+                let event = messages::event_message(
+                    ctx,
+                    messages::RESERVATION,
+                    payout_id,
+                    row.version,
+                    now,
+                    event,
+                );
+                let response = pb::SettleCommissionResponse {
+                    reservation: Some(reservation),
+                    balance: Some(balance),
+                };
+                Ok(Decision::with(response, event))
+            })
+            .await?;
+        Ok((
+            response.reservation.unwrap_or_default(),
+            response.balance.unwrap_or_default(),
+        ))
     }
 
     pub async fn get_commission(
@@ -549,20 +548,4 @@ impl Commissions {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
-}
-
-/// Appends the events, stores the response under the idempotency key, commits.
-async fn finish<Resp: Message>(
-    mut tx: sqlx::Transaction<'_, Postgres>,
-    ctx: &CommandContext,
-    events: &[OutboxMessage],
-    response: Resp,
-) -> Result<Resp, Error> {
-    let conn: &mut PgConnection = &mut tx;
-    outbox::append(conn, events)
-        .await
-        .map_err(Error::Internal)?;
-    remember(conn, ctx, &response).await?;
-    tx.commit().await?;
-    Ok(response)
 }

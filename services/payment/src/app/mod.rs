@@ -16,8 +16,8 @@ use uuid::Uuid;
 use affiliate_proto::payment as pb;
 use messaging::inbox;
 use service_runtime::context::CommandContext;
-use service_runtime::idempotency::{remember, replay};
 use service_runtime::outbox;
+use service_runtime::unit_of_work::{Decision, execute};
 use service_runtime::validation::{Violations, page_size, parse_id, parse_optional_id};
 
 use crate::adapters::provider::{PaymentOrder, PaymentProvider};
@@ -55,7 +55,6 @@ impl<P: PaymentProvider> Payouts<P> {
     }
 
     /// Starts a payout: `payout.requested.v1` and `commission.reserve.command.v1`, one transaction.
-    #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "request_payout"))]
     pub async fn request_payout(
         &self,
         ctx: &CommandContext,
@@ -75,29 +74,35 @@ impl<P: PaymentProvider> Payouts<P> {
             method,
             account_details: &request.account_details,
         })?;
-        let mut tx = self.pool.begin().await?;
-        if let Some(previous) = replay(&mut tx, ctx, "payment.request_payout", &request).await? {
-            return Ok(previous);
-        }
-        let now = messages::now();
-        let row = repo::insert_payout(
-            &mut tx,
-            Uuid::now_v7(),
-            &new,
-            &domain::mask(&new.account),
-            &ctx.correlation_id,
-            now,
+        let response = execute(
+            &self.pool,
+            ctx,
+            "payment.request_payout",
+            &request,
+            async |tx| {
+                let now = messages::now();
+                let account = domain::mask(&new.account);
+                let row = repo::insert_payout(
+                    tx,
+                    Uuid::now_v7(),
+                    &new,
+                    &account,
+                    &ctx.correlation_id,
+                    now,
+                )
+                .await?;
+                Ok(Decision::with_all(
+                    pb::RequestPayoutResponse {
+                        payout: Some(messages::payout(&row)),
+                    },
+                    messages::step_messages(ctx, &row, now),
+                ))
+            },
         )
         .await?;
-        outbox::append(&mut tx, &messages::step_messages(ctx, &row, now))
-            .await
-            .map_err(Error::Internal)?;
-        let response = pb::RequestPayoutResponse {
-            payout: Some(messages::payout(&row)),
-        };
-        remember(&mut tx, ctx, &response).await?;
-        tx.commit().await?;
-        tracing::info!(payout = %row.id, creator = %row.creator_id, amount = row.amount_minor, currency = %row.currency, "payout requested");
+        if let Some(payout) = &response.payout {
+            tracing::info!(payout = %payout.id, creator = %payout.creator_id, "payout requested");
+        }
         Ok(response)
     }
 

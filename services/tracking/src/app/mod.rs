@@ -1,5 +1,5 @@
-//! The application handlers: one transaction per command (claim the idempotency key, write the
-//! row, append its messages to the outbox, store the response, commit). The gRPC server and the
+//! The application handlers: each command validates its request, then writes its row and names
+//! its messages inside one unit of work (`service_runtime::unit_of_work`). The gRPC server and the
 //! command-topic consumer both call these, so a command has the same effect whichever door it
 //! came through.
 
@@ -13,8 +13,7 @@ use affiliate_proto::tracking::{
     self as pb, EvidenceSubmitted, TrackingEventCreated, tracking_event_envelope::Event,
 };
 use service_runtime::context::CommandContext;
-use service_runtime::idempotency::{remember, replay};
-use service_runtime::outbox;
+use service_runtime::unit_of_work::{Decision, execute};
 use service_runtime::validation::parse_optional_id;
 
 use crate::adapters::repository::{self as repo, Page};
@@ -38,7 +37,6 @@ impl Tracking {
 
     /// Records a view, click or purchase and publishes `tracking_event.created.v1`; a purchase
     /// also sends `commission.calculate.command.v1`, in the same transaction.
-    #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "create_event"))]
     pub async fn create_event(
         &self,
         ctx: &CommandContext,
@@ -58,32 +56,33 @@ impl Tracking {
             },
             messages::now(),
         )?;
-        let mut tx = self.pool.begin().await?;
-        if let Some(previous) = replay(&mut tx, ctx, "tracking.create_event", &request).await? {
-            return Ok(previous);
-        }
-        let now = messages::now();
-        let row = repo::insert_event(&mut tx, Uuid::now_v7(), &new, now).await?;
-        let event = messages::tracking_event(&row);
-        let created = messages::event_message(
+        execute(
+            &self.pool,
             ctx,
-            messages::TRACKING_EVENT,
-            row.id,
-            messages::VERSION,
-            now,
-            Event::TrackingEventCreated(TrackingEventCreated {
-                event: Some(event.clone()),
-            }),
-        );
-        let calculate = messages::calculate_command(ctx, &row, created.message_id, now);
-        let outgoing: Vec<_> = std::iter::once(created).chain(calculate).collect();
-        outbox::append(&mut tx, &outgoing)
-            .await
-            .map_err(Error::Internal)?;
-        let response = pb::CreateEventResponse { event: Some(event) };
-        remember(&mut tx, ctx, &response).await?;
-        tx.commit().await?;
-        Ok(response)
+            "tracking.create_event",
+            &request,
+            async |tx| {
+                let now = messages::now();
+                let row = repo::insert_event(tx, Uuid::now_v7(), &new, now).await?;
+                let event = messages::tracking_event(&row);
+                let created = messages::event_message(
+                    ctx,
+                    messages::TRACKING_EVENT,
+                    row.id,
+                    messages::VERSION,
+                    now,
+                    Event::TrackingEventCreated(TrackingEventCreated {
+                        event: Some(event.clone()),
+                    }),
+                );
+                let calculate = messages::calculate_command(ctx, &row, created.message_id, now);
+                Ok(Decision::with_all(
+                    pb::CreateEventResponse { event: Some(event) },
+                    std::iter::once(created).chain(calculate),
+                ))
+            },
+        )
+        .await
     }
 
     /// One tracking event.
@@ -125,7 +124,6 @@ impl Tracking {
     }
 
     /// Records a creator's evidence and publishes `evidence.submitted.v1`.
-    #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "submit_evidence"))]
     pub async fn submit_evidence(
         &self,
         ctx: &CommandContext,
@@ -138,35 +136,34 @@ impl Tracking {
             url: &request.url,
             note: &request.note,
         })?;
-        let mut tx = self.pool.begin().await?;
-        if let Some(previous) = replay(&mut tx, ctx, "tracking.submit_evidence", &request).await? {
-            return Ok(previous);
-        }
-        let now = messages::now();
-        let row = repo::insert_evidence(&mut tx, Uuid::now_v7(), &new, now).await?;
-        let evidence = messages::evidence(&row);
-        let event = Event::EvidenceSubmitted(EvidenceSubmitted {
-            evidence: Some(evidence.clone()),
-        });
-        outbox::append(
-            &mut tx,
-            &[messages::event_message(
-                ctx,
-                messages::EVIDENCE,
-                row.id,
-                messages::VERSION,
-                now,
-                event,
-            )],
+        execute(
+            &self.pool,
+            ctx,
+            "tracking.submit_evidence",
+            &request,
+            async |tx| {
+                let now = messages::now();
+                let row = repo::insert_evidence(tx, Uuid::now_v7(), &new, now).await?;
+                let evidence = messages::evidence(&row);
+                let event = Event::EvidenceSubmitted(EvidenceSubmitted {
+                    evidence: Some(evidence.clone()),
+                });
+                Ok(Decision::with(
+                    pb::SubmitEvidenceResponse {
+                        evidence: Some(evidence),
+                    },
+                    messages::event_message(
+                        ctx,
+                        messages::EVIDENCE,
+                        row.id,
+                        messages::VERSION,
+                        now,
+                        event,
+                    ),
+                ))
+            },
         )
         .await
-        .map_err(Error::Internal)?;
-        let response = pb::SubmitEvidenceResponse {
-            evidence: Some(evidence),
-        };
-        remember(&mut tx, ctx, &response).await?;
-        tx.commit().await?;
-        Ok(response)
     }
 
     /// A page of evidence, newest first, by campaign and/or creator.
