@@ -75,6 +75,19 @@ async fn grpcurl_lists_describes_checks_health_and_creates_a_campaign() {
             "`list` lacks {expected}:\n{services}"
         );
     }
+    // Reflection lists what this process serves, not every service of the platform.
+    let listed: Vec<&str> = services.lines().map(str::trim).collect();
+    assert_eq!(
+        listed,
+        [
+            "affiliate.campaign.v1.CampaignService",
+            "affiliate.common.v1.StatusService",
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+        ],
+        "`list` names exactly the services this process serves"
+    );
 
     let description = ok(&[
         "-plaintext",

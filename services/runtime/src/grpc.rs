@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use affiliate_proto::common::status_service_server::{StatusService, StatusServiceServer};
+use affiliate_proto::common::status_service_server::{self, StatusService, StatusServiceServer};
 use affiliate_proto::common::{GetStatusRequest, GetStatusResponse};
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -58,6 +58,28 @@ fn statuses(board: &StatusBoard, api: &[String]) -> Vec<(String, bool)> {
         .map(|name| (name, serving))
         .chain(board.components())
         .collect()
+}
+
+/// Server reflection that lists what this process serves, and nothing else: the API's
+/// `services` (none in `events` mode), health, status and reflection itself (both versions, each
+/// resolvable from either). Every message type of the platform stays resolvable, so a listed
+/// method's types always are.
+fn reflection(services: &[&str]) -> tonic_reflection::server::Builder<'static> {
+    use tonic_reflection::pb::{v1, v1alpha};
+    let builder = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(affiliate_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
+        .include_reflection_service(false)
+        .with_service_name(tonic_health::pb::health_server::SERVICE_NAME)
+        .with_service_name(status_service_server::SERVICE_NAME)
+        .with_service_name(v1::server_reflection_server::SERVICE_NAME)
+        .with_service_name(v1alpha::server_reflection_server::SERVICE_NAME);
+    services
+        .iter()
+        .fold(builder, |builder, name| builder.with_service_name(*name))
 }
 
 /// A bound, not yet serving, gRPC listener.
@@ -137,16 +159,10 @@ impl GrpcServer {
                 }
             });
         }
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(affiliate_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+        let reflection_v1 = reflection(services)
             .build_v1()
             .context("build reflection v1 service")?;
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(affiliate_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+        let reflection_v1alpha = reflection(services)
             .build_v1alpha()
             .context("build reflection v1alpha service")?;
         let board_for_signal = board.clone();
