@@ -13,7 +13,7 @@ use service_runtime::config::parse_duration;
 #[derive(Debug, clap::Parser)]
 #[command(
     name = "bff",
-    version,
+    version = build_info::VERSION,
     about = "The REST/JSON edge of the affiliate platform"
 )]
 struct Cli {

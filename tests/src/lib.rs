@@ -471,6 +471,36 @@ pub struct Served {
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
+/// Builds service `D` of the kit from its command line and serves it in this process until
+/// [`Served::stop`]: on the database at `database_url`, a free port, and, given a namespace,
+/// the test broker ([`service_args`]); `extra` flags after those.
+pub async fn serve_service<D: service_host::kit::Declaration>(
+    database_url: &str,
+    namespace: Option<&str>,
+    extra: &[&str],
+) -> Served {
+    let args = match namespace {
+        Some(namespace) => service_args(D::NAME, database_url, namespace, extra),
+        None => [
+            D::NAME,
+            "--database-url",
+            database_url,
+            "--grpc-listen",
+            "127.0.0.1:0",
+        ]
+        .iter()
+        .chain(extra)
+        .map(|a| (*a).to_owned())
+        .collect(),
+    };
+    let config = <D::Config as clap::Parser>::try_parse_from(&args)
+        .unwrap_or_else(|e| panic!("{} {args:?}: {e}", D::NAME));
+    let app = service_host::kit::Application::<D>::build(config)
+        .await
+        .unwrap_or_else(|e| panic!("build {}: {e:#}", D::NAME));
+    serve(app)
+}
+
 /// Serves a built service until [`Served::stop`].
 pub fn serve<S: service_runtime::app::Service>(service: S) -> Served {
     let addr = service.grpc_addr();

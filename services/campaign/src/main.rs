@@ -1,12 +1,6 @@
 //! campaign-service: config → logs → build → serve until SIGINT/SIGTERM.
 
-use clap::Parser as _;
-
-use campaign_service::{Application, Config};
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
-    let log = config.log.clone();
-    service_runtime::app::main("campaign-service", &log, Application::build(config)).await
+    service_host::kit::main::<campaign_service::Campaign>(build_info::VERSION).await
 }

@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use clap::Parser as _;
 use prost::Message as _;
 use sqlx::PgPool;
 use tonic::transport::Channel;
@@ -15,7 +14,7 @@ use tonic_types::StatusExt as _;
 use affiliate_proto::campaign::campaign_service_client::CampaignServiceClient;
 use affiliate_proto::campaign::{self as pb, campaign_event::Event};
 use affiliate_proto::common::Money;
-use campaign_service::{Application, Config};
+use campaign_service::Campaign;
 use e2e::{TestDatabase, fresh_database};
 
 struct TestApp {
@@ -26,20 +25,8 @@ struct TestApp {
 
 async fn spawn_app() -> TestApp {
     let db = fresh_database("campaign_api").await;
-    let config = Config::try_parse_from([
-        "campaign-service",
-        "--database-url",
-        &db.url,
-        "--grpc-listen",
-        "127.0.0.1:0",
-    ])
-    .unwrap();
-    let app = Application::build(config)
-        .await
-        .expect("build campaign service");
-    let addr = app.grpc_addr();
-    let served = e2e::serve(app);
-    let client = CampaignServiceClient::connect(format!("http://{addr}"))
+    let served = e2e::serve_service::<Campaign>(&db.url, None, &[]).await;
+    let client = CampaignServiceClient::connect(served.url())
         .await
         .expect("connect gRPC");
     TestApp { client, db, served }
@@ -586,21 +573,18 @@ async fn health_and_calls_follow_a_database_outage_and_recover() {
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
     let db = fresh_database("campaign_outage").await;
-    let config = Config::try_parse_from([
-        "campaign-service",
-        "--database-url",
+    let served = e2e::serve_service::<Campaign>(
         &db.url,
-        "--grpc-listen",
-        "127.0.0.1:0",
-        "--health-interval",
-        "100ms",
-        "--database-acquire-timeout",
-        "1s",
-    ])
-    .unwrap();
-    let app = Application::build(config).await.unwrap();
-    let addr = app.grpc_addr();
-    let served = e2e::serve(app);
+        None,
+        &[
+            "--health-interval",
+            "100ms",
+            "--database-acquire-timeout",
+            "1s",
+        ],
+    )
+    .await;
+    let addr = served.addr;
     let mut client = CampaignServiceClient::connect(format!("http://{addr}"))
         .await
         .unwrap();

@@ -7,7 +7,6 @@
 
 use std::time::Duration;
 
-use clap::Parser as _;
 use prost::Message as _;
 use sqlx::PgPool;
 use tonic::Request;
@@ -17,7 +16,7 @@ use affiliate_proto::campaign::{
     self as pb, CampaignCommand, campaign_command::Command, campaign_event::Event,
 };
 use affiliate_proto::common::{MessageMetadata, Money};
-use campaign_service::{Application, Config};
+use campaign_service::Campaign;
 use e2e::{
     TestDatabase, eventually, fresh_database, fresh_namespace, publish, pulsar, pulsar_tenant,
 };
@@ -34,10 +33,9 @@ struct TestApp {
 async fn spawn_app() -> TestApp {
     let db = fresh_database("campaign_cmd").await;
     let namespace = fresh_namespace().await;
-    let config = Config::try_parse_from(e2e::service_args(
-        "campaign-service",
+    let served = e2e::serve_service::<Campaign>(
         &db.url,
-        &namespace,
+        Some(&*namespace),
         &[
             "--mode",
             "hybrid",
@@ -48,13 +46,9 @@ async fn spawn_app() -> TestApp {
             "--retry-max-backoff",
             "50ms",
         ],
-    ))
-    .unwrap();
-    let app = Application::build(config)
-        .await
-        .expect("build campaign service");
-    let addr = app.grpc_addr();
-    let served = e2e::serve(app);
+    )
+    .await;
+    let addr = served.addr;
     let grpc = CampaignServiceClient::connect(format!("http://{addr}"))
         .await
         .unwrap();

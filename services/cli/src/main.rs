@@ -13,7 +13,7 @@ use clap::Parser as _;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, clap::Parser)]
-#[command(name = "platform", version, about = "Operate the affiliate platform")]
+#[command(name = "platform", version = build_info::VERSION, about = "Operate the affiliate platform")]
 struct Cli {
     #[command(subcommand)]
     command: Command,

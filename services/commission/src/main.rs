@@ -1,12 +1,6 @@
 //! commission-service: config → logs → build → serve until SIGINT/SIGTERM.
 
-use clap::Parser as _;
-
-use commission_service::{Application, Config};
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
-    let log = config.log.clone();
-    service_runtime::app::main("commission-service", &log, Application::build(config)).await
+    service_host::kit::main::<commission_service::Commission>(build_info::VERSION).await
 }

@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use clap::Parser as _;
 use prost::Message as _;
 use sqlx::PgPool;
 use tonic::transport::Channel;
@@ -18,7 +17,7 @@ use affiliate_proto::campaign::{self as campaign_pb, CampaignEvent, campaign_eve
 use affiliate_proto::commission::commission_service_client::CommissionServiceClient;
 use affiliate_proto::commission::{self as pb, CommissionCommand, commission_command::Command};
 use affiliate_proto::common::{MessageMetadata, Money};
-use commission_service::{Application, Config};
+use commission_service::Commission;
 use e2e::{
     TestDatabase, eventually, fresh_database, fresh_namespace, publish, pulsar, pulsar_tenant,
 };
@@ -36,18 +35,9 @@ struct TestApp {
 async fn spawn_app() -> TestApp {
     let db = fresh_database("commission").await;
     let namespace = fresh_namespace().await;
-    let config = Config::try_parse_from(e2e::service_args(
-        "commission-service",
-        &db.url,
-        &namespace,
-        &e2e::QUICK_RETRIES,
-    ))
-    .unwrap();
-    let app = Application::build(config)
-        .await
-        .expect("build commission service");
-    let addr = app.grpc_addr();
-    let served = e2e::serve(app);
+    let served =
+        e2e::serve_service::<Commission>(&db.url, Some(&*namespace), &e2e::QUICK_RETRIES).await;
+    let addr = served.addr;
     let grpc = CommissionServiceClient::connect(format!("http://{addr}"))
         .await
         .unwrap();

@@ -7,7 +7,6 @@
 
 use std::time::Duration;
 
-use clap::Parser as _;
 use prost::Message as _;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -16,7 +15,7 @@ use uuid::Uuid;
 use affiliate_proto::campaign::{self as campaign_pb, CampaignEvent, campaign_event};
 use affiliate_proto::commission::{self as pb, CommissionCommand, commission_command::Command};
 use affiliate_proto::common::{MessageMetadata, Money};
-use commission_service::{Application, Config};
+use commission_service::Commission;
 use e2e::{
     TestDatabase, eventually, fresh_database, fresh_namespace, publish, pulsar, pulsar_tenant,
 };
@@ -35,21 +34,12 @@ struct TestApp {
 async fn spawn_app(extra: &[&str]) -> TestApp {
     let db = fresh_database("commission").await;
     let namespace = fresh_namespace().await;
-    let config = Config::try_parse_from(e2e::service_args(
-        "commission-service",
-        &db.url,
-        &namespace,
-        extra,
-    ))
-    .unwrap();
-    let app = Application::build(config)
-        .await
-        .expect("build commission service");
+    let served = e2e::serve_service::<Commission>(&db.url, Some(&*namespace), extra).await;
     TestApp {
         db,
         namespace,
         client: pulsar().await,
-        served: e2e::serve(app),
+        served,
     }
 }
 

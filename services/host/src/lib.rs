@@ -9,6 +9,8 @@
 //! process up, its consumers waiting, its gRPC health NOT_SERVING and the reason in `GetStatus`
 //! and the log, never a crash loop.
 
+pub mod kit;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -96,17 +98,6 @@ impl Host {
         self.server.local_addr()
     }
 
-    /// A subscription `name` on the short topic, configured from the consumer flags and reporting
-    /// to the status board.
-    pub fn subscription(&self, short_topic: &str, name: &str) -> Subscription {
-        Subscription::configured(
-            vec![self.pulsar_args.topic(short_topic)],
-            name,
-            &self.consumer_args,
-            &self.board,
-        )
-    }
-
     /// Starts serving: the gRPC server (with `api`, the service and its health name, if given),
     /// the dependency checks (looking up `check_topic` on Pulsar) and the pruning of the dedup
     /// tables. Add consumers and loops to the returned [`Running`], then supervise it.
@@ -169,6 +160,9 @@ impl Host {
         Running {
             parts,
             pulsar: self.pulsar,
+            pulsar_args: self.pulsar_args,
+            consumer_args: self.consumer_args,
+            board: self.board,
             shutdown,
         }
     }
@@ -204,10 +198,24 @@ impl Link {
 pub struct Running {
     parts: Parts,
     pulsar: Option<Link>,
+    pulsar_args: PulsarArgs,
+    consumer_args: ConsumerArgs,
+    board: StatusBoard,
     shutdown: CancellationToken,
 }
 
 impl Running {
+    /// A subscription `name` on the short topic, configured from the consumer flags and reporting
+    /// to the status board.
+    pub fn subscription(&self, short_topic: &str, name: &str) -> Subscription {
+        Subscription::configured(
+            vec![self.pulsar_args.topic(short_topic)],
+            name,
+            &self.consumer_args,
+            &self.board,
+        )
+    }
+
     /// Runs `handler` on `subscription` as the part named `part`.
     pub fn consume<H: Handler>(
         &mut self,

@@ -10,20 +10,11 @@ pub mod adapters;
 pub mod app;
 pub mod domain;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-use tonic::service::Routes;
-
-use affiliate_proto::notification::notification_service_server::{
-    NotificationServiceServer, SERVICE_NAME,
-};
-use service_host::{Host, ServiceArgs};
-use service_runtime::app::Service;
-use service_runtime::config::{
-    ConsumerArgs, DatabaseArgs, GrpcArgs, LogArgs, Mode, PulsarArgs, RetentionArgs, parse_duration,
-};
+use affiliate_proto::notification::notification_service_server::NotificationServiceServer;
+use service_host::kit::{Declaration, Kit, ServiceFlags, Wiring};
+use service_runtime::config::{Mode, parse_duration};
 use service_runtime::outbox::events_topic;
 
 use crate::adapters::events::{EventFeed, Source};
@@ -43,93 +34,76 @@ pub const SUBSCRIPTION: &str = "notification";
     name = "notification-service",
     version,
     about = "Per-user notifications from every service's events, listed and streamed live",
-    mut_arg("listen", |arg| arg.default_value(DEFAULT_GRPC_LISTEN))
+    mut_arg("listen", |arg| arg.default_value(DEFAULT_GRPC_LISTEN)),
+    mut_arg("mode", |arg| arg
+        .default_value("hybrid")
+        .help("grpc or hybrid (the API and the event feeds) or events (the feeds only)"))
 )]
 pub struct Config {
-    /// grpc or hybrid (the API and the event feeds) or events (the feeds only).
-    #[arg(long, env = "MODE", value_enum, default_value = "hybrid")]
-    pub mode: Mode,
+    #[command(flatten)]
+    pub service: ServiceFlags,
     /// How often a live Subscribe stream re-reads its user's notifications even without a
     /// wake-up (NOTIFYs are lost while the listener reconnects), e.g. 2s.
     #[arg(long = "subscribe-poll-interval", env = "SUBSCRIBE_POLL_INTERVAL", default_value = "2s", value_parser = parse_duration)]
     pub subscribe_poll_interval: Duration,
-    #[command(flatten)]
-    pub database: DatabaseArgs,
-    #[command(flatten)]
-    pub grpc: GrpcArgs,
-    #[command(flatten)]
-    pub pulsar: PulsarArgs,
-    #[command(flatten)]
-    pub consumer: ConsumerArgs,
-    #[command(flatten)]
-    pub retention: RetentionArgs,
-    #[command(flatten)]
-    pub log: LogArgs,
 }
 
-/// A built service: database migrated, Pulsar connected, gRPC listener bound; not yet serving.
-pub struct Application {
-    host: Host,
-    config: Config,
-}
+/// The notification service: the four event feeds in every mode, the API and the listener that
+/// wakes its live streams unless in `events` mode.
+pub struct Notification;
 
-impl Application {
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let args = ServiceArgs {
-            name: "notification-service",
-            mode: config.mode,
-            database: &config.database,
-            grpc: &config.grpc,
-            pulsar: &config.pulsar,
-            consumer: &config.consumer,
-            retention: &config.retention,
-        };
-        let host = Host::start(args, &MIGRATOR, true).await?;
-        Ok(Self { host, config })
-    }
-}
+impl Declaration for Notification {
+    const NAME: &'static str = "notification-service";
+    const SERVICE: &'static str = "notification";
+    type Config = Config;
 
-impl Service for Application {
-    fn grpc_addr(&self) -> SocketAddr {
-        self.host.grpc_addr()
+    fn flags(config: &Config) -> &ServiceFlags {
+        &config.service
     }
 
-    /// Serves until `shutdown` or a failing part: the four event feeds in every mode, the API
-    /// and the listener that wakes its live streams unless in `events` mode.
-    async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let pool = self.host.pool.clone();
-        let notifications = app::Notifications::new(pool.clone());
-        let feeds = Source::ALL.map(|source| {
-            let topic = events_topic(source.service());
-            (source, self.host.subscription(&topic, SUBSCRIPTION))
-        });
-        let live = self.config.mode.serves_grpc().then(|| {
-            adapters::live::Live::new(
+    fn migrator() -> &'static sqlx::migrate::Migrator {
+        &MIGRATOR
+    }
+
+    fn needs_pulsar(_: Mode) -> bool {
+        true
+    }
+
+    /// It has no command topic: the broker check looks up the first feed's topic.
+    fn check_topic() -> String {
+        events_topic(Source::Campaign.service())
+    }
+
+    fn wire(config: &Config, kit: &Kit) -> anyhow::Result<Wiring> {
+        let notifications = app::Notifications::new(kit.pool.clone());
+        let mut wiring = Wiring::new();
+        if kit.mode.serves_grpc() {
+            let live = adapters::live::Live::new(
                 notifications.clone(),
-                self.config.subscribe_poll_interval,
-                shutdown.clone(),
-            )
-        });
-        let api = live.clone().map(|live| {
-            let api = adapters::grpc::NotificationApi::new(notifications.clone(), live);
-            (
-                Routes::new(NotificationServiceServer::new(api)),
-                SERVICE_NAME,
-            )
-        });
-        let mut running = self
-            .host
-            .serve(api, &events_topic(Source::Campaign.service()), shutdown);
-        if let Some(live) = live {
-            running.spawn("notification listener", live.listen(pool));
+                config.subscribe_poll_interval,
+                kit.shutdown.clone(),
+            );
+            let api = adapters::grpc::NotificationApi::new(notifications.clone(), live.clone());
+            let pool = kit.pool.clone();
+            wiring = wiring
+                .api(NotificationServiceServer::new(api))
+                .run("notification listener", move |_| live.listen(pool));
         }
-        for (source, subscription) in feeds {
+        for source in Source::ALL {
             let feed = EventFeed::new(source, notifications.clone());
-            running.consume(source.part(), subscription, feed)?;
+            wiring = wiring.feed(
+                source.part(),
+                &events_topic(source.service()),
+                SUBSCRIPTION,
+                feed,
+            );
         }
-        running.supervise().await
+        Ok(wiring)
     }
 }
+
+/// A built notification service (see `service_host::kit::Application`).
+pub type Application = service_host::kit::Application<Notification>;
 
 #[cfg(test)]
 mod config_tests {
@@ -152,7 +126,9 @@ mod config_tests {
         ]);
         let config = config.map_err(|e| e.to_string());
         assert_eq!(
-            config.as_ref().map(|c| (c.mode, c.grpc.listen.to_string())),
+            config
+                .as_ref()
+                .map(|c| (c.service.mode, c.service.grpc.listen.to_string())),
             Ok((Mode::Hybrid, DEFAULT_GRPC_LISTEN.to_owned()))
         );
     }

@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use clap::Parser as _;
 use futures::StreamExt as _;
 use prost::Message as _;
 use tonic::Code;
@@ -27,9 +26,9 @@ use affiliate_proto::tracking::{
 };
 use e2e::{TestDatabase, fresh_database, fresh_namespace, publish, pulsar_tenant};
 use messaging::{Delivery, Failure, Handler as _};
+use notification_service::Notification;
 use notification_service::adapters::events::{EventFeed, Source};
 use notification_service::app::Notifications;
-use notification_service::{Application, Config};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -479,21 +478,16 @@ struct TestApp {
 async fn spawn_app(poll: &str) -> TestApp {
     let feeds = Feeds::new().await;
     let namespace = fresh_namespace().await;
-    let config = Config::try_parse_from(e2e::service_args(
-        "notification-service",
+    let served = e2e::serve_service::<Notification>(
         &feeds.db.url,
-        &namespace,
+        Some(&*namespace),
         &[
             &e2e::QUICK_RETRIES[..],
             &["--subscribe-poll-interval", poll, "--shutdown-grace", "30s"],
         ]
         .concat(),
-    ))
-    .unwrap();
-    let app = Application::build(config)
-        .await
-        .expect("build notification service");
-    let served = e2e::serve(app);
+    )
+    .await;
     let grpc = NotificationServiceClient::connect(served.url())
         .await
         .unwrap();

@@ -10,21 +10,15 @@ pub mod adapters;
 pub mod app;
 pub mod domain;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tonic::service::Routes;
 
-use affiliate_proto::payment::payment_service_server::{PaymentServiceServer, SERVICE_NAME};
-use messaging::door::Door;
-use service_host::{Host, ServiceArgs};
-use service_runtime::app::Service;
-use service_runtime::config::{
-    ConsumerArgs, DatabaseArgs, GrpcArgs, LogArgs, Mode, PulsarArgs, RetentionArgs, parse_duration,
-};
-use service_runtime::outbox::{commands_topic, events_topic};
+use affiliate_proto::payment::payment_service_server::PaymentServiceServer;
+use service_host::kit::{Declaration, Kit, ServiceFlags, Wiring};
+use service_runtime::config::{Mode, parse_duration};
+use service_runtime::outbox::events_topic;
 
 use crate::adapters::provider::SandboxProvider;
 use crate::app::Payouts;
@@ -57,102 +51,67 @@ pub struct ProviderArgs {
 #[command(
     name = "payment-service",
     version,
-    about = "Payouts through a payment provider, as a saga"
+    about = "Payouts through a payment provider, as a saga",
+    mut_arg("mode", |arg| arg
+        .default_value("hybrid")
+        .help("grpc (API), events (the payment-commands topic) or hybrid (both). The saga runs in all"))
 )]
 pub struct Config {
-    /// grpc (API), events (the payment-commands topic) or hybrid (both). The saga runs in all.
-    #[arg(long, env = "MODE", value_enum, default_value = "hybrid")]
-    pub mode: Mode,
     #[command(flatten)]
-    pub database: DatabaseArgs,
-    #[command(flatten)]
-    pub grpc: GrpcArgs,
-    #[command(flatten)]
-    pub pulsar: PulsarArgs,
-    #[command(flatten)]
-    pub consumer: ConsumerArgs,
-    #[command(flatten)]
-    pub retention: RetentionArgs,
+    pub service: ServiceFlags,
     #[command(flatten)]
     pub provider: ProviderArgs,
-    #[command(flatten)]
-    pub log: LogArgs,
 }
 
-/// A built service: database migrated, Pulsar connected, gRPC listener bound; not yet serving.
-pub struct Application {
-    host: Host,
-    config: Config,
-}
+/// The payment service: its API and command door in the mode's doors; the saga (its
+/// commission-event feed, its resumer) and the saga metrics in every mode.
+pub struct Payment;
 
-impl Application {
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let args = ServiceArgs {
-            name: "payment-service",
-            mode: config.mode,
-            database: &config.database,
-            grpc: &config.grpc,
-            pulsar: &config.pulsar,
-            consumer: &config.consumer,
-            retention: &config.retention,
-        };
-        let host = Host::start(args, &MIGRATOR, true).await?;
-        Ok(Self { host, config })
+impl Declaration for Payment {
+    const NAME: &'static str = "payment-service";
+    const SERVICE: &'static str = app::messages::SERVICE;
+    type Config = Config;
+
+    fn flags(config: &Config) -> &ServiceFlags {
+        &config.service
     }
 
-    pub fn grpc_addr(&self) -> SocketAddr {
-        self.host.grpc_addr()
+    fn migrator() -> &'static sqlx::migrate::Migrator {
+        &MIGRATOR
     }
 
-    /// Serves until `shutdown` or a failing part. The saga (its commission-event feed and its
-    /// resumer) runs in every mode; the mode chooses the client doors.
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    fn needs_pulsar(_: Mode) -> bool {
+        true
+    }
+
+    fn wire(config: &Config, kit: &Kit) -> anyhow::Result<Wiring> {
         let provider = Arc::new(SandboxProvider {
-            limit_minor: self.config.provider.sandbox_limit_minor,
-            slow_delay: self.config.provider.sandbox_slow_delay,
+            limit_minor: config.provider.sandbox_limit_minor,
+            slow_delay: config.provider.sandbox_slow_delay,
         });
-        let payouts = Payouts::new(
-            self.host.pool.clone(),
-            provider,
-            self.config.provider.timeout,
-        );
-        let mode = self.config.mode;
-        let commands = commands_topic(app::messages::SERVICE);
-        let feed_subscription = self
-            .host
-            .subscription(&events_topic("commission"), "payment");
-        let door_subscription = self.host.subscription(&commands, "payment");
+        let payouts = Payouts::new(kit.pool.clone(), provider, config.provider.timeout);
+        let door = adapters::commands::PaymentDoor::new(payouts.clone(), kit.pool.clone());
         let feed = adapters::commissions::SagaFeed::new(payouts.clone());
-        let door = Door(adapters::commands::PaymentDoor::new(
+        let (resumer, interval, pool) = (
             payouts.clone(),
-            self.host.pool.clone(),
-        ));
-        let api = mode.serves_grpc().then(|| {
-            (
-                Routes::new(PaymentServiceServer::new(adapters::grpc::PaymentApi::new(
-                    payouts.clone(),
-                ))),
-                SERVICE_NAME,
-            )
-        });
-        let pool = self.host.pool.clone();
-        let mut running = self.host.serve(api, &commands, shutdown);
-        running.consume("saga feed", feed_subscription, feed)?;
-        if mode.consumes_commands() {
-            running.consume("command consumer", door_subscription, door)?;
-        }
-        let (interval, token) = (self.config.provider.resume_interval, running.token());
-        running.spawn("saga resumer", async move {
-            resume_loop(payouts, interval, token).await
-        });
-        let token = running.token();
-        running.spawn(
-            "saga metrics",
-            async move { meter_sagas(pool, token).await },
+            config.provider.resume_interval,
+            kit.pool.clone(),
         );
-        running.supervise().await
+        Ok(Wiring::new()
+            .api(PaymentServiceServer::new(adapters::grpc::PaymentApi::new(
+                payouts,
+            )))
+            .door(door)
+            .feed("saga feed", &events_topic("commission"), "payment", feed)
+            .run("saga resumer", move |token| {
+                resume_loop(resumer, interval, token)
+            })
+            .run("saga metrics", move |token| meter_sagas(pool, token)))
     }
 }
+
+/// A built payment service (see `service_host::kit::Application`).
+pub type Application = service_host::kit::Application<Payment>;
 
 /// Every few seconds, how many payouts are in each saga state (`payouts{status}`).
 async fn meter_sagas(pool: sqlx::PgPool, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -206,16 +165,6 @@ async fn resume_loop(
             () = shutdown.cancelled() => return Ok(()),
             () = tokio::time::sleep(interval) => {}
         }
-    }
-}
-
-impl Service for Application {
-    fn grpc_addr(&self) -> SocketAddr {
-        Application::grpc_addr(self)
-    }
-
-    async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        Application::run_until_stopped(self, shutdown).await
     }
 }
 

@@ -1,12 +1,6 @@
 //! payment-service: config → logs → build → serve until SIGINT/SIGTERM.
 
-use clap::Parser as _;
-
-use payment_service::{Application, Config};
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
-    let log = config.log.clone();
-    service_runtime::app::main("payment-service", &log, Application::build(config)).await
+    service_host::kit::main::<payment_service::Payment>(build_info::VERSION).await
 }

@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use clap::Parser as _;
 use prost::Message as _;
 use sqlx::PgPool;
 use tonic::Code;
@@ -24,7 +23,7 @@ use e2e::{
     TestDatabase, TestNamespace, eventually, fresh_database, fresh_namespace, publish, pulsar,
     pulsar_tenant,
 };
-use payment_service::{Application, Config};
+use payment_service::Payment;
 
 const WAIT: Duration = Duration::from_secs(30);
 const IBAN: &str = "DE89370400440532013000";
@@ -38,18 +37,13 @@ struct TestApp {
 }
 
 async fn start(db: TestDatabase, namespace: TestNamespace) -> TestApp {
-    let config = Config::try_parse_from(e2e::service_args(
-        "payment-service",
+    let served = e2e::serve_service::<Payment>(
         &db.url,
-        &namespace,
+        Some(&*namespace),
         &["--sandbox-slow-delay", "100ms"],
-    ))
-    .unwrap();
-    let app = Application::build(config)
-        .await
-        .expect("build payment service");
-    let addr = app.grpc_addr();
-    let served = e2e::serve(app);
+    )
+    .await;
+    let addr = served.addr;
     let grpc = PaymentServiceClient::connect(format!("http://{addr}"))
         .await
         .unwrap();

@@ -1,13 +1,11 @@
 //! relay: config → logs → connect Pulsar → run every outbox loop until SIGINT/SIGTERM.
 
-use clap::Parser as _;
-
 use relay::{Application, Config};
 use service_runtime::{shutdown, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+    let config: Config = service_runtime::app::parse(build_info::VERSION);
     service_runtime::tls::install_crypto_provider();
     telemetry::init(&config.log)?;
     let outboxes: Vec<&str> = config.outboxes.iter().map(|o| o.service.as_str()).collect();

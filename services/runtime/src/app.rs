@@ -47,6 +47,14 @@ where
     result
 }
 
+/// Parses the process's command line with `version` as its `--version` (the binary's
+/// `build_info::VERSION`, which names the git revision); exits with clap's message on bad flags,
+/// `--help` and `--version`.
+pub fn parse<C: clap::Parser>(version: &'static str) -> C {
+    let matches = C::command().version(version).get_matches();
+    C::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 /// The concurrent parts of one process. When any part ends, all are told to stop; the first
 /// failure is returned once every part has ended.
 pub struct Parts {

@@ -1,13 +1,11 @@
 //! trace-viewer: config → logs → bind both listeners → serve until SIGINT/SIGTERM.
 
-use clap::Parser as _;
-
 use service_runtime::{shutdown, telemetry};
 use trace_viewer::{Application, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+    let config: Config = service_runtime::app::parse(build_info::VERSION);
     telemetry::init(&config.log)?;
     let app = match Application::build(config).await {
         Ok(app) => app,

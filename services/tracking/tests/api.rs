@@ -4,7 +4,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use clap::Parser as _;
 use prost::Message as _;
 use sqlx::PgPool;
 use tonic::transport::Channel;
@@ -17,7 +16,7 @@ use affiliate_proto::common::Money;
 use affiliate_proto::tracking::tracking_service_client::TrackingServiceClient;
 use affiliate_proto::tracking::{self as pb, tracking_event_envelope::Event};
 use e2e::{TestDatabase, fresh_database};
-use tracking_service::{Application, Config};
+use tracking_service::Tracking;
 
 struct TestApp {
     client: TrackingServiceClient<Channel>,
@@ -27,20 +26,8 @@ struct TestApp {
 
 async fn spawn_app() -> TestApp {
     let db = fresh_database("tracking_api").await;
-    let config = Config::try_parse_from([
-        "tracking-service",
-        "--database-url",
-        &db.url,
-        "--grpc-listen",
-        "127.0.0.1:0",
-    ])
-    .unwrap();
-    let app = Application::build(config)
-        .await
-        .expect("build tracking service");
-    let addr = app.grpc_addr();
-    let served = e2e::serve(app);
-    let client = TrackingServiceClient::connect(format!("http://{addr}"))
+    let served = e2e::serve_service::<Tracking>(&db.url, None, &[]).await;
+    let client = TrackingServiceClient::connect(served.url())
         .await
         .expect("connect gRPC");
     TestApp { client, db, served }

@@ -7,7 +7,6 @@
 
 use std::time::Duration;
 
-use clap::Parser as _;
 use prost::Message as _;
 use sqlx::PgPool;
 use tonic::Request;
@@ -22,7 +21,7 @@ use affiliate_proto::tracking::{
 use e2e::{
     TestDatabase, eventually, fresh_database, fresh_namespace, publish, pulsar, pulsar_tenant,
 };
-use tracking_service::{Application, Config};
+use tracking_service::Tracking;
 
 struct TestApp {
     db: TestDatabase,
@@ -35,10 +34,9 @@ struct TestApp {
 async fn spawn_app() -> TestApp {
     let db = fresh_database("tracking_cmd").await;
     let namespace = fresh_namespace().await;
-    let config = Config::try_parse_from(e2e::service_args(
-        "tracking-service",
+    let served = e2e::serve_service::<Tracking>(
         &db.url,
-        &namespace,
+        Some(&*namespace),
         &[
             "--mode",
             "hybrid",
@@ -49,13 +47,9 @@ async fn spawn_app() -> TestApp {
             "--retry-max-backoff",
             "50ms",
         ],
-    ))
-    .unwrap();
-    let app = Application::build(config)
-        .await
-        .expect("build tracking service");
-    let addr = app.grpc_addr();
-    let served = e2e::serve(app);
+    )
+    .await;
+    let addr = served.addr;
     let grpc = TrackingServiceClient::connect(format!("http://{addr}"))
         .await
         .unwrap();
