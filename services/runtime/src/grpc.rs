@@ -60,6 +60,21 @@ fn statuses(board: &StatusBoard, api: &[String]) -> Vec<(String, bool)> {
         .collect()
 }
 
+/// The gRPC door of a command: reads the command's context (idempotency key, correlation id,
+/// trace context) from the request's metadata, runs the handler on it and the message, and
+/// answers; a handler's error becomes its status through the one mapping
+/// (`crate::errors`). The command-topic door runs the same handler (`messaging::door`).
+pub async fn command<Req, Resp, E>(
+    request: Request<Req>,
+    handler: impl AsyncFnOnce(&crate::context::CommandContext, Req) -> Result<Resp, E>,
+) -> Result<Response<Resp>, Status>
+where
+    Status: From<E>,
+{
+    let ctx = crate::context::CommandContext::from_grpc(&request)?;
+    Ok(Response::new(handler(&ctx, request.into_inner()).await?))
+}
+
 /// Server reflection that lists what this process serves, and nothing else: the API's
 /// `services` (none in `events` mode), health, status and reflection itself (both versions, each
 /// resolvable from either). Every message type of the platform stays resolvable, so a listed

@@ -5,7 +5,7 @@ use tonic::{Request, Response, Status};
 
 use affiliate_proto::campaign::campaign_service_server::CampaignService;
 use affiliate_proto::campaign::{self as pb};
-use service_runtime::context::CommandContext;
+use service_runtime::grpc::command;
 
 use crate::app::Campaigns;
 
@@ -27,12 +27,10 @@ impl CampaignService for CampaignApi {
         &self,
         request: Request<pb::CreateCampaignRequest>,
     ) -> Result<Response<pb::CreateCampaignResponse>, Status> {
-        let ctx = CommandContext::from_grpc(&request)?;
-        let response = self
-            .campaigns
-            .create_campaign(&ctx, request.into_inner())
-            .await?;
-        Ok(Response::new(response))
+        command(request, async |ctx, r| {
+            self.campaigns.create_campaign(ctx, r).await
+        })
+        .await
     }
 
     async fn get_campaign(
@@ -57,57 +55,49 @@ impl CampaignService for CampaignApi {
         &self,
         request: Request<pb::AddVideoRequest>,
     ) -> Result<Response<pb::AddVideoResponse>, Status> {
-        let ctx = CommandContext::from_grpc(&request)?;
-        Ok(Response::new(
-            self.campaigns.add_video(&ctx, request.into_inner()).await?,
-        ))
+        command(request, async |ctx, r| {
+            self.campaigns.add_video(ctx, r).await
+        })
+        .await
     }
 
     async fn accept_campaign(
         &self,
         request: Request<pb::AcceptCampaignRequest>,
     ) -> Result<Response<pb::AcceptCampaignResponse>, Status> {
-        let ctx = CommandContext::from_grpc(&request)?;
-        Ok(Response::new(
-            self.campaigns
-                .accept_campaign(&ctx, request.into_inner())
-                .await?,
-        ))
+        command(request, async |ctx, r| {
+            self.campaigns.accept_campaign(ctx, r).await
+        })
+        .await
     }
 
     async fn pause_campaign(
         &self,
         request: Request<pb::PauseCampaignRequest>,
     ) -> Result<Response<pb::PauseCampaignResponse>, Status> {
-        let ctx = CommandContext::from_grpc(&request)?;
-        Ok(Response::new(
-            self.campaigns
-                .pause_campaign(&ctx, request.into_inner())
-                .await?,
-        ))
+        command(request, async |ctx, r| {
+            self.campaigns.pause_campaign(ctx, r).await
+        })
+        .await
     }
 
     async fn resume_campaign(
         &self,
         request: Request<pb::ResumeCampaignRequest>,
     ) -> Result<Response<pb::ResumeCampaignResponse>, Status> {
-        let ctx = CommandContext::from_grpc(&request)?;
-        Ok(Response::new(
-            self.campaigns
-                .resume_campaign(&ctx, request.into_inner())
-                .await?,
-        ))
+        command(request, async |ctx, r| {
+            self.campaigns.resume_campaign(ctx, r).await
+        })
+        .await
     }
 
     async fn close_campaign(
         &self,
         request: Request<pb::CloseCampaignRequest>,
     ) -> Result<Response<pb::CloseCampaignResponse>, Status> {
-        let ctx = CommandContext::from_grpc(&request)?;
-        Ok(Response::new(
-            self.campaigns
-                .close_campaign(&ctx, request.into_inner())
-                .await?,
-        ))
+        command(request, async |ctx, r| {
+            self.campaigns.close_campaign(ctx, r).await
+        })
+        .await
     }
 }

@@ -5,7 +5,7 @@ use tonic::{Request, Response, Status};
 
 use affiliate_proto::commission::commission_service_server::CommissionService;
 use affiliate_proto::commission::{self as pb};
-use service_runtime::context::CommandContext;
+use service_runtime::grpc::command;
 
 use crate::app::Commissions;
 
@@ -26,42 +26,40 @@ impl CommissionService for CommissionApi {
         &self,
         request: Request<pb::CalculateCommissionRequest>,
     ) -> Result<Response<pb::CalculateCommissionResponse>, Status> {
-        let ctx = CommandContext::from_grpc(&request)?;
-        Ok(Response::new(
-            self.commissions
-                .calculate(&ctx, request.into_inner())
-                .await?,
-        ))
+        command(request, async |ctx, r| {
+            self.commissions.calculate(ctx, r).await
+        })
+        .await
     }
 
     async fn reserve_commission(
         &self,
         request: Request<pb::ReserveCommissionRequest>,
     ) -> Result<Response<pb::ReserveCommissionResponse>, Status> {
-        let ctx = CommandContext::from_grpc(&request)?;
-        Ok(Response::new(
-            self.commissions.reserve(&ctx, request.into_inner()).await?,
-        ))
+        command(request, async |ctx, r| {
+            self.commissions.reserve(ctx, r).await
+        })
+        .await
     }
 
     async fn release_commission(
         &self,
         request: Request<pb::ReleaseCommissionRequest>,
     ) -> Result<Response<pb::ReleaseCommissionResponse>, Status> {
-        let ctx = CommandContext::from_grpc(&request)?;
-        Ok(Response::new(
-            self.commissions.release(&ctx, request.into_inner()).await?,
-        ))
+        command(request, async |ctx, r| {
+            self.commissions.release(ctx, r).await
+        })
+        .await
     }
 
     async fn settle_commission(
         &self,
         request: Request<pb::SettleCommissionRequest>,
     ) -> Result<Response<pb::SettleCommissionResponse>, Status> {
-        let ctx = CommandContext::from_grpc(&request)?;
-        Ok(Response::new(
-            self.commissions.settle(&ctx, request.into_inner()).await?,
-        ))
+        command(request, async |ctx, r| {
+            self.commissions.settle(ctx, r).await
+        })
+        .await
     }
 
     async fn get_commission(

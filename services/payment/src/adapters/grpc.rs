@@ -5,7 +5,7 @@ use tonic::{Request, Response, Status};
 
 use affiliate_proto::payment::payment_service_server::PaymentService;
 use affiliate_proto::payment::{self as pb};
-use service_runtime::context::CommandContext;
+use service_runtime::grpc::command;
 
 use crate::adapters::provider::PaymentProvider;
 use crate::app::Payouts;
@@ -26,12 +26,10 @@ impl<P: PaymentProvider> PaymentService for PaymentApi<P> {
         &self,
         request: Request<pb::RequestPayoutRequest>,
     ) -> Result<Response<pb::RequestPayoutResponse>, Status> {
-        let ctx = CommandContext::from_grpc(&request)?;
-        Ok(Response::new(
-            self.payouts
-                .request_payout(&ctx, request.into_inner())
-                .await?,
-        ))
+        command(request, async |ctx, r| {
+            self.payouts.request_payout(ctx, r).await
+        })
+        .await
     }
 
     async fn get_payout(

@@ -5,7 +5,7 @@ use tonic::{Request, Response, Status};
 
 use affiliate_proto::tracking::tracking_service_server::TrackingService;
 use affiliate_proto::tracking::{self as pb};
-use service_runtime::context::CommandContext;
+use service_runtime::grpc::command;
 
 use crate::app::Tracking;
 
@@ -27,12 +27,10 @@ impl TrackingService for TrackingApi {
         &self,
         request: Request<pb::CreateEventRequest>,
     ) -> Result<Response<pb::CreateEventResponse>, Status> {
-        let ctx = CommandContext::from_grpc(&request)?;
-        Ok(Response::new(
-            self.tracking
-                .create_event(&ctx, request.into_inner())
-                .await?,
-        ))
+        command(request, async |ctx, r| {
+            self.tracking.create_event(ctx, r).await
+        })
+        .await
     }
 
     async fn get_event(
@@ -57,12 +55,10 @@ impl TrackingService for TrackingApi {
         &self,
         request: Request<pb::SubmitEvidenceRequest>,
     ) -> Result<Response<pb::SubmitEvidenceResponse>, Status> {
-        let ctx = CommandContext::from_grpc(&request)?;
-        Ok(Response::new(
-            self.tracking
-                .submit_evidence(&ctx, request.into_inner())
-                .await?,
-        ))
+        command(request, async |ctx, r| {
+            self.tracking.submit_evidence(ctx, r).await
+        })
+        .await
     }
 
     async fn list_evidence(
