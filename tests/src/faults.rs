@@ -215,6 +215,20 @@ async fn assert_dead_letter_kept(platform: &Platform, letter: &str) {
     println!("broker_killed: the dead letter outlived the crash");
 }
 
+/// The last ERROR lines of the local broker's log (`deploy/local/pulsar.sh` writes it under the
+/// state folder), for a time-out's message.
+fn broker_errors() -> Vec<String> {
+    let state = std::env::var("STATE_DIR")
+        .unwrap_or_else(|_| format!("{}/../.state", env!("CARGO_MANIFEST_DIR")));
+    let log = std::fs::read_to_string(format!("{state}/logs/pulsar.log")).unwrap_or_default();
+    let errors: Vec<String> = log
+        .lines()
+        .filter(|l| l.contains(" ERROR "))
+        .map(|l| l.chars().take(300).collect())
+        .collect();
+    errors[errors.len().saturating_sub(15)..].to_vec()
+}
+
 /// Runs `deploy/local/<name> <args>` (blocking: the caller's runtime has other threads), failing
 /// with what to do if it cannot; returns its standard output.
 fn script(name: &str, args: &[&str]) -> String {
@@ -546,9 +560,10 @@ pub async fn under_load(fault: Fault) {
             let busy = platform.busy().await;
             panic!(
                 "timed out after {CONVERGE:?} waiting for every purchase's commission: {n:?} of {} \
-                 (logs in {}); still busy: {busy:#?}",
+                 (logs in {}); still busy: {busy:#?}; the broker's last errors: {:#?}",
                 ids.len(),
-                platform.logs.display()
+                platform.logs.display(),
+                broker_errors()
             );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
