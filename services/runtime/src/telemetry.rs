@@ -22,6 +22,7 @@ use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tonic::codegen::http;
 use tracing::Subscriber;
+use tracing_log::NormalizeEvent as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
@@ -272,8 +273,12 @@ where
             "timestamp".into(),
             Value::String(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
         );
-        line.insert("level".into(), event.metadata().level().as_str().into());
-        line.insert("target".into(), event.metadata().target().into());
+        // A `log` record (pulsar-rs logs through the `log` crate, bridged by tracing-log) comes
+        // as an event of target `log`; its own target, module and level are in its fields.
+        let normalized = event.normalized_metadata();
+        let metadata = normalized.as_ref().unwrap_or_else(|| event.metadata());
+        line.insert("level".into(), metadata.level().as_str().into());
+        line.insert("target".into(), metadata.target().into());
         if let Some(scope) = ctx.event_scope() {
             for span in scope.from_root() {
                 let extensions = span.extensions();
@@ -306,6 +311,10 @@ struct JsonVisitor(serde_json::Map<String, serde_json::Value>);
 
 impl tracing::field::Visit for JsonVisitor {
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        // A bridged `log` record's metadata (`log.target`, `log.file`, …) is in the line already.
+        if field.name().starts_with("log.") {
+            return;
+        }
         self.0.insert(field.name().into(), value.into());
     }
     fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
@@ -329,6 +338,61 @@ impl tracing::field::Visit for JsonVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a subscriber with the JSON format writes, one line per event.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::ErrorKind::Other)?
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_log_crate_record_keeps_its_own_target_and_level_in_json() {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let fmt = tracing_subscriber::fmt::layer()
+            .with_writer(move || writer.clone())
+            .fmt_fields(JsonFields::new())
+            .event_format(JsonWithTrace);
+        let subscriber = tracing_subscriber::registry().with(fmt);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing_log::format_trace(
+                &log::Record::builder()
+                    .args(format_args!("connection error, retrying"))
+                    .level(log::Level::Warn)
+                    .target("pulsar::connection_manager")
+                    .module_path_static(Some("pulsar::connection_manager"))
+                    .file_static(Some("src/connection_manager.rs"))
+                    .line(Some(42))
+                    .build(),
+            )
+            .unwrap();
+            tracing::info!(answer = 42, "native");
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines[0]["target"], "pulsar::connection_manager", "{text}");
+        assert_eq!(lines[0]["level"], "WARN");
+        assert_eq!(lines[0]["message"], "connection error, retrying");
+        assert!(lines[0].get("log.target").is_none(), "{text}");
+        assert_eq!(lines[1]["target"], module_path!());
+        assert_eq!(lines[1]["answer"], 42);
+    }
 
     #[test]
     fn trace_headers_are_w3c_and_a_remote_parent_is_continued() {
