@@ -98,6 +98,9 @@ deploy/static-checks.sh
 step "cargo deny check licenses bans sources (deny.toml)"
 "$CARGO_DENY_BIN" check --hide-inclusion-graph licenses bans sources
 
+step "cargo machete (no crate declares a dependency it does not use)"
+"$CARGO_MACHETE_BIN"
+
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 

@@ -7,6 +7,7 @@
 #   npm:  buf      (npm install @bufbuild/buf --prefix $NPM_TOOLS_PREFIX           -> $BUF_BIN)
 #   pip:  schemathesis $SCHEMATHESIS_VERSION in the venv $PY_TOOLS_VENV             -> $SCHEMATHESIS_BIN
 #   cargo: cargo-deny $CARGO_DENY_VERSION (cargo install --locked --root $CARGO_TOOLS_ROOT) -> $CARGO_DENY_BIN
+#          cargo-machete $CARGO_MACHETE_VERSION (the same way)                    -> $CARGO_MACHETE_BIN
 # `apt-get update` runs once, and only when an apt package is missing. Waits for the apt/dpkg lock.
 # Usage: deploy/local/install.sh        (idempotent; prints what it installed vs found)
 set -euo pipefail
@@ -119,16 +120,22 @@ else
   missing+=("schemathesis: no 'python3' on PATH (apt-get install python3 python3-venv), then rerun")
 fi
 
-# ---- cargo-deny (crates.io, for tests/run.sh's supply-chain check) ---------------------------
-if [[ -x "$CARGO_DENY_BIN" ]] && [[ "$("$CARGO_DENY_BIN" --version 2>/dev/null)" == "cargo-deny $CARGO_DENY_VERSION" ]]; then
-  found+=("cargo-deny ($CARGO_DENY_BIN)")
-elif command -v cargo >/dev/null 2>&1; then
-  infra_log "cargo install cargo-deny@$CARGO_DENY_VERSION --locked -> $CARGO_TOOLS_ROOT (first time: a few minutes)"
-  cargo install --quiet --locked --root "$CARGO_TOOLS_ROOT" "cargo-deny@$CARGO_DENY_VERSION" >&2
-  installed+=("cargo-deny ($CARGO_DENY_BIN)")
-else
-  missing+=("cargo-deny: no 'cargo' on PATH (install Rust with rustup), then rerun")
-fi
+# ---- cargo tools (crates.io): cargo-deny (supply chain) and cargo-machete (unused dependencies),
+# both for tests/run.sh ----------------------------------------------------------------------
+cargo_tool() { # name version binary
+  local name="$1" version="$2" bin="$3"
+  if [[ -x "$bin" ]] && [[ "$("$bin" --version 2>/dev/null)" == *"$version"* ]]; then
+    found+=("$name ($bin)")
+  elif command -v cargo >/dev/null 2>&1; then
+    infra_log "cargo install $name@$version --locked -> $CARGO_TOOLS_ROOT (first time: a few minutes)"
+    cargo install --quiet --locked --root "$CARGO_TOOLS_ROOT" "$name@$version" >&2
+    installed+=("$name ($bin)")
+  else
+    missing+=("$name: no 'cargo' on PATH (install Rust with rustup), then rerun")
+  fi
+}
+cargo_tool cargo-deny "$CARGO_DENY_VERSION" "$CARGO_DENY_BIN"
+cargo_tool cargo-machete "$CARGO_MACHETE_VERSION" "$CARGO_MACHETE_BIN"
 
 # ---- report ---------------------------------------------------------------------------------
 {
