@@ -22,6 +22,7 @@ pub async fn watch_dependencies(
     interval: Duration,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let mut lookup: Option<(Instant, tokio::task::JoinHandle<_>)> = None;
     loop {
         let started = Instant::now();
         let db = tokio::time::timeout(CHECK_TIMEOUT, sqlx::query("select 1").execute(&pool)).await;
@@ -34,14 +35,35 @@ pub async fn watch_dependencies(
             .as_ref()
             .and_then(|(link, topic)| Some((link.borrow().clone()?, topic)));
         if let Some((client, topic)) = client {
-            let started = Instant::now();
-            let lookup =
-                tokio::time::timeout(CHECK_TIMEOUT, client.lookup_topic(topic.clone())).await;
-            board.set_pulsar(match lookup {
-                Ok(Ok(_)) => Ok(started.elapsed()),
-                Ok(Err(e)) => Err(format!("topic lookup failed: {e}")),
-                Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
-            });
+            // The lookup runs as a task of its own and is never dropped half-way: pulsar-rs
+            // 6.9.1's connection manager marks a broker `Connecting` while it connects and, if
+            // that future is dropped (as a time-out does), leaves the mark for good, so that
+            // every later request of the client for that broker waits forever (seen in CI: a
+            // service's four subscriptions silent for minutes after a broker restart). A check
+            // still running when the next is due is waited for, not started again.
+            let check = match lookup.take() {
+                Some(running) => running,
+                None => {
+                    let topic = topic.clone();
+                    (
+                        Instant::now(),
+                        tokio::spawn(async move { client.lookup_topic(topic).await }),
+                    )
+                }
+            };
+            let (started, mut task) = check;
+            match tokio::time::timeout(CHECK_TIMEOUT, &mut task).await {
+                Ok(Ok(Ok(_))) => board.set_pulsar(Ok(started.elapsed())),
+                Ok(Ok(Err(e))) => board.set_pulsar(Err(format!("topic lookup failed: {e}"))),
+                Ok(Err(e)) => board.set_pulsar(Err(format!("topic lookup task failed: {e}"))),
+                Err(_) => {
+                    board.set_pulsar(Err(format!(
+                        "no answer within {:?}",
+                        started.elapsed().max(CHECK_TIMEOUT)
+                    )));
+                    lookup = Some((started, task));
+                }
+            }
         }
         tokio::select! {
             () = shutdown.cancelled() => return Ok(()),

@@ -114,20 +114,28 @@ impl Publisher {
     ) -> anyhow::Result<&mut Producer<TokioExecutor>> {
         if !self.producers.contains_key(short_topic) {
             let topic = self.args.topic(short_topic);
-            let producer = self
-                .pulsar
-                .producer()
-                .with_topic(&topic)
-                .with_options(ProducerOptions {
-                    // Hash the key to pick a partition if the topic is ever partitioned; the
-                    // default policy ignores the key.
-                    routing_policy: Some(pulsar::routing_policy::RoutingPolicy::RoundRobin),
-                    block_queue_if_full: true,
-                    ..ProducerOptions::default()
-                })
-                .build()
-                .await
-                .with_context(|| format!("create producer for {topic}"))?;
+            // Made in a task of its own, so that the batch's time-out never drops it half-way
+            // through connecting (see `messaging::health`: pulsar-rs would then leave the
+            // broker marked `Connecting` for good and the client would wait on it forever).
+            let pulsar = self.pulsar.clone();
+            let making = topic.clone();
+            let producer = tokio::spawn(async move {
+                pulsar
+                    .producer()
+                    .with_topic(&making)
+                    .with_options(ProducerOptions {
+                        // Hash the key to pick a partition if the topic is ever partitioned;
+                        // the default policy ignores the key.
+                        routing_policy: Some(pulsar::routing_policy::RoutingPolicy::RoundRobin),
+                        block_queue_if_full: true,
+                        ..ProducerOptions::default()
+                    })
+                    .build()
+                    .await
+            })
+            .await
+            .with_context(|| format!("the task creating the producer for {topic}"))?
+            .with_context(|| format!("create producer for {topic}"))?;
             self.producers.insert(short_topic.to_owned(), producer);
         }
         self.producers
