@@ -300,6 +300,9 @@ pub fn dead_letter_topic(topic: &str, subscription: &str) -> String {
     format!("{topic}-{}-DLQ", subscription.replace('/', "-"))
 }
 
+/// How long a subscription may receive nothing before its connection is checked.
+const QUIET_CHECK: Duration = Duration::from_secs(5);
+
 /// Delay before subscribing again after the `failures`-th lost subscription in a row.
 fn resubscribe_backoff(failures: u32) -> Duration {
     service_runtime::backoff::doubling(Duration::from_millis(100), Duration::from_secs(5), failures)
@@ -420,6 +423,10 @@ async fn consume<H: Handler>(
     let mut work: FuturesUnordered<BoxFuture<'static, Done>> = FuturesUnordered::new();
     let mut jobs = 0usize;
     let mut receive_errors = 0u32;
+    let mut quiet = tokio::time::interval(QUIET_CHECK);
+    quiet.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    quiet.reset();
+    let mut received_since_check = false;
     let ended: anyhow::Result<()> = loop {
         while jobs < subscription.concurrency {
             let taken = lanes.take_ready(per_job);
@@ -445,6 +452,7 @@ async fn consume<H: Handler>(
             next = consumer.try_next(), if lanes.len() < subscription.max_held => match next {
                 Ok(Some(message)) => {
                     receive_errors = 0;
+                    received_since_check = true;
                     let delivery = Delivery::from_message(&message);
                     let lane = delivery.lane();
                     lanes.push(&lane.clone(), Item { lane, message, delivery, failures: 0 });
@@ -458,6 +466,21 @@ async fn consume<H: Handler>(
                     }
                 }
             },
+            _ = quiet.tick() => {
+                // Nothing arrived for a while: make sure the subscription is still alive. After a
+                // broker outage longer than the client's reconnection tries, pulsar-rs's consumer
+                // can be left on a dead connection, delivering nothing and reporting no error,
+                // while the broker lists no consumer (seen in CI: backlogs of thousands, 0
+                // consumers, for minutes). A ping through the consumer's own connection fails
+                // then, and the subscription is made again.
+                if !std::mem::take(&mut received_since_check) {
+                    match tokio::time::timeout(QUIET_CHECK, consumer.check_connection()).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => break Err(anyhow::Error::new(e).context("the consumer's connection check failed")),
+                        Err(_) => break Err(anyhow::anyhow!("the consumer's connection check did not answer within {QUIET_CHECK:?}")),
+                    }
+                }
+            }
         }
     };
     // Let running transactions finish (they need only the database). After a lost subscription
