@@ -5,6 +5,8 @@ use affiliate_proto::{campaign, commission, common, notification, payment, track
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use utoipa::ToSchema;
+
+pub use crate::proto_enum::Rest;
 use uuid::Uuid;
 
 /// A timestamp as proto3 JSON writes it: RFC 3339, UTC, `Z`, 0/3/6/9 fractional digits.
@@ -75,110 +77,20 @@ fn money(m: Option<common::Money>) -> Option<Money> {
     m.map(Money::from)
 }
 
-/// An enum written with its proto value names, convertible both ways.
-macro_rules! rest_enum {
-    ($(#[$doc:meta])* $name:ident => $proto:ty { $($variant:ident = $text:literal),+ $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-        pub enum $name {
-            $(#[serde(rename = $text)] $variant,)+
-        }
-        // Written by hand: utoipa's derive does not see serde renames made inside a macro.
-        impl utoipa::PartialSchema for $name {
-            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-                utoipa::openapi::schema::ObjectBuilder::new()
-                    .schema_type(utoipa::openapi::schema::Type::String)
-                    .enum_values(Some([$($text),+]))
-                    .into()
-            }
-        }
-        impl utoipa::ToSchema for $name {
-            fn name() -> std::borrow::Cow<'static, str> {
-                std::borrow::Cow::Borrowed(stringify!($name))
-            }
-        }
-        impl From<$name> for $proto {
-            fn from(value: $name) -> Self {
-                match value { $($name::$variant => <$proto>::$variant,)+ }
-            }
-        }
-        impl $name {
-            /// The REST value of a proto enum number (unknown numbers read as unspecified).
-            pub fn from_proto(value: i32) -> Self {
-                match <$proto>::try_from(value) {
-                    $(Ok(<$proto>::$variant) => Self::$variant,)+
-                    Err(_) => Self::Unspecified,
-                }
-            }
-        }
-    };
-}
-
-rest_enum!(
-    /// A campaign's lifecycle state.
-    CampaignStatus => campaign::CampaignStatus {
-    Unspecified = "CAMPAIGN_STATUS_UNSPECIFIED",
-    Active = "CAMPAIGN_STATUS_ACTIVE",
-    Paused = "CAMPAIGN_STATUS_PAUSED",
-    Closed = "CAMPAIGN_STATUS_CLOSED",
-});
-rest_enum!(
-    /// What the audience did.
-    TrackingEventKind => tracking::TrackingEventKind {
-    Unspecified = "TRACKING_EVENT_KIND_UNSPECIFIED",
-    View = "TRACKING_EVENT_KIND_VIEW",
-    Click = "TRACKING_EVENT_KIND_CLICK",
-    Purchase = "TRACKING_EVENT_KIND_PURCHASE",
-});
-rest_enum!(
-    /// What a creator's evidence is.
-    EvidenceKind => tracking::EvidenceKind {
-    Unspecified = "EVIDENCE_KIND_UNSPECIFIED",
-    Photo = "EVIDENCE_KIND_PHOTO",
-    Video = "EVIDENCE_KIND_VIDEO",
-    Link = "EVIDENCE_KIND_LINK",
-});
-rest_enum!(
-    /// A commission's state.
-    CommissionStatus => commission::CommissionStatus {
-    Unspecified = "COMMISSION_STATUS_UNSPECIFIED",
-    Available = "COMMISSION_STATUS_AVAILABLE",
-    Reserved = "COMMISSION_STATUS_RESERVED",
-    Paid = "COMMISSION_STATUS_PAID",
-});
-rest_enum!(
-    /// The payout saga's state.
-    PayoutStatus => payment::PayoutStatus {
-    Unspecified = "PAYOUT_STATUS_UNSPECIFIED",
-    Requested = "PAYOUT_STATUS_REQUESTED",
-    Processing = "PAYOUT_STATUS_PROCESSING",
-    Settling = "PAYOUT_STATUS_SETTLING",
-    Completed = "PAYOUT_STATUS_COMPLETED",
-    Releasing = "PAYOUT_STATUS_RELEASING",
-    Failed = "PAYOUT_STATUS_FAILED",
-    Rejected = "PAYOUT_STATUS_REJECTED",
-});
-rest_enum!(
-    /// How a payout is paid.
-    PayoutMethod => payment::PayoutMethod {
-    Unspecified = "PAYOUT_METHOD_UNSPECIFIED",
-    BankTransfer = "PAYOUT_METHOD_BANK_TRANSFER",
-    Paypal = "PAYOUT_METHOD_PAYPAL",
-});
-rest_enum!(
-    /// What a notification is about.
-    NotificationKind => notification::NotificationKind {
-    Unspecified = "NOTIFICATION_KIND_UNSPECIFIED",
-    CampaignCreated = "NOTIFICATION_KIND_CAMPAIGN_CREATED",
-    CampaignStatusChanged = "NOTIFICATION_KIND_CAMPAIGN_STATUS_CHANGED",
-    CampaignAccepted = "NOTIFICATION_KIND_CAMPAIGN_ACCEPTED",
-    EvidenceSubmitted = "NOTIFICATION_KIND_EVIDENCE_SUBMITTED",
-    CommissionEarned = "NOTIFICATION_KIND_COMMISSION_EARNED",
-    PayoutRequested = "NOTIFICATION_KIND_PAYOUT_REQUESTED",
-    PayoutCompleted = "NOTIFICATION_KIND_PAYOUT_COMPLETED",
-    PayoutFailed = "NOTIFICATION_KIND_PAYOUT_FAILED",
-    PayoutRejected = "NOTIFICATION_KIND_PAYOUT_REJECTED",
-});
+/// A campaign's lifecycle state.
+pub type CampaignStatus = Rest<campaign::CampaignStatus>;
+/// What the audience did.
+pub type TrackingEventKind = Rest<tracking::TrackingEventKind>;
+/// What a creator's evidence is.
+pub type EvidenceKind = Rest<tracking::EvidenceKind>;
+/// A commission's state.
+pub type CommissionStatus = Rest<commission::CommissionStatus>;
+/// The payout saga's state.
+pub type PayoutStatus = Rest<payment::PayoutStatus>;
+/// How a payout is paid.
+pub type PayoutMethod = Rest<payment::PayoutMethod>;
+/// What a notification is about.
+pub type NotificationKind = Rest<notification::NotificationKind>;
 
 // ---- requests ----
 
@@ -635,11 +547,11 @@ mod tests {
     fn enums_use_proto_names() {
         let json = serde_json::to_string(&PayoutStatus::from_proto(4)).unwrap();
         assert_eq!(json, r#""PAYOUT_STATUS_COMPLETED""#);
-        assert_eq!(PayoutStatus::from_proto(99), PayoutStatus::Unspecified);
-        let method: PayoutMethod = serde_json::from_str(r#""PAYOUT_METHOD_PAYPAL""#).unwrap();
         assert_eq!(
-            payment::PayoutMethod::from(method),
-            payment::PayoutMethod::Paypal
+            PayoutStatus::from_proto(99),
+            Rest(payment::PayoutStatus::Unspecified)
         );
+        let method: PayoutMethod = serde_json::from_str(r#""PAYOUT_METHOD_PAYPAL""#).unwrap();
+        assert_eq!(method.0, payment::PayoutMethod::Paypal);
     }
 }

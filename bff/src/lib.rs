@@ -11,6 +11,7 @@ pub mod dto;
 pub mod edge;
 pub mod openapi;
 pub mod problem;
+pub mod proto_enum;
 pub mod routes;
 
 use std::net::SocketAddr;

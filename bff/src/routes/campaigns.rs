@@ -14,7 +14,7 @@ use super::Paging;
 use crate::AppState;
 use crate::auth::Role;
 use crate::dto::{
-    AddVideo, Campaign, CampaignDetail, CampaignPage, CampaignStatus, CreateCampaign, Video,
+    AddVideo, Campaign, CampaignDetail, CampaignPage, CampaignStatus, CreateCampaign, Rest, Video,
 };
 use crate::edge::{Answer as _, ApiJson, ApiPath, ApiQuery, Caller, uuid_field};
 use crate::problem::Problem;
@@ -121,10 +121,13 @@ pub async fn list(
             (Some(caller.id()), filter.status)
         }
         Role::Creator => {
-            if filter.status.is_some_and(|s| s != CampaignStatus::Active) {
+            if filter
+                .status
+                .is_some_and(|s| s != Rest(pb::CampaignStatus::Active))
+            {
                 return Err(Problem::forbidden("creators see only active campaigns"));
             }
-            (filter.advertiser_id, Some(CampaignStatus::Active))
+            (filter.advertiser_id, Some(Rest(pb::CampaignStatus::Active)))
         }
     };
     let page = state
@@ -135,7 +138,7 @@ pub async fn list(
             page_size: paging.size(),
             page_token: paging.token(),
             advertiser_id: advertiser_id.map(|id| id.to_string()).unwrap_or_default(),
-            status: status.map_or(0, |s| pb::CampaignStatus::from(s) as i32),
+            status: status.map_or(0, |s| s.0 as i32),
         }))
         .await
         .or_problem(SERVICE)?;

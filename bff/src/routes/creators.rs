@@ -81,7 +81,7 @@ pub async fn submit_evidence(
         .submit_evidence(caller.grpc(tracking::SubmitEvidenceRequest {
             campaign_id: body.campaign_id.to_string(),
             creator_id: creator_id.to_string(),
-            kind: tracking::EvidenceKind::from(body.kind) as i32,
+            kind: body.kind.0 as i32,
             url: body.url,
             note: body.note,
         }))
@@ -197,7 +197,7 @@ pub async fn request_payout(
         .request_payout(caller.grpc(payment::RequestPayoutRequest {
             creator_id: creator_id.to_string(),
             amount: Some(body.amount.into()),
-            method: payment::PayoutMethod::from(body.method) as i32,
+            method: body.method.0 as i32,
             account_details: body.account_details,
         }))
         .await

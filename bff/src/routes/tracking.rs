@@ -39,7 +39,7 @@ pub async fn record(
         .create_event(caller.grpc(pb::CreateEventRequest {
             campaign_id: body.campaign_id.to_string(),
             creator_id: body.creator_id.to_string(),
-            kind: pb::TrackingEventKind::from(body.kind) as i32,
+            kind: body.kind.0 as i32,
             amount: body.amount.map(Into::into),
             product_id: body.product_id,
             occurred_at: body.occurred_at.map(timestamp),
