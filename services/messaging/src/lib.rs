@@ -132,8 +132,24 @@ pub async fn connect(args: &PulsarArgs) -> anyhow::Result<Pulsar<TokioExecutor>>
     }
 }
 
-/// Connects the Pulsar client for a long-running process: tries again after each failure (1 s,
-/// doubling up to 30 s) for as long as it takes, so a broker that is down or refuses the
+/// The longest wait between two connection attempts of a long-running process.
+const RECONNECT_MAX: Duration = Duration::from_secs(30);
+
+/// The waits between connection attempts: 1 s doubling to 15 s, each plus a random part of up to
+/// as much again (backon's jitter), so at most [`RECONNECT_MAX`]; every process of the platform
+/// reconnecting after the same broker restart does not knock at the same instant.
+pub fn reconnect_delays() -> backon::ExponentialBackoff {
+    use backon::BackoffBuilder as _;
+    backon::ExponentialBuilder::new()
+        .with_min_delay(Duration::from_secs(1))
+        .with_max_delay(RECONNECT_MAX / 2)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// Connects the Pulsar client for a long-running process: tries again after each failure
+/// ([`reconnect_delays`]: 1 s doubling to 15–30 s) for as long as it takes, so a broker that is down or refuses the
 /// credentials never makes the process exit and restart in a loop. Each failure is logged with
 /// what to check and handed to `failed` (a status board shows it). `None` at shutdown.
 pub async fn connect_persistently(
@@ -142,6 +158,7 @@ pub async fn connect_persistently(
     mut failed: impl FnMut(&anyhow::Error),
 ) -> Option<Pulsar<TokioExecutor>> {
     let mut failures = 0u32;
+    let mut delays = reconnect_delays();
     loop {
         let attempt = tokio::select! {
             attempt = connect_once(args) => attempt,
@@ -157,11 +174,7 @@ pub async fn connect_persistently(
             Err(error) => error,
         };
         failures = failures.saturating_add(1);
-        let delay = service_runtime::backoff::doubling(
-            Duration::from_secs(1),
-            Duration::from_secs(30),
-            failures,
-        );
+        let delay = delays.next().unwrap_or(RECONNECT_MAX);
         tracing::error!(
             url = %args.url,
             error = format!("{error:#}"),

@@ -303,9 +303,17 @@ pub fn dead_letter_topic(topic: &str, subscription: &str) -> String {
 /// How long a subscription may receive nothing before its connection is checked.
 const QUIET_CHECK: Duration = Duration::from_secs(5);
 
-/// Delay before subscribing again after the `failures`-th lost subscription in a row.
-fn resubscribe_backoff(failures: u32) -> Duration {
-    service_runtime::backoff::doubling(Duration::from_millis(100), Duration::from_secs(5), failures)
+/// The waits before subscribing again after lost subscriptions in a row: 100 ms doubling to
+/// 2.5 s, each plus a random part of up to as much again (backon's jitter), so at most 5 s; the
+/// subscriptions of every process that lost the same broker do not come back in step.
+fn resubscribe_delays() -> backon::ExponentialBackoff {
+    use backon::BackoffBuilder as _;
+    backon::ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_millis(2500))
+        .with_jitter()
+        .without_max_times()
+        .build()
 }
 
 /// Consumes until `shutdown`. A lost subscription is made again, with back-off, for as long as it
@@ -317,12 +325,16 @@ pub async fn run_consumer<H: Handler>(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut failures = 0u32;
+    let mut delays = resubscribe_delays();
     loop {
         match consume(&pulsar, &subscription, &handler, &shutdown, &mut failures).await {
             Ok(()) => break,
             Err(error) => {
+                if failures == 0 {
+                    delays = resubscribe_delays();
+                }
                 failures = failures.saturating_add(1);
-                let delay = resubscribe_backoff(failures);
+                let delay = delays.next().unwrap_or(Duration::from_secs(5));
                 tracing::warn!(
                     subscription = %subscription.name,
                     error = format!("{error:#}"),
