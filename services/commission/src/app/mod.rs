@@ -55,6 +55,32 @@ fn past_the_largest(what: &str, currency: &str) -> String {
     )
 }
 
+/// The `commission.rejected.v1` event of a refused command: `rejected` names what was refused
+/// (the tracking event or the payout, and the creator); the refusal gives the reason. It is the
+/// first and only event of `aggregate`, so its version is 1.
+fn refused(
+    ctx: &CommandContext,
+    aggregate_type: &str,
+    aggregate: Uuid,
+    now: chrono::DateTime<chrono::Utc>,
+    refusal: &Refusal,
+    rejected: CommissionRejected,
+) -> service_runtime::outbox::OutboxMessage {
+    let rejected = CommissionRejected {
+        reason: refusal.code().to_owned(),
+        message: refusal.message().to_owned(),
+        ..rejected
+    };
+    messages::event_message(
+        ctx,
+        aggregate_type,
+        aggregate,
+        1,
+        now,
+        Event::CommissionRejected(rejected),
+    )
+}
+
 /// The commission use cases over one database.
 #[derive(Debug, Clone)]
 pub struct Commissions {
@@ -113,17 +139,15 @@ impl Commissions {
                 let rejected = CommissionRejected {
                     tracking_event_id: tracking_event_id.to_string(),
                     creator_id: creator_id.to_string(),
-                    reason: refusal.code().to_owned(),
-                    message: refusal.message().to_owned(),
                     ..Default::default()
                 };
-                let event = messages::event_message(
+                let event = refused(
                     ctx,
                     messages::COMMISSION,
                     tracking_event_id,
-                    1,
                     now,
-                    Event::CommissionRejected(rejected),
+                    &refusal,
+                    rejected,
                 );
                 let response = pb::CalculateCommissionResponse {
                     commission: None,
@@ -233,18 +257,9 @@ impl Commissions {
                 let rejected = CommissionRejected {
                     payout_id: payout_id.to_string(),
                     creator_id: creator_id.to_string(),
-                    reason: refusal.code().to_owned(),
-                    message: refusal.message().to_owned(),
                     ..Default::default()
                 };
-                let event = messages::event_message(
-                    ctx,
-                    messages::RESERVATION,
-                    payout_id,
-                    1,
-                    now,
-                    Event::CommissionRejected(rejected),
-                );
+                let event = refused(ctx, messages::RESERVATION, payout_id, now, &refusal, rejected);
                 let response = pb::ReserveCommissionResponse {
                     reservation: None,
                     balance: Some(messages::balance(&balance)),
