@@ -104,6 +104,9 @@ step "cargo machete (no crate declares a dependency it does not use)"
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "compile-time SQL: each crate's .sqlx/ matches its queries and its migrations (tests/sqlx.sh check)"
+tests/sqlx.sh check
+
 step "cargo build (binaries the end-to-end tests run)"
 cargo build --workspace --bins --locked
 

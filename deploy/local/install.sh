@@ -122,13 +122,14 @@ fi
 
 # ---- cargo tools (crates.io): cargo-deny (supply chain) and cargo-machete (unused dependencies),
 # both for tests/run.sh ----------------------------------------------------------------------
-cargo_tool() { # name version binary
+cargo_tool() { # name version binary [cargo install flags...]
   local name="$1" version="$2" bin="$3"
+  shift 3
   if [[ -x "$bin" ]] && [[ "$("$bin" --version 2>/dev/null)" == *"$version"* ]]; then
     found+=("$name ($bin)")
   elif command -v cargo >/dev/null 2>&1; then
     infra_log "cargo install $name@$version --locked -> $CARGO_TOOLS_ROOT (first time: a few minutes)"
-    cargo install --quiet --locked --root "$CARGO_TOOLS_ROOT" "$name@$version" >&2
+    cargo install --quiet --locked --root "$CARGO_TOOLS_ROOT" "$@" "$name@$version" >&2
     installed+=("$name ($bin)")
   else
     missing+=("$name: no 'cargo' on PATH (install Rust with rustup), then rerun")
@@ -136,6 +137,8 @@ cargo_tool() { # name version binary
 }
 cargo_tool cargo-deny "$CARGO_DENY_VERSION" "$CARGO_DENY_BIN"
 cargo_tool cargo-machete "$CARGO_MACHETE_VERSION" "$CARGO_MACHETE_BIN"
+# sqlx-cli: migrations and the compile-time query data (.sqlx/) of each crate, PostgreSQL only
+cargo_tool sqlx-cli "$SQLX_CLI_VERSION" "$SQLX_BIN" --no-default-features --features postgres,rustls
 
 # ---- report ---------------------------------------------------------------------------------
 {

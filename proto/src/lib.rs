@@ -6,48 +6,34 @@
 /// Encoded `FileDescriptorSet` of every platform proto (and the well-known types they use).
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));
 
+/// One protobuf package: its prost and tonic code and its proto3 JSON impls.
+macro_rules! package {
+    ($package:literal) => {
+        pub mod v1 {
+            tonic::include_proto!($package);
+            include!(concat!(env!("OUT_DIR"), "/", $package, ".serde.rs"));
+        }
+    };
+}
+
 pub mod affiliate {
     pub mod common {
-        pub mod v1 {
-            tonic::include_proto!("affiliate.common.v1");
-            include!(concat!(env!("OUT_DIR"), "/affiliate.common.v1.serde.rs"));
-        }
+        package!("affiliate.common.v1");
     }
     pub mod campaign {
-        pub mod v1 {
-            tonic::include_proto!("affiliate.campaign.v1");
-            include!(concat!(env!("OUT_DIR"), "/affiliate.campaign.v1.serde.rs"));
-        }
+        package!("affiliate.campaign.v1");
     }
     pub mod tracking {
-        pub mod v1 {
-            tonic::include_proto!("affiliate.tracking.v1");
-            include!(concat!(env!("OUT_DIR"), "/affiliate.tracking.v1.serde.rs"));
-        }
+        package!("affiliate.tracking.v1");
     }
     pub mod commission {
-        pub mod v1 {
-            tonic::include_proto!("affiliate.commission.v1");
-            include!(concat!(
-                env!("OUT_DIR"),
-                "/affiliate.commission.v1.serde.rs"
-            ));
-        }
+        package!("affiliate.commission.v1");
     }
     pub mod notification {
-        pub mod v1 {
-            tonic::include_proto!("affiliate.notification.v1");
-            include!(concat!(
-                env!("OUT_DIR"),
-                "/affiliate.notification.v1.serde.rs"
-            ));
-        }
+        package!("affiliate.notification.v1");
     }
     pub mod payment {
-        pub mod v1 {
-            tonic::include_proto!("affiliate.payment.v1");
-            include!(concat!(env!("OUT_DIR"), "/affiliate.payment.v1.serde.rs"));
-        }
+        package!("affiliate.payment.v1");
     }
 }
 
@@ -58,10 +44,50 @@ pub use affiliate::notification::v1 as notification;
 pub use affiliate::payment::v1 as payment;
 pub use affiliate::tracking::v1 as tracking;
 
+/// The envelope of a service's command topic: a command (a oneof) with its metadata.
+pub trait CommandEnvelope: prost::Message + Default + 'static {
+    type Command: Send;
+    /// The metadata and the command it carries.
+    fn into_parts(self) -> (Option<common::MessageMetadata>, Option<Self::Command>);
+    /// The versioned type name of `command`.
+    fn command_type(command: &Self::Command) -> &'static str;
+}
+
 /// The versioned type name of every command, part of the contract like the messages themselves
 /// (the sender sets it, the receiving service's door reports it).
 mod command_types {
+    use super::CommandEnvelope;
     use super::affiliate::{campaign, commission, payment, tracking};
+
+    macro_rules! envelope {
+        ($envelope:ty, $command:ty) => {
+            impl CommandEnvelope for $envelope {
+                type Command = $command;
+                fn into_parts(self) -> (Option<super::common::MessageMetadata>, Option<$command>) {
+                    (self.metadata, self.command)
+                }
+                fn command_type(command: &$command) -> &'static str {
+                    command.message_type()
+                }
+            }
+        };
+    }
+    envelope!(
+        campaign::v1::CampaignCommand,
+        campaign::v1::campaign_command::Command
+    );
+    envelope!(
+        tracking::v1::TrackingCommand,
+        tracking::v1::tracking_command::Command
+    );
+    envelope!(
+        commission::v1::CommissionCommand,
+        commission::v1::commission_command::Command
+    );
+    envelope!(
+        payment::v1::PaymentCommand,
+        payment::v1::payment_command::Command
+    );
 
     impl campaign::v1::campaign_command::Command {
         pub fn message_type(&self) -> &'static str {

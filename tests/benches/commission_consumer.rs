@@ -12,7 +12,6 @@
 
 use std::time::{Duration, Instant};
 
-use clap::Parser as _;
 use prost::Message as _;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -21,7 +20,7 @@ use affiliate_proto::commission::{
     CalculateCommissionRequest, CommissionCommand, commission_command::Command,
 };
 use affiliate_proto::common::{MessageMetadata, Money};
-use commission_service::{Application, Config};
+use commission_service::{Application, Commission};
 use e2e::{fresh_database, fresh_namespace, pulsar, pulsar_tenant};
 
 fn env(name: &str, default: usize) -> usize {
@@ -125,7 +124,7 @@ async fn consumer_run(n: usize, all: &[Purchase]) -> Duration {
     let namespace = fresh_namespace().await;
     let campaign = Uuid::now_v7();
     fill(&namespace, campaign, all).await;
-    let config = Config::try_parse_from(e2e::service_args(
+    let config = service_host::kit::parse_from::<Commission, _, _>(e2e::service_args(
         "commission-service",
         &db.url,
         &namespace,
@@ -153,9 +152,12 @@ async fn consumer_run(n: usize, all: &[Purchase]) -> Duration {
 /// transaction, `concurrency` transactions at once.
 async fn baseline_run(all: &[Purchase], batch: usize, concurrency: usize) -> Duration {
     let db = fresh_database("bench_baseline").await;
-    service_runtime::db::migrate(&db.pool, &commission_service::MIGRATOR)
-        .await
-        .unwrap();
+    service_runtime::db::migrate(
+        &db.pool,
+        <Commission as service_host::kit::Declaration>::MIGRATOR,
+    )
+    .await
+    .unwrap();
     let campaign = Uuid::now_v7();
     add_campaign(&db.pool, campaign).await;
     let work: Vec<Work> = all

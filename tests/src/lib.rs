@@ -493,7 +493,7 @@ pub async fn serve_service<D: service_host::kit::Declaration>(
         .map(|a| (*a).to_owned())
         .collect(),
     };
-    let config = <D::Config as clap::Parser>::try_parse_from(&args)
+    let config = service_host::kit::parse_from::<D, _, _>(&args)
         .unwrap_or_else(|e| panic!("{} {args:?}: {e}", D::NAME));
     let app = service_host::kit::Application::<D>::build(config)
         .await

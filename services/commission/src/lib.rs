@@ -12,26 +12,9 @@ pub mod app;
 pub mod domain;
 
 use affiliate_proto::commission::commission_service_server::CommissionServiceServer;
-use service_host::kit::{Declaration, Kit, ServiceFlags, Wiring};
+use service_host::kit::{Config, Declaration, Kit, NoFlags, Wiring};
 use service_runtime::config::Mode;
 use service_runtime::outbox::events_topic;
-
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
-/// Configuration of the commission service; every flag also reads its environment variable.
-#[derive(Debug, Clone, clap::Parser)]
-#[command(
-    name = "commission-service",
-    version,
-    about = "Commissions, balances and payout reservations",
-    mut_arg("mode", |arg| arg
-        .default_value("hybrid")
-        .help("grpc (API + what other services send), events (no API) or hybrid (both)"))
-)]
-pub struct Config {
-    #[command(flatten)]
-    pub service: ServiceFlags,
-}
 
 /// The commission service: its API, its command door and the campaign-event feed.
 pub struct Commission;
@@ -39,23 +22,23 @@ pub struct Commission;
 impl Declaration for Commission {
     const NAME: &'static str = "commission-service";
     const SERVICE: &'static str = app::messages::SERVICE;
-    type Config = Config;
-
-    fn flags(config: &Config) -> &ServiceFlags {
-        &config.service
-    }
-
-    fn migrator() -> &'static sqlx::migrate::Migrator {
-        &MIGRATOR
-    }
+    const ABOUT: &'static str = "Commissions, balances and payout reservations";
+    const LISTEN: &'static str = "127.0.0.1:50053";
+    const MODE: (Mode, Option<&'static str>) = (
+        Mode::Hybrid,
+        Some("grpc (API + what other services send), events (no API) or hybrid (both)"),
+    );
+    /// Versions from 1000; the platform tables come from the runtime.
+    const MIGRATOR: &'static sqlx::migrate::Migrator = &sqlx::migrate!("./migrations");
+    type Flags = NoFlags;
 
     fn needs_pulsar(_: Mode) -> bool {
         true
     }
 
-    fn wire(_: &Config, kit: &Kit) -> anyhow::Result<Wiring> {
+    fn wire(_: &Config<NoFlags>, kit: &Kit) -> anyhow::Result<Wiring> {
         let commissions = app::Commissions::new(kit.pool.clone());
-        let door = adapters::commands::CommissionDoor::new(commissions.clone(), kit.pool.clone());
+        let door = adapters::commands::CommissionDoor(commissions.clone());
         let feed = adapters::campaigns::CampaignFeed::new(kit.pool.clone());
         Ok(Wiring::new()
             .api(CommissionServiceServer::new(
@@ -76,10 +59,8 @@ pub type Application = service_host::kit::Application<Commission>;
 
 #[cfg(test)]
 mod config_tests {
-    use clap::CommandFactory as _;
-
     #[test]
     fn the_command_line_is_well_formed() {
-        super::Config::command().debug_assert();
+        service_host::kit::command::<super::Commission>().debug_assert();
     }
 }

@@ -238,9 +238,12 @@ async fn commission_of(pool: &PgPool, request: &pb::CalculateCommissionRequest) 
 async fn a_pruning_pass_deletes_records_past_their_retention_and_keeps_the_young_ones() {
     // The service's tables, without the service (and its own pruning loop).
     let db = fresh_database("commission").await;
-    service_runtime::db::migrate(&db.pool, &commission_service::MIGRATOR)
-        .await
-        .unwrap();
+    service_runtime::db::migrate(
+        &db.pool,
+        <commission_service::Commission as service_host::kit::Declaration>::MIGRATOR,
+    )
+    .await
+    .unwrap();
     let pool = &db.pool;
     records(pool, "old", 5, 8 * DAY).await;
     records(pool, "young", 2, 6 * DAY).await;

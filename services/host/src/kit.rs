@@ -48,20 +48,37 @@ pub struct ServiceFlags {
     pub log: LogArgs,
 }
 
+/// A service's configuration: the flags every service takes and its own (`F`, [`NoFlags`] when
+/// it has none). Its command line is [`command`]: this, named and defaulted by the declaration.
+#[derive(Debug, Clone, clap::Parser)]
+pub struct Config<F: clap::Args> {
+    #[command(flatten)]
+    pub service: ServiceFlags,
+    #[command(flatten)]
+    pub own: F,
+}
+
+/// The own flags of a service that has none.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct NoFlags {}
+
 /// What a service is. Its `lib.rs` implements this on a unit type and names the result
 /// `pub type Application = service_host::kit::Application<ThatType>;`.
 pub trait Declaration: Send + Sync + 'static {
-    /// The process name, e.g. `campaign-service` (logs, status, traces).
+    /// The process name, e.g. `campaign-service` (logs, status, traces, `--help`).
     const NAME: &'static str;
     /// The short name its topics are named after: `{SERVICE}-commands`, `{SERVICE}-events`.
     const SERVICE: &'static str;
-    /// Its command line: [`ServiceFlags`] flattened, plus its own flags.
-    type Config: clap::Parser + Clone + Send + Sync + 'static;
-
-    /// The shared flags inside its configuration.
-    fn flags(config: &Self::Config) -> &ServiceFlags;
-    /// Its own tables (the platform tables come from the runtime).
-    fn migrator() -> &'static Migrator;
+    /// What it does, in a line (`--help`).
+    const ABOUT: &'static str;
+    /// Where its gRPC server listens unless told otherwise (`--grpc-listen`).
+    const LISTEN: &'static str;
+    /// The mode it runs in unless told otherwise, and what the modes mean for it (`--mode`).
+    const MODE: (Mode, Option<&'static str>) = (Mode::Grpc, None);
+    /// Its own tables (the platform tables come from the runtime): `&sqlx::migrate!(...)`.
+    const MIGRATOR: &'static Migrator;
+    /// Its own flags, beside [`ServiceFlags`]: a `clap::Args` struct, or [`NoFlags`].
+    type Flags: clap::Args + Clone + Send + Sync + 'static;
     /// Whether the process connects to Pulsar in `mode`: by default when it consumes its
     /// command topic; a service that consumes feeds or runs its door in every mode says so.
     fn needs_pulsar(mode: Mode) -> bool {
@@ -72,7 +89,36 @@ pub trait Declaration: Send + Sync + 'static {
         commands_topic(Self::SERVICE)
     }
     /// Its parts, built on its database pool.
-    fn wire(config: &Self::Config, kit: &Kit) -> anyhow::Result<Wiring>;
+    fn wire(config: &Config<Self::Flags>, kit: &Kit) -> anyhow::Result<Wiring>;
+}
+
+/// The command line of service `D`: [`Config`] under the declared name, description and defaults.
+pub fn command<D: Declaration>() -> clap::Command {
+    use clap::CommandFactory as _;
+    let (mode, mode_help) = D::MODE;
+    Config::<D::Flags>::command()
+        .name(D::NAME)
+        .bin_name(D::NAME)
+        .about(D::ABOUT)
+        .mut_arg("listen", |arg| arg.default_value(D::LISTEN))
+        .mut_arg("mode", |arg| {
+            let arg = arg.default_value(mode.as_str());
+            match mode_help {
+                Some(help) => arg.help(help),
+                None => arg,
+            }
+        })
+}
+
+/// Parses the command line `args` (the first is the program's name) of service `D`.
+pub fn parse_from<D: Declaration, I, T>(args: I) -> Result<Config<D::Flags>, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::FromArgMatches as _;
+    let matches = command::<D>().try_get_matches_from(args)?;
+    Config::from_arg_matches(&matches)
 }
 
 /// What a service gets to build its parts from.
@@ -85,7 +131,7 @@ pub struct Kit {
 }
 
 type Attach = Box<dyn FnOnce(&mut Running) -> anyhow::Result<()> + Send>;
-type AttachDoor = Box<dyn FnOnce(&mut Running, &'static str) -> anyhow::Result<()> + Send>;
+type AttachDoor = Box<dyn FnOnce(&mut Running, &'static str, PgPool) -> anyhow::Result<()> + Send>;
 type Task = Box<dyn FnOnce(CancellationToken) -> BoxFuture<'static, anyhow::Result<()>> + Send>;
 
 /// A service's parts: the API, the command door, the feeds and the loops.
@@ -142,9 +188,9 @@ impl Wiring {
     }
 
     fn with_door<D: CommandDoor>(mut self, open: DoorOpen, door: D) -> Self {
-        let attach: AttachDoor = Box::new(move |running, service| {
+        let attach: AttachDoor = Box::new(move |running, service, pool| {
             let subscription = running.subscription(&commands_topic(service), service);
-            running.consume("command consumer", subscription, Door(door))
+            running.consume("command consumer", subscription, Door::new(door, pool))
         });
         self.door = Some((open, attach));
         self
@@ -183,14 +229,14 @@ impl Wiring {
 /// background once serving, when the mode needs it.
 pub struct Application<D: Declaration> {
     host: Host,
-    config: D::Config,
+    config: Config<D::Flags>,
     declared: PhantomData<D>,
 }
 
 impl<D: Declaration> Application<D> {
     /// Connects and migrates the database and binds the gRPC listener.
-    pub async fn build(config: D::Config) -> anyhow::Result<Self> {
-        let flags = D::flags(&config);
+    pub async fn build(config: Config<D::Flags>) -> anyhow::Result<Self> {
+        let flags = &config.service;
         let args = ServiceArgs {
             name: D::NAME,
             mode: flags.mode,
@@ -200,7 +246,7 @@ impl<D: Declaration> Application<D> {
             consumer: &flags.consumer,
             retention: &flags.retention,
         };
-        let host = Host::start(args, D::migrator(), D::needs_pulsar(flags.mode)).await?;
+        let host = Host::start(args, D::MIGRATOR, D::needs_pulsar(flags.mode)).await?;
         Ok(Self {
             host,
             config,
@@ -217,7 +263,7 @@ impl<D: Declaration> Application<D> {
     /// Serves until `shutdown` is cancelled or a part fails, then stops every part: the gRPC
     /// server drains within the configured grace, the consumers stop between messages.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let mode = D::flags(&self.config).mode;
+        let mode = self.config.service.mode;
         let kit = Kit {
             pool: self.host.pool.clone(),
             mode,
@@ -229,7 +275,7 @@ impl<D: Declaration> Application<D> {
         if let Some((open, attach)) = wiring.door
             && (open == DoorOpen::Always || mode.consumes_commands())
         {
-            attach(&mut running, D::SERVICE)?;
+            attach(&mut running, D::SERVICE, kit.pool.clone())?;
         }
         for attach in wiring.feeds {
             attach(&mut running)?;
@@ -255,7 +301,9 @@ impl<D: Declaration> Service for Application<D> {
 /// The whole of a service's `main`: parse the command line (`--version` says `version`,
 /// `build_info::VERSION` in the binary), then logs, build, serve until SIGINT/SIGTERM.
 pub async fn main<D: Declaration>(version: &'static str) -> anyhow::Result<()> {
-    let config = service_runtime::app::parse::<D::Config>(version);
-    let log = D::flags(&config).log.clone();
+    use clap::FromArgMatches as _;
+    let matches = command::<D>().version(version).get_matches();
+    let config = Config::<D::Flags>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let log = config.service.log.clone();
     service_runtime::app::main(D::NAME, &log, Application::<D>::build(config)).await
 }

@@ -5,7 +5,9 @@
 
 use std::future::Future;
 
-use affiliate_proto::common::{CommandRejected, FieldViolation, MessageMetadata};
+use affiliate_proto::CommandEnvelope;
+use affiliate_proto::common::{CommandRejected, FieldViolation};
+use prost::Message as _;
 use service_runtime::context::CommandContext;
 use service_runtime::outbox::OutboxMessage;
 use sqlx::{PgConnection, PgPool};
@@ -58,24 +60,18 @@ impl From<service_runtime::errors::Error> for Outcome {
 
 /// A service's command door.
 pub trait CommandDoor: Send + Sync + 'static {
-    type Command: Send;
+    /// The envelope its command topic carries.
+    type Envelope: CommandEnvelope;
 
     /// The inbox consumer name, e.g. `campaign/campaign-commands`.
-    fn consumer(&self) -> &'static str;
-    /// Decodes the envelope into its metadata and command.
-    fn decode(
-        &self,
-        payload: &[u8],
-    ) -> Result<(Option<MessageMetadata>, Option<Self::Command>), prost::DecodeError>;
-    /// The versioned type name of a command.
-    fn command_type(&self, command: &Self::Command) -> &'static str;
+    const CONSUMER: &'static str;
     /// The aggregate a command targets, if it names one (the rejection event is keyed by it).
-    fn target(&self, command: &Self::Command) -> Option<Uuid>;
+    fn target(&self, command: &Command<Self>) -> Option<Uuid>;
     /// Runs the command through the same handler as the gRPC door, in a transaction of its own.
     fn run(
         &self,
         ctx: &CommandContext,
-        command: Self::Command,
+        command: Command<Self>,
     ) -> impl Future<Output = Outcome> + Send;
     /// Whether [`CommandDoor::run_in`] runs commands inside a transaction it is given (so the
     /// consumer applies many in one transaction).
@@ -88,14 +84,14 @@ pub trait CommandDoor: Send + Sync + 'static {
         &self,
         conn: &mut PgConnection,
         ctx: &CommandContext,
-        command: Self::Command,
+        command: Command<Self>,
     ) -> impl Future<Output = Outcome> + Send {
         let _ = conn;
         self.run(ctx, command)
     }
     /// The row a command locks that other commands share (e.g. a creator's balance); batches
     /// apply commands in this order, so two batches never deadlock.
-    fn lock_key(&self, command: &Self::Command) -> Option<String> {
+    fn lock_key(&self, command: &Command<Self>) -> Option<String> {
         let _ = command;
         None
     }
@@ -106,11 +102,36 @@ pub trait CommandDoor: Send + Sync + 'static {
         aggregate: Uuid,
         rejected: CommandRejected,
     ) -> OutboxMessage;
-    fn pool(&self) -> &PgPool;
 }
 
-/// Adapts a [`CommandDoor`] to the consumer loop.
-pub struct Door<D>(pub D);
+/// The command a door's envelope carries.
+pub type Command<D> = <<D as CommandDoor>::Envelope as CommandEnvelope>::Command;
+
+/// Adapts a [`CommandDoor`] to the consumer loop, on the service's database (where rejections
+/// are recorded, and batches run).
+pub struct Door<D> {
+    door: D,
+    pool: PgPool,
+}
+
+impl<D: CommandDoor> Door<D> {
+    pub fn new(door: D, pool: PgPool) -> Self {
+        Self { door, pool }
+    }
+
+    /// Decodes a command message into its metadata and command.
+    fn decode(
+        payload: &[u8],
+    ) -> Result<
+        (
+            Option<affiliate_proto::common::MessageMetadata>,
+            Option<Command<D>>,
+        ),
+        prost::DecodeError,
+    > {
+        D::Envelope::decode(payload).map(CommandEnvelope::into_parts)
+    }
+}
 
 /// The context a command message runs in: its envelope's message id is the idempotency key.
 fn context(delivery: &Delivery) -> CommandContext {
@@ -149,12 +170,11 @@ impl<D: CommandDoor> Door<D> {
         rejected: CommandRejected,
     ) -> Failure {
         let reason = format!("{}: {}", rejected.code, rejected.reason);
-        let event = self.0.rejection_event(ctx, aggregate, rejected);
-        let consumer = self.0.consumer();
-        let id = &delivery.message_id;
+        let event = self.door.rejection_event(ctx, aggregate, rejected);
+        let (consumer, id) = (D::CONSUMER, &delivery.message_id);
         match conn {
             Some(conn) => inbox::record_rejection(conn, consumer, id, reason, event).await,
-            None => inbox::record_rejection(self.0.pool(), consumer, id, reason, event).await,
+            None => inbox::record_rejection(&self.pool, consumer, id, reason, event).await,
         }
     }
 
@@ -165,7 +185,7 @@ impl<D: CommandDoor> Door<D> {
         delivery: &Delivery,
     ) -> Result<(), Failure> {
         let mut ctx = context(delivery);
-        let (metadata, command) = match self.0.decode(&delivery.payload) {
+        let (metadata, command) = match Self::decode(&delivery.payload) {
             Ok(decoded) => decoded,
             Err(e) => {
                 let rejected = unreadable(
@@ -186,8 +206,8 @@ impl<D: CommandDoor> Door<D> {
                 .reject(conn, &ctx, delivery, Uuid::nil(), rejected)
                 .await);
         };
-        let command_type = self.0.command_type(&command);
-        let aggregate = self.0.target(&command).unwrap_or(Uuid::nil());
+        let command_type = D::Envelope::command_type(&command);
+        let aggregate = self.door.target(&command).unwrap_or(Uuid::nil());
         if let Some(property) = delivery.message_type.as_deref()
             && property != command_type
         {
@@ -200,8 +220,8 @@ impl<D: CommandDoor> Door<D> {
             return Err(self.reject(conn, &ctx, delivery, aggregate, rejected).await);
         }
         let outcome = match conn.as_deref_mut() {
-            Some(conn) => self.0.run_in(conn, &ctx, command).await,
-            None => self.0.run(&ctx, command).await,
+            Some(conn) => self.door.run_in(conn, &ctx, command).await,
+            None => self.door.run(&ctx, command).await,
         };
         match outcome {
             Outcome::Done => Ok(()),
@@ -233,7 +253,7 @@ impl<D: CommandDoor> Handler for Door<D> {
     }
 
     fn batch_pool(&self) -> Option<&PgPool> {
-        self.0.batched().then(|| self.0.pool())
+        self.door.batched().then_some(&self.pool)
     }
 
     async fn handle_in(&self, conn: &mut PgConnection, delivery: &Delivery) -> Result<(), Failure> {
@@ -241,8 +261,8 @@ impl<D: CommandDoor> Handler for Door<D> {
     }
 
     fn order_key(&self, delivery: &Delivery) -> Option<String> {
-        let (_, command) = self.0.decode(&delivery.payload).ok()?;
-        self.0.lock_key(&command?)
+        let (_, command) = Self::decode(&delivery.payload).ok()?;
+        self.door.lock_key(&command?)
     }
 
     async fn refuse(&self, delivery: &Delivery, reason: String) -> Failure {

@@ -25,7 +25,11 @@ pub async fn watch_dependencies(
     let mut lookup: Option<(Instant, tokio::task::JoinHandle<_>)> = None;
     loop {
         let started = Instant::now();
-        let db = tokio::time::timeout(CHECK_TIMEOUT, sqlx::query("select 1").execute(&pool)).await;
+        let db = tokio::time::timeout(
+            CHECK_TIMEOUT,
+            sqlx::query!("select 1 as ok").fetch_one(&pool),
+        )
+        .await;
         board.set_database(match db {
             Ok(Ok(_)) => Ok(started.elapsed()),
             Ok(Err(e)) => Err(format!("query failed: {e}")),

@@ -14,15 +14,15 @@ pub async fn record(
     consumer: &str,
     message_id: &str,
 ) -> sqlx::Result<bool> {
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         r#"
         insert into inbox (consumer, message_id, outcome)
         values ($1, $2, 'applied')
         on conflict (consumer, message_id) do nothing
         "#,
+        consumer,
+        message_id,
     )
-    .bind(consumer)
-    .bind(message_id)
     .execute(conn)
     .await?
     .rows_affected();
@@ -39,16 +39,16 @@ pub async fn reject(
     message_id: &str,
     reason: &str,
 ) -> sqlx::Result<bool> {
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         r#"
         insert into inbox (consumer, message_id, outcome, reason)
         values ($1, $2, 'rejected', $3)
         on conflict (consumer, message_id) do nothing
         "#,
+        consumer,
+        message_id,
+        reason,
     )
-    .bind(consumer)
-    .bind(message_id)
-    .bind(reason)
     .execute(conn)
     .await?
     .rows_affected();

@@ -13,35 +13,18 @@ pub mod domain;
 use std::time::Duration;
 
 use affiliate_proto::notification::notification_service_server::NotificationServiceServer;
-use service_host::kit::{Declaration, Kit, ServiceFlags, Wiring};
+use service_host::kit::{Config, Declaration, Kit, Wiring};
 use service_runtime::config::{Mode, parse_duration};
 use service_runtime::outbox::events_topic;
 
 use crate::adapters::events::{EventFeed, Source};
 
-/// The service's own tables (versions from 1000; the platform tables come from the runtime).
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
-/// Where the gRPC server listens unless told otherwise (campaign 50051 ... payment 50054).
-pub const DEFAULT_GRPC_LISTEN: &str = "127.0.0.1:50055";
-
 /// The subscription name on every events topic.
 pub const SUBSCRIPTION: &str = "notification";
 
-/// Configuration of the notification service; every flag also reads its environment variable.
-#[derive(Debug, Clone, clap::Parser)]
-#[command(
-    name = "notification-service",
-    version,
-    about = "Per-user notifications from every service's events, listed and streamed live",
-    mut_arg("listen", |arg| arg.default_value(DEFAULT_GRPC_LISTEN)),
-    mut_arg("mode", |arg| arg
-        .default_value("hybrid")
-        .help("grpc or hybrid (the API and the event feeds) or events (the feeds only)"))
-)]
-pub struct Config {
-    #[command(flatten)]
-    pub service: ServiceFlags,
+/// The notification service's own flags; each also reads its environment variable.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LiveArgs {
     /// How often a live Subscribe stream re-reads its user's notifications even without a
     /// wake-up (NOTIFYs are lost while the listener reconnects), e.g. 2s.
     #[arg(long = "subscribe-poll-interval", env = "SUBSCRIBE_POLL_INTERVAL", default_value = "2s", value_parser = parse_duration)]
@@ -55,15 +38,17 @@ pub struct Notification;
 impl Declaration for Notification {
     const NAME: &'static str = "notification-service";
     const SERVICE: &'static str = "notification";
-    type Config = Config;
-
-    fn flags(config: &Config) -> &ServiceFlags {
-        &config.service
-    }
-
-    fn migrator() -> &'static sqlx::migrate::Migrator {
-        &MIGRATOR
-    }
+    const ABOUT: &'static str =
+        "Per-user notifications from every service's events, listed and streamed live";
+    /// Campaign 50051 ... payment 50054.
+    const LISTEN: &'static str = "127.0.0.1:50055";
+    const MODE: (Mode, Option<&'static str>) = (
+        Mode::Hybrid,
+        Some("grpc or hybrid (the API and the event feeds) or events (the feeds only)"),
+    );
+    /// Versions from 1000; the platform tables come from the runtime.
+    const MIGRATOR: &'static sqlx::migrate::Migrator = &sqlx::migrate!("./migrations");
+    type Flags = LiveArgs;
 
     fn needs_pulsar(_: Mode) -> bool {
         true
@@ -74,13 +59,13 @@ impl Declaration for Notification {
         events_topic(Source::Campaign.service())
     }
 
-    fn wire(config: &Config, kit: &Kit) -> anyhow::Result<Wiring> {
+    fn wire(config: &Config<LiveArgs>, kit: &Kit) -> anyhow::Result<Wiring> {
         let notifications = app::Notifications::new(kit.pool.clone());
         let mut wiring = Wiring::new();
         if kit.mode.serves_grpc() {
             let live = adapters::live::Live::new(
                 notifications.clone(),
-                config.subscribe_poll_interval,
+                config.own.subscribe_poll_interval,
                 kit.shutdown.clone(),
             );
             let api = adapters::grpc::NotificationApi::new(notifications.clone(), live.clone());
@@ -107,19 +92,19 @@ pub type Application = service_host::kit::Application<Notification>;
 
 #[cfg(test)]
 mod config_tests {
-    use clap::{CommandFactory as _, Parser as _};
-
-    use super::{Config, DEFAULT_GRPC_LISTEN};
+    use service_host::kit::{Declaration as _, command, parse_from};
     use service_runtime::config::Mode;
+
+    use super::Notification;
 
     #[test]
     fn the_command_line_is_well_formed() {
-        Config::command().debug_assert();
+        command::<Notification>().debug_assert();
     }
 
     #[test]
     fn defaults_are_hybrid_mode_on_port_50055() {
-        let config = Config::try_parse_from([
+        let config = parse_from::<Notification, _, _>([
             "notification-service",
             "--database-url",
             "postgres://x@h/db",
@@ -129,7 +114,7 @@ mod config_tests {
             config
                 .as_ref()
                 .map(|c| (c.service.mode, c.service.grpc.listen.to_string())),
-            Ok((Mode::Hybrid, DEFAULT_GRPC_LISTEN.to_owned()))
+            Ok((Mode::Hybrid, Notification::LISTEN.to_owned()))
         );
     }
 }

@@ -232,9 +232,12 @@ struct Feeds {
 impl Feeds {
     async fn new() -> Self {
         let db = fresh_database("notification").await;
-        service_runtime::db::migrate(&db.pool, &notification_service::MIGRATOR)
-            .await
-            .unwrap();
+        service_runtime::db::migrate(
+            &db.pool,
+            <notification_service::Notification as service_host::kit::Declaration>::MIGRATOR,
+        )
+        .await
+        .unwrap();
         let notifications = Notifications::new(db.pool.clone());
         Self { db, notifications }
     }

@@ -16,14 +16,12 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use affiliate_proto::payment::payment_service_server::PaymentServiceServer;
-use service_host::kit::{Declaration, Kit, ServiceFlags, Wiring};
+use service_host::kit::{Config, Declaration, Kit, Wiring};
 use service_runtime::config::{Mode, parse_duration};
 use service_runtime::outbox::events_topic;
 
 use crate::adapters::provider::SandboxProvider;
 use crate::app::Payouts;
-
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// The payment provider's settings.
 #[derive(Debug, Clone, clap::Args)]
@@ -46,23 +44,6 @@ pub struct ProviderArgs {
     pub resume_interval: Duration,
 }
 
-/// Configuration of the payment service; every flag also reads its environment variable.
-#[derive(Debug, Clone, clap::Parser)]
-#[command(
-    name = "payment-service",
-    version,
-    about = "Payouts through a payment provider, as a saga",
-    mut_arg("mode", |arg| arg
-        .default_value("hybrid")
-        .help("grpc (API), events (the payment-commands topic) or hybrid (both). The saga runs in all"))
-)]
-pub struct Config {
-    #[command(flatten)]
-    pub service: ServiceFlags,
-    #[command(flatten)]
-    pub provider: ProviderArgs,
-}
-
 /// The payment service: its API and command door in the mode's doors; the saga (its
 /// commission-event feed, its resumer) and the saga metrics in every mode.
 pub struct Payment;
@@ -70,31 +51,33 @@ pub struct Payment;
 impl Declaration for Payment {
     const NAME: &'static str = "payment-service";
     const SERVICE: &'static str = app::messages::SERVICE;
-    type Config = Config;
-
-    fn flags(config: &Config) -> &ServiceFlags {
-        &config.service
-    }
-
-    fn migrator() -> &'static sqlx::migrate::Migrator {
-        &MIGRATOR
-    }
+    const ABOUT: &'static str = "Payouts through a payment provider, as a saga";
+    const LISTEN: &'static str = "127.0.0.1:50054";
+    const MODE: (Mode, Option<&'static str>) = (
+        Mode::Hybrid,
+        Some(
+            "grpc (API), events (the payment-commands topic) or hybrid (both). The saga runs in all",
+        ),
+    );
+    /// Versions from 1000; the platform tables come from the runtime.
+    const MIGRATOR: &'static sqlx::migrate::Migrator = &sqlx::migrate!("./migrations");
+    type Flags = ProviderArgs;
 
     fn needs_pulsar(_: Mode) -> bool {
         true
     }
 
-    fn wire(config: &Config, kit: &Kit) -> anyhow::Result<Wiring> {
+    fn wire(config: &Config<ProviderArgs>, kit: &Kit) -> anyhow::Result<Wiring> {
         let provider = Arc::new(SandboxProvider {
-            limit_minor: config.provider.sandbox_limit_minor,
-            slow_delay: config.provider.sandbox_slow_delay,
+            limit_minor: config.own.sandbox_limit_minor,
+            slow_delay: config.own.sandbox_slow_delay,
         });
-        let payouts = Payouts::new(kit.pool.clone(), provider, config.provider.timeout);
-        let door = adapters::commands::PaymentDoor::new(payouts.clone(), kit.pool.clone());
+        let payouts = Payouts::new(kit.pool.clone(), provider, config.own.timeout);
+        let door = adapters::commands::PaymentDoor(payouts.clone());
         let feed = adapters::commissions::SagaFeed::new(payouts.clone());
         let (resumer, interval, pool) = (
             payouts.clone(),
-            config.provider.resume_interval,
+            config.own.resume_interval,
             kit.pool.clone(),
         );
         Ok(Wiring::new()
@@ -125,15 +108,16 @@ async fn meter_sagas(pool: sqlx::PgPool, shutdown: CancellationToken) -> anyhow:
         "rejected",
     ];
     loop {
-        match sqlx::query_as::<_, (String, i64)>(
-            "select status, count(*) from payouts group by status",
-        )
-        .fetch_all(&pool)
-        .await
+        match sqlx::query!(r#"select status, count(*) as "count!" from payouts group by status"#)
+            .fetch_all(&pool)
+            .await
         {
             Ok(rows) => {
                 for state in STATES {
-                    let count = rows.iter().find(|(s, _)| s == state).map_or(0, |(_, n)| *n);
+                    let count = rows
+                        .iter()
+                        .find(|row| row.status == state)
+                        .map_or(0, |row| row.count);
                     metrics::gauge!("payouts", "status" => state).set(count as f64);
                 }
             }
@@ -170,10 +154,8 @@ async fn resume_loop(
 
 #[cfg(test)]
 mod config_tests {
-    use clap::CommandFactory as _;
-
     #[test]
     fn the_command_line_is_well_formed() {
-        super::Config::command().debug_assert();
+        service_host::kit::command::<super::Payment>().debug_assert();
     }
 }

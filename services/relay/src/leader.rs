@@ -63,11 +63,13 @@ impl OutboxRelay {
             .with_context(|| format!("connect to the {service} database"))?;
         let mut announced = false;
         loop {
-            let acquired: bool = sqlx::query_scalar("select pg_try_advisory_lock($1)")
-                .bind(LEADER_LOCK_KEY)
-                .fetch_one(&mut conn)
-                .await
-                .context("try the leader lock")?;
+            let acquired = sqlx::query_scalar!(
+                r#"select pg_try_advisory_lock($1) as "acquired!""#,
+                LEADER_LOCK_KEY
+            )
+            .fetch_one(&mut conn)
+            .await
+            .context("try the leader lock")?;
             if acquired {
                 break;
             }
@@ -136,13 +138,17 @@ const METER_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Sets the outbox's pending-row count and the age of its oldest pending row.
 async fn measure_pending(conn: &mut PgConnection, service: &str) -> anyhow::Result<()> {
-    let (pending, oldest): (i64, f64) = sqlx::query_as(
-        "select count(*), coalesce(extract(epoch from now() - min(created_at)), 0)::float8 from outbox",
+    let row = sqlx::query!(
+        r#"
+        select count(*) as "pending!",
+               coalesce(extract(epoch from now() - min(created_at)), 0)::float8 as "oldest!"
+        from outbox
+        "#
     )
     .fetch_one(conn)
     .await
     .context("count pending outbox rows")?;
-    set_pending(service, pending, oldest);
+    set_pending(service, row.pending, row.oldest);
     Ok(())
 }
 

@@ -34,35 +34,34 @@ pub async fn claim(
     operation: &str,
     request: &[u8],
 ) -> Result<Claim, IdempotencyError> {
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         r#"
         insert into idempotency_keys (idempotency_key, operation, request)
         values ($1, $2, $3)
         on conflict (idempotency_key) do nothing
         "#,
+        key,
+        operation,
+        request,
     )
-    .bind(key)
-    .bind(operation)
-    .bind(request)
     .execute(&mut *conn)
     .await?
     .rows_affected();
     if inserted == 1 {
         return Ok(Claim::Fresh);
     }
-    let (stored_operation, stored_request, response): (String, Vec<u8>, Option<Vec<u8>>) =
-        sqlx::query_as(
-            r#"
-            select operation, request, response
-            from idempotency_keys
-            where idempotency_key = $1
-            "#,
-        )
-        .bind(key)
-        .fetch_one(&mut *conn)
-        .await?;
-    match response {
-        Some(response) if stored_operation == operation && stored_request == request => {
+    let stored = sqlx::query!(
+        r#"
+        select operation, request, response
+        from idempotency_keys
+        where idempotency_key = $1
+        "#,
+        key,
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    match stored.response {
+        Some(response) if stored.operation == operation && stored.request == request => {
             Ok(Claim::Replay(response))
         }
         _ => Err(IdempotencyError::KeyReused(key.to_owned())),
@@ -75,13 +74,13 @@ pub async fn complete(
     key: &str,
     response: &[u8],
 ) -> Result<(), IdempotencyError> {
-    sqlx::query(
+    sqlx::query!(
         r#"
         update idempotency_keys set response = $2 where idempotency_key = $1
         "#,
+        key,
+        response,
     )
-    .bind(key)
-    .bind(response)
     .execute(conn)
     .await?;
     Ok(())

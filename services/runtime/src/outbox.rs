@@ -75,6 +75,34 @@ pub fn metadata(
     }
 }
 
+/// The outbox message of one envelope to the short `topic`: a new message id, the [`metadata`] of
+/// a `message_type` about `subject` at `occurred_at`, and the envelope `wrap` makes of it.
+pub fn message<E: prost::Message>(
+    ctx: &CommandContext,
+    topic: String,
+    message_type: &str,
+    subject: Subject<'_>,
+    occurred_at: DateTime<Utc>,
+    wrap: impl FnOnce(MessageMetadata) -> E,
+) -> OutboxMessage {
+    let message_id = new_message_id();
+    let envelope = wrap(metadata(
+        ctx,
+        message_id,
+        message_type,
+        subject,
+        occurred_at,
+    ));
+    OutboxMessage::new(
+        ctx,
+        message_id,
+        topic,
+        message_type,
+        subject,
+        envelope.encode_to_vec(),
+    )
+}
+
 impl OutboxMessage {
     /// The outbox row of an encoded envelope whose metadata came from [`metadata`].
     pub fn new(
@@ -143,7 +171,7 @@ pub async fn append(conn: &mut PgConnection, messages: &[OutboxMessage]) -> anyh
         payload.push(m.payload.as_slice());
     }
     // `with ordinality` keeps the slice order, so ids follow it.
-    sqlx::query(
+    sqlx::query!(
         r#"
         insert into outbox (message_id, topic, message_type, aggregate_type, aggregate_id,
                             aggregate_version, correlation_id, causation_id, traceparent,
@@ -157,18 +185,18 @@ pub async fn append(conn: &mut PgConnection, messages: &[OutboxMessage]) -> anyh
                                   tracestate, payload, ord)
         order by ord
         "#,
+        &message_id,
+        &topic as _,
+        &message_type as _,
+        &aggregate_type as _,
+        &aggregate_id,
+        &aggregate_version,
+        &correlation_id as _,
+        &causation_id as _,
+        &traceparent as _,
+        &tracestate as _,
+        &payload as _,
     )
-    .bind(&message_id)
-    .bind(&topic)
-    .bind(&message_type)
-    .bind(&aggregate_type)
-    .bind(&aggregate_id)
-    .bind(&aggregate_version)
-    .bind(&correlation_id)
-    .bind(&causation_id)
-    .bind(&traceparent)
-    .bind(&tracestate)
-    .bind(&payload)
     .execute(conn)
     .await
     .context("append outbox rows")?;

@@ -26,44 +26,57 @@ pub struct Pruned {
     pub inbox: u64,
 }
 
-/// Deletes up to `limit` idempotency records older than `$1` seconds, oldest first. The timestamp
-/// index finds them (the order keeps the planner on it), their `ctid`s make the delete a TID scan,
-/// and rows locked by a transaction in flight are skipped, so pruning never waits on a command.
-const IDEMPOTENCY_BATCH: &str = r#"
-    delete from idempotency_keys
-    where ctid = any(array(
-        select ctid from idempotency_keys
-        where created_at < now() - make_interval(secs => $1)
-        order by created_at
-        limit $2
-        for update skip locked
-    ))
-"#;
+/// A table whose rows outlive their use.
+#[derive(Debug, Clone, Copy)]
+enum Table {
+    IdempotencyKeys,
+    Inbox,
+}
 
-/// The same for inbox rows.
-const INBOX_BATCH: &str = r#"
-    delete from inbox
-    where ctid = any(array(
-        select ctid from inbox
-        where processed_at < now() - make_interval(secs => $1)
-        order by processed_at
-        limit $2
-        for update skip locked
-    ))
-"#;
-
-/// Runs one batch statement (above) with `retention` and `limit`; returns the rows deleted.
-async fn batch(
-    pool: &PgPool,
-    statement: &'static str,
-    retention: Duration,
-    limit: u32,
-) -> sqlx::Result<u64> {
-    let deleted = sqlx::query(statement)
-        .bind(retention.as_secs_f64())
-        .bind(i64::from(limit))
-        .execute(pool)
-        .await?;
+/// Deletes up to `limit` rows of `table` older than `retention`, oldest first; returns how many.
+/// The timestamp index finds them (the order keeps the planner on it), their `ctid`s make the
+/// delete a TID scan, and rows locked by a transaction in flight are skipped, so pruning never
+/// waits on a command.
+async fn batch(pool: &PgPool, table: Table, retention: Duration, limit: u32) -> sqlx::Result<u64> {
+    let (secs, limit) = (retention.as_secs_f64(), i64::from(limit));
+    let deleted = match table {
+        Table::IdempotencyKeys => {
+            sqlx::query!(
+                r#"
+                delete from idempotency_keys
+                where ctid = any(array(
+                    select ctid from idempotency_keys
+                    where created_at < now() - make_interval(secs => $1)
+                    order by created_at
+                    limit $2
+                    for update skip locked
+                ))
+                "#,
+                secs,
+                limit,
+            )
+            .execute(pool)
+            .await?
+        }
+        Table::Inbox => {
+            sqlx::query!(
+                r#"
+                delete from inbox
+                where ctid = any(array(
+                    select ctid from inbox
+                    where processed_at < now() - make_interval(secs => $1)
+                    order by processed_at
+                    limit $2
+                    for update skip locked
+                ))
+                "#,
+                secs,
+                limit,
+            )
+            .execute(pool)
+            .await?
+        }
+    };
     Ok(deleted.rows_affected())
 }
 
@@ -79,7 +92,7 @@ pub async fn prune(
     loop {
         let n = batch(
             pool,
-            IDEMPOTENCY_BATCH,
+            Table::IdempotencyKeys,
             policy.idempotency,
             policy.batch_size,
         )
@@ -92,7 +105,7 @@ pub async fn prune(
         }
     }
     loop {
-        let n = batch(pool, INBOX_BATCH, policy.inbox, policy.batch_size)
+        let n = batch(pool, Table::Inbox, policy.inbox, policy.batch_size)
             .await
             .context("prune inbox rows")?;
         metrics::counter!("records_pruned_total", "table" => "inbox").increment(n);

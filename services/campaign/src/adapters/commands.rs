@@ -4,14 +4,12 @@
 //! never succeed is recorded and answered with `campaign.command_rejected.v1` (see
 //! `messaging::door`).
 
-use prost::Message as _;
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use affiliate_proto::campaign::{
     CampaignCommand, campaign_command::Command, campaign_event::Event,
 };
-use affiliate_proto::common::{CommandRejected, MessageMetadata};
+use affiliate_proto::common::CommandRejected;
 use messaging::door::{CommandDoor, Outcome};
 use service_runtime::context::CommandContext;
 use service_runtime::outbox::OutboxMessage;
@@ -20,34 +18,11 @@ use crate::app::{Campaigns, messages};
 
 /// Runs campaign commands that arrive as messages.
 #[derive(Debug, Clone)]
-pub struct CampaignDoor {
-    campaigns: Campaigns,
-    pool: PgPool,
-}
-
-impl CampaignDoor {
-    pub fn new(campaigns: Campaigns, pool: PgPool) -> Self {
-        Self { campaigns, pool }
-    }
-}
+pub struct CampaignDoor(pub Campaigns);
 
 impl CommandDoor for CampaignDoor {
-    type Command = Command;
-
-    fn consumer(&self) -> &'static str {
-        "campaign/campaign-commands"
-    }
-
-    fn decode(
-        &self,
-        payload: &[u8],
-    ) -> Result<(Option<MessageMetadata>, Option<Command>), prost::DecodeError> {
-        CampaignCommand::decode(payload).map(|e| (e.metadata, e.command))
-    }
-
-    fn command_type(&self, command: &Command) -> &'static str {
-        command.message_type()
-    }
+    type Envelope = CampaignCommand;
+    const CONSUMER: &'static str = "campaign/campaign-commands";
 
     fn target(&self, command: &Command) -> Option<Uuid> {
         let id = match command {
@@ -62,7 +37,7 @@ impl CommandDoor for CampaignDoor {
     }
 
     async fn run(&self, ctx: &CommandContext, command: Command) -> Outcome {
-        let c = &self.campaigns;
+        let c = &self.0;
         let result = match command {
             Command::CreateCampaign(r) => c.create_campaign(ctx, r).await.map(drop),
             Command::AddVideo(r) => c.add_video(ctx, r).await.map(drop),
@@ -87,9 +62,5 @@ impl CommandDoor for CampaignDoor {
             messages::now(),
             Event::CommandRejected(rejected),
         )
-    }
-
-    fn pool(&self) -> &PgPool {
-        &self.pool
     }
 }

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::domain::{CampaignStatus, NewAcceptance, NewCampaign, NewVideo};
 
 /// A campaign row.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct CampaignRow {
     pub id: Uuid,
     pub advertiser_id: Uuid,
@@ -30,7 +30,7 @@ impl CampaignRow {
     }
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct VideoRow {
     pub id: Uuid,
     pub campaign_id: Uuid,
@@ -39,7 +39,7 @@ pub struct VideoRow {
     pub added_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct AcceptanceRow {
     pub campaign_id: Uuid,
     pub creator_id: Uuid,
@@ -57,33 +57,35 @@ pub async fn insert_campaign(
     new: &NewCampaign,
     now: DateTime<Utc>,
 ) -> sqlx::Result<CampaignRow> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        CampaignRow,
         r#"
         insert into campaigns (id, advertiser_id, name, description, commission_rate_bps,
                                budget_minor, currency, status, version, created_at, updated_at)
         values ($1, $2, $3, $4, $5, $6, $7, 'active', 1, $8, $8)
         returning *
         "#,
+        id,
+        new.advertiser_id,
+        &new.name,
+        &new.description,
+        i32::try_from(new.commission_rate_bps).unwrap_or(i32::MAX),
+        new.budget_minor,
+        &new.currency,
+        now,
     )
-    .bind(id)
-    .bind(new.advertiser_id)
-    .bind(&new.name)
-    .bind(&new.description)
-    .bind(i32::try_from(new.commission_rate_bps).unwrap_or(i32::MAX))
-    .bind(new.budget_minor)
-    .bind(&new.currency)
-    .bind(now)
     .fetch_one(conn)
     .await
 }
 
 pub async fn find_campaign(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<CampaignRow>> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        CampaignRow,
         r#"
         select * from campaigns where id = $1
         "#,
+        id,
     )
-    .bind(id)
     .fetch_optional(conn)
     .await
 }
@@ -91,12 +93,13 @@ pub async fn find_campaign(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Op
 /// Locks the campaign row until the transaction ends: every change to one campaign is
 /// serialized here, before its outbox rows are appended.
 pub async fn lock_campaign(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<CampaignRow>> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        CampaignRow,
         r#"
         select * from campaigns where id = $1 for update
         "#,
+        id,
     )
-    .bind(id)
     .fetch_optional(conn)
     .await
 }
@@ -107,13 +110,13 @@ pub async fn bump_version(
     id: Uuid,
     now: DateTime<Utc>,
 ) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         r#"
         update campaigns set version = version + 1, updated_at = $2 where id = $1 returning version
         "#,
+        id,
+        now,
     )
-    .bind(id)
-    .bind(now)
     .fetch_one(conn)
     .await
 }
@@ -125,16 +128,17 @@ pub async fn set_status(
     status: CampaignStatus,
     now: DateTime<Utc>,
 ) -> sqlx::Result<CampaignRow> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        CampaignRow,
         r#"
         update campaigns set status = $2, version = version + 1, updated_at = $3
         where id = $1
         returning *
         "#,
+        id,
+        status.as_str(),
+        now,
     )
-    .bind(id)
-    .bind(status.as_str())
-    .bind(now)
     .fetch_one(conn)
     .await
 }
@@ -147,7 +151,8 @@ pub async fn list_campaigns(
     before: Option<Uuid>,
     limit: i64,
 ) -> sqlx::Result<Vec<CampaignRow>> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        CampaignRow,
         r#"
         select * from campaigns
         where ($1::uuid is null or advertiser_id = $1)
@@ -156,11 +161,11 @@ pub async fn list_campaigns(
         order by id desc
         limit $4
         "#,
+        advertiser_id,
+        status.map(CampaignStatus::as_str),
+        before,
+        limit,
     )
-    .bind(advertiser_id)
-    .bind(status.map(CampaignStatus::as_str))
-    .bind(before)
-    .bind(limit)
     .fetch_all(conn)
     .await
 }
@@ -171,29 +176,31 @@ pub async fn insert_video(
     new: &NewVideo,
     now: DateTime<Utc>,
 ) -> sqlx::Result<VideoRow> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        VideoRow,
         r#"
         insert into videos (id, campaign_id, url, title, added_at)
         values ($1, $2, $3, $4, $5)
         returning *
         "#,
+        id,
+        new.campaign_id,
+        &new.url,
+        &new.title,
+        now,
     )
-    .bind(id)
-    .bind(new.campaign_id)
-    .bind(&new.url)
-    .bind(&new.title)
-    .bind(now)
     .fetch_one(conn)
     .await
 }
 
 pub async fn videos_of(conn: &mut PgConnection, campaign_id: Uuid) -> sqlx::Result<Vec<VideoRow>> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        VideoRow,
         r#"
         select * from videos where campaign_id = $1 order by id
         "#,
+        campaign_id,
     )
-    .bind(campaign_id)
     .fetch_all(conn)
     .await
 }
@@ -204,16 +211,17 @@ pub async fn insert_acceptance(
     new: &NewAcceptance,
     now: DateTime<Utc>,
 ) -> sqlx::Result<AcceptanceRow> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        AcceptanceRow,
         r#"
         insert into acceptances (campaign_id, creator_id, accepted_at)
         values ($1, $2, $3)
         returning *
         "#,
+        new.campaign_id,
+        new.creator_id,
+        now,
     )
-    .bind(new.campaign_id)
-    .bind(new.creator_id)
-    .bind(now)
     .fetch_one(conn)
     .await
 }

@@ -1,13 +1,12 @@
 //! Turning rows into API messages, and state changes into outbox messages (event envelopes).
 
 use chrono::{DateTime, Utc};
-use prost::Message as _;
 use uuid::Uuid;
 
 use affiliate_proto::campaign::{self as pb, campaign_event::Event};
 use affiliate_proto::common::Money;
 use service_runtime::context::CommandContext;
-use service_runtime::outbox::{OutboxMessage, Subject, events_topic, metadata, new_message_id};
+use service_runtime::outbox::{self, OutboxMessage, Subject, events_topic};
 
 use crate::adapters::repository::{AcceptanceRow, CampaignRow, VideoRow};
 use crate::domain::CampaignStatus;
@@ -83,29 +82,16 @@ pub fn event_message(
     occurred_at: DateTime<Utc>,
     event: Event,
 ) -> OutboxMessage {
-    let message_id = new_message_id();
-    let message_type = event_type(&event);
     let subject = Subject {
         aggregate_type: AGGREGATE,
         aggregate_id,
         aggregate_version: version,
     };
-    let envelope = pb::CampaignEvent {
-        metadata: Some(metadata(
-            ctx,
-            message_id,
-            message_type,
-            subject,
-            occurred_at,
-        )),
-        event: Some(event),
-    };
-    OutboxMessage::new(
-        ctx,
-        message_id,
-        events_topic(SERVICE),
-        message_type,
-        subject,
-        envelope.encode_to_vec(),
-    )
+    let topic = events_topic(SERVICE);
+    outbox::message(ctx, topic, event_type(&event), subject, occurred_at, |m| {
+        pb::CampaignEvent {
+            metadata: Some(m),
+            event: Some(event),
+        }
+    })
 }

@@ -2,14 +2,13 @@
 //! by the payout saga), run by the same handlers as the gRPC calls with the message id as the
 //! idempotency key. A calculate for a campaign not known yet is retried, never rejected.
 
-use prost::Message as _;
-use sqlx::{Acquire, PgConnection, PgPool, Postgres};
+use sqlx::{Acquire, PgConnection, Postgres};
 use uuid::Uuid;
 
 use affiliate_proto::commission::{
     CommissionCommand, commission_command::Command, commission_event::Event,
 };
-use affiliate_proto::common::{CommandRejected, MessageMetadata};
+use affiliate_proto::common::CommandRejected;
 use messaging::door::{CommandDoor, Outcome};
 use service_runtime::context::CommandContext;
 use service_runtime::outbox::OutboxMessage;
@@ -17,16 +16,7 @@ use service_runtime::outbox::OutboxMessage;
 use crate::app::{Commissions, messages};
 
 #[derive(Debug, Clone)]
-pub struct CommissionDoor {
-    commissions: Commissions,
-    pool: PgPool,
-}
-
-impl CommissionDoor {
-    pub fn new(commissions: Commissions, pool: PgPool) -> Self {
-        Self { commissions, pool }
-    }
-}
+pub struct CommissionDoor(pub Commissions);
 
 /// Runs a command on `db`: the pool (a transaction of its own) or a batch's connection.
 async fn run_on<'c>(
@@ -45,22 +35,8 @@ async fn run_on<'c>(
 }
 
 impl CommandDoor for CommissionDoor {
-    type Command = Command;
-
-    fn consumer(&self) -> &'static str {
-        "commission/commission-commands"
-    }
-
-    fn decode(
-        &self,
-        payload: &[u8],
-    ) -> Result<(Option<MessageMetadata>, Option<Command>), prost::DecodeError> {
-        CommissionCommand::decode(payload).map(|e| (e.metadata, e.command))
-    }
-
-    fn command_type(&self, command: &Command) -> &'static str {
-        command.message_type()
-    }
+    type Envelope = CommissionCommand;
+    const CONSUMER: &'static str = "commission/commission-commands";
 
     fn target(&self, command: &Command) -> Option<Uuid> {
         let id = match command {
@@ -73,7 +49,7 @@ impl CommandDoor for CommissionDoor {
     }
 
     async fn run(&self, ctx: &CommandContext, command: Command) -> Outcome {
-        run_on(&self.commissions, &self.pool, ctx, command).await
+        run_on(&self.0, self.0.pool(), ctx, command).await
     }
 
     fn batched(&self) -> bool {
@@ -86,7 +62,7 @@ impl CommandDoor for CommissionDoor {
         ctx: &CommandContext,
         command: Command,
     ) -> Outcome {
-        run_on(&self.commissions, conn, ctx, command).await
+        run_on(&self.0, conn, ctx, command).await
     }
 
     /// Calculate and reserve lock the creator's balance row: batches take them in creator order.
@@ -112,9 +88,5 @@ impl CommandDoor for CommissionDoor {
             messages::now(),
             Event::CommandRejected(rejected),
         )
-    }
-
-    fn pool(&self) -> &PgPool {
-        &self.pool
     }
 }

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::domain::{CampaignTerms, Open};
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct CommissionRow {
     pub id: Uuid,
     pub tracking_event_id: Uuid,
@@ -22,7 +22,7 @@ pub struct CommissionRow {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Default, sqlx::FromRow)]
+#[derive(Debug, Clone, Default)]
 pub struct BalanceRow {
     pub creator_id: Uuid,
     pub currency: String,
@@ -31,7 +31,7 @@ pub struct BalanceRow {
     pub paid_minor: i64,
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct ReservationRow {
     pub payout_id: Uuid,
     pub creator_id: Uuid,
@@ -52,18 +52,18 @@ pub async fn campaign_terms(
     conn: &mut PgConnection,
     campaign_id: Uuid,
 ) -> sqlx::Result<Option<CampaignTerms>> {
-    let row: Option<(i32, String, String)> = sqlx::query_as(
+    let row = sqlx::query!(
         r#"
         select commission_rate_bps, currency, status from campaign_terms where campaign_id = $1
         "#,
+        campaign_id,
     )
-    .bind(campaign_id)
     .fetch_optional(conn)
     .await?;
-    Ok(row.map(|(rate, currency, status)| CampaignTerms {
-        rate_bps: u32::try_from(rate).unwrap_or(0),
-        currency,
-        closed: status == "closed",
+    Ok(row.map(|row| CampaignTerms {
+        rate_bps: u32::try_from(row.commission_rate_bps).unwrap_or(0),
+        currency: row.currency,
+        closed: row.status == "closed",
     }))
 }
 
@@ -77,7 +77,7 @@ pub async fn upsert_campaign_terms(
     status: &str,
     version: i64,
 ) -> sqlx::Result<bool> {
-    let applied = sqlx::query(
+    let applied = sqlx::query!(
         r#"
         insert into campaign_terms (campaign_id, commission_rate_bps, currency, status, version)
         values ($1, $2, $3, $4, $5)
@@ -89,12 +89,12 @@ pub async fn upsert_campaign_terms(
                 updated_at = now()
             where campaign_terms.version < excluded.version
         "#,
+        campaign_id,
+        rate_bps,
+        currency,
+        status,
+        version,
     )
-    .bind(campaign_id)
-    .bind(rate_bps)
-    .bind(currency)
-    .bind(status)
-    .bind(version)
     .execute(conn)
     .await?
     .rows_affected();
@@ -108,13 +108,13 @@ pub async fn touch_campaign_terms(
     campaign_id: Uuid,
     version: i64,
 ) -> sqlx::Result<bool> {
-    let known: Option<i64> = sqlx::query_scalar(
+    let known: Option<i64> = sqlx::query_scalar!(
         r#"
         update campaign_terms set version = greatest(version, $2) where campaign_id = $1 returning version
         "#,
+        campaign_id,
+        version,
     )
-    .bind(campaign_id)
-    .bind(version)
     .fetch_optional(conn)
     .await?;
     Ok(known.is_some())
@@ -123,22 +123,22 @@ pub async fn touch_campaign_terms(
 // ---- commissions ----
 
 pub async fn insert_commission(conn: &mut PgConnection, row: &CommissionRow) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         r#"
         insert into commissions (id, tracking_event_id, campaign_id, creator_id, purchase_minor, currency,
                                  commission_rate_bps, amount_minor, created_at)
         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
         "#,
+        row.id,
+        row.tracking_event_id,
+        row.campaign_id,
+        row.creator_id,
+        row.purchase_minor,
+        &row.currency,
+        row.commission_rate_bps,
+        row.amount_minor,
+        row.created_at,
     )
-    .bind(row.id)
-    .bind(row.tracking_event_id)
-    .bind(row.campaign_id)
-    .bind(row.creator_id)
-    .bind(row.purchase_minor)
-    .bind(&row.currency)
-    .bind(row.commission_rate_bps)
-    .bind(row.amount_minor)
-    .bind(row.created_at)
     .execute(conn)
     .await?;
     Ok(())
@@ -148,12 +148,13 @@ pub async fn find_commission(
     conn: &mut PgConnection,
     id: Uuid,
 ) -> sqlx::Result<Option<CommissionRow>> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        CommissionRow,
         r#"
         select * from commissions where id = $1
         "#,
+        id,
     )
-    .bind(id)
     .fetch_optional(conn)
     .await
 }
@@ -165,7 +166,8 @@ pub async fn list_commissions(
     before: Option<Uuid>,
     limit: i64,
 ) -> sqlx::Result<Vec<CommissionRow>> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        CommissionRow,
         r#"
         select * from commissions
         where ($1::uuid is null or creator_id = $1)
@@ -174,11 +176,11 @@ pub async fn list_commissions(
         order by id desc
         limit $4
         "#,
+        creator_id,
+        campaign_id,
+        before,
+        limit,
     )
-    .bind(creator_id)
-    .bind(campaign_id)
-    .bind(before)
-    .bind(limit)
     .fetch_all(conn)
     .await
 }
@@ -189,26 +191,20 @@ pub async fn open_commissions(
     creator_id: Uuid,
     currency: &str,
 ) -> sqlx::Result<Vec<Open>> {
-    let rows: Vec<(Uuid, i64)> = sqlx::query_as(
+    sqlx::query_as!(
+        Open,
         r#"
-        select id, amount_minor - reserved_minor - paid_minor
+        select id as commission_id, amount_minor - reserved_minor - paid_minor as "open_minor!"
         from commissions
         where creator_id = $1 and currency = $2 and amount_minor > reserved_minor + paid_minor
         order by id
         for update
         "#,
+        creator_id,
+        currency,
     )
-    .bind(creator_id)
-    .bind(currency)
     .fetch_all(conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(commission_id, open_minor)| Open {
-            commission_id,
-            open_minor,
-        })
-        .collect())
+    .await
 }
 
 // ---- balances ----
@@ -219,22 +215,23 @@ pub async fn lock_balance(
     creator_id: Uuid,
     currency: &str,
 ) -> sqlx::Result<BalanceRow> {
-    sqlx::query(
+    sqlx::query!(
         r#"
         insert into balances (creator_id, currency) values ($1, $2) on conflict do nothing
         "#,
+        creator_id,
+        currency,
     )
-    .bind(creator_id)
-    .bind(currency)
     .execute(&mut *conn)
     .await?;
-    sqlx::query_as(
+    sqlx::query_as!(
+        BalanceRow,
         r#"
         select * from balances where creator_id = $1 and currency = $2 for update
         "#,
+        creator_id,
+        currency,
     )
-    .bind(creator_id)
-    .bind(currency)
     .fetch_one(conn)
     .await
 }
@@ -244,13 +241,14 @@ pub async fn find_balance(
     creator_id: Uuid,
     currency: &str,
 ) -> sqlx::Result<Option<BalanceRow>> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        BalanceRow,
         r#"
         select * from balances where creator_id = $1 and currency = $2
         "#,
+        creator_id,
+        currency,
     )
-    .bind(creator_id)
-    .bind(currency)
     .fetch_optional(conn)
     .await
 }
@@ -263,17 +261,18 @@ pub async fn credit_balance(
     currency: &str,
     amount: i64,
 ) -> sqlx::Result<BalanceRow> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        BalanceRow,
         r#"
         insert into balances (creator_id, currency, available_minor) values ($1, $2, $3)
         on conflict (creator_id, currency)
         do update set available_minor = balances.available_minor + excluded.available_minor
         returning *
         "#,
+        creator_id,
+        currency,
+        amount,
     )
-    .bind(creator_id)
-    .bind(currency)
-    .bind(amount)
     .fetch_one(conn)
     .await
 }
@@ -287,7 +286,8 @@ pub async fn adjust_balance(
     reserved: i64,
     paid: i64,
 ) -> sqlx::Result<BalanceRow> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        BalanceRow,
         r#"
         update balances
         set available_minor = available_minor + $3,
@@ -296,12 +296,12 @@ pub async fn adjust_balance(
         where creator_id = $1 and currency = $2
         returning *
         "#,
+        creator_id,
+        currency,
+        available,
+        reserved,
+        paid,
     )
-    .bind(creator_id)
-    .bind(currency)
-    .bind(available)
-    .bind(reserved)
-    .bind(paid)
     .fetch_one(conn)
     .await
 }
@@ -312,13 +312,14 @@ pub async fn lock_reservation(
     conn: &mut PgConnection,
     payout_id: Uuid,
 ) -> sqlx::Result<Option<ReservationRow>> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        ReservationRow,
         r#"
         select payout_id, creator_id, currency, amount_minor, status, version
         from reservations where payout_id = $1 for update
         "#,
+        payout_id,
     )
-    .bind(payout_id)
     .fetch_optional(conn)
     .await
 }
@@ -331,18 +332,19 @@ pub async fn insert_reservation(
     amount: i64,
     now: DateTime<Utc>,
 ) -> sqlx::Result<ReservationRow> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        ReservationRow,
         r#"
         insert into reservations (payout_id, creator_id, currency, amount_minor, status, version, created_at, updated_at)
         values ($1, $2, $3, $4, 'reserved', 1, $5, $5)
         returning payout_id, creator_id, currency, amount_minor, status, version
         "#,
+        payout_id,
+        creator_id,
+        currency,
+        amount,
+        now,
     )
-    .bind(payout_id)
-    .bind(creator_id)
-    .bind(currency)
-    .bind(amount)
-    .bind(now)
     .fetch_one(conn)
     .await
 }
@@ -353,16 +355,17 @@ pub async fn finish_reservation(
     status: &str,
     now: DateTime<Utc>,
 ) -> sqlx::Result<ReservationRow> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        ReservationRow,
         r#"
         update reservations set status = $2, version = version + 1, updated_at = $3
         where payout_id = $1
         returning payout_id, creator_id, currency, amount_minor, status, version
         "#,
+        payout_id,
+        status,
+        now,
     )
-    .bind(payout_id)
-    .bind(status)
-    .bind(now)
     .fetch_one(conn)
     .await
 }
@@ -373,7 +376,7 @@ pub async fn insert_allocations(
     allocations: &[(Uuid, i64)],
 ) -> sqlx::Result<()> {
     let (ids, amounts): (Vec<Uuid>, Vec<i64>) = allocations.iter().copied().unzip();
-    sqlx::query(
+    sqlx::query!(
         r#"
         with a as (select * from unnest($2::uuid[], $3::int8[]) as a(commission_id, amount_minor))
         , ins as (
@@ -383,10 +386,10 @@ pub async fn insert_allocations(
         update commissions c set reserved_minor = c.reserved_minor + a.amount_minor
         from a where c.id = a.commission_id
         "#,
+        payout_id,
+        &ids,
+        &amounts,
     )
-    .bind(payout_id)
-    .bind(&ids)
-    .bind(&amounts)
     .execute(conn)
     .await?;
     Ok(())
@@ -399,7 +402,7 @@ pub async fn unreserve_allocations(
     payout_id: Uuid,
     paid: bool,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         r#"
         update commissions c
         set reserved_minor = c.reserved_minor - a.amount_minor,
@@ -407,9 +410,9 @@ pub async fn unreserve_allocations(
         from allocations a
         where a.payout_id = $1 and c.id = a.commission_id
         "#,
+        payout_id,
+        paid,
     )
-    .bind(payout_id)
-    .bind(paid)
     .execute(conn)
     .await?;
     Ok(())

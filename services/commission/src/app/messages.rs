@@ -1,13 +1,12 @@
 //! Rows as API messages, and state changes as outbox messages (`CommissionEvent` envelopes).
 
 use chrono::{DateTime, Utc};
-use prost::Message as _;
 use uuid::Uuid;
 
 use affiliate_proto::commission::{self as pb, commission_event::Event};
 use affiliate_proto::common::Money;
 use service_runtime::context::CommandContext;
-use service_runtime::outbox::{OutboxMessage, Subject, events_topic, metadata, new_message_id};
+use service_runtime::outbox::{self, OutboxMessage, Subject, events_topic};
 pub use service_runtime::time::{now, timestamp};
 
 use crate::adapters::repository::{BalanceRow, CommissionRow, ReservationRow};
@@ -92,29 +91,16 @@ pub fn event_message(
     occurred_at: DateTime<Utc>,
     event: Event,
 ) -> OutboxMessage {
-    let message_id = new_message_id();
-    let message_type = event_type(&event);
     let subject = Subject {
         aggregate_type,
         aggregate_id,
         aggregate_version: version,
     };
-    let envelope = pb::CommissionEvent {
-        metadata: Some(metadata(
-            ctx,
-            message_id,
-            message_type,
-            subject,
-            occurred_at,
-        )),
-        event: Some(event),
-    };
-    OutboxMessage::new(
-        ctx,
-        message_id,
-        events_topic(SERVICE),
-        message_type,
-        subject,
-        envelope.encode_to_vec(),
-    )
+    let topic = events_topic(SERVICE);
+    outbox::message(ctx, topic, event_type(&event), subject, occurred_at, |m| {
+        pb::CommissionEvent {
+            metadata: Some(m),
+            event: Some(event),
+        }
+    })
 }

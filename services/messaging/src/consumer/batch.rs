@@ -109,8 +109,8 @@ async fn in_one_transaction<H: Handler>(
         }
         // A statement that failed outside a savepoint aborts the transaction, and COMMIT of an
         // aborted transaction rolls back without an error: ask before trusting the commit.
-        sqlx::query("select 1")
-            .execute(&mut *tx)
+        sqlx::query!("select 1 as ok")
+            .fetch_one(&mut *tx)
             .await
             .context("the batch's transaction is unusable")?;
         tx.commit().await.context("commit a batch")?;
@@ -176,8 +176,8 @@ pub(super) async fn alone<H: Handler + ?Sized>(
     if matches!(outcome, Err(Failure::Transient(_))) {
         return outcome;
     }
-    sqlx::query("select 1")
-        .execute(&mut *tx)
+    sqlx::query!("select 1 as ok")
+        .fetch_one(&mut *tx)
         .await
         .map_err(transient("the transaction is unusable"))?;
     tx.commit().await.map_err(transient("commit"))?;

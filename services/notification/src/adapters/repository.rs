@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::domain::Campaign;
 
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotificationRow {
     pub id: Uuid,
     pub user_id: Uuid,
@@ -22,13 +22,6 @@ pub struct NotificationRow {
     pub created_at: DateTime<Utc>,
 }
 
-/// The columns of [`NotificationRow`], for `select` and `returning`.
-macro_rules! columns {
-    () => {
-        "id, user_id, sequence, kind, title, body, subject_type, subject_id, correlation_id, read_at, created_at"
-    };
-}
-
 // ---- campaigns (fed by campaign events) ----
 
 /// Stores a campaign unless what is stored is as new as `version` or newer.
@@ -37,7 +30,7 @@ pub async fn upsert_campaign(
     campaign: &Campaign,
     version: i64,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         r#"
         insert into campaigns (id, advertiser_id, name, version)
         values ($1, $2, $3, $4)
@@ -47,30 +40,26 @@ pub async fn upsert_campaign(
                 version = excluded.version
             where campaigns.version < excluded.version
         "#,
+        campaign.id,
+        campaign.advertiser_id,
+        &campaign.name,
+        version,
     )
-    .bind(campaign.id)
-    .bind(campaign.advertiser_id)
-    .bind(&campaign.name)
-    .bind(version)
     .execute(conn)
     .await?;
     Ok(())
 }
 
 pub async fn find_campaign(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Campaign>> {
-    let row: Option<(Uuid, Uuid, String)> = sqlx::query_as(
+    sqlx::query_as!(
+        Campaign,
         r#"
         select id, advertiser_id, name from campaigns where id = $1
         "#,
-    )
-    .bind(id)
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.map(|(id, advertiser_id, name)| Campaign {
         id,
-        advertiser_id,
-        name,
-    }))
+    )
+    .fetch_optional(conn)
+    .await
 }
 
 // ---- notifications ----
@@ -78,14 +67,14 @@ pub async fn find_campaign(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Op
 /// The user's next sequence number. Locks the user's stream row until the transaction ends, so
 /// the user's notifications are numbered and committed one at a time, in order.
 pub async fn next_sequence(conn: &mut PgConnection, user_id: Uuid) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         r#"
         insert into user_streams (user_id, last_sequence) values ($1, 1)
         on conflict (user_id) do update set last_sequence = user_streams.last_sequence + 1
         returning last_sequence
         "#,
+        user_id,
     )
-    .bind(user_id)
     .fetch_one(conn)
     .await
 }
@@ -96,24 +85,24 @@ pub async fn insert_notification(
     row: &NotificationRow,
     message_id: &str,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         r#"
         insert into notifications (id, user_id, sequence, kind, title, body, subject_type,
                                    subject_id, correlation_id, message_id, created_at)
         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
         "#,
+        row.id,
+        row.user_id,
+        row.sequence,
+        &row.kind,
+        &row.title,
+        &row.body,
+        &row.subject_type,
+        row.subject_id,
+        &row.correlation_id,
+        message_id,
+        row.created_at,
     )
-    .bind(row.id)
-    .bind(row.user_id)
-    .bind(row.sequence)
-    .bind(&row.kind)
-    .bind(&row.title)
-    .bind(&row.body)
-    .bind(&row.subject_type)
-    .bind(row.subject_id)
-    .bind(&row.correlation_id)
-    .bind(message_id)
-    .bind(row.created_at)
     .execute(conn)
     .await?;
     Ok(())
@@ -127,22 +116,23 @@ pub async fn list(
     unread_only: bool,
     limit: i64,
 ) -> sqlx::Result<Vec<NotificationRow>> {
-    sqlx::query_as(concat!(
-        "select ",
-        columns!(),
+    sqlx::query_as!(
+        NotificationRow,
         r#"
+        select id, user_id, sequence, kind, title, body, subject_type, subject_id,
+               correlation_id, read_at, created_at
         from notifications
         where user_id = $1
           and ($2::int8 is null or sequence < $2)
           and (not $3 or read_at is null)
         order by sequence desc
         limit $4
-        "#
-    ))
-    .bind(user_id)
-    .bind(before)
-    .bind(unread_only)
-    .bind(limit)
+        "#,
+        user_id,
+        before,
+        unread_only,
+        limit,
+    )
     .fetch_all(conn)
     .await
 }
@@ -154,19 +144,20 @@ pub async fn after(
     after: i64,
     limit: i64,
 ) -> sqlx::Result<Vec<NotificationRow>> {
-    sqlx::query_as(concat!(
-        "select ",
-        columns!(),
+    sqlx::query_as!(
+        NotificationRow,
         r#"
+        select id, user_id, sequence, kind, title, body, subject_type, subject_id,
+               correlation_id, read_at, created_at
         from notifications
         where user_id = $1 and sequence > $2
         order by sequence
         limit $3
-        "#
-    ))
-    .bind(user_id)
-    .bind(after)
-    .bind(limit)
+        "#,
+        user_id,
+        after,
+        limit,
+    )
     .fetch_all(conn)
     .await
 }
@@ -177,24 +168,24 @@ pub async fn sequence_of(
     user_id: Uuid,
     id: Uuid,
 ) -> sqlx::Result<Option<i64>> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         r#"
         select sequence from notifications where id = $1 and user_id = $2
         "#,
+        id,
+        user_id,
     )
-    .bind(id)
-    .bind(user_id)
     .fetch_optional(conn)
     .await
 }
 
 pub async fn unread_count(conn: &mut PgConnection, user_id: Uuid) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         r#"
-        select count(*) from notifications where user_id = $1 and read_at is null
+        select count(*) as "unread!" from notifications where user_id = $1 and read_at is null
         "#,
+        user_id,
     )
-    .bind(user_id)
     .fetch_one(conn)
     .await
 }
@@ -207,16 +198,18 @@ pub async fn mark_read(
     id: Uuid,
     now: DateTime<Utc>,
 ) -> sqlx::Result<Option<NotificationRow>> {
-    sqlx::query_as(concat!(
+    sqlx::query_as!(
+        NotificationRow,
         r#"
         update notifications set read_at = coalesce(read_at, $3)
         where id = $1 and user_id = $2
-        returning "#,
-        columns!()
-    ))
-    .bind(id)
-    .bind(user_id)
-    .bind(now)
+        returning id, user_id, sequence, kind, title, body, subject_type, subject_id,
+                  correlation_id, read_at, created_at
+        "#,
+        id,
+        user_id,
+        now,
+    )
     .fetch_optional(conn)
     .await
 }

@@ -6,14 +6,14 @@ use uuid::Uuid;
 
 use crate::domain::{AccountDetails, Method, NewPayout, State};
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct PayoutRow {
     pub id: Uuid,
     pub creator_id: Uuid,
     pub amount_minor: i64,
     pub currency: String,
     pub method: String,
-    #[sqlx(try_from = "String")]
+    /// Read as text; `query_as!` makes it an `Account` through `From<String>`.
     pub account_details: Account,
     pub account_masked: String,
     pub status: String,
@@ -53,45 +53,48 @@ pub async fn insert_payout(
     correlation_id: &str,
     now: DateTime<Utc>,
 ) -> sqlx::Result<PayoutRow> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        PayoutRow,
         r#"
         insert into payouts (id, creator_id, amount_minor, currency, method, account_details, account_masked,
                              status, version, correlation_id, created_at, updated_at)
         values ($1, $2, $3, $4, $5, $6, $7, 'requested', 1, $8, $9, $9)
         returning *
         "#,
+        id,
+        new.creator_id,
+        new.amount_minor,
+        &new.currency,
+        new.method.as_str(),
+        new.account.expose(),
+        masked,
+        correlation_id,
+        now,
     )
-    .bind(id)
-    .bind(new.creator_id)
-    .bind(new.amount_minor)
-    .bind(&new.currency)
-    .bind(new.method.as_str())
-    .bind(new.account.expose())
-    .bind(masked)
-    .bind(correlation_id)
-    .bind(now)
     .fetch_one(conn)
     .await
 }
 
 pub async fn find_payout(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<PayoutRow>> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        PayoutRow,
         r#"
         select * from payouts where id = $1
         "#,
+        id,
     )
-    .bind(id)
     .fetch_optional(conn)
     .await
 }
 
 pub async fn lock_payout(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<PayoutRow>> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        PayoutRow,
         r#"
         select * from payouts where id = $1 for update
         "#,
+        id,
     )
-    .bind(id)
     .fetch_optional(conn)
     .await
 }
@@ -106,7 +109,8 @@ pub async fn set_state(
     failure_reason: Option<&str>,
     now: DateTime<Utc>,
 ) -> sqlx::Result<PayoutRow> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        PayoutRow,
         r#"
         update payouts
         set status = $2,
@@ -117,12 +121,12 @@ pub async fn set_state(
         where id = $1
         returning *
         "#,
+        id,
+        state.as_str(),
+        provider_reference,
+        failure_reason,
+        now,
     )
-    .bind(id)
-    .bind(state.as_str())
-    .bind(provider_reference)
-    .bind(failure_reason)
-    .bind(now)
     .fetch_one(conn)
     .await
 }
@@ -133,7 +137,8 @@ pub async fn list_payouts(
     before: Option<Uuid>,
     limit: i64,
 ) -> sqlx::Result<Vec<PayoutRow>> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        PayoutRow,
         r#"
         select * from payouts
         where ($1::uuid is null or creator_id = $1)
@@ -141,10 +146,10 @@ pub async fn list_payouts(
         order by id desc
         limit $3
         "#,
+        creator_id,
+        before,
+        limit,
     )
-    .bind(creator_id)
-    .bind(before)
-    .bind(limit)
     .fetch_all(conn)
     .await
 }
@@ -154,15 +159,15 @@ pub async fn stuck_in_processing(
     conn: &mut PgConnection,
     older_than_secs: f64,
 ) -> sqlx::Result<Vec<Uuid>> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         r#"
         select id from payouts
         where status = 'processing' and updated_at <= now() - make_interval(secs => $1)
         order by updated_at
         limit 100
         "#,
+        older_than_secs,
     )
-    .bind(older_than_secs)
     .fetch_all(conn)
     .await
 }

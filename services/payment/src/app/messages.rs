@@ -2,8 +2,6 @@
 //! the saga sends to the commission service).
 
 use chrono::{DateTime, Utc};
-use prost::Message as _;
-use uuid::Uuid;
 
 use affiliate_proto::commission::{
     self as commission_pb, CommissionCommand, commission_command::Command,
@@ -11,9 +9,7 @@ use affiliate_proto::commission::{
 use affiliate_proto::common::Money;
 use affiliate_proto::payment::{self as pb, payment_event::Event};
 use service_runtime::context::CommandContext;
-use service_runtime::outbox::{
-    OutboxMessage, Subject, commands_topic, events_topic, metadata, new_message_id,
-};
+use service_runtime::outbox::{self, OutboxMessage, Subject, commands_topic, events_topic};
 pub use service_runtime::time::{now, timestamp};
 
 use crate::adapters::repository::PayoutRow;
@@ -82,26 +78,23 @@ pub fn event_message(
     occurred_at: DateTime<Utc>,
     event: Event,
 ) -> OutboxMessage {
-    let message_id = new_message_id();
-    let message_type = event_type(&event);
-    let envelope = pb::PaymentEvent {
-        metadata: Some(metadata(
-            ctx,
-            message_id,
-            message_type,
-            subject(row),
-            occurred_at,
-        )),
-        event: Some(event),
-    };
-    OutboxMessage::new(
-        ctx,
-        message_id,
-        events_topic(SERVICE),
-        message_type,
-        subject(row),
-        envelope.encode_to_vec(),
-    )
+    event_about(ctx, subject(row), occurred_at, event)
+}
+
+/// The outbox message of a payment event about `subject`.
+pub fn event_about(
+    ctx: &CommandContext,
+    subject: Subject<'_>,
+    occurred_at: DateTime<Utc>,
+    event: Event,
+) -> OutboxMessage {
+    let topic = events_topic(SERVICE);
+    outbox::message(ctx, topic, event_type(&event), subject, occurred_at, |m| {
+        pb::PaymentEvent {
+            metadata: Some(m),
+            event: Some(event),
+        }
+    })
 }
 
 /// The event for a state a payout has just entered, if that state announces itself.
@@ -146,26 +139,13 @@ pub fn command_message(
     occurred_at: DateTime<Utc>,
     command: Command,
 ) -> OutboxMessage {
-    let message_id: Uuid = new_message_id();
-    let message_type = command.message_type();
-    let envelope = CommissionCommand {
-        metadata: Some(metadata(
-            ctx,
-            message_id,
-            message_type,
-            subject(row),
-            occurred_at,
-        )),
-        command: Some(command),
-    };
-    OutboxMessage::new(
-        ctx,
-        message_id,
-        commands_topic("commission"),
-        message_type,
-        subject(row),
-        envelope.encode_to_vec(),
-    )
+    let (topic, message_type) = (commands_topic("commission"), command.message_type());
+    outbox::message(ctx, topic, message_type, subject(row), occurred_at, |m| {
+        CommissionCommand {
+            metadata: Some(m),
+            command: Some(command),
+        }
+    })
 }
 
 /// Everything a payout entering the state in `row` publishes: its event and its command.

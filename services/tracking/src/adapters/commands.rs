@@ -4,11 +4,9 @@
 //! never succeed is recorded and answered with `tracking.command_rejected.v1` (see
 //! `messaging::door`).
 
-use prost::Message as _;
-use sqlx::PgPool;
 use uuid::Uuid;
 
-use affiliate_proto::common::{CommandRejected, MessageMetadata};
+use affiliate_proto::common::CommandRejected;
 use affiliate_proto::tracking::{
     TrackingCommand, tracking_command::Command, tracking_event_envelope::Event,
 };
@@ -20,34 +18,11 @@ use crate::app::{Tracking, messages};
 
 /// Runs tracking commands that arrive as messages.
 #[derive(Debug, Clone)]
-pub struct TrackingDoor {
-    tracking: Tracking,
-    pool: PgPool,
-}
-
-impl TrackingDoor {
-    pub fn new(tracking: Tracking, pool: PgPool) -> Self {
-        Self { tracking, pool }
-    }
-}
+pub struct TrackingDoor(pub Tracking);
 
 impl CommandDoor for TrackingDoor {
-    type Command = Command;
-
-    fn consumer(&self) -> &'static str {
-        "tracking/tracking-commands"
-    }
-
-    fn decode(
-        &self,
-        payload: &[u8],
-    ) -> Result<(Option<MessageMetadata>, Option<Command>), prost::DecodeError> {
-        TrackingCommand::decode(payload).map(|e| (e.metadata, e.command))
-    }
-
-    fn command_type(&self, command: &Command) -> &'static str {
-        command.message_type()
-    }
+    type Envelope = TrackingCommand;
+    const CONSUMER: &'static str = "tracking/tracking-commands";
 
     /// Both commands create their aggregate, so a rejected one has none (the nil id).
     fn target(&self, _command: &Command) -> Option<Uuid> {
@@ -56,8 +31,8 @@ impl CommandDoor for TrackingDoor {
 
     async fn run(&self, ctx: &CommandContext, command: Command) -> Outcome {
         let result = match command {
-            Command::CreateEvent(r) => self.tracking.create_event(ctx, r).await.map(drop),
-            Command::SubmitEvidence(r) => self.tracking.submit_evidence(ctx, r).await.map(drop),
+            Command::CreateEvent(r) => self.0.create_event(ctx, r).await.map(drop),
+            Command::SubmitEvidence(r) => self.0.submit_evidence(ctx, r).await.map(drop),
         };
         result.map_or_else(Outcome::from, |()| Outcome::Done)
     }
@@ -81,9 +56,5 @@ impl CommandDoor for TrackingDoor {
             messages::now(),
             Event::CommandRejected(rejected),
         )
-    }
-
-    fn pool(&self) -> &PgPool {
-        &self.pool
     }
 }

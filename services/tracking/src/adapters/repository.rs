@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::domain::{EventKind, EvidenceKind, NewEvent, NewEvidence};
 
 /// A tracking event row.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct TrackingEventRow {
     pub id: Uuid,
     pub campaign_id: Uuid,
@@ -30,7 +30,7 @@ impl TrackingEventRow {
 }
 
 /// An evidence row.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct EvidenceRow {
     pub id: Uuid,
     pub campaign_id: Uuid,
@@ -65,23 +65,24 @@ pub async fn insert_event(
     new: &NewEvent,
     now: DateTime<Utc>,
 ) -> sqlx::Result<TrackingEventRow> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        TrackingEventRow,
         r#"
         insert into tracking_events (id, campaign_id, creator_id, kind, amount_minor, currency,
                                      product_id, occurred_at, recorded_at)
         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
         returning *
         "#,
+        id,
+        new.campaign_id,
+        new.creator_id,
+        new.kind.as_str(),
+        new.amount.as_ref().map(|a| a.minor),
+        new.amount.as_ref().map(|a| a.currency.as_str()),
+        new.product_id.as_deref(),
+        new.occurred_at.unwrap_or(now),
+        now,
     )
-    .bind(id)
-    .bind(new.campaign_id)
-    .bind(new.creator_id)
-    .bind(new.kind.as_str())
-    .bind(new.amount.as_ref().map(|a| a.minor))
-    .bind(new.amount.as_ref().map(|a| a.currency.as_str()))
-    .bind(new.product_id.as_deref())
-    .bind(new.occurred_at.unwrap_or(now))
-    .bind(now)
     .fetch_one(conn)
     .await
 }
@@ -90,12 +91,13 @@ pub async fn find_event(
     conn: &mut PgConnection,
     id: Uuid,
 ) -> sqlx::Result<Option<TrackingEventRow>> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        TrackingEventRow,
         r#"
         select * from tracking_events where id = $1
         "#,
+        id,
     )
-    .bind(id)
     .fetch_optional(conn)
     .await
 }
@@ -105,7 +107,8 @@ pub async fn list_events(
     conn: &mut PgConnection,
     page: Page,
 ) -> sqlx::Result<Vec<TrackingEventRow>> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        TrackingEventRow,
         r#"
         select * from tracking_events
         where ($1::uuid is null or campaign_id = $1)
@@ -114,11 +117,11 @@ pub async fn list_events(
         order by id desc
         limit $4
         "#,
+        page.campaign_id,
+        page.creator_id,
+        page.before,
+        page.limit,
     )
-    .bind(page.campaign_id)
-    .bind(page.creator_id)
-    .bind(page.before)
-    .bind(page.limit)
     .fetch_all(conn)
     .await
 }
@@ -129,27 +132,29 @@ pub async fn insert_evidence(
     new: &NewEvidence,
     now: DateTime<Utc>,
 ) -> sqlx::Result<EvidenceRow> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        EvidenceRow,
         r#"
         insert into evidence (id, campaign_id, creator_id, kind, url, note, submitted_at)
         values ($1, $2, $3, $4, $5, $6, $7)
         returning *
         "#,
+        id,
+        new.campaign_id,
+        new.creator_id,
+        new.kind.as_str(),
+        &new.url,
+        &new.note,
+        now,
     )
-    .bind(id)
-    .bind(new.campaign_id)
-    .bind(new.creator_id)
-    .bind(new.kind.as_str())
-    .bind(&new.url)
-    .bind(&new.note)
-    .bind(now)
     .fetch_one(conn)
     .await
 }
 
 /// One page of evidence, newest first.
 pub async fn list_evidence(conn: &mut PgConnection, page: Page) -> sqlx::Result<Vec<EvidenceRow>> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        EvidenceRow,
         r#"
         select * from evidence
         where ($1::uuid is null or campaign_id = $1)
@@ -158,11 +163,11 @@ pub async fn list_evidence(conn: &mut PgConnection, page: Page) -> sqlx::Result<
         order by id desc
         limit $4
         "#,
+        page.campaign_id,
+        page.creator_id,
+        page.before,
+        page.limit,
     )
-    .bind(page.campaign_id)
-    .bind(page.creator_id)
-    .bind(page.before)
-    .bind(page.limit)
     .fetch_all(conn)
     .await
 }

@@ -2,7 +2,6 @@
 //! `tracking-events`, and the calculate command a purchase sends on `commission-commands`.
 
 use chrono::{DateTime, Utc};
-use prost::Message as _;
 use uuid::Uuid;
 
 use affiliate_proto::commission::{
@@ -11,9 +10,7 @@ use affiliate_proto::commission::{
 use affiliate_proto::common::Money;
 use affiliate_proto::tracking::{self as pb, tracking_event_envelope::Event};
 use service_runtime::context::CommandContext;
-use service_runtime::outbox::{
-    OutboxMessage, Subject, commands_topic, events_topic, metadata, new_message_id,
-};
+use service_runtime::outbox::{self, OutboxMessage, Subject, commands_topic, events_topic};
 
 use crate::adapters::repository::{EvidenceRow, TrackingEventRow};
 use crate::domain::{EventKind, EvidenceKind};
@@ -121,31 +118,18 @@ pub fn event_message(
     occurred_at: DateTime<Utc>,
     event: Event,
 ) -> OutboxMessage {
-    let message_id = new_message_id();
-    let message_type = event_type(&event);
     let subject = Subject {
         aggregate_type,
         aggregate_id,
         aggregate_version: version,
     };
-    let envelope = pb::TrackingEventEnvelope {
-        metadata: Some(metadata(
-            ctx,
-            message_id,
-            message_type,
-            subject,
-            occurred_at,
-        )),
-        event: Some(event),
-    };
-    OutboxMessage::new(
-        ctx,
-        message_id,
-        events_topic(SERVICE),
-        message_type,
-        subject,
-        envelope.encode_to_vec(),
-    )
+    let topic = events_topic(SERVICE);
+    outbox::message(ctx, topic, event_type(&event), subject, occurred_at, |m| {
+        pb::TrackingEventEnvelope {
+            metadata: Some(m),
+            event: Some(event),
+        }
+    })
 }
 
 /// The `commission.calculate.command.v1` a purchase sends to the commission service: about the
@@ -165,42 +149,38 @@ pub fn calculate_command(
         causation_id: Some(caused_by.to_string()),
         ..ctx.clone()
     };
-    let message_id = new_message_id();
     let subject = Subject {
         aggregate_type: TRACKING_EVENT,
         aggregate_id: row.id,
         aggregate_version: VERSION,
     };
-    let envelope = CommissionCommand {
-        metadata: Some(metadata(
-            &ctx,
-            message_id,
-            CALCULATE_COMMAND,
-            subject,
-            occurred_at,
-        )),
-        command: Some(Command::Calculate(CalculateCommissionRequest {
-            tracking_event_id: row.id.to_string(),
-            campaign_id: row.campaign_id.to_string(),
-            creator_id: row.creator_id.to_string(),
-            purchase_amount: Some(Money {
-                amount_minor,
-                currency: currency.clone(),
-            }),
-        })),
-    };
-    Some(OutboxMessage::new(
+    let command = Command::Calculate(CalculateCommissionRequest {
+        tracking_event_id: row.id.to_string(),
+        campaign_id: row.campaign_id.to_string(),
+        creator_id: row.creator_id.to_string(),
+        purchase_amount: Some(Money {
+            amount_minor,
+            currency: currency.clone(),
+        }),
+    });
+    let topic = commands_topic(COMMISSION_SERVICE);
+    Some(outbox::message(
         &ctx,
-        message_id,
-        commands_topic(COMMISSION_SERVICE),
+        topic,
         CALCULATE_COMMAND,
         subject,
-        envelope.encode_to_vec(),
+        occurred_at,
+        |m| CommissionCommand {
+            metadata: Some(m),
+            command: Some(command),
+        },
     ))
 }
 
 #[cfg(test)]
 mod tests {
+    use prost::Message as _;
+
     use super::*;
 
     fn row(kind: EventKind, amount: Option<(i64, &str)>) -> TrackingEventRow {
