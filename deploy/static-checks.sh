@@ -266,7 +266,13 @@ def base_type(decl):
 STRUCT = re.compile(r"\bstruct\s+(\w+)[^;{(]*\{")
 
 
-def parse_crate(src_dir):
+# A service of the kit declares its own flags (`type Flags = X;` in its `impl Declaration`); its
+# command line is the kit's `Config<X>` (service-host), which flattens the shared flags and X.
+DECLARED_FLAGS = re.compile(r"\btype\s+Flags\s*=\s*(\w+)\s*;")
+declared = {}  # package name -> its Flags type
+
+
+def parse_crate(src_dir, package=None):
     """struct name -> {env: {NAME: required}, flatten: [type], root: bool}"""
     structs = {}
     for dirpath, _, files in os.walk(src_dir):
@@ -274,6 +280,8 @@ def parse_crate(src_dir):
             if not f.endswith(".rs"):
                 continue
             text = strip_comments(open(os.path.join(dirpath, f), encoding="utf-8").read())
+            if package and (flags := DECLARED_FLAGS.search(text)):
+                declared[package] = flags.group(1)
             for m in STRUCT.finditer(text):
                 start = m.end() - 1
                 body = text[start + 1 : matching(text, start, "{", "}")]
@@ -300,7 +308,7 @@ crates = {}  # package name -> structs
 bins = {}  # binary name -> package name
 for package in metadata["packages"]:
     root = os.path.dirname(package["manifest_path"])
-    crates[package["name"]] = parse_crate(os.path.join(root, "src"))
+    crates[package["name"]] = parse_crate(os.path.join(root, "src"), package["name"])
     for target in package["targets"]:
         if "bin" in target["kind"]:
             bins[target["name"]] = package["name"]
@@ -328,8 +336,11 @@ def closure(package, infos, seen):
 
 reads, required = {}, {}
 for binary, package in bins.items():
-    reads[binary] = set(closure(package, list(crates[package].values()), set()))
-    roots = [s for s in crates[package].values() if s["root"]]
+    kit = []
+    if package in declared:
+        kit = lookup("service-host", "Config") + lookup(package, declared[package])
+    reads[binary] = set(closure(package, list(crates[package].values()) + kit, set()))
+    roots = [s for s in crates[package].values() if s["root"]] + kit
     required[binary] = {k for k, v in closure(package, roots, set()).items() if v}
     if not reads[binary]:
         error(f"found no environment variable the binary {binary} reads: the source scan is broken")
