@@ -127,8 +127,9 @@ pub fn router(state: AppState) -> anyhow::Result<Router> {
     let cors = cors(&edge.cors_origins)?;
     let timeout = TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, edge.request_timeout);
     let body_limit = DefaultBodyLimit::max(edge.max_body_bytes);
-    let mut app = routes::api()
-        .merge(openapi::docs())
+    let (api, document) = openapi::api();
+    let mut app = api
+        .merge(openapi::docs(document))
         .with_state(state)
         .layer(body_limit)
         .layer(timeout);

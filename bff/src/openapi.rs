@@ -1,4 +1,5 @@
-//! The OpenAPI 3.1 document, generated from the handlers' annotations, and the docs page.
+//! The OpenAPI 3.1 document, generated from the handlers' annotations as the router registers
+//! them ([`crate::routes::api`]), and the docs page.
 //!
 //! Every operation declares the problem+json errors the edge can answer with, and every
 //! `/api/v1` operation the bearer security scheme.
@@ -8,11 +9,12 @@ use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::AppState;
 use crate::problem::{FieldError, PROBLEM_JSON, Problem};
-use crate::routes::{admin, campaigns, creators, health, notifications, tracking};
+use crate::routes;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,18 +22,7 @@ use crate::routes::{admin, campaigns, creators, health, notifications, tracking}
         title = "Affiliate platform API",
         description = "The REST/JSON edge of the affiliate platform: campaigns, creators, tracking, commissions, payouts and notifications. Bodies follow proto3 JSON style: camelCase names, int64 as strings, enums by name, RFC 3339 timestamps in UTC. Every `/api/v1` route needs `Authorization: Bearer <JWT>`; errors are RFC 9457 problem+json.",
     ),
-    paths(
-        health::health, health::services,
-        campaigns::create, campaigns::list, campaigns::get, campaigns::add_video,
-        campaigns::pause, campaigns::resume, campaigns::close,
-        creators::accept, creators::submit_evidence, creators::commissions, creators::balance,
-        creators::request_payout, creators::payouts, creators::payout,
-        tracking::record, tracking::list,
-        notifications::list, notifications::mark_read, notifications::stream,
-        admin::dead_letter_topics, admin::dead_letters,
-    ),
     components(schemas(Problem, FieldError)),
-    modifiers(&Edge),
     tags(
         (name = "campaigns", description = "Advertisers' campaigns; creators browse active ones"),
         (name = "creators", description = "A creator's acceptances, evidence, commissions, balance and payouts"),
@@ -124,9 +115,19 @@ impl Modify for Edge {
     }
 }
 
+/// The routes and the document that describes them: [`ApiDoc`], the paths the routes declare,
+/// then the bearer scheme and the error responses on every operation.
+pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, mut document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(routes::api())
+        .split_for_parts();
+    Edge.modify(&mut document);
+    (router, document)
+}
+
 /// `/openapi.json` and the Swagger UI at `/docs` (assets built in: it works offline).
-pub fn docs() -> Router<AppState> {
-    Router::new().merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+pub fn docs(document: utoipa::openapi::OpenApi) -> Router<AppState> {
+    Router::new().merge(SwaggerUi::new("/docs").url("/openapi.json", document))
 }
 
 #[cfg(test)]
@@ -135,7 +136,7 @@ mod tests {
 
     #[test]
     fn the_document_declares_security_and_errors_on_every_operation() {
-        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let doc = serde_json::to_value(api().1).unwrap();
         assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
         assert_eq!(
             doc["components"]["securitySchemes"]["bearer"]["scheme"],

@@ -10,10 +10,10 @@ pub mod health;
 pub mod notifications;
 pub mod tracking;
 
-use axum::Router;
-use axum::routing::{get, post};
 use serde::Deserialize;
 use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 
@@ -39,68 +39,29 @@ impl Paging {
     }
 }
 
-pub fn api() -> Router<AppState> {
-    Router::new()
-        .route("/health", get(health::health))
-        .route("/health/services", get(health::services))
-        .route(
-            "/api/v1/campaigns",
-            post(campaigns::create).get(campaigns::list),
-        )
-        .route("/api/v1/campaigns/{campaignId}", get(campaigns::get))
-        .route(
-            "/api/v1/campaigns/{campaignId}/videos",
-            post(campaigns::add_video),
-        )
-        .route(
-            "/api/v1/campaigns/{campaignId}/pause",
-            post(campaigns::pause),
-        )
-        .route(
-            "/api/v1/campaigns/{campaignId}/resume",
-            post(campaigns::resume),
-        )
-        .route(
-            "/api/v1/campaigns/{campaignId}/close",
-            post(campaigns::close),
-        )
-        .route(
-            "/api/v1/creators/{creatorId}/acceptances",
-            post(creators::accept),
-        )
-        .route(
-            "/api/v1/creators/{creatorId}/evidence",
-            post(creators::submit_evidence),
-        )
-        .route(
-            "/api/v1/creators/{creatorId}/commissions",
-            get(creators::commissions),
-        )
-        .route(
-            "/api/v1/creators/{creatorId}/balance",
-            get(creators::balance),
-        )
-        .route(
-            "/api/v1/creators/{creatorId}/payouts",
-            post(creators::request_payout).get(creators::payouts),
-        )
-        .route(
-            "/api/v1/creators/{creatorId}/payouts/{payoutId}",
-            get(creators::payout),
-        )
-        .route(
-            "/api/v1/tracking-events",
-            post(tracking::record).get(tracking::list),
-        )
-        .route("/api/v1/notifications", get(notifications::list))
-        .route("/api/v1/notifications/stream", get(notifications::stream))
-        .route(
-            "/api/v1/notifications/{notificationId}/read",
-            post(notifications::mark_read),
-        )
-        .route("/api/v1/admin/dead-letters", get(admin::dead_letter_topics))
-        .route(
-            "/api/v1/admin/dead-letters/{topic}",
-            get(admin::dead_letters),
-        )
+/// Every route, each declared once: `routes!` takes the handlers of one path (their methods and
+/// the path come from their `#[utoipa::path]`), so the router and the OpenAPI document's paths are
+/// built from the same declarations.
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health::health))
+        .routes(routes!(health::services))
+        .routes(routes!(campaigns::create, campaigns::list))
+        .routes(routes!(campaigns::get))
+        .routes(routes!(campaigns::add_video))
+        .routes(routes!(campaigns::pause))
+        .routes(routes!(campaigns::resume))
+        .routes(routes!(campaigns::close))
+        .routes(routes!(creators::accept))
+        .routes(routes!(creators::submit_evidence))
+        .routes(routes!(creators::commissions))
+        .routes(routes!(creators::balance))
+        .routes(routes!(creators::request_payout, creators::payouts))
+        .routes(routes!(creators::payout))
+        .routes(routes!(tracking::record, tracking::list))
+        .routes(routes!(notifications::list))
+        .routes(routes!(notifications::stream))
+        .routes(routes!(notifications::mark_read))
+        .routes(routes!(admin::dead_letter_topics))
+        .routes(routes!(admin::dead_letters))
 }
