@@ -11,11 +11,10 @@ use std::sync::OnceLock;
 
 use anyhow::Context as _;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use opentelemetry::propagation::{
-    Extractor, Injector, TextMapCompositePropagator, TextMapPropagator as _,
-};
+use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator as _};
 use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry::{Context, KeyValue};
+use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
@@ -158,36 +157,10 @@ pub fn set_remote_parent(
     }
 }
 
-/// HTTP/gRPC headers read as a propagation carrier.
-struct HeaderReader<'a>(&'a http::HeaderMap);
-
-impl Extractor for HeaderReader<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|v| v.to_str().ok())
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(http::HeaderName::as_str).collect()
-    }
-}
-
-/// HTTP/gRPC headers written as a propagation carrier.
-struct HeaderWriter<'a>(&'a mut http::HeaderMap);
-
-impl Injector for HeaderWriter<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        if let (Ok(name), Ok(value)) = (
-            http::HeaderName::from_bytes(key.as_bytes()),
-            http::HeaderValue::from_str(&value),
-        ) {
-            self.0.insert(name, value);
-        }
-    }
-}
-
-/// The remote context (trace context and baggage) carried by HTTP/gRPC headers.
+/// The remote context (trace context and baggage) carried by HTTP/gRPC headers (the carriers
+/// are opentelemetry-http's).
 pub fn extract_headers(headers: &http::HeaderMap) -> Context {
-    opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderReader(headers)))
+    opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)))
 }
 
 /// Writes the current span's context (and `baggage`) into HTTP/gRPC headers.
@@ -202,7 +175,7 @@ pub fn inject_headers(headers: &mut http::HeaderMap, baggage: &[(&str, &str)]) {
         );
     }
     opentelemetry::global::get_text_map_propagator(|p| {
-        p.inject_context(&cx, &mut HeaderWriter(headers));
+        p.inject_context(&cx, &mut HeaderInjector(headers));
     });
 }
 
