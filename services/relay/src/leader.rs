@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
+use service_runtime::backoff::{Delays, exponential};
 use sqlx::postgres::PgListener;
 use sqlx::{Connection as _, PgConnection};
 use tokio_util::sync::CancellationToken;
@@ -166,10 +167,10 @@ async fn sleep_or_stop(delay: Duration, shutdown: &CancellationToken) -> bool {
     }
 }
 
-/// Exponential back-off from 100 ms, doubling up to a maximum.
+/// Exponential back-off from 100 ms, doubling up to a maximum, started again by [`Backoff::reset`].
 #[derive(Debug)]
 struct Backoff {
-    next: Duration,
+    delays: Delays,
     max: Duration,
 }
 
@@ -178,19 +179,17 @@ impl Backoff {
 
     fn new(max: Duration) -> Self {
         Self {
-            next: Self::START,
+            delays: exponential(Self::START, max),
             max,
         }
     }
 
     fn next(&mut self) -> Duration {
-        let delay = self.next;
-        self.next = (self.next * 2).min(self.max);
-        delay
+        self.delays.next().unwrap_or(self.max)
     }
 
     fn reset(&mut self) {
-        self.next = Self::START;
+        self.delays = exponential(Self::START, self.max);
     }
 }
 
