@@ -8,12 +8,11 @@ use super::is_iso_4217;
 pub const MAX_NAME_CHARS: usize = 200;
 /// Longest campaign description, in characters.
 pub const MAX_DESCRIPTION_CHARS: usize = 5000;
-/// Longest video URL, in bytes.
-pub const MAX_URL_LEN: usize = 2048;
 /// 100 % in basis points.
 pub const MAX_RATE_BPS: u32 = 10_000;
 
-pub use service_runtime::validation::FieldViolation;
+pub use service_runtime::validation::{FieldViolation, parse_id};
+use service_runtime::validation::{parse_http_url, text};
 
 /// Lifecycle state of a campaign.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,14 +244,6 @@ pub fn check_can_add_video(status: CampaignStatus) -> Result<(), Rejection> {
     }
 }
 
-/// Parses a UUID field.
-pub fn parse_id(field: &str, value: &str) -> Result<Uuid, FieldViolation> {
-    if value.is_empty() {
-        return Err(FieldViolation::new(field, "is required"));
-    }
-    Uuid::parse_str(value).map_err(|_| FieldViolation::new(field, "must be a UUID"))
-}
-
 fn parse_currency(field: &str, value: &str) -> Result<String, FieldViolation> {
     if is_iso_4217(value) {
         Ok(value.to_owned())
@@ -262,64 +253,6 @@ fn parse_currency(field: &str, value: &str) -> Result<String, FieldViolation> {
             "must be an ISO-4217 currency code in upper case, e.g. USD",
         ))
     }
-}
-
-/// Trims `value`; it must fit `max_chars`, hold no control characters, and (if `required`)
-/// not be empty.
-fn text(
-    field: &str,
-    value: &str,
-    max_chars: usize,
-    required: bool,
-) -> Result<String, FieldViolation> {
-    let trimmed = value.trim();
-    if required && trimmed.is_empty() {
-        return Err(FieldViolation::new(field, "must not be empty"));
-    }
-    if trimmed.chars().count() > max_chars {
-        return Err(FieldViolation::new(
-            field,
-            format!("must be at most {max_chars} characters"),
-        ));
-    }
-    if trimmed
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
-        return Err(FieldViolation::new(
-            field,
-            "must not contain control characters",
-        ));
-    }
-    Ok(trimmed.to_owned())
-}
-
-/// An absolute http(s) URL with a host and no whitespace.
-fn parse_http_url(field: &str, value: &str) -> Result<String, FieldViolation> {
-    let invalid = || FieldViolation::new(field, "must be an absolute http or https URL");
-    if value.is_empty() {
-        return Err(FieldViolation::new(field, "is required"));
-    }
-    if value.len() > MAX_URL_LEN {
-        return Err(FieldViolation::new(
-            field,
-            format!("must be at most {MAX_URL_LEN} bytes"),
-        ));
-    }
-    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(invalid());
-    }
-    let rest = value
-        .strip_prefix("https://")
-        .or_else(|| value.strip_prefix("http://"))
-        .ok_or_else(invalid)?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = authority.rsplit('@').next().unwrap_or_default();
-    let host = host.split(':').next().unwrap_or_default();
-    if host.is_empty() {
-        return Err(invalid());
-    }
-    Ok(value.to_owned())
 }
 
 fn collect<T>(

@@ -3,12 +3,12 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use uuid::Uuid;
 
+use service_runtime::validation::{parse_http_url, text};
+
 use super::{FieldViolation, Violations, is_iso_4217, parse_id};
 
 /// Longest product id, in characters.
 pub const MAX_PRODUCT_ID_CHARS: usize = 200;
-/// Longest evidence URL, in bytes.
-pub const MAX_URL_LEN: usize = 2048;
 /// Longest evidence note, in characters.
 pub const MAX_NOTE_CHARS: usize = 1000;
 /// How far ahead of our clock a reported `occurred_at` may be: the reporter's clock may run a
@@ -286,84 +286,10 @@ pub fn validate_new_evidence(
     v.finish(evidence)
 }
 
-/// Trims `value`; it must fit `max_chars`, hold no control characters (but newlines and tabs),
-/// and (if `required`) not be empty.
-fn text(
-    field: &str,
-    value: &str,
-    max_chars: usize,
-    required: bool,
-) -> Result<String, FieldViolation> {
-    let trimmed = value.trim();
-    if required && trimmed.is_empty() {
-        return Err(FieldViolation::new(field, "must not be empty"));
-    }
-    if trimmed.chars().count() > max_chars {
-        return Err(FieldViolation::new(
-            field,
-            format!("must be at most {max_chars} characters"),
-        ));
-    }
-    if trimmed
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
-        return Err(FieldViolation::new(
-            field,
-            "must not contain control characters",
-        ));
-    }
-    Ok(trimmed.to_owned())
-}
-
-/// An absolute http(s) URL with a host (and, if given, a numeric port), no whitespace, at most
-/// [`MAX_URL_LEN`] bytes.
-fn parse_http_url(field: &str, value: &str) -> Result<String, FieldViolation> {
-    let invalid =
-        || FieldViolation::new(field, "must be an absolute http or https URL with a host");
-    if value.is_empty() {
-        return Err(FieldViolation::new(field, "is required"));
-    }
-    if value.len() > MAX_URL_LEN {
-        return Err(FieldViolation::new(
-            field,
-            format!("must be at most {MAX_URL_LEN} bytes"),
-        ));
-    }
-    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(invalid());
-    }
-    let (scheme, rest) = value.split_once("://").ok_or_else(invalid)?;
-    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
-        return Err(invalid());
-    }
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host_port = authority.rsplit('@').next().unwrap_or_default();
-    let (host, port) = match host_port.strip_prefix('[') {
-        // An IPv6 literal: `[::1]` or `[::1]:8080`.
-        Some(literal) => {
-            let (address, after) = literal.split_once(']').ok_or_else(invalid)?;
-            let port = match after {
-                "" => None,
-                _ => Some(after.strip_prefix(':').ok_or_else(invalid)?),
-            };
-            (address, port)
-        }
-        None => match host_port.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (host_port, None),
-        },
-    };
-    let port_ok =
-        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
-    if host.is_empty() || !port_ok {
-        return Err(invalid());
-    }
-    Ok(value.to_owned())
-}
-
 #[cfg(test)]
 mod tests {
+    use service_runtime::validation::MAX_URL_LEN;
+
     use super::*;
 
     const CAMPAIGN: &str = "0193a9e0-0000-7000-8000-000000000001";
