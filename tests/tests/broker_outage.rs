@@ -127,6 +127,16 @@ async fn a_broker_outage_under_load_loses_nothing_and_takes_no_process_down() {
         .iter()
         .map(|s| platform.url(s))
         .collect();
+        // The platform is up once every service's overall health says so (a process listens
+        // before its first dependency check has set it): only then does the watch begin.
+        for url in &urls {
+            eventually(
+                Duration::from_secs(30),
+                "overall health SERVING",
+                || async { (health(url, "").await == Some(ServingStatus::Serving)).then_some(()) },
+            )
+            .await;
+        }
         let commission = platform.url("commission");
         let (stop, seen, outage_over) = (stop.clone(), seen.clone(), outage_over.clone());
         tokio::spawn(async move {
