@@ -53,11 +53,20 @@ pub trait CommandEnvelope: prost::Message + Default + 'static {
     fn command_type(command: &Self::Command) -> &'static str;
 }
 
-/// The versioned type name of every command, part of the contract like the messages themselves
-/// (the sender sets it, the receiving service's door reports it).
-mod command_types {
-    use super::CommandEnvelope;
+/// The envelope of a service's events topic: an event (a oneof) with its metadata.
+pub trait EventEnvelope: prost::Message + Default + 'static {
+    type Event: Send;
+    /// The envelope of `event` with `metadata`.
+    fn wrap(metadata: common::MessageMetadata, event: Self::Event) -> Self;
+    /// The versioned type name of `event`.
+    fn event_type(event: &Self::Event) -> &'static str;
+}
+
+/// The versioned type name of every command and event, part of the contract like the messages
+/// themselves (the sender sets it, the receiving service's door or feed reads it).
+mod message_types {
     use super::affiliate::{campaign, commission, payment, tracking};
+    use super::{CommandEnvelope, EventEnvelope};
 
     macro_rules! envelope {
         ($envelope:ty, $command:ty) => {
@@ -72,6 +81,84 @@ mod command_types {
             }
         };
     }
+    macro_rules! events {
+        ($envelope:ty, $event:ty) => {
+            impl EventEnvelope for $envelope {
+                type Event = $event;
+                fn wrap(metadata: super::common::MessageMetadata, event: $event) -> Self {
+                    Self {
+                        metadata: Some(metadata),
+                        event: Some(event),
+                    }
+                }
+                fn event_type(event: &$event) -> &'static str {
+                    event.message_type()
+                }
+            }
+        };
+    }
+    events!(
+        campaign::v1::CampaignEvent,
+        campaign::v1::campaign_event::Event
+    );
+    events!(
+        tracking::v1::TrackingEventEnvelope,
+        tracking::v1::tracking_event_envelope::Event
+    );
+    events!(
+        commission::v1::CommissionEvent,
+        commission::v1::commission_event::Event
+    );
+    events!(payment::v1::PaymentEvent, payment::v1::payment_event::Event);
+
+    impl campaign::v1::campaign_event::Event {
+        pub fn message_type(&self) -> &'static str {
+            match self {
+                Self::CampaignCreated(_) => "campaign.created.v1",
+                Self::VideoAdded(_) => "video.added.v1",
+                Self::CampaignAccepted(_) => "campaign.accepted.v1",
+                Self::CampaignStatusChanged(_) => "campaign.status_changed.v1",
+                Self::CommandRejected(_) => "campaign.command_rejected.v1",
+            }
+        }
+    }
+
+    impl tracking::v1::tracking_event_envelope::Event {
+        pub fn message_type(&self) -> &'static str {
+            match self {
+                Self::TrackingEventCreated(_) => "tracking_event.created.v1",
+                Self::EvidenceSubmitted(_) => "evidence.submitted.v1",
+                Self::CommandRejected(_) => "tracking.command_rejected.v1",
+            }
+        }
+    }
+
+    impl commission::v1::commission_event::Event {
+        pub fn message_type(&self) -> &'static str {
+            match self {
+                Self::CommissionCalculated(_) => "commission.calculated.v1",
+                Self::CommissionRejected(_) => "commission.rejected.v1",
+                Self::CommissionReserved(_) => "commission.reserved.v1",
+                Self::CommissionReleased(_) => "commission.released.v1",
+                Self::CommissionSettled(_) => "commission.settled.v1",
+                Self::CommandRejected(_) => "commission.command_rejected.v1",
+            }
+        }
+    }
+
+    impl payment::v1::payment_event::Event {
+        pub fn message_type(&self) -> &'static str {
+            match self {
+                Self::PayoutRequested(_) => "payout.requested.v1",
+                Self::PaymentProcessed(_) => "payment.processed.v1",
+                Self::PaymentFailed(_) => "payment.failed.v1",
+                Self::PayoutRejected(_) => "payout.rejected.v1",
+                Self::PayoutCompleted(_) => "payout.completed.v1",
+                Self::CommandRejected(_) => "payment.command_rejected.v1",
+            }
+        }
+    }
+
     envelope!(
         campaign::v1::CampaignCommand,
         campaign::v1::campaign_command::Command

@@ -40,7 +40,7 @@ pub type Application = service_host::kit::Application<Campaign>;
 #[cfg(test)]
 mod config_tests {
     #[test]
-    fn the_command_line_is_well_formed() {
-        service_host::kit::command::<super::Campaign>().debug_assert();
+    fn the_command_line_is_well_formed_with_the_declared_defaults() {
+        service_host::kit::check_declaration::<super::Campaign>();
     }
 }

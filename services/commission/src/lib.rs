@@ -60,7 +60,7 @@ pub type Application = service_host::kit::Application<Commission>;
 #[cfg(test)]
 mod config_tests {
     #[test]
-    fn the_command_line_is_well_formed() {
-        service_host::kit::command::<super::Commission>().debug_assert();
+    fn the_command_line_is_well_formed_with_the_declared_defaults() {
+        service_host::kit::check_declaration::<super::Commission>();
     }
 }

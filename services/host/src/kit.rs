@@ -110,6 +110,24 @@ pub fn command<D: Declaration>() -> clap::Command {
         })
 }
 
+/// For a service's unit tests: its command line passes clap's consistency checks, and with only a
+/// database URL it comes out in the declared default mode, listening on the declared address.
+///
+/// # Panics
+///
+/// When either does not hold (it is a test).
+pub fn check_declaration<D: Declaration>() {
+    command::<D>().debug_assert();
+    let config = parse_from::<D, _, _>([D::NAME, "--database-url", "postgres://x@h/db"])
+        .unwrap_or_else(|e| panic!("{}: {e}", D::NAME));
+    assert_eq!(
+        (config.service.mode, config.service.grpc.listen.to_string()),
+        (D::MODE.0, D::LISTEN.to_owned()),
+        "{}",
+        D::NAME
+    );
+}
+
 /// Parses the command line `args` (the first is the program's name) of service `D`.
 pub fn parse_from<D: Declaration, I, T>(args: I) -> Result<Config<D::Flags>, clap::Error>
 where

@@ -9,6 +9,7 @@ use affiliate_proto::CommandEnvelope;
 use affiliate_proto::common::{CommandRejected, FieldViolation};
 use prost::Message as _;
 use service_runtime::context::CommandContext;
+use service_runtime::errors::Error;
 use service_runtime::outbox::OutboxMessage;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -32,9 +33,8 @@ pub enum Outcome {
 /// How a handler error ends a command that came as a message: infrastructure trouble and data
 /// not arrived yet are retried; everything else can never succeed and is rejected with the code
 /// the same call would get over gRPC, and its field violations (invalid or out-of-range money).
-impl From<service_runtime::errors::Error> for Outcome {
-    fn from(error: service_runtime::errors::Error) -> Self {
-        use service_runtime::errors::Error;
+impl From<Error> for Outcome {
+    fn from(error: Error) -> Self {
         match error {
             Error::Unavailable(e) | Error::Internal(e) => Self::Retry(e),
             e @ Error::NotYet(_) => Self::Retry(anyhow::anyhow!(e)),
@@ -67,12 +67,13 @@ pub trait CommandDoor: Send + Sync + 'static {
     const CONSUMER: &'static str;
     /// The aggregate a command targets, if it names one (the rejection event is keyed by it).
     fn target(&self, command: &Command<Self>) -> Option<Uuid>;
-    /// Runs the command through the same handler as the gRPC door, in a transaction of its own.
+    /// Runs the command through the same handler as the gRPC door, in a transaction of its own;
+    /// the door sorts the handler's error into retry or reject ([`Outcome`]).
     fn run(
         &self,
         ctx: &CommandContext,
         command: Command<Self>,
-    ) -> impl Future<Output = Outcome> + Send;
+    ) -> impl Future<Output = Result<(), Error>> + Send;
     /// Whether [`CommandDoor::run_in`] runs commands inside a transaction it is given (so the
     /// consumer applies many in one transaction).
     fn batched(&self) -> bool {
@@ -85,7 +86,7 @@ pub trait CommandDoor: Send + Sync + 'static {
         conn: &mut PgConnection,
         ctx: &CommandContext,
         command: Command<Self>,
-    ) -> impl Future<Output = Outcome> + Send {
+    ) -> impl Future<Output = Result<(), Error>> + Send {
         let _ = conn;
         self.run(ctx, command)
     }
@@ -219,11 +220,11 @@ impl<D: CommandDoor> Door<D> {
             );
             return Err(self.reject(conn, &ctx, delivery, aggregate, rejected).await);
         }
-        let outcome = match conn.as_deref_mut() {
+        let result = match conn.as_deref_mut() {
             Some(conn) => self.door.run_in(conn, &ctx, command).await,
             None => self.door.run(&ctx, command).await,
         };
-        match outcome {
+        match result.map_or_else(Outcome::from, |()| Outcome::Done) {
             Outcome::Done => Ok(()),
             Outcome::Retry(e) => Err(Failure::Transient(e)),
             Outcome::Reject {
@@ -276,7 +277,6 @@ impl<D: CommandDoor> Handler for Door<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use service_runtime::errors::Error;
 
     fn sorted(error: Error) -> (&'static str, Vec<(String, String)>) {
         match Outcome::from(error) {

@@ -155,7 +155,7 @@ async fn resume_loop(
 #[cfg(test)]
 mod config_tests {
     #[test]
-    fn the_command_line_is_well_formed() {
-        service_host::kit::command::<super::Payment>().debug_assert();
+    fn the_command_line_is_well_formed_with_the_declared_defaults() {
+        service_host::kit::check_declaration::<super::Payment>();
     }
 }

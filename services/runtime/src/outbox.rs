@@ -2,6 +2,7 @@
 //! the caller's transaction (it borrows the caller's connection, never opens its own), so state
 //! and messages commit or roll back together.
 
+use affiliate_proto::EventEnvelope;
 use affiliate_proto::common::MessageMetadata;
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
@@ -48,6 +49,16 @@ pub struct Subject<'a> {
     pub aggregate_type: &'a str,
     pub aggregate_id: Uuid,
     pub aggregate_version: i64,
+}
+
+impl<'a> Subject<'a> {
+    pub fn new(aggregate_type: &'a str, aggregate_id: Uuid, aggregate_version: i64) -> Self {
+        Self {
+            aggregate_type,
+            aggregate_id,
+            aggregate_version,
+        }
+    }
 }
 
 /// A fresh message id (time-ordered).
@@ -101,6 +112,22 @@ pub fn message<E: prost::Message>(
         subject,
         envelope.encode_to_vec(),
     )
+}
+
+/// The outbox message of one event of `service` (envelope `E`, on `{service}-events`) about
+/// `subject` at `occurred_at`.
+pub fn event<E: EventEnvelope>(
+    ctx: &CommandContext,
+    service: &str,
+    subject: Subject<'_>,
+    occurred_at: DateTime<Utc>,
+    event: E::Event,
+) -> OutboxMessage {
+    let message_type = E::event_type(&event);
+    let topic = events_topic(service);
+    message(ctx, topic, message_type, subject, occurred_at, |m| {
+        E::wrap(m, event)
+    })
 }
 
 impl OutboxMessage {

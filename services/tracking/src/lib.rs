@@ -42,29 +42,8 @@ pub type Application = service_host::kit::Application<Tracking>;
 
 #[cfg(test)]
 mod config_tests {
-    use service_host::kit::{Declaration as _, command, parse_from};
-    use service_runtime::config::Mode;
-
-    use super::Tracking;
-
     #[test]
-    fn the_command_line_is_well_formed() {
-        command::<Tracking>().debug_assert();
-    }
-
-    #[test]
-    fn defaults_are_grpc_mode_on_port_50052() {
-        let config = parse_from::<Tracking, _, _>([
-            "tracking-service",
-            "--database-url",
-            "postgres://x@h/db",
-        ]);
-        let config = config.map_err(|e| e.to_string());
-        assert_eq!(
-            config
-                .as_ref()
-                .map(|c| (c.service.mode, c.service.grpc.listen.to_string())),
-            Ok((Mode::Grpc, Tracking::LISTEN.to_owned()))
-        );
+    fn the_command_line_is_well_formed_with_the_declared_defaults() {
+        service_host::kit::check_declaration::<super::Tracking>();
     }
 }

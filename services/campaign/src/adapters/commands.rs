@@ -10,8 +10,9 @@ use affiliate_proto::campaign::{
     CampaignCommand, campaign_command::Command, campaign_event::Event,
 };
 use affiliate_proto::common::CommandRejected;
-use messaging::door::{CommandDoor, Outcome};
+use messaging::door::CommandDoor;
 use service_runtime::context::CommandContext;
+use service_runtime::errors::Error;
 use service_runtime::outbox::OutboxMessage;
 
 use crate::app::{Campaigns, messages};
@@ -36,17 +37,16 @@ impl CommandDoor for CampaignDoor {
         Uuid::parse_str(id).ok()
     }
 
-    async fn run(&self, ctx: &CommandContext, command: Command) -> Outcome {
+    async fn run(&self, ctx: &CommandContext, command: Command) -> Result<(), Error> {
         let c = &self.0;
-        let result = match command {
+        match command {
             Command::CreateCampaign(r) => c.create_campaign(ctx, r).await.map(drop),
             Command::AddVideo(r) => c.add_video(ctx, r).await.map(drop),
             Command::AcceptCampaign(r) => c.accept_campaign(ctx, r).await.map(drop),
             Command::PauseCampaign(r) => c.pause_campaign(ctx, r).await.map(drop),
             Command::ResumeCampaign(r) => c.resume_campaign(ctx, r).await.map(drop),
             Command::CloseCampaign(r) => c.close_campaign(ctx, r).await.map(drop),
-        };
-        result.map_or_else(Outcome::from, |()| Outcome::Done)
+        }
     }
 
     fn rejection_event(

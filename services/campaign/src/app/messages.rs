@@ -6,7 +6,7 @@ use uuid::Uuid;
 use affiliate_proto::campaign::{self as pb, campaign_event::Event};
 use affiliate_proto::common::Money;
 use service_runtime::context::CommandContext;
-use service_runtime::outbox::{self, OutboxMessage, Subject, events_topic};
+use service_runtime::outbox::{self, OutboxMessage, Subject};
 
 use crate::adapters::repository::{AcceptanceRow, CampaignRow, VideoRow};
 use crate::domain::CampaignStatus;
@@ -63,17 +63,6 @@ pub fn acceptance(row: &AcceptanceRow) -> pb::Acceptance {
     }
 }
 
-/// The versioned type name of an event.
-pub fn event_type(event: &Event) -> &'static str {
-    match event {
-        Event::CampaignCreated(_) => "campaign.created.v1",
-        Event::VideoAdded(_) => "video.added.v1",
-        Event::CampaignAccepted(_) => "campaign.accepted.v1",
-        Event::CampaignStatusChanged(_) => "campaign.status_changed.v1",
-        Event::CommandRejected(_) => "campaign.command_rejected.v1",
-    }
-}
-
 /// The outbox message for one domain event of campaign `aggregate_id` at `version`.
 pub fn event_message(
     ctx: &CommandContext,
@@ -82,16 +71,6 @@ pub fn event_message(
     occurred_at: DateTime<Utc>,
     event: Event,
 ) -> OutboxMessage {
-    let subject = Subject {
-        aggregate_type: AGGREGATE,
-        aggregate_id,
-        aggregate_version: version,
-    };
-    let topic = events_topic(SERVICE);
-    outbox::message(ctx, topic, event_type(&event), subject, occurred_at, |m| {
-        pb::CampaignEvent {
-            metadata: Some(m),
-            event: Some(event),
-        }
-    })
+    let subject = Subject::new(AGGREGATE, aggregate_id, version);
+    outbox::event::<pb::CampaignEvent>(ctx, SERVICE, subject, occurred_at, event)
 }

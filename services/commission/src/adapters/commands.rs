@@ -9,8 +9,9 @@ use affiliate_proto::commission::{
     CommissionCommand, commission_command::Command, commission_event::Event,
 };
 use affiliate_proto::common::CommandRejected;
-use messaging::door::{CommandDoor, Outcome};
+use messaging::door::CommandDoor;
 use service_runtime::context::CommandContext;
+use service_runtime::errors::Error;
 use service_runtime::outbox::OutboxMessage;
 
 use crate::app::{Commissions, messages};
@@ -24,14 +25,13 @@ async fn run_on<'c>(
     db: impl Acquire<'c, Database = Postgres>,
     ctx: &CommandContext,
     command: Command,
-) -> Outcome {
-    let result = match command {
+) -> Result<(), Error> {
+    match command {
         Command::Calculate(r) => c.calculate_on(db, ctx, r).await.map(drop),
         Command::Reserve(r) => c.reserve_on(db, ctx, r).await.map(drop),
         Command::Release(r) => c.release_on(db, ctx, r).await.map(drop),
         Command::Settle(r) => c.settle_on(db, ctx, r).await.map(drop),
-    };
-    result.map_or_else(Outcome::from, |()| Outcome::Done)
+    }
 }
 
 impl CommandDoor for CommissionDoor {
@@ -48,7 +48,7 @@ impl CommandDoor for CommissionDoor {
         Uuid::parse_str(id).ok()
     }
 
-    async fn run(&self, ctx: &CommandContext, command: Command) -> Outcome {
+    async fn run(&self, ctx: &CommandContext, command: Command) -> Result<(), Error> {
         run_on(&self.0, self.0.pool(), ctx, command).await
     }
 
@@ -61,7 +61,7 @@ impl CommandDoor for CommissionDoor {
         conn: &mut PgConnection,
         ctx: &CommandContext,
         command: Command,
-    ) -> Outcome {
+    ) -> Result<(), Error> {
         run_on(&self.0, conn, ctx, command).await
     }
 

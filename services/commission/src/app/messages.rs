@@ -6,7 +6,7 @@ use uuid::Uuid;
 use affiliate_proto::commission::{self as pb, commission_event::Event};
 use affiliate_proto::common::Money;
 use service_runtime::context::CommandContext;
-use service_runtime::outbox::{self, OutboxMessage, Subject, events_topic};
+use service_runtime::outbox::{self, OutboxMessage, Subject};
 pub use service_runtime::time::{now, timestamp};
 
 use crate::adapters::repository::{BalanceRow, CommissionRow, ReservationRow};
@@ -71,17 +71,6 @@ pub fn reservation(row: &ReservationRow) -> pb::Reservation {
     }
 }
 
-pub fn event_type(event: &Event) -> &'static str {
-    match event {
-        Event::CommissionCalculated(_) => "commission.calculated.v1",
-        Event::CommissionRejected(_) => "commission.rejected.v1",
-        Event::CommissionReserved(_) => "commission.reserved.v1",
-        Event::CommissionReleased(_) => "commission.released.v1",
-        Event::CommissionSettled(_) => "commission.settled.v1",
-        Event::CommandRejected(_) => "commission.command_rejected.v1",
-    }
-}
-
 /// The outbox message of one event about `aggregate_type` `aggregate_id` at `version`.
 pub fn event_message(
     ctx: &CommandContext,
@@ -91,16 +80,6 @@ pub fn event_message(
     occurred_at: DateTime<Utc>,
     event: Event,
 ) -> OutboxMessage {
-    let subject = Subject {
-        aggregate_type,
-        aggregate_id,
-        aggregate_version: version,
-    };
-    let topic = events_topic(SERVICE);
-    outbox::message(ctx, topic, event_type(&event), subject, occurred_at, |m| {
-        pb::CommissionEvent {
-            metadata: Some(m),
-            event: Some(event),
-        }
-    })
+    let subject = Subject::new(aggregate_type, aggregate_id, version);
+    outbox::event::<pb::CommissionEvent>(ctx, SERVICE, subject, occurred_at, event)
 }

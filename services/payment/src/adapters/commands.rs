@@ -5,8 +5,9 @@ use uuid::Uuid;
 
 use affiliate_proto::common::CommandRejected;
 use affiliate_proto::payment::{PaymentCommand, payment_command::Command, payment_event::Event};
-use messaging::door::{CommandDoor, Outcome};
+use messaging::door::CommandDoor;
 use service_runtime::context::CommandContext;
+use service_runtime::errors::Error;
 use service_runtime::outbox::{OutboxMessage, Subject};
 
 use crate::adapters::provider::PaymentProvider;
@@ -22,11 +23,10 @@ impl<P: PaymentProvider> CommandDoor for PaymentDoor<P> {
         None
     }
 
-    async fn run(&self, ctx: &CommandContext, command: Command) -> Outcome {
-        let result = match command {
+    async fn run(&self, ctx: &CommandContext, command: Command) -> Result<(), Error> {
+        match command {
             Command::RequestPayout(r) => self.0.request_payout(ctx, r).await.map(drop),
-        };
-        result.map_or_else(Outcome::from, |()| Outcome::Done)
+        }
     }
 
     fn rejection_event(
@@ -35,11 +35,7 @@ impl<P: PaymentProvider> CommandDoor for PaymentDoor<P> {
         aggregate: Uuid,
         rejected: CommandRejected,
     ) -> OutboxMessage {
-        let subject = Subject {
-            aggregate_type: "command",
-            aggregate_id: aggregate,
-            aggregate_version: 0,
-        };
+        let subject = Subject::new("command", aggregate, 0);
         let event = Event::CommandRejected(rejected);
         messages::event_about(ctx, subject, messages::now(), event)
     }

@@ -9,7 +9,7 @@ use affiliate_proto::commission::{
 use affiliate_proto::common::Money;
 use affiliate_proto::payment::{self as pb, payment_event::Event};
 use service_runtime::context::CommandContext;
-use service_runtime::outbox::{self, OutboxMessage, Subject, commands_topic, events_topic};
+use service_runtime::outbox::{self, OutboxMessage, Subject, commands_topic};
 pub use service_runtime::time::{now, timestamp};
 
 use crate::adapters::repository::PayoutRow;
@@ -52,23 +52,8 @@ pub fn payout(row: &PayoutRow) -> pb::Payout {
     }
 }
 
-pub fn event_type(event: &Event) -> &'static str {
-    match event {
-        Event::PayoutRequested(_) => "payout.requested.v1",
-        Event::PaymentProcessed(_) => "payment.processed.v1",
-        Event::PaymentFailed(_) => "payment.failed.v1",
-        Event::PayoutRejected(_) => "payout.rejected.v1",
-        Event::PayoutCompleted(_) => "payout.completed.v1",
-        Event::CommandRejected(_) => "payment.command_rejected.v1",
-    }
-}
-
 fn subject(row: &PayoutRow) -> Subject<'static> {
-    Subject {
-        aggregate_type: AGGREGATE,
-        aggregate_id: row.id,
-        aggregate_version: row.version,
-    }
+    Subject::new(AGGREGATE, row.id, row.version)
 }
 
 /// The outbox message of a payment event about the payout in `row` (its version after the step).
@@ -88,13 +73,7 @@ pub fn event_about(
     occurred_at: DateTime<Utc>,
     event: Event,
 ) -> OutboxMessage {
-    let topic = events_topic(SERVICE);
-    outbox::message(ctx, topic, event_type(&event), subject, occurred_at, |m| {
-        pb::PaymentEvent {
-            metadata: Some(m),
-            event: Some(event),
-        }
-    })
+    outbox::event::<pb::PaymentEvent>(ctx, SERVICE, subject, occurred_at, event)
 }
 
 /// The event for a state a payout has just entered, if that state announces itself.

@@ -10,8 +10,9 @@ use affiliate_proto::common::CommandRejected;
 use affiliate_proto::tracking::{
     TrackingCommand, tracking_command::Command, tracking_event_envelope::Event,
 };
-use messaging::door::{CommandDoor, Outcome};
+use messaging::door::CommandDoor;
 use service_runtime::context::CommandContext;
+use service_runtime::errors::Error;
 use service_runtime::outbox::OutboxMessage;
 
 use crate::app::{Tracking, messages};
@@ -29,12 +30,11 @@ impl CommandDoor for TrackingDoor {
         None
     }
 
-    async fn run(&self, ctx: &CommandContext, command: Command) -> Outcome {
-        let result = match command {
+    async fn run(&self, ctx: &CommandContext, command: Command) -> Result<(), Error> {
+        match command {
             Command::CreateEvent(r) => self.0.create_event(ctx, r).await.map(drop),
             Command::SubmitEvidence(r) => self.0.submit_evidence(ctx, r).await.map(drop),
-        };
-        result.map_or_else(Outcome::from, |()| Outcome::Done)
+        }
     }
 
     fn rejection_event(

@@ -10,7 +10,7 @@ use affiliate_proto::commission::{
 use affiliate_proto::common::Money;
 use affiliate_proto::tracking::{self as pb, tracking_event_envelope::Event};
 use service_runtime::context::CommandContext;
-use service_runtime::outbox::{self, OutboxMessage, Subject, commands_topic, events_topic};
+use service_runtime::outbox::{self, OutboxMessage, Subject, commands_topic};
 
 use crate::adapters::repository::{EvidenceRow, TrackingEventRow};
 use crate::domain::{EventKind, EvidenceKind};
@@ -100,15 +100,6 @@ pub fn evidence(row: &EvidenceRow) -> pb::Evidence {
     }
 }
 
-/// The versioned type name of an event.
-pub fn event_type(event: &Event) -> &'static str {
-    match event {
-        Event::TrackingEventCreated(_) => "tracking_event.created.v1",
-        Event::EvidenceSubmitted(_) => "evidence.submitted.v1",
-        Event::CommandRejected(_) => "tracking.command_rejected.v1",
-    }
-}
-
 /// The outbox message for one domain event about `aggregate_type` `aggregate_id`.
 pub fn event_message(
     ctx: &CommandContext,
@@ -118,18 +109,8 @@ pub fn event_message(
     occurred_at: DateTime<Utc>,
     event: Event,
 ) -> OutboxMessage {
-    let subject = Subject {
-        aggregate_type,
-        aggregate_id,
-        aggregate_version: version,
-    };
-    let topic = events_topic(SERVICE);
-    outbox::message(ctx, topic, event_type(&event), subject, occurred_at, |m| {
-        pb::TrackingEventEnvelope {
-            metadata: Some(m),
-            event: Some(event),
-        }
-    })
+    let subject = Subject::new(aggregate_type, aggregate_id, version);
+    outbox::event::<pb::TrackingEventEnvelope>(ctx, SERVICE, subject, occurred_at, event)
 }
 
 /// The `commission.calculate.command.v1` a purchase sends to the commission service: about the
@@ -149,11 +130,7 @@ pub fn calculate_command(
         causation_id: Some(caused_by.to_string()),
         ..ctx.clone()
     };
-    let subject = Subject {
-        aggregate_type: TRACKING_EVENT,
-        aggregate_id: row.id,
-        aggregate_version: VERSION,
-    };
+    let subject = Subject::new(TRACKING_EVENT, row.id, VERSION);
     let command = Command::Calculate(CalculateCommissionRequest {
         tracking_event_id: row.id.to_string(),
         campaign_id: row.campaign_id.to_string(),
