@@ -285,9 +285,7 @@ async fn purchase(
     };
     let mut backoff = Duration::from_millis(50);
     loop {
-        let mut call = tonic::Request::new(request.clone());
-        call.metadata_mut()
-            .insert("idempotency-key", key.parse().unwrap());
+        let mut call = crate::with_key(request.clone(), &key);
         call.set_timeout(Duration::from_secs(10));
         match client.create_event(call).await {
             Ok(response) => {
@@ -497,7 +495,7 @@ pub async fn under_load(fault: Fault) {
     let mut payment = PaymentServiceClient::connect(platform.url("payment"))
         .await
         .unwrap();
-    let mut call = tonic::Request::new(RequestPayoutRequest {
+    let message = RequestPayoutRequest {
         creator_id: payout_creator.clone(),
         amount: Some(Money {
             amount_minor: available,
@@ -505,11 +503,8 @@ pub async fn under_load(fault: Fault) {
         }),
         method: PayoutMethod::Paypal.into(),
         account_details: SLOW_ACCOUNT.into(),
-    });
-    call.metadata_mut().insert(
-        "idempotency-key",
-        Uuid::now_v7().to_string().parse().unwrap(),
-    );
+    };
+    let call = crate::with_key(message, Uuid::now_v7().to_string());
     let payout = payment
         .request_payout(call)
         .await

@@ -96,6 +96,29 @@ pub fn use_broker(broker: Broker) {
     );
 }
 
+/// `message` as a gRPC request carrying `key` as its idempotency key.
+///
+/// # Panics
+///
+/// When `key` is not a valid header value (a test passes one).
+pub fn with_key<T>(message: T, key: impl AsRef<str>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    let value = key
+        .as_ref()
+        .parse()
+        .expect("an idempotency key is a header value");
+    request.metadata_mut().insert("idempotency-key", value);
+    request
+}
+
+/// `message` as a gRPC request, with `key` as its idempotency key when given.
+pub fn maybe_keyed<T>(message: T, key: Option<&str>) -> tonic::Request<T> {
+    match key {
+        Some(key) => with_key(message, key),
+        None => tonic::Request::new(message),
+    }
+}
+
 /// Pulsar service URL for tests.
 pub fn pulsar_url() -> String {
     if let Some(broker) = BROKER.get() {
@@ -164,6 +187,13 @@ impl std::ops::Deref for TestNamespace {
     type Target = str;
     fn deref(&self) -> &str {
         &self.0
+    }
+}
+
+impl TestNamespace {
+    /// The full name of the short `topic` in this namespace.
+    pub fn topic(&self, short: &str) -> String {
+        format!("persistent://{}/{}/{short}", pulsar_tenant(), self.0)
     }
 }
 

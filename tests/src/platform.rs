@@ -163,11 +163,7 @@ impl Platform {
 
     /// The full name of a topic in this platform's namespace.
     pub fn topic(&self, short: &str) -> String {
-        format!(
-            "persistent://{}/{}/{short}",
-            pulsar_tenant(),
-            self.namespace
-        )
+        self.namespace.topic(short)
     }
 
     pub fn url(&self, service: &str) -> String {

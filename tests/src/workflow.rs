@@ -127,10 +127,7 @@ impl<'a> Driver<'a> {
     }
 
     fn request<T>(&self, message: T, key: &str, correlation: &str) -> Request<T> {
-        let mut request = Request::new(message);
-        request
-            .metadata_mut()
-            .insert("idempotency-key", key.parse().unwrap());
+        let mut request = crate::with_key(message, key);
         request
             .metadata_mut()
             .insert("x-correlation-id", correlation.parse().unwrap());

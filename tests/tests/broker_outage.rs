@@ -199,9 +199,7 @@ async fn a_broker_outage_under_load_loses_nothing_and_takes_no_process_down() {
                     occurred_at: None,
                 };
                 loop {
-                    let mut call = tonic::Request::new(request.clone());
-                    call.metadata_mut()
-                        .insert("idempotency-key", key.parse().unwrap());
+                    let call = e2e::with_key(request.clone(), &key);
                     match client.create_event(call).await {
                         Ok(response) => {
                             let id = response.into_inner().event.unwrap().id;

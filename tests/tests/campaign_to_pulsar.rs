@@ -37,10 +37,7 @@ fn with_headers(
     key: &str,
     correlation: &str,
 ) -> Request<pb::CreateCampaignRequest> {
-    let mut request = Request::new(request);
-    request
-        .metadata_mut()
-        .insert("idempotency-key", key.parse().unwrap());
+    let mut request = e2e::with_key(request, key);
     request
         .metadata_mut()
         .insert("x-correlation-id", correlation.parse().unwrap());

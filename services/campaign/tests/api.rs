@@ -42,11 +42,7 @@ impl TestApp {
         request: pb::CreateCampaignRequest,
         key: Option<&str>,
     ) -> Result<pb::Campaign, tonic::Status> {
-        let mut req = Request::new(request);
-        if let Some(key) = key {
-            req.metadata_mut()
-                .insert("idempotency-key", key.parse().unwrap());
-        }
+        let req = e2e::maybe_keyed(request, key);
         Ok(self
             .client
             .create_campaign(req)
@@ -182,9 +178,7 @@ async fn concurrent_creates_with_same_key_write_once() {
         let mut client = app.client.clone();
         let request = request.clone();
         async move {
-            let mut req = Request::new(request);
-            req.metadata_mut()
-                .insert("idempotency-key", "same-key".parse().unwrap());
+            let req = e2e::with_key(request, "same-key");
             client
                 .create_campaign(req)
                 .await
@@ -261,9 +255,7 @@ async fn invalid_create_is_invalid_argument_with_every_field_and_writes_nothing(
 #[tokio::test]
 async fn malformed_metadata_is_invalid_argument() {
     let mut app = spawn_app().await;
-    let mut req = Request::new(new_campaign("x"));
-    req.metadata_mut()
-        .insert("idempotency-key", "k".repeat(201).parse().unwrap());
+    let req = e2e::with_key(new_campaign("x"), "k".repeat(201));
     let err = app.client.create_campaign(req).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert_eq!(count(&app.db.pool, "campaigns").await, 0);

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use prost::Message as _;
 use sqlx::PgPool;
-use tonic::Request;
 
 use affiliate_proto::campaign::campaign_service_client::CampaignServiceClient;
 use affiliate_proto::campaign::{
@@ -17,9 +16,7 @@ use affiliate_proto::campaign::{
 };
 use affiliate_proto::common::{MessageMetadata, Money};
 use campaign_service::Campaign;
-use e2e::{
-    TestDatabase, eventually, fresh_database, fresh_namespace, publish, pulsar, pulsar_tenant,
-};
+use e2e::{TestDatabase, eventually, fresh_database, fresh_namespace, publish, pulsar};
 
 struct TestApp {
     addr: std::net::SocketAddr,
@@ -64,11 +61,7 @@ async fn spawn_app() -> TestApp {
 
 impl TestApp {
     fn topic(&self, short: &str) -> String {
-        format!(
-            "persistent://{}/{}/{short}",
-            pulsar_tenant(),
-            self.namespace
-        )
+        self.namespace.topic(short)
     }
 
     async fn send(&self, message_id: &str, command: Command) {
@@ -153,10 +146,7 @@ async fn a_command_message_and_a_grpc_call_with_its_id_as_key_have_one_effect() 
     .await;
 
     // The same command through the other door, keyed by the message id: the first result.
-    let mut request = Request::new(create("By message"));
-    request
-        .metadata_mut()
-        .insert("idempotency-key", message_id.parse().unwrap());
+    let request = e2e::with_key(create("By message"), &message_id);
     let campaign = app
         .grpc
         .create_campaign(request)

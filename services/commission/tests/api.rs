@@ -18,9 +18,7 @@ use affiliate_proto::commission::commission_service_client::CommissionServiceCli
 use affiliate_proto::commission::{self as pb, CommissionCommand, commission_command::Command};
 use affiliate_proto::common::{MessageMetadata, Money};
 use commission_service::Commission;
-use e2e::{
-    TestDatabase, eventually, fresh_database, fresh_namespace, publish, pulsar, pulsar_tenant,
-};
+use e2e::{TestDatabase, eventually, fresh_database, fresh_namespace, publish, pulsar};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -59,11 +57,7 @@ fn usd(amount_minor: i64) -> Option<Money> {
 
 impl TestApp {
     fn topic(&self, short: &str) -> String {
-        format!(
-            "persistent://{}/{}/{short}",
-            pulsar_tenant(),
-            self.namespace
-        )
+        self.namespace.topic(short)
     }
 
     /// Publishes a campaign event as the relay would.
@@ -242,12 +236,7 @@ fn assert_out_of_range(status: &tonic::Status, field: &str) {
 
 /// A request with an idempotency key, so "nothing written" covers the key's record too.
 fn keyed<T>(message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "idempotency-key",
-        Uuid::now_v7().to_string().parse().unwrap(),
-    );
-    request
+    e2e::with_key(message, Uuid::now_v7().to_string())
 }
 
 #[tokio::test]

@@ -16,9 +16,7 @@ use affiliate_proto::campaign::{self as campaign_pb, CampaignEvent, campaign_eve
 use affiliate_proto::commission::{self as pb, CommissionCommand, commission_command::Command};
 use affiliate_proto::common::{MessageMetadata, Money};
 use commission_service::Commission;
-use e2e::{
-    TestDatabase, eventually, fresh_database, fresh_namespace, publish, pulsar, pulsar_tenant,
-};
+use e2e::{TestDatabase, eventually, fresh_database, fresh_namespace, publish, pulsar};
 use service_runtime::retention::{self, Pruned, RetentionArgs};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -128,11 +126,7 @@ async fn records(pool: &PgPool, prefix: &str, n: usize, age: Duration) {
 
 impl TestApp {
     fn topic(&self, short: &str) -> String {
-        format!(
-            "persistent://{}/{}/{short}",
-            pulsar_tenant(),
-            self.namespace
-        )
+        self.namespace.topic(short)
     }
 
     /// Publishes the created event of a campaign at 100 % with message id `message_id`.

@@ -24,7 +24,7 @@ use affiliate_proto::payment::{self as payment_pb, PaymentEvent, payment_event};
 use affiliate_proto::tracking::{
     self as tracking_pb, TrackingEventEnvelope, tracking_event_envelope,
 };
-use e2e::{TestDatabase, fresh_database, fresh_namespace, publish, pulsar_tenant};
+use e2e::{TestDatabase, fresh_database, fresh_namespace, publish};
 use messaging::{Delivery, Failure, Handler as _};
 use notification_service::Notification;
 use notification_service::adapters::events::{EventFeed, Source};
@@ -740,12 +740,9 @@ async fn events_published_on_the_broker_become_notifications() {
         vec![&events[2], &events[2], &after],
     ] {
         for e in &batch {
-            let topic = format!(
-                "persistent://{}/{}/{}-events",
-                pulsar_tenant(),
-                app.namespace,
-                e.source.service()
-            );
+            let topic = app
+                .namespace
+                .topic(&format!("{}-events", e.source.service()));
             publish(
                 &client,
                 &topic,

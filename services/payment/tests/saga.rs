@@ -21,7 +21,6 @@ use affiliate_proto::payment::payment_service_client::PaymentServiceClient;
 use affiliate_proto::payment::{self as pb};
 use e2e::{
     TestDatabase, TestNamespace, eventually, fresh_database, fresh_namespace, publish, pulsar,
-    pulsar_tenant,
 };
 use payment_service::Payment;
 
@@ -111,11 +110,7 @@ impl TestApp {
             }),
             event: Some(event),
         };
-        let topic = format!(
-            "persistent://{}/{}/commission-events",
-            pulsar_tenant(),
-            self.namespace
-        );
+        let topic = self.namespace.topic("commission-events");
         publish(
             &self.client,
             &topic,

@@ -43,11 +43,7 @@ impl TestApp {
         request: pb::CreateEventRequest,
         key: Option<&str>,
     ) -> Result<pb::TrackingEvent, tonic::Status> {
-        let mut req = Request::new(request);
-        if let Some(key) = key {
-            req.metadata_mut()
-                .insert("idempotency-key", key.parse().unwrap());
-        }
+        let req = e2e::maybe_keyed(request, key);
         Ok(self
             .client
             .create_event(req)
@@ -62,11 +58,7 @@ impl TestApp {
         request: pb::SubmitEvidenceRequest,
         key: Option<&str>,
     ) -> Result<pb::Evidence, tonic::Status> {
-        let mut req = Request::new(request);
-        if let Some(key) = key {
-            req.metadata_mut()
-                .insert("idempotency-key", key.parse().unwrap());
-        }
+        let req = e2e::maybe_keyed(request, key);
         Ok(self
             .client
             .submit_evidence(req)
@@ -491,9 +483,7 @@ async fn invalid_evidence_is_invalid_argument_with_every_field_and_writes_nothin
 #[tokio::test]
 async fn malformed_metadata_is_invalid_argument_and_writes_nothing() {
     let mut app = spawn_app().await;
-    let mut req = Request::new(purchase(&new_id(), &new_id()));
-    req.metadata_mut()
-        .insert("idempotency-key", "k".repeat(201).parse().unwrap());
+    let req = e2e::with_key(purchase(&new_id(), &new_id()), "k".repeat(201));
     let err = app.client.create_event(req).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert_eq!(count(&app.db.pool, "tracking_events").await, 0);
@@ -531,9 +521,7 @@ async fn concurrent_purchases_with_same_key_write_once() {
         let mut client = app.client.clone();
         let request = request.clone();
         async move {
-            let mut req = Request::new(request);
-            req.metadata_mut()
-                .insert("idempotency-key", "same-key".parse().unwrap());
+            let req = e2e::with_key(request, "same-key");
             client
                 .create_event(req)
                 .await

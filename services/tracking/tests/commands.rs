@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use prost::Message as _;
 use sqlx::PgPool;
-use tonic::Request;
 use uuid::Uuid;
 
 use affiliate_proto::commission::{CommissionCommand, commission_command};
@@ -18,9 +17,7 @@ use affiliate_proto::tracking::tracking_service_client::TrackingServiceClient;
 use affiliate_proto::tracking::{
     self as pb, TrackingCommand, tracking_command::Command, tracking_event_envelope::Event,
 };
-use e2e::{
-    TestDatabase, eventually, fresh_database, fresh_namespace, publish, pulsar, pulsar_tenant,
-};
+use e2e::{TestDatabase, eventually, fresh_database, fresh_namespace, publish, pulsar};
 use tracking_service::Tracking;
 
 struct TestApp {
@@ -79,11 +76,7 @@ impl TestApp {
     }
 
     async fn send_raw(&self, message_id: &str, message_type: &str, payload: Vec<u8>) {
-        let topic = format!(
-            "persistent://{}/{}/tracking-commands",
-            pulsar_tenant(),
-            self.namespace
-        );
+        let topic = self.namespace.topic("tracking-commands");
         publish(
             &self.client,
             &topic,
@@ -160,10 +153,7 @@ async fn a_command_message_and_a_grpc_call_with_its_id_as_key_have_one_effect() 
     .await;
 
     // The same command through the other door, keyed by the message id: the first result.
-    let mut request = Request::new(purchase("by-message"));
-    request
-        .metadata_mut()
-        .insert("idempotency-key", message_id.parse().unwrap());
+    let request = e2e::with_key(purchase("by-message"), &message_id);
     let event = app
         .grpc
         .create_event(request)
