@@ -47,6 +47,8 @@ pub use affiliate::tracking::v1 as tracking;
 /// The envelope of a service's command topic: a command (a oneof) with its metadata.
 pub trait CommandEnvelope: prost::Message + Default + 'static {
     type Command: Send;
+    /// The envelope of `command` with `metadata`.
+    fn wrap(metadata: common::MessageMetadata, command: Self::Command) -> Self;
     /// The metadata and the command it carries.
     fn into_parts(self) -> (Option<common::MessageMetadata>, Option<Self::Command>);
     /// The versioned type name of `command`.
@@ -68,10 +70,16 @@ mod message_types {
     use super::affiliate::{campaign, commission, payment, tracking};
     use super::{CommandEnvelope, EventEnvelope};
 
-    macro_rules! envelope {
+    macro_rules! commands {
         ($envelope:ty, $command:ty) => {
             impl CommandEnvelope for $envelope {
                 type Command = $command;
+                fn wrap(metadata: super::common::MessageMetadata, command: $command) -> Self {
+                    Self {
+                        metadata: Some(metadata),
+                        command: Some(command),
+                    }
+                }
                 fn into_parts(self) -> (Option<super::common::MessageMetadata>, Option<$command>) {
                     (self.metadata, self.command)
                 }
@@ -159,19 +167,19 @@ mod message_types {
         }
     }
 
-    envelope!(
+    commands!(
         campaign::v1::CampaignCommand,
         campaign::v1::campaign_command::Command
     );
-    envelope!(
+    commands!(
         tracking::v1::TrackingCommand,
         tracking::v1::tracking_command::Command
     );
-    envelope!(
+    commands!(
         commission::v1::CommissionCommand,
         commission::v1::commission_command::Command
     );
-    envelope!(
+    commands!(
         payment::v1::PaymentCommand,
         payment::v1::payment_command::Command
     );

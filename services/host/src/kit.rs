@@ -319,9 +319,7 @@ impl<D: Declaration> Service for Application<D> {
 /// The whole of a service's `main`: parse the command line (`--version` says `version`,
 /// `build_info::VERSION` in the binary), then logs, build, serve until SIGINT/SIGTERM.
 pub async fn main<D: Declaration>(version: &'static str) -> anyhow::Result<()> {
-    use clap::FromArgMatches as _;
-    let matches = command::<D>().version(version).get_matches();
-    let config = Config::<D::Flags>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let config: Config<D::Flags> = service_runtime::app::parse_command(command::<D>(), version);
     let log = config.service.log.clone();
     service_runtime::app::main(D::NAME, &log, Application::<D>::build(config)).await
 }

@@ -51,7 +51,13 @@ where
 /// `build_info::VERSION`, which names the git revision); exits with clap's message on bad flags,
 /// `--help` and `--version`.
 pub fn parse<C: clap::Parser>(version: &'static str) -> C {
-    let matches = C::command().version(version).get_matches();
+    parse_command(C::command(), version)
+}
+
+/// [`parse`] with the command line `command` describes (one built at run time, e.g. the service
+/// kit's).
+pub fn parse_command<C: clap::FromArgMatches>(command: clap::Command, version: &'static str) -> C {
+    let matches = command.version(version).get_matches();
     C::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 

@@ -2,8 +2,8 @@
 //! the caller's transaction (it borrows the caller's connection, never opens its own), so state
 //! and messages commit or roll back together.
 
-use affiliate_proto::EventEnvelope;
 use affiliate_proto::common::MessageMetadata;
+use affiliate_proto::{CommandEnvelope, EventEnvelope};
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -127,6 +127,22 @@ pub fn event<E: EventEnvelope>(
     let topic = events_topic(service);
     message(ctx, topic, message_type, subject, occurred_at, |m| {
         E::wrap(m, event)
+    })
+}
+
+/// The outbox message of one command to `service` (envelope `E`, on `{service}-commands`) about
+/// `subject` at `occurred_at`.
+pub fn command<E: CommandEnvelope>(
+    ctx: &CommandContext,
+    service: &str,
+    subject: Subject<'_>,
+    occurred_at: DateTime<Utc>,
+    command: E::Command,
+) -> OutboxMessage {
+    let message_type = E::command_type(&command);
+    let topic = commands_topic(service);
+    message(ctx, topic, message_type, subject, occurred_at, |m| {
+        E::wrap(m, command)
     })
 }
 

@@ -9,7 +9,7 @@ use affiliate_proto::commission::{
 use affiliate_proto::common::Money;
 use affiliate_proto::payment::{self as pb, payment_event::Event};
 use service_runtime::context::CommandContext;
-use service_runtime::outbox::{self, OutboxMessage, Subject, commands_topic};
+use service_runtime::outbox::{self, OutboxMessage, Subject};
 pub use service_runtime::time::{now, timestamp};
 
 use crate::adapters::repository::PayoutRow;
@@ -118,13 +118,7 @@ pub fn command_message(
     occurred_at: DateTime<Utc>,
     command: Command,
 ) -> OutboxMessage {
-    let (topic, message_type) = (commands_topic("commission"), command.message_type());
-    outbox::message(ctx, topic, message_type, subject(row), occurred_at, |m| {
-        CommissionCommand {
-            metadata: Some(m),
-            command: Some(command),
-        }
-    })
+    outbox::command::<CommissionCommand>(ctx, "commission", subject(row), occurred_at, command)
 }
 
 /// Everything a payout entering the state in `row` publishes: its event and its command.

@@ -10,7 +10,7 @@ use affiliate_proto::commission::{
 use affiliate_proto::common::Money;
 use affiliate_proto::tracking::{self as pb, tracking_event_envelope::Event};
 use service_runtime::context::CommandContext;
-use service_runtime::outbox::{self, OutboxMessage, Subject, commands_topic};
+use service_runtime::outbox::{self, OutboxMessage, Subject};
 
 use crate::adapters::repository::{EvidenceRow, TrackingEventRow};
 use crate::domain::{EventKind, EvidenceKind};
@@ -140,17 +140,12 @@ pub fn calculate_command(
             currency: currency.clone(),
         }),
     });
-    let topic = commands_topic(COMMISSION_SERVICE);
-    Some(outbox::message(
+    Some(outbox::command::<CommissionCommand>(
         &ctx,
-        topic,
-        CALCULATE_COMMAND,
+        COMMISSION_SERVICE,
         subject,
         occurred_at,
-        |m| CommissionCommand {
-            metadata: Some(m),
-            command: Some(command),
-        },
+        command,
     ))
 }
 
