@@ -1,65 +1,28 @@
-//! Money rules shared by every service: ISO-4217 currency codes in circulation (list 1, 2025 edition; funds and precious metals
-//! excluded except the national fund codes some markets still quote), their minor units, and
-//! amounts written for people.
+//! Money rules shared by every service: ISO-4217 currency codes in circulation and their minor
+//! units (from the `iso_currency` crate's copy of the standard's list 1), and amounts written for
+//! people.
 
-/// Sorted, so membership is a binary search.
-const CODES: &[&str] = &[
-    "AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT",
-    "BGN", "BHD", "BIF", "BMD", "BND", "BOB", "BOV", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD",
-    "CAD", "CDF", "CHE", "CHF", "CHW", "CLF", "CLP", "CNY", "COP", "COU", "CRC", "CUC", "CUP",
-    "CVE", "CZK", "DJF", "DKK", "DOP", "DZD", "EGP", "ERN", "ETB", "EUR", "FJD", "FKP", "GBP",
-    "GEL", "GHS", "GIP", "GMD", "GNF", "GTQ", "GYD", "HKD", "HNL", "HTG", "HUF", "IDR", "ILS",
-    "INR", "IQD", "IRR", "ISK", "JMD", "JOD", "JPY", "KES", "KGS", "KHR", "KMF", "KPW", "KRW",
-    "KWD", "KYD", "KZT", "LAK", "LBP", "LKR", "LRD", "LSL", "LYD", "MAD", "MDL", "MGA", "MKD",
-    "MMK", "MNT", "MOP", "MRU", "MUR", "MVR", "MWK", "MXN", "MXV", "MYR", "MZN", "NAD", "NGN",
-    "NIO", "NOK", "NPR", "NZD", "OMR", "PAB", "PEN", "PGK", "PHP", "PKR", "PLN", "PYG", "QAR",
-    "RON", "RSD", "RUB", "RWF", "SAR", "SBD", "SCR", "SDG", "SEK", "SGD", "SHP", "SLE", "SOS",
-    "SRD", "SSP", "STN", "SVC", "SYP", "SZL", "THB", "TJS", "TMT", "TND", "TOP", "TRY", "TTD",
-    "TWD", "TZS", "UAH", "UGX", "USD", "USN", "UYI", "UYU", "UYW", "UZS", "VED", "VES", "VND",
-    "VUV", "WST", "XAF", "XCD", "XCG", "XOF", "XPF", "YER", "ZAR", "ZMW", "ZWG",
-];
+use iso_currency::Currency;
+
+/// The currency of `code` if it is in circulation: a current ISO-4217 alphabetic code (upper
+/// case), national fund codes included; superseded codes (`BGN` since the euro, `HRK`) and the
+/// special ones without a minor unit (precious metals `XAU`, `XDR`, `XXX`, ...) are not.
+fn in_circulation(code: &str) -> Option<Currency> {
+    Currency::from_code(code)
+        .filter(|c| c.is_superseded().is_none() && !c.is_special() && c.exponent().is_some())
+}
 
 /// Whether `code` is an active ISO-4217 alphabetic code (upper case).
 pub fn is_iso_4217(code: &str) -> bool {
-    CODES.binary_search(&code).is_ok()
+    in_circulation(code).is_some()
 }
 
-/// Codes whose minor unit is not the hundredth (ISO-4217 list 1, column "minor unit"), sorted.
-const EXPONENTS: &[(&str, u32)] = &[
-    ("BHD", 3),
-    ("BIF", 0),
-    ("CLF", 4),
-    ("CLP", 0),
-    ("DJF", 0),
-    ("GNF", 0),
-    ("IQD", 3),
-    ("ISK", 0),
-    ("JOD", 3),
-    ("JPY", 0),
-    ("KMF", 0),
-    ("KRW", 0),
-    ("KWD", 3),
-    ("LYD", 3),
-    ("OMR", 3),
-    ("PYG", 0),
-    ("RWF", 0),
-    ("TND", 3),
-    ("UGX", 0),
-    ("UYI", 0),
-    ("UYW", 4),
-    ("VND", 0),
-    ("VUV", 0),
-    ("XAF", 0),
-    ("XOF", 0),
-    ("XPF", 0),
-];
-
-/// How many decimal digits the minor unit of `code` has: 2 unless ISO-4217 says otherwise
-/// (0 for JPY, 3 for KWD, ...).
+/// How many decimal digits the minor unit of `code` has: ISO-4217's (0 for JPY, 3 for KWD,
+/// ...), and 2 for a code not in circulation.
 pub fn minor_digits(code: &str) -> u32 {
-    EXPONENTS
-        .binary_search_by(|(c, _)| (*c).cmp(code))
-        .map_or(2, |i| EXPONENTS[i].1)
+    in_circulation(code)
+        .and_then(Currency::exponent)
+        .map_or(2, u32::from)
 }
 
 /// An amount in minor units written for people: `1234` `USD` → `12.34 USD`, `500` `JPY` →
@@ -85,24 +48,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn list_is_sorted_and_unique() {
-        assert!(CODES.windows(2).all(|w| w[0] < w[1]));
-    }
-
-    #[test]
     fn knows_common_codes_and_refuses_others() {
         for code in ["USD", "EUR", "JPY", "GBP", "BRL"] {
             assert!(is_iso_4217(code), "{code}");
         }
-        for code in ["usd", "US", "XXX", "ABC", "EURO", ""] {
+        for code in [
+            "usd", "US", "XXX", "XAU", "XDR", "ABC", "EURO", "", "HRK", "BGN",
+        ] {
             assert!(!is_iso_4217(code), "{code}");
         }
     }
 
     #[test]
-    fn exponents_are_sorted_and_name_known_codes() {
-        assert!(EXPONENTS.windows(2).all(|w| w[0].0 < w[1].0));
-        assert!(EXPONENTS.iter().all(|(code, _)| is_iso_4217(code)));
+    fn minor_units_follow_iso_4217() {
+        let digits = |code| minor_digits(code);
+        assert_eq!(
+            ["EUR", "JPY", "KWD", "CLF", "UYI", "XOF"].map(digits),
+            [2, 0, 3, 4, 0, 0]
+        );
     }
 
     #[test]
