@@ -430,14 +430,7 @@ pub async fn consumer(
 }
 
 /// A message property by name.
-pub fn property(message: &pulsar::consumer::Message<Vec<u8>>, name: &str) -> Option<String> {
-    message
-        .metadata()
-        .properties
-        .iter()
-        .find(|kv| kv.key == name)
-        .map(|kv| kv.value.clone())
-}
+pub use messaging::properties::get as property;
 
 /// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T

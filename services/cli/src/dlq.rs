@@ -7,7 +7,7 @@
 //! broker's receipt, and only then acknowledges it, so a redriven letter is neither lost nor listed
 //! again.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 use std::time::Duration;
 
@@ -21,6 +21,7 @@ use messaging::properties::{
 use service_runtime::config::{PulsarArgs, parse_duration};
 
 use crate::decode;
+use messaging::properties::get as property;
 
 /// The subscription through which operators read dead letters.
 pub const SUBSCRIPTION: &str = "platform-dlq";
@@ -214,22 +215,8 @@ fn broker_id(message: &Message<Vec<u8>>) -> String {
     format!("{}:{}", id.ledger_id, id.entry_id)
 }
 
-fn property(message: &Message<Vec<u8>>, name: &str) -> Option<String> {
-    message
-        .metadata()
-        .properties
-        .iter()
-        .find(|kv| kv.key == name)
-        .map(|kv| kv.value.clone())
-}
-
 fn summary(message: &Message<Vec<u8>>, full: bool) -> serde_json::Value {
-    let properties: serde_json::Map<String, serde_json::Value> = message
-        .metadata()
-        .properties
-        .iter()
-        .map(|kv| (kv.key.clone(), serde_json::Value::String(kv.value.clone())))
-        .collect();
+    let properties: BTreeMap<String, String> = messaging::properties::all(message);
     let real_topic = property(message, REAL_TOPIC).unwrap_or_default();
     let mut line = serde_json::json!({
         "broker_id": broker_id(message),
@@ -243,7 +230,7 @@ fn summary(message: &Message<Vec<u8>>, full: bool) -> serde_json::Value {
         "payload_bytes": message.payload.data.len(),
     });
     if full {
-        line["properties"] = serde_json::Value::Object(properties);
+        line["properties"] = serde_json::json!(properties);
         line["envelope"] = decode::envelope(&real_topic, &message.payload.data);
     }
     line
@@ -283,12 +270,9 @@ async fn redrive(select: &Select) -> anyhow::Result<()> {
         let mut stdout = std::io::stdout().lock();
         for (letter, target) in letters.iter().zip(&targets) {
             let metadata = letter.metadata();
-            let mut properties: HashMap<String, String> = metadata
-                .properties
-                .iter()
-                .filter(|kv| kv.key != REAL_TOPIC && kv.key != ORIGIN_MESSAGE_ID)
-                .map(|kv| (kv.key.clone(), kv.value.clone()))
-                .collect();
+            let mut properties: HashMap<String, String> = messaging::properties::all(letter);
+            properties.remove(REAL_TOPIC);
+            properties.remove(ORIGIN_MESSAGE_ID);
             properties.insert("redriven-from".into(), dlq.clone());
             properties.insert("redriven-at-ms".into(), unix_ms().to_string());
             let copy = pulsar::producer::Message {

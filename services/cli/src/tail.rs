@@ -1,5 +1,6 @@
 //! `platform tail`: print a topic's messages as JSON lines (key, properties, decoded envelope).
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::time::Duration;
 
@@ -54,12 +55,7 @@ pub async fn run(args: TailArgs) -> anyhow::Result<()> {
         .context("receive")?
         .ok_or_else(|| anyhow::anyhow!("subscription to {topic} ended"))?;
         consumer.ack(&message).await.context("ack")?;
-        let properties: serde_json::Map<String, serde_json::Value> = message
-            .metadata()
-            .properties
-            .iter()
-            .map(|kv| (kv.key.clone(), serde_json::Value::String(kv.value.clone())))
-            .collect();
+        let properties: BTreeMap<String, String> = messaging::properties::all(&message);
         let line = serde_json::json!({
             "topic": topic,
             "key": message.key(),

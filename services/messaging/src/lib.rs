@@ -227,4 +227,27 @@ pub mod properties {
     pub const REAL_TOPIC: &str = "REAL_TOPIC";
     /// Set by the client when it moves a message to a dead-letter topic: its id there.
     pub const ORIGIN_MESSAGE_ID: &str = "ORIGIN_MESSAGE_ID";
+
+    use pulsar::consumer::Message;
+
+    /// Every property of a received message, by name (in a `HashMap`, or a `BTreeMap` to list
+    /// them in order).
+    pub fn all<C: FromIterator<(String, String)>>(message: &Message<Vec<u8>>) -> C {
+        message
+            .metadata()
+            .properties
+            .iter()
+            .map(|kv| (kv.key.clone(), kv.value.clone()))
+            .collect()
+    }
+
+    /// One property of a received message.
+    pub fn get(message: &Message<Vec<u8>>, name: &str) -> Option<String> {
+        message
+            .metadata()
+            .properties
+            .iter()
+            .find(|kv| kv.key == name)
+            .map(|kv| kv.value.clone())
+    }
 }

@@ -109,12 +109,7 @@ fn envelope_identity(
 
 impl Delivery {
     pub fn from_message(message: &Message<Vec<u8>>) -> Self {
-        let properties: HashMap<String, String> = message
-            .metadata()
-            .properties
-            .iter()
-            .map(|kv| (kv.key.clone(), kv.value.clone()))
-            .collect();
+        let properties: HashMap<String, String> = properties::all(message);
         let payload = message.payload.data.clone();
         let (envelope_id, identity_problem) = envelope_identity(&payload, &properties);
         // Without an envelope id, the refusal is recorded under the property or the position.
