@@ -47,6 +47,8 @@ pub use affiliate::tracking::v1 as tracking;
 /// The envelope of a service's command topic: a command (a oneof) with its metadata.
 pub trait CommandEnvelope: prost::Message + Default + 'static {
     type Command: Send;
+    /// The service whose command topic (`{SERVICE}-commands`) carries this envelope.
+    const SERVICE: &'static str;
     /// The envelope of `command` with `metadata`.
     fn wrap(metadata: common::MessageMetadata, command: Self::Command) -> Self;
     /// The metadata and the command it carries.
@@ -58,10 +60,14 @@ pub trait CommandEnvelope: prost::Message + Default + 'static {
 /// The envelope of a service's events topic: an event (a oneof) with its metadata.
 pub trait EventEnvelope: prost::Message + Default + 'static {
     type Event: Send;
+    /// The service whose events topic (`{SERVICE}-events`) carries this envelope.
+    const SERVICE: &'static str;
     /// The envelope of `event` with `metadata`.
     fn wrap(metadata: common::MessageMetadata, event: Self::Event) -> Self;
     /// The versioned type name of `event`.
     fn event_type(event: &Self::Event) -> &'static str;
+    /// The service's event that its command door refused a command.
+    fn command_rejected(rejected: common::CommandRejected) -> Self::Event;
 }
 
 /// The versioned type name of every command and event, part of the contract like the messages
@@ -71,9 +77,10 @@ mod message_types {
     use super::{CommandEnvelope, EventEnvelope};
 
     macro_rules! commands {
-        ($envelope:ty, $command:ty) => {
+        ($service:literal, $envelope:ty, $command:ty) => {
             impl CommandEnvelope for $envelope {
                 type Command = $command;
+                const SERVICE: &'static str = $service;
                 fn wrap(metadata: super::common::MessageMetadata, command: $command) -> Self {
                     Self {
                         metadata: Some(metadata),
@@ -90,9 +97,10 @@ mod message_types {
         };
     }
     macro_rules! events {
-        ($envelope:ty, $event:ty) => {
+        ($service:literal, $envelope:ty, $event:ty) => {
             impl EventEnvelope for $envelope {
                 type Event = $event;
+                const SERVICE: &'static str = $service;
                 fn wrap(metadata: super::common::MessageMetadata, event: $event) -> Self {
                     Self {
                         metadata: Some(metadata),
@@ -102,22 +110,32 @@ mod message_types {
                 fn event_type(event: &$event) -> &'static str {
                     event.message_type()
                 }
+                fn command_rejected(rejected: super::common::CommandRejected) -> $event {
+                    <$event>::CommandRejected(rejected)
+                }
             }
         };
     }
     events!(
+        "campaign",
         campaign::v1::CampaignEvent,
         campaign::v1::campaign_event::Event
     );
     events!(
+        "tracking",
         tracking::v1::TrackingEventEnvelope,
         tracking::v1::tracking_event_envelope::Event
     );
     events!(
+        "commission",
         commission::v1::CommissionEvent,
         commission::v1::commission_event::Event
     );
-    events!(payment::v1::PaymentEvent, payment::v1::payment_event::Event);
+    events!(
+        "payment",
+        payment::v1::PaymentEvent,
+        payment::v1::payment_event::Event
+    );
 
     impl campaign::v1::campaign_event::Event {
         pub fn message_type(&self) -> &'static str {
@@ -168,18 +186,22 @@ mod message_types {
     }
 
     commands!(
+        "campaign",
         campaign::v1::CampaignCommand,
         campaign::v1::campaign_command::Command
     );
     commands!(
+        "tracking",
         tracking::v1::TrackingCommand,
         tracking::v1::tracking_command::Command
     );
     commands!(
+        "commission",
         commission::v1::CommissionCommand,
         commission::v1::commission_command::Command
     );
     commands!(
+        "payment",
         payment::v1::PaymentCommand,
         payment::v1::payment_command::Command
     );

@@ -8,10 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::TryStreamExt as _;
-use prost::Message as _;
 use tonic::Request;
+use tonic::transport::Channel;
 use uuid::Uuid;
 
+use affiliate_proto::CommandEnvelope;
 use affiliate_proto::campaign::{
     self as campaign_pb, campaign_service_client::CampaignServiceClient,
 };
@@ -120,13 +121,17 @@ impl<'a> Driver<'a> {
         self.step
     }
 
-    /// A correlation id per step, the same in every run of the script.
-    fn correlation(&mut self) -> String {
+    /// A fresh idempotency key (the message id on the topic door) and a correlation id per
+    /// step, the same in every run of the script.
+    fn ids(&mut self) -> (String, String) {
         self.step += 1;
-        format!("workflow-step-{}", self.step)
+        (
+            Uuid::now_v7().to_string(),
+            format!("workflow-step-{}", self.step),
+        )
     }
 
-    fn request<T>(&self, message: T, key: &str, correlation: &str) -> Request<T> {
+    fn request<T>(&self, message: T, (key, correlation): &(String, String)) -> Request<T> {
         let mut request = crate::with_key(message, key);
         request
             .metadata_mut()
@@ -134,31 +139,37 @@ impl<'a> Driver<'a> {
         request
     }
 
-    /// Publishes a command envelope and waits for the event it caused; returns that event.
-    async fn command(
+    /// Publishes `command` on its service's command topic (envelope `E`, message id `key`) and
+    /// waits for the event it caused; returns that event.
+    async fn send<E: CommandEnvelope>(
         &self,
-        service: &str,
-        message_id: &str,
-        message_type: &str,
-        correlation: &str,
-        payload: Vec<u8>,
+        (key, correlation): &(String, String),
+        command: E::Command,
     ) -> Collected {
-        let topic = self.platform.topic(&format!("{service}-commands"));
+        let message_type = E::command_type(&command);
+        let metadata = MessageMetadata {
+            message_id: key.clone(),
+            message_type: message_type.to_owned(),
+            correlation_id: correlation.clone(),
+            ..Default::default()
+        };
+        let payload = E::wrap(metadata, command).encode_to_vec();
+        let topic = self.platform.topic(&format!("{}-commands", E::SERVICE));
         publish(
             &self.client,
             &topic,
-            message_id,
-            message_id,
+            key,
+            key,
             message_type,
             correlation,
             payload,
         )
         .await;
         let events = self.events.clone();
-        let id = message_id.to_owned();
+        let id = key.clone();
         eventually(
             WAIT,
-            &format!("the event caused by {message_type} {message_id}"),
+            &format!("the event caused by {message_type} {key}"),
             || {
                 let events = events.clone();
                 let id = id.clone();
@@ -175,161 +186,98 @@ impl<'a> Driver<'a> {
         .await
     }
 
-    fn metadata(
-        message_id: &str,
-        message_type: &str,
-        correlation: &str,
-    ) -> Option<MessageMetadata> {
-        Some(MessageMetadata {
-            message_id: message_id.to_owned(),
-            message_type: message_type.to_owned(),
-            correlation_id: correlation.to_owned(),
-            ..Default::default()
-        })
+    async fn campaigns(&self) -> CampaignServiceClient<Channel> {
+        CampaignServiceClient::connect(self.platform.url("campaign"))
+            .await
+            .unwrap()
+    }
+
+    async fn tracking(&self) -> TrackingServiceClient<Channel> {
+        TrackingServiceClient::connect(self.platform.url("tracking"))
+            .await
+            .unwrap()
     }
 
     pub async fn create_campaign(&mut self, request: campaign_pb::CreateCampaignRequest) -> String {
-        let (key, correlation) = (Uuid::now_v7().to_string(), self.correlation());
+        let ids = self.ids();
         match self.door {
             Door::Grpc => {
-                let mut client = CampaignServiceClient::connect(self.platform.url("campaign"))
-                    .await
-                    .unwrap();
-                client
-                    .create_campaign(self.request(request, &key, &correlation))
-                    .await
-                    .unwrap()
-                    .into_inner()
-                    .campaign
-                    .unwrap()
-                    .id
+                let request = self.request(request, &ids);
+                let created = self.campaigns().await.create_campaign(request).await;
+                created.unwrap().into_inner().campaign.unwrap().id
             }
             Door::Events => {
                 let command = campaign_pb::campaign_command::Command::CreateCampaign(request);
-                let t = command.message_type();
-                let envelope = campaign_pb::CampaignCommand {
-                    metadata: Self::metadata(&key, t, &correlation),
-                    command: Some(command),
-                };
-                self.command("campaign", &key, t, &correlation, envelope.encode_to_vec())
-                    .await
-                    .metadata
-                    .aggregate_id
+                let caused = self
+                    .send::<campaign_pb::CampaignCommand>(&ids, command)
+                    .await;
+                caused.metadata.aggregate_id
             }
         }
     }
 
     pub async fn campaign_command(&mut self, command: campaign_pb::campaign_command::Command) {
-        let (key, correlation) = (Uuid::now_v7().to_string(), self.correlation());
-        match self.door {
-            Door::Grpc => {
-                use campaign_pb::campaign_command::Command as C;
-                let mut client = CampaignServiceClient::connect(self.platform.url("campaign"))
-                    .await
-                    .unwrap();
-                match command {
-                    C::AddVideo(r) => drop(
-                        client
-                            .add_video(self.request(r, &key, &correlation))
-                            .await
-                            .unwrap(),
-                    ),
-                    C::AcceptCampaign(r) => drop(
-                        client
-                            .accept_campaign(self.request(r, &key, &correlation))
-                            .await
-                            .unwrap(),
-                    ),
-                    C::PauseCampaign(r) => drop(
-                        client
-                            .pause_campaign(self.request(r, &key, &correlation))
-                            .await
-                            .unwrap(),
-                    ),
-                    C::ResumeCampaign(r) => drop(
-                        client
-                            .resume_campaign(self.request(r, &key, &correlation))
-                            .await
-                            .unwrap(),
-                    ),
-                    C::CloseCampaign(r) => drop(
-                        client
-                            .close_campaign(self.request(r, &key, &correlation))
-                            .await
-                            .unwrap(),
-                    ),
-                    C::CreateCampaign(r) => drop(
-                        client
-                            .create_campaign(self.request(r, &key, &correlation))
-                            .await
-                            .unwrap(),
-                    ),
-                }
+        use campaign_pb::campaign_command::Command as C;
+        let ids = self.ids();
+        if self.door == Door::Events {
+            self.send::<campaign_pb::CampaignCommand>(&ids, command)
+                .await;
+            return;
+        }
+        let mut client = self.campaigns().await;
+        match command {
+            C::AddVideo(r) => drop(client.add_video(self.request(r, &ids)).await.unwrap()),
+            C::AcceptCampaign(r) => {
+                drop(client.accept_campaign(self.request(r, &ids)).await.unwrap())
             }
-            Door::Events => {
-                let t = command.message_type();
-                let envelope = campaign_pb::CampaignCommand {
-                    metadata: Self::metadata(&key, t, &correlation),
-                    command: Some(command),
-                };
-                self.command("campaign", &key, t, &correlation, envelope.encode_to_vec())
-                    .await;
+            C::PauseCampaign(r) => {
+                drop(client.pause_campaign(self.request(r, &ids)).await.unwrap())
+            }
+            C::ResumeCampaign(r) => {
+                drop(client.resume_campaign(self.request(r, &ids)).await.unwrap())
+            }
+            C::CloseCampaign(r) => {
+                drop(client.close_campaign(self.request(r, &ids)).await.unwrap())
+            }
+            C::CreateCampaign(r) => {
+                drop(client.create_campaign(self.request(r, &ids)).await.unwrap())
             }
         }
     }
 
     /// Records a tracking event; returns its id.
     pub async fn track(&mut self, request: tracking_pb::CreateEventRequest) -> String {
-        let (key, correlation) = (Uuid::now_v7().to_string(), self.correlation());
+        let ids = self.ids();
         match self.door {
             Door::Grpc => {
-                let mut client = TrackingServiceClient::connect(self.platform.url("tracking"))
-                    .await
-                    .unwrap();
-                client
-                    .create_event(self.request(request, &key, &correlation))
-                    .await
-                    .unwrap()
-                    .into_inner()
-                    .event
-                    .unwrap()
-                    .id
+                let request = self.request(request, &ids);
+                let created = self.tracking().await.create_event(request).await;
+                created.unwrap().into_inner().event.unwrap().id
             }
             Door::Events => {
                 let command = tracking_pb::tracking_command::Command::CreateEvent(request);
-                let t = command.message_type();
-                let envelope = tracking_pb::TrackingCommand {
-                    metadata: Self::metadata(&key, t, &correlation),
-                    command: Some(command),
-                };
-                self.command("tracking", &key, t, &correlation, envelope.encode_to_vec())
-                    .await
-                    .metadata
-                    .aggregate_id
+                let caused = self
+                    .send::<tracking_pb::TrackingCommand>(&ids, command)
+                    .await;
+                caused.metadata.aggregate_id
             }
         }
     }
 
     pub async fn submit_evidence(&mut self, request: tracking_pb::SubmitEvidenceRequest) {
-        let (key, correlation) = (Uuid::now_v7().to_string(), self.correlation());
+        let ids = self.ids();
         match self.door {
             Door::Grpc => {
-                let mut client = TrackingServiceClient::connect(self.platform.url("tracking"))
+                let request = self.request(request, &ids);
+                self.tracking()
                     .await
-                    .unwrap();
-                client
-                    .submit_evidence(self.request(request, &key, &correlation))
+                    .submit_evidence(request)
                     .await
                     .unwrap();
             }
             Door::Events => {
                 let command = tracking_pb::tracking_command::Command::SubmitEvidence(request);
-                let t = command.message_type();
-                let envelope = tracking_pb::TrackingCommand {
-                    metadata: Self::metadata(&key, t, &correlation),
-                    command: Some(command),
-                };
-                self.command("tracking", &key, t, &correlation, envelope.encode_to_vec())
+                self.send::<tracking_pb::TrackingCommand>(&ids, command)
                     .await;
             }
         }
@@ -337,32 +285,19 @@ impl<'a> Driver<'a> {
 
     /// Requests a payout; returns its id.
     pub async fn request_payout(&mut self, request: payment_pb::RequestPayoutRequest) -> String {
-        let (key, correlation) = (Uuid::now_v7().to_string(), self.correlation());
+        let ids = self.ids();
         match self.door {
             Door::Grpc => {
                 let mut client = PaymentServiceClient::connect(self.platform.url("payment"))
                     .await
                     .unwrap();
-                client
-                    .request_payout(self.request(request, &key, &correlation))
-                    .await
-                    .unwrap()
-                    .into_inner()
-                    .payout
-                    .unwrap()
-                    .id
+                let requested = client.request_payout(self.request(request, &ids)).await;
+                requested.unwrap().into_inner().payout.unwrap().id
             }
             Door::Events => {
                 let command = payment_pb::payment_command::Command::RequestPayout(request);
-                let t = command.message_type();
-                let envelope = payment_pb::PaymentCommand {
-                    metadata: Self::metadata(&key, t, &correlation),
-                    command: Some(command),
-                };
-                self.command("payment", &key, t, &correlation, envelope.encode_to_vec())
-                    .await
-                    .metadata
-                    .aggregate_id
+                let caused = self.send::<payment_pb::PaymentCommand>(&ids, command).await;
+                caused.metadata.aggregate_id
             }
         }
     }

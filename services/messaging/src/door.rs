@@ -5,12 +5,12 @@
 
 use std::future::Future;
 
-use affiliate_proto::CommandEnvelope;
 use affiliate_proto::common::{CommandRejected, FieldViolation};
+use affiliate_proto::{CommandEnvelope, EventEnvelope};
 use prost::Message as _;
 use service_runtime::context::CommandContext;
 use service_runtime::errors::Error;
-use service_runtime::outbox::OutboxMessage;
+use service_runtime::outbox::{self, Subject};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -62,6 +62,9 @@ impl From<Error> for Outcome {
 pub trait CommandDoor: Send + Sync + 'static {
     /// The envelope its command topic carries.
     type Envelope: CommandEnvelope;
+    /// The envelope of the service's events topic, where a refused command is announced (its
+    /// `*.command_rejected.v1` event).
+    type Events: EventEnvelope;
 
     /// The inbox consumer name, e.g. `campaign/campaign-commands`.
     const CONSUMER: &'static str;
@@ -96,13 +99,12 @@ pub trait CommandDoor: Send + Sync + 'static {
         let _ = command;
         None
     }
-    /// The service's rejection event.
-    fn rejection_event(
-        &self,
-        ctx: &CommandContext,
-        aggregate: Uuid,
-        rejected: CommandRejected,
-    ) -> OutboxMessage;
+    /// The aggregate type of the rejection event of a command of `command_type` (`command`
+    /// unless the service keys its rejections by the aggregate the command was about).
+    fn rejected_aggregate(&self, command_type: &str) -> &'static str {
+        let _ = command_type;
+        "command"
+    }
 }
 
 /// The command a door's envelope carries.
@@ -171,7 +173,11 @@ impl<D: CommandDoor> Door<D> {
         rejected: CommandRejected,
     ) -> Failure {
         let reason = format!("{}: {}", rejected.code, rejected.reason);
-        let event = self.door.rejection_event(ctx, aggregate, rejected);
+        let aggregate_type = self.door.rejected_aggregate(&rejected.command_type);
+        let subject = Subject::new(aggregate_type, aggregate, 0);
+        let rejected = D::Events::command_rejected(rejected);
+        let event =
+            outbox::event::<D::Events>(ctx, subject, service_runtime::time::now(), rejected);
         let (consumer, id) = (D::CONSUMER, &delivery.message_id);
         match conn {
             Some(conn) => inbox::record_rejection(conn, consumer, id, reason, event).await,

@@ -114,33 +114,31 @@ pub fn message<E: prost::Message>(
     )
 }
 
-/// The outbox message of one event of `service` (envelope `E`, on `{service}-events`) about
+/// The outbox message of one event (envelope `E`, on its service's `{service}-events`) about
 /// `subject` at `occurred_at`.
 pub fn event<E: EventEnvelope>(
     ctx: &CommandContext,
-    service: &str,
     subject: Subject<'_>,
     occurred_at: DateTime<Utc>,
     event: E::Event,
 ) -> OutboxMessage {
     let message_type = E::event_type(&event);
-    let topic = events_topic(service);
+    let topic = events_topic(E::SERVICE);
     message(ctx, topic, message_type, subject, occurred_at, |m| {
         E::wrap(m, event)
     })
 }
 
-/// The outbox message of one command to `service` (envelope `E`, on `{service}-commands`) about
+/// The outbox message of one command (envelope `E`, on its service's `{service}-commands`) about
 /// `subject` at `occurred_at`.
 pub fn command<E: CommandEnvelope>(
     ctx: &CommandContext,
-    service: &str,
     subject: Subject<'_>,
     occurred_at: DateTime<Utc>,
     command: E::Command,
 ) -> OutboxMessage {
     let message_type = E::command_type(&command);
-    let topic = commands_topic(service);
+    let topic = commands_topic(E::SERVICE);
     message(ctx, topic, message_type, subject, occurred_at, |m| {
         E::wrap(m, command)
     })

@@ -6,14 +6,10 @@
 
 use uuid::Uuid;
 
-use affiliate_proto::campaign::{
-    CampaignCommand, campaign_command::Command, campaign_event::Event,
-};
-use affiliate_proto::common::CommandRejected;
+use affiliate_proto::campaign::{CampaignCommand, CampaignEvent, campaign_command::Command};
 use messaging::door::CommandDoor;
 use service_runtime::context::CommandContext;
 use service_runtime::errors::Error;
-use service_runtime::outbox::OutboxMessage;
 
 use crate::app::{Campaigns, messages};
 
@@ -23,6 +19,7 @@ pub struct CampaignDoor(pub Campaigns);
 
 impl CommandDoor for CampaignDoor {
     type Envelope = CampaignCommand;
+    type Events = CampaignEvent;
     const CONSUMER: &'static str = "campaign/campaign-commands";
 
     fn target(&self, command: &Command) -> Option<Uuid> {
@@ -49,18 +46,7 @@ impl CommandDoor for CampaignDoor {
         }
     }
 
-    fn rejection_event(
-        &self,
-        ctx: &CommandContext,
-        aggregate: Uuid,
-        rejected: CommandRejected,
-    ) -> OutboxMessage {
-        messages::event_message(
-            ctx,
-            aggregate,
-            0,
-            messages::now(),
-            Event::CommandRejected(rejected),
-        )
+    fn rejected_aggregate(&self, _command_type: &str) -> &'static str {
+        messages::AGGREGATE
     }
 }

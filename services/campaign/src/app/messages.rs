@@ -72,5 +72,5 @@ pub fn event_message(
     event: Event,
 ) -> OutboxMessage {
     let subject = Subject::new(AGGREGATE, aggregate_id, version);
-    outbox::event::<pb::CampaignEvent>(ctx, SERVICE, subject, occurred_at, event)
+    outbox::event::<pb::CampaignEvent>(ctx, subject, occurred_at, event)
 }

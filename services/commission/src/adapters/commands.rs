@@ -6,15 +6,13 @@ use sqlx::{Acquire, PgConnection, Postgres};
 use uuid::Uuid;
 
 use affiliate_proto::commission::{
-    CommissionCommand, commission_command::Command, commission_event::Event,
+    CommissionCommand, CommissionEvent, commission_command::Command,
 };
-use affiliate_proto::common::CommandRejected;
 use messaging::door::CommandDoor;
 use service_runtime::context::CommandContext;
 use service_runtime::errors::Error;
-use service_runtime::outbox::OutboxMessage;
 
-use crate::app::{Commissions, messages};
+use crate::app::Commissions;
 
 #[derive(Debug, Clone)]
 pub struct CommissionDoor(pub Commissions);
@@ -36,6 +34,7 @@ async fn run_on<'c>(
 
 impl CommandDoor for CommissionDoor {
     type Envelope = CommissionCommand;
+    type Events = CommissionEvent;
     const CONSUMER: &'static str = "commission/commission-commands";
 
     fn target(&self, command: &Command) -> Option<Uuid> {
@@ -72,21 +71,5 @@ impl CommandDoor for CommissionDoor {
             Command::Reserve(r) => Some(r.creator_id.clone()),
             Command::Release(_) | Command::Settle(_) => None,
         }
-    }
-
-    fn rejection_event(
-        &self,
-        ctx: &CommandContext,
-        aggregate: Uuid,
-        rejected: CommandRejected,
-    ) -> OutboxMessage {
-        messages::event_message(
-            ctx,
-            "command",
-            aggregate,
-            0,
-            messages::now(),
-            Event::CommandRejected(rejected),
-        )
     }
 }

@@ -1,12 +1,7 @@
 //! Rows as API messages, and state changes as outbox messages (`CommissionEvent` envelopes).
 
-use chrono::{DateTime, Utc};
-use uuid::Uuid;
-
-use affiliate_proto::commission::{self as pb, commission_event::Event};
+use affiliate_proto::commission::{self as pb};
 use affiliate_proto::common::Money;
-use service_runtime::context::CommandContext;
-use service_runtime::outbox::{self, OutboxMessage, Subject};
 pub use service_runtime::time::{now, timestamp};
 
 use crate::adapters::repository::{BalanceRow, CommissionRow, ReservationRow};
@@ -69,17 +64,4 @@ pub fn reservation(row: &ReservationRow) -> pb::Reservation {
         amount: money(row.amount_minor, &row.currency),
         status: status.into(),
     }
-}
-
-/// The outbox message of one event about `aggregate_type` `aggregate_id` at `version`.
-pub fn event_message(
-    ctx: &CommandContext,
-    aggregate_type: &str,
-    aggregate_id: Uuid,
-    version: i64,
-    occurred_at: DateTime<Utc>,
-    event: Event,
-) -> OutboxMessage {
-    let subject = Subject::new(aggregate_type, aggregate_id, version);
-    outbox::event::<pb::CommissionEvent>(ctx, SERVICE, subject, occurred_at, event)
 }

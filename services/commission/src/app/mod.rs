@@ -17,6 +17,7 @@ use affiliate_proto::commission::{
 use affiliate_proto::common::Money;
 use service_runtime::context::CommandContext;
 use service_runtime::money::display;
+use service_runtime::outbox::{self, Subject};
 use service_runtime::unit_of_work::{Decision, execute};
 use service_runtime::validation::{
     FieldViolation, Violations, page_size, parse_id, parse_optional_id,
@@ -71,11 +72,9 @@ fn refused(
         message: refusal.message().to_owned(),
         ..rejected
     };
-    messages::event_message(
+    outbox::event::<pb::CommissionEvent>(
         ctx,
-        aggregate_type,
-        aggregate,
-        1,
+        Subject::new(aggregate_type, aggregate, 1),
         now,
         Event::CommissionRejected(rejected),
     )
@@ -206,7 +205,12 @@ impl Commissions {
                 commission: Some(commission.clone()),
                 balance: Some(messages::balance(&balance)),
             });
-            let event = messages::event_message(ctx, messages::COMMISSION, row.id, 1, now, event);
+            let event = outbox::event::<pb::CommissionEvent>(
+                ctx,
+                Subject::new(messages::COMMISSION, row.id, 1),
+                now,
+                event,
+            );
             let response = pb::CalculateCommissionResponse {
                 commission: Some(commission),
                 rejection: String::new(),
@@ -301,7 +305,7 @@ impl Commissions {
                 reservation: Some(reservation.clone()),
                 balance: Some(balance.clone()),
             });
-            let event = messages::event_message(ctx, messages::RESERVATION, payout_id, 1, now, event);
+            let event = outbox::event::<pb::CommissionEvent>(ctx, Subject::new(messages::RESERVATION, payout_id, 1), now, event);
             let response = pb::ReserveCommissionResponse {
                 reservation: Some(reservation),
                 balance: Some(balance),
@@ -469,11 +473,9 @@ impl Commissions {
                         balance: Some(balance.clone()),
                     })
                 };
-                let event = messages::event_message(
+                let event = outbox::event::<pb::CommissionEvent>(
                     ctx,
-                    messages::RESERVATION,
-                    payout_id,
-                    row.version,
+                    Subject::new(messages::RESERVATION, payout_id, row.version),
                     now,
                     event,
                 );

@@ -3,20 +3,19 @@
 
 use uuid::Uuid;
 
-use affiliate_proto::common::CommandRejected;
-use affiliate_proto::payment::{PaymentCommand, payment_command::Command, payment_event::Event};
+use affiliate_proto::payment::{PaymentCommand, PaymentEvent, payment_command::Command};
 use messaging::door::CommandDoor;
 use service_runtime::context::CommandContext;
 use service_runtime::errors::Error;
-use service_runtime::outbox::{OutboxMessage, Subject};
 
 use crate::adapters::provider::PaymentProvider;
-use crate::app::{Payouts, messages};
+use crate::app::Payouts;
 
 pub struct PaymentDoor<P>(pub Payouts<P>);
 
 impl<P: PaymentProvider> CommandDoor for PaymentDoor<P> {
     type Envelope = PaymentCommand;
+    type Events = PaymentEvent;
     const CONSUMER: &'static str = "payment/payment-commands";
 
     fn target(&self, _command: &Command) -> Option<Uuid> {
@@ -27,16 +26,5 @@ impl<P: PaymentProvider> CommandDoor for PaymentDoor<P> {
         match command {
             Command::RequestPayout(r) => self.0.request_payout(ctx, r).await.map(drop),
         }
-    }
-
-    fn rejection_event(
-        &self,
-        ctx: &CommandContext,
-        aggregate: Uuid,
-        rejected: CommandRejected,
-    ) -> OutboxMessage {
-        let subject = Subject::new("command", aggregate, 0);
-        let event = Event::CommandRejected(rejected);
-        messages::event_about(ctx, subject, messages::now(), event)
     }
 }

@@ -73,7 +73,7 @@ pub fn event_about(
     occurred_at: DateTime<Utc>,
     event: Event,
 ) -> OutboxMessage {
-    outbox::event::<pb::PaymentEvent>(ctx, SERVICE, subject, occurred_at, event)
+    outbox::event::<pb::PaymentEvent>(ctx, subject, occurred_at, event)
 }
 
 /// The event for a state a payout has just entered, if that state announces itself.
@@ -118,7 +118,7 @@ pub fn command_message(
     occurred_at: DateTime<Utc>,
     command: Command,
 ) -> OutboxMessage {
-    outbox::command::<CommissionCommand>(ctx, "commission", subject(row), occurred_at, command)
+    outbox::command::<CommissionCommand>(ctx, subject(row), occurred_at, command)
 }
 
 /// Everything a payout entering the state in `row` publishes: its event and its command.

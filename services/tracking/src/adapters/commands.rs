@@ -6,14 +6,12 @@
 
 use uuid::Uuid;
 
-use affiliate_proto::common::CommandRejected;
 use affiliate_proto::tracking::{
-    TrackingCommand, tracking_command::Command, tracking_event_envelope::Event,
+    TrackingCommand, TrackingEventEnvelope, tracking_command::Command,
 };
 use messaging::door::CommandDoor;
 use service_runtime::context::CommandContext;
 use service_runtime::errors::Error;
-use service_runtime::outbox::OutboxMessage;
 
 use crate::app::{Tracking, messages};
 
@@ -23,6 +21,7 @@ pub struct TrackingDoor(pub Tracking);
 
 impl CommandDoor for TrackingDoor {
     type Envelope = TrackingCommand;
+    type Events = TrackingEventEnvelope;
     const CONSUMER: &'static str = "tracking/tracking-commands";
 
     /// Both commands create their aggregate, so a rejected one has none (the nil id).
@@ -37,24 +36,11 @@ impl CommandDoor for TrackingDoor {
         }
     }
 
-    fn rejection_event(
-        &self,
-        ctx: &CommandContext,
-        aggregate: Uuid,
-        rejected: CommandRejected,
-    ) -> OutboxMessage {
-        let aggregate_type = if rejected.command_type == "tracking.submit_evidence.command.v1" {
+    fn rejected_aggregate(&self, command_type: &str) -> &'static str {
+        if command_type == "tracking.submit_evidence.command.v1" {
             messages::EVIDENCE
         } else {
             messages::TRACKING_EVENT
-        };
-        messages::event_message(
-            ctx,
-            aggregate_type,
-            aggregate,
-            0,
-            messages::now(),
-            Event::CommandRejected(rejected),
-        )
+        }
     }
 }

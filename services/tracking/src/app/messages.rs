@@ -8,7 +8,7 @@ use affiliate_proto::commission::{
     CalculateCommissionRequest, CommissionCommand, commission_command::Command,
 };
 use affiliate_proto::common::Money;
-use affiliate_proto::tracking::{self as pb, tracking_event_envelope::Event};
+use affiliate_proto::tracking::{self as pb};
 use service_runtime::context::CommandContext;
 use service_runtime::outbox::{self, OutboxMessage, Subject};
 
@@ -23,8 +23,6 @@ pub const TRACKING_EVENT: &str = "tracking_event";
 pub const EVIDENCE: &str = "evidence";
 /// Tracking events and evidence are written once: their only version.
 pub const VERSION: i64 = 1;
-/// The service a purchase's commission is calculated by (its topic is `commission-commands`).
-pub const COMMISSION_SERVICE: &str = "commission";
 /// The versioned type of the command a purchase sends.
 pub const CALCULATE_COMMAND: &str = "commission.calculate.command.v1";
 
@@ -100,19 +98,6 @@ pub fn evidence(row: &EvidenceRow) -> pb::Evidence {
     }
 }
 
-/// The outbox message for one domain event about `aggregate_type` `aggregate_id`.
-pub fn event_message(
-    ctx: &CommandContext,
-    aggregate_type: &str,
-    aggregate_id: Uuid,
-    version: i64,
-    occurred_at: DateTime<Utc>,
-    event: Event,
-) -> OutboxMessage {
-    let subject = Subject::new(aggregate_type, aggregate_id, version);
-    outbox::event::<pb::TrackingEventEnvelope>(ctx, SERVICE, subject, occurred_at, event)
-}
-
 /// The `commission.calculate.command.v1` a purchase sends to the commission service: about the
 /// tracking event (its id is the message key), in the same workflow (same correlation id), caused
 /// by the purchase's `tracking_event.created.v1` message `caused_by`. `None` for a view or a
@@ -142,7 +127,6 @@ pub fn calculate_command(
     });
     Some(outbox::command::<CommissionCommand>(
         &ctx,
-        COMMISSION_SERVICE,
         subject,
         occurred_at,
         command,

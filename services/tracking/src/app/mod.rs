@@ -13,6 +13,7 @@ use affiliate_proto::tracking::{
     self as pb, EvidenceSubmitted, TrackingEventCreated, tracking_event_envelope::Event,
 };
 use service_runtime::context::CommandContext;
+use service_runtime::outbox::{self, Subject};
 use service_runtime::unit_of_work::{Decision, execute};
 use service_runtime::validation::parse_optional_id;
 
@@ -65,11 +66,9 @@ impl Tracking {
                 let now = messages::now();
                 let row = repo::insert_event(tx, Uuid::now_v7(), &new, now).await?;
                 let event = messages::tracking_event(&row);
-                let created = messages::event_message(
+                let created = outbox::event::<pb::TrackingEventEnvelope>(
                     ctx,
-                    messages::TRACKING_EVENT,
-                    row.id,
-                    messages::VERSION,
+                    Subject::new(messages::TRACKING_EVENT, row.id, messages::VERSION),
                     now,
                     Event::TrackingEventCreated(TrackingEventCreated {
                         event: Some(event.clone()),
@@ -152,11 +151,9 @@ impl Tracking {
                     pb::SubmitEvidenceResponse {
                         evidence: Some(evidence),
                     },
-                    messages::event_message(
+                    outbox::event::<pb::TrackingEventEnvelope>(
                         ctx,
-                        messages::EVIDENCE,
-                        row.id,
-                        messages::VERSION,
+                        Subject::new(messages::EVIDENCE, row.id, messages::VERSION),
                         now,
                         event,
                     ),
