@@ -66,8 +66,6 @@ pub trait CommandDoor: Send + Sync + 'static {
     /// `*.command_rejected.v1` event).
     type Events: EventEnvelope;
 
-    /// The inbox consumer name, e.g. `campaign/campaign-commands`.
-    const CONSUMER: &'static str;
     /// The aggregate a command targets, if it names one (the rejection event is keyed by it).
     fn target(&self, command: &Command<Self>) -> Option<Uuid>;
     /// Runs the command through the same handler as the gRPC door, in a transaction of its own;
@@ -115,11 +113,19 @@ pub type Command<D> = <<D as CommandDoor>::Envelope as CommandEnvelope>::Command
 pub struct Door<D> {
     door: D,
     pool: PgPool,
+    /// The inbox consumer name of the command topic, e.g. `campaign/campaign-commands`.
+    consumer: String,
 }
 
 impl<D: CommandDoor> Door<D> {
     pub fn new(door: D, pool: PgPool) -> Self {
-        Self { door, pool }
+        let service = D::Envelope::SERVICE;
+        let consumer = format!("{service}/{service}-commands");
+        Self {
+            door,
+            pool,
+            consumer,
+        }
     }
 
     /// Decodes a command message into its metadata and command.
@@ -178,7 +184,7 @@ impl<D: CommandDoor> Door<D> {
         let rejected = D::Events::command_rejected(rejected);
         let event =
             outbox::event::<D::Events>(ctx, subject, service_runtime::time::now(), rejected);
-        let (consumer, id) = (D::CONSUMER, &delivery.message_id);
+        let (consumer, id) = (self.consumer.as_str(), &delivery.message_id);
         match conn {
             Some(conn) => inbox::record_rejection(conn, consumer, id, reason, event).await,
             None => inbox::record_rejection(&self.pool, consumer, id, reason, event).await,

@@ -14,6 +14,7 @@ pub mod grpc_trace;
 pub mod idempotency;
 pub mod money;
 pub mod outbox;
+pub mod paging;
 pub mod retention;
 pub mod shed;
 pub mod shutdown;

@@ -20,7 +20,6 @@ pub struct CampaignDoor(pub Campaigns);
 impl CommandDoor for CampaignDoor {
     type Envelope = CampaignCommand;
     type Events = CampaignEvent;
-    const CONSUMER: &'static str = "campaign/campaign-commands";
 
     fn target(&self, command: &Command) -> Option<Uuid> {
         let id = match command {

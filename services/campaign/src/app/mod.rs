@@ -16,6 +16,7 @@ use affiliate_proto::campaign::{
     campaign_event::Event,
 };
 use service_runtime::context::CommandContext;
+use service_runtime::paging::next_page_token;
 use service_runtime::unit_of_work::{Decision, execute};
 
 use crate::adapters::repository as repo;
@@ -288,12 +289,7 @@ impl Campaigns {
             i64::from(page_size) + 1,
         )
         .await?;
-        let more = rows.len() > usize::try_from(page_size).unwrap_or(usize::MAX);
-        rows.truncate(usize::try_from(page_size).unwrap_or(0));
-        let next_page_token = match rows.last() {
-            Some(last) if more => last.id.to_string(),
-            _ => String::new(),
-        };
+        let next_page_token = next_page_token(&mut rows, i64::from(page_size), |r| r.id);
         Ok(pb::ListCampaignsResponse {
             campaigns: rows.iter().map(messages::campaign).collect(),
             next_page_token,

@@ -35,7 +35,6 @@ async fn run_on<'c>(
 impl CommandDoor for CommissionDoor {
     type Envelope = CommissionCommand;
     type Events = CommissionEvent;
-    const CONSUMER: &'static str = "commission/commission-commands";
 
     fn target(&self, command: &Command) -> Option<Uuid> {
         let id = match command {

@@ -18,6 +18,7 @@ use affiliate_proto::common::Money;
 use service_runtime::context::CommandContext;
 use service_runtime::money::display;
 use service_runtime::outbox::{self, Subject};
+use service_runtime::paging::next_page_token;
 use service_runtime::unit_of_work::{Decision, execute};
 use service_runtime::validation::{
     FieldViolation, Violations, page_size, parse_id, parse_optional_id,
@@ -523,12 +524,7 @@ impl Commissions {
         let mut conn = self.pool.acquire().await?;
         let mut rows =
             repo::list_commissions(&mut conn, creator, campaign, before, limit + 1).await?;
-        let more = rows.len() as i64 > limit;
-        rows.truncate(usize::try_from(limit).unwrap_or(0));
-        let next_page_token = match rows.last() {
-            Some(last) if more => last.id.to_string(),
-            _ => String::new(),
-        };
+        let next_page_token = next_page_token(&mut rows, limit, |r| r.id);
         Ok(pb::ListCommissionsResponse {
             commissions: rows.iter().map(messages::commission).collect(),
             next_page_token,

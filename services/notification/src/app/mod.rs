@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use affiliate_proto::notification as pb;
 use messaging::inbox;
+use service_runtime::paging::next_page_token;
 use service_runtime::validation::{
     FieldViolation, Violations, page_size, parse_id, parse_optional_id,
 };
@@ -159,12 +160,7 @@ impl Notifications {
                 )?),
             };
         let mut rows = repo::list(&mut conn, user, before, request.unread_only, limit + 1).await?;
-        let more = rows.len() as i64 > limit;
-        rows.truncate(usize::try_from(limit).unwrap_or(0));
-        let next_page_token = match rows.last() {
-            Some(last) if more => last.id.to_string(),
-            _ => String::new(),
-        };
+        let next_page_token = next_page_token(&mut rows, limit, |r| r.id);
         let unread_count = repo::unread_count(&mut conn, user).await?;
         Ok(pb::ListNotificationsResponse {
             notifications: rows.iter().map(messages::notification).collect(),

@@ -16,7 +16,6 @@ pub struct PaymentDoor<P>(pub Payouts<P>);
 impl<P: PaymentProvider> CommandDoor for PaymentDoor<P> {
     type Envelope = PaymentCommand;
     type Events = PaymentEvent;
-    const CONSUMER: &'static str = "payment/payment-commands";
 
     fn target(&self, _command: &Command) -> Option<Uuid> {
         None

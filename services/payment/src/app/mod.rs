@@ -17,6 +17,7 @@ use affiliate_proto::payment as pb;
 use messaging::inbox;
 use service_runtime::context::CommandContext;
 use service_runtime::outbox;
+use service_runtime::paging::next_page_token;
 use service_runtime::unit_of_work::{Decision, execute};
 use service_runtime::validation::{Violations, page_size, parse_id, parse_optional_id};
 
@@ -134,12 +135,7 @@ impl<P: PaymentProvider> Payouts<P> {
         let ((limit, before), creator) = v.finish(limit.zip(before).zip(creator))?;
         let mut conn = self.pool.acquire().await?;
         let mut rows = repo::list_payouts(&mut conn, creator, before, limit + 1).await?;
-        let more = rows.len() as i64 > limit;
-        rows.truncate(usize::try_from(limit).unwrap_or(0));
-        let next_page_token = match rows.last() {
-            Some(last) if more => last.id.to_string(),
-            _ => String::new(),
-        };
+        let next_page_token = next_page_token(&mut rows, limit, |r| r.id);
         Ok(pb::ListPayoutsResponse {
             payouts: rows.iter().map(messages::payout).collect(),
             next_page_token,

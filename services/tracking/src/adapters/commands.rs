@@ -22,7 +22,6 @@ pub struct TrackingDoor(pub Tracking);
 impl CommandDoor for TrackingDoor {
     type Envelope = TrackingCommand;
     type Events = TrackingEventEnvelope;
-    const CONSUMER: &'static str = "tracking/tracking-commands";
 
     /// Both commands create their aggregate, so a rejected one has none (the nil id).
     fn target(&self, _command: &Command) -> Option<Uuid> {

@@ -14,6 +14,7 @@ use affiliate_proto::tracking::{
 };
 use service_runtime::context::CommandContext;
 use service_runtime::outbox::{self, Subject};
+use service_runtime::paging::next_page_token;
 use service_runtime::unit_of_work::{Decision, execute};
 use service_runtime::validation::parse_optional_id;
 
@@ -114,8 +115,8 @@ impl Tracking {
             &request.creator_id,
         )?;
         let mut conn = self.pool.acquire().await?;
-        let rows = repo::list_events(&mut conn, page).await?;
-        let (rows, next_page_token) = split_page(rows, page, |r| r.id);
+        let mut rows = repo::list_events(&mut conn, page).await?;
+        let next_page_token = next_page_token(&mut rows, page.limit - 1, |r| r.id);
         Ok(pb::ListEventsResponse {
             events: rows.iter().map(messages::tracking_event).collect(),
             next_page_token,
@@ -175,8 +176,8 @@ impl Tracking {
             &request.creator_id,
         )?;
         let mut conn = self.pool.acquire().await?;
-        let rows = repo::list_evidence(&mut conn, page).await?;
-        let (rows, next_page_token) = split_page(rows, page, |r| r.id);
+        let mut rows = repo::list_evidence(&mut conn, page).await?;
+        let next_page_token = next_page_token(&mut rows, page.limit - 1, |r| r.id);
         Ok(pb::ListEvidenceResponse {
             evidence: rows.iter().map(messages::evidence).collect(),
             next_page_token,
@@ -212,17 +213,4 @@ fn page(
         _ => None,
     };
     Ok(v.finish(page)?)
-}
-
-/// Cuts the extra row off a page; the token of the next page is the last id kept, or empty if
-/// this is the last page.
-fn split_page<T>(mut rows: Vec<T>, page: Page, id: impl Fn(&T) -> Uuid) -> (Vec<T>, String) {
-    let size = usize::try_from(page.limit - 1).unwrap_or(0);
-    let more = rows.len() > size;
-    rows.truncate(size);
-    let next_page_token = match rows.last() {
-        Some(last) if more => id(last).to_string(),
-        _ => String::new(),
-    };
-    (rows, next_page_token)
 }

@@ -115,12 +115,12 @@ pub fn validate_new_event(
     let mut v = Violations::new();
     let campaign_id = v.check(parse_id("campaign_id", input.campaign_id));
     let creator_id = v.check(parse_id("creator_id", input.creator_id));
-    if input.kind.is_none() {
-        v.push(FieldViolation::new(
+    let kind = v.check(input.kind.ok_or_else(|| {
+        FieldViolation::new(
             "kind",
             "must be TRACKING_EVENT_KIND_VIEW, _CLICK or _PURCHASE",
-        ));
-    }
+        )
+    }));
     let amount = check_amount(input.kind, input.amount, &mut v);
     let product_id = v.check(text(
         "product_id",
@@ -132,7 +132,7 @@ pub fn validate_new_event(
     let event = match (
         campaign_id,
         creator_id,
-        input.kind,
+        kind,
         amount,
         product_id,
         occurred_at,
@@ -263,15 +263,12 @@ pub fn validate_new_evidence(
     let mut v = Violations::new();
     let campaign_id = v.check(parse_id("campaign_id", input.campaign_id));
     let creator_id = v.check(parse_id("creator_id", input.creator_id));
-    if input.kind.is_none() {
-        v.push(FieldViolation::new(
-            "kind",
-            "must be EVIDENCE_KIND_PHOTO, _VIDEO or _LINK",
-        ));
-    }
+    let kind = v.check((input.kind).ok_or_else(|| {
+        FieldViolation::new("kind", "must be EVIDENCE_KIND_PHOTO, _VIDEO or _LINK")
+    }));
     let url = v.check(parse_http_url("url", input.url));
     let note = v.check(text("note", input.note, MAX_NOTE_CHARS, false));
-    let evidence = match (campaign_id, creator_id, input.kind, url, note) {
+    let evidence = match (campaign_id, creator_id, kind, url, note) {
         (Some(campaign_id), Some(creator_id), Some(kind), Some(url), Some(note)) => {
             Some(NewEvidence {
                 campaign_id,
