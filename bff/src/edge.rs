@@ -368,6 +368,12 @@ pub fn uuid_field(field: &str, value: &str) -> Result<Uuid, Problem> {
 }
 
 /// The response of a gRPC call, or its problem.
+/// The resource a service's answer must carry, in its REST shape; an answer without it is the
+/// service's fault (500), never the client's.
+pub fn carried<T: From<P>, P>(resource: Option<P>) -> Result<T, Problem> {
+    resource.map(T::from).ok_or_else(Problem::internal)
+}
+
 pub trait Answer<T> {
     fn or_problem(self, service: &str) -> Result<T, Problem>;
 }

@@ -16,7 +16,7 @@ use crate::auth::Role;
 use crate::dto::{
     AddVideo, Campaign, CampaignDetail, CampaignPage, CampaignStatus, CreateCampaign, Rest, Video,
 };
-use crate::edge::{Answer as _, ApiJson, ApiPath, ApiQuery, Caller, uuid_field};
+use crate::edge::{Answer as _, ApiJson, ApiPath, ApiQuery, Caller, carried, uuid_field};
 use crate::problem::Problem;
 
 const SERVICE: &str = "campaign";
@@ -43,10 +43,6 @@ pub async fn owned(
         ));
     }
     Ok(found)
-}
-
-fn campaign_of(campaign: Option<pb::Campaign>) -> Result<Campaign, Problem> {
-    campaign.map(Campaign::from).ok_or_else(Problem::internal)
 }
 
 /// Create a campaign.
@@ -87,7 +83,10 @@ pub async fn create(
         }))
         .await
         .or_problem(SERVICE)?;
-    Ok((StatusCode::CREATED, Json(campaign_of(created.campaign)?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(carried::<Campaign, _>(created.campaign)?),
+    ))
 }
 
 /// Filters of the campaign list.
@@ -161,7 +160,7 @@ pub async fn get(
     let campaign_id = uuid_field("campaignId", &campaign_id)?;
     let found = owned(&state, &caller, campaign_id).await?;
     Ok(Json(CampaignDetail {
-        campaign: campaign_of(found.campaign)?,
+        campaign: carried(found.campaign)?,
         videos: found.videos.into_iter().map(Video::from).collect(),
     }))
 }
@@ -193,7 +192,7 @@ pub async fn add_video(
         }))
         .await
         .or_problem(SERVICE)?;
-    let video = added.video.map(Video::from).ok_or_else(Problem::internal)?;
+    let video: Video = carried(added.video)?;
     Ok((StatusCode::CREATED, Json(video)))
 }
 
@@ -238,7 +237,7 @@ async fn change(
                 .campaign
         }
     };
-    Ok(Json(campaign_of(campaign)?))
+    Ok(Json(carried::<Campaign, _>(campaign)?))
 }
 
 /// Pause one of your active campaigns.

@@ -17,7 +17,7 @@ use crate::dto::{
     AcceptCampaign, Acceptance, Balance, Commission, CommissionPage, Evidence, Payout, PayoutPage,
     RequestPayout, SubmitEvidence,
 };
-use crate::edge::{Answer as _, ApiJson, ApiPath, ApiQuery, Caller, uuid_field};
+use crate::edge::{Answer as _, ApiJson, ApiPath, ApiQuery, Caller, carried, uuid_field};
 use crate::problem::Problem;
 
 /// The creator named in the path, if the caller may act for them.
@@ -53,10 +53,7 @@ pub async fn accept(
         }))
         .await
         .or_problem("campaign")?;
-    let acceptance = accepted
-        .acceptance
-        .map(Acceptance::from)
-        .ok_or_else(Problem::internal)?;
+    let acceptance: Acceptance = carried(accepted.acceptance)?;
     Ok((StatusCode::CREATED, Json(acceptance)))
 }
 
@@ -87,10 +84,7 @@ pub async fn submit_evidence(
         }))
         .await
         .or_problem("tracking")?;
-    let evidence = submitted
-        .evidence
-        .map(Evidence::from)
-        .ok_or_else(Problem::internal)?;
+    let evidence: Evidence = carried(submitted.evidence)?;
     Ok((StatusCode::CREATED, Json(evidence)))
 }
 
@@ -170,10 +164,7 @@ pub async fn balance(
         }))
         .await
         .or_problem("commission")?;
-    found
-        .balance
-        .map(|b| Json(Balance::from(b)))
-        .ok_or_else(Problem::internal)
+    carried::<Balance, _>(found.balance).map(Json)
 }
 
 /// Request a payout from the available balance. The saga runs on: follow it with GET.
@@ -202,10 +193,7 @@ pub async fn request_payout(
         }))
         .await
         .or_problem("payment")?;
-    let payout = requested
-        .payout
-        .map(Payout::from)
-        .ok_or_else(Problem::internal)?;
+    let payout: Payout = carried(requested.payout)?;
     Ok((StatusCode::ACCEPTED, Json(payout)))
 }
 

@@ -17,7 +17,7 @@ use affiliate_proto::notification as pb;
 use super::Paging;
 use crate::AppState;
 use crate::dto::{Notification, NotificationPage};
-use crate::edge::{Answer as _, ApiPath, ApiQuery, Caller, uuid_field};
+use crate::edge::{Answer as _, ApiPath, ApiQuery, Caller, carried, uuid_field};
 use crate::problem::Problem;
 
 const SERVICE: &str = "notification";
@@ -99,10 +99,7 @@ pub async fn mark_read(
         }))
         .await
         .or_problem(SERVICE)?;
-    marked
-        .notification
-        .map(|n| Json(Notification::from(n)))
-        .ok_or_else(Problem::internal)
+    carried::<Notification, _>(marked.notification).map(Json)
 }
 
 /// Where a stream starts.

@@ -15,7 +15,7 @@ use super::campaigns::owned;
 use crate::AppState;
 use crate::auth::Role;
 use crate::dto::{RecordTrackingEvent, TrackingEvent, TrackingEventPage};
-use crate::edge::{Answer as _, ApiJson, ApiQuery, Caller};
+use crate::edge::{Answer as _, ApiJson, ApiQuery, Caller, carried};
 use crate::problem::Problem;
 use service_runtime::time::timestamp;
 
@@ -46,10 +46,7 @@ pub async fn record(
         }))
         .await
         .or_problem("tracking")?;
-    let event = recorded
-        .event
-        .map(TrackingEvent::from)
-        .ok_or_else(Problem::internal)?;
+    let event: TrackingEvent = carried(recorded.event)?;
     Ok((StatusCode::CREATED, Json(event)))
 }
 
