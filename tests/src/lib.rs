@@ -156,15 +156,10 @@ pub fn service_args(
         database_url,
         "--grpc-listen",
         "127.0.0.1:0",
-        "--pulsar-url",
-        &pulsar_url(),
-        "--pulsar-tenant",
-        &pulsar_tenant(),
-        "--pulsar-namespace",
-        namespace,
     ]
     .map(str::to_owned)
     .to_vec();
+    args.extend(pulsar_args(namespace));
     args.extend(extra.iter().map(|a| (*a).to_owned()));
     args
 }
@@ -427,6 +422,46 @@ pub async fn consumer(
     )
     .await
     .unwrap_or_else(|e| panic!("subscribe to {topic}: {e}; {START_HINT}"))
+}
+
+/// Makes every insert of a campaign named `Poison` fail inside its transaction, as a database
+/// error would (a trigger on the campaign service's database at `pool`).
+pub async fn poison_campaigns(pool: &PgPool) {
+    sqlx::raw_sql(
+        r#"
+        create function poison() returns trigger language plpgsql as $$
+        begin
+            if new.name = 'Poison' then raise exception 'poisoned row'; end if;
+            return new;
+        end $$;
+        create trigger poison before insert on campaigns for each row execute function poison();
+        "#,
+    )
+    .execute(pool)
+    .await
+    .expect("install the poison trigger");
+}
+
+/// The fields of a status's field violations (its `BadRequest` details), in order; none when it
+/// has no such details.
+pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt as _;
+    status
+        .get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}
+
+/// The flags that point a process at the test broker's namespace `namespace`.
+pub fn pulsar_args(namespace: &str) -> [String; 6] {
+    [
+        "--pulsar-url".to_owned(),
+        pulsar_url(),
+        "--pulsar-tenant".to_owned(),
+        pulsar_tenant(),
+        "--pulsar-namespace".to_owned(),
+        namespace.to_owned(),
+    ]
 }
 
 /// A message property by name.

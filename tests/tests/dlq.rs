@@ -24,14 +24,7 @@ fn dlq(namespace: &str, args: &[&str]) -> (bool, String, String) {
     let output = Command::new(binary("platform"))
         .arg("dlq")
         .args(args)
-        .args([
-            "--pulsar-url",
-            &pulsar_url(),
-            "--pulsar-tenant",
-            &pulsar_tenant(),
-            "--pulsar-namespace",
-            namespace,
-        ])
+        .args(e2e::pulsar_args(namespace))
         .args(["--pulsar-admin-url", &pulsar_admin_url(), "--idle", "1s"])
         .output()
         .expect("run platform dlq");
@@ -97,19 +90,7 @@ async fn a_dead_letter_is_listed_shown_and_redriven_after_the_cause_is_fixed() {
     );
     service.wait_for_grpc_addr(Duration::from_secs(30));
     // The migrations have run once the server listens; now make one name fail every time.
-    sqlx::raw_sql(
-        r#"
-        create function poison() returns trigger language plpgsql as $$
-        begin
-            if new.name = 'Poison' then raise exception 'poisoned row'; end if;
-            return new;
-        end $$;
-        create trigger poison before insert on campaigns for each row execute function poison();
-        "#,
-    )
-    .execute(&db.pool)
-    .await
-    .unwrap();
+    e2e::poison_campaigns(&db.pool).await;
 
     let client = pulsar().await;
     let commands = format!(

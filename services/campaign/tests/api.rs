@@ -229,13 +229,7 @@ async fn invalid_create_is_invalid_argument_with_every_field_and_writes_nothing(
     };
     let err = app.create(request, Some("key-3")).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
-    let fields: Vec<String> = err
-        .get_details_bad_request()
-        .unwrap()
-        .field_violations
-        .into_iter()
-        .map(|v| v.field)
-        .collect();
+    let fields = e2e::violated_fields(&err);
     assert_eq!(
         fields,
         [

@@ -314,19 +314,7 @@ async fn commands_that_can_never_succeed_are_rejected_once_with_an_event() {
 async fn a_command_that_keeps_failing_goes_to_the_dead_letter_topic_while_others_flow() {
     let app = spawn_app().await;
     // Make one campaign name fail inside the transaction: a transient-looking database error.
-    sqlx::raw_sql(
-        r#"
-        create function poison() returns trigger language plpgsql as $$
-        begin
-            if new.name = 'Poison' then raise exception 'poisoned row'; end if;
-            return new;
-        end $$;
-        create trigger poison before insert on campaigns for each row execute function poison();
-        "#,
-    )
-    .execute(&app.db.pool)
-    .await
-    .unwrap();
+    e2e::poison_campaigns(&app.db.pool).await;
     let dlq = app.topic("campaign-commands-campaign-DLQ");
     let mut dead_letters = e2e::consumer(&app.client, &dlq).await;
 

@@ -10,7 +10,6 @@ use prost::Message as _;
 use sqlx::PgPool;
 use tonic::transport::Channel;
 use tonic::{Code, Request};
-use tonic_types::StatusExt as _;
 use uuid::Uuid;
 
 use affiliate_proto::campaign::{self as campaign_pb, CampaignEvent, campaign_event};
@@ -227,11 +226,7 @@ async fn written(pool: &PgPool) -> [i64; 6] {
 /// The status is OUT_OF_RANGE with exactly one field violation, on `field`.
 fn assert_out_of_range(status: &tonic::Status, field: &str) {
     assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
-    let fields: Vec<String> = status
-        .get_details_bad_request()
-        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
-        .unwrap_or_default();
-    assert_eq!(fields, [field], "{status:?}");
+    assert_eq!(e2e::violated_fields(status), [field], "{status:?}");
 }
 
 /// A request with an idempotency key, so "nothing written" covers the key's record too.

@@ -12,7 +12,6 @@ use futures::StreamExt as _;
 use prost::Message as _;
 use tonic::Code;
 use tonic::transport::Channel;
-use tonic_types::StatusExt as _;
 use uuid::Uuid;
 
 use affiliate_proto::campaign::{self as campaign_pb, CampaignEvent, campaign_event};
@@ -550,10 +549,7 @@ fn sequences(page: &pb::ListNotificationsResponse) -> Vec<i64> {
 
 fn violated_fields(status: &tonic::Status) -> Vec<String> {
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    status
-        .get_details_bad_request()
-        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
-        .unwrap_or_default()
+    e2e::violated_fields(status)
 }
 
 #[tokio::test]

@@ -10,7 +10,6 @@ use prost::Message as _;
 use sqlx::PgPool;
 use tonic::Code;
 use tonic::transport::Channel;
-use tonic_types::StatusExt as _;
 use uuid::Uuid;
 
 use affiliate_proto::commission::{
@@ -224,13 +223,7 @@ async fn a_payout_request_publishes_its_event_and_the_reserve_command_and_keeps_
         .await
         .unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument);
-    let fields: Vec<String> = bad
-        .get_details_bad_request()
-        .unwrap()
-        .field_violations
-        .into_iter()
-        .map(|v| v.field)
-        .collect();
+    let fields = e2e::violated_fields(&bad);
     assert_eq!(fields, ["amount.amount_minor", "account_details"]);
     app.stop().await;
 }

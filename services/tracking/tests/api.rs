@@ -8,14 +8,13 @@ use prost::Message as _;
 use sqlx::PgPool;
 use tonic::transport::Channel;
 use tonic::{Code, Request};
-use tonic_types::StatusExt as _;
 use uuid::Uuid;
 
 use affiliate_proto::commission::{CommissionCommand, commission_command::Command};
 use affiliate_proto::common::Money;
 use affiliate_proto::tracking::tracking_service_client::TrackingServiceClient;
 use affiliate_proto::tracking::{self as pb, tracking_event_envelope::Event};
-use e2e::{TestDatabase, fresh_database};
+use e2e::{TestDatabase, fresh_database, violated_fields as fields};
 use tracking_service::Tracking;
 
 struct TestApp {
@@ -144,13 +143,6 @@ async fn count(pool: &PgPool, table: &str) -> i64 {
         .fetch_one(pool)
         .await
         .unwrap()
-}
-
-fn fields(status: &tonic::Status) -> Vec<String> {
-    status
-        .get_details_bad_request()
-        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
-        .unwrap_or_default()
 }
 
 #[tokio::test]
