@@ -424,22 +424,34 @@ pub async fn consumer(
     .unwrap_or_else(|e| panic!("subscribe to {topic}: {e}; {START_HINT}"))
 }
 
-/// Makes every insert of a campaign named `Poison` fail inside its transaction, as a database
-/// error would (a trigger on the campaign service's database at `pool`).
-pub async fn poison_campaigns(pool: &PgPool) {
-    sqlx::raw_sql(
-        r#"
-        create function poison() returns trigger language plpgsql as $$
+/// Makes every insert into `table` whose new row matches `condition` (SQL over `new`) fail
+/// inside its transaction with `message`, as a database error would: a trigger and its function,
+/// both named `name`.
+pub async fn fail_inserts(pool: &PgPool, name: &str, table: &str, condition: &str, message: &str) {
+    let sql = format!(
+        "create function {name}() returns trigger language plpgsql as $$
         begin
-            if new.name = 'Poison' then raise exception 'poisoned row'; end if;
+            if {condition} then raise exception '{message}'; end if;
             return new;
         end $$;
-        create trigger poison before insert on campaigns for each row execute function poison();
-        "#,
+        create trigger {name} before insert on {table} for each row execute function {name}();"
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(pool)
+        .await
+        .unwrap_or_else(|e| panic!("install the trigger {name} on {table}: {e}"));
+}
+
+/// Makes every insert of a campaign named `Poison` fail (trigger `poison` on `campaigns`).
+pub async fn poison_campaigns(pool: &PgPool) {
+    fail_inserts(
+        pool,
+        "poison",
+        "campaigns",
+        "new.name = 'Poison'",
+        "poisoned row",
     )
-    .execute(pool)
-    .await
-    .expect("install the poison trigger");
+    .await;
 }
 
 /// The fields of a status's field violations (its `BadRequest` details), in order; none when it

@@ -277,20 +277,15 @@ async fn a_purchase_writes_its_event_and_a_calculate_command_in_one_transaction(
 #[tokio::test]
 async fn when_the_command_cannot_be_written_the_purchase_is_not_recorded_either() {
     let mut app = spawn_app().await;
-    sqlx::raw_sql(
-        r#"
-        create function refuse_commands() returns trigger language plpgsql as $$
-        begin
-            if new.topic = 'commission-commands' then raise exception 'no commands today'; end if;
-            return new;
-        end $$;
-        create trigger refuse_commands before insert on outbox
-            for each row execute function refuse_commands();
-        "#,
+    let refused = "new.topic = 'commission-commands'";
+    e2e::fail_inserts(
+        &app.db.pool,
+        "refuse_commands",
+        "outbox",
+        refused,
+        "no commands today",
     )
-    .execute(&app.db.pool)
-    .await
-    .unwrap();
+    .await;
 
     let err = app
         .create(purchase(&new_id(), &new_id()), Some("atomic-1"))
