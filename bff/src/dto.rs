@@ -115,6 +115,15 @@ pub struct CreateCampaign {
     pub budget: Money,
 }
 
+/// A campaign's new budget.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateBudget {
+    /// Positive, in the campaign's currency. A campaign paused because its budget was spent is
+    /// resumed by a larger one.
+    pub budget: Money,
+}
+
 /// A video to attach to a campaign.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -145,6 +145,7 @@ mod message_types {
                 Self::CampaignAccepted(_) => "campaign.accepted.v1",
                 Self::CampaignStatusChanged(_) => "campaign.status_changed.v1",
                 Self::CommandRejected(_) => "campaign.command_rejected.v1",
+                Self::BudgetUpdated(_) => "campaign.budget_updated.v1",
             }
         }
     }
@@ -168,6 +169,7 @@ mod message_types {
                 Self::CommissionReleased(_) => "commission.released.v1",
                 Self::CommissionSettled(_) => "commission.settled.v1",
                 Self::CommandRejected(_) => "commission.command_rejected.v1",
+                Self::BudgetExhausted(_) => "campaign.budget_exhausted.v1",
             }
         }
     }
@@ -215,6 +217,7 @@ mod message_types {
                 Self::PauseCampaign(_) => "campaign.pause.command.v1",
                 Self::ResumeCampaign(_) => "campaign.resume.command.v1",
                 Self::CloseCampaign(_) => "campaign.close.command.v1",
+                Self::UpdateBudget(_) => "campaign.update_budget.command.v1",
             }
         }
     }

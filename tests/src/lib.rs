@@ -309,6 +309,41 @@ pub async fn publish(
         .unwrap_or_else(|e| panic!("receipt from {topic}: {e}"));
 }
 
+/// Publishes a campaign event about `campaign` at aggregate `version` to `topic` (a test
+/// namespace's `campaign-events`) as the relay would: keyed by the campaign, `message_id` in the
+/// envelope and the properties.
+pub async fn publish_campaign_event(
+    client: &pulsar::Pulsar<pulsar::TokioExecutor>,
+    topic: &str,
+    message_id: &str,
+    campaign: Uuid,
+    version: i64,
+    event: affiliate_proto::campaign::campaign_event::Event,
+) {
+    use prost::Message as _;
+    let message_type = event.message_type();
+    let envelope = affiliate_proto::campaign::CampaignEvent {
+        metadata: Some(affiliate_proto::common::MessageMetadata {
+            message_id: message_id.to_owned(),
+            message_type: message_type.to_owned(),
+            aggregate_id: campaign.to_string(),
+            aggregate_version: version,
+            ..Default::default()
+        }),
+        event: Some(event),
+    };
+    publish(
+        client,
+        topic,
+        &campaign.to_string(),
+        message_id,
+        message_type,
+        "corr",
+        envelope.encode_to_vec(),
+    )
+    .await;
+}
+
 /// A freshly created, empty database of one test, dropped (`with (force)`, so whoever is still
 /// connected is disconnected) when this is dropped at the end of the test, passed or failed.
 pub struct TestDatabase {

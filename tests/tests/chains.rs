@@ -25,7 +25,9 @@ async fn purchases_become_commissions_and_payouts_complete_fail_or_are_rejected(
     assert_eq!(outcome.statuses, ["completed", "failed", "rejected"]);
 
     let commission = &platform.databases["commission"].pool;
-    // Exactly one commission per purchase, and none for the closed campaign's purchase.
+    // The closed campaign's purchase was refused at tracking.
+    assert_eq!(outcome.closed_refusal, "FAILED_PRECONDITION");
+    // Exactly one commission per purchase.
     let per_purchase: Vec<(Uuid, i64)> =
         sqlx::query_as("select tracking_event_id, amount_minor from commissions order by id")
             .fetch_all(commission)
@@ -177,6 +179,17 @@ async fn a_payment_service_killed_mid_saga_finishes_the_payout_after_restart() {
                 currency: "EUR".into(),
             }),
         })
+        .await;
+    driver
+        .campaign_command(
+            affiliate_proto::campaign::campaign_command::Command::AcceptCampaign(
+                affiliate_proto::campaign::AcceptCampaignRequest {
+                    campaign_id: campaign.clone(),
+                    creator_id: CREATOR_1.into(),
+                    accepted_terms: true,
+                },
+            ),
+        )
         .await;
     let purchase = driver
         .track(affiliate_proto::tracking::CreateEventRequest {

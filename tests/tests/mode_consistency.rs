@@ -24,6 +24,8 @@ const TABLES: &[(&str, &str, &str)] = &[
     ("campaign", "acceptances", "campaign_id, accepted_at"),
     ("tracking", "tracking_events", "id"),
     ("tracking", "evidence", "id"),
+    ("tracking", "campaigns", "campaign_id"),
+    ("tracking", "acceptances", "campaign_id, creator_id"),
     ("commission", "campaign_terms", "campaign_id"),
     ("commission", "commissions", "id"),
     ("commission", "balances", "creator_id, currency"),
@@ -87,6 +89,8 @@ struct Run {
     rows: usize,
     /// Messages delivered a second time on purpose.
     duplicated: usize,
+    /// The code of the refusal of the closed campaign's purchase.
+    refusal: String,
 }
 
 async fn run(door: Door, duplicate: bool) -> Run {
@@ -116,13 +120,16 @@ async fn run(door: Door, duplicate: bool) -> Run {
     );
     // Let every event of the workflow arrive: the outboxes are empty and the count is stable.
     wait_for_quiet(&platform).await;
-    // Consumers deduplicate by message id; so does the comparison.
+    // Consumers deduplicate by message id; so does the comparison. A refused command is answered
+    // by its door: a status over gRPC, a `*.command_rejected.v1` event on the command topic; the
+    // refusal's code is compared instead (`Run::refusal`).
     let mut seen = std::collections::HashSet::new();
     let events: Vec<_> = driver
         .events
         .lock()
         .unwrap()
         .iter()
+        .filter(|e| !e.metadata.message_type.ends_with(".command_rejected.v1"))
         .filter(|e| seen.insert(e.metadata.message_id.clone()))
         .cloned()
         .collect();
@@ -186,6 +193,7 @@ async fn run(door: Door, duplicate: bool) -> Run {
         event_count: events.len(),
         rows,
         duplicated,
+        refusal: outcome.closed_refusal,
     }
 }
 
@@ -250,6 +258,11 @@ fn assert_same(name: &str, expected: &Run, actual: &Run) {
         dump(&format!("{name}-events"), &actual.events),
     );
     assert_eq!(expected.rows, actual.rows, "{name}: row counts differ");
+    assert_eq!(
+        (expected.refusal.as_str(), actual.refusal.as_str()),
+        ("FAILED_PRECONDITION", "FAILED_PRECONDITION"),
+        "{name}: the closed campaign's purchase is refused alike"
+    );
     assert!(
         expected.state == actual.state,
         "{name}: final states differ: diff {a_state} {b_state}"

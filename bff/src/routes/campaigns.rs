@@ -14,7 +14,8 @@ use super::Paging;
 use crate::AppState;
 use crate::auth::Role;
 use crate::dto::{
-    AddVideo, Campaign, CampaignDetail, CampaignPage, CampaignStatus, CreateCampaign, Rest, Video,
+    AddVideo, Campaign, CampaignDetail, CampaignPage, CampaignStatus, CreateCampaign, Rest,
+    UpdateBudget, Video,
 };
 use crate::edge::{Answer as _, ApiJson, ApiPath, ApiQuery, Caller, carried, uuid_field};
 use crate::problem::Problem;
@@ -196,6 +197,36 @@ pub async fn add_video(
     Ok((StatusCode::CREATED, Json(video)))
 }
 
+/// Set the budget of one of your campaigns; a campaign paused because its budget was spent is
+/// resumed by a larger one.
+#[utoipa::path(put, path = "/api/v1/campaigns/{campaignId}/budget", tag = "campaigns",
+    params(("campaignId" = Uuid, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "Retrying with the same key returns the first result")),
+    request_body = UpdateBudget,
+    responses((status = 200, description = "Updated", body = Campaign)),
+    security(("bearer" = [])))]
+pub async fn update_budget(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(campaign_id): ApiPath<String>,
+    ApiJson(body): ApiJson<UpdateBudget>,
+) -> Result<Json<Campaign>, Problem> {
+    caller.require(&[Role::Advertiser])?;
+    let campaign_id = uuid_field("campaignId", &campaign_id)?;
+    owned(&state, &caller, campaign_id).await?;
+    let updated = state
+        .clients
+        .campaign
+        .clone()
+        .update_budget(caller.grpc(pb::UpdateBudgetRequest {
+            campaign_id: campaign_id.to_string(),
+            budget: Some(body.budget.into()),
+        }))
+        .await
+        .or_problem(SERVICE)?;
+    Ok(Json(carried::<Campaign, _>(updated.campaign)?))
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Change {
     Pause,
@@ -217,7 +248,10 @@ async fn change(
     let campaign = match change {
         Change::Pause => {
             client
-                .pause_campaign(caller.grpc(pb::PauseCampaignRequest { campaign_id: id }))
+                .pause_campaign(caller.grpc(pb::PauseCampaignRequest {
+                    campaign_id: id,
+                    ..Default::default()
+                }))
                 .await
                 .or_problem(SERVICE)?
                 .campaign

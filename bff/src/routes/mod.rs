@@ -52,6 +52,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(campaigns::pause))
         .routes(routes!(campaigns::resume))
         .routes(routes!(campaigns::close))
+        .routes(routes!(campaigns::update_budget))
         .routes(routes!(creators::accept))
         .routes(routes!(creators::submit_evidence))
         .routes(routes!(creators::commissions))

@@ -365,6 +365,7 @@ async fn only_active_campaigns_can_be_accepted_and_terms_are_required() {
     app.client
         .pause_campaign(pb::PauseCampaignRequest {
             campaign_id: campaign.id.clone(),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -478,6 +479,7 @@ async fn pause_resume_close_follow_the_lifecycle_and_publish_status_changes() {
     let id = campaign.id.clone();
     let pause = || pb::PauseCampaignRequest {
         campaign_id: id.clone(),
+        ..Default::default()
     };
     let paused = app
         .client
@@ -546,6 +548,165 @@ async fn pause_resume_close_follow_the_lifecycle_and_publish_status_changes() {
             (Paused as i32, Active as i32, 3),
             (Active as i32, Closed as i32, 4)
         ]
+    );
+    app.stop().await;
+}
+
+fn eur(amount_minor: i64) -> Option<Money> {
+    Some(Money {
+        amount_minor,
+        currency: "EUR".to_owned(),
+    })
+}
+
+#[tokio::test]
+async fn a_larger_budget_resumes_a_campaign_paused_for_its_spent_budget_but_not_an_advertisers_pause()
+ {
+    use pb::CampaignStatus::{Active, Paused};
+    let mut app = spawn_app().await;
+    let campaign = app.create(new_campaign("Budget"), None).await.unwrap();
+    let id = campaign.id.clone();
+    let update = |amount_minor| pb::UpdateBudgetRequest {
+        campaign_id: id.clone(),
+        budget: eur(amount_minor),
+    };
+    let budget_pause = |amount_minor| pb::PauseCampaignRequest {
+        campaign_id: id.clone(),
+        reason: pb::PauseReason::BudgetExhausted.into(),
+        exhausted_budget: eur(amount_minor),
+    };
+    // A pause for a budget that is no longer the campaign's is refused: the budget changed since.
+    let stale = app
+        .client
+        .pause_campaign(budget_pause(1))
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), Code::FailedPrecondition);
+    let paused = app
+        .client
+        .pause_campaign(budget_pause(500_000))
+        .await
+        .unwrap()
+        .into_inner()
+        .campaign
+        .unwrap();
+    assert_eq!(
+        (paused.status(), paused.pause_reason()),
+        (Paused, pb::PauseReason::BudgetExhausted)
+    );
+    // The same budget, or a smaller one, keeps it paused.
+    let same = app.client.update_budget(update(500_000)).await.unwrap();
+    assert_eq!(same.into_inner().campaign.unwrap().status(), Paused);
+    let raised = app
+        .client
+        .update_budget(update(900_000))
+        .await
+        .unwrap()
+        .into_inner()
+        .campaign
+        .unwrap();
+    assert_eq!(
+        (
+            raised.status(),
+            raised.pause_reason(),
+            raised.budget.clone()
+        ),
+        (Active, pb::PauseReason::Unspecified, eur(900_000))
+    );
+    // An advertiser's pause is not resumed by a budget.
+    app.client
+        .pause_campaign(pb::PauseCampaignRequest {
+            campaign_id: id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let kept = app.client.update_budget(update(2_000_000)).await.unwrap();
+    assert_eq!(kept.into_inner().campaign.unwrap().status(), Paused);
+
+    let updates: Vec<(i64, bool, i32)> = outbox(&app.db.pool)
+        .await
+        .iter()
+        .filter_map(|(t, _, v, e)| match &e.event {
+            Some(Event::BudgetUpdated(b)) => {
+                assert_eq!(t, "campaign.budget_updated.v1");
+                Some((*v, b.resumed, b.campaign.as_ref().unwrap().status))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        updates,
+        [
+            (3, false, Paused as i32),
+            (4, true, Active as i32),
+            (6, false, Paused as i32)
+        ]
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_budget_updates_are_refused_with_their_fields_and_write_nothing() {
+    let mut app = spawn_app().await;
+    let campaign = app.create(new_campaign("Budget"), None).await.unwrap();
+    let before = count(&app.db.pool, "outbox").await;
+    let invalid = app
+        .client
+        .update_budget(pb::UpdateBudgetRequest {
+            campaign_id: "nope".into(),
+            budget: Some(Money {
+                amount_minor: 0,
+                currency: "eur".into(),
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(invalid.code(), Code::InvalidArgument);
+    assert_eq!(
+        e2e::violated_fields(&invalid),
+        ["campaign_id", "budget.amount_minor", "budget.currency"]
+    );
+    let other_currency = app
+        .client
+        .update_budget(pb::UpdateBudgetRequest {
+            campaign_id: campaign.id.clone(),
+            budget: Some(Money {
+                amount_minor: 10,
+                currency: "USD".into(),
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(other_currency.code(), Code::FailedPrecondition);
+    let unknown = app
+        .client
+        .update_budget(pb::UpdateBudgetRequest {
+            campaign_id: uuid::Uuid::now_v7().to_string(),
+            budget: eur(10),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    app.client
+        .close_campaign(pb::CloseCampaignRequest {
+            campaign_id: campaign.id.clone(),
+        })
+        .await
+        .unwrap();
+    let closed = app
+        .client
+        .update_budget(pb::UpdateBudgetRequest {
+            campaign_id: campaign.id.clone(),
+            budget: eur(10),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(closed.code(), Code::FailedPrecondition);
+    assert_eq!(
+        count(&app.db.pool, "outbox").await,
+        before + 1,
+        "only the close"
     );
     app.stop().await;
 }

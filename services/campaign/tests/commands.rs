@@ -252,6 +252,7 @@ async fn commands_that_can_never_succeed_are_rejected_once_with_an_event() {
         &unknown,
         Command::PauseCampaign(pb::PauseCampaignRequest {
             campaign_id: missing.clone(),
+            ..Default::default()
         }),
     )
     .await;
@@ -471,5 +472,80 @@ async fn commands_are_identified_by_their_envelope_and_refused_when_properties_d
             "{id}: {reason}"
         );
     }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_budget_pause_and_a_budget_update_by_message_pause_and_resume_once() {
+    let mut app = spawn_app().await;
+    let campaign = app
+        .grpc
+        .create_campaign(create("Budget by message"))
+        .await
+        .unwrap()
+        .into_inner()
+        .campaign
+        .unwrap();
+    let usd = |amount_minor| {
+        Some(Money {
+            amount_minor,
+            currency: "USD".into(),
+        })
+    };
+    let status = |pool: PgPool, id: String| async move {
+        let (status, version): (String, i64) =
+            sqlx::query_as("select status, version from campaigns where id = $1::uuid")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        (status, version)
+    };
+    // The commission service's pause, delivered twice: applied once.
+    let pause = uuid::Uuid::now_v7().to_string();
+    for _ in 0..2 {
+        app.send(
+            &pause,
+            Command::PauseCampaign(pb::PauseCampaignRequest {
+                campaign_id: campaign.id.clone(),
+                reason: pb::PauseReason::BudgetExhausted.into(),
+                exhausted_budget: usd(90_000),
+            }),
+        )
+        .await;
+    }
+    let (pool, id) = (app.db.pool.clone(), campaign.id.clone());
+    eventually(WAIT, "the campaign paused for its budget", || {
+        let (pool, id) = (pool.clone(), id.clone());
+        async move { (status(pool, id).await == ("paused".into(), 2)).then_some(()) }
+    })
+    .await;
+    let raise = uuid::Uuid::now_v7().to_string();
+    app.send(
+        &raise,
+        Command::UpdateBudget(pb::UpdateBudgetRequest {
+            campaign_id: campaign.id.clone(),
+            budget: usd(180_000),
+        }),
+    )
+    .await;
+    eventually(WAIT, "the larger budget resumed it", || {
+        let (pool, id) = (pool.clone(), id.clone());
+        async move { (status(pool, id).await == ("active".into(), 3)).then_some(()) }
+    })
+    .await;
+    let types: Vec<String> = events(&app.db.pool)
+        .await
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "campaign.created.v1",
+            "campaign.status_changed.v1",
+            "campaign.budget_updated.v1"
+        ]
+    );
     app.stop().await;
 }

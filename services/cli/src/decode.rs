@@ -52,6 +52,7 @@ mod tests {
             command: Some(campaign::campaign_command::Command::PauseCampaign(
                 campaign::PauseCampaignRequest {
                     campaign_id: "c1".into(),
+                    ..Default::default()
                 },
             )),
             ..Default::default()

@@ -39,7 +39,6 @@ impl Declaration for Commission {
     fn wire(_: &Config<NoFlags>, kit: &Kit) -> anyhow::Result<Wiring> {
         let commissions = app::Commissions::new(kit.pool.clone());
         let door = adapters::commands::CommissionDoor(commissions.clone());
-        let feed = adapters::campaigns::CampaignFeed::new(kit.pool.clone());
         Ok(Wiring::new()
             .api(CommissionServiceServer::new(
                 adapters::grpc::CommissionApi::new(commissions),
@@ -49,7 +48,7 @@ impl Declaration for Commission {
                 "campaign-event feed",
                 &events_topic("campaign"),
                 "commission",
-                feed,
+                adapters::campaigns::feed(kit.pool.clone()),
             ))
     }
 }

@@ -12,7 +12,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Request};
 use uuid::Uuid;
 
-use affiliate_proto::campaign::{self as campaign_pb, CampaignEvent, campaign_event};
+use affiliate_proto::campaign::{self as campaign_pb, campaign_event};
 use affiliate_proto::commission::commission_service_client::CommissionServiceClient;
 use affiliate_proto::commission::{self as pb, CommissionCommand, commission_command::Command};
 use affiliate_proto::common::{MessageMetadata, Money};
@@ -79,36 +79,38 @@ impl TestApp {
         version: i64,
         event: campaign_event::Event,
     ) {
-        let envelope = CampaignEvent {
-            metadata: Some(MessageMetadata {
-                message_id: message_id.to_owned(),
-                aggregate_id: campaign_id.to_string(),
-                aggregate_version: version,
-                ..Default::default()
-            }),
-            event: Some(event),
-        };
         let topic = self.topic("campaign-events");
-        publish(
+        e2e::publish_campaign_event(
             &self.client,
             &topic,
-            &campaign_id.to_string(),
             message_id,
-            "campaign.v1",
-            "corr",
-            envelope.encode_to_vec(),
+            campaign_id,
+            version,
+            event,
         )
         .await;
     }
 
-    /// A campaign the service knows: created event published and applied.
+    /// A campaign the service knows, with a budget of 1 000 000: created event published and
+    /// applied.
     async fn known_campaign(&self, rate_bps: u32, currency: &str) -> Uuid {
+        self.budgeted_campaign(rate_bps, currency, 1_000_000).await
+    }
+
+    /// A campaign whose budget the service does not know (as for terms kept before budgets
+    /// were): nothing is enforced, so commissions up to i64::MAX fit.
+    async fn known_campaign_without_budget(&self, rate_bps: u32, currency: &str) -> Uuid {
+        self.budgeted_campaign(rate_bps, currency, 0).await
+    }
+
+    /// A campaign the service knows with `budget_minor` (0: none known).
+    async fn budgeted_campaign(&self, rate_bps: u32, currency: &str, budget_minor: i64) -> Uuid {
         let id = Uuid::now_v7();
         let campaign = campaign_pb::Campaign {
             id: id.to_string(),
             commission_rate_bps: rate_bps,
             budget: Some(Money {
-                amount_minor: 1_000_000,
+                amount_minor: budget_minor,
                 currency: currency.into(),
             }),
             status: campaign_pb::CampaignStatus::Active.into(),
@@ -285,7 +287,7 @@ async fn purchases_on_closed_campaigns_or_in_another_currency_are_rejected_with_
     let campaign = campaign_pb::Campaign {
         id: closed.to_string(),
         commission_rate_bps: 1000,
-        budget: usd(1),
+        budget: usd(1_000_000),
         status: campaign_pb::CampaignStatus::Closed.into(),
         version: 2,
         ..Default::default()
@@ -389,7 +391,7 @@ async fn a_calculate_command_before_its_campaign_is_retried_until_the_campaign_a
     let created = campaign_pb::Campaign {
         id: campaign.to_string(),
         commission_rate_bps: 2000,
-        budget: usd(1),
+        budget: usd(1_000_000),
         status: 1,
         version: 1,
         ..Default::default()
@@ -432,7 +434,7 @@ async fn the_campaign_feed_applies_each_event_once_and_never_goes_back_in_versio
     let closed = campaign_pb::Campaign {
         id: campaign.to_string(),
         commission_rate_bps: 800,
-        budget: usd(1),
+        budget: usd(1_000_000),
         status: 3,
         version: 3,
         ..Default::default()
@@ -461,7 +463,7 @@ async fn the_campaign_feed_applies_each_event_once_and_never_goes_back_in_versio
     let older = campaign_pb::Campaign {
         id: campaign.to_string(),
         commission_rate_bps: 900,
-        budget: usd(1),
+        budget: usd(1_000_000),
         status: 2,
         version: 2,
         ..Default::default()
@@ -654,7 +656,7 @@ async fn concurrent_reservations_never_overdraw_a_balance() {
 async fn a_commission_that_would_take_the_balance_past_i64_max_is_out_of_range_and_writes_nothing()
 {
     let mut app = spawn_app().await;
-    let campaign = app.known_campaign(10_000, "USD").await; // 100 %: commission = purchase
+    let campaign = app.known_campaign_without_budget(10_000, "USD").await; // 100 %: commission = purchase
     let creator = Uuid::now_v7();
     app.purchase(campaign, creator, usd(i64::MAX))
         .await
@@ -688,7 +690,7 @@ async fn a_commission_that_would_take_the_balance_past_i64_max_is_out_of_range_a
 async fn a_reservation_that_would_take_the_reserved_balance_past_i64_max_is_out_of_range_and_writes_nothing()
  {
     let mut app = spawn_app().await;
-    let campaign = app.known_campaign(10_000, "USD").await;
+    let campaign = app.known_campaign_without_budget(10_000, "USD").await;
     let creator = Uuid::now_v7();
     app.purchase(campaign, creator, usd(10)).await.unwrap();
     app.reserve(Uuid::now_v7(), creator, 10).await.unwrap();
@@ -716,7 +718,7 @@ async fn a_reservation_that_would_take_the_reserved_balance_past_i64_max_is_out_
 /// A creator whose balance holds i64::MAX on `side` (available or paid) while a reservation of
 /// 10 is open: ending it would add 10 to that side. Returns the payout of the reservation.
 async fn a_reservation_of_10_beside_i64_max(app: &mut TestApp, creator: Uuid, paid: bool) -> Uuid {
-    let campaign = app.known_campaign(10_000, "USD").await;
+    let campaign = app.known_campaign_without_budget(10_000, "USD").await;
     if paid {
         app.purchase(campaign, creator, usd(i64::MAX))
             .await
@@ -792,7 +794,7 @@ async fn a_settle_that_would_take_the_paid_balance_past_i64_max_is_out_of_range_
 #[tokio::test]
 async fn commands_that_would_overflow_a_balance_are_rejected_once_with_an_event_never_retried() {
     let mut app = spawn_app().await;
-    let campaign = app.known_campaign(10_000, "USD").await;
+    let campaign = app.known_campaign_without_budget(10_000, "USD").await;
     let creator = Uuid::now_v7();
     app.purchase(campaign, creator, usd(10)).await.unwrap();
     app.reserve(Uuid::now_v7(), creator, 10).await.unwrap();
@@ -920,5 +922,148 @@ async fn commands_that_would_overflow_a_balance_are_rejected_once_with_an_event_
         (1, 0, 0),
         "one commission, no reservation"
     );
+    app.stop().await;
+}
+
+/// What the outbox holds, as (type, topic), in id order.
+async fn outbox_types(pool: &PgPool) -> Vec<(String, String)> {
+    sqlx::query_as("select message_type, topic from outbox order by id")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_budget_is_spent_to_the_cent_then_refused_announced_once_and_raised() {
+    let mut app = spawn_app().await;
+    // 10 %: a purchase of 1 000 earns 100; the budget holds two and a half.
+    let campaign = app.budgeted_campaign(1000, "USD", 250).await;
+    let creator = Uuid::now_v7();
+    let mut earned = Vec::new();
+    for _ in 0..5 {
+        let answer = app.purchase(campaign, creator, usd(1_000)).await.unwrap();
+        earned.push(match answer.commission {
+            Some(c) => c.amount.unwrap().amount_minor.to_string(),
+            None => answer.rejection,
+        });
+    }
+    assert_eq!(
+        earned,
+        ["100", "100", "50", "BUDGET_EXHAUSTED", "BUDGET_EXHAUSTED"]
+    );
+    assert_eq!(triple(&app.balance(creator).await), (250, 0, 0));
+    let outbox = outbox_types(&app.db.pool).await;
+    let exhausted: Vec<_> = outbox
+        .iter()
+        .filter(|(t, _)| t == "campaign.budget_exhausted.v1" || t == "campaign.pause.command.v1")
+        .collect();
+    assert_eq!(
+        exhausted,
+        [
+            &(
+                "campaign.budget_exhausted.v1".to_owned(),
+                "commission-events".to_owned()
+            ),
+            &(
+                "campaign.pause.command.v1".to_owned(),
+                "campaign-commands".to_owned()
+            )
+        ],
+        "announced once, with the third commission"
+    );
+    let pause: Vec<u8> = sqlx::query_scalar(
+        "select payload from outbox where message_type = 'campaign.pause.command.v1'",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    let pause = campaign_pb::CampaignCommand::decode(pause.as_slice()).unwrap();
+    match pause.command {
+        Some(campaign_pb::campaign_command::Command::PauseCampaign(p)) => {
+            assert_eq!(p.campaign_id, campaign.to_string());
+            assert_eq!(p.reason(), campaign_pb::PauseReason::BudgetExhausted);
+            assert_eq!(p.exhausted_budget, usd(250));
+        }
+        other => panic!("not a pause: {other:?}"),
+    }
+
+    // The campaign service raises the budget to 400: 150 more to spend, announced again when
+    // spent.
+    let raised = campaign_pb::Campaign {
+        id: campaign.to_string(),
+        commission_rate_bps: 1000,
+        budget: usd(400),
+        status: campaign_pb::CampaignStatus::Active.into(),
+        version: 2,
+        ..Default::default()
+    };
+    app.campaign_event(
+        campaign,
+        2,
+        campaign_event::Event::BudgetUpdated(campaign_pb::BudgetUpdated {
+            campaign: Some(raised),
+            previous_budget: usd(250),
+            resumed: true,
+        }),
+    )
+    .await;
+    let pool = app.db.pool.clone();
+    eventually(WAIT, "the new budget arrives", || {
+        let pool = pool.clone();
+        async move { (terms(&pool, campaign).await?.3 == 2).then_some(()) }
+    })
+    .await;
+    let more = app.purchase(campaign, creator, usd(2_000)).await.unwrap();
+    assert_eq!(
+        more.commission.unwrap().amount,
+        usd(150),
+        "capped to what is left"
+    );
+    let announced = outbox_types(&app.db.pool)
+        .await
+        .iter()
+        .filter(|(t, _)| t == "campaign.budget_exhausted.v1")
+        .count();
+    assert_eq!(announced, 2, "once per budget");
+    let committed: i64 =
+        sqlx::query_scalar("select committed_minor from campaign_terms where campaign_id = $1")
+            .bind(campaign)
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(committed, 400);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_purchases_never_commit_more_than_the_budget() {
+    let app = spawn_app().await;
+    let campaign = app.budgeted_campaign(1000, "USD", 1_000).await;
+    let calls = (0..30).map(|_| {
+        let mut grpc = app.grpc.clone();
+        async move {
+            let request = pb::CalculateCommissionRequest {
+                tracking_event_id: Uuid::now_v7().to_string(),
+                campaign_id: campaign.to_string(),
+                creator_id: Uuid::now_v7().to_string(),
+                purchase_amount: usd(1_000),
+            };
+            grpc.calculate_commission(request)
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    });
+    let answers = futures::future::join_all(calls).await;
+    let earned: i64 = answers
+        .iter()
+        .filter_map(|a| a.commission.as_ref())
+        .map(|c| c.amount.as_ref().unwrap().amount_minor)
+        .sum();
+    let refused = answers
+        .iter()
+        .filter(|a| a.rejection == "BUDGET_EXHAUSTED")
+        .count();
+    assert_eq!((earned, refused), (1_000, 20));
     app.stop().await;
 }

@@ -12,7 +12,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use affiliate_proto::campaign::{self as campaign_pb, CampaignEvent, campaign_event};
+use affiliate_proto::campaign::{self as campaign_pb, campaign_event};
 use affiliate_proto::commission::{self as pb, CommissionCommand, commission_command::Command};
 use affiliate_proto::common::{MessageMetadata, Money};
 use commission_service::Commission;
@@ -157,25 +157,9 @@ impl TestApp {
         version: i64,
         event: campaign_event::Event,
     ) {
-        let envelope = CampaignEvent {
-            metadata: Some(MessageMetadata {
-                message_id: message_id.to_owned(),
-                aggregate_id: campaign.to_string(),
-                aggregate_version: version,
-                ..Default::default()
-            }),
-            event: Some(event),
-        };
-        publish(
-            &self.client,
-            &self.topic("campaign-events"),
-            &campaign.to_string(),
-            message_id,
-            "campaign.v1",
-            "corr",
-            envelope.encode_to_vec(),
-        )
-        .await;
+        let topic = self.topic("campaign-events");
+        e2e::publish_campaign_event(&self.client, &topic, message_id, campaign, version, event)
+            .await;
     }
 
     /// Publishes a calculate command with message id `message_id`, keyed by the creator.

@@ -153,6 +153,7 @@ fn context(delivery: &Delivery) -> CommandContext {
         causation_id: Some(delivery.message_id.clone()),
         traceparent: delivery.traceparent.clone(),
         tracestate: delivery.tracestate.clone(),
+        issued_at: delivery.occurred_at,
     }
 }
 

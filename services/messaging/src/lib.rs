@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod campaign_copy;
 pub mod consumer;
 pub mod door;
 pub mod health;

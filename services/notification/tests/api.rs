@@ -254,6 +254,7 @@ impl Feeds {
             properties: HashMap::new(),
             payload: event.payload.clone(),
             identity_problem: None,
+            occurred_at: None,
         };
         EventFeed::new(event.source, self.notifications.clone())
             .handle(&delivery)

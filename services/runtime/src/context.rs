@@ -1,6 +1,7 @@
 //! The context a command runs with, whichever door it came through: its idempotency key, the
 //! workflow's correlation id, what caused it, and the W3C trace context.
 
+use chrono::{DateTime, Utc};
 use tonic::Status;
 use uuid::Uuid;
 
@@ -24,6 +25,10 @@ pub struct CommandContext {
     pub causation_id: Option<String>,
     pub traceparent: Option<String>,
     pub tracestate: Option<String>,
+    /// When the command was issued: now for a gRPC call, the envelope's `occurred_at` for a
+    /// command message. A handler whose rule reads a copy fed by events may wait for the copy
+    /// while the command is young.
+    pub issued_at: Option<DateTime<Utc>>,
 }
 
 impl CommandContext {
@@ -35,6 +40,7 @@ impl CommandContext {
             causation_id: None,
             traceparent: None,
             tracestate: None,
+            issued_at: None,
         }
     }
 
@@ -79,6 +85,7 @@ impl CommandContext {
             causation_id: None,
             traceparent: header("traceparent"),
             tracestate: header("tracestate"),
+            issued_at: Some(Utc::now()),
         })
     }
 }

@@ -18,6 +18,12 @@ pub fn timestamp(at: DateTime<Utc>) -> Timestamp {
     }
 }
 
+/// The instant of a protobuf timestamp; `None` if it is out of chrono's range or its nanos are
+/// negative.
+pub fn from_timestamp(t: &Timestamp) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).ok()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -36,6 +42,14 @@ mod tests {
                 seconds: 1_700_000_000,
                 nanos: 123_456_000
             }
+        );
+        assert_eq!(from_timestamp(&timestamp(at)), Some(at));
+        assert_eq!(
+            from_timestamp(&Timestamp {
+                seconds: 0,
+                nanos: -1
+            }),
+            None
         );
     }
 }

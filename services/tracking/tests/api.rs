@@ -1,6 +1,8 @@
 //! The tracking service through its real gRPC server (TCP, port 0) on a fresh PostgreSQL
 //! database per test: behaviour, error statuses, idempotency, and what lands in the outbox
-//! (including the commission command a purchase sends, in the same transaction).
+//! (including the commission command a purchase sends, in the same transaction), and
+//! attribution: which campaigns and creators an event is accepted for. The copy of the campaigns
+//! is written here directly ([`seed`]); `tests/commands.rs` feeds it through campaign events.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -21,15 +23,65 @@ struct TestApp {
     client: TrackingServiceClient<Channel>,
     db: TestDatabase,
     served: e2e::Served,
+    _namespace: e2e::TestNamespace,
 }
 
+/// How long a refused event waits for the copy of the campaigns here.
+const GRACE: &str = "300ms";
+
 async fn spawn_app() -> TestApp {
+    spawn_app_with_grace(GRACE).await
+}
+
+async fn spawn_app_with_grace(grace: &str) -> TestApp {
     let db = fresh_database("tracking_api").await;
-    let served = e2e::serve_service::<Tracking>(&db.url, None, &[]).await;
+    let namespace = e2e::fresh_namespace().await;
+    let served =
+        e2e::serve_service::<Tracking>(&db.url, Some(&*namespace), &["--attribution-grace", grace])
+            .await;
     let client = TrackingServiceClient::connect(served.url())
         .await
         .expect("connect gRPC");
-    TestApp { client, db, served }
+    TestApp {
+        client,
+        db,
+        served,
+        _namespace: namespace,
+    }
+}
+
+/// Puts campaign `campaign` in tracking's copy with `status`, accepted by `creator` (if given),
+/// as the campaign events would.
+async fn put_campaign(pool: &PgPool, campaign: &str, status: &str, creator: Option<&str>) {
+    let campaign = Uuid::parse_str(campaign).unwrap();
+    sqlx::query(
+        "insert into campaigns (campaign_id, status, version) values ($1, $2, 1)
+         on conflict (campaign_id) do update set status = excluded.status",
+    )
+    .bind(campaign)
+    .bind(status)
+    .execute(pool)
+    .await
+    .unwrap();
+    if let Some(creator) = creator {
+        sqlx::query(
+            "insert into acceptances (campaign_id, creator_id, accepted_at) values ($1, $2, now())
+             on conflict do nothing",
+        )
+        .bind(campaign)
+        .bind(Uuid::parse_str(creator).unwrap())
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+}
+
+/// An active campaign `creator` accepted, in the copy (ids that are not UUIDs are left alone:
+/// their requests are refused before attribution).
+async fn seed(pool: &PgPool, campaign: &str, creator: &str) {
+    if Uuid::parse_str(campaign).is_ok() && Uuid::parse_str(creator).is_ok() {
+        put_campaign(pool, campaign, "active", Some(creator)).await;
+    }
 }
 
 impl TestApp {
@@ -37,7 +89,17 @@ impl TestApp {
         self.served.stop().await;
     }
 
+    /// Creates the event for an active campaign its creator accepted ([`seed`]).
     async fn create(
+        &mut self,
+        request: pb::CreateEventRequest,
+        key: Option<&str>,
+    ) -> Result<pb::TrackingEvent, tonic::Status> {
+        seed(&self.db.pool, &request.campaign_id, &request.creator_id).await;
+        self.create_unseeded(request, key).await
+    }
+
+    async fn create_unseeded(
         &mut self,
         request: pb::CreateEventRequest,
         key: Option<&str>,
@@ -149,6 +211,7 @@ async fn count(pool: &PgPool, table: &str) -> i64 {
 async fn a_purchase_writes_its_event_and_a_calculate_command_in_one_transaction() {
     let mut app = spawn_app().await;
     let (campaign, creator) = (new_id(), new_id());
+    seed(&app.db.pool, &campaign, &creator).await;
     let mut request = Request::new(purchase(&campaign, &creator));
     request
         .metadata_mut()
@@ -504,6 +567,7 @@ async fn retried_purchase_with_same_key_returns_the_first_result_and_writes_once
 async fn concurrent_purchases_with_same_key_write_once() {
     let app = spawn_app().await;
     let request = purchase(&new_id(), &new_id());
+    seed(&app.db.pool, &request.campaign_id, &request.creator_id).await;
     let calls = (0..8).map(|_| {
         let mut client = app.client.clone();
         let request = request.clone();
@@ -792,5 +856,62 @@ async fn list_evidence_pages_newest_first_and_filters_by_campaign_and_creator() 
         .unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument);
     assert_eq!(fields(&bad), ["page_size"]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn events_for_unknown_inactive_or_unaccepted_campaigns_are_refused_and_write_nothing() {
+    let mut app = spawn_app().await;
+    let pool = app.db.pool.clone();
+    let (paused, closed, active, creator) = (new_id(), new_id(), new_id(), new_id());
+    put_campaign(&pool, &paused, "paused", Some(&creator)).await;
+    put_campaign(&pool, &closed, "closed", Some(&creator)).await;
+    put_campaign(&pool, &active, "active", Some(&creator)).await;
+    let stranger = new_id();
+    let refusals = [
+        (purchase(&new_id(), &creator), Code::NotFound, "campaign"),
+        (view(&paused, &creator), Code::FailedPrecondition, "paused"),
+        (
+            purchase(&closed, &creator),
+            Code::FailedPrecondition,
+            "closed",
+        ),
+        (
+            purchase(&active, &stranger),
+            Code::FailedPrecondition,
+            "has not accepted",
+        ),
+    ];
+    for (request, code, says) in refusals {
+        let err = app
+            .create_unseeded(request.clone(), Some(&new_id()))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), code, "{err:?}");
+        assert!(err.message().contains(says), "{err:?} should say {says}");
+    }
+    for table in ["tracking_events", "outbox", "idempotency_keys"] {
+        assert_eq!(count(&pool, table).await, 0, "{table}");
+    }
+    // The same creator on the active campaign is fine.
+    app.create_unseeded(view(&active, &creator), None)
+        .await
+        .unwrap();
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_event_waits_for_a_campaign_the_copy_learns_of_within_the_grace() {
+    let app = spawn_app_with_grace("10s").await;
+    let (campaign, creator) = (new_id(), new_id());
+    let request = purchase(&campaign, &creator);
+    let mut client = app.client.clone();
+    let call = tokio::spawn(async move { client.create_event(request).await });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!call.is_finished(), "the call waits for the copy");
+    put_campaign(&app.db.pool, &campaign, "active", Some(&creator)).await;
+    let created = call.await.unwrap().unwrap().into_inner().event.unwrap();
+    assert_eq!(created.campaign_id, campaign);
+    assert_eq!(count(&app.db.pool, "tracking_events").await, 1);
     app.stop().await;
 }

@@ -1,7 +1,9 @@
 //! The command-topic door of the tracking service, in its own Pulsar namespace and database:
 //! commands published to `tracking-commands` run the same handlers as gRPC calls (a purchase
 //! still sends its commission command), a redelivered command is applied once, and a command
-//! that can never succeed is rejected once with an event.
+//! that can never succeed is rejected once with an event. Tracking's copy of the campaigns is
+//! fed here through its real feed: campaign events published to the namespace's
+//! `campaign-events`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,6 +13,7 @@ use prost::Message as _;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use affiliate_proto::campaign::{self as campaign_pb, campaign_event};
 use affiliate_proto::commission::{CommissionCommand, commission_command};
 use affiliate_proto::common::{MessageMetadata, Money};
 use affiliate_proto::tracking::tracking_service_client::TrackingServiceClient;
@@ -29,37 +32,87 @@ struct TestApp {
 }
 
 async fn spawn_app() -> TestApp {
+    spawn_app_with(&[
+        "--max-redeliveries",
+        "2",
+        "--retry-min-backoff",
+        "10ms",
+        "--retry-max-backoff",
+        "50ms",
+        "--attribution-grace",
+        "0s",
+    ])
+    .await
+}
+
+/// The service in hybrid mode with `extra` flags, its copy of the campaigns holding CAMPAIGN,
+/// active and accepted by CREATOR, through the feed.
+async fn spawn_app_with(extra: &[&str]) -> TestApp {
     let db = fresh_database("tracking_cmd").await;
     let namespace = fresh_namespace().await;
-    let served = e2e::serve_service::<Tracking>(
-        &db.url,
-        Some(&*namespace),
-        &[
-            "--mode",
-            "hybrid",
-            "--max-redeliveries",
-            "2",
-            "--retry-min-backoff",
-            "10ms",
-            "--retry-max-backoff",
-            "50ms",
-        ],
-    )
-    .await;
+    let args: Vec<&str> = ["--mode", "hybrid"].iter().chain(extra).copied().collect();
+    let served = e2e::serve_service::<Tracking>(&db.url, Some(&*namespace), &args).await;
     let addr = served.addr;
     let grpc = TrackingServiceClient::connect(format!("http://{addr}"))
         .await
         .unwrap();
-    TestApp {
+    let app = TestApp {
         db,
         namespace,
         grpc,
         client: pulsar().await,
         served,
-    }
+    };
+    let campaign = Uuid::parse_str(CAMPAIGN).unwrap();
+    app.campaign_event(campaign, 1, created(campaign)).await;
+    let accepted = campaign_pb::Acceptance {
+        campaign_id: CAMPAIGN.into(),
+        creator_id: CREATOR.into(),
+        accepted_at: None,
+    };
+    let accepted = campaign_event::Event::CampaignAccepted(campaign_pb::CampaignAccepted {
+        acceptance: Some(accepted),
+    });
+    app.campaign_event(campaign, 2, accepted).await;
+    let pool = app.db.pool.clone();
+    eventually(
+        WAIT,
+        "the copy holds the campaign and the acceptance",
+        || {
+            let pool = pool.clone();
+            async move {
+                let n: i64 = sqlx::query_scalar("select count(*) from acceptances")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+                (n == 1).then_some(())
+            }
+        },
+    )
+    .await;
+    app
+}
+
+/// The created event of an active campaign.
+fn created(campaign: Uuid) -> campaign_event::Event {
+    campaign_event::Event::CampaignCreated(campaign_pb::CampaignCreated {
+        campaign: Some(campaign_pb::Campaign {
+            id: campaign.to_string(),
+            status: campaign_pb::CampaignStatus::Active.into(),
+            version: 1,
+            ..Default::default()
+        }),
+    })
 }
 
 impl TestApp {
+    async fn campaign_event(&self, campaign: Uuid, version: i64, event: campaign_event::Event) {
+        let topic = self.namespace.topic("campaign-events");
+        let message_id = Uuid::now_v7().to_string();
+        e2e::publish_campaign_event(&self.client, &topic, &message_id, campaign, version, event)
+            .await;
+    }
+
     async fn send(&self, message_id: &str, command: Command) {
         let message_type = command.message_type();
         let envelope = TrackingCommand {
@@ -355,6 +408,85 @@ async fn commands_that_can_never_succeed_are_rejected_once_with_an_event() {
             ),
         ]
     );
+    assert!(events(&app.db.pool).await.is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn commands_for_unknown_paused_or_unaccepted_campaigns_are_rejected_after_the_grace() {
+    // Retries that outlast the grace: a refusal is final only once the grace has passed.
+    let app = spawn_app_with(&[
+        "--max-redeliveries",
+        "20",
+        "--retry-min-backoff",
+        "50ms",
+        "--retry-max-backoff",
+        "200ms",
+        "--attribution-grace",
+        "1s",
+    ])
+    .await;
+    let paused = Uuid::now_v7();
+    app.campaign_event(paused, 1, created(paused)).await;
+    let pause = campaign_event::Event::CampaignStatusChanged(campaign_pb::CampaignStatusChanged {
+        campaign_id: paused.to_string(),
+        previous_status: campaign_pb::CampaignStatus::Active.into(),
+        campaign: Some(campaign_pb::Campaign {
+            id: paused.to_string(),
+            status: campaign_pb::CampaignStatus::Paused.into(),
+            version: 2,
+            ..Default::default()
+        }),
+    });
+    app.campaign_event(paused, 2, pause).await;
+    let mut unknown = purchase("unknown");
+    unknown.campaign_id = Uuid::now_v7().to_string();
+    let mut on_paused = purchase("paused");
+    on_paused.campaign_id = paused.to_string();
+    let mut stranger = purchase("stranger");
+    stranger.creator_id = Uuid::now_v7().to_string();
+    let sent: Vec<(String, &str)> = vec![
+        (Uuid::now_v7().to_string(), "NOT_FOUND"),
+        (Uuid::now_v7().to_string(), "FAILED_PRECONDITION"),
+        (Uuid::now_v7().to_string(), "FAILED_PRECONDITION"),
+    ];
+    for ((id, _), request) in sent.iter().zip([unknown, on_paused, stranger]) {
+        app.send(id, Command::CreateEvent(request)).await;
+    }
+    let pool = app.db.pool.clone();
+    eventually(WAIT, "three rejections recorded", || {
+        let pool = pool.clone();
+        async move {
+            let n: i64 =
+                sqlx::query_scalar("select count(*) from inbox where outcome = 'rejected'")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            (n == 3).then_some(())
+        }
+    })
+    .await;
+    let mut rejected: Vec<(String, String)> = outbox(&app.db.pool)
+        .await
+        .iter()
+        .map(|(t, _, payload)| {
+            assert_eq!(t, "tracking.command_rejected.v1");
+            match pb::TrackingEventEnvelope::decode(payload.as_slice())
+                .unwrap()
+                .event
+            {
+                Some(Event::CommandRejected(r)) => (r.command_message_id, r.code),
+                other => panic!("unexpected {other:?}"),
+            }
+        })
+        .collect();
+    rejected.sort();
+    let mut expected: Vec<(String, String)> = sent
+        .iter()
+        .map(|(id, code)| (id.clone(), (*code).to_owned()))
+        .collect();
+    expected.sort();
+    assert_eq!(rejected, expected);
     assert!(events(&app.db.pool).await.is_empty());
     app.stop().await;
 }

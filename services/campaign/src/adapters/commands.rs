@@ -29,6 +29,7 @@ impl CommandDoor for CampaignDoor {
             Command::PauseCampaign(r) => &r.campaign_id,
             Command::ResumeCampaign(r) => &r.campaign_id,
             Command::CloseCampaign(r) => &r.campaign_id,
+            Command::UpdateBudget(r) => &r.campaign_id,
         };
         Uuid::parse_str(id).ok()
     }
@@ -42,6 +43,7 @@ impl CommandDoor for CampaignDoor {
             Command::PauseCampaign(r) => c.pause_campaign(ctx, r).await.map(drop),
             Command::ResumeCampaign(r) => c.resume_campaign(ctx, r).await.map(drop),
             Command::CloseCampaign(r) => c.close_campaign(ctx, r).await.map(drop),
+            Command::UpdateBudget(r) => c.update_budget(ctx, r).await.map(drop),
         }
     }
 

@@ -100,4 +100,14 @@ impl CampaignService for CampaignApi {
         })
         .await
     }
+
+    async fn update_budget(
+        &self,
+        request: Request<pb::UpdateBudgetRequest>,
+    ) -> Result<Response<pb::UpdateBudgetResponse>, Status> {
+        command(request, async |ctx, r| {
+            self.campaigns.update_budget(ctx, r).await
+        })
+        .await
+    }
 }

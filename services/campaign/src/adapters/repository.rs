@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::{CampaignStatus, NewAcceptance, NewCampaign, NewVideo};
+use crate::domain::{CampaignStatus, NewAcceptance, NewCampaign, NewVideo, PauseReason};
 
 /// A campaign row.
 #[derive(Debug, Clone)]
@@ -21,12 +21,18 @@ pub struct CampaignRow {
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub pause_reason: Option<String>,
 }
 
 impl CampaignRow {
     /// The status as the domain knows it (the table's check constraint guarantees it parses).
     pub fn status(&self) -> Option<CampaignStatus> {
         CampaignStatus::parse(&self.status)
+    }
+
+    /// Why it is paused; `None` unless it is.
+    pub fn pause_reason(&self) -> Option<PauseReason> {
+        self.pause_reason.as_deref().and_then(PauseReason::parse)
     }
 }
 
@@ -121,21 +127,54 @@ pub async fn bump_version(
     .await
 }
 
-/// Sets the status of a locked campaign and bumps its version; returns the updated row.
+/// Sets the status of a locked campaign (and why it is paused, if it is) and bumps its version;
+/// returns the updated row.
 pub async fn set_status(
     conn: &mut PgConnection,
     id: Uuid,
+    status: CampaignStatus,
+    pause_reason: Option<PauseReason>,
+    now: DateTime<Utc>,
+) -> sqlx::Result<CampaignRow> {
+    sqlx::query_as!(
+        CampaignRow,
+        r#"
+        update campaigns set status = $2, pause_reason = $3, version = version + 1, updated_at = $4
+        where id = $1
+        returning *
+        "#,
+        id,
+        status.as_str(),
+        pause_reason.map(PauseReason::as_str),
+        now,
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// Sets the budget of a locked campaign and its status after the change, and bumps its version;
+/// returns the updated row.
+pub async fn set_budget(
+    conn: &mut PgConnection,
+    id: Uuid,
+    budget_minor: i64,
     status: CampaignStatus,
     now: DateTime<Utc>,
 ) -> sqlx::Result<CampaignRow> {
     sqlx::query_as!(
         CampaignRow,
         r#"
-        update campaigns set status = $2, version = version + 1, updated_at = $3
+        update campaigns
+        set budget_minor = $2,
+            status = $3,
+            pause_reason = case when $3 = 'paused' then pause_reason end,
+            version = version + 1,
+            updated_at = $4
         where id = $1
         returning *
         "#,
         id,
+        budget_minor,
         status.as_str(),
         now,
     )

@@ -9,7 +9,7 @@ use service_runtime::context::CommandContext;
 use service_runtime::outbox::{self, OutboxMessage, Subject};
 
 use crate::adapters::repository::{AcceptanceRow, CampaignRow, VideoRow};
-use crate::domain::CampaignStatus;
+use crate::domain::{CampaignStatus, PauseReason};
 
 /// The service's name: topics are `campaign-events` and `campaign-commands`.
 pub const SERVICE: &str = "campaign";
@@ -42,6 +42,11 @@ pub fn campaign(row: &CampaignRow) -> pb::Campaign {
         version: row.version,
         created_at: Some(timestamp(row.created_at)),
         updated_at: Some(timestamp(row.updated_at)),
+        pause_reason: match row.pause_reason() {
+            Some(PauseReason::BudgetExhausted) => pb::PauseReason::BudgetExhausted,
+            Some(PauseReason::Advertiser) | None => pb::PauseReason::Unspecified,
+        }
+        .into(),
     }
 }
 

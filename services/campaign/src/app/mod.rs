@@ -12,15 +12,16 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use affiliate_proto::campaign::{
-    self as pb, CampaignAccepted, CampaignCreated, CampaignStatusChanged, VideoAdded,
-    campaign_event::Event,
+    self as pb, BudgetUpdated, CampaignAccepted, CampaignCreated, CampaignStatusChanged,
+    VideoAdded, campaign_event::Event,
 };
+use affiliate_proto::common::Money;
 use service_runtime::context::CommandContext;
 use service_runtime::paging::next_page_token;
 use service_runtime::unit_of_work::{Decision, execute};
 
 use crate::adapters::repository as repo;
-use crate::domain::{self, CreateCampaignInput, FieldViolation, StatusChange};
+use crate::domain::{self, CreateCampaignInput, FieldViolation, PauseReason, StatusChange};
 pub use error::Error;
 
 /// Default and largest ListCampaigns page.
@@ -141,19 +142,50 @@ impl Campaigns {
         .await
     }
 
-    /// Pauses an active campaign; publishes `campaign.status_changed.v1`.
+    /// Pauses an active campaign; publishes `campaign.status_changed.v1`. With reason
+    /// `BUDGET_EXHAUSTED` (the commission service's command) only while the campaign's budget is
+    /// still the one that was spent.
     pub async fn pause_campaign(
         &self,
         ctx: &CommandContext,
         request: pb::PauseCampaignRequest,
     ) -> Result<pb::PauseCampaignResponse, Error> {
+        let reason = match pb::PauseReason::try_from(request.reason) {
+            Ok(pb::PauseReason::Unspecified) => PauseReason::Advertiser,
+            Ok(pb::PauseReason::BudgetExhausted) => PauseReason::BudgetExhausted,
+            Err(_) => {
+                return Err(Error::Invalid(vec![FieldViolation::new(
+                    "reason",
+                    "unknown pause reason",
+                )]));
+            }
+        };
+        let exhausted = match (reason, &request.exhausted_budget) {
+            (PauseReason::Advertiser, _) => None,
+            (PauseReason::BudgetExhausted, Some(b)) => Some((b.amount_minor, b.currency.clone())),
+            (PauseReason::BudgetExhausted, None) => {
+                return Err(Error::Invalid(vec![FieldViolation::new(
+                    "exhausted_budget",
+                    "is required with reason PAUSE_REASON_BUDGET_EXHAUSTED",
+                )]));
+            }
+        };
         let campaign = self
             .change_status(
                 ctx,
                 "campaign.pause",
                 &request,
                 &request.campaign_id,
-                StatusChange::Pause,
+                |row| {
+                    let next = match &exhausted {
+                        None => domain::check_status_change(status_of(row)?, StatusChange::Pause)?,
+                        Some((amount, currency)) => domain::check_budget_pause(
+                            &budget_state(row)?,
+                            (*amount, currency.as_str()),
+                        )?,
+                    };
+                    Ok((next, Some(reason)))
+                },
             )
             .await?;
         Ok(pb::PauseCampaignResponse {
@@ -173,7 +205,12 @@ impl Campaigns {
                 "campaign.resume",
                 &request,
                 &request.campaign_id,
-                StatusChange::Resume,
+                |row| {
+                    Ok((
+                        domain::check_status_change(status_of(row)?, StatusChange::Resume)?,
+                        None,
+                    ))
+                },
             )
             .await?;
         Ok(pb::ResumeCampaignResponse {
@@ -193,7 +230,12 @@ impl Campaigns {
                 "campaign.close",
                 &request,
                 &request.campaign_id,
-                StatusChange::Close,
+                |row| {
+                    Ok((
+                        domain::check_status_change(status_of(row)?, StatusChange::Close)?,
+                        None,
+                    ))
+                },
             )
             .await?;
         Ok(pb::CloseCampaignResponse {
@@ -201,21 +243,70 @@ impl Campaigns {
         })
     }
 
+    /// Sets a campaign's budget; publishes `campaign.budget_updated.v1`. A campaign paused for a
+    /// spent budget is resumed by a larger one.
+    pub async fn update_budget(
+        &self,
+        ctx: &CommandContext,
+        request: pb::UpdateBudgetRequest,
+    ) -> Result<pb::UpdateBudgetResponse, Error> {
+        let update = domain::validate_budget_update(
+            &request.campaign_id,
+            request
+                .budget
+                .as_ref()
+                .map(|b| (b.amount_minor, b.currency.as_str())),
+        )?;
+        execute(
+            &self.pool,
+            ctx,
+            "campaign.update_budget",
+            &request,
+            async |tx| {
+                let current = locked(tx, update.campaign_id).await?;
+                let next = domain::check_budget_update(&budget_state(&current)?, &update)?;
+                let now = messages::now();
+                let row = repo::set_budget(tx, update.campaign_id, update.budget_minor, next, now)
+                    .await?;
+                let campaign = messages::campaign(&row);
+                let event = Event::BudgetUpdated(BudgetUpdated {
+                    campaign: Some(campaign.clone()),
+                    previous_budget: Some(Money {
+                        amount_minor: current.budget_minor,
+                        currency: current.currency.clone(),
+                    }),
+                    resumed: current.status() != Some(next),
+                });
+                Ok(Decision::with(
+                    pb::UpdateBudgetResponse {
+                        campaign: Some(campaign),
+                    },
+                    messages::event_message(ctx, row.id, row.version, now, event),
+                ))
+            },
+        )
+        .await
+    }
+
+    /// A status change: `rule` gives the status after it (and why it is paused, if it is) from the
+    /// locked campaign, or refuses it.
     async fn change_status<Req: Message>(
         &self,
         ctx: &CommandContext,
         operation: &'static str,
         request: &Req,
         campaign_id: &str,
-        change: StatusChange,
+        rule: impl FnOnce(
+            &repo::CampaignRow,
+        ) -> Result<(domain::CampaignStatus, Option<PauseReason>), Error>,
     ) -> Result<pb::Campaign, Error> {
         let id = domain::parse_id("campaign_id", campaign_id)?;
         execute(&self.pool, ctx, operation, request, async |tx| {
             let current = locked(tx, id).await?;
             let previous = status_of(&current)?;
-            let next = domain::check_status_change(previous, change)?;
+            let (next, reason) = rule(&current)?;
             let now = messages::now();
-            let row = repo::set_status(tx, id, next, now).await?;
+            let row = repo::set_status(tx, id, next, reason, now).await?;
             let campaign = messages::campaign(&row);
             let event = Event::CampaignStatusChanged(CampaignStatusChanged {
                 campaign_id: id.to_string(),
@@ -321,6 +412,15 @@ async fn locked(conn: &mut PgConnection, id: Uuid) -> Result<repo::CampaignRow, 
     repo::lock_campaign(conn, id)
         .await?
         .ok_or_else(|| not_found(id))
+}
+
+fn budget_state(row: &repo::CampaignRow) -> Result<domain::BudgetState<'_>, Error> {
+    Ok(domain::BudgetState {
+        status: status_of(row)?,
+        pause_reason: row.pause_reason(),
+        budget_minor: row.budget_minor,
+        currency: &row.currency,
+    })
 }
 
 fn status_of(row: &repo::CampaignRow) -> Result<domain::CampaignStatus, Error> {

@@ -53,6 +53,114 @@ pub enum Rejection {
         from: CampaignStatus,
         change: StatusChange,
     },
+    #[error("campaign is closed, its budget cannot change")]
+    BudgetOfClosed,
+    #[error("the campaign's budget is in {campaign}, not {requested}")]
+    CurrencyMismatch { campaign: String, requested: String },
+    #[error("the campaign's budget has changed since it was spent; it is not paused")]
+    BudgetChanged,
+}
+
+/// Why a campaign is paused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PauseReason {
+    /// Its advertiser paused it.
+    Advertiser,
+    /// The commission service paused it: its budget is spent. A larger budget resumes it.
+    BudgetExhausted,
+}
+
+impl PauseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Advertiser => "advertiser",
+            Self::BudgetExhausted => "budget_exhausted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "advertiser" => Some(Self::Advertiser),
+            "budget_exhausted" => Some(Self::BudgetExhausted),
+            _ => None,
+        }
+    }
+}
+
+/// A validated UpdateBudget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetUpdate {
+    pub campaign_id: Uuid,
+    pub budget_minor: i64,
+    pub currency: String,
+}
+
+/// UpdateBudget's fields: a campaign id and a positive budget in a real currency.
+pub fn validate_budget_update(
+    campaign_id: &str,
+    budget: Option<(i64, &str)>,
+) -> Result<BudgetUpdate, Vec<FieldViolation>> {
+    let mut violations = Vec::new();
+    let campaign_id = collect(parse_id("campaign_id", campaign_id), &mut violations);
+    let budget = parse_budget("budget", budget, &mut violations);
+    match (campaign_id, budget) {
+        (Some(campaign_id), Some((budget_minor, currency))) if violations.is_empty() => {
+            Ok(BudgetUpdate {
+                campaign_id,
+                budget_minor,
+                currency,
+            })
+        }
+        _ => Err(violations),
+    }
+}
+
+/// A campaign as a budget change sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetState<'a> {
+    pub status: CampaignStatus,
+    pub pause_reason: Option<PauseReason>,
+    pub budget_minor: i64,
+    pub currency: &'a str,
+}
+
+/// The status after `update`: the budget of a closed campaign never changes, the currency stays
+/// the campaign's, and a campaign paused for a spent budget is resumed by a larger one (an
+/// advertiser's pause stays).
+pub fn check_budget_update(
+    campaign: &BudgetState<'_>,
+    update: &BudgetUpdate,
+) -> Result<CampaignStatus, Rejection> {
+    if campaign.status == CampaignStatus::Closed {
+        return Err(Rejection::BudgetOfClosed);
+    }
+    if campaign.currency != update.currency {
+        return Err(Rejection::CurrencyMismatch {
+            campaign: campaign.currency.to_owned(),
+            requested: update.currency.clone(),
+        });
+    }
+    let resumes = campaign.status == CampaignStatus::Paused
+        && campaign.pause_reason == Some(PauseReason::BudgetExhausted)
+        && update.budget_minor > campaign.budget_minor;
+    Ok(if resumes {
+        CampaignStatus::Active
+    } else {
+        campaign.status
+    })
+}
+
+/// A pause for a spent budget applies only to an active campaign whose budget is still the one
+/// that was spent (`exhausted` = (amount, currency)): one raised meanwhile keeps it running.
+pub fn check_budget_pause(
+    campaign: &BudgetState<'_>,
+    exhausted: (i64, &str),
+) -> Result<CampaignStatus, Rejection> {
+    let next = check_status_change(campaign.status, StatusChange::Pause)?;
+    if (campaign.budget_minor, campaign.currency) != exhausted {
+        return Err(Rejection::BudgetChanged);
+    }
+    Ok(next)
 }
 
 /// An advertiser's change of a campaign's lifecycle state.
@@ -138,22 +246,7 @@ pub fn validate_new_campaign(
             format!("must be between 0 and {MAX_RATE_BPS} basis points (0 % to 100 %)"),
         ));
     }
-    let budget = match input.budget {
-        None => {
-            violations.push(FieldViolation::new("budget", "is required"));
-            None
-        }
-        Some((amount, currency)) => {
-            if amount <= 0 {
-                violations.push(FieldViolation::new(
-                    "budget.amount_minor",
-                    "must be a positive amount in minor units",
-                ));
-            }
-            let currency = collect(parse_currency("budget.currency", currency), &mut violations);
-            currency.map(|c| (amount, c))
-        }
-    };
+    let budget = parse_budget("budget", input.budget, &mut violations);
     match (advertiser_id, name, description, budget) {
         (Some(advertiser_id), Some(name), Some(description), Some((budget_minor, currency)))
             if violations.is_empty() =>
@@ -242,6 +335,29 @@ pub fn check_can_add_video(status: CampaignStatus) -> Result<(), Rejection> {
         CampaignStatus::Closed => Err(Rejection::Closed),
         _ => Ok(()),
     }
+}
+
+/// A required budget: a positive amount in minor units in an ISO-4217 currency.
+fn parse_budget(
+    field: &str,
+    budget: Option<(i64, &str)>,
+    violations: &mut Vec<FieldViolation>,
+) -> Option<(i64, String)> {
+    let Some((amount, currency)) = budget else {
+        violations.push(FieldViolation::new(field, "is required"));
+        return None;
+    };
+    if amount <= 0 {
+        violations.push(FieldViolation::new(
+            format!("{field}.amount_minor"),
+            "must be a positive amount in minor units",
+        ));
+    }
+    let currency = collect(
+        parse_currency(&format!("{field}.currency"), currency),
+        violations,
+    );
+    currency.map(|c| (amount, c))
 }
 
 fn parse_currency(field: &str, value: &str) -> Result<String, FieldViolation> {
@@ -494,5 +610,87 @@ mod tests {
             assert_eq!(CampaignStatus::parse(s.as_str()), Some(s));
         }
         assert_eq!(CampaignStatus::parse("ACTIVE"), None);
+    }
+
+    fn state(status: CampaignStatus, reason: Option<PauseReason>) -> BudgetState<'static> {
+        BudgetState {
+            status,
+            pause_reason: reason,
+            budget_minor: 5_000,
+            currency: "USD",
+        }
+    }
+
+    fn update(budget_minor: i64, currency: &str) -> BudgetUpdate {
+        BudgetUpdate {
+            campaign_id: Uuid::nil(),
+            budget_minor,
+            currency: currency.to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_budget_update_needs_a_campaign_and_a_positive_budget() {
+        assert_eq!(
+            fields(validate_budget_update("nope", Some((0, "usd")))),
+            ["campaign_id", "budget.amount_minor", "budget.currency"]
+        );
+        assert_eq!(fields(validate_budget_update(ADVERTISER, None)), ["budget"]);
+        assert!(validate_budget_update(ADVERTISER, Some((1, "EUR"))).is_ok());
+    }
+
+    #[test]
+    fn a_larger_budget_resumes_only_a_campaign_paused_for_its_budget() {
+        use CampaignStatus::{Active, Closed, Paused};
+        let budget = Some(PauseReason::BudgetExhausted);
+        let advertiser = Some(PauseReason::Advertiser);
+        assert_eq!(
+            check_budget_update(&state(Paused, budget), &update(5_001, "USD")),
+            Ok(Active)
+        );
+        assert_eq!(
+            check_budget_update(&state(Paused, budget), &update(5_000, "USD")),
+            Ok(Paused)
+        );
+        assert_eq!(
+            check_budget_update(&state(Paused, advertiser), &update(9_000, "USD")),
+            Ok(Paused)
+        );
+        assert_eq!(
+            check_budget_update(&state(Active, None), &update(1, "USD")),
+            Ok(Active)
+        );
+        assert_eq!(
+            check_budget_update(&state(Closed, None), &update(9_000, "USD")),
+            Err(Rejection::BudgetOfClosed)
+        );
+        assert!(matches!(
+            check_budget_update(&state(Active, None), &update(9_000, "EUR")),
+            Err(Rejection::CurrencyMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn a_budget_pause_needs_the_spent_budget_to_be_the_current_one() {
+        use CampaignStatus::{Active, Paused};
+        assert_eq!(
+            check_budget_pause(&state(Active, None), (5_000, "USD")),
+            Ok(Paused)
+        );
+        assert_eq!(
+            check_budget_pause(&state(Active, None), (4_000, "USD")),
+            Err(Rejection::BudgetChanged)
+        );
+        assert!(matches!(
+            check_budget_pause(&state(Paused, None), (5_000, "USD")),
+            Err(Rejection::InvalidTransition { .. })
+        ));
+    }
+
+    #[test]
+    fn pause_reasons_round_trip_through_their_text_form() {
+        for reason in [PauseReason::Advertiser, PauseReason::BudgetExhausted] {
+            assert_eq!(PauseReason::parse(reason.as_str()), Some(reason));
+        }
     }
 }

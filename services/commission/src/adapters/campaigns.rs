@@ -1,29 +1,24 @@
-//! The campaign-event feed: keeps the commission service's copy of each campaign's rate,
-//! currency and status. Each event is applied at most once (the inbox) and only if newer than
-//! what is stored (the aggregate version), so redelivery and reordering are harmless.
+//! The commission service's copy of each campaign's terms (rate, currency, status and budget),
+//! fed by `campaign-events` through `messaging::campaign_copy` (at most once per event, never
+//! rolled back by an older one).
 
-use prost::Message as _;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use affiliate_proto::campaign::{Campaign, CampaignEvent, CampaignStatus, campaign_event::Event};
-use messaging::{Delivery, Failure, Handler, inbox};
+use affiliate_proto::campaign::CampaignStatus;
+use messaging::campaign_copy::{CampaignCopy, CampaignFeed, Change};
 
-use crate::adapters::repository as repo;
+use crate::adapters::repository::{self as repo, TermsUpdate};
 
-/// The inbox consumer name of the feed.
-pub const CONSUMER: &str = "commission/campaign-events";
-
-/// Applies campaign events to `campaign_terms`.
+/// `campaign_terms`, the copy.
 #[derive(Debug, Clone)]
-pub struct CampaignFeed {
+pub struct Terms {
     pool: PgPool,
 }
 
-impl CampaignFeed {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
-    }
+/// The feed of `campaign_terms`.
+pub fn feed(pool: PgPool) -> CampaignFeed<Terms> {
+    CampaignFeed(Terms { pool })
 }
 
 fn status_text(status: i32) -> &'static str {
@@ -34,72 +29,40 @@ fn status_text(status: i32) -> &'static str {
     }
 }
 
-fn transient(e: impl Into<anyhow::Error>) -> Failure {
-    Failure::Transient(e.into())
-}
+impl CampaignCopy for Terms {
+    const CONSUMER: &'static str = "commission/campaign-events";
 
-impl Handler for CampaignFeed {
-    #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "handle"))]
-    async fn handle(&self, delivery: &Delivery) -> Result<(), Failure> {
-        let envelope = CampaignEvent::decode(delivery.payload.as_slice())
-            .map_err(|e| Failure::Rejected(format!("not a campaign event envelope: {e}")))?;
-        let version = envelope
-            .metadata
-            .as_ref()
-            .map_or(0, |m| m.aggregate_version);
-        // The campaign carried by the event, if it carries one (terms-changing events do).
-        let (campaign_id, campaign): (Option<String>, Option<Campaign>) = match envelope.event {
-            Some(Event::CampaignCreated(e)) => {
-                (e.campaign.as_ref().map(|c| c.id.clone()), e.campaign)
-            }
-            Some(Event::CampaignStatusChanged(e)) => (Some(e.campaign_id), e.campaign),
-            Some(Event::VideoAdded(e)) => (e.video.map(|v| v.campaign_id), None),
-            Some(Event::CampaignAccepted(e)) => (e.acceptance.map(|a| a.campaign_id), None),
-            Some(Event::CommandRejected(_)) | None => return Ok(()),
-        };
-        let campaign_id = campaign_id
-            .and_then(|id| Uuid::parse_str(&id).ok())
-            .ok_or_else(|| {
-                Failure::Rejected("campaign event without a valid campaign id".to_owned())
-            })?;
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
 
-        let mut tx = self.pool.begin().await.map_err(transient)?;
-        if !inbox::record(&mut tx, CONSUMER, &delivery.message_id)
-            .await
-            .map_err(transient)?
-        {
-            return Ok(()); // a duplicate: already applied
-        }
-        match campaign {
-            Some(c) => {
-                let (amount_currency, rate) = (
-                    c.budget.map(|b| b.currency).unwrap_or_default(),
-                    c.commission_rate_bps,
-                );
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        id: Uuid,
+        version: i64,
+        change: &Change,
+    ) -> sqlx::Result<bool> {
+        match change {
+            Change::State(c) => {
+                let budget = c.budget.as_ref();
                 repo::upsert_campaign_terms(
-                    &mut tx,
-                    campaign_id,
-                    i32::try_from(rate).unwrap_or(i32::MAX),
-                    &amount_currency,
-                    status_text(c.status),
-                    version,
+                    tx,
+                    id,
+                    TermsUpdate {
+                        rate_bps: i32::try_from(c.commission_rate_bps).unwrap_or(i32::MAX),
+                        currency: budget.map_or("", |b| b.currency.as_str()),
+                        status: status_text(c.status),
+                        budget_minor: budget.map(|b| b.amount_minor).filter(|&b| b > 0),
+                        version,
+                    },
                 )
-                .await
-                .map_err(transient)?;
+                .await?;
+                Ok(true)
             }
-            None => {
-                if !repo::touch_campaign_terms(&mut tx, campaign_id, version)
-                    .await
-                    .map_err(transient)?
-                {
-                    // An event about a campaign whose created event has not arrived: later.
-                    return Err(transient(anyhow::anyhow!(
-                        "campaign {campaign_id} not known yet"
-                    )));
-                }
+            Change::Accepted(_) | Change::Touched => {
+                repo::touch_campaign_terms(tx, id, version).await
             }
         }
-        tx.commit().await.map_err(transient)?;
-        Ok(())
     }
 }

@@ -48,13 +48,16 @@ pub fn violates(error: &sqlx::Error, constraint: &str) -> bool {
 
 // ---- campaign terms (fed by campaign events) ----
 
-pub async fn campaign_terms(
+pub async fn lock_campaign_terms(
     conn: &mut PgConnection,
     campaign_id: Uuid,
 ) -> sqlx::Result<Option<CampaignTerms>> {
     let row = sqlx::query!(
         r#"
-        select commission_rate_bps, currency, status from campaign_terms where campaign_id = $1
+        select commission_rate_bps, currency, status, budget_minor, committed_minor,
+               exhausted_announced, version
+        from campaign_terms where campaign_id = $1
+        for update
         "#,
         campaign_id,
     )
@@ -64,41 +67,81 @@ pub async fn campaign_terms(
         rate_bps: u32::try_from(row.commission_rate_bps).unwrap_or(0),
         currency: row.currency,
         closed: row.status == "closed",
+        budget_minor: row.budget_minor,
+        committed_minor: row.committed_minor,
+        exhausted_announced: row.exhausted_announced,
+        version: row.version,
     }))
 }
 
+/// A campaign's terms as its events give them.
+#[derive(Debug, Clone, Copy)]
+pub struct TermsUpdate<'a> {
+    pub rate_bps: i32,
+    pub currency: &'a str,
+    pub status: &'a str,
+    pub budget_minor: Option<i64>,
+    pub version: i64,
+}
+
 /// Inserts or updates a campaign's terms if `version` is newer than what is stored; returns
-/// whether it was applied.
+/// whether it was applied. A new budget clears the announcement of the old one's exhaustion.
 pub async fn upsert_campaign_terms(
     conn: &mut PgConnection,
     campaign_id: Uuid,
-    rate_bps: i32,
-    currency: &str,
-    status: &str,
-    version: i64,
+    terms: TermsUpdate<'_>,
 ) -> sqlx::Result<bool> {
     let applied = sqlx::query!(
         r#"
-        insert into campaign_terms (campaign_id, commission_rate_bps, currency, status, version)
-        values ($1, $2, $3, $4, $5)
+        insert into campaign_terms (campaign_id, commission_rate_bps, currency, status, budget_minor, version)
+        values ($1, $2, $3, $4, $5, $6)
         on conflict (campaign_id) do update
             set commission_rate_bps = excluded.commission_rate_bps,
                 currency = excluded.currency,
                 status = excluded.status,
+                budget_minor = excluded.budget_minor,
+                exhausted_announced = campaign_terms.exhausted_announced
+                    and campaign_terms.budget_minor is not distinct from excluded.budget_minor,
                 version = excluded.version,
                 updated_at = now()
             where campaign_terms.version < excluded.version
         "#,
         campaign_id,
-        rate_bps,
-        currency,
-        status,
-        version,
+        terms.rate_bps,
+        terms.currency,
+        terms.status,
+        terms.budget_minor,
+        terms.version,
     )
     .execute(conn)
     .await?
     .rows_affected();
     Ok(applied == 1)
+}
+
+/// Adds a commission's share to what a (locked) campaign has committed (saturating at i64::MAX:
+/// only a campaign without a known budget gets there, and no budget is larger), and records that
+/// its budget's exhaustion is announced when `announced`.
+pub async fn commit_budget(
+    conn: &mut PgConnection,
+    campaign_id: Uuid,
+    amount_minor: i64,
+    announced: bool,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        r#"
+        update campaign_terms
+        set committed_minor = least(committed_minor::numeric + $2::bigint, 9223372036854775807)::bigint,
+            exhausted_announced = exhausted_announced or $3
+        where campaign_id = $1
+        "#,
+        campaign_id,
+        amount_minor,
+        announced,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Records that the campaign reached `version` without a change of terms (videos, acceptances);

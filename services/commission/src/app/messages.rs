@@ -4,14 +4,65 @@ use affiliate_proto::commission::{self as pb};
 use affiliate_proto::common::Money;
 pub use service_runtime::time::{now, timestamp};
 
+use affiliate_proto::campaign::{
+    CampaignCommand, PauseCampaignRequest, PauseReason, campaign_command,
+};
+use chrono::{DateTime, Utc};
+use service_runtime::context::CommandContext;
+use service_runtime::outbox::{self, OutboxMessage, Subject};
+use uuid::Uuid;
+
 use crate::adapters::repository::{BalanceRow, CommissionRow, ReservationRow};
-use crate::domain::{self, Status};
+use crate::domain::{self, CampaignTerms, Status};
 
 pub const SERVICE: &str = "commission";
 /// Aggregate of a commission (and of a refused calculation: keyed by the tracking event).
 pub const COMMISSION: &str = "commission";
 /// Aggregate of a payout's reservation (keyed by the payout id).
 pub const RESERVATION: &str = "payout_reservation";
+/// Aggregate of a campaign's budget as the commission service spends it (keyed by the campaign
+/// id; its version is the campaign's at the budget that was spent).
+pub const CAMPAIGN_BUDGET: &str = "campaign_budget";
+
+/// A campaign's budget is spent: `campaign.budget_exhausted.v1`, and the
+/// `campaign.pause.command.v1` (reason BUDGET_EXHAUSTED, caused by that event) that has the
+/// campaign service pause it. Both go into the outbox of the transaction that spent the budget,
+/// the one saga step, so neither is published without the other.
+pub fn budget_exhausted(
+    ctx: &CommandContext,
+    campaign_id: Uuid,
+    terms: &CampaignTerms,
+    committed_minor: i64,
+    occurred_at: DateTime<Utc>,
+) -> [OutboxMessage; 2] {
+    let subject = Subject::new(CAMPAIGN_BUDGET, campaign_id, terms.version);
+    let budget = money(terms.budget_minor.unwrap_or_default(), &terms.currency);
+    let event = outbox::event::<pb::CommissionEvent>(
+        ctx,
+        subject,
+        occurred_at,
+        pb::commission_event::Event::BudgetExhausted(pb::BudgetExhausted {
+            campaign_id: campaign_id.to_string(),
+            budget: budget.clone(),
+            committed: money(committed_minor, &terms.currency),
+        }),
+    );
+    let caused = CommandContext {
+        causation_id: Some(event.message_id.to_string()),
+        ..ctx.clone()
+    };
+    let pause = outbox::command::<CampaignCommand>(
+        &caused,
+        subject,
+        occurred_at,
+        campaign_command::Command::PauseCampaign(PauseCampaignRequest {
+            campaign_id: campaign_id.to_string(),
+            reason: PauseReason::BudgetExhausted.into(),
+            exhausted_budget: budget,
+        }),
+    );
+    [event, pause]
+}
 
 pub fn money(amount_minor: i64, currency: &str) -> Option<Money> {
     Some(Money {

@@ -127,7 +127,8 @@ impl Commissions {
         )?;
 
         execute(db, ctx, "commission.calculate", &request, async |tx| {
-            let terms = repo::campaign_terms(tx, campaign_id)
+            // The lock serializes the campaign's commissions: its budget is never overspent.
+            let terms = repo::lock_campaign_terms(tx, campaign_id)
                 .await?
                 .ok_or_else(|| {
                     Error::NotYet(format!(
@@ -135,7 +136,7 @@ impl Commissions {
                     ))
                 })?;
             let now = messages::now();
-            if let Err(refusal) = domain::check_purchase(&terms, &currency) {
+            let refuse = |refusal: Refusal| {
                 let rejected = CommissionRejected {
                     tracking_event_id: tracking_event_id.to_string(),
                     creator_id: creator_id.to_string(),
@@ -153,10 +154,13 @@ impl Commissions {
                     commission: None,
                     rejection: refusal.code().to_owned(),
                 };
-                return Ok(Decision::with(response, event));
+                Decision::with(response, event)
+            };
+            if let Err(refusal) = domain::check_purchase(&terms, &currency) {
+                return Ok(refuse(refusal));
             }
-            let amount_minor = domain::commission_amount(purchase_minor, terms.rate_bps)
-                .ok_or_else(|| {
+            let computed =
+                domain::commission_amount(purchase_minor, terms.rate_bps).ok_or_else(|| {
                     Error::out_of_range(
                         "purchase_amount.amount_minor",
                         past_the_largest(
@@ -165,6 +169,27 @@ impl Commissions {
                         ),
                     )
                 })?;
+            let share = match domain::budget_share(&terms, computed) {
+                Ok(share) => share,
+                Err(refusal) => {
+                    let mut decision = refuse(refusal);
+                    if !terms.exhausted_announced {
+                        // Spent by a lowered budget, or announced before a crash: announce now.
+                        repo::commit_budget(tx, campaign_id, 0, true).await?;
+                        decision.messages.extend(messages::budget_exhausted(
+                            ctx,
+                            campaign_id,
+                            &terms,
+                            terms.committed_minor,
+                            now,
+                        ));
+                    }
+                    return Ok(decision);
+                }
+            };
+            let amount_minor = share.amount_minor;
+            let announce = share.spends_budget && !terms.exhausted_announced;
+            repo::commit_budget(tx, campaign_id, amount_minor, announce).await?;
             let row = CommissionRow {
                 id: Uuid::now_v7(),
                 tracking_event_id,
@@ -216,7 +241,17 @@ impl Commissions {
                 commission: Some(commission),
                 rejection: String::new(),
             };
-            Ok(Decision::with(response, event))
+            let mut decision = Decision::with(response, event);
+            if announce {
+                decision.messages.extend(messages::budget_exhausted(
+                    ctx,
+                    campaign_id,
+                    &terms,
+                    terms.committed_minor.saturating_add(amount_minor),
+                    now,
+                ));
+            }
+            Ok(decision)
         })
         .await
     }

@@ -30,6 +30,45 @@ pub struct CampaignTerms {
     pub rate_bps: u32,
     pub currency: String,
     pub closed: bool,
+    /// The campaign's budget in minor units of `currency`; `None` while not known (terms from
+    /// before budgets were kept, until the campaign's next event): nothing is enforced.
+    pub budget_minor: Option<i64>,
+    /// What the campaign's commissions have taken of it so far.
+    pub committed_minor: i64,
+    /// The exhaustion of this budget has been published (once per budget).
+    pub exhausted_announced: bool,
+    /// The campaign's aggregate version these terms are at.
+    pub version: i64,
+}
+
+/// What a commission takes of its campaign's budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Share {
+    /// The commission: as computed, or capped to what is left of the budget.
+    pub amount_minor: i64,
+    /// It takes the rest of the budget: the budget is spent.
+    pub spends_budget: bool,
+}
+
+/// The share of the budget a commission of `amount_minor` takes: all of it while the budget
+/// holds it, else what is left (capped: the budget is a ceiling spent to the cent, and the last
+/// purchase before it still earns); refused once nothing is left.
+pub fn budget_share(terms: &CampaignTerms, amount_minor: i64) -> Result<Share, Refusal> {
+    let Some(budget) = terms.budget_minor else {
+        return Ok(Share {
+            amount_minor,
+            spends_budget: false,
+        });
+    };
+    let left = budget.saturating_sub(terms.committed_minor);
+    if left <= 0 {
+        return Err(Refusal::BudgetExhausted);
+    }
+    let amount_minor = amount_minor.min(left);
+    Ok(Share {
+        amount_minor,
+        spends_budget: amount_minor == left,
+    })
 }
 
 /// Why a purchase or payout earns or reserves nothing. These are outcomes, published as
@@ -39,6 +78,7 @@ pub enum Refusal {
     CampaignClosed,
     CurrencyMismatch,
     InsufficientBalance,
+    BudgetExhausted,
 }
 
 impl Refusal {
@@ -48,6 +88,7 @@ impl Refusal {
             Self::CampaignClosed => "CAMPAIGN_CLOSED",
             Self::CurrencyMismatch => "CURRENCY_MISMATCH",
             Self::InsufficientBalance => "INSUFFICIENT_BALANCE",
+            Self::BudgetExhausted => "BUDGET_EXHAUSTED",
         }
     }
 
@@ -56,6 +97,9 @@ impl Refusal {
             Self::CampaignClosed => "the campaign is closed: purchases earn no commission",
             Self::CurrencyMismatch => "the purchase is not in the campaign's currency",
             Self::InsufficientBalance => "the available balance is smaller than the payout",
+            Self::BudgetExhausted => {
+                "the campaign's budget is spent: purchases earn no commission until it is raised"
+            }
         }
     }
 }
@@ -139,13 +183,45 @@ mod tests {
         assert_eq!(commission_amount(i64::MAX / 2, 20_000), Some(i64::MAX - 1));
     }
 
-    #[test]
-    fn purchases_on_closed_campaigns_or_in_other_currencies_earn_nothing() {
-        let open = CampaignTerms {
+    fn terms(budget_minor: Option<i64>, committed_minor: i64) -> CampaignTerms {
+        CampaignTerms {
             rate_bps: 500,
             currency: "EUR".into(),
             closed: false,
+            budget_minor,
+            committed_minor,
+            exhausted_announced: false,
+            version: 1,
+        }
+    }
+
+    #[test]
+    fn a_commission_takes_the_budget_whole_then_capped_to_what_is_left_then_nothing() {
+        let share = |budget, committed, amount| budget_share(&terms(budget, committed), amount);
+        let full = |amount_minor, spends_budget| {
+            Ok(Share {
+                amount_minor,
+                spends_budget,
+            })
         };
+        assert_eq!(share(Some(5_000), 0, 100), full(100, false));
+        assert_eq!(share(Some(5_000), 4_900, 100), full(100, true));
+        assert_eq!(share(Some(5_000), 4_950, 100), full(50, true));
+        assert_eq!(
+            share(Some(5_000), 5_000, 100),
+            Err(Refusal::BudgetExhausted)
+        );
+        // A budget lowered below what was committed.
+        assert_eq!(share(Some(4_000), 5_000, 1), Err(Refusal::BudgetExhausted));
+        // A commission of nothing (a 0 % rate) spends nothing.
+        assert_eq!(share(Some(5_000), 0, 0), full(0, false));
+        // No budget known: nothing enforced.
+        assert_eq!(share(None, i64::MAX, 100), full(100, false));
+    }
+
+    #[test]
+    fn purchases_on_closed_campaigns_or_in_other_currencies_earn_nothing() {
+        let open = terms(None, 0);
         assert_eq!(check_purchase(&open, "EUR"), Ok(()));
         assert_eq!(check_purchase(&open, "USD"), Err(Refusal::CurrencyMismatch));
         let closed = CampaignTerms {

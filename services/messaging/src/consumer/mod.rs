@@ -55,6 +55,8 @@ pub struct Delivery {
     /// Why the message cannot be identified: no envelope metadata or message id, or properties
     /// that disagree with the envelope. Such a message is refused, never applied.
     pub identity_problem: Option<String>,
+    /// The envelope's `metadata.occurred_at`: when the command was issued or the event happened.
+    pub occurred_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The head every envelope of the platform shares: `MessageMetadata metadata = 1`.
@@ -66,11 +68,10 @@ struct EnvelopeHead {
 
 /// The envelope's message id (if it has one) and, if the message cannot be trusted, why not.
 fn envelope_identity(
-    payload: &[u8],
+    head: &Result<EnvelopeHead, prost::DecodeError>,
     properties: &HashMap<String, String>,
 ) -> (Option<String>, Option<String>) {
-    use prost::Message as _;
-    let metadata = match EnvelopeHead::decode(payload) {
+    let metadata = match head {
         Ok(EnvelopeHead {
             metadata: Some(metadata),
         }) => metadata,
@@ -104,14 +105,19 @@ fn envelope_identity(
         }
         _ => None,
     };
-    (Some(metadata.message_id), problem)
+    (Some(metadata.message_id.clone()), problem)
 }
 
 impl Delivery {
     pub fn from_message(message: &Message<Vec<u8>>) -> Self {
         let properties: HashMap<String, String> = properties::all(message);
         let payload = message.payload.data.clone();
-        let (envelope_id, identity_problem) = envelope_identity(&payload, &properties);
+        let head = <EnvelopeHead as prost::Message>::decode(payload.as_slice());
+        let (envelope_id, identity_problem) = envelope_identity(&head, &properties);
+        let occurred_at = head
+            .ok()
+            .and_then(|h| h.metadata?.occurred_at)
+            .and_then(|t| service_runtime::time::from_timestamp(&t));
         // Without an envelope id, the refusal is recorded under the property or the position.
         let message_id = envelope_id.unwrap_or_else(|| {
             let id = message.message_id();
@@ -139,6 +145,7 @@ impl Delivery {
             payload,
             properties,
             identity_problem,
+            occurred_at,
         }
     }
 

@@ -137,7 +137,9 @@ fn campaign_fact(event: Option<campaign_event::Event>) -> Result<Fact, String> {
                 creator_id: id("acceptance.creator_id", &a.creator_id)?,
             }
         }
-        Some(Event::VideoAdded(_) | Event::CommandRejected(_)) | None => Fact::Nothing,
+        Some(Event::VideoAdded(_) | Event::BudgetUpdated(_) | Event::CommandRejected(_)) | None => {
+            Fact::Nothing
+        }
     })
 }
 
@@ -179,6 +181,7 @@ fn commission_fact(event: Option<commission_event::Event>) -> Result<Fact, Strin
             | Event::CommissionReserved(_)
             | Event::CommissionReleased(_)
             | Event::CommissionSettled(_)
+            | Event::BudgetExhausted(_)
             | Event::CommandRejected(_),
         )
         | None => Fact::Nothing,

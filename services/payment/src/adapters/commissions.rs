@@ -82,6 +82,7 @@ impl<P: PaymentProvider> Handler for SagaFeed<P> {
             causation_id: Some(delivery.message_id.clone()),
             traceparent: delivery.traceparent.clone(),
             tracestate: delivery.tracestate.clone(),
+            issued_at: delivery.occurred_at,
         };
         let next = self
             .payouts

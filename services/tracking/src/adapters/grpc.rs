@@ -28,7 +28,7 @@ impl TrackingService for TrackingApi {
         request: Request<pb::CreateEventRequest>,
     ) -> Result<Response<pb::CreateEventResponse>, Status> {
         command(request, async |ctx, r| {
-            self.tracking.create_event(ctx, r).await
+            self.tracking.create_event_waiting(ctx, r).await
         })
         .await
     }

@@ -1,5 +1,6 @@
 //! The tracking service's edges: the PostgreSQL repository, the gRPC server and the command topic.
 
+pub mod campaigns;
 pub mod commands;
 pub mod grpc;
 pub mod repository;

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::{EventKind, EvidenceKind, NewEvent, NewEvidence};
+use crate::domain::{CampaignStatus, EventKind, EvidenceKind, NewEvent, NewEvidence, Standing};
 
 /// A tracking event row.
 #[derive(Debug, Clone)]
@@ -170,4 +170,94 @@ pub async fn list_evidence(conn: &mut PgConnection, page: Page) -> sqlx::Result<
     )
     .fetch_all(conn)
     .await
+}
+
+// ---- the copy of the campaigns (fed by campaign events) ----
+
+/// What the copy knows of `campaign_id` and `creator_id`; `None` if the campaign is not in it.
+pub async fn standing(
+    conn: &mut PgConnection,
+    campaign_id: Uuid,
+    creator_id: Uuid,
+) -> sqlx::Result<Option<Standing>> {
+    let row = sqlx::query!(
+        r#"
+        select c.status,
+               exists (select 1 from acceptances a
+                       where a.campaign_id = c.campaign_id and a.creator_id = $2) as "accepted!"
+        from campaigns c where c.campaign_id = $1
+        "#,
+        campaign_id,
+        creator_id,
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|row| Standing {
+        // The table's check constraint guarantees it parses.
+        status: CampaignStatus::parse(&row.status).unwrap_or(CampaignStatus::Closed),
+        accepted: row.accepted,
+    }))
+}
+
+/// Inserts or updates a campaign's status if `version` is newer than what is stored.
+pub async fn upsert_campaign(
+    conn: &mut PgConnection,
+    campaign_id: Uuid,
+    status: CampaignStatus,
+    version: i64,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        r#"
+        insert into campaigns (campaign_id, status, version) values ($1, $2, $3)
+        on conflict (campaign_id) do update
+            set status = excluded.status, version = excluded.version, updated_at = now()
+            where campaigns.version < excluded.version
+        "#,
+        campaign_id,
+        status.as_str(),
+        version,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records that the campaign reached `version` without a change of status; returns whether the
+/// campaign is known.
+pub async fn touch_campaign(
+    conn: &mut PgConnection,
+    campaign_id: Uuid,
+    version: i64,
+) -> sqlx::Result<bool> {
+    let known = sqlx::query_scalar!(
+        r#"
+        update campaigns set version = greatest(version, $2) where campaign_id = $1 returning version
+        "#,
+        campaign_id,
+        version,
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(known.is_some())
+}
+
+/// Records a creator's acceptance of a known campaign (once).
+pub async fn insert_acceptance(
+    conn: &mut PgConnection,
+    campaign_id: Uuid,
+    creator_id: Uuid,
+    accepted_at: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        r#"
+        insert into acceptances (campaign_id, creator_id, accepted_at) values ($1, $2, $3)
+        on conflict do nothing
+        "#,
+        campaign_id,
+        creator_id,
+        accepted_at,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }

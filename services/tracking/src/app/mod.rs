@@ -6,7 +6,11 @@
 mod error;
 pub mod messages;
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 use sqlx::PgPool;
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use affiliate_proto::tracking::{
@@ -19,22 +23,86 @@ use service_runtime::unit_of_work::{Decision, execute};
 use service_runtime::validation::parse_optional_id;
 
 use crate::adapters::repository::{self as repo, Page};
-use crate::domain::{self, CreateEventInput, SubmitEvidenceInput, Violations};
+use crate::domain::{
+    self, CreateEventInput, NewEvent, SubmitEvidenceInput, Unattributed, Violations,
+};
 pub use error::Error;
 
 /// Default and largest page of ListEvents and ListEvidence.
 pub const DEFAULT_PAGE_SIZE: i32 = 20;
 pub const MAX_PAGE_SIZE: i32 = 100;
+/// How often a request waiting for the copy of the campaigns looks again without a wake-up.
+const ATTRIBUTION_POLL: Duration = Duration::from_millis(100);
+
+/// How tracking waits for its copy of the campaigns, which the campaign events feed: a
+/// campaign created or accepted a moment ago may not be in it yet. While a command is younger
+/// than `grace` (or the process started less than `grace` ago, its copy catching up), a failed
+/// attribution check is "not yet": the gRPC door waits for the copy to change and checks again,
+/// the command topic's door retries the message with back-off. After that the refusal is final.
+#[derive(Debug, Clone)]
+pub struct Attribution {
+    pub grace: Duration,
+    started: Instant,
+    /// Notified by the feed after each change of the copy.
+    pub changed: Arc<Notify>,
+}
+
+impl Attribution {
+    pub fn new(grace: Duration) -> Self {
+        Self {
+            grace,
+            started: Instant::now(),
+            changed: Arc::new(Notify::new()),
+        }
+    }
+
+    /// How long `ctx`'s command may still wait for the copy; zero once its check is final.
+    fn patience(&self, ctx: &CommandContext) -> Duration {
+        // Issued at an unknown time: only the start-up window applies. A little ahead of this
+        // clock: young.
+        let age = ctx.issued_at.map_or(Duration::MAX, |at| {
+            (chrono::Utc::now() - at).to_std().unwrap_or_default()
+        });
+        let since_start = self.started.elapsed();
+        self.grace.saturating_sub(age.min(since_start))
+    }
+}
 
 /// The tracking use cases over one database.
 #[derive(Debug, Clone)]
 pub struct Tracking {
     pool: PgPool,
+    attribution: Attribution,
 }
 
 impl Tracking {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(pool: PgPool, attribution: Attribution) -> Self {
+        Self { pool, attribution }
+    }
+
+    /// [`Tracking::create_event`], waiting while the copy of the campaigns may still be behind
+    /// (see [`Attribution`]): for the gRPC door, whose caller waits for the answer.
+    pub async fn create_event_waiting(
+        &self,
+        ctx: &CommandContext,
+        request: pb::CreateEventRequest,
+    ) -> Result<pb::CreateEventResponse, Error> {
+        loop {
+            // Registered before the attempt, so a change during it is not missed.
+            let changed = self.attribution.changed.notified();
+            match self.create_event(ctx, request.clone()).await {
+                Err(Error::NotYet(reason)) => {
+                    let patience = self.attribution.patience(ctx);
+                    if patience.is_zero() {
+                        return Err(Error::NotYet(reason));
+                    }
+                    // The notification, or a poll: another replica's feed may fill the copy.
+                    let poll = patience.min(ATTRIBUTION_POLL);
+                    let _ = tokio::time::timeout(poll, changed).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Records a view, click or purchase and publishes `tracking_event.created.v1`; a purchase
@@ -64,6 +132,10 @@ impl Tracking {
             "tracking.create_event",
             &request,
             async |tx| {
+                let standing = repo::standing(tx, new.campaign_id, new.creator_id).await?;
+                if let Err(why) = domain::check_attribution(standing) {
+                    return Err(self.unattributed(ctx, &new, why));
+                }
                 let now = messages::now();
                 let row = repo::insert_event(tx, Uuid::now_v7(), &new, now).await?;
                 let event = messages::tracking_event(&row);
@@ -83,6 +155,30 @@ impl Tracking {
             },
         )
         .await
+    }
+
+    /// The error of an event the copy does not attribute: "not yet" while the copy may be behind,
+    /// then NOT_FOUND for an unknown campaign and FAILED_PRECONDITION for the rest.
+    fn unattributed(&self, ctx: &CommandContext, new: &NewEvent, why: Unattributed) -> Error {
+        if !self.attribution.patience(ctx).is_zero() {
+            return Error::NotYet(format!(
+                "campaign {}: {why} (yet; tracking's copy of the campaigns may be behind)",
+                new.campaign_id
+            ));
+        }
+        match why {
+            Unattributed::UnknownCampaign => Error::NotFound {
+                what: "campaign",
+                id: new.campaign_id.to_string(),
+            },
+            Unattributed::NotAccepted => Error::Precondition(format!(
+                "creator {} has not accepted campaign {}",
+                new.creator_id, new.campaign_id
+            )),
+            Unattributed::NotActive(_) => {
+                Error::Precondition(format!("campaign {}: {why}", new.campaign_id))
+            }
+        }
     }
 
     /// One tracking event.
