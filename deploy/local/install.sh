@@ -6,6 +6,7 @@
 #   go:   grpcurl  (go install github.com/fullstorydev/grpcurl/cmd/grpcurl@latest  -> $GO_BIN_DIR)
 #   npm:  buf      (npm install @bufbuild/buf --prefix $NPM_TOOLS_PREFIX           -> $BUF_BIN)
 #   pip:  schemathesis $SCHEMATHESIS_VERSION in the venv $PY_TOOLS_VENV             -> $SCHEMATHESIS_BIN
+#         pulsar-client $PULSAR_CLIENT_PY_VERSION and protobuf $PROTOBUF_PY_VERSION there too -> $PY_TOOLS_PYTHON
 #   cargo: cargo-deny $CARGO_DENY_VERSION (cargo install --locked --root $CARGO_TOOLS_ROOT) -> $CARGO_DENY_BIN
 #          cargo-machete $CARGO_MACHETE_VERSION (the same way)                    -> $CARGO_MACHETE_BIN
 # `apt-get update` runs once, and only when an apt package is missing. Waits for the apt/dpkg lock.
@@ -118,6 +119,19 @@ elif command -v python3 >/dev/null 2>&1; then
   installed+=("schemathesis ($SCHEMATHESIS_BIN)")
 else
   missing+=("schemathesis: no 'python3' on PATH (apt-get install python3 python3-venv), then rerun")
+fi
+
+# ---- the Python Pulsar client and protobuf (PyPI, the same venv) ---------------------------
+py_has() { "$PY_TOOLS_PYTHON" -c "import importlib.metadata as m, sys; sys.exit(m.version('$1') != '$2')" 2>/dev/null; }
+if [[ -x "$PY_TOOLS_PYTHON" ]] && py_has pulsar-client "$PULSAR_CLIENT_PY_VERSION" && py_has protobuf "$PROTOBUF_PY_VERSION"; then
+  found+=("pulsar-client $PULSAR_CLIENT_PY_VERSION, protobuf $PROTOBUF_PY_VERSION ($PY_TOOLS_VENV)")
+elif [[ -x "$PY_TOOLS_VENV/bin/pip" ]]; then
+  infra_log "pip install pulsar-client==$PULSAR_CLIENT_PY_VERSION protobuf==$PROTOBUF_PY_VERSION -> $PY_TOOLS_VENV"
+  "$PY_TOOLS_VENV/bin/pip" install --quiet --disable-pip-version-check \
+    "pulsar-client==$PULSAR_CLIENT_PY_VERSION" "protobuf==$PROTOBUF_PY_VERSION" >&2
+  installed+=("pulsar-client $PULSAR_CLIENT_PY_VERSION, protobuf $PROTOBUF_PY_VERSION ($PY_TOOLS_VENV)")
+else
+  missing+=("pulsar-client: no venv at $PY_TOOLS_VENV (see schemathesis above), then rerun")
 fi
 
 # ---- cargo tools (crates.io): cargo-deny (supply chain) and cargo-machete (unused dependencies),

@@ -288,6 +288,9 @@ case "${1:-}" in
     "$HERE/infra.sh" up
     infra_log "building the workspace (cargo build --workspace --bins${BUILD_FLAGS[*]:+ ${BUILD_FLAGS[*]}}; binaries from $BIN_DIR)"
     (cd "$REPO_ROOT" && CARGO_TARGET_DIR="$CARGO_TARGET_DIR" cargo build --workspace --bins --quiet ${BUILD_FLAGS[@]+"${BUILD_FLAGS[@]}"})
+    # every envelope's schema in the registry before anything uses the topics (docs/design.md)
+    env PULSAR_URL="$PULSAR_URL" PULSAR_ADMIN_URL="$PULSAR_ADMIN_URL" PULSAR_TENANT="$PULSAR_TENANT" \
+      PULSAR_NAMESPACE="$PULSAR_NAMESPACE" ${bff_pulsar_env[@]+"${bff_pulsar_env[@]}"} "$BIN_DIR/platform" schemas
     # first, so the processes' first spans have somewhere to go; it exports nothing itself
     start trace-viewer trace-viewer OTLP_LISTEN="$TRACE_OTLP" TRACE_UI_LISTEN="$TRACE_UI" OTEL_EXPORTER_OTLP_ENDPOINT=
     wait_http trace-viewer "http://$TRACE_UI/api/services"

@@ -265,8 +265,27 @@ pub async fn fresh_namespace() -> TestNamespace {
         status == 204 || status == 200,
         "set retention on {namespace}: HTTP {status} {body}"
     );
+    // As deploy/local/pulsar.sh does: the schema compatibility strategy of the envelopes.
+    let (status, body) = http_request(
+        "PUT",
+        &format!("{path}/schemaCompatibilityStrategy"),
+        &format!("\"{SCHEMA_COMPATIBILITY}\""),
+    )
+    .await;
+    assert!(
+        status == 204 || status == 200,
+        "set the schema compatibility strategy on {namespace}: HTTP {status} {body}"
+    );
+    // As deploy/local/platform.sh does (`platform schemas`): every envelope registered first.
+    messaging::schema::register_all(&admin(), &pulsar_tenant(), &namespace)
+        .await
+        .unwrap_or_else(|e| panic!("register the envelopes' schemas in {namespace}: {e:#}"));
     namespace
 }
+
+/// The namespaces' schema compatibility strategy (`PULSAR_SCHEMA_COMPATIBILITY`,
+/// deploy/local/env.sh).
+pub const SCHEMA_COMPATIBILITY: &str = "FULL_TRANSITIVE";
 
 /// A request to the Pulsar admin API; returns status and body.
 pub async fn http_request(method: &str, path: &str, body: &str) -> (u16, String) {

@@ -1,6 +1,7 @@
 //! End to end: the campaign service and the relay as real processes, against the real
 //! PostgreSQL and Pulsar. A campaign created over gRPC arrives on `campaign-events` as a typed
-//! envelope, keyed by the campaign id; a retry with the same idempotency key publishes nothing.
+//! envelope, keyed by the campaign id, whose schema the relay registered; a retry with the same
+//! idempotency key publishes nothing.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -159,6 +160,22 @@ async fn campaign_created_over_grpc_arrives_on_pulsar_once() {
         Some(Event::CampaignCreated(created)) => assert_eq!(created.campaign, Some(campaign)),
         other => panic!("unexpected event {other:?}"),
     }
+
+    // The relay's producer registered the topic's envelope in the schema registry.
+    let path = format!(
+        "/admin/v2/schemas/{}/schema",
+        topic("campaign-events").trim_start_matches("persistent://")
+    );
+    let (status, body) = e2e::http_request("GET", &path, "").await;
+    assert_eq!(status, 200, "{body}");
+    let registered: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(registered["type"], "PROTOBUF_NATIVE", "{body}");
+    let data: serde_json::Value =
+        serde_json::from_str(registered["data"].as_str().unwrap_or_default()).unwrap();
+    assert_eq!(
+        data["rootMessageTypeName"],
+        "affiliate.campaign.v1.CampaignEvent"
+    );
 
     // Published rows leave the outbox (the relay deletes them after the receipts, so possibly
     // a moment after the consumer saw them).

@@ -27,4 +27,7 @@ code=$(put PUT "/admin/v2/namespaces/$tenant/$namespace")
 [[ "$code" =~ ^(200|204|409)$ ]] || { echo "creating namespace $tenant/$namespace failed: HTTP $code" >&2; exit 1; }
 code=$(put POST "/admin/v2/namespaces/$tenant/$namespace/retention" "$retention")
 [[ "$code" =~ ^(200|204)$ ]] || { echo "setting retention on $tenant/$namespace failed: HTTP $code" >&2; exit 1; }
-echo "namespace $tenant/$namespace ready (retention $retention)"
+# The envelopes' PROTOBUF_NATIVE schemas (messaging::schema): see docs/design.md.
+code=$(put PUT "/admin/v2/namespaces/$tenant/$namespace/schemaCompatibilityStrategy" '"FULL_TRANSITIVE"')
+[[ "$code" =~ ^(200|204)$ ]] || { echo "setting the schema compatibility strategy on $tenant/$namespace failed: HTTP $code" >&2; exit 1; }
+echo "namespace $tenant/$namespace ready (retention $retention, schema compatibility FULL_TRANSITIVE)"

@@ -180,4 +180,10 @@ ensure_tenant_namespace() {
     sleep 1
   done
   [[ "$code" =~ ^(200|204)$ ]] || infra_die "setting retention on $PULSAR_TENANT/$PULSAR_NAMESPACE failed: HTTP $code"
+  # Each topic's envelope is a PROTOBUF_NATIVE schema (messaging::schema). FULL_TRANSITIVE: a new
+  # version must be readable by and able to read every earlier one, which is what proto3 field
+  # rules give and what `buf breaking` (tests/run.sh) checks before a schema reaches the broker.
+  code="$(http_code PUT "/admin/v2/namespaces/$PULSAR_TENANT/$PULSAR_NAMESPACE/schemaCompatibilityStrategy" "\"$PULSAR_SCHEMA_COMPATIBILITY\"")"
+  [[ "$code" =~ ^(200|204)$ ]] ||
+    infra_die "setting the schema compatibility strategy on $PULSAR_TENANT/$PULSAR_NAMESPACE failed: HTTP $code"
 }

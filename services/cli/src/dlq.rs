@@ -21,6 +21,7 @@ use messaging::properties::{
 use service_runtime::config::{PulsarArgs, parse_duration};
 
 use crate::decode;
+use crate::registry::AdminUrl;
 use messaging::properties::get as property;
 
 /// The subscription through which operators read dead letters.
@@ -42,14 +43,8 @@ pub enum DlqCommand {
 pub struct Common {
     #[command(flatten)]
     pulsar: PulsarArgs,
-    /// Pulsar admin REST URL (`http://` or `https://`; the broker's CA and token are those of
-    /// the binary protocol: PULSAR_TLS_CA_FILE, PULSAR_TOKEN, PULSAR_TOKEN_FILE or PULSAR_OAUTH2_*).
-    #[arg(
-        long = "pulsar-admin-url",
-        env = "PULSAR_ADMIN_URL",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    admin_url: String,
+    #[command(flatten)]
+    admin: AdminUrl,
     /// How long without a new letter means the end of the topic.
     #[arg(long, env = "DLQ_IDLE", default_value = "2s", value_parser = parse_duration)]
     idle: Duration,
@@ -100,11 +95,7 @@ impl Common {
     /// The admin API, with the broker's CA and the same token (or OAuth2 client) as the binary
     /// protocol.
     fn admin(&self) -> anyhow::Result<messaging::admin::Admin> {
-        messaging::admin::Admin::new(
-            &self.admin_url,
-            self.pulsar.tls_ca_file.as_deref(),
-            messaging::admin::Token::of(&self.pulsar)?,
-        )
+        self.admin.admin(&self.pulsar)
     }
 }
 

@@ -2,11 +2,13 @@
 //!
 //! `platform tail --topic campaign-events` prints a topic's messages as JSON lines;
 //! `platform dlq topics | list | show | redrive` inspects and replays dead letters;
-//! `platform load --rate 200 --duration 60s` puts a running platform under purchase load.
+//! `platform load --rate 200 --duration 60s` puts a running platform under purchase load;
+//! `platform schemas` registers the envelopes' schemas in the namespace.
 
 mod decode;
 mod dlq;
 mod load;
+mod registry;
 mod tail;
 
 use clap::Parser as _;
@@ -29,6 +31,9 @@ enum Command {
     /// Drive purchases into a running platform at a fixed rate or a ramp and report throughput,
     /// latencies (acknowledgement and purchase → commission), missing and duplicate commissions.
     Load(Box<load::LoadArgs>),
+    /// Register every topic's envelope (PROTOBUF_NATIVE) in the namespace's schema registry,
+    /// before anything uses the topics.
+    Schemas(registry::SchemasArgs),
 }
 
 #[tokio::main]
@@ -38,6 +43,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Tail(args) => tail::run(args).await,
         Command::Dlq(command) => dlq::run(command).await,
         Command::Load(args) => load::run(*args, interrupt()).await,
+        Command::Schemas(args) => registry::register(args).await,
     }
 }
 

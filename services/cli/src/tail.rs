@@ -1,4 +1,7 @@
 //! `platform tail`: print a topic's messages as JSON lines (key, properties, decoded envelope).
+//! Each envelope is decoded by the schema registry (the message's own schema version, as a client
+//! in another language would); a message written without a schema is decoded by the compiled
+//! types of its topic.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -10,6 +13,7 @@ use futures::TryStreamExt as _;
 use service_runtime::config::{PulsarArgs, parse_duration};
 
 use crate::decode;
+use crate::registry::{AdminUrl, Registry, version};
 
 #[derive(Debug, clap::Args)]
 pub struct TailArgs {
@@ -27,10 +31,13 @@ pub struct TailArgs {
     timeout: Option<Duration>,
     #[command(flatten)]
     pulsar: PulsarArgs,
+    #[command(flatten)]
+    admin: AdminUrl,
 }
 
 pub async fn run(args: TailArgs) -> anyhow::Result<()> {
     let topic = args.pulsar.topic(&args.topic);
+    let mut registry = Registry::new(args.admin.admin(&args.pulsar)?, &topic);
     let client = messaging::connect(&args.pulsar).await?;
     let start = if args.from_earliest {
         pulsar::consumer::InitialPosition::Earliest
@@ -56,11 +63,32 @@ pub async fn run(args: TailArgs) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("subscription to {topic} ended"))?;
         consumer.ack(&message).await.context("ack")?;
         let properties: BTreeMap<String, String> = messaging::properties::all(&message);
+        let payload = &message.payload.data;
+        let written_with = message
+            .metadata()
+            .schema_version
+            .as_deref()
+            .and_then(version);
+        let by_registry = match written_with {
+            Some(v) => registry.decode(v, payload).await?,
+            None => None,
+        };
+        let (schema, envelope) = match by_registry {
+            Some(envelope) => (
+                serde_json::json!({ "registry_version": written_with }),
+                envelope,
+            ),
+            None => (
+                serde_json::json!("compiled"),
+                decode::envelope(&args.topic, payload),
+            ),
+        };
         let line = serde_json::json!({
             "topic": topic,
             "key": message.key(),
             "properties": properties,
-            "envelope": decode::envelope(&args.topic, &message.payload.data),
+            "schema": schema,
+            "envelope": envelope,
         });
         writeln!(stdout, "{line}").context("write stdout")?;
         seen += 1;

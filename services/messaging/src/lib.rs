@@ -14,6 +14,7 @@ pub mod consumer;
 pub mod door;
 pub mod health;
 pub mod inbox;
+pub mod schema;
 
 use std::time::Duration;
 

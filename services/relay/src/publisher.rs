@@ -128,6 +128,8 @@ impl Publisher {
                         // the default policy ignores the key.
                         routing_policy: Some(pulsar::routing_policy::RoutingPolicy::RoundRobin),
                         block_queue_if_full: true,
+                        // The topic's envelope in the schema registry (`messaging::schema`).
+                        schema: messaging::schema::of_topic(&making),
                         ..ProducerOptions::default()
                     })
                     .build()

@@ -398,6 +398,12 @@ async fn subscribe(
         .with_options(ConsumerOptions {
             durable: Some(true),
             initial_position: InitialPosition::Earliest,
+            // The topic's envelope, checked by the broker against the registry (a subscription
+            // over several topics, which one schema cannot describe, declares none).
+            schema: match subscription.topics.as_slice() {
+                [topic] => crate::schema::of_topic(topic),
+                _ => None,
+            },
             ..ConsumerOptions::default()
         })
         // Retries happen here, in the process, without a negative acknowledgement (which would
