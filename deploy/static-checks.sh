@@ -22,7 +22,10 @@
 #   4. across them: every process compose and Helm run is a binary of the image; every
 #      environment variable set on it is one that binary reads (its clap `env = "…"`, found in
 #      the Rust sources), and every one it requires is set; ports, probes, file paths, Secret
-#      keys and Service names agree with each other
+#      keys and Service names agree with each other; the *_GRPC_URL and PULSAR_ADMIN_URL a binary
+#      reads (loopback defaults, wrong in a container) are set; every service of the workspace
+#      (a crate of the kit, `type Flags = …`) runs in compose and in every Helm render, and each
+#      compose DATABASE_URL names a database compose/postgres/init-databases.sql creates
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
@@ -367,6 +370,12 @@ if not user or user[-1][0] == "0":
 image_uid = int(user[-1][0]) if user else None
 
 
+def loopback_defaults(binary):
+    """What `binary` reads that defaults to a loopback address (127.0.0.1, which in a container
+    is the container itself): the services' gRPC URLs and the broker's admin URL."""
+    return {n for n in reads.get(binary, ()) if n.endswith("_GRPC_URL") or n == "PULSAR_ADMIN_URL"}
+
+
 def check_env(where, binary, names, helpers=()):
     """names: the variables set on a process running `binary`."""
     if binary not in in_image:
@@ -380,6 +389,8 @@ def check_env(where, binary, names, helpers=()):
         error(f"{where}: sets {name}, which {binary} does not read{hint}")
     for name in sorted(required[binary] - set(names)):
         error(f"{where}: does not set {name}, which {binary} requires")
+    for name in sorted(loopback_defaults(binary) - required[binary] - set(names)):
+        error(f"{where}: does not set {name}, which {binary} reads (its default is a loopback address)")
 
 
 def host_port(value):
@@ -414,13 +425,34 @@ for name, s in services.items():
     for dep, d in (s.get("depends_on") or {}).items():
         if d.get("condition") == "service_healthy" and not (services.get(dep) or {}).get("healthcheck"):
             error(f"compose {name}: waits for {dep} to be healthy, but {dep} has no healthcheck")
+# The databases the postgres service's init script creates (on an empty volume), in order.
+init_sql = [v["source"] for v in (services.get("postgres") or {}).get("volumes") or []
+            if v.get("type") == "bind" and str(v.get("target", "")).startswith("/docker-entrypoint-initdb.d/")]
+created = []
+for source in init_sql:
+    created += re.findall(r"^\s*create\s+database\s+\"?(\w+)\"?\s*;", open(source).read(), re.M | re.I)
+if not created:
+    error("compose postgres: no init script in /docker-entrypoint-initdb.d/ creates a database")
+else:
+    test = ((services.get("postgres") or {}).get("healthcheck") or {}).get("test") or []
+    asked = test[test.index("-d") + 1 :][:1] if "-d" in test else created[-1:]
+    if asked != created[-1:]:
+        error(f"compose postgres: the healthcheck asks database {asked[0] if asked else None!r}, not "
+              f"{created[-1]!r}, the last the init script creates (it would pass before that one exists)")
+compose_runs = set()
 for name, s in ours.items():
     command = (s.get("entrypoint") or []) + (s.get("command") or [])
     if not command:
         error(f"compose {name}: no command (the image's default runs no process of the platform)")
         continue
+    compose_runs.add(command[0])
     env = s.get("environment") or {}
     check_env(f"compose {name}", command[0], env)
+    if env.get("DATABASE_URL") and created:
+        parts = urlsplit(str(env["DATABASE_URL"]))
+        if parts.hostname == "postgres" and parts.path.lstrip("/") not in created:
+            error(f"compose {name}: DATABASE_URL names database {parts.path.lstrip('/')!r}, which "
+                  f"compose/postgres/init-databases.sql does not create ({', '.join(created)})")
     for k, v in env.items():
         host, port = host_port(v)
         if host in ours and port not in listens[host]:
@@ -439,6 +471,9 @@ for name, s in ours.items():
         error(f"compose {name}: healthcheck {test[:1]}: the image has no shell, use CMD")
 
 # ---- Helm renders ---------------------------------------------------------------------------
+helm_runs = {}  # render -> the binaries its Deployments run
+
+
 def env_names(container, objects, where):
     names, values = [], {}
     for e in container.get("env") or []:
@@ -468,6 +503,8 @@ for path in render_paths:
     objects = {(d["kind"], d["metadata"]["name"]): d for d in docs}
     svc_ports = {d["metadata"]["name"]: {p["port"] for p in d["spec"]["ports"]} for d in docs if d["kind"] == "Service"}
     deployments = [d for d in docs if d["kind"] == "Deployment"]
+    helm_runs[label] = {c["command"][0] for d in deployments for c in d["spec"]["template"]["spec"]["containers"]
+                        if c.get("command")}
     pod_labels = {d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"] for d in deployments}
 
     def selects(selector):
@@ -528,6 +565,19 @@ for path in render_paths:
                 if port is not None and port not in ports and port not in named:
                     error(f"{where}: {kind} on port {port}, which the container does not declare")
 
+# ---- every service of the workspace runs in compose and in the chart ------------------------
+# A service of the kit (its crate declares `type Flags = …`) is a process both run; one wired
+# into neither, or into one only, is an error.
+kit_services = sorted(b for b, p in bins.items() if p in declared)
+if not kit_services:
+    error("found no service of the kit (`type Flags = …`): the source scan is broken")
+for binary in kit_services:
+    if binary not in compose_runs:
+        error(f"compose: no service runs {binary}, a service of the workspace ({bins[binary]})")
+    for label, runs in helm_runs.items():
+        if binary not in runs:
+            error(f"{label} no Deployment runs {binary}, a service of the workspace ({bins[binary]})")
+
 if errors:
     # one line per problem, naming the Helm renders it shows in
     grouped = {}
@@ -543,7 +593,8 @@ if errors:
 checked = sorted(b for b in bins if b in in_image)
 print(f"{len(checked)} binaries, {len(set().union(*(reads[b] for b in checked)))} distinct variables read "
       f"({sum(len(required[b]) for b in checked)} required); {len(ours)} compose services and "
-      f"{len(render_paths)} Helm renders set only those, and agree on ports, probes, mounts and names")
+      f"{len(render_paths)} Helm renders set only those, and agree on ports, probes, mounts and names; "
+      f"each runs the {len(kit_services)} services ({', '.join(kit_services)})")
 PY
 summary+=("cross-checks: $(cat "$WORK/cross.txt")")
 

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use affiliate_proto::analytics::analytics_service_client::AnalyticsServiceClient;
 use affiliate_proto::campaign::campaign_service_client::CampaignServiceClient;
 use affiliate_proto::commission::commission_service_client::CommissionServiceClient;
 use affiliate_proto::notification::notification_service_client::NotificationServiceClient;
@@ -23,6 +24,7 @@ pub struct Clients {
     pub commission: CommissionServiceClient<TracedChannel>,
     pub payment: PaymentServiceClient<TracedChannel>,
     pub notification: NotificationServiceClient<TracedChannel>,
+    pub analytics: AnalyticsServiceClient<TracedChannel>,
     /// Health clients by service name, in a fixed order.
     pub health: Vec<(&'static str, HealthClient<Channel>)>,
 }
@@ -45,6 +47,7 @@ impl Clients {
         let commission = channel("commission", &urls.commission_url)?;
         let payment = channel("payment", &urls.payment_url)?;
         let notification = channel("notification", &urls.notification_url)?;
+        let analytics = channel("analytics", &urls.analytics_url)?;
         Ok(Self {
             health: vec![
                 ("campaign", HealthClient::new(campaign.clone())),
@@ -52,12 +55,14 @@ impl Clients {
                 ("commission", HealthClient::new(commission.clone())),
                 ("payment", HealthClient::new(payment.clone())),
                 ("notification", HealthClient::new(notification.clone())),
+                ("analytics", HealthClient::new(analytics.clone())),
             ],
             campaign: CampaignServiceClient::new(TracedChannel::new(campaign)),
             tracking: TrackingServiceClient::new(TracedChannel::new(tracking)),
             commission: CommissionServiceClient::new(TracedChannel::new(commission)),
             payment: PaymentServiceClient::new(TracedChannel::new(payment)),
             notification: NotificationServiceClient::new(TracedChannel::new(notification)),
+            analytics: AnalyticsServiceClient::new(TracedChannel::new(analytics)),
         })
     }
 }

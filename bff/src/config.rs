@@ -22,6 +22,13 @@ pub struct Config {
     pub edge: EdgeArgs,
     #[command(flatten)]
     pub pulsar_admin: PulsarAdminArgs,
+    /// The trace viewer's UI (Jaeger), whose `/trace/{traceId}` pages the audit trail links to.
+    #[arg(
+        long,
+        env = "TRACE_VIEWER_URL",
+        default_value = "http://127.0.0.1:16686"
+    )]
+    pub trace_viewer_url: String,
     #[command(flatten)]
     pub log: LogArgs,
 }
@@ -59,6 +66,12 @@ pub struct ServiceUrls {
         default_value = "http://127.0.0.1:50055"
     )]
     pub notification_url: String,
+    #[arg(
+        long,
+        env = "ANALYTICS_GRPC_URL",
+        default_value = "http://127.0.0.1:50056"
+    )]
+    pub analytics_url: String,
     /// Deadline of each gRPC call (sent to the service as `grpc-timeout`).
     #[arg(long, env = "GRPC_DEADLINE", default_value = "10s", value_parser = parse_duration)]
     pub deadline: Duration,

@@ -17,7 +17,10 @@ pub fn rfc3339(timestamp: Option<pbjson_types::Timestamp>) -> Option<String> {
         .map(|at| at.to_rfc3339_opts(SecondsFormat::AutoSi, true))
 }
 
-fn int64_as_string<S: Serializer>(value: &i64, serializer: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn int64_as_string<S: Serializer>(
+    value: &i64,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&value.to_string())
 }
 

@@ -20,7 +20,7 @@ use crate::routes;
 #[openapi(
     info(
         title = "Affiliate platform API",
-        description = "The REST/JSON edge of the affiliate platform: campaigns, creators, tracking, commissions, payouts and notifications. Bodies follow proto3 JSON style: camelCase names, int64 as strings, enums by name, RFC 3339 timestamps in UTC. Every `/api/v1` route needs `Authorization: Bearer <JWT>`; errors are RFC 9457 problem+json.",
+        description = "The REST/JSON edge of the affiliate platform: campaigns, creators, tracking, commissions, payouts, notifications and statistics. Bodies follow proto3 JSON style: camelCase names, int64 as strings, enums by name, RFC 3339 timestamps in UTC. Every `/api/v1` route needs `Authorization: Bearer <JWT>`; errors are RFC 9457 problem+json.",
     ),
     components(schemas(Problem, FieldError)),
     tags(
@@ -28,7 +28,8 @@ use crate::routes;
         (name = "creators", description = "A creator's acceptances, evidence, commissions, balance and payouts"),
         (name = "tracking", description = "Views, clicks and purchases"),
         (name = "notifications", description = "Per-user notifications, listed or live"),
-        (name = "admin", description = "Operations: dead letters"),
+        (name = "analytics", description = "Campaign and creator statistics by day"),
+        (name = "admin", description = "Operations: dead letters, workflows and aggregate histories (the audit trail)"),
         (name = "health", description = "Liveness of the BFF and the services"),
     )
 )]

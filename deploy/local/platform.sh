@@ -3,8 +3,8 @@
 #
 #   deploy/local/platform.sh up       infrastructure (PostgreSQL, Pulsar), build, start the trace viewer
 #                                     (Jaeger UI on $TRACE_UI; every process exports its spans to it),
-#                                     every service (campaign, tracking, commission, payment, notification;
-#                                     SERVICE_MODE, default hybrid), the relay and the BFF, then run
+#                                     every service (campaign, tracking, commission, payment, notification,
+#                                     analytics; SERVICE_MODE, default hybrid), the relay and the BFF, then run
 #                                     one workflow through grpcurl: campaign → accept → purchase →
 #                                     commission → payout, show the campaign's event as it arrived on
 #                                     Pulsar and the creator's notifications; then the same journey
@@ -50,6 +50,7 @@ TRACKING_GRPC="${TRACKING_GRPC:-127.0.0.1:50052}"
 COMMISSION_GRPC="${COMMISSION_GRPC:-127.0.0.1:50053}"
 PAYMENT_GRPC="${PAYMENT_GRPC:-127.0.0.1:50054}"
 NOTIFICATION_GRPC="${NOTIFICATION_GRPC:-127.0.0.1:50055}"
+ANALYTICS_GRPC="${ANALYTICS_GRPC:-127.0.0.1:50056}"
 SERVICE_MODE="${SERVICE_MODE:-hybrid}"
 BFF_HTTP="${BFF_HTTP:-127.0.0.1:8088}"
 # The trace viewer: OTLP gRPC receiver (OTEL_EXPORTER_OTLP_ENDPOINT of every process) and Jaeger UI.
@@ -58,8 +59,9 @@ TRACE_UI="${TRACE_UI:-127.0.0.1:16686}"
 # The development HS256 secret of the BFF's tokens: JWT_HS256_SECRET, or one generated once and
 # kept (mode 600) in .state/jwt-secret. Never a production setting: use JWT_JWKS_URL there.
 JWT_SECRET_FILE="$STATE_DIR/jwt-secret"
-# service name:gRPC address. The notification service publishes nothing: the relay skips its outbox.
-SERVICES=("campaign-service:$CAMPAIGN_GRPC" "tracking-service:$TRACKING_GRPC" "commission-service:$COMMISSION_GRPC" "payment-service:$PAYMENT_GRPC" "notification-service:$NOTIFICATION_GRPC")
+# service name:gRPC address. The notification and analytics services publish nothing: the relay
+# skips their outboxes.
+SERVICES=("campaign-service:$CAMPAIGN_GRPC" "tracking-service:$TRACKING_GRPC" "commission-service:$COMMISSION_GRPC" "payment-service:$PAYMENT_GRPC" "notification-service:$NOTIFICATION_GRPC" "analytics-service:$ANALYTICS_GRPC")
 
 pid_alive() { [[ -f "$PID_DIR/$1.pid" ]] && kill -0 "$(cat "$PID_DIR/$1.pid")" 2>/dev/null; }
 
@@ -259,7 +261,7 @@ for n in json.load(sys.stdin)["notifications"]: print("  #" + n["sequence"], n["
   echo "API docs: http://$BFF_HTTP/docs   OpenAPI: http://$BFF_HTTP/openapi.json"
   echo "the purchase as one trace (BFF → tracking → relay → Pulsar → commission → relay → payment, notification):"
   echo "  http://$TRACE_UI/trace/$trace"
-  echo "metrics: relay http://127.0.0.1:9100/metrics, services http://127.0.0.1:9101..9105/metrics, bff http://127.0.0.1:9106/metrics"
+  echo "metrics: relay http://127.0.0.1:9100/metrics, services http://127.0.0.1:9101..9105/metrics, bff http://127.0.0.1:9106/metrics, analytics http://127.0.0.1:9107/metrics"
   echo "a token: JWT_HS256_SECRET=\$(cat $JWT_SECRET_FILE) $BIN_DIR/bff token --sub <uuid> --role advertiser|creator|admin"
 }
 
@@ -298,11 +300,17 @@ case "${1:-}" in
     outboxes=""
     for entry in "${SERVICES[@]}"; do
       name=${entry%%:*} addr=${entry#*:} db=${name%-service}
-      # Prometheus: /metrics on 9101.. for the services (gRPC port - 50051 + 9101), 9100 for the relay
-      start "$name" "$name" "$otel" METRICS_LISTEN="127.0.0.1:$((${addr##*:} - 50051 + 9101))" \
+      # Prometheus: /metrics on 9101.. for the services (gRPC port - 50051 + 9101, skipping the
+      # BFF's 9106: analytics on 9107), 9100 for the relay
+      metrics=$((${addr##*:} - 50051 + 9101))
+      ((metrics < 9106)) || metrics=$((metrics + 1))
+      own=()
+      # analytics: replays move its subscriptions' cursors, and the backlogs are read, through the admin API
+      if [[ "$db" == analytics ]]; then own=(PULSAR_ADMIN_URL="$PULSAR_ADMIN_URL"); fi
+      start "$name" "$name" "$otel" METRICS_LISTEN="127.0.0.1:$metrics" \
         MODE="$SERVICE_MODE" DATABASE_URL="$PG_URL_BASE/$db" GRPC_LISTEN="$addr" \
-        PULSAR_URL="$PULSAR_URL" PULSAR_TENANT="$PULSAR_TENANT" PULSAR_NAMESPACE="$PULSAR_NAMESPACE"
-      [[ "$db" == notification ]] || outboxes+="${outboxes:+,}$db=$PG_URL_BASE/$db"
+        PULSAR_URL="$PULSAR_URL" PULSAR_TENANT="$PULSAR_TENANT" PULSAR_NAMESPACE="$PULSAR_NAMESPACE" ${own[@]+"${own[@]}"}
+      [[ "$db" == notification || "$db" == analytics ]] || outboxes+="${outboxes:+,}$db=$PG_URL_BASE/$db"
     done
     for entry in "${SERVICES[@]}"; do wait_grpc "${entry%%:*}" "${entry#*:}"; done
     start relay relay "$otel" METRICS_LISTEN=127.0.0.1:9100 RELAY_OUTBOXES="$outboxes" PULSAR_URL="$PULSAR_URL" \
@@ -310,7 +318,8 @@ case "${1:-}" in
     start bff "bff serve" "$otel" METRICS_LISTEN=127.0.0.1:9106 BFF_LISTEN="$BFF_HTTP" JWT_HS256_SECRET="$(jwt_secret)" \
       CAMPAIGN_GRPC_URL="http://$CAMPAIGN_GRPC" TRACKING_GRPC_URL="http://$TRACKING_GRPC" \
       COMMISSION_GRPC_URL="http://$COMMISSION_GRPC" PAYMENT_GRPC_URL="http://$PAYMENT_GRPC" \
-      NOTIFICATION_GRPC_URL="http://$NOTIFICATION_GRPC" PULSAR_ADMIN_URL="$PULSAR_ADMIN_URL" \
+      NOTIFICATION_GRPC_URL="http://$NOTIFICATION_GRPC" ANALYTICS_GRPC_URL="http://$ANALYTICS_GRPC" \
+      PULSAR_ADMIN_URL="$PULSAR_ADMIN_URL" \
       PULSAR_TENANT="$PULSAR_TENANT" PULSAR_NAMESPACE="$PULSAR_NAMESPACE" ${bff_pulsar_env[@]+"${bff_pulsar_env[@]}"}
     wait_http bff "http://$BFF_HTTP/health"
     demo

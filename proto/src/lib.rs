@@ -35,8 +35,12 @@ pub mod affiliate {
     pub mod payment {
         package!("affiliate.payment.v1");
     }
+    pub mod analytics {
+        package!("affiliate.analytics.v1");
+    }
 }
 
+pub use affiliate::analytics::v1 as analytics;
 pub use affiliate::campaign::v1 as campaign;
 pub use affiliate::commission::v1 as commission;
 pub use affiliate::common::v1 as common;

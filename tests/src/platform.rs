@@ -1,6 +1,7 @@
 //! The whole platform as real processes for one test: campaign, tracking, commission, payment
-//! and notification services (each with a fresh database) and one relay for the four outboxes
-//! that publish, all in a Pulsar namespace of the test's own. Processes are killed when the `Platform` is dropped; their logs
+//! and notification services (each with a fresh database), the analytics service when asked for
+//! ([`Platform::start_with_analytics`]), and one relay for the four outboxes that publish, all
+//! in a Pulsar namespace of the test's own. Processes are killed when the `Platform` is dropped; their logs
 //! are kept under `target/test-logs/<test>/`.
 
 #![allow(clippy::expect_used)]
@@ -23,6 +24,11 @@ pub const SERVICES: [&str; 4] = ["campaign", "tracking", "commission", "payment"
 /// stays empty, so the relay does not serve it). Started after [`SERVICES`].
 pub const NOTIFICATION: &str = "notification";
 
+/// The analytics service: it follows every topic and publishes nothing. Started last, by
+/// [`Platform::start_with_analytics`] only (the fault and load tests leave it out, so that their
+/// figures are the services' own).
+pub const ANALYTICS: &str = "analytics";
+
 const STARTUP: Duration = Duration::from_secs(60);
 
 /// Dropped in field order: the processes are killed first, then the namespace and the
@@ -38,6 +44,8 @@ pub struct Platform {
     mode: String,
     /// Added to every process's environment (e.g. tracing and metrics settings).
     extra_env: Vec<(&'static str, String)>,
+    /// The services that consume but publish nothing: notification, and analytics if started.
+    followers: Vec<&'static str>,
 }
 
 impl Platform {
@@ -47,6 +55,11 @@ impl Platform {
         Self::start_with(test, mode, Vec::new()).await
     }
 
+    /// Like [`Platform::start`], with the analytics service too.
+    pub async fn start_with_analytics(test: &str, mode: &str) -> Self {
+        Self::start_followed(test, mode, Vec::new(), &[NOTIFICATION, ANALYTICS]).await
+    }
+
     /// Like [`Platform::start`], with `extra_env` for every process. With `METRICS_LISTEN`
     /// among them, each process's metrics address lands in [`Platform::metrics`].
     pub async fn start_with(
@@ -54,10 +67,19 @@ impl Platform {
         mode: &str,
         extra_env: Vec<(&'static str, String)>,
     ) -> Self {
+        Self::start_followed(test, mode, extra_env, &[NOTIFICATION]).await
+    }
+
+    async fn start_followed(
+        test: &str,
+        mode: &str,
+        extra_env: Vec<(&'static str, String)>,
+        followers: &[&'static str],
+    ) -> Self {
         let logs = log_dir(test);
         let namespace = fresh_namespace().await;
         let mut databases = HashMap::new();
-        for service in SERVICES.into_iter().chain([NOTIFICATION]) {
+        for service in SERVICES.iter().chain(followers).copied() {
             databases.insert(service, fresh_database(&format!("{test}_{service}")).await);
         }
         let mut platform = Self {
@@ -69,8 +91,9 @@ impl Platform {
             logs,
             mode: mode.to_owned(),
             extra_env,
+            followers: followers.to_vec(),
         };
-        for service in SERVICES.into_iter().chain([NOTIFICATION]) {
+        for service in SERVICES.iter().chain(followers).copied() {
             platform.start_service(service);
         }
         platform.start_relay("relay");
@@ -112,6 +135,8 @@ impl Platform {
         env.push(("GRPC_LISTEN", listen));
         env.push(("SAGA_RESUME_INTERVAL", "1s".into()));
         env.push(("SANDBOX_SLOW_DELAY", "3s".into()));
+        env.push(("PULSAR_ADMIN_URL", crate::broker().admin_url));
+        env.push(("LAG_INTERVAL", "1s".into()));
         let name = format!("{service}-service");
         let mut process = Process::start(&name, &binary(&name), &[], &env, &self.logs);
         self.note_metrics(&name, &mut process);
@@ -129,6 +154,7 @@ impl Platform {
         env.push(("DATABASE_URL", self.databases[service].url.clone()));
         env.push(("GRPC_LISTEN", "127.0.0.1:0".into()));
         env.push(("SAGA_RESUME_INTERVAL", "1s".into()));
+        env.push(("PULSAR_ADMIN_URL", crate::broker().admin_url));
         let name = format!("{service}-service");
         let replica = format!("{name}-replica");
         let mut process = Process::start(&replica, &binary(&name), &[], &env, &self.logs);
@@ -198,7 +224,7 @@ impl Platform {
         use affiliate_proto::common::GetStatusRequest;
         use affiliate_proto::common::status_service_client::StatusServiceClient;
         let deadline = std::time::Instant::now() + within;
-        for service in SERVICES.into_iter().chain([NOTIFICATION]) {
+        for service in SERVICES.iter().chain(&self.followers).copied() {
             let url = self.url(service);
             loop {
                 let status = match StatusServiceClient::connect(url.clone()).await {

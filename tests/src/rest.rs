@@ -70,6 +70,7 @@ impl Edge {
             ("COMMISSION_GRPC_URL", service("commission")),
             ("PAYMENT_GRPC_URL", service("payment")),
             ("NOTIFICATION_GRPC_URL", service("notification")),
+            ("ANALYTICS_GRPC_URL", service("analytics")),
             ("JWT_HS256_SECRET", SECRET.into()),
             ("PULSAR_ADMIN_URL", pulsar_admin_url()),
             ("PULSAR_TENANT", pulsar_tenant()),

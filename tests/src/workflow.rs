@@ -136,6 +136,15 @@ impl<'a> Driver<'a> {
         request
             .metadata_mut()
             .insert("x-correlation-id", correlation.parse().unwrap());
+        // Each step its own trace, as an edge that traces would start it.
+        let traceparent = format!(
+            "00-{}-{:016x}-01",
+            Uuid::new_v4().simple(),
+            rand::random::<u64>() | 1
+        );
+        request
+            .metadata_mut()
+            .insert("traceparent", traceparent.parse().unwrap());
         request
     }
 

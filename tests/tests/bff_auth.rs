@@ -104,7 +104,7 @@ impl Route {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_valid_tokens_of_the_right_user_and_role_succeed_on_every_route() {
-    let mut platform = Platform::start("bff_auth", "hybrid").await;
+    let mut platform = Platform::start_with_analytics("bff_auth", "hybrid").await;
     let edge = Edge::start(
         &platform,
         "bff_auth",
@@ -548,7 +548,7 @@ async fn edge_behaviour(edge: &Edge, token: &str) {
     let health = edge.call(Method::GET, "/health/services", None, None).await;
     let health = health.expect(200);
     assert_eq!(health["status"], "SERVING", "{health}");
-    assert_eq!(health["services"].as_array().unwrap().len(), 5);
+    assert_eq!(health["services"].as_array().unwrap().len(), 6);
     edge.call(Method::GET, "/health", None, None)
         .await
         .expect(200);

@@ -34,7 +34,7 @@ fn schemathesis() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_no_server_error_and_no_response_outside_the_document() {
     let bin = schemathesis();
-    let platform = Platform::start("bff_fuzz", "hybrid").await;
+    let platform = Platform::start_with_analytics("bff_fuzz", "hybrid").await;
     // Generous limits: a slow answer on a busy machine is not what this test looks for.
     let edge = Edge::start(
         &platform,

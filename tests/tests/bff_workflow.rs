@@ -84,7 +84,7 @@ async fn expect_notifications(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_journey_runs_over_rest_and_notifications_arrive_live_in_order() {
-    let platform = Platform::start("bff_workflow", "hybrid").await;
+    let platform = Platform::start_with_analytics("bff_workflow", "hybrid").await;
     // A short request timeout: the notification stream must outlive it (it bounds the time to the
     // response's head, not a stream's life).
     let edge = Edge::start(
@@ -414,6 +414,74 @@ async fn every_journey_runs_over_rest_and_notifications_arrive_live_in_order() {
     let unread = edge.get("/api/v1/notifications?unreadOnly=true", &c).await;
     assert_eq!(unread.expect(200)["unreadCount"], "6");
     assert_eq!(unread.body["notifications"].as_array().unwrap().len(), 6);
+
+    // The read side: the campaign's statistics for its advertiser, the creator's for the
+    // creator, and the payout's workflow and history for admins; nobody else sees them.
+    let stats_path = format!("/api/v1/campaigns/{campaign_id}/stats");
+    let stats = eventually(WAIT, "the campaign's statistics", || async {
+        let stats = edge.get(&stats_path, &a).await;
+        (stats.status == 200 && stats.body["totals"]["counts"]["commissions"] == "2")
+            .then_some(stats.body)
+    })
+    .await;
+    assert_eq!(
+        stats["totals"]["counts"],
+        json!({"views": "1", "clicks": "1", "purchases": "2", "commissions": "2", "commissionsRefused": "0", "clickThroughRate": 1.0, "conversionRate": 2.0}),
+        "{stats}"
+    );
+    assert_eq!(stats["totals"]["amounts"][0]["revenueMinor"], "12550");
+    assert_eq!(stats["totals"]["amounts"][0]["earnedMinor"], "1255");
+    assert_eq!(
+        stats["budget"],
+        json!({"currency": "EUR", "budgetMinor": "1000000", "leftMinor": "998745"})
+    );
+    let stranger = Edge::token(Uuid::new_v4(), Role::Advertiser);
+    assert_eq!(edge.get(&stats_path, &stranger).await.status, 403);
+    assert_eq!(edge.get(&stats_path, &c).await.status, 403);
+    let creator_stats = format!("/api/v1/creators/{creator}/stats?from=2000-01-01");
+    let mine = eventually(WAIT, "the creator's payout in their statistics", || async {
+        let mine = edge.get(&creator_stats, &c).await;
+        (mine.body["totals"]["amounts"][0]["paidMinor"] == "1000").then_some(mine.body)
+    })
+    .await;
+    assert_eq!(mine["totals"]["counts"]["purchases"], "2", "{mine}");
+    assert_eq!(edge.get(&creator_stats, &a).await.status, 403);
+    let bad = edge
+        .get(&format!("{creator_stats}&to=1999-12-31"), &c)
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.text);
+    let admin = Edge::token(Uuid::new_v4(), Role::Admin);
+    let history_path = format!("/api/v1/admin/aggregates/payout/{paid_id}/history");
+    assert_eq!(edge.get(&history_path, &c).await.status, 403);
+    let history = edge.get(&history_path, &admin).await;
+    let history = history.expect(200).clone();
+    assert_eq!(
+        history["entries"][0]["messageType"], "payout.requested.v1",
+        "{history}"
+    );
+    assert_eq!(
+        history["entries"][0]["payload"]["payoutRequested"]["payout"]["id"],
+        paid_id
+    );
+    let correlation = history["entries"][0]["correlationId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let workflow = edge
+        .get(&format!("/api/v1/admin/workflows/{correlation}"), &admin)
+        .await;
+    let types: Vec<&str> = workflow.expect(200)["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["messageType"].as_str().unwrap())
+        .collect();
+    assert_eq!(types.first(), Some(&"payout.requested.v1"), "{types:?}");
+    assert!(types.contains(&"commission.settled.v1"), "{types:?}");
+    let unknown = edge
+        .get("/api/v1/admin/workflows/no-such-workflow", &admin)
+        .await;
+    assert_eq!(unknown.status, 404, "{}", unknown.text);
 
     // The advertiser pauses, resumes and closes the campaign, and was told what happened.
     for (action, status, version) in [

@@ -1,9 +1,10 @@
 //! The headline test: one scripted business workflow runs once with every service in `grpc` mode
 //! (the driver calls the APIs) and once in `events` mode (the driver publishes command messages),
-//! each on fresh databases and a fresh Pulsar namespace. The normalized final states of all five
-//! databases and the normalized sequences of domain events per aggregate must be equal.
+//! each on fresh databases and a fresh Pulsar namespace. The normalized final states of all six
+//! databases (the analytics service's statistics and audit trail of events included) and the
+//! normalized sequences of domain events per aggregate must be equal.
 //!
-//! Normalization: timestamps are dropped; message ids and causation ids (which differ by door)
+//! Normalization: timestamps (and the statistics' days) are dropped; message ids and causation ids (which differ by door)
 //! are dropped; every UUID is replaced by its order of first appearance, scanning the states in a
 //! fixed order, so "the second campaign created" means the same thing in both runs. On a
 //! mismatch both sides are written to target/test-logs/mode_consistency/ for diffing.
@@ -14,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
 
-use e2e::platform::{NOTIFICATION, Platform, SERVICES};
+use e2e::platform::{ANALYTICS, NOTIFICATION, Platform, SERVICES};
 use e2e::workflow::{Door, Driver, business_workflow, duplicate_everything};
 
 /// Tables compared per service, with a deterministic order.
@@ -32,6 +33,13 @@ const TABLES: &[(&str, &str, &str)] = &[
     ("commission", "reservations", "payout_id"),
     ("commission", "allocations", "payout_id, commission_id"),
     ("payment", "payouts", "id"),
+    ("analytics", "stats_days", "subject_kind, subject_id, day"),
+    (
+        "analytics",
+        "stats_amounts",
+        "subject_kind, subject_id, day, currency",
+    ),
+    ("analytics", "campaigns", "campaign_id"),
 ];
 
 /// Replaces UUIDs (dashed or simple) by `#n` in order of first appearance.
@@ -69,6 +77,7 @@ impl Ids {
                     .filter(|(k, _)| {
                         !(k.ends_with("_at")
                             || k.ends_with("At")
+                            || k.as_str() == "day"
                             || ["messageId", "causationId"].contains(&k.as_str()))
                     })
                     .map(|(k, v)| (k.clone(), self.normalize(v)))
@@ -99,10 +108,10 @@ async fn run(door: Door, duplicate: bool) -> Run {
         (Door::Events, false) => ("mode_events", "events"),
         (Door::Events, true) => ("mode_events_twice", "events"),
     };
-    let mut platform = Platform::start(name, mode).await;
+    let mut platform = Platform::start_with_analytics(name, mode).await;
     if duplicate {
         // Scale out too: a second process of every service shares each subscription.
-        for service in SERVICES.into_iter().chain([NOTIFICATION]) {
+        for service in SERVICES.into_iter().chain([NOTIFICATION, ANALYTICS]) {
             platform.start_replica(service);
         }
     }
@@ -160,6 +169,10 @@ async fn run(door: Door, duplicate: bool) -> Run {
         Value::Array(notifications),
     );
 
+    let audit = audited_events(&platform, &mut ids).await;
+    rows += audit.len();
+    state.insert("analytics.audit_messages".into(), Value::Array(audit));
+
     let mut per_aggregate: BTreeMap<String, Vec<(i64, Value)>> = BTreeMap::new();
     for e in &events {
         let aggregate = format!(
@@ -215,19 +228,38 @@ async fn notifications(platform: &Platform, ids: &mut Ids) -> Vec<Value> {
             "the notification sequence of user {user}"
         );
     }
-    let value: Value = sqlx::query_scalar(
-        "select coalesce(jsonb_agg(jsonb_build_object('user_id', user_id, 'kind', kind, 'title', title, 'body', body, 'subject_type', subject_type, 'subject_id', subject_id)), '[]'::jsonb) from notifications",
+    let sql = "select coalesce(jsonb_agg(jsonb_build_object('user_id', user_id, 'kind', kind, 'title', title, 'body', body, 'subject_type', subject_type, 'subject_id', subject_id)), '[]'::jsonb) from notifications";
+    normalized_set(pool, sql, ids, "the workflow told nobody anything").await
+}
+
+/// The events of the audit trail, normalized and sorted (their ids and times differ by run;
+/// commands differ by door and are left out, as are the command topic's refusals).
+async fn audited_events(platform: &Platform, ids: &mut Ids) -> Vec<Value> {
+    let sql = "select coalesce(jsonb_agg(jsonb_build_object('topic', topic, 'message_type', message_type, 'aggregate_type', aggregate_type, 'aggregate_id', aggregate_id, 'aggregate_version', aggregate_version, 'correlation_id', correlation_id) order by occurred_at), '[]'::jsonb) from audit_messages where kind = 'event' and message_type not like '%.command_rejected.v1'";
+    normalized_set(
+        &platform.databases[ANALYTICS].pool,
+        sql,
+        ids,
+        "the audit trail kept no event",
     )
-    .fetch_one(pool)
     .await
-    .unwrap();
+}
+
+/// The rows `sql` aggregates into one JSON array, normalized and sorted (compared as a set).
+async fn normalized_set(
+    pool: &sqlx::PgPool,
+    sql: &'static str,
+    ids: &mut Ids,
+    empty: &str,
+) -> Vec<Value> {
+    let value: Value = sqlx::query_scalar(sql).fetch_one(pool).await.unwrap();
     let mut items = ids
         .normalize(&value)
         .as_array()
         .cloned()
         .unwrap_or_default();
     items.sort_by_cached_key(Value::to_string);
-    assert!(!items.is_empty(), "the workflow told nobody anything");
+    assert!(!items.is_empty(), "{empty}");
     items
 }
 
@@ -284,7 +316,7 @@ async fn the_workflow_gives_identical_states_and_events_through_grpc_and_through
         events.event_count,
         grpc.events.as_object().map_or(0, serde_json::Map::len),
         grpc.rows,
-        TABLES.len() + 1
+        TABLES.len() + 2
     );
     assert_same("events", &grpc, &events);
 }

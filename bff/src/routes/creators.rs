@@ -21,7 +21,7 @@ use crate::edge::{Answer as _, ApiJson, ApiPath, ApiQuery, Caller, carried, uuid
 use crate::problem::Problem;
 
 /// The creator named in the path, if the caller may act for them.
-fn creator(caller: &Caller, creator_id: &str) -> Result<Uuid, Problem> {
+pub(crate) fn creator(caller: &Caller, creator_id: &str) -> Result<Uuid, Problem> {
     caller.require(&[Role::Creator])?;
     let creator_id = uuid_field("creatorId", creator_id)?;
     caller.require_self(creator_id)?;

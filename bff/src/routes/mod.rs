@@ -4,6 +4,7 @@
 //! [`Caller`]: crate::edge::Caller
 
 pub mod admin;
+pub mod analytics;
 pub mod campaigns;
 pub mod creators;
 pub mod health;
@@ -65,4 +66,8 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(notifications::mark_read))
         .routes(routes!(admin::dead_letter_topics))
         .routes(routes!(admin::dead_letters))
+        .routes(routes!(analytics::campaign_stats))
+        .routes(routes!(analytics::creator_stats))
+        .routes(routes!(analytics::workflow))
+        .routes(routes!(analytics::aggregate_history))
 }

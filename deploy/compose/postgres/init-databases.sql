@@ -7,3 +7,4 @@ create database tracking;
 create database commission;
 create database payment;
 create database notification;
+create database analytics;

@@ -20,8 +20,8 @@ use messaging::properties::{
 };
 use service_runtime::config::{PulsarArgs, parse_duration};
 
-use crate::decode;
 use crate::registry::AdminUrl;
+use messaging::decode;
 use messaging::properties::get as property;
 
 /// The subscription through which operators read dead letters.

@@ -3,12 +3,13 @@
 //! `platform tail --topic campaign-events` prints a topic's messages as JSON lines;
 //! `platform dlq topics | list | show | redrive` inspects and replays dead letters;
 //! `platform load --rate 200 --duration 60s` puts a running platform under purchase load;
-//! `platform schemas` registers the envelopes' schemas in the namespace.
+//! `platform schemas` registers the envelopes' schemas in the namespace;
+//! `platform replay analytics` rebuilds the analytics service's statistics from the topics.
 
-mod decode;
 mod dlq;
 mod load;
 mod registry;
+mod replay;
 mod tail;
 
 use clap::Parser as _;
@@ -34,6 +35,9 @@ enum Command {
     /// Register every topic's envelope (PROTOBUF_NATIVE) in the namespace's schema registry,
     /// before anything uses the topics.
     Schemas(registry::SchemasArgs),
+    /// Rebuild a read model from the topics' earliest retained messages.
+    #[command(subcommand)]
+    Replay(replay::ReplayCommand),
 }
 
 #[tokio::main]
@@ -44,6 +48,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Dlq(command) => dlq::run(command).await,
         Command::Load(args) => load::run(*args, interrupt()).await,
         Command::Schemas(args) => registry::register(args).await,
+        Command::Replay(command) => replay::run(command).await,
     }
 }
 

@@ -12,8 +12,8 @@ use futures::TryStreamExt as _;
 
 use service_runtime::config::{PulsarArgs, parse_duration};
 
-use crate::decode;
 use crate::registry::{AdminUrl, Registry, version};
+use messaging::decode;
 
 #[derive(Debug, clap::Args)]
 pub struct TailArgs {

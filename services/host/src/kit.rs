@@ -146,6 +146,8 @@ pub struct Kit {
     pub mode: Mode,
     /// Cancelled when the process stops.
     pub shutdown: CancellationToken,
+    /// The process's status board (what `GetStatus` answers).
+    pub board: service_runtime::status::StatusBoard,
 }
 
 type Attach = Box<dyn FnOnce(&mut Running) -> anyhow::Result<()> + Send>;
@@ -286,6 +288,7 @@ impl<D: Declaration> Application<D> {
             pool: self.host.pool.clone(),
             mode,
             shutdown: shutdown.clone(),
+            board: self.host.board.clone(),
         };
         let wiring = D::wire(&self.config, &kit)?;
         let api = if mode.serves_grpc() { wiring.api } else { None };

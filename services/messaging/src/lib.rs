@@ -11,6 +11,7 @@ pub mod admin;
 pub mod auth;
 pub mod campaign_copy;
 pub mod consumer;
+pub mod decode;
 pub mod door;
 pub mod health;
 pub mod inbox;

@@ -101,6 +101,17 @@ impl StatusBoard {
         self.lock().pulsar = Some(dependency(result));
     }
 
+    /// Sets the backlog of subscription `name` on the topic whose short name is `topic` (the
+    /// entries of that name reading it); `None` when it could not be measured.
+    pub fn set_backlog(&self, name: &str, topic: &str, backlog: Option<i64>) {
+        let suffix = format!("/{topic}");
+        for s in self.lock().subscriptions.iter_mut().filter(|s| {
+            s.subscription == name && s.topics.iter().any(|t| t == topic || t.ends_with(&suffix))
+        }) {
+            s.backlog = backlog;
+        }
+    }
+
     /// Registers a subscription (state `starting`) and returns its handle.
     pub fn subscription(&self, name: &str, topics: &[String]) -> SubscriptionHandle {
         self.lock().subscriptions.push(SubscriptionStatus {

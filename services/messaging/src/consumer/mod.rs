@@ -109,6 +109,14 @@ fn envelope_identity(
 }
 
 impl Delivery {
+    /// The envelope's metadata (every envelope of the platform carries it as field 1); `None`
+    /// when the payload is not an envelope or has none.
+    pub fn metadata(&self) -> Option<MessageMetadata> {
+        <EnvelopeHead as prost::Message>::decode(self.payload.as_slice())
+            .ok()
+            .and_then(|head| head.metadata)
+    }
+
     pub fn from_message(message: &Message<Vec<u8>>) -> Self {
         let properties: HashMap<String, String> = properties::all(message);
         let payload = message.payload.data.clone();

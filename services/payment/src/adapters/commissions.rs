@@ -97,7 +97,11 @@ impl<P: PaymentProvider> Handler for SagaFeed<P> {
             .map_err(sort)?;
         if next == Some(State::Processing) {
             // The payment itself: if it fails now (provider down, crash), the resumer retries it.
-            if let Err(e) = self.payouts.pay(payout_id, &delivery.message_id).await {
+            if let Err(e) = self
+                .payouts
+                .pay(payout_id, &delivery.message_id, Some(&ctx))
+                .await
+            {
                 tracing::warn!(payout = %payout_id, error = %e, "payment not finished; the resumer will retry");
             }
         }

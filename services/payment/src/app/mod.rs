@@ -184,9 +184,15 @@ impl<P: PaymentProvider> Payouts<P> {
     /// Pays a `processing` payout through the provider, then records the answer and sends the
     /// next messages (settle, or release as compensation) in one transaction. Safe to repeat: the
     /// provider is idempotent by payout id and the state is re-checked under the row lock. The
-    /// messages carry the payout's correlation id and name `causation` as their cause.
+    /// messages carry the payout's correlation id, name `causation` as their cause and continue
+    /// the trace of `caused_by` (the step that made the payout `processing`; none when resumed).
     #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "pay"))]
-    pub async fn pay(&self, payout_id: Uuid, causation: &str) -> Result<(), Error> {
+    pub async fn pay(
+        &self,
+        payout_id: Uuid,
+        causation: &str,
+        caused_by: Option<&CommandContext>,
+    ) -> Result<(), Error> {
         let row = {
             let mut conn = self.pool.acquire().await?;
             repo::find_payout(&mut conn, payout_id).await?
@@ -197,6 +203,8 @@ impl<P: PaymentProvider> Payouts<P> {
         let ctx = &CommandContext {
             correlation_id: row.correlation_id.clone(),
             causation_id: Some(causation.to_owned()),
+            traceparent: caused_by.and_then(|c| c.traceparent.clone()),
+            tracestate: caused_by.and_then(|c| c.tracestate.clone()),
             ..CommandContext::new()
         };
         let method = row.method().ok_or_else(|| {
@@ -257,7 +265,10 @@ impl<P: PaymentProvider> Payouts<P> {
         };
         let mut finished = 0;
         for payout_id in stuck {
-            match self.pay(payout_id, &format!("resume:{payout_id}")).await {
+            match self
+                .pay(payout_id, &format!("resume:{payout_id}"), None)
+                .await
+            {
                 Ok(()) => finished += 1,
                 Err(e) => {
                     tracing::warn!(payout = %payout_id, error = %e, "resuming the payment failed; will retry")

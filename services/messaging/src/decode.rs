@@ -1,4 +1,5 @@
-//! Decoding the platform's envelopes to proto3 JSON by the topic they travel on.
+//! Decoding the platform's envelopes to proto3 JSON by the topic they travel on (the CLI's
+//! `tail` and `dlq`, the analytics service's audit trail).
 
 use prost::Message;
 use serde::Serialize;

@@ -1,0 +1,444 @@
+//! What each message means to the read models, with no I/O: the topics followed, the counters and
+//! amounts an event adds to ([`Changes::of`]), a campaign's owner and budget, the rates, and the
+//! causal order of a workflow's messages ([`causal_order`]).
+
+pub mod order;
+pub mod topics;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use prost::Message as _;
+use uuid::Uuid;
+
+use affiliate_proto::campaign::{self as campaign_pb, CampaignEvent, campaign_event};
+use affiliate_proto::commission::{CommissionEvent, commission_event};
+use affiliate_proto::common::Money;
+use affiliate_proto::tracking::{
+    TrackingEventEnvelope, TrackingEventKind, tracking_event_envelope,
+};
+use service_runtime::time::from_timestamp;
+
+pub use order::causal_order;
+pub use topics::{Kind, TOPICS, Topic};
+
+/// Whose statistics a row holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Subject {
+    Campaign(Uuid),
+    Creator(Uuid),
+}
+
+impl Subject {
+    /// The `subject_kind` column.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Self::Campaign(_) => "campaign",
+            Self::Creator(_) => "creator",
+        }
+    }
+
+    pub fn id(self) -> Uuid {
+        match self {
+            Self::Campaign(id) | Self::Creator(id) => id,
+        }
+    }
+}
+
+/// The counters of one subject on one day, or what an event adds to them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub views: i64,
+    pub clicks: i64,
+    pub purchases: i64,
+    pub commissions: i64,
+    pub commissions_refused: i64,
+}
+
+impl Counts {
+    /// clicks / views; 0 without views.
+    pub fn click_through_rate(&self) -> f64 {
+        ratio(self.clicks, self.views)
+    }
+
+    /// purchases / clicks; 0 without clicks.
+    pub fn conversion_rate(&self) -> f64 {
+        ratio(self.purchases, self.clicks)
+    }
+
+    pub fn add(&mut self, other: &Self) {
+        self.views = self.views.saturating_add(other.views);
+        self.clicks = self.clicks.saturating_add(other.clicks);
+        self.purchases = self.purchases.saturating_add(other.purchases);
+        self.commissions = self.commissions.saturating_add(other.commissions);
+        self.commissions_refused = self
+            .commissions_refused
+            .saturating_add(other.commissions_refused);
+    }
+}
+
+#[allow(clippy::cast_precision_loss)] // a rate, not money: f64's 53 bits are plenty
+fn ratio(part: i64, whole: i64) -> f64 {
+    if whole <= 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+/// The money of one subject on one day in one currency, or what an event adds to it (minor units).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Amounts {
+    pub revenue_minor: i64,
+    pub earned_minor: i64,
+    pub reserved_minor: i64,
+    pub released_minor: i64,
+    pub paid_minor: i64,
+}
+
+impl Amounts {
+    pub fn add(&mut self, other: &Self) {
+        self.revenue_minor = self.revenue_minor.saturating_add(other.revenue_minor);
+        self.earned_minor = self.earned_minor.saturating_add(other.earned_minor);
+        self.reserved_minor = self.reserved_minor.saturating_add(other.reserved_minor);
+        self.released_minor = self.released_minor.saturating_add(other.released_minor);
+        self.paid_minor = self.paid_minor.saturating_add(other.paid_minor);
+    }
+}
+
+/// A campaign's owner and budget as one of its events reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CampaignState {
+    pub campaign_id: Uuid,
+    pub advertiser_id: Uuid,
+    pub currency: String,
+    pub budget_minor: i64,
+    /// The campaign's aggregate version after the event.
+    pub version: i64,
+}
+
+/// What one event changes in the statistics, keyed in the order the rows are locked (every
+/// transaction takes its rows in this one order, so two never deadlock).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub counts: BTreeMap<(Subject, NaiveDate), Counts>,
+    pub amounts: BTreeMap<(Subject, NaiveDate, String), Amounts>,
+    pub campaign: Option<CampaignState>,
+}
+
+impl Changes {
+    /// Nothing to change (a command, or an event the statistics do not count).
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty() && self.amounts.is_empty() && self.campaign.is_none()
+    }
+
+    fn count(&mut self, subjects: &[Subject], day: NaiveDate, add: Counts) {
+        for subject in subjects {
+            self.counts.entry((*subject, day)).or_default().add(&add);
+        }
+    }
+
+    fn money(&mut self, subjects: &[Subject], day: NaiveDate, currency: &str, add: Amounts) {
+        for subject in subjects {
+            self.amounts
+                .entry((*subject, day, currency.to_owned()))
+                .or_default()
+                .add(&add);
+        }
+    }
+
+    /// What the message on `topic` changes; `occurred_at` is its envelope's time (the day of
+    /// events that carry no time of their own). An error when the payload is not that topic's
+    /// envelope or lacks what the statistics need.
+    pub fn of(topic: &Topic, payload: &[u8], occurred_at: DateTime<Utc>) -> Result<Self, String> {
+        let undecodable = |e: prost::DecodeError| format!("not a {} envelope: {e}", topic.short);
+        let mut changes = Self::default();
+        if topic.kind == Kind::Command {
+            return Ok(changes);
+        }
+        let day = occurred_at.date_naive();
+        match topic.service {
+            "campaign" => {
+                let envelope = CampaignEvent::decode(payload).map_err(undecodable)?;
+                changes.campaign = campaign_state(envelope.event)?;
+            }
+            "tracking" => {
+                let envelope = TrackingEventEnvelope::decode(payload).map_err(undecodable)?;
+                if let Some(tracking_event_envelope::Event::TrackingEventCreated(created)) =
+                    envelope.event
+                {
+                    let e = created.event.ok_or("the tracking event is missing")?;
+                    let subjects = [
+                        Subject::Campaign(id("event.campaign_id", &e.campaign_id)?),
+                        Subject::Creator(id("event.creator_id", &e.creator_id)?),
+                    ];
+                    // The day the audience acted, as tracking recorded it.
+                    let day = e
+                        .occurred_at
+                        .as_ref()
+                        .and_then(from_timestamp)
+                        .map_or(day, |at| at.date_naive());
+                    let mut add = Counts::default();
+                    match TrackingEventKind::try_from(e.kind) {
+                        Ok(TrackingEventKind::View) => add.views = 1,
+                        Ok(TrackingEventKind::Click) => add.clicks = 1,
+                        Ok(TrackingEventKind::Purchase) => {
+                            add.purchases = 1;
+                            let amount = money("event.amount", e.amount)?;
+                            changes.money(
+                                &subjects,
+                                day,
+                                &amount.currency,
+                                Amounts {
+                                    revenue_minor: amount.amount_minor,
+                                    ..Amounts::default()
+                                },
+                            );
+                        }
+                        _ => return Err(format!("tracking event kind {} is unknown", e.kind)),
+                    }
+                    changes.count(&subjects, day, add);
+                }
+            }
+            "commission" => {
+                let envelope = CommissionEvent::decode(payload).map_err(undecodable)?;
+                commission_changes(&mut changes, envelope.event, day)?;
+            }
+            // Payment events move no money of their own: the commission service's reservations
+            // and settlements do. They are kept in the audit trail only.
+            _ => {}
+        }
+        Ok(changes)
+    }
+}
+
+fn commission_changes(
+    changes: &mut Changes,
+    event: Option<commission_event::Event>,
+    day: NaiveDate,
+) -> Result<(), String> {
+    use commission_event::Event;
+    match event {
+        Some(Event::CommissionCalculated(e)) => {
+            let c = e.commission.ok_or("the commission is missing")?;
+            let subjects = [
+                Subject::Campaign(id("commission.campaign_id", &c.campaign_id)?),
+                Subject::Creator(id("commission.creator_id", &c.creator_id)?),
+            ];
+            let amount = money("commission.amount", c.amount)?;
+            changes.count(
+                &subjects,
+                day,
+                Counts {
+                    commissions: 1,
+                    ..Counts::default()
+                },
+            );
+            changes.money(
+                &subjects,
+                day,
+                &amount.currency,
+                Amounts {
+                    earned_minor: amount.amount_minor,
+                    ..Amounts::default()
+                },
+            );
+        }
+        // A purchase's commission refused (a payout's refused reservation is not a commission).
+        Some(Event::CommissionRejected(e)) if !e.tracking_event_id.is_empty() => {
+            let creator = Subject::Creator(id("creator_id", &e.creator_id)?);
+            changes.count(
+                &[creator],
+                day,
+                Counts {
+                    commissions_refused: 1,
+                    ..Counts::default()
+                },
+            );
+        }
+        Some(Event::CommissionReserved(e)) => {
+            reservation(changes, e.reservation, day, |a, m| a.reserved_minor = m)?;
+        }
+        Some(Event::CommissionReleased(e)) => {
+            reservation(changes, e.reservation, day, |a, m| a.released_minor = m)?;
+        }
+        Some(Event::CommissionSettled(e)) => {
+            reservation(changes, e.reservation, day, |a, m| a.paid_minor = m)?;
+        }
+        Some(
+            Event::CommissionRejected(_) | Event::BudgetExhausted(_) | Event::CommandRejected(_),
+        )
+        | None => {}
+    }
+    Ok(())
+}
+
+/// A reservation's amount, on its creator, in the field `set` names.
+fn reservation(
+    changes: &mut Changes,
+    reservation: Option<affiliate_proto::commission::Reservation>,
+    day: NaiveDate,
+    set: impl FnOnce(&mut Amounts, i64),
+) -> Result<(), String> {
+    let r = reservation.ok_or("the reservation is missing")?;
+    let creator = Subject::Creator(id("reservation.creator_id", &r.creator_id)?);
+    let amount = money("reservation.amount", r.amount)?;
+    let mut add = Amounts::default();
+    set(&mut add, amount.amount_minor);
+    changes.money(&[creator], day, &amount.currency, add);
+    Ok(())
+}
+
+fn campaign_state(event: Option<campaign_event::Event>) -> Result<Option<CampaignState>, String> {
+    use campaign_event::Event;
+    let campaign = match event {
+        Some(Event::CampaignCreated(e)) => e.campaign,
+        Some(Event::CampaignStatusChanged(e)) => e.campaign,
+        Some(Event::BudgetUpdated(e)) => e.campaign,
+        Some(Event::VideoAdded(_) | Event::CampaignAccepted(_) | Event::CommandRejected(_))
+        | None => return Ok(None),
+    };
+    let c: campaign_pb::Campaign = campaign.ok_or("the campaign is missing")?;
+    let budget = money("campaign.budget", c.budget)?;
+    Ok(Some(CampaignState {
+        campaign_id: id("campaign.id", &c.id)?,
+        advertiser_id: id("campaign.advertiser_id", &c.advertiser_id)?,
+        currency: budget.currency,
+        budget_minor: budget.amount_minor,
+        version: c.version,
+    }))
+}
+
+fn id(field: &str, value: &str) -> Result<Uuid, String> {
+    Uuid::parse_str(value).map_err(|_| format!("{field} `{value}` is not a UUID"))
+}
+
+fn money(field: &str, value: Option<Money>) -> Result<Money, String> {
+    value.ok_or_else(|| format!("{field} is missing"))
+}
+
+/// What is left of a budget after `earned` (never below zero).
+pub fn budget_left(budget_minor: i64, earned_minor: i64) -> i64 {
+    budget_minor.saturating_sub(earned_minor).max(0)
+}
+
+/// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`); empty if it is none.
+pub fn trace_id(traceparent: Option<&str>) -> String {
+    let Some(value) = traceparent else {
+        return String::new();
+    };
+    let mut parts = value.split('-');
+    match (parts.next(), parts.next()) {
+        (Some(_version), Some(trace))
+            if trace.len() == 32
+                && trace.bytes().all(|b| b.is_ascii_hexdigit())
+                && trace.bytes().any(|b| b != b'0') =>
+        {
+            trace.to_ascii_lowercase()
+        }
+        _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use affiliate_proto::tracking::{TrackingEvent, TrackingEventCreated};
+
+    fn purchase(campaign: Uuid, creator: Uuid, minor: i64) -> Vec<u8> {
+        TrackingEventEnvelope {
+            metadata: None,
+            event: Some(tracking_event_envelope::Event::TrackingEventCreated(
+                TrackingEventCreated {
+                    event: Some(TrackingEvent {
+                        campaign_id: campaign.to_string(),
+                        creator_id: creator.to_string(),
+                        kind: TrackingEventKind::Purchase.into(),
+                        amount: Some(Money {
+                            amount_minor: minor,
+                            currency: "EUR".into(),
+                        }),
+                        occurred_at: Some(service_runtime::time::timestamp(
+                            "2026-11-30T23:59:00Z".parse().unwrap(),
+                        )),
+                        ..Default::default()
+                    }),
+                },
+            )),
+        }
+        .encode_to_vec()
+    }
+
+    fn topic(short: &str) -> &'static Topic {
+        TOPICS.iter().find(|t| t.short == short).unwrap()
+    }
+
+    #[test]
+    fn a_purchase_counts_for_its_campaign_and_creator_on_the_day_it_happened() {
+        let (campaign, creator) = (Uuid::new_v4(), Uuid::new_v4());
+        let received = "2026-12-01T00:01:00Z".parse().unwrap();
+        let changes = Changes::of(
+            topic("tracking-events"),
+            &purchase(campaign, creator, 2500),
+            received,
+        )
+        .unwrap();
+        let day = NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
+        for subject in [Subject::Campaign(campaign), Subject::Creator(creator)] {
+            assert_eq!(changes.counts[&(subject, day)].purchases, 1);
+            assert_eq!(
+                changes.amounts[&(subject, day, "EUR".into())].revenue_minor,
+                2500
+            );
+        }
+        assert_eq!(changes.counts.len(), 2);
+    }
+
+    #[test]
+    fn commands_change_nothing_and_garbage_is_refused() {
+        let now = Utc::now();
+        assert!(
+            Changes::of(topic("tracking-commands"), &[0xff], now)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(Changes::of(topic("commission-events"), &[0xff, 0xff], now).is_err());
+    }
+
+    #[test]
+    fn rates_are_zero_without_a_denominator() {
+        let c = Counts {
+            views: 4,
+            clicks: 2,
+            purchases: 1,
+            ..Counts::default()
+        };
+        assert!((c.click_through_rate() - 0.5).abs() < 1e-12);
+        assert!((c.conversion_rate() - 0.5).abs() < 1e-12);
+        assert!(Counts::default().conversion_rate().abs() < 1e-12);
+    }
+
+    #[test]
+    fn trace_ids_come_from_valid_traceparents_only() {
+        assert_eq!(
+            trace_id(Some(
+                "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"
+            )),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(
+            trace_id(Some(
+                "00-00000000000000000000000000000000-00f067aa0ba902b7-01"
+            )),
+            ""
+        );
+        assert_eq!(trace_id(Some("garbage")), "");
+        assert_eq!(trace_id(None), "");
+    }
+
+    #[test]
+    fn a_budget_left_never_goes_below_zero() {
+        assert_eq!(budget_left(5000, 1200), 3800);
+        assert_eq!(budget_left(5000, 7000), 0);
+    }
+}
