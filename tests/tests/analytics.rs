@@ -15,6 +15,9 @@ use uuid::Uuid;
 
 use affiliate_proto::analytics::analytics_service_client::AnalyticsServiceClient;
 use affiliate_proto::analytics::{self as pb, MessageKind};
+use affiliate_proto::tracking::{
+    self as tracking_pb, tracking_service_client::TrackingServiceClient,
+};
 use e2e::eventually;
 use e2e::platform::{ANALYTICS, Platform};
 use e2e::workflow::{CREATOR_1, CREATOR_2, Door, Driver, business_workflow};
@@ -336,6 +339,69 @@ async fn statistics_and_the_audit_trail_follow_the_workflow_and_a_replay_rebuild
         started.elapsed()
     );
     assert!(replayed > 0, "the replay processed the topics again");
+    // A replay while purchases keep arriving: what is applied between dropping the statistics and
+    // moving the cursors, and what arrives during the replay, counts exactly once.
+    let mut tracking = TrackingServiceClient::connect(platform.url("tracking"))
+        .await
+        .unwrap();
+    client.replay(pb::ReplayRequest {}).await.unwrap();
+    for _ in 0..10 {
+        tracking
+            .create_event(tracking_pb::CreateEventRequest {
+                campaign_id: outcome.campaign.clone(),
+                creator_id: CREATOR_1.to_owned(),
+                kind: tracking_pb::TrackingEventKind::Purchase.into(),
+                amount: Some(affiliate_proto::common::Money {
+                    amount_minor: 1_000,
+                    currency: "EUR".into(),
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    eventually(
+        WAIT,
+        "a replay under traffic ends at the databases' numbers",
+        || {
+            let mut client = client.clone();
+            let campaign = outcome.campaign.clone();
+            let platform = &platform;
+            async move {
+                let campaign_counted = counted(platform, "campaign_id", campaign_id, false).await;
+                let earned = campaign_counted.money.get("EUR").map_or(0, |m| m.1);
+                let now = Stats {
+                    campaign: campaign_counted,
+                    creators: [
+                        counted(
+                            platform,
+                            "creator_id",
+                            Uuid::parse_str(CREATOR_1).unwrap(),
+                            true,
+                        )
+                        .await,
+                        counted(
+                            platform,
+                            "creator_id",
+                            Uuid::parse_str(CREATOR_2).unwrap(),
+                            true,
+                        )
+                        .await,
+                    ],
+                    budget_left: Some(1_000_000 - earned),
+                };
+                let status = client
+                    .get_replay_status(pb::GetReplayStatusRequest {})
+                    .await
+                    .ok()?
+                    .into_inner();
+                let s = stats(&mut client, &campaign).await;
+                (status.caught_up && now.campaign.purchases == 13 && same(&s, &now)).then_some(())
+            }
+        },
+    )
+    .await;
+
     // Nothing else moved: no dead letters, every process still up, the audit trail intact.
     let again = client
         .get_workflow(pb::GetWorkflowRequest {
