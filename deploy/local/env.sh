@@ -156,6 +156,8 @@ export REPO_ROOT STATE_DIR LOG_DIR PID_DIR AFFILIATE_CACHE_DIR \
 infra_log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 infra_die() { infra_log "ERROR: $*"; exit 1; }
 # true if something listens on 127.0.0.1/0.0.0.0/[::] port $1 (TCP)
+# whether process $1 is stopped (SIGSTOP: state T in /proc/<pid>/stat)
+infra_stopped() { [[ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" == T ]]; }
 infra_port_in_use() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
 
 # Executed instead of sourced: print the settings as `export` lines (for eval) and the URLs.

@@ -5,6 +5,9 @@
 #   deploy/local/postgres.sh down     stop the cluster in $PG_DATA_DIR (pg_ctl stop -m fast)
 #   deploy/local/postgres.sh crash    stop it as a crash would (pg_ctl stop -m immediate: no shutdown
 #                                     checkpoint; the next `up` recovers from the WAL). For fault tests.
+#   deploy/local/postgres.sh freeze   SIGSTOP the postmaster, then every backend: connections stay open
+#                                     and nothing answers on them (fault tests)
+#   deploy/local/postgres.sh thaw     SIGCONT the backends, then the postmaster (`up` also thaws first)
 #   deploy/local/postgres.sh status   print state, databases and connection strings
 #
 # Data: $STATE_DIR/postgres/data; socket: $STATE_DIR/postgres/run; log: $STATE_DIR/logs/postgres.log
@@ -147,6 +150,10 @@ cmd_up() {
   prepare_dirs
   init_cluster
   write_conf
+  # a server left frozen (a fault test that was interrupted) is continued, never waited for
+  local frozen
+  frozen="$(postmaster_pid)"
+  if [[ -n "$frozen" ]] && infra_stopped "$frozen"; then cmd_thaw; fi
   if is_running; then
     infra_log "PostgreSQL already running (data $PG_DATA_DIR)"
   else
@@ -176,6 +183,33 @@ cmd_down() {
     infra_log "PostgreSQL not running"
   fi
   rm -f "$PG_PID_FILE"
+}
+
+postmaster_pid() { head -n 1 "$PG_DATA_DIR/postmaster.pid" 2>/dev/null || true; }
+
+cmd_freeze() {
+  is_running || infra_die "PostgreSQL is not running (data $PG_DATA_DIR): nothing to freeze"
+  local pid
+  pid="$(postmaster_pid)"
+  # the postmaster first, so that it forks no new backend while they are being stopped
+  kill -STOP "$pid"
+  local children
+  children="$(pgrep -P "$pid" | tr '\n' ' ' || true)"
+  # shellcheck disable=SC2086
+  [[ -z "$children" ]] || kill -STOP $children
+  infra_log "froze PostgreSQL with SIGSTOP: postmaster $pid and its processes $children"
+}
+
+cmd_thaw() {
+  local pid
+  pid="$(postmaster_pid)"
+  [[ -n "$pid" ]] || infra_die "PostgreSQL has no postmaster.pid in $PG_DATA_DIR: nothing to thaw"
+  local children
+  children="$(pgrep -P "$pid" | tr '\n' ' ' || true)"
+  # shellcheck disable=SC2086
+  [[ -z "$children" ]] || kill -CONT $children
+  kill -CONT "$pid"
+  infra_log "thawed PostgreSQL with SIGCONT: postmaster $pid and its processes $children"
 }
 
 cmd_crash() {
@@ -212,6 +246,8 @@ case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;
   crash) cmd_crash ;;
+  freeze) cmd_freeze ;;
+  thaw) cmd_thaw ;;
   status) cmd_status ;;
-  *) echo "usage: $0 up|down|crash|status" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|crash|freeze|thaw|status" >&2; exit 2 ;;
 esac

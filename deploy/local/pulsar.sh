@@ -9,6 +9,9 @@
 #   deploy/local/pulsar.sh status   print state, ports, memory, tenants/namespaces
 #   deploy/local/pulsar.sh kill     SIGKILL the broker, as a crash would (fault tests); `up` recovers
 #   deploy/local/pulsar.sh reset    stop the broker and delete its data (every topic and message)
+#   deploy/local/pulsar.sh freeze   SIGSTOP the broker: its connections stay open and nothing answers on
+#                                   them, as in a long GC pause or a stuck disk (fault tests)
+#   deploy/local/pulsar.sh thaw     SIGCONT it (`up` also thaws a frozen broker first)
 #
 # Secured: PULSAR_SECURE=1 ... up runs the broker with TLS only (pulsar+ssl://127.0.0.1:$PULSAR_TLS_PORT,
 #        https://127.0.0.1:$PULSAR_HTTPS_PORT), token authentication and authorization. The first start
@@ -232,6 +235,8 @@ wait_ready() { # wait_ready START_EPOCH_MS
 cmd_up() {
   local pid
   pid="$(our_pid)"
+  # a broker left frozen (a fault test that was interrupted) is continued, never waited for
+  if [[ -n "$pid" ]] && infra_stopped "$pid"; then cmd_thaw; fi
   if [[ -n "$pid" ]] && admin_ready; then
     infra_log "Pulsar already running (pid $pid) and ready on $PULSAR_URL"
   elif [[ -n "$pid" ]]; then
@@ -269,6 +274,22 @@ cmd_kill() {
   rm -f "$PULSAR_PID_FILE"
 }
 
+cmd_freeze() {
+  local pid
+  pid="$(our_pid)"
+  [[ -n "$pid" ]] || infra_die "Pulsar is not running (no live process from $PULSAR_PID_FILE): nothing to freeze"
+  infra_log "freezing Pulsar (pid $pid) with SIGSTOP"
+  kill -STOP "$pid"
+}
+
+cmd_thaw() {
+  local pid
+  pid="$(our_pid)"
+  [[ -n "$pid" ]] || infra_die "Pulsar is not running (no live process from $PULSAR_PID_FILE): nothing to thaw"
+  infra_log "thawing Pulsar (pid $pid) with SIGCONT"
+  kill -CONT "$pid"
+}
+
 cmd_reset() {
   cmd_down
   infra_log "deleting Pulsar's data: $PULSAR_DATA_DIR"
@@ -297,5 +318,7 @@ case "${1:-}" in
   status) cmd_status ;;
   kill) cmd_kill ;;
   reset) cmd_reset ;;
-  *) echo "usage: $0 up|down|status|kill|reset" >&2; exit 2 ;;
+  freeze) cmd_freeze ;;
+  thaw) cmd_thaw ;;
+  *) echo "usage: $0 up|down|status|kill|reset|freeze|thaw" >&2; exit 2 ;;
 esac

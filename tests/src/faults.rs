@@ -1,7 +1,10 @@
 //! One fault under load: the broker SIGKILLed and started again with `deploy/local/pulsar.sh up`
 //! (on its kept data), PostgreSQL stopped as a crash would (`pg_ctl stop -m immediate`) and
 //! started again, the commission service SIGKILLed and started again, the relay SIGKILLed and
-//! started again (`tests/tests/faults.rs`), and, on the cluster of
+//! started again (`tests/tests/faults.rs`); the same four frozen instead for [`FREEZE_FOR`]
+//! (SIGSTOP, then SIGCONT: connections stay open and nothing answers on them, as in a long GC
+//! pause, a stuck disk or a half-dead VM; `tests/tests/freezes.rs`), on a few hot campaigns,
+//! each converging within [`AFTER_THAW`] of the thaw; and, on the cluster of
 //! `deploy/local/pulsar-cluster.sh`, the broker that owns the platform's topics SIGKILLed and
 //! left dead, so that they move to the other broker (`tests/tests/cluster_failover.rs`).
 //!
@@ -61,6 +64,17 @@ const FAULT_AT: Duration = Duration::from_secs(6);
 const PAYOUT_AT: Duration = Duration::from_secs(5);
 /// How long a stopped process or server stays down.
 const DOWN_FOR: Duration = Duration::from_secs(3);
+/// How long a frozen process or server stays frozen.
+pub const FREEZE_FOR: Duration = Duration::from_secs(20);
+/// The bound on convergence after a freeze ends, with no operator action.
+pub const AFTER_THAW: Duration = Duration::from_secs(60);
+/// The consumers' stall time-out in the freeze runs (`CONSUMER_STALL_TIMEOUT`), shorter than the
+/// freeze so that a stall shows in the command door's health while it lasts.
+const FREEZE_STALL_TIMEOUT: &str = "10s";
+/// Hot rows: the freeze runs spread purchases over this many campaigns, each accepted by the
+/// same [`HOT_CREATORS`] creators, so that batches share campaign and balance rows.
+const HOT_CAMPAIGNS: usize = 4;
+const HOT_CREATORS: usize = 8;
 /// The bound on convergence after the last purchase.
 const CONVERGE: Duration = Duration::from_secs(180);
 const CREATORS: usize = 20;
@@ -79,6 +93,10 @@ pub enum Fault {
     RelayKilled,
     /// On the cluster: the broker that owns the platform's topics, killed and left dead.
     OwnerBrokerKilled,
+    BrokerFrozen,
+    PostgresFrozen,
+    CommissionFrozen,
+    RelayFrozen,
 }
 
 impl Fault {
@@ -89,6 +107,27 @@ impl Fault {
             Self::CommissionKilled => "commission_killed",
             Self::RelayKilled => "relay_killed",
             Self::OwnerBrokerKilled => "owner_broker_killed",
+            Self::BrokerFrozen => "broker_frozen",
+            Self::PostgresFrozen => "postgres_frozen",
+            Self::CommissionFrozen => "commission_frozen",
+            Self::RelayFrozen => "relay_frozen",
+        }
+    }
+
+    fn is_freeze(self) -> bool {
+        matches!(
+            self,
+            Self::BrokerFrozen | Self::PostgresFrozen | Self::CommissionFrozen | Self::RelayFrozen
+        )
+    }
+
+    /// Campaigns and the creators who accepted each (the same creators for every campaign): a
+    /// few hot campaigns for the freezes, one campaign and 20 creators for the crashes.
+    fn shape(self) -> (usize, usize) {
+        if self.is_freeze() {
+            (HOT_CAMPAIGNS, HOT_CREATORS)
+        } else {
+            (1, CREATORS)
         }
     }
 
@@ -140,6 +179,30 @@ impl Fault {
                 script("pulsar-cluster.sh", &["kill", &owner]);
                 println!("owner_broker_killed: {owner}, which owned the platform's topics, killed");
                 owner
+            }
+            Self::BrokerFrozen => {
+                script("pulsar.sh", &["freeze"]);
+                tokio::time::sleep(FREEZE_FOR).await;
+                script("pulsar.sh", &["thaw"]);
+                "the broker".into()
+            }
+            Self::PostgresFrozen => {
+                script("postgres.sh", &["freeze"]);
+                tokio::time::sleep(FREEZE_FOR).await;
+                script("postgres.sh", &["thaw"]);
+                "PostgreSQL".into()
+            }
+            Self::CommissionFrozen => {
+                platform.signal("commission-service", "STOP");
+                tokio::time::sleep(FREEZE_FOR).await;
+                platform.signal("commission-service", "CONT");
+                "commission-service".into()
+            }
+            Self::RelayFrozen => {
+                platform.signal("relay", "STOP");
+                tokio::time::sleep(FREEZE_FOR).await;
+                platform.signal("relay", "CONT");
+                "relay".into()
             }
         }
     }
@@ -379,9 +442,12 @@ pub async fn under_load(fault: Fault) {
         .unwrap_or_else(|| rand::rng().random::<u64>());
     let test = format!("faults_{}", fault.name());
     // GRPC_MAX_IN_FLIGHT passes through, to compare runs with more or less load shedding.
-    let extra: Vec<(&'static str, String)> = std::env::var("GRPC_MAX_IN_FLIGHT")
+    let mut extra: Vec<(&'static str, String)> = std::env::var("GRPC_MAX_IN_FLIGHT")
         .map(|limit| vec![("GRPC_MAX_IN_FLIGHT", limit)])
         .unwrap_or_default();
+    if fault.is_freeze() {
+        extra.push(("CONSUMER_STALL_TIMEOUT", FREEZE_STALL_TIMEOUT.into()));
+    }
     let mut platform = Platform::start_with(&test, "hybrid", extra).await;
     platform.consuming(Duration::from_secs(60)).await;
     std::fs::write(platform.logs.join("seed"), seed.to_string()).unwrap();
@@ -397,35 +463,41 @@ pub async fn under_load(fault: Fault) {
         .filter(|r| *r > 0)
         .unwrap_or_else(|| fault.rate());
 
-    // A campaign and its creators.
-    let creators: Vec<String> = (0..CREATORS).map(|_| Uuid::now_v7().to_string()).collect();
-    let campaign = {
+    // The campaigns and their creators.
+    let (campaign_count, creator_count) = fault.shape();
+    let creators: Vec<String> = (0..creator_count)
+        .map(|_| Uuid::now_v7().to_string())
+        .collect();
+    let mut campaigns = Vec::new();
+    {
         let mut driver = Driver::new(&platform, Door::Grpc).await;
-        let campaign = driver
-            .create_campaign(CreateCampaignRequest {
-                advertiser_id: ADVERTISER.into(),
-                name: format!("Faults {}", fault.name()),
-                description: String::new(),
-                commission_rate_bps: RATE_BPS,
-                budget: Some(Money {
-                    amount_minor: 1_000_000_000_000,
-                    currency: "EUR".into(),
-                }),
-            })
-            .await;
-        for creator in &creators {
-            driver
-                .campaign_command(campaign_command::Command::AcceptCampaign(
-                    AcceptCampaignRequest {
-                        campaign_id: campaign.clone(),
-                        creator_id: creator.clone(),
-                        accepted_terms: true,
-                    },
-                ))
+        for n in 0..campaign_count {
+            let campaign = driver
+                .create_campaign(CreateCampaignRequest {
+                    advertiser_id: ADVERTISER.into(),
+                    name: format!("Faults {} {n}", fault.name()),
+                    description: String::new(),
+                    commission_rate_bps: RATE_BPS,
+                    budget: Some(Money {
+                        amount_minor: 1_000_000_000_000,
+                        currency: "EUR".into(),
+                    }),
+                })
                 .await;
+            for creator in &creators {
+                driver
+                    .campaign_command(campaign_command::Command::AcceptCampaign(
+                        AcceptCampaignRequest {
+                            campaign_id: campaign.clone(),
+                            creator_id: creator.clone(),
+                            accepted_terms: true,
+                        },
+                    ))
+                    .await;
+            }
+            campaigns.push(campaign);
         }
-        campaign
-    };
+    }
     let order = watch_order(&platform);
     // Let the commission service's copy of the acceptances arrive before the first purchase.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -443,21 +515,26 @@ pub async fn under_load(fault: Fault) {
     let started = Instant::now();
     let total = rate * SEND.as_secs();
     let sender = {
-        let (load, campaign, creators) = (load.clone(), campaign.clone(), creators.clone());
-        let picks: Vec<usize> = (0..total)
-            .map(|_| rng.random_range(0..creators.len()))
+        let (load, campaigns, creators) = (load.clone(), campaigns.clone(), creators.clone());
+        let picks: Vec<(usize, usize)> = (0..total)
+            .map(|_| {
+                (
+                    rng.random_range(0..campaigns.len()),
+                    rng.random_range(0..creators.len()),
+                )
+            })
             .collect();
         tokio::spawn(async move {
             let mut tasks = Vec::new();
             let mut tick = tokio::time::interval(Duration::from_secs(1) / rate as u32);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-            for (i, pick) in picks.into_iter().enumerate() {
+            for (i, (campaign, creator)) in picks.into_iter().enumerate() {
                 tick.tick().await;
                 let permit = in_flight.clone().acquire_owned().await.unwrap();
                 let purchase = purchase(
                     TrackingServiceClient::new(tracking[i % CONNECTIONS].clone()),
-                    campaign.clone(),
-                    creators[pick].clone(),
+                    campaigns[campaign].clone(),
+                    creators[creator].clone(),
                     load.clone(),
                 );
                 tasks.push(tokio::spawn(async move {
@@ -523,7 +600,9 @@ pub async fn under_load(fault: Fault) {
         fault.name(),
         started.elapsed()
     );
+    let door = watch_door(&platform);
     let victim = fault.strike(&mut platform).await;
+    let recovered = Instant::now();
     println!("{}: recovered after {:?}", fault.name(), struck.elapsed());
 
     sender.await.unwrap();
@@ -592,6 +671,8 @@ pub async fn under_load(fault: Fault) {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let converged_in = converge.elapsed();
+    let after_thaw = recovered.elapsed();
+    let door = door.stop().await;
     // How long the platform stalled: the longest pause between two commissions of the run (at
     // this rate a few milliseconds when nothing is wrong).
     let stalled: f64 = sqlx::query_scalar(
@@ -629,16 +710,19 @@ pub async fn under_load(fault: Fault) {
             .unwrap();
 
     let figures = format!(
-        "{}: purchases {} (sent in {:.1?} at {rate}/s), commissions {commissions}, lost {lost}, \
-         duplicates {duplicates}, stalled {stalled:.1} s (the longest pause between two \
-         commissions), converged {:.1?} after the last purchase ({:.1?} after the fault), \
-         answers other than OK (all retried with their key): {:?}, client transport errors {}, \
-         payout {payout_status} (reservation {}), seed {seed}",
+        "{}: purchases {} (sent in {:.1?} at {rate}/s, {campaign_count} campaigns x \
+         {creator_count} creators), commissions {commissions}, lost {lost}, duplicates \
+         {duplicates}, stalled {stalled:.1} s (the longest pause between two commissions), \
+         converged {:.1?} after the last purchase ({:.1?} after the fault struck, {:.1?} after \
+         it ended), answers other than OK (all retried with their key): {:?}, client transport \
+         errors {}, payout {payout_status} (reservation {}), commission door health: {door}, \
+         seed {seed}",
         fault.name(),
         ids.len(),
         sent_for,
         converged_in,
         struck.elapsed(),
+        after_thaw,
         load.failures,
         load.transport,
         reservation.0,
@@ -696,4 +780,88 @@ pub async fn under_load(fault: Fault) {
         order.len()
     );
     platform.assert_all_running();
+    assert!(
+        door.serving_at_end,
+        "the commission service's command door serves again once the fault is over: {door}"
+    );
+    if fault.is_freeze() {
+        assert!(
+            after_thaw <= AFTER_THAW,
+            "{}: converged {after_thaw:.1?} after the freeze ended, beyond the goal of {AFTER_THAW:?} \
+             (logs in {})",
+            fault.name(),
+            platform.logs.display()
+        );
+    }
+}
+
+/// What the commission service's command door said of its health from the fault on.
+#[derive(Debug, Default)]
+struct DoorHealth {
+    /// Samples (every 500 ms) answered NOT_SERVING, and not answered at all.
+    not_serving: u32,
+    unanswered: u32,
+    samples: u32,
+    serving_at_end: bool,
+}
+
+impl std::fmt::Display for DoorHealth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "NOT_SERVING in {} of {} samples, no answer in {}, SERVING at the end: {}",
+            self.not_serving, self.samples, self.unanswered, self.serving_at_end
+        )
+    }
+}
+
+/// Samples the commission service's command door health until stopped.
+struct DoorWatch {
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<DoorHealth>,
+    url: String,
+}
+
+fn watch_door(platform: &Platform) -> DoorWatch {
+    let url = platform.url("commission");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (watched, stopped) = (url.clone(), stop.clone());
+    let task = tokio::spawn(async move {
+        use tonic_health::pb::health_check_response::ServingStatus;
+        let mut seen = DoorHealth::default();
+        while !stopped.is_cancelled() {
+            seen.samples += 1;
+            match crate::health(&watched, service_runtime::status::COMMAND_DOOR_HEALTH).await {
+                Some(ServingStatus::Serving) => {}
+                Some(_) => seen.not_serving += 1,
+                None => seen.unanswered += 1,
+            }
+            tokio::select! {
+                () = stopped.cancelled() => {}
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+        seen
+    });
+    DoorWatch { stop, task, url }
+}
+
+impl DoorWatch {
+    /// Stops sampling; the door must be SERVING now (asked again for up to 10 s, as health is
+    /// refreshed on an interval).
+    async fn stop(self) -> DoorHealth {
+        use tonic_health::pb::health_check_response::ServingStatus;
+        self.stop.cancel();
+        let mut seen = self.task.await.unwrap_or_default();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let now = crate::health(&self.url, service_runtime::status::COMMAND_DOOR_HEALTH).await;
+            if now == Some(ServingStatus::Serving) {
+                seen.serving_at_end = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        seen
+    }
 }

@@ -534,6 +534,31 @@ pub fn pulsar_args(namespace: &str) -> [String; 6] {
 pub use messaging::properties::get as property;
 
 /// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
+/// The gRPC health of `service` (a health name, `""` for the whole server) at `url`, or `None`
+/// when the server does not answer within 2 s.
+pub async fn health(
+    url: &str,
+    service: &str,
+) -> Option<tonic_health::pb::health_check_response::ServingStatus> {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
+        .ok()?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .ok()?;
+    let response = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: service.to_owned(),
+        })
+        .await
+        .ok()?;
+    tonic_health::pb::health_check_response::ServingStatus::try_from(response.into_inner().status)
+        .ok()
+}
+
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,

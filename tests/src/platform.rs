@@ -187,6 +187,16 @@ impl Platform {
         }
     }
 
+    /// Sends a signal (`STOP`, `CONT`, …) to a process by name: `STOP` freezes it with its
+    /// connections open, `CONT` lets it go on.
+    pub fn signal(&mut self, name: &str, signal: &str) {
+        let process = self
+            .processes
+            .get_mut(name)
+            .unwrap_or_else(|| panic!("no process named {name}"));
+        process.signal(signal);
+    }
+
     /// The full name of a topic in this platform's namespace.
     pub fn topic(&self, short: &str) -> String {
         self.namespace.topic(short)

@@ -159,6 +159,16 @@ impl Process {
         let _ = self.child.wait();
     }
 
+    /// Sends `SIG<signal>` (e.g. `STOP`, `CONT`), failing the test if it cannot be sent.
+    pub fn signal(&mut self, signal: &str) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args([format!("-{signal}"), pid])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(sent, "send SIG{signal} to {}", self.name);
+    }
+
     /// Sends SIGTERM and waits up to `timeout` for a clean exit; returns whether it exited 0.
     /// Async, so the test's own connections keep being served while the process drains.
     pub async fn terminate(&mut self, timeout: Duration) -> bool {

@@ -15,9 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
-use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
 use uuid::Uuid;
 
 use affiliate_proto::campaign::{AcceptCampaignRequest, CreateCampaignRequest, campaign_command};
@@ -25,9 +23,9 @@ use affiliate_proto::common::status_service_client::StatusServiceClient;
 use affiliate_proto::common::{GetStatusRequest, Money};
 use affiliate_proto::tracking::tracking_service_client::TrackingServiceClient;
 use affiliate_proto::tracking::{CreateEventRequest, TrackingEventKind};
-use e2e::eventually;
 use e2e::platform::Platform;
 use e2e::workflow::{ADVERTISER, CREATOR_1, Door, Driver};
+use e2e::{eventually, health};
 
 const OUTAGE: Duration = Duration::from_secs(15);
 const COMMAND_DOOR: &str = "affiliate.common.v1.CommandDoor";
@@ -52,24 +50,6 @@ fn pulsar_sh(command: &str) {
         "pulsar.sh {command}: {}",
         log.lines().last().unwrap_or_default()
     );
-}
-
-async fn health(url: &str, service: &str) -> Option<ServingStatus> {
-    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
-        .ok()?
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(2))
-        .connect()
-        .await
-        .ok()?;
-    let mut client = HealthClient::new(channel);
-    let response = client
-        .check(HealthCheckRequest {
-            service: service.to_owned(),
-        })
-        .await
-        .ok()?;
-    ServingStatus::try_from(response.into_inner().status).ok()
 }
 
 /// What the watcher saw of one service's health during the run.

@@ -4,6 +4,12 @@
 //! applied after it, in order, once it succeeds, or once it is dead-lettered. A message whose
 //! handler breaks the shared transaction (a failed statement outside its savepoint) fails alone:
 //! the batch is applied again message by message, and no other key is retried with it.
+//!
+//! And the silent stall of issue 23, reproduced: a consumer that holds its maximum while its
+//! transactions wait on a lock for longer than its quiet check used to end its subscription and
+//! wait forever to close it (pulsar-rs's engine, blocked handing the loop a message, never
+//! answered); now it reports the stall (its state and its door's health), and carries on once
+//! the lock is released, with no resubscription.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -95,6 +101,29 @@ async fn start(
     backoff: (u64, u64),
     breaks_transaction: bool,
 ) -> Run {
+    start_with(
+        |pool| Recorder {
+            pool,
+            failing_key: "bad".into(),
+            failures_left: AtomicU32::new(failures),
+            always,
+            breaks_transaction,
+        },
+        |subscription| {
+            subscription.max_redeliveries = max_redeliveries;
+            subscription.min_backoff = Duration::from_secs(backoff.0);
+            subscription.max_backoff = Duration::from_secs(backoff.1);
+        },
+    )
+    .await
+}
+
+/// Starts a consumer with the handler `make` builds on the test's database, its subscription
+/// configured by `configure`.
+async fn start_with<H: Handler>(
+    make: impl FnOnce(PgPool) -> H,
+    configure: impl FnOnce(&mut Subscription),
+) -> Run {
     let db = fresh_database("lanes").await;
     sqlx::query(
         "create table applied (seq bigserial primary key, message_id text unique not null, key text not null)",
@@ -107,19 +136,13 @@ async fn start(
         "persistent://{}/{namespace}/lanes-commands",
         pulsar_tenant()
     );
-    let mut subscription = Subscription::new(vec![topic.clone()], "lanes", max_redeliveries);
-    subscription.min_backoff = Duration::from_secs(backoff.0);
-    subscription.max_backoff = Duration::from_secs(backoff.1);
+    let mut subscription = Subscription::new(vec![topic.clone()], "lanes", 10);
+    configure(&mut subscription);
     let dead_letter_topic = subscription.dead_letter_topic.clone();
     let board = service_runtime::status::StatusBoard::new("lanes", "events");
+    board.set_pulsar(Ok(Duration::ZERO));
     subscription.status = Some(board.subscription("lanes", &subscription.topics));
-    let handler = Recorder {
-        pool: db.pool.clone(),
-        failing_key: "bad".into(),
-        failures_left: AtomicU32::new(failures),
-        always,
-        breaks_transaction,
-    };
+    let handler = make(db.pool.clone());
     let shutdown = CancellationToken::new();
     let client = pulsar().await;
     let consumer = tokio::spawn(messaging::run_consumer(
@@ -137,6 +160,33 @@ async fn start(
         dead_letter_topic,
         shutdown,
         consumer,
+    }
+}
+
+/// Waits, in every message's transaction, for a share of the `gate` row before recording the
+/// message: while the test holds the row for update, every transaction waits.
+struct Gated {
+    pool: PgPool,
+}
+
+impl Handler for Gated {
+    fn batch_pool(&self) -> Option<&PgPool> {
+        Some(&self.pool)
+    }
+
+    async fn handle_in(&self, conn: &mut PgConnection, delivery: &Delivery) -> Result<(), Failure> {
+        let transient = |e: sqlx::Error| Failure::Transient(e.into());
+        sqlx::query("select 1 from gate where id = 1 for share")
+            .execute(&mut *conn)
+            .await
+            .map_err(transient)?;
+        sqlx::query("insert into applied (message_id, key) values ($1, $2) on conflict do nothing")
+            .bind(&delivery.message_id)
+            .bind(delivery.key.clone().unwrap_or_default())
+            .execute(conn)
+            .await
+            .map_err(transient)?;
+        Ok(())
     }
 }
 
@@ -346,6 +396,93 @@ async fn dead_letters_only_the_bad_key() {
         (status.retried, status.dead_lettered, status.applied),
         (6, 3, 1000),
         "{status:?}"
+    );
+    run.shutdown.cancel();
+    run.consumer.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_consumer_full_of_messages_waiting_on_a_lock_reports_the_stall_and_carries_on() {
+    // At most 40 messages held: the loop stops reading long before the 1,300 messages are in, and
+    // its transactions all wait on the gate the test holds. pulsar-rs's consumer keeps asking the
+    // broker for more and hands them on through a queue of 1,000: with 1,300 published, that queue
+    // is full and the consumer's engine waits for the loop to read.
+    let run = start_with(
+        |pool| Gated { pool },
+        |subscription| {
+            subscription.max_held = 40;
+            subscription.concurrency = 2;
+            subscription.batch_size = 8;
+            subscription.stall_after = Duration::from_secs(3);
+        },
+    )
+    .await;
+    sqlx::query("create table gate (id int primary key)")
+        .execute(&run.pool)
+        .await
+        .unwrap();
+    sqlx::query("insert into gate values (1)")
+        .execute(&run.pool)
+        .await
+        .unwrap();
+    let mut gate = run.pool.begin().await.unwrap();
+    sqlx::query("select 1 from gate where id = 1 for update")
+        .execute(&mut *gate)
+        .await
+        .unwrap();
+    let all: Vec<(String, String)> = (0..1300)
+        .map(|i| (format!("key-{i}"), format!("message-{i}")))
+        .collect();
+    publish_all(&run.topic, &all).await;
+    let door = service_runtime::status::COMMAND_DOOR_HEALTH;
+
+    // Held for longer than the old quiet check (5 s) and its time-out (5 s) together: the loop
+    // used to end its subscription here and then wait forever to close it. What the board says
+    // meanwhile is sampled.
+    let held_since = Instant::now();
+    let mut stalled = run.board.snapshot().subscriptions.remove(0);
+    let mut door_serving_while_held = true;
+    while held_since.elapsed() < Duration::from_secs(12) {
+        let now = run.board.snapshot().subscriptions.remove(0);
+        if now.stalled_for_ms >= stalled.stalled_for_ms {
+            stalled = now;
+        }
+        door_serving_while_held &= !run.board.components().contains(&(door.into(), false));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    gate.commit().await.unwrap();
+    eventually(
+        Duration::from_secs(60),
+        "all 1,300 messages applied after the gate opened",
+        || async { (count(&run.pool, "key-%").await == 1300).then_some(()) },
+    )
+    .await;
+
+    println!("while the gate was held: {stalled:?}");
+    assert!(
+        stalled.state.starts_with("stalled: no progress for")
+            && stalled.state.ends_with("with 40 waiting"),
+        "{}",
+        stalled.state
+    );
+    assert!(stalled.stalled_for_ms >= 8_000, "{stalled:?}");
+    assert_eq!(stalled.waiting, 40, "it held its maximum");
+    assert!(stalled.oldest_waiting_age_ms >= 8_000, "{stalled:?}");
+    assert!(
+        !door_serving_while_held,
+        "the command door was NOT_SERVING while it was stalled"
+    );
+    let status = eventually(Duration::from_secs(10), "the stall is over", || async {
+        let status = run.board.snapshot().subscriptions.remove(0);
+        (status.state == "consuming" && status.waiting == 0).then_some(status)
+    })
+    .await;
+    println!("after the gate opened: {status:?}");
+    assert!(run.board.components().contains(&(door.into(), true)));
+    assert_eq!(
+        (status.reconnects, status.stall_recoveries, status.applied),
+        (0, 0, 1300),
+        "slow work is waited for, not resubscribed: {status:?}"
     );
     run.shutdown.cancel();
     run.consumer.await.unwrap().unwrap();

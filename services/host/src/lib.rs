@@ -77,7 +77,8 @@ impl Host {
         });
         let server = GrpcServer::bind(args.grpc.listen)
             .await?
-            .with_max_in_flight(args.grpc.max_in_flight);
+            .with_max_in_flight(args.grpc.max_in_flight)
+            .with_call_timeout(args.grpc.call_timeout);
         Ok(Self {
             name: args.name,
             mode: args.mode,

@@ -91,6 +91,16 @@ pub trait CommandDoor: Send + Sync + 'static {
         let _ = conn;
         self.run(ctx, command)
     }
+    /// Takes, first in a batch's transaction, the locks the batch's commands share beyond their
+    /// [`CommandDoor::lock_key`] (see [`crate::Handler::lock_batch`]).
+    fn lock_batch(
+        &self,
+        conn: &mut PgConnection,
+        commands: Vec<Command<Self>>,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        let _ = (conn, commands);
+        async { Ok(()) }
+    }
     /// The row a command locks that other commands share (e.g. a creator's balance); batches
     /// apply commands in this order, so two batches never deadlock.
     fn lock_key(&self, command: &Command<Self>) -> Option<String> {
@@ -277,6 +287,21 @@ impl<D: CommandDoor> Handler for Door<D> {
     fn order_key(&self, delivery: &Delivery) -> Option<String> {
         let (_, command) = Self::decode(&delivery.payload).ok()?;
         self.door.lock_key(&command?)
+    }
+
+    async fn lock_batch(
+        &self,
+        conn: &mut PgConnection,
+        deliveries: &[&Delivery],
+    ) -> Result<(), Failure> {
+        let commands = deliveries
+            .iter()
+            .filter_map(|d| Self::decode(&d.payload).ok()?.1)
+            .collect();
+        match self.door.lock_batch(conn, commands).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(Failure::Transient(anyhow::anyhow!(e))),
+        }
     }
 
     async fn refuse(&self, delivery: &Delivery, reason: String) -> Failure {

@@ -66,6 +66,12 @@ pub struct Tuning {
     /// Longest back-off after repeated errors.
     #[arg(long = "max-backoff", env = "RELAY_MAX_BACKOFF", default_value = "10s", value_parser = parse_duration)]
     pub max_backoff: Duration,
+    /// Longest wait for any one database step (connecting, the leader lock, counting, and the
+    /// claim and delete of a batch beyond its publish time-out); the server also cancels a
+    /// statement after it (`statement_timeout`). A database that stops answering turns into an
+    /// error and a new connection, never a relay waiting forever.
+    #[arg(long = "database-timeout", env = "RELAY_DATABASE_TIMEOUT", default_value = "30s", value_parser = service_runtime::config::parse_positive_duration)]
+    pub database_timeout: Duration,
 }
 
 /// The relay's configuration; every flag also reads its environment variable.

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use service_runtime::backoff::{Delays, exponential};
-use sqlx::postgres::PgListener;
+use service_runtime::bounded::within;
+use sqlx::postgres::{PgConnectOptions, PgListener};
 use sqlx::{Connection as _, PgConnection};
 use tokio_util::sync::CancellationToken;
 
@@ -56,21 +57,48 @@ impl OutboxRelay {
         Ok(())
     }
 
+    /// How the relay connects to the outbox's database: the server cancels a statement after
+    /// the database time-out and ends a session idle in its transaction for longer than a batch
+    /// may take (publish time-out plus database time-out), releasing its rows and the lock.
+    fn connect_options(&self) -> anyhow::Result<PgConnectOptions> {
+        let options: PgConnectOptions = self
+            .source
+            .expose_url()
+            .parse()
+            .with_context(|| format!("parse the {} database URL", self.source.service))?;
+        let ms = |d: Duration| format!("{}ms", d.as_millis());
+        Ok(options.options([
+            ("statement_timeout", ms(self.tuning.database_timeout)),
+            (
+                "idle_in_transaction_session_timeout",
+                ms(self.tuning.publish_timeout + self.tuning.database_timeout),
+            ),
+        ]))
+    }
+
     /// Waits for leadership, then publishes until shutdown or an error.
     async fn lead(&mut self, shutdown: &CancellationToken) -> anyhow::Result<()> {
         let service = self.source.service.clone();
-        let mut conn = PgConnection::connect(self.source.expose_url())
-            .await
-            .with_context(|| format!("connect to the {service} database"))?;
+        let limit = self.tuning.database_timeout;
+        let options = self.connect_options()?;
+        let mut conn = within(limit, "connect to the database", async {
+            PgConnection::connect_with(&options)
+                .await
+                .with_context(|| format!("connect to the {service} database"))
+        })
+        .await?;
         let mut announced = false;
         loop {
-            let acquired = sqlx::query_scalar!(
-                r#"select pg_try_advisory_lock($1) as "acquired!""#,
-                LEADER_LOCK_KEY
-            )
-            .fetch_one(&mut conn)
-            .await
-            .context("try the leader lock")?;
+            let acquired = within(limit, "try the leader lock", async {
+                sqlx::query_scalar!(
+                    r#"select pg_try_advisory_lock($1) as "acquired!""#,
+                    LEADER_LOCK_KEY
+                )
+                .fetch_one(&mut conn)
+                .await
+                .context("try the leader lock")
+            })
+            .await?;
             if acquired {
                 break;
             }
@@ -86,21 +114,36 @@ impl OutboxRelay {
         metrics::gauge!("relay_leader", "outbox" => service.clone()).set(1.0);
         let mut measured = std::time::Instant::now() - METER_INTERVAL;
 
-        let mut listener = PgListener::connect(self.source.expose_url())
-            .await
-            .context("connect the NOTIFY listener")?;
-        listener.listen("outbox").await.context("LISTEN outbox")?;
+        let mut listener = within(limit, "connect the NOTIFY listener", async {
+            let mut listener = PgListener::connect(self.source.expose_url())
+                .await
+                .context("connect the NOTIFY listener")?;
+            listener.listen("outbox").await.context("LISTEN outbox")?;
+            anyhow::Ok(listener)
+        })
+        .await?;
         let mut published_since_log = 0usize;
         while !shutdown.is_cancelled() {
             if measured.elapsed() >= METER_INTERVAL {
                 measured = std::time::Instant::now();
-                measure_pending(&mut conn, &service).await?;
+                within(
+                    limit,
+                    "count pending outbox rows",
+                    measure_pending(&mut conn, &service),
+                )
+                .await?;
             }
-            match publish_batch(
-                &mut conn,
-                &mut self.publisher,
-                self.tuning.batch_size,
-                self.tuning.publish_timeout,
+            // The claim and the delete are database steps, the receipts have their own limit.
+            let batch_limit = self.tuning.publish_timeout + limit;
+            match within(
+                batch_limit,
+                "claim, publish and delete a batch",
+                publish_batch(
+                    &mut conn,
+                    &mut self.publisher,
+                    self.tuning.batch_size,
+                    self.tuning.publish_timeout,
+                ),
             )
             .await?
             {

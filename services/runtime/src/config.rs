@@ -27,6 +27,14 @@ pub struct DatabaseArgs {
     /// How long to wait for a pooled connection (and for the first connect at start), e.g. 5s.
     #[arg(long = "database-acquire-timeout", env = "DATABASE_ACQUIRE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub acquire_timeout: Duration,
+    /// The server cancels a statement that runs (or waits for a lock) longer than this, e.g.
+    /// 30s (PostgreSQL's `statement_timeout` on every connection of the pool; 0 turns it off).
+    #[arg(long = "database-statement-timeout", env = "DATABASE_STATEMENT_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub statement_timeout: Duration,
+    /// The server ends a session whose transaction stays idle longer than this, e.g. 60s,
+    /// releasing its locks (`idle_in_transaction_session_timeout`; 0 turns it off).
+    #[arg(long = "database-idle-in-transaction-timeout", env = "DATABASE_IDLE_IN_TRANSACTION_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_in_transaction_timeout: Duration,
 }
 
 impl DatabaseArgs {
@@ -56,6 +64,11 @@ pub struct GrpcArgs {
     /// so that an outage does not queue thousands of calls on the database pool).
     #[arg(long = "grpc-max-in-flight", env = "GRPC_MAX_IN_FLIGHT", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,
+    /// An API call not answered after this long is answered UNAVAILABLE and its work dropped (a
+    /// transaction rolls back), e.g. 8s: a database that stops answering turns into a retry, not
+    /// a call hanging until the client's deadline. Keep it below the clients' deadlines.
+    #[arg(long = "grpc-call-timeout", env = "GRPC_CALL_TIMEOUT", default_value = "8s", value_parser = parse_positive_duration)]
+    pub call_timeout: Duration,
 }
 
 /// How the process writes its log.
@@ -138,6 +151,8 @@ mod tests {
             url: SecretString::from("postgres://u:hunter2@localhost/db"),
             max_connections: 1,
             acquire_timeout: Duration::from_secs(1),
+            statement_timeout: Duration::from_secs(30),
+            idle_in_transaction_timeout: Duration::from_secs(60),
         };
         assert!(!format!("{args:?}").contains("hunter2"));
     }
@@ -295,6 +310,16 @@ pub struct ConsumerArgs {
         default_value_t = 4000
     )]
     pub max_held: usize,
+    /// A subscription with messages waiting (held, or on the broker) that makes no progress for
+    /// this long is stalled: its health turns NOT_SERVING and the progress watchdog checks the
+    /// broker and, if that does not help, subscribes again, e.g. 20s.
+    #[arg(long = "consumer-stall-timeout", env = "CONSUMER_STALL_TIMEOUT", default_value = "20s", value_parser = parse_positive_duration)]
+    pub stall_timeout: Duration,
+    /// A batch (or a message applied alone) that has not finished after this long is abandoned
+    /// (its transaction rolls back) and retried like a transient failure, e.g. 60s; longer than
+    /// the database's statement time-out, so the server's own cancellation comes first.
+    #[arg(long = "consumer-batch-timeout", env = "CONSUMER_BATCH_TIMEOUT", default_value = "60s", value_parser = parse_positive_duration)]
+    pub batch_timeout: Duration,
 }
 
 /// How long the records that make redelivery harmless are kept, and how the loop that prunes

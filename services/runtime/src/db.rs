@@ -11,12 +11,14 @@ use crate::config::DatabaseArgs;
 /// The platform tables every service database has.
 pub static PLATFORM_MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
-/// Connects the pool. Fails within the acquire timeout if the database is unreachable.
+/// Connects the pool. Fails within the acquire timeout if the database is unreachable. Every
+/// connection carries the server-side bounds ([`bounded`]).
 pub async fn connect(args: &DatabaseArgs) -> anyhow::Result<PgPool> {
     let options: PgConnectOptions = args
         .expose_url()
         .parse()
         .context("parse DATABASE_URL (expected postgres://user:password@host:port/database)")?;
+    let options = bounded(options, args);
     let database = options.get_database().unwrap_or("(default)").to_owned();
     let pool = PgPoolOptions::new()
         .max_connections(args.max_connections)
@@ -29,6 +31,24 @@ pub async fn connect(args: &DatabaseArgs) -> anyhow::Result<PgPool> {
             )
         })?;
     Ok(pool)
+}
+
+/// The server's own bounds on every session: `statement_timeout` (a statement, or its wait for
+/// a lock, is cancelled after it: a lock held by a stuck transaction turns into an error and a
+/// retry, never into a consumer waiting for minutes) and `idle_in_transaction_session_timeout`
+/// (a session whose transaction idles that long is ended and its locks released). They travel
+/// in the startup packet, so they hold from the first statement. A frozen server enforces
+/// nothing: the client's own bounds (the pool's acquire time-out, the consumer's batch
+/// time-out) cover that case.
+pub fn bounded(options: PgConnectOptions, args: &DatabaseArgs) -> PgConnectOptions {
+    let ms = |d: std::time::Duration| format!("{}ms", d.as_millis());
+    options.options([
+        ("statement_timeout", ms(args.statement_timeout)),
+        (
+            "idle_in_transaction_session_timeout",
+            ms(args.idle_in_transaction_timeout),
+        ),
+    ])
 }
 
 /// One migrator holding the platform migrations followed by the service's own.
@@ -97,11 +117,12 @@ pub const NUMERIC_VALUE_OUT_OF_RANGE: &str = "22003";
 fn is_transient_code(code: &str) -> bool {
     // 08: connection exception; 53: insufficient resources (too many connections, disk full);
     // 57P01-57P03: admin/crash shutdown, cannot connect now; 40001/40P01: serialization failure,
-    // deadlock; 55000 at connect: "database is not currently accepting connections".
+    // deadlock; 57014 query canceled (the statement time-out: a lock held too long, a server too
+    // slow for a while); 25P03 idle-in-transaction time-out; 55000 at connect: "database is not currently accepting connections".
     code.starts_with("08")
         || code.starts_with("53")
         || code.starts_with("57P")
-        || matches!(code, "40001" | "40P01" | "55000")
+        || matches!(code, "40001" | "40P01" | "55000" | "57014" | "25P03")
 }
 
 #[cfg(test)]
@@ -111,7 +132,8 @@ mod tests {
     #[test]
     fn connection_trouble_is_transient_and_bad_data_is_not() {
         for code in [
-            "08006", "08001", "53300", "57P01", "57P03", "40001", "40P01", "55000",
+            "08006", "08001", "53300", "57P01", "57P03", "40001", "40P01", "55000", "57014",
+            "25P03",
         ] {
             assert!(is_transient_code(code), "{code}");
         }

@@ -102,6 +102,7 @@ pub struct GrpcServer {
     listener: TcpListener,
     local_addr: SocketAddr,
     max_in_flight: usize,
+    call_timeout: Duration,
 }
 
 impl GrpcServer {
@@ -115,6 +116,7 @@ impl GrpcServer {
             listener,
             local_addr,
             max_in_flight: 128,
+            call_timeout: Duration::from_secs(8),
         })
     }
 
@@ -122,6 +124,14 @@ impl GrpcServer {
     #[must_use]
     pub fn with_max_in_flight(mut self, limit: u32) -> Self {
         self.max_in_flight = limit.max(1) as usize;
+        self
+    }
+
+    /// How long an API call may take before it is answered UNAVAILABLE (see [`crate::shed`]);
+    /// 8 s unless set.
+    #[must_use]
+    pub fn with_call_timeout(mut self, limit: Duration) -> Self {
+        self.call_timeout = limit;
         self
     }
 
@@ -204,7 +214,10 @@ impl GrpcServer {
         tracing::info!(addr = %self.local_addr, "gRPC server listening");
         let server = Server::builder()
             .layer(crate::grpc_trace::ServerTraceLayer)
-            .layer(crate::shed::ShedLayer::new(self.max_in_flight))
+            .layer(crate::shed::ShedLayer::new(
+                self.max_in_flight,
+                self.call_timeout,
+            ))
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, signal);
         tokio::pin!(server);

@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod backoff;
+pub mod bounded;
 pub mod config;
 pub mod context;
 pub mod db;

@@ -1,5 +1,9 @@
 //! Load shedding at the gRPC edge: at most `limit` API calls in flight; one more is answered
-//! UNAVAILABLE at once, before it touches the database.
+//! UNAVAILABLE at once, before it touches the database. And a time limit: a call that has not
+//! been answered after `call_timeout` is answered UNAVAILABLE (its work is dropped: a transaction
+//! rolls back with its connection), so a database that stops answering (frozen, not down: its
+//! connections stay open) turns into UNAVAILABLE the client retries with its idempotency key,
+//! not into calls hanging until the client's own deadline.
 //!
 //! Without a bound, an outage turns into a queue: every call waits for a pooled connection for
 //! the whole acquire timeout, clients retry, and the waiters pile up by thousands. When the
@@ -18,6 +22,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tonic::codegen::http;
@@ -36,13 +41,15 @@ const EXEMPT: [&str; 4] = [
 pub struct ShedLayer {
     permits: Arc<Semaphore>,
     limit: usize,
+    call_timeout: Duration,
 }
 
 impl ShedLayer {
-    pub fn new(limit: usize) -> Self {
+    pub fn new(limit: usize, call_timeout: Duration) -> Self {
         Self {
             permits: Arc::new(Semaphore::new(limit)),
             limit,
+            call_timeout,
         }
     }
 }
@@ -55,6 +62,7 @@ impl<S> Layer<S> for ShedLayer {
             inner,
             permits: self.permits.clone(),
             limit: self.limit,
+            call_timeout: self.call_timeout,
         }
     }
 }
@@ -64,6 +72,7 @@ pub struct Shed<S> {
     inner: S,
     permits: Arc<Semaphore>,
     limit: usize,
+    call_timeout: Duration,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -93,11 +102,24 @@ where
             return Box::pin(inner.call(request));
         }
         match self.permits.clone().try_acquire_owned() {
-            Ok(permit) => Box::pin(async move {
-                let response = inner.call(request).await;
-                drop(permit);
-                response
-            }),
+            Ok(permit) => {
+                let limit = self.call_timeout;
+                Box::pin(async move {
+                    let response = tokio::time::timeout(limit, inner.call(request)).await;
+                    drop(permit);
+                    match response {
+                        Ok(response) => response,
+                        Err(_) => {
+                            metrics::counter!("grpc_server_call_timeouts_total").increment(1);
+                            let status = tonic::Status::unavailable(format!(
+                                "no answer within {limit:?} (a dependency is slow or not \
+                                 answering); retry with the same idempotency key"
+                            ));
+                            Ok(status.into_http())
+                        }
+                    }
+                })
+            }
             Err(_) => {
                 metrics::counter!("grpc_server_shed_total").increment(1);
                 let status = tonic::Status::unavailable(format!(

@@ -12,6 +12,9 @@ pub const PULSAR_HEALTH: &str = "affiliate.common.v1.Pulsar";
 /// Health name of the command door (the service's command topic consumer).
 pub const COMMAND_DOOR_HEALTH: &str = "affiliate.common.v1.CommandDoor";
 
+/// Prefix of a feed's health name ([`feed_health`]).
+pub const FEED_HEALTH_PREFIX: &str = "affiliate.common.v1.Feed";
+
 /// The shared status of one process.
 #[derive(Debug, Clone)]
 pub struct StatusBoard {
@@ -64,9 +67,10 @@ impl StatusBoard {
     }
 
     /// Health names of the process's parts with whether each serves: [`PULSAR_HEALTH`] (the
-    /// broker answered its last check) when the process uses Pulsar, and [`COMMAND_DOOR_HEALTH`]
-    /// (the broker answers and every subscription on a command topic is consuming) when it
-    /// has a command door.
+    /// broker answered its last check) when the process uses Pulsar, [`COMMAND_DOOR_HEALTH`]
+    /// (the broker answers and every subscription on a command topic is consuming, none
+    /// stalled) when it has a command door, and one [`feed_health`] name per subscription on
+    /// event topics (the broker answers and it is consuming, not stalled).
     pub fn components(&self) -> Vec<(String, bool)> {
         let s = self.lock();
         let mut parts = Vec::new();
@@ -74,16 +78,20 @@ impl StatusBoard {
             return parts;
         };
         parts.push((PULSAR_HEALTH.to_owned(), pulsar.reachable));
-        let doors: Vec<&SubscriptionStatus> = s
-            .subscriptions
-            .iter()
-            .filter(|sub| sub.topics.iter().any(|t| t.ends_with("-commands")))
-            .collect();
+        let is_door =
+            |sub: &&SubscriptionStatus| sub.topics.iter().any(|t| t.ends_with("-commands"));
+        let doors: Vec<&SubscriptionStatus> = s.subscriptions.iter().filter(is_door).collect();
         if !doors.is_empty() {
             let consuming = doors.iter().all(|d| d.state == "consuming");
             parts.push((
                 COMMAND_DOOR_HEALTH.to_owned(),
                 pulsar.reachable && consuming,
+            ));
+        }
+        for feed in s.subscriptions.iter().filter(|sub| !is_door(sub)) {
+            parts.push((
+                feed_health(&feed.subscription, &feed.topics),
+                pulsar.reachable && feed.state == "consuming",
             ));
         }
         parts
@@ -128,6 +136,16 @@ impl StatusBoard {
     }
 }
 
+/// The health name of a feed (a subscription on event topics):
+/// `affiliate.common.v1.Feed/<subscription>/<topics' short names, comma-separated>`.
+pub fn feed_health(subscription: &str, topics: &[String]) -> String {
+    let short: Vec<&str> = topics
+        .iter()
+        .map(|t| t.rsplit('/').next().unwrap_or(t))
+        .collect();
+    format!("{FEED_HEALTH_PREFIX}/{subscription}/{}", short.join(","))
+}
+
 fn dependency(result: Result<Duration, String>) -> DependencyStatus {
     match result {
         Ok(latency) => DependencyStatus {
@@ -165,6 +183,41 @@ impl SubscriptionHandle {
 
     pub fn consuming(&self) {
         self.update(|s| s.state = "consuming".into());
+    }
+
+    /// What the consumer holds now: `waiting` messages received and not finished, how long it
+    /// has made no progress while they wait (zero when it progresses or nothing waits), and how
+    /// long ago the oldest of them was published. A stall longer than `stall_after` turns the
+    /// state to `stalled: …` (and health to NOT_SERVING) until progress resumes.
+    pub fn progress(
+        &self,
+        waiting: usize,
+        stalled_for: Duration,
+        oldest_age: Duration,
+        stall_after: Duration,
+    ) {
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        self.update(|s| {
+            s.waiting = i64::try_from(waiting).unwrap_or(i64::MAX);
+            s.stalled_for_ms = ms(stalled_for);
+            s.oldest_waiting_age_ms = ms(oldest_age);
+            let live = s.state == "consuming" || s.state.starts_with("stalled");
+            if live {
+                s.state = if stalled_for >= stall_after {
+                    format!(
+                        "stalled: no progress for {} s with {waiting} waiting",
+                        stalled_for.as_secs()
+                    )
+                } else {
+                    "consuming".into()
+                };
+            }
+        });
+    }
+
+    /// The progress watchdog acted on a stall.
+    pub fn stall_recovered(&self) {
+        self.update(|s| s.stall_recoveries += 1);
     }
 
     pub fn stopped(&self, reason: &str) {
@@ -255,5 +308,72 @@ mod tests {
         );
         sub.stopped("shutdown");
         assert_eq!(board.snapshot().subscriptions[0].state, "stopped: shutdown");
+    }
+
+    #[test]
+    fn a_stalled_door_or_feed_is_not_serving_and_serves_again_after_progress() {
+        let board = StatusBoard::new("svc", "hybrid");
+        board.set_database(Ok(Duration::from_millis(1)));
+        board.set_pulsar(Ok(Duration::from_millis(1)));
+        let door = board.subscription("svc", &["persistent://t/n/svc-commands".into()]);
+        let feed = board.subscription("svc", &["persistent://t/n/other-events".into()]);
+        door.consuming();
+        feed.consuming();
+        let names = |board: &StatusBoard| board.components();
+        let feed_name = "affiliate.common.v1.Feed/svc/other-events".to_owned();
+        assert_eq!(
+            names(&board),
+            [
+                (PULSAR_HEALTH.into(), true),
+                (COMMAND_DOOR_HEALTH.into(), true),
+                (feed_name.clone(), true)
+            ]
+        );
+        let after = Duration::from_secs(30);
+        door.progress(12, Duration::from_secs(29), Duration::from_secs(40), after);
+        assert_eq!(
+            names(&board)[1],
+            (COMMAND_DOOR_HEALTH.into(), true),
+            "not stalled yet"
+        );
+        door.progress(12, Duration::from_secs(31), Duration::from_secs(42), after);
+        feed.progress(3, Duration::from_secs(45), Duration::from_secs(50), after);
+        assert_eq!(
+            names(&board),
+            [
+                (PULSAR_HEALTH.into(), true),
+                (COMMAND_DOOR_HEALTH.into(), false),
+                (feed_name.clone(), false)
+            ]
+        );
+        let s = board.snapshot();
+        assert_eq!(
+            s.subscriptions[0].state,
+            "stalled: no progress for 31 s with 12 waiting"
+        );
+        assert_eq!(
+            (
+                s.subscriptions[0].waiting,
+                s.subscriptions[0].stalled_for_ms,
+                s.subscriptions[0].oldest_waiting_age_ms
+            ),
+            (12, 31_000, 42_000)
+        );
+        assert!(
+            board.healthy(),
+            "the API still serves while a consumer is stalled"
+        );
+        door.progress(11, Duration::ZERO, Duration::from_secs(1), after);
+        feed.progress(0, Duration::ZERO, Duration::ZERO, after);
+        assert_eq!(names(&board)[1], (COMMAND_DOOR_HEALTH.into(), true));
+        assert_eq!(names(&board)[2], (feed_name, true));
+        door.reconnecting("lost");
+        door.progress(0, Duration::from_secs(60), Duration::ZERO, after);
+        assert!(
+            board.snapshot().subscriptions[0]
+                .state
+                .starts_with("reconnecting"),
+            "progress reports do not hide a lost subscription"
+        );
     }
 }

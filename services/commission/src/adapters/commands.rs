@@ -63,6 +63,31 @@ impl CommandDoor for CommissionDoor {
         run_on(&self.0, conn, ctx, command).await
     }
 
+    /// A calculation locks its campaign's terms, then its creator's balance. Commands are applied
+    /// in creator order, so a batch first locks every campaign it touches, in campaign order:
+    /// otherwise two batches holding campaign A and balance 1, and wanting balance 1 and
+    /// campaign A, would deadlock (seen on a few hot campaigns: hundreds of `deadlock detected`
+    /// and lock waits of tens of seconds).
+    async fn lock_batch(
+        &self,
+        conn: &mut PgConnection,
+        commands: Vec<Command>,
+    ) -> Result<(), Error> {
+        let mut campaigns: Vec<Uuid> = commands
+            .iter()
+            .filter_map(|command| match command {
+                Command::Calculate(r) => Uuid::parse_str(&r.campaign_id).ok(),
+                _ => None,
+            })
+            .collect();
+        campaigns.sort_unstable();
+        campaigns.dedup();
+        if !campaigns.is_empty() {
+            crate::adapters::repository::lock_campaigns(conn, &campaigns).await?;
+        }
+        Ok(())
+    }
+
     /// Calculate and reserve lock the creator's balance row: batches take them in creator order.
     fn lock_key(&self, command: &Command) -> Option<String> {
         match command {

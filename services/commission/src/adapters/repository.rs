@@ -48,6 +48,21 @@ pub fn violates(error: &sqlx::Error, constraint: &str) -> bool {
 
 // ---- campaign terms (fed by campaign events) ----
 
+/// Locks the terms of `campaigns` in ascending order (a batch's first locks).
+pub async fn lock_campaigns(conn: &mut PgConnection, campaigns: &[Uuid]) -> sqlx::Result<()> {
+    sqlx::query_scalar!(
+        r#"
+        select campaign_id from campaign_terms where campaign_id = any($1)
+        order by campaign_id
+        for update
+        "#,
+        campaigns,
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(())
+}
+
 pub async fn lock_campaign_terms(
     conn: &mut PgConnection,
     campaign_id: Uuid,

@@ -2,7 +2,7 @@
 //! handler batches, otherwise one handler call each. Each message is processed in a span that
 //! continues the trace of whoever wrote it (the relay's publish span).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use sqlx::PgPool;
@@ -59,40 +59,76 @@ fn transient(context: &'static str) -> impl Fn(sqlx::Error) -> Failure {
     move |e| Failure::Transient(anyhow::Error::new(e).context(context))
 }
 
-/// Applies `items`: in one transaction if the handler batches, else one by one.
+/// Applies `items`: in one transaction if the handler batches, else one by one; all within
+/// `limit`. Work still running at the limit is abandoned (a transaction rolls back as its
+/// connection is dropped) and every message of it fails transiently, to be retried: a database
+/// that stopped answering (frozen, or a lock held by a stuck session) turns into retries, never
+/// into a loop waiting forever.
 pub(super) async fn run<H: Handler>(
     handler: &H,
     subscription: &str,
-    items: Vec<Item>,
+    mut items: Vec<Item>,
+    limit: Duration,
 ) -> Vec<(Item, Result<(), Failure>)> {
     let started = Instant::now();
     let count = items.len();
-    let outcomes = match handler.batch_pool() {
-        Some(pool) => in_one_transaction(handler, pool, subscription, items).await,
-        None => one_by_one(handler, None, subscription, items).await,
+    let applied = tokio::time::timeout(limit, async {
+        match handler.batch_pool() {
+            Some(pool) => in_one_transaction(handler, pool, subscription, &mut items).await,
+            None => one_by_one(handler, None, subscription, &items).await,
+        }
+    })
+    .await;
+    let outcomes = match applied {
+        Ok(outcomes) => outcomes,
+        Err(_) => {
+            tracing::warn!(
+                subscription,
+                messages = count,
+                "a batch did not finish within {limit:?}; abandoned, its messages are retried"
+            );
+            metrics::counter!("consumer_batch_timeouts_total", "subscription" => subscription.to_owned())
+                .increment(1);
+            (0..count)
+                .map(|_| {
+                    Err(Failure::Transient(anyhow::anyhow!(
+                        "not finished within the batch time-out of {limit:?}"
+                    )))
+                })
+                .collect()
+        }
     };
     let labels = [("subscription", subscription.to_owned())];
     metrics::histogram!("consumer_batch_seconds", &labels).record(started.elapsed().as_secs_f64());
     metrics::histogram!("consumer_batch_messages", &labels).record(count as f64);
-    outcomes
+    items.into_iter().zip(outcomes).collect()
 }
 
-/// One transaction for every item, each applied by `handle_in` in ascending `order_key`; a
-/// message that fails leaves no trace in it (the handler's contract), the others commit
-/// together. If the shared transaction cannot begin, is left unusable or fails to commit, it
-/// rolls back and each item is applied again in a transaction of its own, so whatever broke it
-/// fails alone and the others are not retried (nor dead-lettered) with it.
+/// One transaction for every item, each applied by `handle_in` in ascending `order_key` (the
+/// items are sorted so; the outcomes follow that order); a message that fails leaves no trace
+/// in it (the handler's contract), the others commit together. If the shared transaction cannot
+/// begin, is left unusable or fails to commit, it rolls back and each item is applied again in a
+/// transaction of its own, so whatever broke it fails alone and the others are not retried (nor
+/// dead-lettered) with it.
 async fn in_one_transaction<H: Handler>(
     handler: &H,
     pool: &PgPool,
     subscription: &str,
-    mut items: Vec<Item>,
-) -> Vec<(Item, Result<(), Failure>)> {
+    items: &mut [Item],
+) -> Vec<Result<(), Failure>> {
     items.sort_by_cached_key(|item| handler.order_key(&item.delivery));
     let result: anyhow::Result<Vec<Result<(), Failure>>> = async {
         let mut tx = pool.begin().await.context("begin a batch")?;
+        let deliveries: Vec<&Delivery> = items.iter().map(|item| &item.delivery).collect();
+        match handler.lock_batch(&mut tx, &deliveries).await {
+            Ok(()) => {}
+            Err(Failure::Transient(e)) => return Err(e.context("lock the batch's shared rows")),
+            Err(Failure::Rejected(reason)) => {
+                anyhow::bail!("lock the batch's shared rows: {reason}")
+            }
+        }
         let mut outcomes = Vec::with_capacity(items.len());
-        for item in &items {
+        for item in items.iter() {
             let delivery = &item.delivery;
             let (span, started) = (span(subscription, delivery), Instant::now());
             let outcome = match &delivery.identity_problem {
@@ -118,7 +154,7 @@ async fn in_one_transaction<H: Handler>(
     }
     .await;
     match result {
-        Ok(outcomes) => items.into_iter().zip(outcomes).collect(),
+        Ok(outcomes) => outcomes,
         Err(error) => {
             tracing::warn!(
                 subscription,
@@ -138,8 +174,8 @@ async fn one_by_one<H: Handler>(
     handler: &H,
     pool: Option<&PgPool>,
     subscription: &str,
-    items: Vec<Item>,
-) -> Vec<(Item, Result<(), Failure>)> {
+    items: &[Item],
+) -> Vec<Result<(), Failure>> {
     let mut outcomes = Vec::with_capacity(items.len());
     for item in items {
         let (span, started) = (span(subscription, &item.delivery), Instant::now());
@@ -160,7 +196,7 @@ async fn one_by_one<H: Handler>(
             },
         };
         processed(subscription, &item.delivery, &span, &outcome, started);
-        outcomes.push((item, outcome));
+        outcomes.push(outcome);
     }
     outcomes
 }

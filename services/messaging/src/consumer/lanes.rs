@@ -36,6 +36,11 @@ impl<T> Lanes<T> {
         self.held == 0
     }
 
+    /// Keys whose head may run now.
+    pub fn ready(&self) -> usize {
+        self.ready.len()
+    }
+
     /// Keys with a message held.
     pub fn keys(&self) -> usize {
         self.queues.len()

@@ -11,14 +11,20 @@
 //! broker went away, restarted, answered `TopicNotFound` while it came back), the loop
 //! subscribes again with back-off for as long as it takes; whatever was not acknowledged is
 //! redelivered and the inbox skips what was applied.
+//!
+//! Nothing in the loop waits without a bound: a batch that has not finished after the batch
+//! time-out is abandoned and retried, dead-lettering and closing a consumer have time-outs, and
+//! a progress [`watchdog`] turns a stall (messages waiting, no progress) into a NOT_SERVING
+//! health and, where the process itself cannot move them, into a new subscription.
 
 mod batch;
 pub mod lanes;
+pub mod watchdog;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use futures::future::BoxFuture;
@@ -34,6 +40,7 @@ use service_runtime::status::SubscriptionHandle;
 
 use crate::properties;
 use lanes::Lanes;
+use watchdog::{Action, BrokerView, Observation, Watchdog};
 
 /// One received message, as handlers see it.
 #[derive(Debug, Clone)]
@@ -219,6 +226,20 @@ pub trait Handler: Send + Sync + 'static {
         }
     }
 
+    /// Takes, first in a batch's transaction, the locks its messages share that are not in
+    /// [`Handler::order_key`]'s order (e.g. the campaigns of commissions ordered by creator), in
+    /// an order every batch follows: a batch then holds all of them before it takes any lock
+    /// per message, and two batches never wait for each other in a circle. On `Err` the batch
+    /// is applied message by message instead.
+    fn lock_batch(
+        &self,
+        conn: &mut PgConnection,
+        deliveries: &[&Delivery],
+    ) -> impl Future<Output = Result<(), Failure>> + Send {
+        let _ = (conn, deliveries);
+        async { Ok(()) }
+    }
+
     /// Messages of one batch are applied in ascending order of this key, so that two batches
     /// running at once take the rows they share (e.g. a creator's balance) in the same order and
     /// never deadlock. `None` sorts first.
@@ -257,6 +278,10 @@ pub struct Subscription {
     pub max_held: usize,
     /// Where to report state and counters (the process's status board), if anywhere.
     pub status: Option<SubscriptionHandle>,
+    /// No progress for this long while messages wait is a stall ([`watchdog`]).
+    pub stall_after: Duration,
+    /// A batch not finished after this long is abandoned and its messages retried.
+    pub batch_timeout: Duration,
 }
 
 impl Subscription {
@@ -274,6 +299,8 @@ impl Subscription {
             batch_size: 64,
             max_held: 4000,
             status: None,
+            stall_after: Duration::from_secs(20),
+            batch_timeout: Duration::from_secs(60),
         }
     }
 
@@ -290,6 +317,8 @@ impl Subscription {
         s.concurrency = args.concurrency.max(1);
         s.batch_size = args.batch_size.max(1);
         s.max_held = args.max_held.max(1);
+        s.stall_after = args.stall_timeout;
+        s.batch_timeout = args.batch_timeout;
         s.status = Some(board.subscription(name, &s.topics));
         s
     }
@@ -310,8 +339,12 @@ pub fn dead_letter_topic(topic: &str, subscription: &str) -> String {
     format!("{topic}-{}-DLQ", subscription.replace('/', "-"))
 }
 
-/// How long a subscription may receive nothing before its connection is checked.
-const QUIET_CHECK: Duration = Duration::from_secs(5);
+/// How long a connection check, a probe of the broker's stats, or closing the consumer may take.
+const BROKER_CALL: Duration = Duration::from_secs(5);
+/// How often the loop looks at its own progress (the watchdog, the status board, the gauges).
+const TICK: Duration = Duration::from_secs(1);
+/// How long publishing one message to the dead-letter topic may take, receipt included.
+const DEAD_LETTER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The waits before subscribing again after lost subscriptions in a row: 100 ms doubling to
 /// 2.5 s, each plus a random part of up to as much again (backon's jitter), so at most 5 s; the
@@ -375,6 +408,33 @@ struct Item {
     delivery: Delivery,
     /// Failed attempts so far in this process.
     failures: u32,
+    /// The order it arrived in (this subscription's life), which keys [`Unfinished`].
+    seq: u64,
+}
+
+/// The messages held and not finished, by arrival, with when each was published: the oldest
+/// one's age is how far behind the subscription is.
+#[derive(Default)]
+struct Unfinished(BTreeMap<u64, u64>);
+
+impl Unfinished {
+    fn received(&mut self, item: &Item) {
+        self.0
+            .insert(item.seq, item.message.metadata().publish_time);
+    }
+
+    fn finished(&mut self, item: &Item) {
+        self.0.remove(&item.seq);
+    }
+
+    /// How long ago the oldest unfinished message was published.
+    fn oldest_age(&self) -> Duration {
+        let Some(oldest) = self.0.values().min() else {
+            return Duration::ZERO;
+        };
+        let now = chrono::Utc::now().timestamp_millis().max(0) as u64;
+        Duration::from_millis(now.saturating_sub(*oldest))
+    }
 }
 
 /// What a finished piece of work reports to the loop.
@@ -432,7 +492,7 @@ async fn subscribe(
 }
 
 /// One subscription's life: subscribe, then receive, schedule and settle until shutdown (`Ok`) or
-/// until the subscription fails (`Err`; the caller subscribes again).
+/// until the subscription fails or stalls (`Err`; the caller subscribes again).
 async fn consume<H: Handler>(
     pulsar: &Pulsar<TokioExecutor>,
     subscription: &Subscription,
@@ -448,13 +508,16 @@ async fn consume<H: Handler>(
     let batching = handler.batch_pool().is_some();
     let per_job = if batching { subscription.batch_size } else { 1 };
     let mut lanes: Lanes<Item> = Lanes::default();
+    let mut unfinished = Unfinished::default();
     let mut work: FuturesUnordered<BoxFuture<'static, Done>> = FuturesUnordered::new();
     let mut jobs = 0usize;
     let mut receive_errors = 0u32;
-    let mut quiet = tokio::time::interval(QUIET_CHECK);
-    quiet.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    quiet.reset();
-    let mut received_since_check = false;
+    let mut seq = 0u64;
+    let (mut last_received, mut last_progress) = (Instant::now(), Instant::now());
+    let mut watchdog = Watchdog::new(subscription.stall_after, Instant::now());
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.reset();
     let ended: anyhow::Result<()> = loop {
         while jobs < subscription.concurrency {
             let taken = lanes.take_ready(per_job);
@@ -463,8 +526,10 @@ async fn consume<H: Handler>(
             }
             let items = taken.into_iter().map(|(_, item)| item).collect();
             let (handler, name) = (handler.clone(), subscription.name.clone());
+            let limit = subscription.batch_timeout;
             work.push(
-                async move { Done::Applied(batch::run(&*handler, &name, items).await) }.boxed(),
+                async move { Done::Applied(batch::run(&*handler, &name, items, limit).await) }
+                    .boxed(),
             );
             jobs += 1;
         }
@@ -475,15 +540,20 @@ async fn consume<H: Handler>(
                 if matches!(done, Done::Applied(_)) {
                     jobs -= 1;
                 }
-                settle(done, &mut consumer, pulsar, subscription, &mut lanes, &mut work).await;
+                if settle(done, &mut consumer, pulsar, subscription, &mut lanes, &mut unfinished, &mut work).await {
+                    last_progress = Instant::now();
+                }
             }
             next = consumer.try_next(), if lanes.len() < subscription.max_held => match next {
                 Ok(Some(message)) => {
                     receive_errors = 0;
-                    received_since_check = true;
+                    (last_received, last_progress) = (Instant::now(), Instant::now());
                     let delivery = Delivery::from_message(&message);
                     let lane = delivery.lane();
-                    lanes.push(&lane.clone(), Item { lane, message, delivery, failures: 0 });
+                    seq += 1;
+                    let item = Item { lane, message, delivery, failures: 0, seq };
+                    unfinished.received(&item);
+                    lanes.push(&item.lane.clone(), item);
                 }
                 Ok(None) => break Err(anyhow::anyhow!("subscription `{}` ended", subscription.name)),
                 Err(e) => {
@@ -494,25 +564,28 @@ async fn consume<H: Handler>(
                     }
                 }
             },
-            _ = quiet.tick() => {
-                // Nothing arrived for a while: make sure the subscription is still alive. After a
-                // broker outage longer than the client's reconnection tries, pulsar-rs's consumer
-                // can be left on a dead connection, delivering nothing and reporting no error,
-                // while the broker lists no consumer (seen in CI: backlogs of thousands, 0
-                // consumers, for minutes). A ping through the consumer's own connection fails
-                // then, and the subscription is made again.
-                if !std::mem::take(&mut received_since_check) {
-                    match tokio::time::timeout(QUIET_CHECK, consumer.check_connection()).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => break Err(anyhow::Error::new(e).context("the consumer's connection check failed")),
-                        Err(_) => break Err(anyhow::anyhow!("the consumer's connection check did not answer within {QUIET_CHECK:?}")),
-                    }
+            _ = tick.tick() => {
+                let observation = Observation {
+                    held: lanes.len(),
+                    running: jobs,
+                    ready: lanes.ready(),
+                    pending: work.len().saturating_sub(jobs),
+                    receiving: lanes.len() < subscription.max_held,
+                    last_received,
+                    last_progress,
+                };
+                let now = Instant::now();
+                let action = watchdog.decide(&observation, now);
+                if let Err(error) = act(action, &mut consumer, subscription, &mut watchdog, now).await {
+                    break Err(error);
                 }
+                report_progress(subscription, &watchdog, &observation, &unfinished);
             }
         }
     };
-    // Let running transactions finish (they need only the database). After a lost subscription
-    // their acknowledgements have nowhere to go: the broker redelivers and the inbox skips them.
+    // Let running transactions finish (they need only the database, and each is bounded by the
+    // batch time-out). After a lost subscription their acknowledgements have nowhere to go: the
+    // broker redelivers and the inbox skips them.
     while jobs > 0 {
         let Some(done) = work.next().await else { break };
         if matches!(done, Done::Applied(_)) {
@@ -524,6 +597,7 @@ async fn consume<H: Handler>(
                     pulsar,
                     subscription,
                     &mut lanes,
+                    &mut unfinished,
                     &mut work,
                 )
                 .await;
@@ -531,20 +605,136 @@ async fn consume<H: Handler>(
         }
     }
     lanes.clear();
-    let _ = consumer.close().await;
+    metrics::gauge!("consumer_oldest_unprocessed_seconds", "subscription" => subscription.name.clone())
+        .set(0.0);
+    close(consumer, subscription).await;
     ended
 }
 
+/// Closes the consumer, within [`BROKER_CALL`]. pulsar-rs's `close` asks the consumer's engine
+/// for its connection, and the engine answers only between messages: while it waits for the loop
+/// to take a message (the loop held its maximum and stopped reading), the request is never
+/// answered. Unbounded, this wait was the silent stall of issue 23: the loop, ending its
+/// subscription after a failed check, waited here forever, holding thousands of unacknowledged
+/// messages with no permits. Dropping the consumer after the time-out ends the engine (its
+/// channel to the loop closes) and the engine closes the consumer on the broker.
+async fn close(
+    mut consumer: pulsar::Consumer<Vec<u8>, TokioExecutor>,
+    subscription: &Subscription,
+) {
+    match tokio::time::timeout(BROKER_CALL, consumer.close()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::debug!(subscription = %subscription.name, error = %e, "closing the consumer failed");
+        }
+        Err(_) => tracing::info!(
+            subscription = %subscription.name,
+            "the consumer did not close within {BROKER_CALL:?}; dropped (its engine closes it on the broker)"
+        ),
+    }
+    drop(consumer);
+}
+
+/// Carries out the watchdog's decision; `Err` ends the subscription (it is made again).
+async fn act(
+    action: Action,
+    consumer: &mut pulsar::Consumer<Vec<u8>, TokioExecutor>,
+    subscription: &Subscription,
+    watchdog: &mut Watchdog,
+    now: Instant,
+) -> anyhow::Result<()> {
+    match action {
+        Action::Nothing => Ok(()),
+        // Nothing arrived for a while: make sure the subscription is still alive. After a broker
+        // outage longer than the client's reconnection tries, pulsar-rs's consumer can be left on
+        // a dead connection, delivering nothing and reporting no error, while the broker lists
+        // no consumer. A ping through the consumer's own connection fails then, and the
+        // subscription is made again. (Only while the loop reads: otherwise the engine may be
+        // waiting for the loop, and could not answer.)
+        Action::CheckConnection => {
+            match tokio::time::timeout(BROKER_CALL, consumer.check_connection()).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => {
+                    Err(anyhow::Error::new(e).context("the consumer's connection check failed"))
+                }
+                Err(_) => Err(anyhow::anyhow!(
+                    "the consumer's connection check did not answer within {BROKER_CALL:?}"
+                )),
+            }
+        }
+        Action::Probe => {
+            let answer = match tokio::time::timeout(BROKER_CALL, consumer.get_stats()).await {
+                Ok(Ok(stats)) => Ok(BrokerView {
+                    backlog: stats.iter().filter_map(|s| s.msg_backlog).sum(),
+                    permits: stats.iter().filter_map(|s| s.available_permits).sum(),
+                }),
+                Ok(Err(e)) => Err(format!("{e}")),
+                Err(_) => Err(format!("no answer within {BROKER_CALL:?}")),
+            };
+            tracing::info!(
+                subscription = %subscription.name,
+                broker = ?answer,
+                "no progress for {:?}: asked the broker for the subscription's stats",
+                subscription.stall_after
+            );
+            watchdog.probed(answer, Instant::now());
+            Ok(())
+        }
+        Action::Resubscribe(reason) => {
+            tracing::warn!(
+                subscription = %subscription.name,
+                %reason,
+                "stalled: subscribing again (the broker redelivers what was not acknowledged)"
+            );
+            metrics::counter!("consumer_stall_recoveries_total", "subscription" => subscription.name.clone())
+                .increment(1);
+            subscription.report(SubscriptionHandle::stall_recovered);
+            watchdog.reset(now);
+            Err(anyhow::anyhow!("stalled: {reason}"))
+        }
+    }
+}
+
+/// Reports what the subscription holds, how long it has been stalled and how old its oldest
+/// unfinished message is, to the status board and the metrics.
+fn report_progress(
+    subscription: &Subscription,
+    watchdog: &Watchdog,
+    observation: &Observation,
+    unfinished: &Unfinished,
+) {
+    let now = Instant::now();
+    let stalled_for = watchdog.stalled_for(observation, now);
+    let oldest = unfinished.oldest_age();
+    let name = subscription.name.clone();
+    metrics::gauge!("consumer_oldest_unprocessed_seconds", "subscription" => name.clone())
+        .set(oldest.as_secs_f64());
+    metrics::gauge!("consumer_stalled_seconds", "subscription" => name.clone())
+        .set(stalled_for.as_secs_f64());
+    metrics::gauge!("consumer_held_messages", "subscription" => name).set(observation.held as f64);
+    subscription.report(|s| {
+        s.progress(
+            observation.held,
+            stalled_for,
+            oldest,
+            subscription.stall_after,
+        );
+    });
+}
+
 /// Acts on finished work: acknowledge what is done, hold back and schedule the retry of what
-/// failed, dead-letter what failed for the last time.
+/// failed, dead-letter what failed for the last time. Returns whether a message was finished
+/// (progress).
 async fn settle(
     done: Done,
     consumer: &mut pulsar::Consumer<Vec<u8>, TokioExecutor>,
     pulsar: &Pulsar<TokioExecutor>,
     subscription: &Subscription,
     lanes: &mut Lanes<Item>,
+    unfinished: &mut Unfinished,
     work: &mut FuturesUnordered<BoxFuture<'static, Done>>,
-) {
+) -> bool {
+    let mut progress = false;
     let count = |delivery: &Delivery, outcome: &'static str| {
         metrics::counter!(
             "consumer_messages_total",
@@ -561,6 +751,8 @@ async fn settle(
                 match outcome {
                     Ok(()) => {
                         acknowledge(consumer, &item).await;
+                        unfinished.finished(&item);
+                        progress = true;
                         subscription.report(SubscriptionHandle::applied);
                         count(&item.delivery, "applied");
                         lanes.done(&item.lane);
@@ -574,6 +766,8 @@ async fn settle(
                             "message rejected"
                         );
                         acknowledge(consumer, &item).await;
+                        unfinished.finished(&item);
+                        progress = true;
                         subscription.report(SubscriptionHandle::rejected);
                         count(&item.delivery, "rejected");
                         lanes.done(&item.lane);
@@ -620,6 +814,8 @@ async fn settle(
         }
         Done::DeadLettered(item, Ok(())) => {
             acknowledge(consumer, &item).await;
+            unfinished.finished(&item);
+            progress = true;
             subscription.report(SubscriptionHandle::dead_lettered);
             lanes.done(&item.lane);
         }
@@ -638,6 +834,7 @@ async fn settle(
             );
         }
     }
+    progress
 }
 
 /// Acknowledges one message. This hands the id to the client's engine, which sends it without a
@@ -676,18 +873,26 @@ async fn dead_letter(pulsar: Pulsar<TokioExecutor>, topic: String, item: Item) -
         event_time: metadata.event_time,
         ..Default::default()
     };
-    let sent = async {
+    // In a task of its own, never dropped half-way (a producer being created when its future
+    // is dropped leaves pulsar-rs's connection manager waiting for good; see `crate::health`),
+    // and waited for at most DEAD_LETTER_TIMEOUT: the key waits and it is tried again.
+    let send = tokio::spawn(async move {
         let receipt = pulsar
             .send(topic.clone(), message)
             .await
             .with_context(|| format!("send to {topic}"))?;
-        tokio::time::timeout(Duration::from_secs(30), receipt)
+        receipt
             .await
-            .map_err(|_| anyhow::anyhow!("no receipt from {topic} within 30 s"))?
             .with_context(|| format!("receipt from {topic}"))?;
         anyhow::Ok(())
-    }
-    .await;
+    });
+    let sent = match tokio::time::timeout(DEAD_LETTER_TIMEOUT, send).await {
+        Ok(Ok(sent)) => sent,
+        Ok(Err(e)) => Err(anyhow::Error::new(e).context("the dead-lettering task failed")),
+        Err(_) => Err(anyhow::anyhow!(
+            "the dead-letter topic took no message within {DEAD_LETTER_TIMEOUT:?}"
+        )),
+    };
     Done::DeadLettered(Box::new(item), sent)
 }
 
