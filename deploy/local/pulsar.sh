@@ -274,21 +274,16 @@ cmd_kill() {
   rm -f "$PULSAR_PID_FILE"
 }
 
-cmd_freeze() {
+# sends SIG$1 to the broker, saying $2 (freeze / thaw)
+signal_broker() {
   local pid
   pid="$(our_pid)"
-  [[ -n "$pid" ]] || infra_die "Pulsar is not running (no live process from $PULSAR_PID_FILE): nothing to freeze"
-  infra_log "freezing Pulsar (pid $pid) with SIGSTOP"
-  kill -STOP "$pid"
+  [[ -n "$pid" ]] || infra_die "Pulsar is not running (no live process from $PULSAR_PID_FILE): nothing to $2"
+  infra_log "$2: Pulsar (pid $pid) gets SIG$1"
+  kill "-$1" "$pid"
 }
-
-cmd_thaw() {
-  local pid
-  pid="$(our_pid)"
-  [[ -n "$pid" ]] || infra_die "Pulsar is not running (no live process from $PULSAR_PID_FILE): nothing to thaw"
-  infra_log "thawing Pulsar (pid $pid) with SIGCONT"
-  kill -CONT "$pid"
-}
+cmd_freeze() { signal_broker STOP freeze; }
+cmd_thaw() { signal_broker CONT thaw; }
 
 cmd_reset() {
   cmd_down

@@ -180,30 +180,10 @@ impl Fault {
                 println!("owner_broker_killed: {owner}, which owned the platform's topics, killed");
                 owner
             }
-            Self::BrokerFrozen => {
-                script("pulsar.sh", &["freeze"]);
-                tokio::time::sleep(FREEZE_FOR).await;
-                script("pulsar.sh", &["thaw"]);
-                "the broker".into()
-            }
-            Self::PostgresFrozen => {
-                script("postgres.sh", &["freeze"]);
-                tokio::time::sleep(FREEZE_FOR).await;
-                script("postgres.sh", &["thaw"]);
-                "PostgreSQL".into()
-            }
-            Self::CommissionFrozen => {
-                platform.signal("commission-service", "STOP");
-                tokio::time::sleep(FREEZE_FOR).await;
-                platform.signal("commission-service", "CONT");
-                "commission-service".into()
-            }
-            Self::RelayFrozen => {
-                platform.signal("relay", "STOP");
-                tokio::time::sleep(FREEZE_FOR).await;
-                platform.signal("relay", "CONT");
-                "relay".into()
-            }
+            Self::BrokerFrozen => freeze_server("pulsar.sh", "the broker").await,
+            Self::PostgresFrozen => freeze_server("postgres.sh", "PostgreSQL").await,
+            Self::CommissionFrozen => freeze_process(platform, "commission-service").await,
+            Self::RelayFrozen => freeze_process(platform, "relay").await,
         }
     }
 
@@ -219,6 +199,22 @@ impl Fault {
             script("pulsar-cluster.sh", &["up"]);
         }
     }
+}
+
+/// Freezes the server `deploy/local/<script>` runs for [`FREEZE_FOR`], then thaws it.
+async fn freeze_server(script_name: &str, what: &str) -> String {
+    script(script_name, &["freeze"]);
+    tokio::time::sleep(FREEZE_FOR).await;
+    script(script_name, &["thaw"]);
+    what.to_owned()
+}
+
+/// Freezes one of the platform's processes for [`FREEZE_FOR`], then lets it go on.
+async fn freeze_process(platform: &mut Platform, name: &str) -> String {
+    platform.signal(name, "STOP");
+    tokio::time::sleep(FREEZE_FOR).await;
+    platform.signal(name, "CONT");
+    name.to_owned()
 }
 
 /// The cluster's broker that serves the commission command topic (and, one bundle per

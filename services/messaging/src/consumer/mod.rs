@@ -671,12 +671,16 @@ async fn act(
                 Ok(Err(e)) => Err(format!("{e}")),
                 Err(_) => Err(format!("no answer within {BROKER_CALL:?}")),
             };
-            tracing::info!(
-                subscription = %subscription.name,
-                broker = ?answer,
-                "no progress for {:?}: asked the broker for the subscription's stats",
-                subscription.stall_after
-            );
+            // An idle subscription is asked once per stall time-out: only what is not idle is
+            // worth a line at info.
+            let idle = matches!(answer, Ok(BrokerView { backlog: 0, .. }));
+            let message = "no progress: asked the broker for the subscription's stats";
+            let name = &subscription.name;
+            if idle {
+                tracing::debug!(subscription = %name, broker = ?answer, "{message}");
+            } else {
+                tracing::info!(subscription = %name, broker = ?answer, "{message}");
+            }
             watchdog.probed(answer, Instant::now());
             Ok(())
         }
