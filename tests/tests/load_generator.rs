@@ -122,7 +122,8 @@ async fn a_short_load_gets_exactly_one_commission_per_acknowledged_purchase() {
         "one commission per purchase"
     );
 
-    // The workflow: every creator with a balance is paid out.
+    // The workflow, on two campaigns that the same 4 creators accepted: every creator with a
+    // balance is paid out.
     let report = load(
         &platform,
         &[
@@ -132,12 +133,32 @@ async fn a_short_load_gets_exactly_one_commission_per_acknowledged_purchase() {
             "20",
             "--creators",
             "4",
+            "--campaigns",
+            "2",
             "--workflow",
         ],
     )
     .await;
     eprintln!("report: {report}");
     assert_eq!(count(&report, &["commissions", "missing"]), 0);
+    let campaigns: Vec<String> = report["campaign_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(campaigns.len(), 2, "{report}");
+    let commissions: i64 =
+        sqlx::query_scalar("select count(*) from commissions where campaign_id::text = any($1)")
+            .bind(&campaigns)
+            .fetch_one(&platform.databases["commission"].pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        commissions,
+        i64::try_from(count(&report, &["commissions", "calculated"])).unwrap(),
+        "the commissions of both campaigns are the load's"
+    );
     let requested = count(&report, &["payouts", "requested"]);
     assert!(requested >= 1, "{report}");
     assert_eq!(

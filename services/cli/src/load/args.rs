@@ -31,6 +31,11 @@ pub struct LoadArgs {
     /// Creators who accept the campaign; each purchase names one of them at random.
     #[arg(long, env = "LOAD_CREATORS", default_value_t = 50)]
     pub creators: usize,
+    /// Campaigns of the load, each accepted by every creator; each purchase names one of them at
+    /// random. A few campaigns with few creators make hot rows: batches of commissions that share
+    /// campaigns and balances (e.g. --campaigns 4 --creators 8).
+    #[arg(long, env = "LOAD_CAMPAIGNS", default_value_t = 1)]
+    pub campaigns: usize,
     /// Amount of each purchase in minor units (2000 = 20.00).
     #[arg(long, env = "LOAD_AMOUNT_MINOR", default_value_t = 2000)]
     pub amount_minor: i64,
@@ -144,6 +149,10 @@ impl LoadArgs {
     pub fn check(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.concurrency > 0, "--concurrency must be at least 1");
         anyhow::ensure!(self.creators > 0, "--creators must be at least 1");
+        anyhow::ensure!(
+            (1..=100).contains(&self.campaigns),
+            "--campaigns must be between 1 and 100"
+        );
         anyhow::ensure!(self.amount_minor > 0, "--amount-minor must be positive");
         anyhow::ensure!(
             self.currency.len() == 3 && self.currency.bytes().all(|b| b.is_ascii_uppercase()),

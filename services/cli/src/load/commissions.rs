@@ -53,11 +53,11 @@ impl Subscription {
     }
 }
 
-/// Records the commissions of `campaign_id` in `tally` as they arrive, waking `changed` after
+/// Records the commissions of `campaign_ids` in `tally` as they arrive, waking `changed` after
 /// each; runs until the subscription fails or the task is aborted.
 pub async fn watch(
     mut subscription: Subscription,
-    campaign_id: String,
+    campaign_ids: std::collections::HashSet<String>,
     tally: Arc<Mutex<Tally>>,
     changed: Arc<Notify>,
 ) -> anyhow::Result<()> {
@@ -79,7 +79,7 @@ pub async fn watch(
         match event {
             Some(Event::CommissionCalculated(calculated)) => {
                 if let Some(commission) = calculated.commission
-                    && commission.campaign_id == campaign_id
+                    && campaign_ids.contains(&commission.campaign_id)
                 {
                     lock(&tally).calculated(commission.tracking_event_id, received);
                     changed.notify_one();

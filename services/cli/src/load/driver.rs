@@ -35,7 +35,7 @@ const LEAD: Duration = Duration::from_millis(20);
 pub struct Purchases {
     pub client: TrackingServiceClient<Channel>,
     pub run: Run,
-    pub campaign_id: String,
+    pub campaign_ids: Vec<String>,
     pub creators: Vec<String>,
     pub amount: Money,
     pub retry: RetryPolicy,
@@ -44,9 +44,15 @@ pub struct Purchases {
 impl Purchases {
     /// Sends purchase `i` (retrying with its key); returns its tracking event id.
     async fn send(&self, i: u64) -> Attempts<String> {
-        let creator = rand::rng().random_range(0..self.creators.len());
+        let (campaign, creator) = {
+            let mut rng = rand::rng();
+            (
+                rng.random_range(0..self.campaign_ids.len()),
+                rng.random_range(0..self.creators.len()),
+            )
+        };
         let message = CreateEventRequest {
-            campaign_id: self.campaign_id.clone(),
+            campaign_id: self.campaign_ids[campaign].clone(),
             creator_id: self.creators[creator].clone(),
             kind: TrackingEventKind::Purchase.into(),
             amount: Some(self.amount.clone()),

@@ -54,10 +54,13 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> anyhow::Result<()> 
     // Pulsar first: nothing is written to the platform when its events cannot be watched.
     let subscription = commissions::subscribe(&args.pulsar).await?;
     let clients = setup::connect(&args.services, args.workflow).await?;
-    let campaign_id = setup::create_campaign(&clients, &args, &run, retry).await?;
+    let mut campaign_ids = Vec::with_capacity(args.campaigns);
+    for n in 0..args.campaigns {
+        campaign_ids.push(setup::create_campaign(&clients, &args, &run, retry, n).await?);
+    }
     let creators = setup::accept(
         &clients,
-        &campaign_id,
+        &campaign_ids,
         args.creators,
         &run,
         retry,
@@ -65,7 +68,13 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> anyhow::Result<()> 
     )
     .await?;
     eprintln!(
-        "campaign {campaign_id}, accepted by {} creators; watching {}; sending {} ({} purchases)",
+        "{} {}, each accepted by {} creators; watching {}; sending {} ({} purchases)",
+        if campaign_ids.len() == 1 {
+            "campaign"
+        } else {
+            "campaigns"
+        },
+        campaign_ids.join(", "),
         creators.len(),
         subscription.topic(),
         schedule.describe(),
@@ -76,7 +85,7 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> anyhow::Result<()> 
     let changed = Arc::new(Notify::new());
     let mut watcher = tokio::spawn(commissions::watch(
         subscription,
-        campaign_id.clone(),
+        campaign_ids.iter().cloned().collect(),
         tally.clone(),
         changed.clone(),
     ));
@@ -93,7 +102,7 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> anyhow::Result<()> 
     let purchases = driver::Purchases {
         client: clients.tracking.clone(),
         run: run.clone(),
-        campaign_id: campaign_id.clone(),
+        campaign_ids: campaign_ids.clone(),
         creators: creators.clone(),
         amount: Money {
             amount_minor: args.amount_minor,
@@ -143,7 +152,7 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> anyhow::Result<()> 
 
     let report = build_report(
         &lock(&tally),
-        &campaign_id,
+        &campaign_ids,
         &creators,
         &schedule,
         stop.is_cancelled(),
@@ -213,7 +222,7 @@ async fn drain(
 
 fn build_report(
     t: &Tally,
-    campaign_id: &str,
+    campaign_ids: &[String],
     creators: &[String],
     schedule: &schedule::Schedule,
     interrupted: bool,
@@ -231,7 +240,8 @@ fn build_report(
         0.0
     };
     Report {
-        campaign_id: campaign_id.to_owned(),
+        campaign_id: campaign_ids.first().cloned().unwrap_or_default(),
+        campaign_ids: campaign_ids.to_vec(),
         creators: creators.len(),
         schedule: schedule.describe(),
         planned: schedule.planned(),

@@ -13,7 +13,11 @@ const BAR_WIDTH: usize = 40;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// The first campaign (the only one unless `--campaigns`).
     pub campaign_id: String,
+    /// Every campaign of the load.
+    pub campaign_ids: Vec<String>,
+    /// Creators, each of whom accepted every campaign.
     pub creators: usize,
     /// The timetable, e.g. `200/s for 60s`, and how many purchases it held.
     pub schedule: String,
@@ -134,8 +138,13 @@ impl Report {
         let c = &self.commissions;
         let _ = writeln!(
             out,
-            "load on campaign {}: {} creators, {} ({} planned){}",
-            self.campaign_id,
+            "load on {} {}: {} creators, {} ({} planned){}",
+            if self.campaign_ids.len() == 1 {
+                "campaign"
+            } else {
+                "campaigns"
+            },
+            self.campaign_ids.join(", "),
             self.creators,
             self.schedule,
             self.planned,
@@ -244,6 +253,7 @@ mod tests {
         }
         Report {
             campaign_id: "c1".into(),
+            campaign_ids: vec!["c1".into()],
             creators: 50,
             schedule: "50/s for 3s".into(),
             planned: 150,

@@ -107,16 +107,17 @@ pub async fn connect(urls: &ServiceUrls, workflow: bool) -> anyhow::Result<Clien
     })
 }
 
-/// Creates the load's campaign; returns its id.
+/// Creates the load's campaign number `n`; returns its id.
 pub async fn create_campaign(
     clients: &Clients,
     args: &LoadArgs,
     run: &Run,
     retry: RetryPolicy,
+    n: usize,
 ) -> anyhow::Result<String> {
     let message = CreateCampaignRequest {
         advertiser_id: Uuid::now_v7().to_string(),
-        name: format!("load {}", run.id),
+        name: format!("load {} #{n}", run.id),
         description: "created by `platform load`".into(),
         commission_rate_bps: args.commission_rate_bps,
         budget: Some(Money {
@@ -127,7 +128,12 @@ pub async fn create_campaign(
     let attempts = retry
         .call(|| {
             let mut client = clients.campaign.clone();
-            let request = run.request(message.clone(), "campaign");
+            let step = if n == 0 {
+                "campaign".to_owned()
+            } else {
+                format!("campaign-{n}")
+            };
+            let request = run.request(message.clone(), &step);
             async move { client.create_campaign(request?).await }
         })
         .await;
@@ -142,24 +148,35 @@ pub async fn create_campaign(
         .ok_or_else(|| anyhow::anyhow!("CreateCampaign answered without a campaign"))
 }
 
-/// `creators` new creators accept the campaign, `concurrency` at a time; returns their ids.
+/// `creators` new creators accept every one of the campaigns, `concurrency` at a time; returns
+/// their ids.
 pub async fn accept(
     clients: &Clients,
-    campaign_id: &str,
+    campaign_ids: &[String],
     creators: usize,
     run: &Run,
     retry: RetryPolicy,
     concurrency: usize,
 ) -> anyhow::Result<Vec<String>> {
-    futures::stream::iter(0..creators)
-        .map(|i| async move {
-            let creator_id = Uuid::new_v4().to_string();
+    let creator_ids: Vec<String> = (0..creators).map(|_| Uuid::new_v4().to_string()).collect();
+    let pairs = campaign_ids.iter().enumerate().flat_map(|(c, campaign)| {
+        creator_ids
+            .iter()
+            .enumerate()
+            .map(move |(i, creator)| (c, campaign, i, creator))
+    });
+    futures::stream::iter(pairs)
+        .map(|(c, campaign_id, i, creator_id)| async move {
             let message = AcceptCampaignRequest {
-                campaign_id: campaign_id.to_owned(),
+                campaign_id: campaign_id.clone(),
                 creator_id: creator_id.clone(),
                 accepted_terms: true,
             };
-            let step = format!("accept-{i}");
+            let step = if c == 0 {
+                format!("accept-{i}")
+            } else {
+                format!("accept-{c}-{i}")
+            };
             let attempts = retry
                 .call(|| {
                     let mut client = clients.campaign.clone();
@@ -169,10 +186,11 @@ pub async fn accept(
                 .await;
             attempts
                 .result
-                .map(|_| creator_id)
+                .map(drop)
                 .map_err(|status| call_failed("AcceptCampaign", &status))
         })
         .buffer_unordered(concurrency)
-        .try_collect()
-        .await
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(creator_ids)
 }
