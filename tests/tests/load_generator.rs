@@ -97,6 +97,25 @@ async fn a_short_load_gets_exactly_one_commission_per_acknowledged_purchase() {
     assert!(0.0 < p50 && p50 <= max, "{report}");
     assert!(report["achieved_rate"].as_f64().unwrap() > 0.0, "{report}");
     assert!(report.get("payouts").is_none());
+    // The cost: the platform's processes on this machine, found and measured.
+    let cost = &report["cost"];
+    for process in [
+        "tracking-service",
+        "commission-service",
+        "relay",
+        "pulsar",
+        "postgresql",
+    ] {
+        let used = cost["per_process"][process]["cpu_ms"].as_f64();
+        assert!(
+            used.is_some_and(|ms| ms > 0.0),
+            "{process} used CPU during the run: {cost}"
+        );
+    }
+    assert!(
+        cost["total_cpu_ms_per_purchase"].as_f64().unwrap() > 0.0,
+        "{cost}"
+    );
 
     // What the platform itself recorded: as many purchases and commissions, one each.
     let campaign_id = report["campaign_id"].as_str().unwrap();

@@ -11,6 +11,7 @@
 
 mod args;
 mod commissions;
+mod cost;
 mod driver;
 mod histogram;
 mod progress;
@@ -110,6 +111,7 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> anyhow::Result<()> 
         },
         retry,
     };
+    let cost_before = cost::Snapshot::take();
     let sending_ended = driver::drive(
         purchases,
         schedule,
@@ -130,6 +132,7 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> anyhow::Result<()> 
     .await;
     progress_stop.cancel();
     let _ = progress.await;
+    let cost = cost::between(&cost_before, &cost::Snapshot::take(), lock(&tally).sent);
 
     let payouts = if args.workflow && !stop.is_cancelled() {
         eprintln!("requesting a payout for every creator with a balance");
@@ -150,7 +153,7 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> anyhow::Result<()> 
     };
     watcher.abort();
 
-    let report = build_report(
+    let mut report = build_report(
         &lock(&tally),
         &campaign_ids,
         &creators,
@@ -159,6 +162,7 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> anyhow::Result<()> 
         drain,
         payouts,
     );
+    report.cost = cost;
     let text = if args.json {
         report.json()? + "\n"
     } else {
@@ -273,5 +277,6 @@ fn build_report(
         },
         drain,
         payouts,
+        cost: cost::Cost::default(),
     }
 }

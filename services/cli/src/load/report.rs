@@ -38,6 +38,9 @@ pub struct Report {
     pub drain: Drain,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payouts: Option<Payouts>,
+    /// CPU time of each platform process on this machine from the first send to the end of the
+    /// drain, and per purchase sent.
+    pub cost: super::cost::Cost,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -214,6 +217,21 @@ impl Report {
                 payouts.unfinished
             );
         }
+        if !self.cost.per_process.is_empty() {
+            let each: Vec<String> = self
+                .cost
+                .per_process
+                .iter()
+                .map(|(name, c)| format!("{name} {:.2}", c.cpu_ms_per_purchase))
+                .collect();
+            let _ = writeln!(
+                out,
+                "cost         {:.2} CPU-ms per purchase ({:.0} CPU-ms in all): {}",
+                self.cost.total_cpu_ms_per_purchase,
+                self.cost.total_cpu_ms,
+                each.join(", ")
+            );
+        }
         out
     }
 
@@ -286,6 +304,17 @@ mod tests {
                 outstanding: 0,
             },
             payouts: None,
+            cost: super::super::cost::Cost {
+                per_process: BTreeMap::from([(
+                    "relay".to_owned(),
+                    super::super::cost::ProcessCost {
+                        cpu_ms: 75.0,
+                        cpu_ms_per_purchase: 0.5,
+                    },
+                )]),
+                total_cpu_ms: 75.0,
+                total_cpu_ms_per_purchase: 0.5,
+            },
         }
     }
 
@@ -294,6 +323,7 @@ mod tests {
         let text = report().text();
         for expected in [
             "load on campaign c1: 50 creators, 50/s for 3s (150 planned)",
+            "cost         0.50 CPU-ms per purchase (75 CPU-ms in all): relay 0.50",
             "purchases    sent 150  acknowledged 148  failed 2 (UNAVAILABLE 2)  retries 7",
             "send rate    50.0/s achieved over 2.98s  late sends 1 (at most 12.5ms behind)",
             "ack latency        p50 50.0ms  p90 90.0ms  p99 99.0ms  max 100ms  (100 samples)",
