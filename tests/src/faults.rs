@@ -776,6 +776,16 @@ pub async fn under_load(fault: Fault) {
         order.len()
     );
     platform.assert_all_running();
+    // Batches lock the rows they share in one global order (a commission batch: its campaigns,
+    // then balances by creator), so PostgreSQL never has to break a deadlock between them.
+    let deadlocks = platform.log_lines_containing("deadlock detected");
+    assert!(
+        deadlocks.is_empty(),
+        "{}: no deadlock between the services' transactions, found {}: {:?}",
+        fault.name(),
+        deadlocks.len(),
+        deadlocks.first()
+    );
     assert!(
         door.serving_at_end,
         "the commission service's command door serves again once the fault is over: {door}"

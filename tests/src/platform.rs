@@ -206,6 +206,21 @@ impl Platform {
         format!("http://{}", self.grpc[service])
     }
 
+    /// The lines of every process's log (this test's) that contain `needle`.
+    pub fn log_lines_containing(&self, needle: &str) -> Vec<String> {
+        self.processes
+            .values()
+            .flat_map(|process| {
+                std::fs::read_to_string(&process.log)
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|line| line.contains(needle))
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     /// Asserts every process is still running (none crashed during the test).
     pub fn assert_all_running(&mut self) {
         for process in self.processes.values_mut() {

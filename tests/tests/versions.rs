@@ -7,12 +7,13 @@ use std::process::Command;
 
 use e2e::process::binary;
 
-const BINARIES: [&str; 9] = [
+const BINARIES: [&str; 10] = [
     "campaign-service",
     "tracking-service",
     "commission-service",
     "payment-service",
     "notification-service",
+    "analytics-service",
     "relay",
     "bff",
     "platform",

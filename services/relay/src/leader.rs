@@ -66,14 +66,12 @@ impl OutboxRelay {
             .expose_url()
             .parse()
             .with_context(|| format!("parse the {} database URL", self.source.service))?;
-        let ms = |d: Duration| format!("{}ms", d.as_millis());
-        Ok(options.options([
-            ("statement_timeout", ms(self.tuning.database_timeout)),
-            (
-                "idle_in_transaction_session_timeout",
-                ms(self.tuning.publish_timeout + self.tuning.database_timeout),
-            ),
-        ]))
+        let tuning = &self.tuning;
+        Ok(service_runtime::db::bounded(
+            options,
+            tuning.database_timeout,
+            tuning.publish_timeout + tuning.database_timeout,
+        ))
     }
 
     /// Waits for leadership, then publishes until shutdown or an error.

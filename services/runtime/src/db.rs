@@ -18,7 +18,11 @@ pub async fn connect(args: &DatabaseArgs) -> anyhow::Result<PgPool> {
         .expose_url()
         .parse()
         .context("parse DATABASE_URL (expected postgres://user:password@host:port/database)")?;
-    let options = bounded(options, args);
+    let options = bounded(
+        options,
+        args.statement_timeout,
+        args.idle_in_transaction_timeout,
+    );
     let database = options.get_database().unwrap_or("(default)").to_owned();
     let pool = PgPoolOptions::new()
         .max_connections(args.max_connections)
@@ -39,14 +43,19 @@ pub async fn connect(args: &DatabaseArgs) -> anyhow::Result<PgPool> {
 /// (a session whose transaction idles that long is ended and its locks released). They travel
 /// in the startup packet, so they hold from the first statement. A frozen server enforces
 /// nothing: the client's own bounds (the pool's acquire time-out, the consumer's batch
-/// time-out) cover that case.
-pub fn bounded(options: PgConnectOptions, args: &DatabaseArgs) -> PgConnectOptions {
+/// time-out) cover that case. The services take them from [`DatabaseArgs`]; the relay from its
+/// own flags.
+pub fn bounded(
+    options: PgConnectOptions,
+    statement: std::time::Duration,
+    idle_in_transaction: std::time::Duration,
+) -> PgConnectOptions {
     let ms = |d: std::time::Duration| format!("{}ms", d.as_millis());
     options.options([
-        ("statement_timeout", ms(args.statement_timeout)),
+        ("statement_timeout", ms(statement)),
         (
             "idle_in_transaction_session_timeout",
-            ms(args.idle_in_transaction_timeout),
+            ms(idle_in_transaction),
         ),
     ])
 }
