@@ -613,6 +613,27 @@ pub fn log_dir(test: &str) -> PathBuf {
     dir
 }
 
+/// Like [`log_dir`], for a test that reads its processes' logs back: the logs of the test's last
+/// run (process logs append, and the target directory outlives runs) move to `previous/`
+/// (replacing the run before), so this run's logs hold this run's lines only.
+pub fn fresh_log_dir(test: &str) -> PathBuf {
+    let dir = log_dir(test);
+    let previous = dir.join("previous");
+    let _ = std::fs::remove_dir_all(&previous);
+    std::fs::create_dir_all(&previous).expect("create the previous run's log dir");
+    for entry in std::fs::read_dir(&dir)
+        .expect("read test log dir")
+        .flatten()
+    {
+        let path = entry.path();
+        if path.extension().is_some_and(|ext| ext == "log") {
+            std::fs::rename(&path, previous.join(entry.file_name()))
+                .expect("move the previous run's log");
+        }
+    }
+    dir
+}
+
 /// A service serving in this test process (its gRPC server on a real TCP port).
 pub struct Served {
     pub addr: std::net::SocketAddr,

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::process::{Process, binary};
 use crate::{
-    TestDatabase, TestNamespace, broker_env, fresh_database, fresh_namespace, log_dir,
+    TestDatabase, TestNamespace, broker_env, fresh_database, fresh_log_dir, fresh_namespace,
     pulsar_tenant,
 };
 
@@ -76,7 +76,7 @@ impl Platform {
         extra_env: Vec<(&'static str, String)>,
         followers: &[&'static str],
     ) -> Self {
-        let logs = log_dir(test);
+        let logs = fresh_log_dir(test);
         let namespace = fresh_namespace().await;
         let mut databases = HashMap::new();
         for service in SERVICES.iter().chain(followers).copied() {
