@@ -346,6 +346,138 @@ async fn a_message_that_breaks_its_batch_fails_alone() {
     run.consumer.await.unwrap().unwrap();
 }
 
+/// Applies a whole set in one statement (`Handler::apply_set`), recording every application in
+/// `applications` (no unique key: a message applied twice would show twice) and the size of
+/// every set it was given. A `poison` key makes the statement fail (a division by zero), so the
+/// set it is in fails as a whole; the first set holding `warmup` waits 2 s, so that everything
+/// published meanwhile is ready for the next one.
+struct SetRecorder {
+    pool: PgPool,
+    sets: Arc<std::sync::Mutex<Vec<usize>>>,
+}
+
+impl Handler for SetRecorder {
+    fn batch_pool(&self) -> Option<&PgPool> {
+        Some(&self.pool)
+    }
+
+    fn applies_sets(&self) -> bool {
+        true
+    }
+
+    async fn apply_set(
+        &self,
+        conn: &mut PgConnection,
+        deliveries: &[&Delivery],
+    ) -> Result<Vec<Result<(), Failure>>, Failure> {
+        self.sets.lock().unwrap().push(deliveries.len());
+        let keys: Vec<String> = deliveries
+            .iter()
+            .map(|d| d.key.clone().unwrap_or_default())
+            .collect();
+        if keys.iter().any(|key| key == "warmup") {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        let ids: Vec<&str> = deliveries.iter().map(|d| d.message_id.as_str()).collect();
+        sqlx::query(
+            "insert into applications (message_id, key, ok)
+             select id, key, 1 / (case when key like 'poison%' then 0 else 1 end)
+             from unnest($1::text[], $2::text[]) as m(id, key)",
+        )
+        .bind(&ids)
+        .bind(&keys)
+        .execute(conn)
+        .await
+        .map_err(|e| Failure::Transient(e.into()))?;
+        Ok(deliveries.iter().map(|_| Ok(())).collect())
+    }
+}
+
+#[tokio::test]
+async fn a_poison_message_in_a_set_of_64_is_isolated_by_halving_and_the_other_63_apply_once() {
+    let sets = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let given = sets.clone();
+    let run = start_with(
+        |pool| SetRecorder { pool, sets: given },
+        |subscription| {
+            subscription.concurrency = 1;
+            subscription.batch_size = 64;
+            subscription.max_redeliveries = 1;
+            subscription.min_backoff = Duration::from_secs(1);
+            subscription.max_backoff = Duration::from_secs(1);
+        },
+    )
+    .await;
+    sqlx::query("create table applications (message_id text not null, key text not null, ok int)")
+        .execute(&run.pool)
+        .await
+        .unwrap();
+    let client = pulsar().await;
+    let mut dead_letters = e2e::consumer(&client, &run.dead_letter_topic).await;
+    publish_all(&run.topic, &[("warmup".into(), "warmup".into())]).await;
+    eventually(
+        Duration::from_secs(30),
+        "the warm-up given to the handler",
+        || async { (!sets.lock().unwrap().is_empty()).then_some(()) },
+    )
+    .await;
+    let mut set = Vec::new();
+    for i in 0..64 {
+        if i == 40 {
+            set.push(("poison".to_owned(), "poison".to_owned()));
+        } else {
+            set.push((format!("good-{i}"), format!("good-{i}")));
+        }
+    }
+    publish_all(&run.topic, &set).await;
+    let dead = tokio::time::timeout(Duration::from_secs(60), dead_letters.try_next())
+        .await
+        .expect("the poison message dead-lettered within 60 s")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        e2e::property(&dead, "message-id").as_deref(),
+        Some("poison")
+    );
+    let applied: Vec<(String, i64)> = sqlx::query_as(
+        "select message_id, count(*) from applications group by message_id order by message_id",
+    )
+    .fetch_all(&run.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        applied.len(),
+        64,
+        "the warm-up and the 63 good: {applied:?}"
+    );
+    assert!(
+        applied
+            .iter()
+            .all(|(id, n)| *n == 1 && (id.starts_with("good-") || id == "warmup")),
+        "each applied once, the poison never: {applied:?}"
+    );
+    let sets = sets.lock().unwrap().clone();
+    println!("sets given to the handler: {sets:?}");
+    // The set of 64 failed, then its half with the poison, down to the poison alone (64, 32,
+    // 16, 8, 4, 2, 1), each good half applied once beside it, and the poison retried alone.
+    assert_eq!(sets.first(), Some(&1), "the warm-up alone first: {sets:?}");
+    assert_eq!(sets.get(1), Some(&64), "then all 64 in one set: {sets:?}");
+    assert_eq!(
+        sets.iter().filter(|&&n| n == 1).count(),
+        1 + 2 + 1,
+        "the warm-up, the poison alone and its retry, and one good message whose half was 2: {sets:?}"
+    );
+    assert_eq!(sets.len(), 2 + 12 + 1, "{sets:?}");
+    let status = run.board.snapshot().subscriptions.remove(0);
+    assert_eq!(
+        (status.retried, status.dead_lettered, status.applied),
+        (1, 1, 64),
+        "{status:?}"
+    );
+    run.shutdown.cancel();
+    run.consumer.await.unwrap().unwrap();
+}
+
 async fn dead_letters_only_the_bad_key() {
     let run = start(true, 0, 2, (1, 2), false).await;
     let client = pulsar().await;

@@ -32,6 +32,38 @@ pub async fn record(
     Ok(inserted == 1)
 }
 
+/// Records a batch of `consumer`'s messages in one statement, each `(message_id, reason)`:
+/// applied without a reason, rejected with one. Returns the ids recorded now: an id recorded
+/// before (a duplicate) is not among them, and one given twice is there once.
+pub async fn record_set(
+    conn: &mut PgConnection,
+    consumer: &str,
+    entries: &[(&str, Option<&str>)],
+) -> sqlx::Result<Vec<String>> {
+    let ids: Vec<&str> = entries.iter().map(|(id, _)| *id).collect();
+    let reasons: Vec<Option<&str>> = entries.iter().map(|(_, reason)| *reason).collect();
+    let recorded = sqlx::query_scalar!(
+        r#"
+        insert into inbox (consumer, message_id, outcome, reason)
+        select $1, message_id, case when reason is null then 'applied' else 'rejected' end, reason
+        from unnest($2::text[], $3::text[]) as m(message_id, reason)
+        on conflict (consumer, message_id) do nothing
+        returning message_id
+        "#,
+        consumer,
+        &ids as _,
+        &reasons as _,
+    )
+    .fetch_all(conn)
+    .await?;
+    let duplicates = entries.len() - recorded.len();
+    if duplicates > 0 {
+        metrics::counter!("inbox_duplicates_total", "consumer" => consumer.to_owned())
+            .increment(duplicates as u64);
+    }
+    Ok(recorded)
+}
+
 /// Records that `consumer` rejected `message_id` for `reason`; `false` if it was recorded before.
 pub async fn reject(
     conn: &mut PgConnection,

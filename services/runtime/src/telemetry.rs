@@ -136,6 +136,20 @@ pub fn trace_headers_of(span: &tracing::Span) -> Option<(String, Option<String>)
     Some((traceparent, (!state.is_empty()).then_some(state)))
 }
 
+/// Whether a W3C `traceparent` says its trace is sampled (flags bit 0): a consumer makes no span
+/// for a message whose writer's trace is not recorded (parent-based sampling would drop it).
+pub fn is_sampled(traceparent: &str) -> bool {
+    let mut parts = traceparent.trim().split('-');
+    let (Some(_version), Some(trace), Some(span), Some(flags)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    trace.len() == 32
+        && span.len() == 16
+        && u8::from_str_radix(flags, 16).is_ok_and(|flags| flags & 1 == 1)
+}
+
 /// Makes `span` a child of the remote context in `traceparent` / `tracestate`.
 pub fn set_remote_parent(
     span: &tracing::Span,
@@ -311,6 +325,17 @@ impl tracing::field::Visit for JsonVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_traceparent_tells_whether_its_trace_is_sampled() {
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7";
+        assert!(is_sampled(&format!("00-{id}-01")));
+        assert!(is_sampled(&format!("00-{id}-03")));
+        assert!(!is_sampled(&format!("00-{id}-00")));
+        assert!(!is_sampled(&format!("00-{id}-zz")));
+        assert!(!is_sampled("00-short-00f067aa0ba902b7-01"));
+        assert!(!is_sampled(""));
+    }
 
     /// What a subscriber with the JSON format writes, one line per event.
     #[derive(Clone, Default)]

@@ -1,9 +1,11 @@
 //! The projections' consumers: one per followed topic (subscription `analytics`, inbox consumer
-//! `analytics/{topic}`), each applying a message in one transaction of its own that takes its
-//! statistics rows in one global order (so two never deadlock). A message that is not its
-//! topic's envelope is recorded as refused and acknowledged; database trouble is retried.
+//! `analytics/{topic}`), each applying a batch of messages set-based in one transaction
+//! ([`Analytics::apply_set`]) whose statistics rows are taken in one global order (so two never
+//! deadlock). A message that is not its topic's envelope is recorded as refused and
+//! acknowledged; database trouble fails the batch, which the consumer splits and retries.
 
 use messaging::{Delivery, Failure, Handler};
+use sqlx::{PgConnection, PgPool};
 
 use crate::app::{Analytics, Applied};
 use crate::domain::Topic;
@@ -22,11 +24,28 @@ impl Projection {
 }
 
 impl Handler for Projection {
-    async fn handle(&self, delivery: &Delivery) -> Result<(), Failure> {
-        match self.analytics.apply(&self.topic, delivery).await {
-            Ok(Applied::Applied | Applied::Duplicate) => Ok(()),
-            Ok(Applied::Refused(reason)) => Err(Failure::Rejected(reason)),
-            Err(e) => Err(Failure::Transient(e.into())),
-        }
+    fn batch_pool(&self) -> Option<&PgPool> {
+        Some(self.analytics.pool())
+    }
+
+    fn applies_sets(&self) -> bool {
+        true
+    }
+
+    async fn apply_set(
+        &self,
+        conn: &mut PgConnection,
+        deliveries: &[&Delivery],
+    ) -> Result<Vec<Result<(), Failure>>, Failure> {
+        let applied = Analytics::apply_set(conn, &self.topic, deliveries)
+            .await
+            .map_err(|e| Failure::Transient(e.into()))?;
+        Ok(applied
+            .into_iter()
+            .map(|applied| match applied {
+                Applied::Applied | Applied::Duplicate => Ok(()),
+                Applied::Refused(reason) => Err(Failure::Rejected(reason)),
+            })
+            .collect())
     }
 }

@@ -6,17 +6,42 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::{Amounts, CampaignState, Changes, Counts, Subject};
+use crate::domain::{Amounts, CampaignState, Counts, Subject, Sums};
 
-/// Adds `changes` to the statistics, taking the rows in the order the keys sort in (the same
-/// order in every transaction). Amounts saturate at the largest bigint instead of failing.
-pub async fn add(conn: &mut PgConnection, changes: &Changes) -> sqlx::Result<()> {
-    for ((subject, day), c) in &changes.counts {
+/// Adds a batch's `sums` to the statistics: one statement per table, each row written once, the
+/// rows taken in the order their keys sort in (counters, then money, then campaigns: the same
+/// order in every transaction, so two never deadlock). Amounts saturate at the largest bigint.
+pub async fn add_sums(conn: &mut PgConnection, sums: &Sums) -> sqlx::Result<()> {
+    if !sums.counts.is_empty() {
+        let n = sums.counts.len();
+        let (mut kind, mut id, mut day) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut views, mut clicks, mut purchases, mut commissions, mut refused) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for ((subject, d), c) in &sums.counts {
+            kind.push(subject.kind());
+            id.push(subject.id());
+            day.push(*d);
+            views.push(c.views);
+            clicks.push(c.clicks);
+            purchases.push(c.purchases);
+            commissions.push(c.commissions);
+            refused.push(c.commissions_refused);
+        }
         sqlx::query!(
             r#"
             insert into stats_days
                 (subject_kind, subject_id, day, views, clicks, purchases, commissions, commissions_refused)
-            values ($1, $2, $3, $4, $5, $6, $7, $8)
+            select * from unnest($1::text[], $2::uuid[], $3::date[], $4::int8[], $5::int8[],
+                                 $6::int8[], $7::int8[], $8::int8[])
             on conflict (subject_kind, subject_id, day) do update set
                 views = stats_days.views + excluded.views,
                 clicks = stats_days.clicks + excluded.clicks,
@@ -24,25 +49,51 @@ pub async fn add(conn: &mut PgConnection, changes: &Changes) -> sqlx::Result<()>
                 commissions = stats_days.commissions + excluded.commissions,
                 commissions_refused = stats_days.commissions_refused + excluded.commissions_refused
             "#,
-            subject.kind(),
-            subject.id(),
-            day,
-            c.views,
-            c.clicks,
-            c.purchases,
-            c.commissions,
-            c.commissions_refused,
+            &kind as _,
+            &id,
+            &day,
+            &views,
+            &clicks,
+            &purchases,
+            &commissions,
+            &refused,
         )
         .execute(&mut *conn)
         .await?;
     }
-    for ((subject, day, currency), a) in &changes.amounts {
+    if !sums.amounts.is_empty() {
+        let n = sums.amounts.len();
+        let (mut kind, mut id, mut day, mut currency) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut revenue, mut earned, mut reserved, mut released, mut paid) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for ((subject, d, c), a) in &sums.amounts {
+            kind.push(subject.kind());
+            id.push(subject.id());
+            day.push(*d);
+            currency.push(c.as_str());
+            revenue.push(a.revenue_minor);
+            earned.push(a.earned_minor);
+            reserved.push(a.reserved_minor);
+            released.push(a.released_minor);
+            paid.push(a.paid_minor);
+        }
         sqlx::query!(
             r#"
             insert into stats_amounts
                 (subject_kind, subject_id, day, currency,
                  revenue_minor, earned_minor, reserved_minor, released_minor, paid_minor)
-            values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+            select * from unnest($1::text[], $2::uuid[], $3::date[], $4::text[], $5::int8[],
+                                 $6::int8[], $7::int8[], $8::int8[], $9::int8[])
             on conflict (subject_kind, subject_id, day, currency) do update set
                 revenue_minor = least(stats_amounts.revenue_minor::numeric + excluded.revenue_minor, 9223372036854775807)::bigint,
                 earned_minor = least(stats_amounts.earned_minor::numeric + excluded.earned_minor, 9223372036854775807)::bigint,
@@ -50,21 +101,21 @@ pub async fn add(conn: &mut PgConnection, changes: &Changes) -> sqlx::Result<()>
                 released_minor = least(stats_amounts.released_minor::numeric + excluded.released_minor, 9223372036854775807)::bigint,
                 paid_minor = least(stats_amounts.paid_minor::numeric + excluded.paid_minor, 9223372036854775807)::bigint
             "#,
-            subject.kind(),
-            subject.id(),
-            day,
-            currency,
-            a.revenue_minor,
-            a.earned_minor,
-            a.reserved_minor,
-            a.released_minor,
-            a.paid_minor,
+            &kind as _,
+            &id,
+            &day,
+            &currency as _,
+            &revenue,
+            &earned,
+            &reserved,
+            &released,
+            &paid,
         )
         .execute(&mut *conn)
         .await?;
     }
-    if let Some(c) = &changes.campaign {
-        upsert_campaign(conn, c).await?;
+    for state in sums.campaigns.values() {
+        upsert_campaign(conn, state).await?;
     }
     Ok(())
 }
@@ -210,33 +261,50 @@ impl crate::domain::order::Caused for AuditRow {
     }
 }
 
-/// Keeps a message in the audit trail; `false` if it was kept before (a replay, a redelivery).
-pub async fn keep(conn: &mut PgConnection, row: &AuditRow) -> sqlx::Result<bool> {
-    let inserted = sqlx::query!(
+/// Keeps a batch of messages in the audit trail in one statement (those kept before are left).
+pub async fn keep_all(conn: &mut PgConnection, rows: &[AuditRow]) -> sqlx::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let column = |f: fn(&AuditRow) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
+    let message_id = column(|r| &r.message_id);
+    let topic = column(|r| &r.topic);
+    let kind = column(|r| &r.kind);
+    let message_type = column(|r| &r.message_type);
+    let correlation_id = column(|r| &r.correlation_id);
+    let causation_id = column(|r| &r.causation_id);
+    let aggregate_type = column(|r| &r.aggregate_type);
+    let aggregate_id = column(|r| &r.aggregate_id);
+    let trace_id = column(|r| &r.trace_id);
+    let aggregate_version: Vec<i64> = rows.iter().map(|r| r.aggregate_version).collect();
+    let occurred_at: Vec<DateTime<Utc>> = rows.iter().map(|r| r.occurred_at).collect();
+    let payload: Vec<&[u8]> = rows.iter().map(|r| r.payload.as_slice()).collect();
+    sqlx::query!(
         r#"
         insert into audit_messages
             (message_id, topic, kind, message_type, correlation_id, causation_id,
              aggregate_type, aggregate_id, aggregate_version, occurred_at, trace_id, payload)
-        values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+        select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                             $6::text[], $7::text[], $8::text[], $9::int8[], $10::timestamptz[],
+                             $11::text[], $12::bytea[])
         on conflict (message_id) do nothing
         "#,
-        row.message_id,
-        row.topic,
-        row.kind,
-        row.message_type,
-        row.correlation_id,
-        row.causation_id,
-        row.aggregate_type,
-        row.aggregate_id,
-        row.aggregate_version,
-        row.occurred_at,
-        row.trace_id,
-        row.payload,
+        &message_id as _,
+        &topic as _,
+        &kind as _,
+        &message_type as _,
+        &correlation_id as _,
+        &causation_id as _,
+        &aggregate_type as _,
+        &aggregate_id as _,
+        &aggregate_version,
+        &occurred_at,
+        &trace_id as _,
+        &payload as _,
     )
     .execute(conn)
-    .await?
-    .rows_affected();
-    Ok(inserted == 1)
+    .await?;
+    Ok(())
 }
 
 /// Up to `limit` messages of one workflow, by time.

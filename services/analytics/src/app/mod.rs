@@ -1,12 +1,14 @@
-//! The analytics use cases: apply one message to the projections (one transaction: inbox,
-//! statistics, audit trail), read a campaign's or a creator's statistics, a workflow and an
+//! The analytics use cases: apply a batch of messages to the projections (set-based in the
+//! consumer's transaction: inbox, audit trail, statistics summed per row), read a campaign's or a creator's statistics, a workflow and an
 //! aggregate's history, and drop the projections for a replay (`replay`).
 
 pub mod messages;
 pub mod replay;
 pub mod retention;
 
-use chrono::{NaiveDate, Utc};
+use std::collections::HashSet;
+
+use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{PgConnection, PgPool};
 
 use affiliate_proto::analytics as pb;
@@ -14,7 +16,7 @@ use messaging::{Delivery, inbox};
 use service_runtime::validation::{FieldViolation, Violations, parse_id, text};
 
 use crate::adapters::repository::{self as repo, AuditRow};
-use crate::domain::{self, Changes, Subject, Topic};
+use crate::domain::{self, Changes, Subject, Sums, Topic};
 pub use service_runtime::errors::Error;
 
 /// The most messages a workflow or a history lists.
@@ -46,15 +48,51 @@ impl Analytics {
         &self.pool
     }
 
-    /// Applies one message of `topic` once, in one transaction: the inbox, what it adds to the
-    /// statistics and its entry in the audit trail. A message that is not its topic's envelope
-    /// is recorded as refused and kept in the trail as it came.
-    #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "project"))]
-    pub async fn apply(&self, topic: &Topic, delivery: &Delivery) -> Result<Applied, Error> {
-        let mut tx = self.pool.begin().await?;
-        let applied = apply_on(&mut tx, topic, delivery).await?;
-        tx.commit().await?;
-        Ok(applied)
+    /// Applies a batch of `topic`'s messages once each, in the caller's transaction, set-based:
+    /// every message decoded in memory; then one inbox insert for all of them (the new ones go
+    /// on), one insert of their audit rows, and their statistics summed per row and written once
+    /// ([`repo::add_sums`]). A message that is not its topic's envelope is recorded as refused and
+    /// kept in the trail as it came. One outcome per delivery, in order.
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "project", messages = deliveries.len()))]
+    pub async fn apply_set(
+        conn: &mut PgConnection,
+        topic: &Topic,
+        deliveries: &[&Delivery],
+    ) -> Result<Vec<Applied>, Error> {
+        let changes: Vec<Result<Changes, String>> = deliveries
+            .iter()
+            .map(|d| Changes::of(topic, &d.payload, occurred_at(d)))
+            .collect();
+        let entries: Vec<(&str, Option<&str>)> = deliveries
+            .iter()
+            .zip(&changes)
+            .map(|(d, c)| (d.message_id.as_str(), c.as_ref().err().map(String::as_str)))
+            .collect();
+        let mut new: HashSet<String> = inbox::record_set(conn, topic.consumer, &entries)
+            .await?
+            .into_iter()
+            .collect();
+        let mut rows = Vec::with_capacity(new.len());
+        let mut sums = Sums::default();
+        let mut outcomes = Vec::with_capacity(deliveries.len());
+        for (delivery, changes) in deliveries.iter().zip(changes) {
+            // Taken out of the set, so a message given twice is applied once.
+            if !new.remove(&delivery.message_id) {
+                outcomes.push(Applied::Duplicate);
+                continue;
+            }
+            rows.push(audit_row(topic, delivery));
+            outcomes.push(match changes {
+                Ok(changes) => {
+                    sums.add(changes);
+                    Applied::Applied
+                }
+                Err(reason) => Applied::Refused(reason),
+            });
+        }
+        repo::keep_all(conn, &rows).await?;
+        repo::add_sums(conn, &sums).await?;
+        Ok(outcomes)
     }
 
     /// One campaign's statistics (and its budget, once its events are seen).
@@ -148,24 +186,16 @@ impl Analytics {
     }
 }
 
-/// [`Analytics::apply`] in the caller's transaction.
-async fn apply_on(
-    conn: &mut PgConnection,
-    topic: &Topic,
-    delivery: &Delivery,
-) -> Result<Applied, Error> {
+/// When the message happened: its envelope's time, else now.
+fn occurred_at(delivery: &Delivery) -> DateTime<Utc> {
+    delivery.occurred_at.unwrap_or_else(Utc::now)
+}
+
+/// The message as the audit trail keeps it: the envelope's metadata, else the properties'.
+fn audit_row(topic: &Topic, delivery: &Delivery) -> AuditRow {
     let metadata = delivery.metadata().unwrap_or_default();
-    let occurred_at = delivery.occurred_at.unwrap_or_else(Utc::now);
-    let changes = Changes::of(topic, &delivery.payload, occurred_at);
-    let first_time = match &changes {
-        Ok(_) => inbox::record(conn, topic.consumer, &delivery.message_id).await?,
-        Err(reason) => inbox::reject(conn, topic.consumer, &delivery.message_id, reason).await?,
-    };
-    if !first_time {
-        return Ok(Applied::Duplicate);
-    }
     let property = |name: &str| delivery.properties.get(name).map(String::as_str);
-    let row = AuditRow {
+    AuditRow {
         message_id: delivery.message_id.clone(),
         topic: topic.short.to_owned(),
         kind: topic.kind.as_str().to_owned(),
@@ -181,17 +211,9 @@ async fn apply_on(
         ),
         aggregate_id: first(&metadata.aggregate_id, delivery.key.as_deref()),
         aggregate_version: metadata.aggregate_version,
-        occurred_at,
+        occurred_at: occurred_at(delivery),
         trace_id: domain::trace_id(delivery.traceparent.as_deref()),
         payload: delivery.payload.clone(),
-    };
-    repo::keep(conn, &row).await?;
-    match changes {
-        Ok(changes) => {
-            repo::add(conn, &changes).await?;
-            Ok(Applied::Applied)
-        }
-        Err(reason) => Ok(Applied::Refused(reason)),
     }
 }
 

@@ -212,6 +212,36 @@ impl Changes {
     }
 }
 
+/// What a batch of messages changes: every message's [`Changes`] summed per row (counters per
+/// subject and day, money per subject, day and currency) and the latest state of each campaign,
+/// so each row is written once per batch, in the order the keys sort in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sums {
+    pub counts: BTreeMap<(Subject, NaiveDate), Counts>,
+    pub amounts: BTreeMap<(Subject, NaiveDate, String), Amounts>,
+    pub campaigns: BTreeMap<Uuid, CampaignState>,
+}
+
+impl Sums {
+    /// Adds one message's changes (a campaign's state is kept if its version is the highest).
+    pub fn add(&mut self, changes: Changes) {
+        for (key, counts) in changes.counts {
+            self.counts.entry(key).or_default().add(&counts);
+        }
+        for (key, amounts) in changes.amounts {
+            self.amounts.entry(key).or_default().add(&amounts);
+        }
+        if let Some(state) = changes.campaign {
+            match self.campaigns.get(&state.campaign_id) {
+                Some(kept) if kept.version >= state.version => {}
+                _ => {
+                    self.campaigns.insert(state.campaign_id, state);
+                }
+            }
+        }
+    }
+}
+
 fn commission_changes(
     changes: &mut Changes,
     event: Option<commission_event::Event>,
@@ -245,10 +275,16 @@ fn commission_changes(
             );
         }
         // A purchase's commission refused (a payout's refused reservation is not a commission).
+        // The campaign is named since the event carried it (older events name the creator only).
         Some(Event::CommissionRejected(e)) if !e.tracking_event_id.is_empty() => {
             let creator = Subject::Creator(id("creator_id", &e.creator_id)?);
+            let campaign = if e.campaign_id.is_empty() {
+                None
+            } else {
+                Some(Subject::Campaign(id("campaign_id", &e.campaign_id)?))
+            };
             changes.count(
-                &[creator],
+                &campaign.into_iter().chain([creator]).collect::<Vec<_>>(),
                 day,
                 Counts {
                     commissions_refused: 1,
@@ -392,6 +428,75 @@ mod tests {
             );
         }
         assert_eq!(changes.counts.len(), 2);
+    }
+
+    #[test]
+    fn a_refused_commission_counts_for_its_campaign_and_creator() {
+        let (campaign, creator) = (Uuid::new_v4(), Uuid::new_v4());
+        let rejected = |campaign_id: String| {
+            CommissionEvent {
+                metadata: None,
+                event: Some(commission_event::Event::CommissionRejected(
+                    affiliate_proto::commission::CommissionRejected {
+                        tracking_event_id: Uuid::new_v4().to_string(),
+                        creator_id: creator.to_string(),
+                        campaign_id,
+                        reason: "BUDGET_EXHAUSTED".into(),
+                        ..Default::default()
+                    },
+                )),
+            }
+            .encode_to_vec()
+        };
+        let at: DateTime<Utc> = "2026-12-01T10:00:00Z".parse().unwrap();
+        let day = at.date_naive();
+        let changes = Changes::of(
+            topic("commission-events"),
+            &rejected(campaign.to_string()),
+            at,
+        )
+        .unwrap();
+        for subject in [Subject::Campaign(campaign), Subject::Creator(creator)] {
+            assert_eq!(changes.counts[&(subject, day)].commissions_refused, 1);
+        }
+        // An event written before it named the campaign still counts for the creator.
+        let older = Changes::of(topic("commission-events"), &rejected(String::new()), at).unwrap();
+        assert_eq!(older.counts.len(), 1);
+    }
+
+    #[test]
+    fn a_batch_sums_each_row_once_and_keeps_each_campaigns_latest_state() {
+        let (campaign, creator) = (Uuid::new_v4(), Uuid::new_v4());
+        let at = "2026-12-01T00:01:00Z".parse().unwrap();
+        let mut sums = Sums::default();
+        for minor in [100, 250, 4000] {
+            let purchase = purchase(campaign, creator, minor);
+            sums.add(Changes::of(topic("tracking-events"), &purchase, at).unwrap());
+        }
+        let state = |version, budget_minor| CampaignState {
+            campaign_id: campaign,
+            advertiser_id: creator,
+            currency: "EUR".into(),
+            budget_minor,
+            version,
+        };
+        for (version, budget) in [(3, 300), (5, 500), (4, 400)] {
+            sums.add(Changes {
+                campaign: Some(state(version, budget)),
+                ..Changes::default()
+            });
+        }
+        let day = NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
+        assert_eq!(sums.counts.len(), 2);
+        assert_eq!(
+            sums.counts[&(Subject::Campaign(campaign), day)].purchases,
+            3
+        );
+        assert_eq!(
+            sums.amounts[&(Subject::Creator(creator), day, "EUR".into())].revenue_minor,
+            4350
+        );
+        assert_eq!(sums.campaigns[&campaign], state(5, 500));
     }
 
     #[test]

@@ -140,6 +140,7 @@ impl Commissions {
                 let rejected = CommissionRejected {
                     tracking_event_id: tracking_event_id.to_string(),
                     creator_id: creator_id.to_string(),
+                    campaign_id: campaign_id.to_string(),
                     ..Default::default()
                 };
                 let event = refused(

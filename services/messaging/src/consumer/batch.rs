@@ -1,5 +1,6 @@
-//! Applying a set of messages of different keys: one transaction for all of them when the
-//! handler batches, otherwise one handler call each. Each message is processed in a span that
+//! Applying a set of messages of different keys: set-based in one transaction when the handler
+//! applies sets (split in halves on failure), one transaction with a call per message when it
+//! batches, otherwise one handler call each. Each message is processed in a span that
 //! continues the trace of whoever wrote it (the relay's publish span).
 
 use std::time::{Duration, Instant};
@@ -74,6 +75,9 @@ pub(super) async fn run<H: Handler>(
     let count = items.len();
     let applied = tokio::time::timeout(limit, async {
         match handler.batch_pool() {
+            Some(pool) if handler.applies_sets() => {
+                in_sets(handler, pool, subscription, &mut items).await
+            }
             Some(pool) => in_one_transaction(handler, pool, subscription, &mut items).await,
             None => one_by_one(handler, None, subscription, &items).await,
         }
@@ -167,6 +171,109 @@ async fn in_one_transaction<H: Handler>(
     }
 }
 
+/// Applies `items` set-based ([`Handler::apply_set`]), sorted by `order_key`: all of them in one
+/// transaction; if that fails, each half in a transaction of its own, halving again until the
+/// message that breaks it stands alone and fails by itself (to be retried, refused or
+/// dead-lettered by the loop's rules), while every other message commits once. No savepoint
+/// per message: a batch that goes through costs a handful of statements whatever its size.
+/// A message whose identity is wrong is refused first. Spans per message are made only for
+/// messages whose writer's trace is sampled.
+async fn in_sets<H: Handler>(
+    handler: &H,
+    pool: &PgPool,
+    subscription: &str,
+    items: &mut [Item],
+) -> Vec<Result<(), Failure>> {
+    items.sort_by_cached_key(|item| handler.order_key(&item.delivery));
+    let mut outcomes: Vec<Option<Result<(), Failure>>> = items.iter().map(|_| None).collect();
+    let mut set = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        match &item.delivery.identity_problem {
+            Some(problem) => {
+                outcomes[i] = Some(Err(handler.refuse(&item.delivery, problem.clone()).await));
+            }
+            None => set.push(i),
+        }
+    }
+    let mut sets = vec![set];
+    while let Some(set) = sets.pop() {
+        if set.is_empty() {
+            continue;
+        }
+        let deliveries: Vec<&Delivery> = set.iter().map(|&i| &items[i].delivery).collect();
+        let started = Instant::now();
+        let spans: Vec<Option<tracing::Span>> = deliveries
+            .iter()
+            .map(|delivery| {
+                delivery
+                    .traceparent
+                    .as_deref()
+                    .is_some_and(service_runtime::telemetry::is_sampled)
+                    .then(|| span(subscription, delivery))
+            })
+            .collect();
+        match one_set(handler, pool, &deliveries).await {
+            Ok(results) => {
+                for ((&i, result), span) in set.iter().zip(results).zip(&spans) {
+                    let delivery = &items[i].delivery;
+                    if let Some(span) = span {
+                        processed(subscription, delivery, span, &result, started);
+                    }
+                    outcomes[i] = Some(result);
+                }
+            }
+            Err(failure) if set.len() == 1 => outcomes[set[0]] = Some(Err(failure)),
+            Err(failure) => {
+                let error = match &failure {
+                    Failure::Transient(e) => format!("{e:#}"),
+                    Failure::Rejected(reason) => reason.clone(),
+                };
+                tracing::warn!(
+                    subscription,
+                    messages = set.len(),
+                    error,
+                    "a batch failed; applying its halves apart"
+                );
+                metrics::counter!("consumer_batch_splits_total", "subscription" => subscription.to_owned())
+                    .increment(1);
+                let (first, second) = set.split_at(set.len() / 2);
+                sets.push(second.to_vec());
+                sets.push(first.to_vec());
+            }
+        }
+    }
+    outcomes
+        .into_iter()
+        .map(|outcome| {
+            outcome.unwrap_or_else(|| {
+                Err(Failure::Transient(anyhow::anyhow!(
+                    "the batch ended without this message's outcome"
+                )))
+            })
+        })
+        .collect()
+}
+
+/// One transaction applying `deliveries` with [`Handler::apply_set`]: its outcomes, or why the
+/// whole set failed (it rolled back).
+async fn one_set<H: Handler + ?Sized>(
+    handler: &H,
+    pool: &PgPool,
+    deliveries: &[&Delivery],
+) -> Result<Vec<Result<(), Failure>>, Failure> {
+    let mut tx = pool.begin().await.map_err(transient("begin a batch"))?;
+    let outcomes = handler.apply_set(&mut tx, deliveries).await?;
+    if outcomes.len() != deliveries.len() {
+        return Err(Failure::Transient(anyhow::anyhow!(
+            "the handler gave {} outcomes for {} messages",
+            outcomes.len(),
+            deliveries.len()
+        )));
+    }
+    tx.commit().await.map_err(transient("commit a batch"))?;
+    Ok(outcomes)
+}
+
 /// Applies `items` one at a time, each in its span: with `handle`, or, given the pool of a
 /// batching handler, each in a transaction of its own. A message whose identity is wrong is
 /// refused instead.
@@ -207,6 +314,11 @@ pub(super) async fn alone<H: Handler + ?Sized>(
     pool: &PgPool,
     delivery: &Delivery,
 ) -> Result<(), Failure> {
+    if handler.applies_sets() {
+        return one_set(handler, pool, &[delivery])
+            .await
+            .and_then(|mut outcomes| outcomes.pop().unwrap_or(Ok(())));
+    }
     let mut tx = pool.begin().await.map_err(transient("begin"))?;
     let outcome = handler.handle_in(&mut tx, delivery).await;
     if matches!(outcome, Err(Failure::Transient(_))) {

@@ -226,6 +226,34 @@ pub trait Handler: Send + Sync + 'static {
         }
     }
 
+    /// Whether the handler applies whole batches set-based ([`Handler::apply_set`]) rather than
+    /// one message at a time inside the batch's transaction ([`Handler::handle_in`]).
+    fn applies_sets(&self) -> bool {
+        false
+    }
+
+    /// Applies a whole batch inside the caller's transaction in as few statements as it can:
+    /// every message decoded and decided in memory first, then one statement per table for all
+    /// of them (the inbox as one insert of every id, returning the new ones; effects summed per
+    /// row, each row written once; the outbox rows in one insert), rows locked in one global
+    /// order. `Ok` has one outcome per delivery, in order: `Ok(())` (applied, or skipped as a
+    /// duplicate), `Rejected` (recorded in this transaction), `Transient` (nothing of it
+    /// written; retried later on its own). `Err` fails the whole batch: the consumer rolls it
+    /// back and applies the halves apart, halving again until the culprit stands alone. Needs
+    /// [`Handler::batch_pool`].
+    fn apply_set(
+        &self,
+        conn: &mut PgConnection,
+        deliveries: &[&Delivery],
+    ) -> impl Future<Output = Result<Vec<Result<(), Failure>>, Failure>> + Send {
+        let _ = (conn, deliveries);
+        async {
+            Err(Failure::Transient(anyhow::anyhow!(
+                "this handler does not apply sets"
+            )))
+        }
+    }
+
     /// Takes, first in a batch's transaction, the locks its messages share that are not in
     /// [`Handler::order_key`]'s order (e.g. the campaigns of commissions ordered by creator), in
     /// an order every batch follows: a batch then holds all of them before it takes any lock
