@@ -615,20 +615,28 @@ pub fn log_dir(test: &str) -> PathBuf {
 
 /// Like [`log_dir`], for a test that reads its processes' logs back: the logs of the test's last
 /// run (process logs append, and the target directory outlives runs) move to `previous/`
-/// (replacing the run before), so this run's logs hold this run's lines only.
+/// (replacing those of the run before), so this run's logs hold this run's lines only. Tests of
+/// one binary that share a name share the directory: only logs last written before this run
+/// began are moved.
 pub fn fresh_log_dir(test: &str) -> PathBuf {
+    static RUN_BEGAN: std::sync::LazyLock<std::time::SystemTime> =
+        std::sync::LazyLock::new(std::time::SystemTime::now);
+    let began = *RUN_BEGAN;
     let dir = log_dir(test);
     let previous = dir.join("previous");
-    let _ = std::fs::remove_dir_all(&previous);
-    std::fs::create_dir_all(&previous).expect("create the previous run's log dir");
     for entry in std::fs::read_dir(&dir)
         .expect("read test log dir")
         .flatten()
     {
         let path = entry.path();
-        if path.extension().is_some_and(|ext| ext == "log") {
-            std::fs::rename(&path, previous.join(entry.file_name()))
-                .expect("move the previous run's log");
+        let earlier = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|modified| modified < began);
+        if earlier && path.extension().is_some_and(|ext| ext == "log") {
+            std::fs::create_dir_all(&previous).expect("create the previous run's log dir");
+            // Another test of this run may have moved it first.
+            let _ = std::fs::rename(&path, previous.join(entry.file_name()));
         }
     }
     dir

@@ -75,31 +75,26 @@ pub trait CommandDoor: Send + Sync + 'static {
         ctx: &CommandContext,
         command: Command<Self>,
     ) -> impl Future<Output = Result<(), Error>> + Send;
-    /// Whether [`CommandDoor::run_in`] runs commands inside a transaction it is given (so the
-    /// consumer applies many in one transaction).
-    fn batched(&self) -> bool {
+    /// Whether [`CommandDoor::run_set`] runs whole batches (so the consumer applies many
+    /// commands in one transaction, in a handful of statements).
+    fn runs_sets(&self) -> bool {
         false
     }
-    /// Runs the command inside the caller's open transaction, its writes in a savepoint of its
-    /// own (the handler's `conn.begin()`), so a refused or failed command leaves nothing behind.
-    fn run_in(
+    /// Runs a batch of commands inside the caller's open transaction, set-based: one outcome per
+    /// command, in order; a command that fails has written nothing (the door sorts its error
+    /// into retry or reject, [`Outcome`]). `Err` fails the whole batch, which the consumer
+    /// rolls back and applies again in halves.
+    fn run_set(
         &self,
         conn: &mut PgConnection,
-        ctx: &CommandContext,
-        command: Command<Self>,
-    ) -> impl Future<Output = Result<(), Error>> + Send {
-        let _ = conn;
-        self.run(ctx, command)
-    }
-    /// Takes, first in a batch's transaction, the locks the batch's commands share beyond their
-    /// [`CommandDoor::lock_key`] (see [`crate::Handler::lock_batch`]).
-    fn lock_batch(
-        &self,
-        conn: &mut PgConnection,
-        commands: Vec<Command<Self>>,
-    ) -> impl Future<Output = Result<(), Error>> + Send {
+        commands: Vec<(CommandContext, Command<Self>)>,
+    ) -> impl Future<Output = Result<Vec<Result<(), Error>>, Error>> + Send {
         let _ = (conn, commands);
-        async { Ok(()) }
+        async {
+            Err(Error::Internal(anyhow::anyhow!(
+                "this door runs one command at a time"
+            )))
+        }
     }
     /// The row a command locks that other commands share (e.g. a creator's balance); batches
     /// apply commands in this order, so two batches never deadlock.
@@ -202,51 +197,52 @@ impl<D: CommandDoor> Door<D> {
         }
     }
 
-    /// Decodes and runs a command message, on `conn` when the consumer batches.
-    async fn apply(
-        &self,
-        mut conn: Option<&mut PgConnection>,
-        delivery: &Delivery,
-    ) -> Result<(), Failure> {
+    /// Decodes a command message: its context, command, type and target, or the rejection of a
+    /// message that holds no readable command of this service (with its context and target).
+    fn prepare(&self, delivery: &Delivery) -> Result<Prepared<D>, Box<Unreadable>> {
         let mut ctx = context(delivery);
         let (metadata, command) = match Self::decode(&delivery.payload) {
             Ok(decoded) => decoded,
             Err(e) => {
-                let rejected = unreadable(
-                    delivery,
-                    format!("not a command envelope of this service: {e}"),
-                );
-                return Err(self
-                    .reject(conn, &ctx, delivery, Uuid::nil(), rejected)
-                    .await);
+                let reason = format!("not a command envelope of this service: {e}");
+                return Err(Box::new((ctx, Uuid::nil(), unreadable(delivery, reason))));
             }
         };
         if let Some(correlation) = metadata.map(|m| m.correlation_id).filter(|c| !c.is_empty()) {
             ctx.correlation_id = correlation;
         }
         let Some(command) = command else {
-            let rejected = unreadable(delivery, "the envelope holds no command".to_owned());
-            return Err(self
-                .reject(conn, &ctx, delivery, Uuid::nil(), rejected)
-                .await);
+            let reason = "the envelope holds no command".to_owned();
+            return Err(Box::new((ctx, Uuid::nil(), unreadable(delivery, reason))));
         };
         let command_type = D::Envelope::command_type(&command);
         let aggregate = self.door.target(&command).unwrap_or(Uuid::nil());
         if let Some(property) = delivery.message_type.as_deref()
             && property != command_type
         {
-            let rejected = unreadable(
-                delivery,
-                format!(
-                    "the message-type property `{property}` disagrees with the envelope's command `{command_type}`"
-                ),
+            let reason = format!(
+                "the message-type property `{property}` disagrees with the envelope's command `{command_type}`"
             );
-            return Err(self.reject(conn, &ctx, delivery, aggregate, rejected).await);
+            return Err(Box::new((ctx, aggregate, unreadable(delivery, reason))));
         }
-        let result = match conn.as_deref_mut() {
-            Some(conn) => self.door.run_in(conn, &ctx, command).await,
-            None => self.door.run(&ctx, command).await,
-        };
+        Ok(Prepared {
+            ctx,
+            command,
+            command_type,
+            aggregate,
+        })
+    }
+
+    /// Sorts how a command ended: done, retried, or rejected (recorded on `conn`, or in a
+    /// transaction of its own).
+    async fn settle(
+        &self,
+        conn: Option<&mut PgConnection>,
+        delivery: &Delivery,
+        prepared: (CommandContext, &'static str, Uuid),
+        result: Result<(), Error>,
+    ) -> Result<(), Failure> {
+        let (ctx, command_type, aggregate) = prepared;
         match result.map_or_else(Outcome::from, |()| Outcome::Done) {
             Outcome::Done => Ok(()),
             Outcome::Retry(e) => Err(Failure::Transient(e)),
@@ -269,39 +265,105 @@ impl<D: CommandDoor> Door<D> {
             }
         }
     }
+
+    /// Decodes and runs one command message in a transaction of its own.
+    async fn apply(&self, delivery: &Delivery) -> Result<(), Failure> {
+        match self.prepare(delivery) {
+            Ok(p) => {
+                let result = self.door.run(&p.ctx, p.command).await;
+                self.settle(None, delivery, (p.ctx, p.command_type, p.aggregate), result)
+                    .await
+            }
+            Err(unreadable) => {
+                let (ctx, aggregate, rejected) = *unreadable;
+                Err(self.reject(None, &ctx, delivery, aggregate, rejected).await)
+            }
+        }
+    }
+
+    /// Decodes a batch of command messages and runs them as one set on `conn`.
+    async fn apply_set_on(
+        &self,
+        conn: &mut PgConnection,
+        deliveries: &[&Delivery],
+    ) -> Result<Vec<Result<(), Failure>>, Failure> {
+        let mut outcomes: Vec<Option<Result<(), Failure>>> =
+            deliveries.iter().map(|_| None).collect();
+        let mut commands = Vec::with_capacity(deliveries.len());
+        let mut runs = Vec::with_capacity(deliveries.len());
+        for (i, delivery) in deliveries.iter().enumerate() {
+            match self.prepare(delivery) {
+                Ok(p) => {
+                    commands.push((p.ctx.clone(), p.command));
+                    runs.push((i, (p.ctx, p.command_type, p.aggregate)));
+                }
+                Err(unreadable) => {
+                    let (ctx, aggregate, rejected) = *unreadable;
+                    let refused = self
+                        .reject(Some(&mut *conn), &ctx, delivery, aggregate, rejected)
+                        .await;
+                    outcomes[i] = Some(Err(refused));
+                }
+            }
+        }
+        let results = self.door.run_set(conn, commands).await.map_err(|e| {
+            Failure::Transient(anyhow::Error::new(e).context("run a set of commands"))
+        })?;
+        if results.len() != runs.len() {
+            return Err(Failure::Transient(anyhow::anyhow!(
+                "the door gave {} outcomes for {} commands",
+                results.len(),
+                runs.len()
+            )));
+        }
+        for ((i, prepared), result) in runs.into_iter().zip(results) {
+            let settled = self
+                .settle(Some(&mut *conn), deliveries[i], prepared, result)
+                .await;
+            outcomes[i] = Some(settled);
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Err(Failure::Transient(anyhow::anyhow!("no outcome")))))
+            .collect())
+    }
 }
+
+/// A command message decoded: its context, command, type and target.
+struct Prepared<D: CommandDoor> {
+    ctx: CommandContext,
+    command: Command<D>,
+    command_type: &'static str,
+    aggregate: Uuid,
+}
+
+/// A message with no readable command: its context, target and rejection.
+type Unreadable = (CommandContext, Uuid, CommandRejected);
 
 impl<D: CommandDoor> Handler for Door<D> {
     async fn handle(&self, delivery: &Delivery) -> Result<(), Failure> {
-        self.apply(None, delivery).await
+        self.apply(delivery).await
     }
 
     fn batch_pool(&self) -> Option<&PgPool> {
-        self.door.batched().then_some(&self.pool)
+        self.door.runs_sets().then_some(&self.pool)
     }
 
-    async fn handle_in(&self, conn: &mut PgConnection, delivery: &Delivery) -> Result<(), Failure> {
-        self.apply(Some(conn), delivery).await
+    fn applies_sets(&self) -> bool {
+        self.door.runs_sets()
+    }
+
+    async fn apply_set(
+        &self,
+        conn: &mut PgConnection,
+        deliveries: &[&Delivery],
+    ) -> Result<Vec<Result<(), Failure>>, Failure> {
+        self.apply_set_on(conn, deliveries).await
     }
 
     fn order_key(&self, delivery: &Delivery) -> Option<String> {
         let (_, command) = Self::decode(&delivery.payload).ok()?;
         self.door.lock_key(&command?)
-    }
-
-    async fn lock_batch(
-        &self,
-        conn: &mut PgConnection,
-        deliveries: &[&Delivery],
-    ) -> Result<(), Failure> {
-        let commands = deliveries
-            .iter()
-            .filter_map(|d| Self::decode(&d.payload).ok()?.1)
-            .collect();
-        match self.door.lock_batch(conn, commands).await {
-            Ok(()) => Ok(()),
-            Err(e) => Err(Failure::Transient(anyhow::anyhow!(e))),
-        }
     }
 
     async fn refuse(&self, delivery: &Delivery, reason: String) -> Failure {

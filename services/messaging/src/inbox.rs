@@ -91,7 +91,6 @@ pub async fn reject(
 /// savepoint): records it in the inbox and, the first time only, appends `event` (the service's
 /// rejection event) to the outbox. Returns the failure the consumer loop should see: `Rejected`
 /// (acknowledge), or `Transient` if recording failed.
-#[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "record_rejection"))]
 pub async fn record_rejection<'c>(
     db: impl Acquire<'c, Database = Postgres>,
     consumer: &str,

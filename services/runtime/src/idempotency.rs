@@ -86,6 +86,109 @@ pub async fn complete(
     Ok(())
 }
 
+/// Claims many keys for `operation` in one statement, each `(key, encoded request)`, on the
+/// caller's transaction (a key held by a concurrent transaction waits for it, as in [`claim`]).
+/// One answer per entry, in order: `Fresh`, `Replay` of the stored response, or `KeyReused`.
+/// Keys must be distinct.
+pub async fn claim_set(
+    conn: &mut PgConnection,
+    operation: &str,
+    entries: &[(&str, Vec<u8>)],
+) -> sqlx::Result<Vec<Result<Claim, IdempotencyError>>> {
+    let keys: Vec<&str> = entries.iter().map(|(key, _)| *key).collect();
+    let requests: Vec<&[u8]> = entries.iter().map(|(_, r)| r.as_slice()).collect();
+    let fresh: std::collections::HashSet<String> = sqlx::query_scalar!(
+        r#"
+        insert into idempotency_keys (idempotency_key, operation, request)
+        select * from unnest($1::text[], array_fill($2::text, array[cardinality($1::text[])]), $3::bytea[])
+        on conflict (idempotency_key) do nothing
+        returning idempotency_key
+        "#,
+        &keys as _,
+        operation,
+        &requests as _,
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .collect();
+    let seen: Vec<&str> = keys
+        .iter()
+        .copied()
+        .filter(|key| !fresh.contains(*key))
+        .collect();
+    let mut stored = std::collections::HashMap::new();
+    if !seen.is_empty() {
+        for row in sqlx::query!(
+            r#"
+            select idempotency_key, operation, request, response
+            from idempotency_keys where idempotency_key = any($1)
+            "#,
+            &seen as _,
+        )
+        .fetch_all(&mut *conn)
+        .await?
+        {
+            stored.insert(row.idempotency_key.clone(), row);
+        }
+    }
+    Ok(entries
+        .iter()
+        .map(|(key, request)| {
+            if fresh.contains(*key) {
+                return Ok(Claim::Fresh);
+            }
+            match stored.get(*key) {
+                Some(row) if row.operation == operation && row.request == *request => row
+                    .response
+                    .clone()
+                    .map(Claim::Replay)
+                    .ok_or_else(|| IdempotencyError::KeyReused((*key).to_owned())),
+                _ => Err(IdempotencyError::KeyReused((*key).to_owned())),
+            }
+        })
+        .collect())
+}
+
+/// Gives back keys claimed in this transaction whose command then failed (its writes are not
+/// made), so a retry runs it again.
+pub async fn unclaim(conn: &mut PgConnection, keys: &[&str]) -> sqlx::Result<()> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    sqlx::query!(
+        "delete from idempotency_keys where idempotency_key = any($1) and response is null",
+        keys as _,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Stores the encoded responses of fresh keys in one statement, each `(key, response)`.
+pub async fn complete_set(
+    conn: &mut PgConnection,
+    entries: &[(&str, Vec<u8>)],
+) -> sqlx::Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<&str> = entries.iter().map(|(key, _)| *key).collect();
+    let responses: Vec<&[u8]> = entries.iter().map(|(_, r)| r.as_slice()).collect();
+    sqlx::query!(
+        r#"
+        update idempotency_keys k set response = m.response
+        from unnest($1::text[], $2::bytea[]) as m(idempotency_key, response)
+        where k.idempotency_key = m.idempotency_key
+        "#,
+        &keys as _,
+        &responses as _,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Claims the context's idempotency key (if it has one) for `operation` with `request`, on the
 /// caller's transaction. `Some(response)` means the command already ran: return that and write
 /// nothing.

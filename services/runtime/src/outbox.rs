@@ -171,14 +171,82 @@ impl OutboxMessage {
 }
 
 /// Appends `messages` in order (their ids increase in slice order) on the caller's transaction.
-/// With tracing on, each row captures the current trace context (this append's span), so the
-/// relay's publish and every consumer continue the same trace.
-#[tracing::instrument(name = "outbox.append", skip_all, fields(otel.kind = "internal", messages = messages.len()))]
+/// Inside a traced span (a call, a message's processing), an `outbox.append` span is made as its
+/// child and every row carries that span's context, so the relay's publish and every consumer
+/// continue the same trace; outside one, each row continues its own cause's ([`append_set`]).
 pub async fn append(conn: &mut PgConnection, messages: &[OutboxMessage]) -> anyhow::Result<()> {
+    use tracing::Instrument as _;
+    if crate::telemetry::current_trace_headers().is_none() {
+        return append_set(conn, messages).await;
+    }
+    let span = tracing::info_span!(
+        "outbox.append",
+        otel.kind = "internal",
+        messages = messages.len()
+    );
+    let current = crate::telemetry::trace_headers_of(&span);
+    let traces = messages
+        .iter()
+        .map(|m| match &current {
+            Some((parent, state)) => (Some(parent.clone()), state.clone()),
+            None => own_trace(m),
+        })
+        .collect();
+    insert(conn, messages, traces).instrument(span).await
+}
+
+/// Appends the messages of many causes at once (a consumer's set), each continuing its own
+/// cause's trace: a message whose context (`traceparent`: its cause's) is sampled gets an
+/// `outbox.append` span as that context's child (one per cause) and carries the span's
+/// context; any other carries its own as it is. No span for the whole set: it would be a trace
+/// of its own.
+pub async fn append_set(conn: &mut PgConnection, messages: &[OutboxMessage]) -> anyhow::Result<()> {
+    let mut spans: std::collections::HashMap<&str, Option<Trace>> =
+        std::collections::HashMap::new();
+    let traces = messages
+        .iter()
+        .map(|m| {
+            let sampled = m
+                .traceparent
+                .as_deref()
+                .filter(|p| crate::telemetry::is_sampled(p));
+            let Some(parent) = sampled else {
+                return own_trace(m);
+            };
+            spans
+                .entry(parent)
+                .or_insert_with(|| {
+                    let span = tracing::info_span!("outbox.append", otel.kind = "internal");
+                    crate::telemetry::set_remote_parent(
+                        &span,
+                        Some(parent),
+                        m.tracestate.as_deref(),
+                    );
+                    crate::telemetry::trace_headers_of(&span)
+                })
+                .clone()
+                .map_or_else(|| own_trace(m), |(parent, state)| (Some(parent), state))
+        })
+        .collect();
+    insert(conn, messages, traces).await
+}
+
+/// A row's W3C trace context: `traceparent` and, if any, `tracestate`.
+type Trace = (String, Option<String>);
+
+fn own_trace(m: &OutboxMessage) -> (Option<String>, Option<String>) {
+    (m.traceparent.clone(), m.tracestate.clone())
+}
+
+/// Inserts `messages` in order, each with its trace context from `traces`.
+async fn insert(
+    conn: &mut PgConnection,
+    messages: &[OutboxMessage],
+    traces: Vec<(Option<String>, Option<String>)>,
+) -> anyhow::Result<()> {
     if messages.is_empty() {
         return Ok(());
     }
-    let current = crate::telemetry::current_trace_headers();
     let mut message_id = Vec::with_capacity(messages.len());
     let mut topic = Vec::with_capacity(messages.len());
     let mut message_type = Vec::with_capacity(messages.len());
@@ -190,7 +258,9 @@ pub async fn append(conn: &mut PgConnection, messages: &[OutboxMessage]) -> anyh
     let mut traceparent = Vec::with_capacity(messages.len());
     let mut tracestate = Vec::with_capacity(messages.len());
     let mut payload = Vec::with_capacity(messages.len());
-    for m in messages {
+    for (m, (parent, state)) in messages.iter().zip(&traces) {
+        traceparent.push(parent.as_deref());
+        tracestate.push(state.as_deref());
         message_id.push(m.message_id);
         topic.push(m.topic.as_str());
         message_type.push(m.message_type.as_str());
@@ -199,16 +269,6 @@ pub async fn append(conn: &mut PgConnection, messages: &[OutboxMessage]) -> anyh
         aggregate_version.push(m.aggregate_version);
         correlation_id.push(m.correlation_id.as_str());
         causation_id.push(m.causation_id.as_deref());
-        match &current {
-            Some((parent, state)) => {
-                traceparent.push(Some(parent.as_str()));
-                tracestate.push(state.as_deref());
-            }
-            None => {
-                traceparent.push(m.traceparent.as_deref());
-                tracestate.push(m.tracestate.as_deref());
-            }
-        }
         payload.push(m.payload.as_slice());
     }
     // `with ordinality` keeps the slice order, so ids follow it.

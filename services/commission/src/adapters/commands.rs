@@ -1,8 +1,10 @@
 //! The `commission-commands` door: calculate (sent by tracking), reserve, release and settle (sent
 //! by the payout saga), run by the same handlers as the gRPC calls with the message id as the
-//! idempotency key. A calculate for a campaign not known yet is retried, never rejected.
+//! idempotency key; a batch's calculations as one set. A calculate for a campaign not known yet
+//! is retried, never rejected.
 
 use sqlx::{Acquire, PgConnection, Postgres};
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use affiliate_proto::commission::{
@@ -12,12 +14,17 @@ use messaging::door::CommandDoor;
 use service_runtime::context::CommandContext;
 use service_runtime::errors::Error;
 
-use crate::app::Commissions;
+use affiliate_proto::common::Money;
+
+use crate::adapters::repository as repo;
+use crate::app::calculate::calculate_set;
+use crate::app::{Calculation, Commissions};
 
 #[derive(Debug, Clone)]
 pub struct CommissionDoor(pub Commissions);
 
-/// Runs a command on `db`: the pool (a transaction of its own) or a batch's connection.
+/// Runs a command on `db`: the pool (a transaction of its own) or a batch's connection (a
+/// savepoint in it).
 async fn run_on<'c>(
     c: &Commissions,
     db: impl Acquire<'c, Database = Postgres>,
@@ -50,42 +57,57 @@ impl CommandDoor for CommissionDoor {
         run_on(&self.0, self.0.pool(), ctx, command).await
     }
 
-    fn batched(&self) -> bool {
+    fn runs_sets(&self) -> bool {
         true
     }
 
-    async fn run_in(
+    /// Calculations as one set ([`calculate_set`]); a payout's reserve, release and settle one
+    /// by one, each in a savepoint (a reservation is spread over the creator's oldest
+    /// commissions row by row, and payouts are few). A batch with payout commands first locks
+    /// every campaign it calculates for, then every balance it touches, each in ascending order,
+    /// the order a set of calculations takes them in alone: two batches never deadlock.
+    async fn run_set(
         &self,
         conn: &mut PgConnection,
-        ctx: &CommandContext,
-        command: Command,
-    ) -> Result<(), Error> {
-        run_on(&self.0, conn, ctx, command).await
-    }
-
-    /// A calculation locks its campaign's terms, then its creator's balance. Commands are applied
-    /// in creator order, so a batch first locks every campaign it touches, in campaign order:
-    /// otherwise two batches holding campaign A and balance 1, and wanting balance 1 and
-    /// campaign A, would deadlock (seen on a few hot campaigns: hundreds of `deadlock detected`
-    /// and lock waits of tens of seconds).
-    async fn lock_batch(
-        &self,
-        conn: &mut PgConnection,
-        commands: Vec<Command>,
-    ) -> Result<(), Error> {
-        let mut campaigns: Vec<Uuid> = commands
-            .iter()
-            .filter_map(|command| match command {
-                Command::Calculate(r) => Uuid::parse_str(&r.campaign_id).ok(),
-                _ => None,
-            })
-            .collect();
-        campaigns.sort_unstable();
-        campaigns.dedup();
-        if !campaigns.is_empty() {
-            crate::adapters::repository::lock_campaigns(conn, &campaigns).await?;
+        commands: Vec<(CommandContext, Command)>,
+    ) -> Result<Vec<Result<(), Error>>, Error> {
+        let mut calculations = Vec::new();
+        let mut others = Vec::new();
+        for (i, (ctx, command)) in commands.into_iter().enumerate() {
+            match command {
+                Command::Calculate(request) => calculations.push((i, Calculation { ctx, request })),
+                other => others.push((i, ctx, other)),
+            }
         }
-        Ok(())
+        if !others.is_empty() {
+            lock_first(conn, &calculations, &others).await?;
+        }
+        let mut outcomes: Vec<Option<Result<(), Error>>> = (0..calculations.len() + others.len())
+            .map(|_| None)
+            .collect();
+        let (positions, set): (Vec<usize>, Vec<Calculation>) = calculations.into_iter().unzip();
+        if !set.is_empty() {
+            for (i, result) in positions.into_iter().zip(calculate_set(conn, &set).await?) {
+                outcomes[i] = Some(result.map(drop));
+            }
+        }
+        for (i, ctx, command) in others {
+            // Its own span, the child of its message's processing (a set has none of its own).
+            let span = tracing::info_span!("commission.command", otel.kind = "internal");
+            service_runtime::telemetry::set_remote_parent(
+                &span,
+                ctx.traceparent.as_deref(),
+                ctx.tracestate.as_deref(),
+            );
+            let outcome = run_on(&self.0, &mut *conn, &ctx, command)
+                .instrument(span)
+                .await;
+            outcomes[i] = Some(outcome);
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Err(Error::Internal(anyhow::anyhow!("no outcome")))))
+            .collect())
     }
 
     /// Calculate and reserve lock the creator's balance row: batches take them in creator order.
@@ -96,4 +118,39 @@ impl CommandDoor for CommissionDoor {
             Command::Release(_) | Command::Settle(_) => None,
         }
     }
+}
+
+/// Locks, in the global order, what a batch with payout commands touches: the campaigns of its
+/// calculations, then the balances of its calculations, reservations and payouts' reservations.
+async fn lock_first(
+    conn: &mut PgConnection,
+    calculations: &[(usize, Calculation)],
+    others: &[(usize, CommandContext, Command)],
+) -> Result<(), Error> {
+    let mut campaigns: Vec<Uuid> = calculations
+        .iter()
+        .filter_map(|(_, c)| Uuid::parse_str(&c.request.campaign_id).ok())
+        .collect();
+    campaigns.sort_unstable();
+    campaigns.dedup();
+    repo::lock_terms(conn, &campaigns).await?;
+    let owner = |creator: &str, money: Option<&Money>| {
+        Some((Uuid::parse_str(creator).ok()?, money?.currency.clone()))
+    };
+    let mut balances: Vec<(Uuid, String)> = calculations
+        .iter()
+        .filter_map(|(_, c)| owner(&c.request.creator_id, c.request.purchase_amount.as_ref()))
+        .collect();
+    let mut payouts = Vec::new();
+    for (_, _, command) in others {
+        match command {
+            Command::Reserve(r) => balances.extend(owner(&r.creator_id, r.amount.as_ref())),
+            Command::Release(r) => payouts.extend(Uuid::parse_str(&r.payout_id).ok()),
+            Command::Settle(r) => payouts.extend(Uuid::parse_str(&r.payout_id).ok()),
+            Command::Calculate(_) => {}
+        }
+    }
+    balances.extend(repo::reservation_owners(conn, &payouts).await?);
+    repo::lock_balances(conn, &balances).await?;
+    Ok(())
 }

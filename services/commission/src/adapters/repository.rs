@@ -1,6 +1,8 @@
 //! SQL for campaign terms, commissions, balances, reservations and allocations. Every function
 //! borrows the caller's connection (the handler's transaction).
 
+use std::collections::{HashMap, HashSet};
+
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -48,11 +50,17 @@ pub fn violates(error: &sqlx::Error, constraint: &str) -> bool {
 
 // ---- campaign terms (fed by campaign events) ----
 
-/// Locks the terms of `campaigns` in ascending order (a batch's first locks).
-pub async fn lock_campaigns(conn: &mut PgConnection, campaigns: &[Uuid]) -> sqlx::Result<()> {
-    sqlx::query_scalar!(
+/// Locks the terms of `campaigns` in ascending order (every transaction's first locks) and
+/// returns those known.
+pub async fn lock_terms(
+    conn: &mut PgConnection,
+    campaigns: &[Uuid],
+) -> sqlx::Result<HashMap<Uuid, CampaignTerms>> {
+    let rows = sqlx::query!(
         r#"
-        select campaign_id from campaign_terms where campaign_id = any($1)
+        select campaign_id, commission_rate_bps, currency, status, budget_minor, committed_minor,
+               exhausted_announced, version
+        from campaign_terms where campaign_id = any($1)
         order by campaign_id
         for update
         "#,
@@ -60,33 +68,49 @@ pub async fn lock_campaigns(conn: &mut PgConnection, campaigns: &[Uuid]) -> sqlx
     )
     .fetch_all(conn)
     .await?;
-    Ok(())
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let terms = CampaignTerms {
+                rate_bps: u32::try_from(row.commission_rate_bps).unwrap_or(0),
+                currency: row.currency,
+                closed: row.status == "closed",
+                budget_minor: row.budget_minor,
+                committed_minor: row.committed_minor,
+                exhausted_announced: row.exhausted_announced,
+                version: row.version,
+            };
+            (row.campaign_id, terms)
+        })
+        .collect())
 }
 
-pub async fn lock_campaign_terms(
+/// Sets what locked campaigns have committed of their budgets, and whether its exhaustion is
+/// announced, each `(campaign, committed, announced)`, in one statement.
+pub async fn set_committed(
     conn: &mut PgConnection,
-    campaign_id: Uuid,
-) -> sqlx::Result<Option<CampaignTerms>> {
-    let row = sqlx::query!(
+    campaigns: &[(Uuid, i64, bool)],
+) -> sqlx::Result<()> {
+    if campaigns.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = campaigns.iter().map(|c| c.0).collect();
+    let committed: Vec<i64> = campaigns.iter().map(|c| c.1).collect();
+    let announced: Vec<bool> = campaigns.iter().map(|c| c.2).collect();
+    sqlx::query!(
         r#"
-        select commission_rate_bps, currency, status, budget_minor, committed_minor,
-               exhausted_announced, version
-        from campaign_terms where campaign_id = $1
-        for update
+        update campaign_terms t
+        set committed_minor = m.committed, exhausted_announced = m.announced
+        from unnest($1::uuid[], $2::int8[], $3::bool[]) as m(campaign_id, committed, announced)
+        where t.campaign_id = m.campaign_id
         "#,
-        campaign_id,
+        &ids,
+        &committed,
+        &announced,
     )
-    .fetch_optional(conn)
+    .execute(conn)
     .await?;
-    Ok(row.map(|row| CampaignTerms {
-        rate_bps: u32::try_from(row.commission_rate_bps).unwrap_or(0),
-        currency: row.currency,
-        closed: row.status == "closed",
-        budget_minor: row.budget_minor,
-        committed_minor: row.committed_minor,
-        exhausted_announced: row.exhausted_announced,
-        version: row.version,
-    }))
+    Ok(())
 }
 
 /// A campaign's terms as its events give them.
@@ -134,31 +158,6 @@ pub async fn upsert_campaign_terms(
     Ok(applied == 1)
 }
 
-/// Adds a commission's share to what a (locked) campaign has committed (saturating at i64::MAX:
-/// only a campaign without a known budget gets there, and no budget is larger), and records that
-/// its budget's exhaustion is announced when `announced`.
-pub async fn commit_budget(
-    conn: &mut PgConnection,
-    campaign_id: Uuid,
-    amount_minor: i64,
-    announced: bool,
-) -> sqlx::Result<()> {
-    sqlx::query!(
-        r#"
-        update campaign_terms
-        set committed_minor = least(committed_minor::numeric + $2::bigint, 9223372036854775807)::bigint,
-            exhausted_announced = exhausted_announced or $3
-        where campaign_id = $1
-        "#,
-        campaign_id,
-        amount_minor,
-        announced,
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 /// Records that the campaign reached `version` without a change of terms (videos, acceptances);
 /// returns whether the campaign is known.
 pub async fn touch_campaign_terms(
@@ -180,26 +179,61 @@ pub async fn touch_campaign_terms(
 
 // ---- commissions ----
 
-pub async fn insert_commission(conn: &mut PgConnection, row: &CommissionRow) -> sqlx::Result<()> {
+/// Inserts commissions in one statement.
+pub async fn insert_commissions(
+    conn: &mut PgConnection,
+    rows: &[CommissionRow],
+) -> sqlx::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let column = |f: fn(&CommissionRow) -> Uuid| rows.iter().map(f).collect::<Vec<Uuid>>();
+    let (id, tracking, campaign, creator) = (
+        column(|r| r.id),
+        column(|r| r.tracking_event_id),
+        column(|r| r.campaign_id),
+        column(|r| r.creator_id),
+    );
+    let purchase: Vec<i64> = rows.iter().map(|r| r.purchase_minor).collect();
+    let currency: Vec<&str> = rows.iter().map(|r| r.currency.as_str()).collect();
+    let rate: Vec<i32> = rows.iter().map(|r| r.commission_rate_bps).collect();
+    let amount: Vec<i64> = rows.iter().map(|r| r.amount_minor).collect();
+    let created: Vec<DateTime<Utc>> = rows.iter().map(|r| r.created_at).collect();
     sqlx::query!(
         r#"
         insert into commissions (id, tracking_event_id, campaign_id, creator_id, purchase_minor, currency,
                                  commission_rate_bps, amount_minor, created_at)
-        values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::int8[], $6::text[],
+                             $7::int4[], $8::int8[], $9::timestamptz[])
         "#,
-        row.id,
-        row.tracking_event_id,
-        row.campaign_id,
-        row.creator_id,
-        row.purchase_minor,
-        &row.currency,
-        row.commission_rate_bps,
-        row.amount_minor,
-        row.created_at,
+        &id,
+        &tracking,
+        &campaign,
+        &creator,
+        &purchase,
+        &currency as _,
+        &rate,
+        &amount,
+        &created,
     )
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Which of these tracking events already have a commission.
+pub async fn with_commission(
+    conn: &mut PgConnection,
+    tracking_event_ids: &[Uuid],
+) -> sqlx::Result<HashSet<Uuid>> {
+    Ok(sqlx::query_scalar!(
+        "select tracking_event_id from commissions where tracking_event_id = any($1)",
+        tracking_event_ids,
+    )
+    .fetch_all(conn)
+    .await?
+    .into_iter()
+    .collect())
 }
 
 pub async fn find_commission(
@@ -294,6 +328,74 @@ pub async fn lock_balance(
     .await
 }
 
+/// Locks (creating those missing) the balances `(creator, currency)`, in ascending order, and
+/// returns them.
+pub async fn lock_balances(
+    conn: &mut PgConnection,
+    keys: &[(Uuid, String)],
+) -> sqlx::Result<HashMap<(Uuid, String), BalanceRow>> {
+    let mut sorted: Vec<&(Uuid, String)> = keys.iter().collect();
+    sorted.sort();
+    sorted.dedup();
+    let creators: Vec<Uuid> = sorted.iter().map(|k| k.0).collect();
+    let currencies: Vec<&str> = sorted.iter().map(|k| k.1.as_str()).collect();
+    sqlx::query!(
+        r#"
+        insert into balances (creator_id, currency)
+        select * from unnest($1::uuid[], $2::text[])
+        on conflict do nothing
+        "#,
+        &creators,
+        &currencies as _,
+    )
+    .execute(&mut *conn)
+    .await?;
+    let rows = sqlx::query_as!(
+        BalanceRow,
+        r#"
+        select b.* from balances b
+        join unnest($1::uuid[], $2::text[]) as k(creator_id, currency)
+          on b.creator_id = k.creator_id and b.currency = k.currency
+        order by b.creator_id, b.currency
+        for update of b
+        "#,
+        &creators,
+        &currencies as _,
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| ((row.creator_id, row.currency.clone()), row))
+        .collect())
+}
+
+/// Sets the available money of locked balances, each `(creator, currency, available)`.
+pub async fn set_available(
+    conn: &mut PgConnection,
+    balances: &[(Uuid, &str, i64)],
+) -> sqlx::Result<()> {
+    if balances.is_empty() {
+        return Ok(());
+    }
+    let creators: Vec<Uuid> = balances.iter().map(|b| b.0).collect();
+    let currencies: Vec<&str> = balances.iter().map(|b| b.1).collect();
+    let available: Vec<i64> = balances.iter().map(|b| b.2).collect();
+    sqlx::query!(
+        r#"
+        update balances b set available_minor = m.available
+        from unnest($1::uuid[], $2::text[], $3::int8[]) as m(creator_id, currency, available)
+        where b.creator_id = m.creator_id and b.currency = m.currency
+        "#,
+        &creators,
+        &currencies as _,
+        &available,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 pub async fn find_balance(
     conn: &mut PgConnection,
     creator_id: Uuid,
@@ -308,30 +410,6 @@ pub async fn find_balance(
         currency,
     )
     .fetch_optional(conn)
-    .await
-}
-
-/// Credits `amount` to the creator's available balance in `currency` (creating the balance if
-/// needed) in one statement, which also locks the row until commit; returns it after.
-pub async fn credit_balance(
-    conn: &mut PgConnection,
-    creator_id: Uuid,
-    currency: &str,
-    amount: i64,
-) -> sqlx::Result<BalanceRow> {
-    sqlx::query_as!(
-        BalanceRow,
-        r#"
-        insert into balances (creator_id, currency, available_minor) values ($1, $2, $3)
-        on conflict (creator_id, currency)
-        do update set available_minor = balances.available_minor + excluded.available_minor
-        returning *
-        "#,
-        creator_id,
-        currency,
-        amount,
-    )
-    .fetch_one(conn)
     .await
 }
 
@@ -380,6 +458,25 @@ pub async fn lock_reservation(
     )
     .fetch_optional(conn)
     .await
+}
+
+/// The creator and currency of each of these payouts' reservations (those that exist).
+pub async fn reservation_owners(
+    conn: &mut PgConnection,
+    payouts: &[Uuid],
+) -> sqlx::Result<Vec<(Uuid, String)>> {
+    if payouts.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(sqlx::query!(
+        "select creator_id, currency from reservations where payout_id = any($1)",
+        payouts,
+    )
+    .fetch_all(conn)
+    .await?
+    .into_iter()
+    .map(|r| (r.creator_id, r.currency))
+    .collect())
 }
 
 pub async fn insert_reservation(

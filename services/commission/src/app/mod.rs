@@ -3,6 +3,7 @@
 //! the outbox): lock what changes, check the rule, write, and name the event. Both doors call
 //! these.
 
+pub mod calculate;
 mod error;
 pub mod messages;
 
@@ -11,8 +12,8 @@ use sqlx::{Acquire, PgPool, Postgres};
 use uuid::Uuid;
 
 use affiliate_proto::commission::{
-    self as pb, CommissionCalculated, CommissionRejected, CommissionReleased, CommissionReserved,
-    CommissionSettled, commission_event::Event,
+    self as pb, CommissionRejected, CommissionReleased, CommissionReserved, CommissionSettled,
+    commission_event::Event,
 };
 use affiliate_proto::common::Money;
 use service_runtime::context::CommandContext;
@@ -24,8 +25,9 @@ use service_runtime::validation::{
     FieldViolation, Violations, page_size, parse_id, parse_optional_id,
 };
 
-use crate::adapters::repository::{self as repo, BalanceRow, CommissionRow, ReservationRow};
+use crate::adapters::repository::{self as repo, BalanceRow, ReservationRow};
 use crate::domain::{self, Refusal};
+pub use calculate::Calculation;
 pub use error::Error;
 
 /// A positive amount in an upper-case three-letter currency.
@@ -103,158 +105,41 @@ impl Commissions {
     }
 
     /// [`Commissions::calculate`] on `db`: a pool (a transaction of its own) or a connection in
-    /// a transaction (a savepoint in it, for a consumer's batch).
+    /// a transaction (a savepoint in it), as a set of one ([`calculate::calculate_set`]).
     pub async fn calculate_on<'c>(
         &self,
         db: impl Acquire<'c, Database = Postgres>,
         ctx: &CommandContext,
         request: pb::CalculateCommissionRequest,
     ) -> Result<pb::CalculateCommissionResponse, Error> {
-        let mut v = Violations::new();
-        let tracking_event_id = v.check(parse_id("tracking_event_id", &request.tracking_event_id));
-        let campaign_id = v.check(parse_id("campaign_id", &request.campaign_id));
-        let creator_id = v.check(parse_id("creator_id", &request.creator_id));
-        let purchase = v.check(parse_money(
-            "purchase_amount",
-            request.purchase_amount.as_ref(),
-        ));
-        let (tracking_event_id, campaign_id, creator_id, (purchase_minor, currency)) = v.finish(
-            tracking_event_id
-                .zip(campaign_id)
-                .zip(creator_id)
-                .zip(purchase)
-                .map(|(((a, b), c), d)| (a, b, c, d)),
-        )?;
-
-        execute(db, ctx, "commission.calculate", &request, async |tx| {
-            // The lock serializes the campaign's commissions: its budget is never overspent.
-            let terms = repo::lock_campaign_terms(tx, campaign_id)
-                .await?
-                .ok_or_else(|| {
-                    Error::NotYet(format!(
-                        "campaign {campaign_id} is not known yet; retry later"
-                    ))
-                })?;
-            let now = messages::now();
-            let refuse = |refusal: Refusal| {
-                let rejected = CommissionRejected {
-                    tracking_event_id: tracking_event_id.to_string(),
-                    creator_id: creator_id.to_string(),
-                    campaign_id: campaign_id.to_string(),
-                    ..Default::default()
-                };
-                let event = refused(
-                    ctx,
-                    messages::COMMISSION,
-                    tracking_event_id,
-                    now,
-                    &refusal,
-                    rejected,
-                );
-                let response = pb::CalculateCommissionResponse {
-                    commission: None,
-                    rejection: refusal.code().to_owned(),
-                };
-                Decision::with(response, event)
-            };
-            if let Err(refusal) = domain::check_purchase(&terms, &currency) {
-                return Ok(refuse(refusal));
+        let mut tx = db.begin().await?;
+        // What it writes continues the trace from here (the call's span), as any command does.
+        let mut ctx = ctx.clone();
+        if let Some((traceparent, tracestate)) = service_runtime::telemetry::current_trace_headers()
+        {
+            (ctx.traceparent, ctx.tracestate) = (Some(traceparent), tracestate);
+        }
+        let set = [Calculation { ctx, request }];
+        let response = match calculate::calculate_set(&mut tx, &set).await {
+            Ok(mut outcomes) => outcomes.pop().unwrap_or_else(|| {
+                Err(Error::Internal(anyhow::anyhow!(
+                    "the calculation gave no outcome"
+                )))
+            })?,
+            // A concurrent calculation of the same purchase committed first.
+            Err(Error::Unavailable(e) | Error::Internal(e))
+                if e.downcast_ref::<sqlx::Error>()
+                    .is_some_and(|e| repo::violates(e, "commissions_tracking_event_id_key")) =>
+            {
+                return Err(Error::AlreadyExists(format!(
+                    "tracking event {} already has a commission",
+                    set[0].request.tracking_event_id
+                )));
             }
-            let computed =
-                domain::commission_amount(purchase_minor, terms.rate_bps).ok_or_else(|| {
-                    Error::out_of_range(
-                        "purchase_amount.amount_minor",
-                        past_the_largest(
-                            &format!("its commission at {} bps", terms.rate_bps),
-                            &currency,
-                        ),
-                    )
-                })?;
-            let share = match domain::budget_share(&terms, computed) {
-                Ok(share) => share,
-                Err(refusal) => {
-                    let mut decision = refuse(refusal);
-                    if !terms.exhausted_announced {
-                        // Spent by a lowered budget, or announced before a crash: announce now.
-                        repo::commit_budget(tx, campaign_id, 0, true).await?;
-                        decision.messages.extend(messages::budget_exhausted(
-                            ctx,
-                            campaign_id,
-                            &terms,
-                            terms.committed_minor,
-                            now,
-                        ));
-                    }
-                    return Ok(decision);
-                }
-            };
-            let amount_minor = share.amount_minor;
-            let announce = share.spends_budget && !terms.exhausted_announced;
-            repo::commit_budget(tx, campaign_id, amount_minor, announce).await?;
-            let row = CommissionRow {
-                id: Uuid::now_v7(),
-                tracking_event_id,
-                campaign_id,
-                creator_id,
-                purchase_minor,
-                currency: currency.clone(),
-                commission_rate_bps: i32::try_from(terms.rate_bps).unwrap_or(0),
-                amount_minor,
-                reserved_minor: 0,
-                paid_minor: 0,
-                created_at: now,
-            };
-            match repo::insert_commission(tx, &row).await {
-                Err(e) if repo::violates(&e, "commissions_tracking_event_id_key") => {
-                    return Err(Error::AlreadyExists(format!(
-                        "tracking event {tracking_event_id} already has a commission"
-                    )));
-                }
-                other => other?,
-            }
-            // The upsert adds in SQL, which refuses an int8 overflow (SQLSTATE 22003): OutOfRange.
-            let balance = repo::credit_balance(tx, creator_id, &currency, row.amount_minor)
-                .await
-                .map_err(|e| {
-                    Error::from(e).in_field(
-                        "purchase_amount.amount_minor",
-                        past_the_largest(
-                            &format!(
-                                "its commission of {} credited to the creator's balance",
-                                display(amount_minor, &currency)
-                            ),
-                            &currency,
-                        ),
-                    )
-                })?;
-            let commission = messages::commission(&row);
-            let event = Event::CommissionCalculated(CommissionCalculated {
-                commission: Some(commission.clone()),
-                balance: Some(messages::balance(&balance)),
-            });
-            let event = outbox::event::<pb::CommissionEvent>(
-                ctx,
-                Subject::new(messages::COMMISSION, row.id, 1),
-                now,
-                event,
-            );
-            let response = pb::CalculateCommissionResponse {
-                commission: Some(commission),
-                rejection: String::new(),
-            };
-            let mut decision = Decision::with(response, event);
-            if announce {
-                decision.messages.extend(messages::budget_exhausted(
-                    ctx,
-                    campaign_id,
-                    &terms,
-                    terms.committed_minor.saturating_add(amount_minor),
-                    now,
-                ));
-            }
-            Ok(decision)
-        })
-        .await
+            Err(e) => return Err(e),
+        };
+        tx.commit().await?;
+        Ok(response)
     }
 
     /// Holds `amount` of the creator's available balance for a payout, spread over the oldest

@@ -123,14 +123,6 @@ async fn in_one_transaction<H: Handler>(
     items.sort_by_cached_key(|item| handler.order_key(&item.delivery));
     let result: anyhow::Result<Vec<Result<(), Failure>>> = async {
         let mut tx = pool.begin().await.context("begin a batch")?;
-        let deliveries: Vec<&Delivery> = items.iter().map(|item| &item.delivery).collect();
-        match handler.lock_batch(&mut tx, &deliveries).await {
-            Ok(()) => {}
-            Err(Failure::Transient(e)) => return Err(e.context("lock the batch's shared rows")),
-            Err(Failure::Rejected(reason)) => {
-                anyhow::bail!("lock the batch's shared rows: {reason}")
-            }
-        }
         let mut outcomes = Vec::with_capacity(items.len());
         for item in items.iter() {
             let delivery = &item.delivery;
@@ -200,17 +192,37 @@ async fn in_sets<H: Handler>(
         if set.is_empty() {
             continue;
         }
-        let deliveries: Vec<&Delivery> = set.iter().map(|&i| &items[i].delivery).collect();
         let started = Instant::now();
-        let spans: Vec<Option<tracing::Span>> = deliveries
+        let spans: Vec<Option<tracing::Span>> = set
             .iter()
-            .map(|delivery| {
+            .map(|&i| {
+                let delivery = &items[i].delivery;
                 delivery
                     .traceparent
                     .as_deref()
                     .is_some_and(service_runtime::telemetry::is_sampled)
                     .then(|| span(subscription, delivery))
             })
+            .collect();
+        // A traced message reaches the handler as its processing span's child, so whatever it
+        // causes (its outbox rows) continues the trace from that span.
+        let traced: Vec<Option<Delivery>> = set
+            .iter()
+            .zip(&spans)
+            .map(|(&i, span)| {
+                let (traceparent, tracestate) =
+                    service_runtime::telemetry::trace_headers_of(span.as_ref()?)?;
+                Some(Delivery {
+                    traceparent: Some(traceparent),
+                    tracestate,
+                    ..items[i].delivery.clone()
+                })
+            })
+            .collect();
+        let deliveries: Vec<&Delivery> = set
+            .iter()
+            .zip(&traced)
+            .map(|(&i, traced)| traced.as_ref().unwrap_or(&items[i].delivery))
             .collect();
         match one_set(handler, pool, &deliveries).await {
             Ok(results) => {

@@ -254,20 +254,6 @@ pub trait Handler: Send + Sync + 'static {
         }
     }
 
-    /// Takes, first in a batch's transaction, the locks its messages share that are not in
-    /// [`Handler::order_key`]'s order (e.g. the campaigns of commissions ordered by creator), in
-    /// an order every batch follows: a batch then holds all of them before it takes any lock
-    /// per message, and two batches never wait for each other in a circle. On `Err` the batch
-    /// is applied message by message instead.
-    fn lock_batch(
-        &self,
-        conn: &mut PgConnection,
-        deliveries: &[&Delivery],
-    ) -> impl Future<Output = Result<(), Failure>> + Send {
-        let _ = (conn, deliveries);
-        async { Ok(()) }
-    }
-
     /// Messages of one batch are applied in ascending order of this key, so that two batches
     /// running at once take the rows they share (e.g. a creator's balance) in the same order and
     /// never deadlock. `None` sorts first.

@@ -1,0 +1,421 @@
+//! Calculating commissions set-based: a purchase's commission credited to its creator, or the
+//! reason it earns none, for many purchases in a handful of statements, whichever door they came
+//! through (a gRPC call is a set of one).
+//!
+//! Every lock is taken first, in one global order: the campaigns' terms (ascending), then the
+//! creators' balances (ascending). Then each purchase is decided in memory, in the order given,
+//! against running copies of its campaign's budget and its creator's balance; then each changed
+//! row is written once. A purchase that fails (invalid, out of range, already calculated, its
+//! campaign not known yet, its key reused) writes nothing: its claimed idempotency key is given
+//! back, and the others go on.
+
+use std::collections::{HashMap, HashSet};
+
+use prost::Message as _;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use affiliate_proto::commission::{
+    self as pb, CommissionCalculated, CommissionRejected, commission_event::Event,
+};
+use service_runtime::context::CommandContext;
+use service_runtime::idempotency::{self, Claim};
+use service_runtime::money::display;
+use service_runtime::outbox::{self, OutboxMessage, Subject};
+use service_runtime::validation::{Violations, parse_id};
+
+use super::{Error, messages, parse_money, past_the_largest, refused};
+use crate::adapters::repository::{self as repo, BalanceRow, CommissionRow};
+use crate::domain::{self, CampaignTerms, Refusal};
+
+/// The idempotency record's operation name.
+const OPERATION: &str = "commission.calculate";
+
+/// One purchase to calculate, with the context of the command that asked.
+#[derive(Debug, Clone)]
+pub struct Calculation {
+    pub ctx: CommandContext,
+    pub request: pb::CalculateCommissionRequest,
+}
+
+/// A request that passed validation.
+#[derive(Debug, Clone)]
+struct Purchase {
+    tracking_event_id: Uuid,
+    campaign_id: Uuid,
+    creator_id: Uuid,
+    purchase_minor: i64,
+    currency: String,
+}
+
+fn validate(request: &pb::CalculateCommissionRequest) -> Result<Purchase, Error> {
+    let mut v = Violations::new();
+    let tracking_event_id = v.check(parse_id("tracking_event_id", &request.tracking_event_id));
+    let campaign_id = v.check(parse_id("campaign_id", &request.campaign_id));
+    let creator_id = v.check(parse_id("creator_id", &request.creator_id));
+    let purchase = v.check(parse_money(
+        "purchase_amount",
+        request.purchase_amount.as_ref(),
+    ));
+    let (((tracking_event_id, campaign_id), creator_id), (purchase_minor, currency)) = v.finish(
+        tracking_event_id
+            .zip(campaign_id)
+            .zip(creator_id)
+            .zip(purchase),
+    )?;
+    Ok(Purchase {
+        tracking_event_id,
+        campaign_id,
+        creator_id,
+        purchase_minor,
+        currency,
+    })
+}
+
+/// What the set writes, gathered while deciding.
+#[derive(Default)]
+struct Writes {
+    commissions: Vec<CommissionRow>,
+    messages: Vec<OutboxMessage>,
+    /// The purchases (by position) whose keys were claimed now, and the encoded responses to
+    /// store under them.
+    responses: Vec<(usize, Vec<u8>)>,
+    campaigns: HashSet<Uuid>,
+    balances: HashSet<(Uuid, String)>,
+}
+
+/// Calculates every purchase of `set` in the caller's transaction; one outcome per purchase,
+/// in order. `Err` only when the database failed (the transaction is then unusable).
+pub async fn calculate_set(
+    conn: &mut PgConnection,
+    set: &[Calculation],
+) -> Result<Vec<Result<pb::CalculateCommissionResponse, Error>>, Error> {
+    let mut outcomes: Vec<Option<Result<pb::CalculateCommissionResponse, Error>>> =
+        set.iter().map(|_| None).collect();
+    let mut purchases: Vec<Option<Purchase>> = Vec::with_capacity(set.len());
+    for (i, c) in set.iter().enumerate() {
+        match validate(&c.request) {
+            Ok(purchase) => purchases.push(Some(purchase)),
+            Err(e) => {
+                outcomes[i] = Some(Err(e));
+                purchases.push(None);
+            }
+        }
+    }
+    // The campaigns' terms, then the balances: the global lock order.
+    let mut campaign_ids: Vec<Uuid> = purchases.iter().flatten().map(|p| p.campaign_id).collect();
+    campaign_ids.sort_unstable();
+    campaign_ids.dedup();
+    let mut terms: HashMap<Uuid, CampaignTerms> = if campaign_ids.is_empty() {
+        HashMap::new()
+    } else {
+        repo::lock_terms(conn, &campaign_ids).await?
+    };
+    for (i, purchase) in purchases.iter_mut().enumerate() {
+        if let Some(p) = purchase
+            && !terms.contains_key(&p.campaign_id)
+        {
+            let campaign_id = p.campaign_id;
+            outcomes[i] = Some(Err(Error::NotYet(format!(
+                "campaign {campaign_id} is not known yet; retry later"
+            ))));
+            *purchase = None;
+        }
+    }
+    let keys: Vec<(Uuid, String)> = purchases
+        .iter()
+        .flatten()
+        .map(|p| (p.creator_id, p.currency.clone()))
+        .collect();
+    let mut balances: HashMap<(Uuid, String), BalanceRow> = if keys.is_empty() {
+        HashMap::new()
+    } else {
+        repo::lock_balances(conn, &keys).await?
+    };
+    let claimed = claim(conn, set, &mut purchases, &mut outcomes).await?;
+    already_calculated(conn, &mut purchases, &mut outcomes).await?;
+
+    let now = messages::now();
+    let mut writes = Writes::default();
+    for (i, purchase) in purchases.iter().enumerate() {
+        let Some(p) = purchase else { continue };
+        let ctx = &set[i].ctx;
+        let Some(t) = terms.get_mut(&p.campaign_id) else {
+            continue;
+        };
+        let balance = balances.get_mut(&(p.creator_id, p.currency.clone()));
+        let decided = decide(ctx, p, t, balance, now, &mut writes);
+        if let (Ok(response), Some(key)) = (&decided, ctx.idempotency_key.as_deref())
+            && claimed.contains(key)
+        {
+            writes.responses.push((i, response.encode_to_vec()));
+        }
+        outcomes[i] = Some(decided);
+    }
+
+    // Keys claimed by purchases that then failed are given back: they wrote nothing.
+    let failed: Vec<&str> = set
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, outcome)| matches!(outcome, Some(Err(_))))
+        .filter_map(|(c, _)| c.ctx.idempotency_key.as_deref())
+        .filter(|key| claimed.contains(*key))
+        .collect();
+    idempotency::unclaim(conn, &failed).await?;
+    let committed: Vec<(Uuid, i64, bool)> = writes
+        .campaigns
+        .iter()
+        .filter_map(|id| {
+            terms
+                .get(id)
+                .map(|t| (*id, t.committed_minor, t.exhausted_announced))
+        })
+        .collect();
+    repo::set_committed(conn, &committed).await?;
+    repo::insert_commissions(conn, &writes.commissions).await?;
+    let available: Vec<(Uuid, &str, i64)> = writes
+        .balances
+        .iter()
+        .filter_map(|key| balances.get(key))
+        .map(|b| (b.creator_id, b.currency.as_str(), b.available_minor))
+        .collect();
+    repo::set_available(conn, &available).await?;
+    outbox::append_set(conn, &writes.messages)
+        .await
+        .map_err(Error::Internal)?;
+    let responses: Vec<(&str, Vec<u8>)> = writes
+        .responses
+        .into_iter()
+        .filter_map(|(i, response)| Some((set[i].ctx.idempotency_key.as_deref()?, response)))
+        .collect();
+    idempotency::complete_set(conn, &responses).await?;
+    Ok(outcomes
+        .into_iter()
+        .map(|outcome| {
+            outcome.unwrap_or_else(|| {
+                Err(Error::Internal(anyhow::anyhow!(
+                    "a purchase of the set was left undecided"
+                )))
+            })
+        })
+        .collect())
+}
+
+/// Claims the keys of the purchases still to decide; a purchase whose key ran before gets the
+/// stored response (or `KeyReused`) and is taken out. Returns the keys claimed now. A key given
+/// twice in one set is decided once; the other waits for a retry.
+async fn claim(
+    conn: &mut PgConnection,
+    set: &[Calculation],
+    purchases: &mut [Option<Purchase>],
+    outcomes: &mut [Option<Result<pb::CalculateCommissionResponse, Error>>],
+) -> Result<HashSet<String>, Error> {
+    let mut entries: Vec<(&str, Vec<u8>)> = Vec::new();
+    let mut positions = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, c) in set.iter().enumerate() {
+        let (Some(_), Some(key)) = (&purchases[i], c.ctx.idempotency_key.as_deref()) else {
+            continue;
+        };
+        if !seen.insert(key) {
+            outcomes[i] = Some(Err(Error::NotYet(format!(
+                "idempotency key `{key}` twice in one batch; retried after the first"
+            ))));
+            purchases[i] = None;
+            continue;
+        }
+        entries.push((key, c.request.encode_to_vec()));
+        positions.push(i);
+    }
+    let mut claimed = HashSet::new();
+    if entries.is_empty() {
+        return Ok(claimed);
+    }
+    let claims = idempotency::claim_set(conn, OPERATION, &entries).await?;
+    for ((i, (key, _)), claim) in positions.into_iter().zip(&entries).zip(claims) {
+        match claim {
+            Ok(Claim::Fresh) => {
+                claimed.insert((*key).to_owned());
+            }
+            Ok(Claim::Replay(bytes)) => {
+                purchases[i] = None;
+                outcomes[i] = Some(
+                    pb::CalculateCommissionResponse::decode(bytes.as_slice()).map_err(|e| {
+                        Error::Internal(anyhow::anyhow!("stored {OPERATION} response: {e}"))
+                    }),
+                );
+            }
+            Err(e) => {
+                purchases[i] = None;
+                outcomes[i] = Some(Err(e.into()));
+            }
+        }
+    }
+    Ok(claimed)
+}
+
+/// Takes out the purchases whose tracking event has a commission already (stored, or earlier in
+/// this set).
+async fn already_calculated(
+    conn: &mut PgConnection,
+    purchases: &mut [Option<Purchase>],
+    outcomes: &mut [Option<Result<pb::CalculateCommissionResponse, Error>>],
+) -> Result<(), Error> {
+    let ids: Vec<Uuid> = purchases
+        .iter()
+        .flatten()
+        .map(|p| p.tracking_event_id)
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut taken = repo::with_commission(conn, &ids).await?;
+    for (purchase, outcome) in purchases.iter_mut().zip(outcomes.iter_mut()) {
+        if let Some(p) = purchase
+            && !taken.insert(p.tracking_event_id)
+        {
+            *outcome = Some(Err(Error::AlreadyExists(format!(
+                "tracking event {} already has a commission",
+                p.tracking_event_id
+            ))));
+            *purchase = None;
+        }
+    }
+    Ok(())
+}
+
+/// Decides one purchase against the running terms of its campaign and balance of its creator
+/// (both updated when it earns), adding what it writes to `writes`.
+fn decide(
+    ctx: &CommandContext,
+    p: &Purchase,
+    terms: &mut CampaignTerms,
+    balance: Option<&mut BalanceRow>,
+    now: chrono::DateTime<chrono::Utc>,
+    writes: &mut Writes,
+) -> Result<pb::CalculateCommissionResponse, Error> {
+    let refuse = |refusal: Refusal, writes: &mut Writes| {
+        let rejected = CommissionRejected {
+            tracking_event_id: p.tracking_event_id.to_string(),
+            creator_id: p.creator_id.to_string(),
+            campaign_id: p.campaign_id.to_string(),
+            ..Default::default()
+        };
+        writes.messages.push(refused(
+            ctx,
+            messages::COMMISSION,
+            p.tracking_event_id,
+            now,
+            &refusal,
+            rejected,
+        ));
+        pb::CalculateCommissionResponse {
+            commission: None,
+            rejection: refusal.code().to_owned(),
+        }
+    };
+    if let Err(refusal) = domain::check_purchase(terms, &p.currency) {
+        return Ok(refuse(refusal, writes));
+    }
+    let field = "purchase_amount.amount_minor";
+    let computed =
+        domain::commission_amount(p.purchase_minor, terms.rate_bps).ok_or_else(|| {
+            Error::out_of_range(
+                field,
+                past_the_largest(
+                    &format!("its commission at {} bps", terms.rate_bps),
+                    &p.currency,
+                ),
+            )
+        })?;
+    let share = match domain::budget_share(terms, computed) {
+        Ok(share) => share,
+        Err(refusal) => {
+            let response = refuse(refusal, writes);
+            if !terms.exhausted_announced {
+                // Spent by a lowered budget, or announced before a crash: announce now.
+                announce_exhausted(ctx, p.campaign_id, terms, now, writes);
+            }
+            return Ok(response);
+        }
+    };
+    let amount_minor = share.amount_minor;
+    let balance = balance.ok_or_else(|| {
+        Error::Internal(anyhow::anyhow!(
+            "the balance of creator {} in {} was not locked",
+            p.creator_id,
+            p.currency
+        ))
+    })?;
+    let available = balance
+        .available_minor
+        .checked_add(amount_minor)
+        .ok_or_else(|| {
+            Error::out_of_range(
+                field,
+                past_the_largest(
+                    &format!(
+                        "its commission of {} credited to the creator's balance",
+                        display(amount_minor, &p.currency)
+                    ),
+                    &p.currency,
+                ),
+            )
+        })?;
+    balance.available_minor = available;
+    writes.balances.insert((p.creator_id, p.currency.clone()));
+    let announce = share.spends_budget && !terms.exhausted_announced;
+    terms.committed_minor = terms.committed_minor.saturating_add(amount_minor);
+    writes.campaigns.insert(p.campaign_id);
+    let row = CommissionRow {
+        id: Uuid::now_v7(),
+        tracking_event_id: p.tracking_event_id,
+        campaign_id: p.campaign_id,
+        creator_id: p.creator_id,
+        purchase_minor: p.purchase_minor,
+        currency: p.currency.clone(),
+        commission_rate_bps: i32::try_from(terms.rate_bps).unwrap_or(0),
+        amount_minor,
+        reserved_minor: 0,
+        paid_minor: 0,
+        created_at: now,
+    };
+    let commission = messages::commission(&row);
+    writes.messages.push(outbox::event::<pb::CommissionEvent>(
+        ctx,
+        Subject::new(messages::COMMISSION, row.id, 1),
+        now,
+        Event::CommissionCalculated(CommissionCalculated {
+            commission: Some(commission.clone()),
+            balance: Some(messages::balance(balance)),
+        }),
+    ));
+    writes.commissions.push(row);
+    if announce {
+        announce_exhausted(ctx, p.campaign_id, terms, now, writes);
+    }
+    Ok(pb::CalculateCommissionResponse {
+        commission: Some(commission),
+        rejection: String::new(),
+    })
+}
+
+/// Announces that the campaign's budget is spent (its event and the pause command), once: the
+/// running terms record it, to be written with the set.
+fn announce_exhausted(
+    ctx: &CommandContext,
+    campaign_id: Uuid,
+    terms: &mut CampaignTerms,
+    now: chrono::DateTime<chrono::Utc>,
+    writes: &mut Writes,
+) {
+    terms.exhausted_announced = true;
+    writes.campaigns.insert(campaign_id);
+    writes.messages.extend(messages::budget_exhausted(
+        ctx,
+        campaign_id,
+        terms,
+        terms.committed_minor,
+        now,
+    ));
+}
