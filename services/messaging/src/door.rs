@@ -306,9 +306,11 @@ impl<D: CommandDoor> Door<D> {
                 }
             }
         }
-        let results = self.door.run_set(conn, commands).await.map_err(|e| {
-            Failure::Transient(anyhow::Error::new(e).context("run a set of commands"))
-        })?;
+        let results = self
+            .door
+            .run_set(conn, commands)
+            .await
+            .map_err(Failure::transient)?;
         if results.len() != runs.len() {
             return Err(Failure::Transient(anyhow::anyhow!(
                 "the door gave {} outcomes for {} commands",

@@ -24,9 +24,13 @@ pub async fn connect(args: &DatabaseArgs) -> anyhow::Result<PgPool> {
         args.idle_in_transaction_timeout,
     );
     let database = options.get_database().unwrap_or("(default)").to_owned();
+    // No ping before each use (sqlx's default): one round trip saved per transaction; a
+    // connection the server closed fails its first statement instead, which every caller treats
+    // as transient (a consumer retries it, a call answers UNAVAILABLE), and sqlx drops it.
     let pool = PgPoolOptions::new()
         .max_connections(args.max_connections)
         .acquire_timeout(args.acquire_timeout)
+        .test_before_acquire(false)
         .connect_with(options)
         .await
         .with_context(|| {

@@ -39,7 +39,7 @@ impl Handler for Projection {
     ) -> Result<Vec<Result<(), Failure>>, Failure> {
         let applied = Analytics::apply_set(conn, &self.topic, deliveries)
             .await
-            .map_err(|e| Failure::Transient(e.into()))?;
+            .map_err(Failure::transient)?;
         Ok(applied
             .into_iter()
             .map(|applied| match applied {

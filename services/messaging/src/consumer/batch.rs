@@ -164,8 +164,9 @@ async fn in_one_transaction<H: Handler>(
 }
 
 /// Applies `items` set-based ([`Handler::apply_set`]), sorted by `order_key`: all of them in one
-/// transaction; if that fails, each half in a transaction of its own, halving again until the
-/// message that breaks it stands alone and fails by itself (to be retried, refused or
+/// transaction; if that fails for a reason of its own (not the database being away or a lock
+/// conflict, which retries them all), each half in a transaction of its own, halving again until
+/// the message that breaks it stands alone and fails by itself (to be retried, refused or
 /// dead-lettered by the loop's rules), while every other message commits once. No savepoint
 /// per message: a batch that goes through costs a handful of statements whatever its size.
 /// A message whose identity is wrong is refused first. Spans per message are made only for
@@ -235,6 +236,20 @@ async fn in_sets<H: Handler>(
                 }
             }
             Err(failure) if set.len() == 1 => outcomes[set[0]] = Some(Err(failure)),
+            // The database is away, or the set lost a lock conflict: no message is to blame, and
+            // halves would only fail the same way. All of them are retried.
+            Err(Failure::Transient(e)) if service_runtime::db::is_transient_cause(&e) => {
+                let error = format!("{e:#}");
+                tracing::warn!(
+                    subscription,
+                    messages = set.len(),
+                    error,
+                    "a batch failed on the database; its messages are retried"
+                );
+                for &i in &set {
+                    outcomes[i] = Some(Err(Failure::Transient(anyhow::anyhow!("{error}"))));
+                }
+            }
             Err(failure) => {
                 let error = match &failure {
                     Failure::Transient(e) => format!("{e:#}"),

@@ -186,6 +186,18 @@ pub enum Failure {
     Transient(anyhow::Error),
 }
 
+impl Failure {
+    /// A handler's error as a failure to retry, keeping the database error (if any) in its
+    /// chain of causes, so the consumer can tell the database being away from a message's fault.
+    pub fn transient(error: service_runtime::errors::Error) -> Self {
+        use service_runtime::errors::Error;
+        Self::Transient(match error {
+            Error::Unavailable(e) | Error::Internal(e) => e,
+            other => anyhow::Error::new(other),
+        })
+    }
+}
+
 /// Applies messages. Implementations record the message id in the same transaction as their
 /// effects, so a redelivery is skipped.
 ///
