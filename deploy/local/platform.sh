@@ -231,9 +231,13 @@ rest_demo() {
   echo "campaign $campaign"
   rest POST "/api/v1/creators/$creator/acceptances" "$cre" "{\"campaignId\":\"$campaign\",\"acceptedTerms\":true}" >/dev/null
   local headers="$STATE_DIR/demo-headers.txt" trace
+  # A sampled traceparent of our own: the platform records one new trace in ten by default
+  # (parent-based), and follows a caller that asks for its trace to be recorded.
+  local sampled
+  sampled="00-$(python3 -c 'import secrets; print(secrets.token_hex(16) + "-" + secrets.token_hex(8))')-01"
   rest POST /api/v1/tracking-events "$adv" \
     "{\"campaignId\":\"$campaign\",\"creatorId\":\"$creator\",\"kind\":\"TRACKING_EVENT_KIND_PURCHASE\",\"amount\":{\"amountMinor\":\"5000\",\"currency\":\"USD\"}}" \
-    -D "$headers" >/dev/null
+    -H "traceparent: $sampled" -D "$headers" >/dev/null
   trace=$(awk -F- 'tolower($0) ~ /^traceparent:/ {print $2}' "$headers")
   for _ in $(seq 1 300); do
     balance=$(curl -sS "http://$BFF_HTTP/api/v1/creators/$creator/balance?currency=USD" -H "Authorization: Bearer $cre" | json_get availableMinor)

@@ -212,6 +212,8 @@ async fn a_purchase_and_a_payout_are_each_one_trace_across_services_and_pulsar()
     let (_viewer, otlp, ui) = trace_viewer(test);
     let telemetry = vec![
         ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.clone()),
+        // Every trace recorded (the default records one new trace in ten).
+        ("OTEL_TRACES_SAMPLER", "always_on".to_owned()),
         ("OTEL_BSP_SCHEDULE_DELAY", "200".to_owned()),
         ("METRICS_LISTEN", "127.0.0.1:0".to_owned()),
         (

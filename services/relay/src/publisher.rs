@@ -54,38 +54,19 @@ impl Publisher {
 
     async fn send_all(&mut self, rows: &[OutboxRow]) -> anyhow::Result<()> {
         let mut receipts: Vec<SendFuture> = Vec::with_capacity(rows.len());
-        // One span per message, a child of the context the row captured; it ends with the
-        // receipts, and its own context travels in the message properties.
+        // A span per message whose trace is sampled, a child of the context the row captured;
+        // it ends with the receipts, and its own context travels in the message properties. A
+        // message whose trace is not sampled carries the row's context unchanged, with no span.
         let mut spans = Vec::with_capacity(rows.len());
         for row in rows {
-            let span = tracing::info_span!(
-                "pulsar.publish",
-                otel.name = %format!("{} publish", row.topic),
-                otel.kind = "producer",
-                messaging.system = "pulsar",
-                messaging.destination = %row.topic,
-                message_id = %row.message_id,
-                message_type = %row.message_type,
-                correlation_id = %row.correlation_id,
-            );
-            telemetry::set_remote_parent(
-                &span,
-                row.traceparent.as_deref(),
-                row.tracestate.as_deref(),
-            );
             let mut message = message(row);
-            if let Some((parent, state)) = telemetry::trace_headers_of(&span) {
-                message
-                    .properties
-                    .insert(properties::TRACEPARENT.to_owned(), parent);
-                match state {
-                    Some(state) => message
-                        .properties
-                        .insert(properties::TRACESTATE.to_owned(), state),
-                    None => message.properties.remove(properties::TRACESTATE),
-                };
+            let sampled = row
+                .traceparent
+                .as_deref()
+                .is_some_and(telemetry::is_sampled);
+            if sampled {
+                traced(row, &mut message, &mut spans);
             }
-            spans.push(span);
             let producer = self.producer(&row.topic).await?;
             let receipt = producer
                 .send_non_blocking(message)
@@ -144,6 +125,34 @@ impl Publisher {
             .get_mut(short_topic)
             .ok_or_else(|| anyhow::anyhow!("producer for {short_topic} vanished"))
     }
+}
+
+/// Makes `row`'s publish span (the child of the context the row captured), puts its context in
+/// the message's properties, and keeps it in `spans` until the receipts are in.
+fn traced(row: &OutboxRow, message: &mut Message, spans: &mut Vec<tracing::Span>) {
+    let span = tracing::info_span!(
+        "pulsar.publish",
+        otel.name = %format!("{} publish", row.topic),
+        otel.kind = "producer",
+        messaging.system = "pulsar",
+        messaging.destination = %row.topic,
+        message_id = %row.message_id,
+        message_type = %row.message_type,
+        correlation_id = %row.correlation_id,
+    );
+    telemetry::set_remote_parent(&span, row.traceparent.as_deref(), row.tracestate.as_deref());
+    if let Some((parent, state)) = telemetry::trace_headers_of(&span) {
+        message
+            .properties
+            .insert(properties::TRACEPARENT.to_owned(), parent);
+        match state {
+            Some(state) => message
+                .properties
+                .insert(properties::TRACESTATE.to_owned(), state),
+            None => message.properties.remove(properties::TRACESTATE),
+        };
+    }
+    spans.push(span);
 }
 
 /// The Pulsar message for one outbox row.

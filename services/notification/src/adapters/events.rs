@@ -14,7 +14,7 @@ use affiliate_proto::tracking::{EvidenceKind, TrackingEventEnvelope, tracking_ev
 use messaging::{Delivery, Failure, Handler};
 use sqlx::{PgConnection, PgPool};
 
-use crate::app::{Incoming, Notifications};
+use crate::app::{Applied, Incoming, Notifications};
 use crate::domain::{Campaign, CampaignStatus, Fact, Money, PayoutStage};
 
 /// The services whose events the notification service follows.
@@ -226,62 +226,54 @@ impl EventFeed {
 }
 
 impl EventFeed {
-    /// Decodes and applies one event, on `conn` when the consumer batches.
-    async fn apply(
-        &self,
-        conn: Option<&mut PgConnection>,
-        delivery: &Delivery,
-    ) -> Result<(), Failure> {
-        let consumer = self.source.consumer();
-        let notifications = &self.notifications;
-        let (metadata, fact) = match self.source.decode(&delivery.payload) {
-            Ok(decoded) => decoded,
-            Err(reason) => {
-                let id = &delivery.message_id;
-                let recorded = match conn {
-                    Some(conn) => notifications.reject_on(conn, consumer, id, &reason).await,
-                    None => notifications.reject(consumer, id, &reason).await,
-                };
-                return match recorded {
-                    Ok(()) => Err(Failure::Rejected(reason)),
-                    Err(e) => Err(Failure::Transient(
-                        anyhow::Error::new(e).context("record the rejection"),
-                    )),
-                };
-            }
-        };
+    /// Decodes one message into the event it carries, or why it is refused.
+    fn incoming(&self, delivery: &Delivery) -> Result<Incoming, String> {
+        let (metadata, fact) = self.source.decode(&delivery.payload)?;
         let metadata = metadata.unwrap_or_default();
         let correlation_id = if metadata.correlation_id.is_empty() {
             delivery.correlation_id.clone().unwrap_or_default()
         } else {
             metadata.correlation_id
         };
-        let incoming = Incoming {
+        Ok(Incoming {
             message_id: delivery.message_id.clone(),
             correlation_id,
             version: metadata.aggregate_version,
             fact,
-        };
-        // Every failure here is the database's or a campaign still in flight: retry.
-        let applied = match conn {
-            Some(conn) => notifications.apply_on(conn, consumer, &incoming).await,
-            None => notifications.apply(consumer, &incoming).await,
-        };
-        applied.map(drop).map_err(|e| Failure::Transient(e.into()))
+        })
     }
 }
 
 impl Handler for EventFeed {
-    async fn handle(&self, delivery: &Delivery) -> Result<(), Failure> {
-        self.apply(None, delivery).await
-    }
-
     fn batch_pool(&self) -> Option<&PgPool> {
         Some(self.notifications.pool())
     }
 
-    async fn handle_in(&self, conn: &mut PgConnection, delivery: &Delivery) -> Result<(), Failure> {
-        self.apply(Some(conn), delivery).await
+    fn applies_sets(&self) -> bool {
+        true
+    }
+
+    /// Every failure but a refusal is the database's or a campaign still in flight: retry.
+    async fn apply_set(
+        &self,
+        conn: &mut PgConnection,
+        deliveries: &[&Delivery],
+    ) -> Result<Vec<Result<(), Failure>>, Failure> {
+        let messages: Vec<(&str, Result<Incoming, String>)> = deliveries
+            .iter()
+            .map(|d| (d.message_id.as_str(), self.incoming(d)))
+            .collect();
+        let applied = Notifications::apply_set(conn, self.source.consumer(), &messages)
+            .await
+            .map_err(Failure::transient)?;
+        Ok(applied
+            .into_iter()
+            .map(|outcome| match outcome {
+                Ok(Applied::Stored(_) | Applied::Duplicate) => Ok(()),
+                Ok(Applied::Refused(reason)) => Err(Failure::Rejected(reason)),
+                Err(e) => Err(Failure::transient(e)),
+            })
+            .collect())
     }
 
     /// The creator an event notifies, whose sequence row it locks: batches take them in order.

@@ -1,6 +1,8 @@
 //! SQL for campaigns, user streams and notifications. Every function borrows the caller's
 //! connection (the handler's transaction where there is one).
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -50,58 +52,89 @@ pub async fn upsert_campaign(
     Ok(())
 }
 
-pub async fn find_campaign(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Campaign>> {
-    sqlx::query_as!(
+/// The stored campaigns among `ids`, by id.
+pub async fn find_campaigns(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> sqlx::Result<HashMap<Uuid, Campaign>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(sqlx::query_as!(
         Campaign,
-        r#"
-        select id, advertiser_id, name from campaigns where id = $1
-        "#,
-        id,
+        "select id, advertiser_id, name from campaigns where id = any($1)",
+        ids,
     )
-    .fetch_optional(conn)
-    .await
+    .fetch_all(conn)
+    .await?
+    .into_iter()
+    .map(|c| (c.id, c))
+    .collect())
 }
 
 // ---- notifications ----
 
-/// The user's next sequence number. Locks the user's stream row until the transaction ends, so
-/// the user's notifications are numbered and committed one at a time, in order.
-pub async fn next_sequence(conn: &mut PgConnection, user_id: Uuid) -> sqlx::Result<i64> {
-    sqlx::query_scalar!(
+/// Advances each user's stream by a count, each `(user, count)` (ascending users: the one
+/// order every transaction locks them in), in one statement; returns each user's last sequence
+/// after it. The rows stay locked until the transaction ends, so a user's notifications are
+/// numbered and committed one batch at a time, in order.
+pub async fn advance_sequences(
+    conn: &mut PgConnection,
+    counts: &[(Uuid, i64)],
+) -> sqlx::Result<Vec<(Uuid, i64)>> {
+    let users: Vec<Uuid> = counts.iter().map(|c| c.0).collect();
+    let by: Vec<i64> = counts.iter().map(|c| c.1).collect();
+    Ok(sqlx::query!(
         r#"
-        insert into user_streams (user_id, last_sequence) values ($1, 1)
-        on conflict (user_id) do update set last_sequence = user_streams.last_sequence + 1
-        returning last_sequence
+        insert into user_streams (user_id, last_sequence)
+        select * from unnest($1::uuid[], $2::int8[])
+        on conflict (user_id) do update set last_sequence = user_streams.last_sequence + excluded.last_sequence
+        returning user_id, last_sequence
         "#,
-        user_id,
+        &users,
+        &by,
     )
-    .fetch_one(conn)
-    .await
+    .fetch_all(conn)
+    .await?
+    .into_iter()
+    .map(|r| (r.user_id, r.last_sequence))
+    .collect())
 }
 
-/// Inserts a notification derived from `message_id` (the insert trigger NOTIFYs its user).
-pub async fn insert_notification(
+/// Inserts notifications in one statement, each derived from the message id beside it (the
+/// insert trigger NOTIFYs each user).
+pub async fn insert_notifications(
     conn: &mut PgConnection,
-    row: &NotificationRow,
-    message_id: &str,
+    rows: &[NotificationRow],
+    message_ids: &[&str],
 ) -> sqlx::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let text = |f: fn(&NotificationRow) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
+    let id: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let user: Vec<Uuid> = rows.iter().map(|r| r.user_id).collect();
+    let sequence: Vec<i64> = rows.iter().map(|r| r.sequence).collect();
+    let subject: Vec<Uuid> = rows.iter().map(|r| r.subject_id).collect();
+    let created: Vec<DateTime<Utc>> = rows.iter().map(|r| r.created_at).collect();
     sqlx::query!(
         r#"
         insert into notifications (id, user_id, sequence, kind, title, body, subject_type,
                                    subject_id, correlation_id, message_id, created_at)
-        values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+        select * from unnest($1::uuid[], $2::uuid[], $3::int8[], $4::text[], $5::text[], $6::text[],
+                             $7::text[], $8::uuid[], $9::text[], $10::text[], $11::timestamptz[])
         "#,
-        row.id,
-        row.user_id,
-        row.sequence,
-        &row.kind,
-        &row.title,
-        &row.body,
-        &row.subject_type,
-        row.subject_id,
-        &row.correlation_id,
-        message_id,
-        row.created_at,
+        &id,
+        &user,
+        &sequence,
+        &text(|r| &r.kind) as _,
+        &text(|r| &r.title) as _,
+        &text(|r| &r.body) as _,
+        &text(|r| &r.subject_type) as _,
+        &subject,
+        &text(|r| &r.correlation_id) as _,
+        message_ids as _,
+        &created,
     )
     .execute(conn)
     .await?;

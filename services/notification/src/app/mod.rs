@@ -4,6 +4,8 @@
 
 pub mod messages;
 
+use std::collections::{BTreeMap, HashMap, HashSet};
+
 use uuid::Uuid;
 
 use affiliate_proto::notification as pb;
@@ -12,10 +14,10 @@ use service_runtime::paging::next_page_token;
 use service_runtime::validation::{
     FieldViolation, Violations, page_size, parse_id, parse_optional_id,
 };
-use sqlx::{Acquire, PgPool, Postgres};
+use sqlx::{PgConnection, PgPool};
 
 use crate::adapters::repository::{self as repo, NotificationRow};
-use crate::domain::{self, Fact, Need, UnknownCampaign};
+use crate::domain::{self, Draft, Fact, Need, UnknownCampaign};
 pub use service_runtime::errors::Error;
 
 /// One domain event as the feed hands it over.
@@ -36,6 +38,8 @@ pub enum Applied {
     Stored(Vec<NotificationRow>),
     /// The consumer had processed this message before: nothing was written.
     Duplicate,
+    /// The message is not its topic's event (why): recorded as refused.
+    Refused(String),
 }
 
 /// The notification use cases over one database.
@@ -54,84 +58,102 @@ impl Notifications {
         &self.pool
     }
 
-    /// Applies `event` once for `consumer`: records it in the inbox, keeps the campaign it
-    /// carries, and stores the notifications it causes, each with the next sequence of its user,
-    /// all in one transaction. An event about a campaign not known yet is `NotYet` (retry).
-    pub async fn apply(&self, consumer: &str, event: &Incoming) -> Result<Applied, Error> {
-        self.apply_on(&self.pool, consumer, event).await
-    }
-
-    /// [`Notifications::apply`] on `db`: a pool (a transaction of its own) or a connection in a
-    /// transaction (a savepoint in it, for a consumer's batch).
-    #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "apply"))]
-    pub async fn apply_on<'c>(
-        &self,
-        db: impl Acquire<'c, Database = Postgres>,
+    /// Applies a batch of `consumer`'s messages in the caller's transaction, set-based, each
+    /// `(message id, Ok(event) or Err(why it is refused))`: the campaigns they carry kept, the
+    /// campaigns they need read in one query (an event whose campaign is not known yet is
+    /// `NotYet` and leaves no trace), one inbox insert for the rest (duplicates go no further),
+    /// the users' sequence rows advanced once each (ascending: one lock order) and every
+    /// notification inserted in one statement. One outcome per message, in order.
+    pub async fn apply_set(
+        conn: &mut PgConnection,
         consumer: &str,
-        event: &Incoming,
-    ) -> Result<Applied, Error> {
-        let mut tx = db.begin().await?;
-        if !inbox::record(&mut tx, consumer, &event.message_id).await? {
-            return Ok(Applied::Duplicate);
+        messages: &[(&str, Result<Incoming, String>)],
+    ) -> Result<Vec<Result<Applied, Error>>, Error> {
+        let events = || messages.iter().filter_map(|(_, e)| e.as_ref().ok());
+        for event in events() {
+            if let Some(campaign) = event.fact.campaign() {
+                repo::upsert_campaign(conn, campaign, event.version).await?;
+            }
         }
-        if let Some(campaign) = event.fact.campaign() {
-            repo::upsert_campaign(&mut tx, campaign, event.version).await?;
-        }
-        let known = match event.fact.needs() {
-            Some(Need::Required(id)) => repo::find_campaign(&mut tx, id).await?,
-            None => None,
-        };
-        let drafts =
-            domain::derive(&event.fact, known.as_ref()).map_err(|UnknownCampaign(id)| {
-                Error::NotYet(format!("campaign {id} is not known yet; retry later"))
-            })?;
-        let now = messages::now();
-        let mut stored = Vec::with_capacity(drafts.len());
-        for draft in drafts {
-            let row = NotificationRow {
-                id: Uuid::now_v7(),
-                user_id: draft.user_id,
-                sequence: repo::next_sequence(&mut tx, draft.user_id).await?,
-                kind: draft.kind.as_str().to_owned(),
-                title: draft.title,
-                body: draft.body,
-                subject_type: draft.subject_type.to_owned(),
-                subject_id: draft.subject_id,
-                correlation_id: event.correlation_id.clone(),
-                read_at: None,
-                created_at: now,
+        let mut needed: Vec<Uuid> = events()
+            .filter_map(|e| e.fact.needs().map(|Need::Required(id)| id))
+            .collect();
+        needed.sort_unstable();
+        needed.dedup();
+        let known = repo::find_campaigns(conn, &needed).await?;
+        let mut outcomes: Vec<Option<Result<Applied, Error>>> =
+            messages.iter().map(|_| None).collect();
+        let mut drafts: Vec<Option<Vec<Draft>>> = Vec::with_capacity(messages.len());
+        let mut entries: Vec<(&str, Option<&str>)> = Vec::with_capacity(messages.len());
+        for (i, (message_id, event)) in messages.iter().enumerate() {
+            let event = match event {
+                Ok(event) => event,
+                Err(reason) => {
+                    entries.push((message_id, Some(reason)));
+                    outcomes[i] = Some(Ok(Applied::Refused(reason.clone())));
+                    drafts.push(None);
+                    continue;
+                }
             };
-            repo::insert_notification(&mut tx, &row, &event.message_id).await?;
-            stored.push(row);
+            let campaign = match event.fact.needs() {
+                Some(Need::Required(id)) => known.get(&id),
+                None => None,
+            };
+            match domain::derive(&event.fact, campaign) {
+                Ok(derived) => {
+                    entries.push((message_id, None));
+                    drafts.push(Some(derived));
+                }
+                Err(UnknownCampaign(id)) => {
+                    outcomes[i] = Some(Err(Error::NotYet(format!(
+                        "campaign {id} is not known yet; retry later"
+                    ))));
+                    drafts.push(None);
+                }
+            }
         }
-        tx.commit().await?;
-        Ok(Applied::Stored(stored))
-    }
-
-    /// Records that `consumer` refused `message_id` (it can never be applied).
-    pub async fn reject(
-        &self,
-        consumer: &str,
-        message_id: &str,
-        reason: &str,
-    ) -> Result<(), Error> {
-        self.reject_on(&self.pool, consumer, message_id, reason)
-            .await
-    }
-
-    /// [`Notifications::reject`] on `db` (a pool, or a connection in a transaction).
-    #[tracing::instrument(name = "db.transaction", skip_all, fields(otel.kind = "internal", db.system = "postgresql", operation = "reject"))]
-    pub async fn reject_on<'c>(
-        &self,
-        db: impl Acquire<'c, Database = Postgres>,
-        consumer: &str,
-        message_id: &str,
-        reason: &str,
-    ) -> Result<(), Error> {
-        let mut tx = db.begin().await?;
-        inbox::reject(&mut tx, consumer, message_id, reason).await?;
-        tx.commit().await?;
-        Ok(())
+        let mut new: HashSet<String> = inbox::record_set(conn, consumer, &entries)
+            .await?
+            .into_iter()
+            .collect();
+        let now = messages::now();
+        let mut rows: Vec<(usize, NotificationRow)> = Vec::new();
+        for (i, ((message_id, event), derived)) in messages.iter().zip(drafts).enumerate() {
+            let (Ok(event), Some(derived)) = (event, derived) else {
+                continue;
+            };
+            if !new.remove(*message_id) {
+                outcomes[i] = Some(Ok(Applied::Duplicate));
+                continue;
+            }
+            for draft in derived {
+                rows.push((
+                    i,
+                    NotificationRow {
+                        id: Uuid::now_v7(),
+                        user_id: draft.user_id,
+                        sequence: 0,
+                        kind: draft.kind.as_str().to_owned(),
+                        title: draft.title,
+                        body: draft.body,
+                        subject_type: draft.subject_type.to_owned(),
+                        subject_id: draft.subject_id,
+                        correlation_id: event.correlation_id.clone(),
+                        read_at: None,
+                        created_at: now,
+                    },
+                ));
+            }
+            outcomes[i] = Some(Ok(Applied::Stored(Vec::new())));
+        }
+        number(conn, &mut rows).await?;
+        let message_ids: Vec<&str> = rows.iter().map(|(i, _)| messages[*i].0).collect();
+        let stored: Vec<NotificationRow> = rows.into_iter().map(|(_, row)| row).collect();
+        repo::insert_notifications(conn, &stored, &message_ids).await?;
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Err(Error::Internal(anyhow::anyhow!("no outcome")))))
+            .collect())
     }
 
     /// A page of the user's notifications, newest first, and how many are unread.
@@ -209,4 +231,33 @@ impl Notifications {
         let rows = repo::after(&mut conn, user, after, limit).await?;
         Ok(rows.iter().map(messages::notification).collect())
     }
+}
+
+/// Numbers a batch's notifications: each user's next sequences, in the order given, from the
+/// user's stream row advanced once by the batch's count (rows taken in ascending user order).
+async fn number(
+    conn: &mut PgConnection,
+    rows: &mut [(usize, NotificationRow)],
+) -> Result<(), Error> {
+    let mut counts: BTreeMap<Uuid, i64> = BTreeMap::new();
+    for (_, row) in rows.iter() {
+        *counts.entry(row.user_id).or_default() += 1;
+    }
+    if counts.is_empty() {
+        return Ok(());
+    }
+    let sorted: Vec<(Uuid, i64)> = counts.iter().map(|(u, c)| (*u, *c)).collect();
+    let mut next: HashMap<Uuid, i64> = repo::advance_sequences(conn, &sorted)
+        .await?
+        .into_iter()
+        .map(|(user, last)| (user, last - counts.get(&user).copied().unwrap_or(0) + 1))
+        .collect();
+    for (_, row) in rows.iter_mut() {
+        let sequence = next.get_mut(&row.user_id).ok_or_else(|| {
+            Error::Internal(anyhow::anyhow!("no sequence for user {}", row.user_id))
+        })?;
+        row.sequence = *sequence;
+        *sequence += 1;
+    }
+    Ok(())
 }
