@@ -262,9 +262,16 @@ async fn statistics_and_the_audit_trail_follow_the_workflow_and_a_replay_rebuild
     let types: Vec<&str> = workflow.iter().map(|e| e.message_type.as_str()).collect();
     println!("payout workflow {correlation}: {types:?}");
     let mut before = HashSet::new();
-    for e in &workflow {
+    for (i, e) in workflow.iter().enumerate() {
         assert_eq!(e.correlation_id, correlation);
         let cause_known = workflow.iter().any(|o| o.message_id == e.causation_id);
+        // Only the first message was caused by a call; every later one by a message of the trail.
+        assert!(
+            i == 0 || cause_known,
+            "{} names a cause ({}) that is not in the trail {types:?}",
+            e.message_type,
+            e.causation_id
+        );
         assert!(
             !cause_known || before.contains(&e.causation_id),
             "{} comes after its cause",

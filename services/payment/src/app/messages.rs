@@ -128,6 +128,12 @@ pub fn step_messages(
     at: DateTime<Utc>,
 ) -> Vec<OutboxMessage> {
     let event = event_for(row).map(|e| event_message(ctx, row, at, e));
-    let command = command_for(row).map(|c| command_message(ctx, row, at, c));
+    // The command is the event's consequence: its cause, so a workflow's trail links them.
+    let caused = event.as_ref().map(|e| CommandContext {
+        causation_id: Some(e.message_id.to_string()),
+        ..ctx.clone()
+    });
+    let command =
+        command_for(row).map(|c| command_message(caused.as_ref().unwrap_or(ctx), row, at, c));
     event.into_iter().chain(command).collect()
 }
