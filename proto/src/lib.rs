@@ -187,6 +187,8 @@ mod message_types {
                 Self::PayoutRejected(_) => "payout.rejected.v1",
                 Self::PayoutCompleted(_) => "payout.completed.v1",
                 Self::CommandRejected(_) => "payment.command_rejected.v1",
+                Self::PayoutProcessing(_) => "payout.processing.v1",
+                Self::PayoutFailed(_) => "payout.failed.v1",
             }
         }
     }

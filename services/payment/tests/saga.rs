@@ -185,6 +185,20 @@ fn types(rows: &[(String, String, Vec<u8>)]) -> Vec<&str> {
     rows.iter().map(|(_, t, _)| t.as_str()).collect()
 }
 
+/// The aggregate versions of the payout's events, in outbox order.
+fn event_versions(rows: &[(String, String, Vec<u8>)]) -> Vec<i64> {
+    rows.iter()
+        .filter(|(topic, _, _)| topic == "payment-events")
+        .map(|(_, _, p)| {
+            pb::PaymentEvent::decode(p.as_slice())
+                .unwrap()
+                .metadata
+                .unwrap()
+                .aggregate_version
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn a_payout_request_publishes_its_event_and_the_reserve_command_and_keeps_the_account_secret()
 {
@@ -258,10 +272,16 @@ async fn reserved_then_paid_then_settled_completes_the_payout() {
         [
             "payout.requested.v1",
             "commission.reserve.command.v1",
+            "payout.processing.v1",
             "payment.processed.v1",
             "commission.settle.command.v1",
             "payout.completed.v1"
         ]
+    );
+    assert_eq!(
+        event_versions(&rows),
+        [1, 2, 3, 4],
+        "one event per change, no gap"
     );
     app.stop().await;
 }
@@ -298,14 +318,22 @@ async fn a_provider_failure_releases_the_reservation_and_fails_the_payout() {
     )
     .await;
     app.status_becomes(&payout, pb::PayoutStatus::Failed).await;
+    let rows = outbox(&app.db.pool).await;
     assert_eq!(
-        types(&outbox(&app.db.pool).await),
+        types(&rows),
         [
             "payout.requested.v1",
             "commission.reserve.command.v1",
+            "payout.processing.v1",
             "payment.failed.v1",
-            "commission.release.command.v1"
+            "commission.release.command.v1",
+            "payout.failed.v1"
         ]
+    );
+    assert_eq!(
+        event_versions(&rows),
+        [1, 2, 3, 4],
+        "one event per change, no gap"
     );
     app.stop().await;
 }

@@ -195,7 +195,14 @@ fn payment_fact(event: Option<payment_event::Event>) -> Result<Fact, String> {
         Some(Event::PayoutCompleted(e)) => (PayoutStage::Completed, e.payout),
         Some(Event::PaymentFailed(e)) => (PayoutStage::Failed, e.payout),
         Some(Event::PayoutRejected(e)) => (PayoutStage::Rejected, e.payout),
-        Some(Event::PaymentProcessed(_) | Event::CommandRejected(_)) | None => {
+        // The creator hears of a failure when the provider fails (payment.failed.v1).
+        Some(
+            Event::PaymentProcessed(_)
+            | Event::CommandRejected(_)
+            | Event::PayoutProcessing(_)
+            | Event::PayoutFailed(_),
+        )
+        | None => {
             return Ok(Fact::Nothing);
         }
     };

@@ -76,17 +76,19 @@ pub fn event_about(
     outbox::event::<pb::PaymentEvent>(ctx, subject, occurred_at, event)
 }
 
-/// The event for a state a payout has just entered, if that state announces itself.
+/// The event for a state a payout has just entered: every state announces itself, so a payout's
+/// events carry versions 1, 2, 3… with no gap (a consumer can tell a gap from a loss).
 pub fn event_for(row: &PayoutRow) -> Option<Event> {
     let p = Some(payout(row));
-    match row.state()? {
-        State::Requested => Some(Event::PayoutRequested(pb::PayoutRequested { payout: p })),
-        State::Settling => Some(Event::PaymentProcessed(pb::PaymentProcessed { payout: p })),
-        State::Releasing => Some(Event::PaymentFailed(pb::PaymentFailed { payout: p })),
-        State::Rejected => Some(Event::PayoutRejected(pb::PayoutRejected { payout: p })),
-        State::Completed => Some(Event::PayoutCompleted(pb::PayoutCompleted { payout: p })),
-        State::Processing | State::Failed => None,
-    }
+    Some(match row.state()? {
+        State::Requested => Event::PayoutRequested(pb::PayoutRequested { payout: p }),
+        State::Processing => Event::PayoutProcessing(pb::PayoutProcessing { payout: p }),
+        State::Settling => Event::PaymentProcessed(pb::PaymentProcessed { payout: p }),
+        State::Releasing => Event::PaymentFailed(pb::PaymentFailed { payout: p }),
+        State::Rejected => Event::PayoutRejected(pb::PayoutRejected { payout: p }),
+        State::Completed => Event::PayoutCompleted(pb::PayoutCompleted { payout: p }),
+        State::Failed => Event::PayoutFailed(pb::PayoutFailed { payout: p }),
+    })
 }
 
 /// The command the saga sends to the commission service on entering a state, if any.
