@@ -145,11 +145,17 @@ impl OutboxRelay {
             )
             .await?
             {
+                // A batch smaller than the limit took every row committed when it claimed them:
+                // what committed since has notified, so wait for that rather than claim again at
+                // once (an empty claim, a transaction, after nearly every batch under light load).
                 Outcome::Published(n) => {
                     metrics::histogram!("relay_batch_size", "outbox" => service.clone())
                         .record(n as f64);
                     published_since_log += n;
                     tracing::debug!(outbox = %service, rows = n, "published batch");
+                    if i64::try_from(n).unwrap_or(i64::MAX) >= self.tuning.batch_size {
+                        continue;
+                    }
                 }
                 Outcome::Empty => {
                     // Nothing committed is waiting: no need to count.
@@ -158,13 +164,13 @@ impl OutboxRelay {
                         tracing::info!(outbox = %service, rows = published_since_log, "outbox drained");
                         published_since_log = 0;
                     }
-                    tokio::select! {
-                        () = shutdown.cancelled() => {}
-                        () = tokio::time::sleep(self.tuning.poll_interval) => {}
-                        notified = listener.recv() => {
-                            notified.context("wait for NOTIFY")?;
-                        }
-                    }
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = tokio::time::sleep(self.tuning.poll_interval) => {}
+                notified = listener.recv() => {
+                    notified.context("wait for NOTIFY")?;
                 }
             }
         }
