@@ -4,7 +4,8 @@
 //!
 //! Then the relay's drain again with tracing on (spans exported over OTLP to an in-process trace
 //! viewer; one row in ten carries a sampled trace context, as the default sampler leaves them, and
-//! gets a publish span as that context's child) against the first drain, with tracing off.
+//! gets a publish span as that context's child) against the first drain, whose rows carry none;
+//! both with the metrics recorder and the exporter installed, as in the relay.
 //!
 //! `cargo bench -p e2e --bench relay_throughput` (infrastructure up: `deploy/local/infra.sh up`).
 //! `BENCH_MESSAGES` (default 20000) and `BENCH_PAYLOAD` bytes (default 300) size the run.
@@ -153,6 +154,33 @@ async fn main() {
     }
     let bare = started.elapsed();
 
+    // Both relay drains run as the relay does: the metrics recorder installed and spans exported
+    // over OTLP to a real trace viewer. The first drains rows with no trace context (tracing off
+    // for them: no span per message), the second rows that carry one, one in ten sampled, as the
+    // default sampler (one new trace in ten) leaves them.
+    let viewer = trace_viewer::Application::build(
+        <trace_viewer::Config as clap::Parser>::try_parse_from([
+            "trace-viewer",
+            "--otlp-listen",
+            "127.0.0.1:0",
+            "--ui-listen",
+            "127.0.0.1:0",
+        ])
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let otlp = format!("http://{}", viewer.otlp_addr());
+    let ui = format!("http://{}", viewer.ui_addr());
+    tokio::spawn(viewer.run_until_stopped(tokio_util::sync::CancellationToken::new()));
+    service_runtime::telemetry::init(&service_runtime::config::LogArgs {
+        filter: "warn,relay=info".into(),
+        format: "json".into(),
+        otlp_endpoint: Some(otlp),
+        service_name: Some("relay-bench".into()),
+        metrics_listen: None,
+    })
+    .unwrap();
     // The relay's step function draining the outbox: claim, publish, await receipts, delete, commit.
     let args = PulsarArgs {
         url: pulsar_url(),
@@ -185,31 +213,7 @@ async fn main() {
     let relay = started.elapsed();
     assert_eq!(published, n);
 
-    // The same drain with tracing on: rows carrying a trace context, exported to a real viewer;
-    // one row in ten sampled, as the default sampler (one new trace in ten) leaves them.
-    let viewer = trace_viewer::Application::build(
-        <trace_viewer::Config as clap::Parser>::try_parse_from([
-            "trace-viewer",
-            "--otlp-listen",
-            "127.0.0.1:0",
-            "--ui-listen",
-            "127.0.0.1:0",
-        ])
-        .unwrap(),
-    )
-    .await
-    .unwrap();
-    let otlp = format!("http://{}", viewer.otlp_addr());
-    let ui = format!("http://{}", viewer.ui_addr());
-    tokio::spawn(viewer.run_until_stopped(tokio_util::sync::CancellationToken::new()));
-    service_runtime::telemetry::init(&service_runtime::config::LogArgs {
-        filter: "warn,relay=info".into(),
-        format: "json".into(),
-        otlp_endpoint: Some(otlp),
-        service_name: Some("relay-bench".into()),
-        metrics_listen: None,
-    })
-    .unwrap();
+    // The same drain again, its rows carrying trace contexts, one in ten sampled.
     let traced_rows: Vec<OutboxMessage> = (0..n)
         .map(|i| {
             let mut m = outbox_message(&relay_topic, payload_len, i);

@@ -77,13 +77,24 @@ impl Publisher {
         try_join_all(receipts)
             .await
             .context("broker refused or lost a message")?;
+        // One metrics handle per topic of the batch, not a registry lookup per row.
         let now = chrono::Utc::now();
+        let mut by_topic: HashMap<&str, (metrics::Histogram, u64)> = HashMap::new();
         for row in rows {
             let latency = (now - row.created_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
-            metrics::histogram!("relay_commit_to_publish_seconds", "topic" => row.topic.clone())
-                .record(latency.max(0.0));
-            metrics::counter!("relay_messages_published_total", "topic" => row.topic.clone())
-                .increment(1);
+            let (histogram, count) = by_topic.entry(row.topic.as_str()).or_insert_with(|| {
+                let topic = row.topic.clone();
+                (
+                    metrics::histogram!("relay_commit_to_publish_seconds", "topic" => topic),
+                    0,
+                )
+            });
+            histogram.record(latency.max(0.0));
+            *count += 1;
+        }
+        for (topic, (_, count)) in by_topic {
+            metrics::counter!("relay_messages_published_total", "topic" => topic.to_owned())
+                .increment(count);
         }
         drop(spans);
         Ok(())
