@@ -96,12 +96,6 @@ pub trait CommandDoor: Send + Sync + 'static {
             )))
         }
     }
-    /// The row a command locks that other commands share (e.g. a creator's balance); batches
-    /// apply commands in this order, so two batches never deadlock.
-    fn lock_key(&self, command: &Command<Self>) -> Option<String> {
-        let _ = command;
-        None
-    }
     /// The aggregate type of the rejection event of a command of `command_type` (`command`
     /// unless the service keys its rejections by the aggregate the command was about).
     fn rejected_aggregate(&self, command_type: &str) -> &'static str {
@@ -361,11 +355,6 @@ impl<D: CommandDoor> Handler for Door<D> {
         deliveries: &[&Delivery],
     ) -> Result<Vec<Result<(), Failure>>, Failure> {
         self.apply_set_on(conn, deliveries).await
-    }
-
-    fn order_key(&self, delivery: &Delivery) -> Option<String> {
-        let (_, command) = Self::decode(&delivery.payload).ok()?;
-        self.door.lock_key(&command?)
     }
 
     async fn refuse(&self, delivery: &Delivery, reason: String) -> Failure {

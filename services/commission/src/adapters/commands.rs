@@ -109,15 +109,6 @@ impl CommandDoor for CommissionDoor {
             .map(|o| o.unwrap_or_else(|| Err(Error::Internal(anyhow::anyhow!("no outcome")))))
             .collect())
     }
-
-    /// Calculate and reserve lock the creator's balance row: batches take them in creator order.
-    fn lock_key(&self, command: &Command) -> Option<String> {
-        match command {
-            Command::Calculate(r) => Some(r.creator_id.clone()),
-            Command::Reserve(r) => Some(r.creator_id.clone()),
-            Command::Release(_) | Command::Settle(_) => None,
-        }
-    }
 }
 
 /// Locks, in the global order, what a batch with payout commands touches: the campaigns of its

@@ -76,7 +76,7 @@ pub(super) async fn run<H: Handler>(
     let applied = tokio::time::timeout(limit, async {
         match handler.batch_pool() {
             Some(pool) if handler.applies_sets() => {
-                in_sets(handler, pool, subscription, &mut items).await
+                in_sets(handler, pool, subscription, &items).await
             }
             Some(pool) => in_one_transaction(handler, pool, subscription, &mut items).await,
             None => one_by_one(handler, None, subscription, &items).await,
@@ -163,7 +163,8 @@ async fn in_one_transaction<H: Handler>(
     }
 }
 
-/// Applies `items` set-based ([`Handler::apply_set`]), sorted by `order_key`: all of them in one
+/// Applies `items` set-based ([`Handler::apply_set`]), in the order they came (a set takes its row
+/// locks in its own global order, so the messages need no sorting): all of them in one
 /// transaction; if that fails for a reason of its own (not the database being away or a lock
 /// conflict, which retries them all), each half in a transaction of its own, halving again until
 /// the message that breaks it stands alone and fails by itself (to be retried, refused or
@@ -175,9 +176,8 @@ async fn in_sets<H: Handler>(
     handler: &H,
     pool: &PgPool,
     subscription: &str,
-    items: &mut [Item],
+    items: &[Item],
 ) -> Vec<Result<(), Failure>> {
-    items.sort_by_cached_key(|item| handler.order_key(&item.delivery));
     let mut outcomes: Vec<Option<Result<(), Failure>>> = items.iter().map(|_| None).collect();
     let mut set = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {

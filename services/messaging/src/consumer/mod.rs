@@ -266,9 +266,10 @@ pub trait Handler: Send + Sync + 'static {
         }
     }
 
-    /// Messages of one batch are applied in ascending order of this key, so that two batches
-    /// running at once take the rows they share (e.g. a creator's balance) in the same order and
-    /// never deadlock. `None` sorts first.
+    /// For a handler that applies messages one by one in a shared transaction
+    /// ([`Handler::handle_in`]): they are applied in ascending order of this key, so that two
+    /// batches running at once take the rows they share in the same order and never deadlock.
+    /// `None` sorts first. A set ([`Handler::apply_set`]) orders its own locks and is not sorted.
     fn order_key(&self, delivery: &Delivery) -> Option<String> {
         let _ = delivery;
         None

@@ -282,17 +282,6 @@ impl Handler for EventFeed {
             })
             .collect())
     }
-
-    /// The creator an event notifies, whose sequence row it locks: batches take them in order.
-    fn order_key(&self, delivery: &Delivery) -> Option<String> {
-        let (_, fact) = self.source.decode(&delivery.payload).ok()?;
-        match fact {
-            Fact::CampaignAccepted { creator_id, .. }
-            | Fact::CommissionEarned { creator_id, .. }
-            | Fact::Payout { creator_id, .. } => Some(creator_id.to_string()),
-            _ => None,
-        }
-    }
 }
 
 #[cfg(test)]
