@@ -9,6 +9,7 @@ pub mod faults;
 pub mod platform;
 pub mod process;
 pub mod rest;
+pub mod statistics;
 pub mod workflow;
 
 use std::future::Future;

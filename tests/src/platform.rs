@@ -25,8 +25,8 @@ pub const SERVICES: [&str; 4] = ["campaign", "tracking", "commission", "payment"
 pub const NOTIFICATION: &str = "notification";
 
 /// The analytics service: it follows every topic and publishes nothing. Started last, by
-/// [`Platform::start_with_analytics`] only (the fault and load tests leave it out, so that their
-/// figures are the services' own).
+/// [`Platform::start_with_analytics`] and [`Platform::start_whole`] (the fault runs, whose
+/// statistics must equal the services' own numbers after the fault).
 pub const ANALYTICS: &str = "analytics";
 
 const STARTUP: Duration = Duration::from_secs(60);
@@ -68,6 +68,15 @@ impl Platform {
         extra_env: Vec<(&'static str, String)>,
     ) -> Self {
         Self::start_followed(test, mode, extra_env, &[NOTIFICATION]).await
+    }
+
+    /// Like [`Platform::start_with`], with the analytics service too: the whole platform.
+    pub async fn start_whole(
+        test: &str,
+        mode: &str,
+        extra_env: Vec<(&'static str, String)>,
+    ) -> Self {
+        Self::start_followed(test, mode, extra_env, &[NOTIFICATION, ANALYTICS]).await
     }
 
     async fn start_followed(

@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use tonic::transport::Channel;
@@ -20,111 +20,10 @@ use affiliate_proto::tracking::{
 };
 use e2e::eventually;
 use e2e::platform::{ANALYTICS, Platform};
+use e2e::statistics::{Seen, counted, seen};
 use e2e::workflow::{CREATOR_1, CREATOR_2, Door, Driver, business_workflow};
 
 const WAIT: Duration = Duration::from_secs(90);
-
-/// Totals as the comparison sees them: counters, and money per currency.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Seen {
-    views: i64,
-    clicks: i64,
-    purchases: i64,
-    commissions: i64,
-    /// currency → (revenue, earned, reserved, released, paid)
-    money: BTreeMap<String, (i64, i64, i64, i64, i64)>,
-}
-
-fn seen(totals: Option<&pb::Totals>) -> Seen {
-    let Some(t) = totals else {
-        return Seen::default();
-    };
-    let c = t.counts.unwrap_or_default();
-    Seen {
-        views: c.views,
-        clicks: c.clicks,
-        purchases: c.purchases,
-        commissions: c.commissions,
-        money: t
-            .amounts
-            .iter()
-            .map(|a| {
-                (
-                    a.currency.clone(),
-                    (
-                        a.revenue_minor,
-                        a.earned_minor,
-                        a.reserved_minor,
-                        a.released_minor,
-                        a.paid_minor,
-                    ),
-                )
-            })
-            .collect(),
-    }
-}
-
-/// What the tracking and commission databases hold for one campaign or creator.
-async fn counted(platform: &Platform, column: &str, id: Uuid, creator: bool) -> Seen {
-    let tracking = &platform.databases["tracking"].pool;
-    let commission = &platform.databases["commission"].pool;
-    let mut s = Seen::default();
-    let kinds: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "select kind, count(*) from tracking_events where {column} = $1 group by kind"
-    )))
-    .bind(id)
-    .fetch_all(tracking)
-    .await
-    .unwrap();
-    for (kind, n) in kinds {
-        match kind.as_str() {
-            "view" => s.views = n,
-            "click" => s.clicks = n,
-            _ => s.purchases = n,
-        }
-    }
-    let revenue: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "select currency, sum(amount_minor)::bigint from tracking_events where {column} = $1 and kind = 'purchase' group by currency"
-    )))
-    .bind(id)
-    .fetch_all(tracking)
-    .await
-    .unwrap();
-    for (currency, minor) in revenue {
-        s.money.entry(currency).or_default().0 = minor;
-    }
-    let earned: Vec<(String, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "select currency, count(*), sum(amount_minor)::bigint from commissions where {column} = $1 group by currency"
-    )))
-    .bind(id)
-    .fetch_all(commission)
-    .await
-    .unwrap();
-    for (currency, n, minor) in earned {
-        s.commissions += n;
-        s.money.entry(currency).or_default().1 = minor;
-    }
-    if creator {
-        // Every reservation was reserved once; the released and the settled ones moved on.
-        let reservations: Vec<(String, String, i64)> = sqlx::query_as(
-            "select currency, status, sum(amount_minor)::bigint from reservations where creator_id = $1 group by currency, status",
-        )
-        .bind(id)
-        .fetch_all(commission)
-        .await
-        .unwrap();
-        for (currency, status, minor) in reservations {
-            let m = s.money.entry(currency).or_default();
-            m.2 += minor;
-            match status.as_str() {
-                "released" => m.3 += minor,
-                "settled" => m.4 += minor,
-                _ => {}
-            }
-        }
-    }
-    s
-}
 
 struct Stats {
     campaign: Seen,
