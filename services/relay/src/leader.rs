@@ -121,6 +121,7 @@ impl OutboxRelay {
         })
         .await?;
         let mut published_since_log = 0usize;
+        let mut vacuum = Vacuum::new(self.tuning.vacuum_interval);
         while !shutdown.is_cancelled() {
             if measured.elapsed() >= METER_INTERVAL {
                 measured = std::time::Instant::now();
@@ -130,6 +131,9 @@ impl OutboxRelay {
                     measure_pending(&mut conn, &service),
                 )
                 .await?;
+            }
+            if vacuum.due() {
+                within(limit, "vacuum the outbox", vacuum.run(&mut conn)).await?;
             }
             // The claim and the delete are database steps, the receipts have their own limit.
             let batch_limit = self.tuning.publish_timeout + limit;
@@ -152,6 +156,7 @@ impl OutboxRelay {
                     metrics::histogram!("relay_batch_size", "outbox" => service.clone())
                         .record(n as f64);
                     published_since_log += n;
+                    vacuum.deleted(n);
                     tracing::debug!(outbox = %service, rows = n, "published batch");
                     if i64::try_from(n).unwrap_or(i64::MAX) >= self.tuning.batch_size {
                         continue;
@@ -177,6 +182,47 @@ impl OutboxRelay {
         // Closing the session frees the leader lock at once for a standby.
         metrics::gauge!("relay_leader", "outbox" => service.clone()).set(0.0);
         let _ = conn.close().await;
+        Ok(())
+    }
+}
+
+/// The leader's own vacuum of its outbox: every published row is deleted, so the table fills
+/// with dead rows that every claim reads until they are vacuumed. Run at most once per
+/// interval, and only after rows were deleted. Without the right to vacuum the table the server
+/// skips it with a warning, and autovacuum is left to do it.
+struct Vacuum {
+    interval: Duration,
+    last: std::time::Instant,
+    deleted: usize,
+}
+
+impl Vacuum {
+    fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            last: std::time::Instant::now(),
+            deleted: 0,
+        }
+    }
+
+    fn deleted(&mut self, rows: usize) {
+        self.deleted += rows;
+    }
+
+    fn due(&self) -> bool {
+        !self.interval.is_zero() && self.deleted > 0 && self.last.elapsed() >= self.interval
+    }
+
+    async fn run(&mut self, conn: &mut PgConnection) -> anyhow::Result<()> {
+        // The simple protocol: VACUUM cannot run inside the extended protocol's implicit
+        // transaction.
+        sqlx::raw_sql("vacuum outbox")
+            .execute(conn)
+            .await
+            .context("vacuum the outbox")?;
+        metrics::counter!("relay_vacuums_total").increment(1);
+        self.deleted = 0;
+        self.last = std::time::Instant::now();
         Ok(())
     }
 }

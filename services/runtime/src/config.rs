@@ -320,6 +320,11 @@ pub struct ConsumerArgs {
     /// the database's statement time-out, so the server's own cancellation comes first.
     #[arg(long = "consumer-batch-timeout", env = "CONSUMER_BATCH_TIMEOUT", default_value = "60s", value_parser = parse_positive_duration)]
     pub batch_timeout: Duration,
+    /// How long a set-applying subscription lets a set smaller than its batch size wait for more
+    /// messages before applying it, e.g. 5ms (`0s`: apply at once). Unset: each handler's own
+    /// (`messaging::Handler::linger`: the read side waits longer than the write path).
+    #[arg(long = "consumer-linger", env = "CONSUMER_LINGER", value_parser = parse_duration)]
+    pub linger: Option<Duration>,
 }
 
 /// How long the records that make redelivery harmless are kept, and how the loop that prunes

@@ -10,6 +10,7 @@ pub mod config;
 pub mod context;
 pub mod db;
 pub mod errors;
+pub mod group_commit;
 pub mod grpc;
 pub mod grpc_trace;
 pub mod idempotency;

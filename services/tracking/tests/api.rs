@@ -593,6 +593,67 @@ async fn concurrent_purchases_with_same_key_write_once() {
     app.stop().await;
 }
 
+/// Concurrent calls are written together (a group commit): each caller still gets its own
+/// event, a refused call among them fails alone, and every call written is stored once with
+/// its two outbox rows, each row in the transaction of its own event (the same `xmin` as the
+/// event's row, whichever set it went in).
+#[tokio::test]
+async fn concurrent_calls_written_together_each_get_their_own_answer() {
+    let app = spawn_app_with_grace("0s").await;
+    let (campaign, creator) = (new_id(), new_id());
+    seed(&app.db.pool, &campaign, &creator).await;
+    let calls = (0..60i64).map(|n| {
+        let mut client = app.client.clone();
+        let mut request = purchase(&campaign, &creator);
+        request.amount.as_mut().unwrap().amount_minor = 1_000 + n;
+        request.product_id = format!("sku-{n}");
+        if n % 20 == 7 {
+            // Not accepted by this creator: refused, alone.
+            request.creator_id = new_id();
+        }
+        async move {
+            let answer = client
+                .create_event(e2e::with_key(request.clone(), &format!("call-{n}")))
+                .await;
+            (n, request, answer)
+        }
+    });
+    let mut written = Vec::new();
+    for (n, request, answer) in futures::future::join_all(calls).await {
+        if n % 20 == 7 {
+            let status = answer.unwrap_err();
+            assert_eq!(
+                status.code(),
+                Code::FailedPrecondition,
+                "call {n}: {status:?}"
+            );
+            continue;
+        }
+        let event = answer.unwrap().into_inner().event.unwrap();
+        assert_eq!(
+            event.product_id, request.product_id,
+            "call {n} got another call's event"
+        );
+        assert_eq!(event.amount, request.amount, "call {n}");
+        written.push(Uuid::parse_str(&event.id).unwrap());
+    }
+    assert_eq!(written.len(), 57);
+    assert_eq!(count(&app.db.pool, "tracking_events").await, 57);
+    assert_eq!(count(&app.db.pool, "outbox").await, 114);
+    let same_transaction: i64 = sqlx::query_scalar(
+        "select count(*) from outbox o join tracking_events e on e.id = o.aggregate_id
+         where o.aggregate_type = 'tracking_event' and o.xmin = e.xmin",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        same_transaction, 114,
+        "each event's two outbox rows (created, calculate) in its event's transaction"
+    );
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn reusing_a_key_for_a_different_request_is_refused_and_writes_nothing() {
     let mut app = spawn_app().await;

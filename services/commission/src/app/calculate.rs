@@ -19,9 +19,9 @@ use affiliate_proto::commission::{
     self as pb, CommissionCalculated, CommissionRejected, commission_event::Event,
 };
 use service_runtime::context::CommandContext;
-use service_runtime::idempotency::{self, Claim};
 use service_runtime::money::display;
 use service_runtime::outbox::{self, OutboxMessage, Subject};
+use service_runtime::unit_of_work::{claim_keys, settle_keys};
 use service_runtime::validation::{Violations, parse_id};
 
 use super::{Error, messages, parse_money, past_the_largest, refused};
@@ -77,9 +77,6 @@ fn validate(request: &pb::CalculateCommissionRequest) -> Result<Purchase, Error>
 struct Writes {
     commissions: Vec<CommissionRow>,
     messages: Vec<OutboxMessage>,
-    /// The purchases (by position) whose keys were claimed now, and the encoded responses to
-    /// store under them.
-    responses: Vec<(usize, Vec<u8>)>,
     campaigns: HashSet<Uuid>,
     balances: HashSet<(Uuid, String)>,
 }
@@ -144,24 +141,9 @@ pub async fn calculate_set(
             continue;
         };
         let balance = balances.get_mut(&(p.creator_id, p.currency.clone()));
-        let decided = decide(ctx, p, t, balance, now, &mut writes);
-        if let (Ok(response), Some(key)) = (&decided, ctx.idempotency_key.as_deref())
-            && claimed.contains(key)
-        {
-            writes.responses.push((i, response.encode_to_vec()));
-        }
-        outcomes[i] = Some(decided);
+        outcomes[i] = Some(decide(ctx, p, t, balance, now, &mut writes));
     }
 
-    // Keys claimed by purchases that then failed are given back: they wrote nothing.
-    let failed: Vec<&str> = set
-        .iter()
-        .zip(&outcomes)
-        .filter(|(_, outcome)| matches!(outcome, Some(Err(_))))
-        .filter_map(|(c, _)| c.ctx.idempotency_key.as_deref())
-        .filter(|key| claimed.contains(*key))
-        .collect();
-    idempotency::unclaim(conn, &failed).await?;
     let committed: Vec<(Uuid, i64, bool)> = writes
         .campaigns
         .iter()
@@ -183,12 +165,9 @@ pub async fn calculate_set(
     outbox::append_set(conn, &writes.messages)
         .await
         .map_err(Error::Internal)?;
-    let responses: Vec<(&str, Vec<u8>)> = writes
-        .responses
-        .into_iter()
-        .filter_map(|(i, response)| Some((set[i].ctx.idempotency_key.as_deref()?, response)))
-        .collect();
-    idempotency::complete_set(conn, &responses).await?;
+    // Responses stored under the keys claimed now; keys of purchases that failed given back.
+    let contexts: Vec<&CommandContext> = set.iter().map(|c| &c.ctx).collect();
+    settle_keys(conn, &contexts, &outcomes, &claimed).await?;
     Ok(outcomes
         .into_iter()
         .map(|outcome| {
@@ -201,54 +180,30 @@ pub async fn calculate_set(
         .collect())
 }
 
-/// Claims the keys of the purchases still to decide; a purchase whose key ran before gets the
-/// stored response (or `KeyReused`) and is taken out. Returns the keys claimed now. A key given
-/// twice in one set is decided once; the other waits for a retry.
+/// Claims the keys of the purchases still to decide ([`claim_keys`]); a purchase whose key ran
+/// before, or came twice in this set, is answered and taken out. Returns the keys claimed now.
 async fn claim(
     conn: &mut PgConnection,
     set: &[Calculation],
     purchases: &mut [Option<Purchase>],
     outcomes: &mut [Option<Result<pb::CalculateCommissionResponse, Error>>],
 ) -> Result<HashSet<String>, Error> {
-    let mut entries: Vec<(&str, Vec<u8>)> = Vec::new();
-    let mut positions = Vec::new();
-    let mut seen = HashSet::new();
-    for (i, c) in set.iter().enumerate() {
-        let (Some(_), Some(key)) = (&purchases[i], c.ctx.idempotency_key.as_deref()) else {
-            continue;
-        };
-        if !seen.insert(key) {
-            outcomes[i] = Some(Err(Error::NotYet(format!(
-                "idempotency key `{key}` twice in one batch; retried after the first"
-            ))));
-            purchases[i] = None;
-            continue;
-        }
-        entries.push((key, c.request.encode_to_vec()));
-        positions.push(i);
-    }
-    let mut claimed = HashSet::new();
-    if entries.is_empty() {
-        return Ok(claimed);
-    }
-    let claims = idempotency::claim_set(conn, OPERATION, &entries).await?;
-    for ((i, (key, _)), claim) in positions.into_iter().zip(&entries).zip(claims) {
-        match claim {
-            Ok(Claim::Fresh) => {
-                claimed.insert((*key).to_owned());
-            }
-            Ok(Claim::Replay(bytes)) => {
-                purchases[i] = None;
-                outcomes[i] = Some(
-                    pb::CalculateCommissionResponse::decode(bytes.as_slice()).map_err(|e| {
-                        Error::Internal(anyhow::anyhow!("stored {OPERATION} response: {e}"))
-                    }),
-                );
-            }
-            Err(e) => {
-                purchases[i] = None;
-                outcomes[i] = Some(Err(e.into()));
-            }
+    let keyed = set
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| purchases[*i].is_some())
+        .filter_map(|(i, c)| {
+            Some((
+                i,
+                c.ctx.idempotency_key.as_deref()?,
+                c.request.encode_to_vec(),
+            ))
+        })
+        .collect();
+    let claimed = claim_keys(conn, OPERATION, keyed, outcomes).await?;
+    for (purchase, outcome) in purchases.iter_mut().zip(outcomes.iter()) {
+        if outcome.is_some() {
+            *purchase = None;
         }
     }
     Ok(claimed)

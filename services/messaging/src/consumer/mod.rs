@@ -244,6 +244,15 @@ pub trait Handler: Send + Sync + 'static {
         false
     }
 
+    /// How long a set smaller than the batch size waits for more messages before it is applied
+    /// (unless `CONSUMER_LINGER` says otherwise). A set costs a transaction and a handful of
+    /// statements whatever its size, so under moderate load a few milliseconds of waiting turn
+    /// many sets of one or two into one larger set; the handler trades that against how fast
+    /// its effects must be seen. Zero (the default): apply at once.
+    fn linger(&self) -> Duration {
+        Duration::ZERO
+    }
+
     /// Applies a whole batch inside the caller's transaction in as few statements as it can:
     /// every message decoded and decided in memory first, then one statement per table for all
     /// of them (the inbox as one insert of every id, returning the new ones; effects summed per
@@ -309,6 +318,9 @@ pub struct Subscription {
     pub stall_after: Duration,
     /// A batch not finished after this long is abandoned and its messages retried.
     pub batch_timeout: Duration,
+    /// How long a set smaller than `batch_size` waits for more messages before it is applied
+    /// (`None`: the handler's own, [`Handler::linger`]).
+    pub linger: Option<Duration>,
 }
 
 impl Subscription {
@@ -328,6 +340,7 @@ impl Subscription {
             status: None,
             stall_after: Duration::from_secs(20),
             batch_timeout: Duration::from_secs(60),
+            linger: None,
         }
     }
 
@@ -346,6 +359,7 @@ impl Subscription {
         s.max_held = args.max_held.max(1);
         s.stall_after = args.stall_timeout;
         s.batch_timeout = args.batch_timeout;
+        s.linger = args.linger;
         s.status = Some(board.subscription(name, &s.topics));
         s
     }
@@ -534,6 +548,13 @@ async fn consume<H: Handler>(
 
     let batching = handler.batch_pool().is_some();
     let per_job = if batching { subscription.batch_size } else { 1 };
+    let linger = if batching {
+        subscription.linger.unwrap_or_else(|| handler.linger())
+    } else {
+        Duration::ZERO
+    };
+    // Since when a set smaller than `per_job` has been waiting for more (see `linger`).
+    let mut lingering: Option<Instant> = None;
     let mut lanes: Lanes<Item> = Lanes::default();
     let mut unfinished = Unfinished::default();
     let mut work: FuturesUnordered<BoxFuture<'static, Done>> = FuturesUnordered::new();
@@ -547,6 +568,18 @@ async fn consume<H: Handler>(
     tick.reset();
     let ended: anyhow::Result<()> = loop {
         while jobs < subscription.concurrency {
+            let ready = lanes.ready();
+            if ready == 0 {
+                lingering = None;
+                break;
+            }
+            if ready < per_job
+                && !linger.is_zero()
+                && lingering.get_or_insert_with(Instant::now).elapsed() < linger
+            {
+                break;
+            }
+            lingering = None;
             let taken = lanes.take_ready(per_job);
             if taken.is_empty() {
                 break;
@@ -563,6 +596,7 @@ async fn consume<H: Handler>(
         tokio::select! {
             biased;
             () = shutdown.cancelled() => break Ok(()),
+            () = tokio::time::sleep(lingering.map_or(Duration::ZERO, |since| linger.saturating_sub(since.elapsed()))), if lingering.is_some() => {}
             Some(done) = work.next() => {
                 if matches!(done, Done::Applied(_)) {
                     jobs -= 1;

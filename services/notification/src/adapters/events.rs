@@ -260,6 +260,11 @@ impl Handler for EventFeed {
         true
     }
 
+    /// A person reads these: tens of milliseconds are not seen, and they gather a set.
+    fn linger(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(50)
+    }
+
     /// Every failure but a refusal is the database's or a campaign still in flight: retry.
     async fn apply_set(
         &self,

@@ -4,6 +4,7 @@
 //! never succeed is recorded and answered with `tracking.command_rejected.v1` (see
 //! `messaging::door`).
 
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use affiliate_proto::tracking::{
@@ -13,7 +14,7 @@ use messaging::door::CommandDoor;
 use service_runtime::context::CommandContext;
 use service_runtime::errors::Error;
 
-use crate::app::{Tracking, messages};
+use crate::app::{CreateEvent, Tracking, messages};
 
 /// Runs tracking commands that arrive as messages.
 #[derive(Debug, Clone)]
@@ -33,6 +34,45 @@ impl CommandDoor for TrackingDoor {
             Command::CreateEvent(r) => self.0.create_event(ctx, r).await.map(drop),
             Command::SubmitEvidence(r) => self.0.submit_evidence(ctx, r).await.map(drop),
         }
+    }
+
+    fn runs_sets(&self) -> bool {
+        true
+    }
+
+    /// CreateEvent commands as one set (`Tracking::create_events`); evidence, which is rare,
+    /// one at a time, each in a savepoint of the set's transaction.
+    async fn run_set(
+        &self,
+        conn: &mut PgConnection,
+        commands: Vec<(CommandContext, Command)>,
+    ) -> Result<Vec<Result<(), Error>>, Error> {
+        let mut outcomes: Vec<Option<Result<(), Error>>> = commands.iter().map(|_| None).collect();
+        let mut events: Vec<(usize, CreateEvent)> = Vec::new();
+        let mut evidence = Vec::new();
+        for (i, (ctx, command)) in commands.into_iter().enumerate() {
+            match command {
+                Command::CreateEvent(r) => events.push((i, (ctx, r))),
+                Command::SubmitEvidence(r) => evidence.push((i, ctx, r)),
+            }
+        }
+        let (positions, set): (Vec<usize>, Vec<CreateEvent>) = events.into_iter().unzip();
+        if !set.is_empty() {
+            for (i, result) in positions
+                .into_iter()
+                .zip(self.0.create_events(conn, &set).await?)
+            {
+                outcomes[i] = Some(result.map(drop));
+            }
+        }
+        for (i, ctx, request) in evidence {
+            let outcome = self.0.submit_evidence_in(&mut *conn, &ctx, request).await;
+            outcomes[i] = Some(outcome.map(drop));
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Err(Error::Internal(anyhow::anyhow!("no outcome")))))
+            .collect())
     }
 
     fn rejected_aggregate(&self, command_type: &str) -> &'static str {

@@ -58,32 +58,59 @@ pub struct Page {
     pub limit: i64,
 }
 
-/// Inserts an event recorded `now`; it occurred at `new.occurred_at`, or `now` if not reported.
-pub async fn insert_event(
+/// Inserts many events in one statement (`(id, event)`, recorded at `now`); returns the rows
+/// (in no particular order).
+pub async fn insert_events(
     conn: &mut PgConnection,
-    id: Uuid,
-    new: &NewEvent,
+    events: &[(Uuid, NewEvent)],
     now: DateTime<Utc>,
-) -> sqlx::Result<TrackingEventRow> {
+) -> sqlx::Result<Vec<TrackingEventRow>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = events.iter().map(|(id, _)| *id).collect();
+    let campaigns: Vec<Uuid> = events.iter().map(|(_, e)| e.campaign_id).collect();
+    let creators: Vec<Uuid> = events.iter().map(|(_, e)| e.creator_id).collect();
+    let kinds: Vec<&str> = events.iter().map(|(_, e)| e.kind.as_str()).collect();
+    let amounts: Vec<Option<i64>> = events
+        .iter()
+        .map(|(_, e)| e.amount.as_ref().map(|a| a.minor))
+        .collect();
+    let currencies: Vec<Option<&str>> = events
+        .iter()
+        .map(|(_, e)| e.amount.as_ref().map(|a| a.currency.as_str()))
+        .collect();
+    let products: Vec<Option<&str>> = events
+        .iter()
+        .map(|(_, e)| e.product_id.as_deref())
+        .collect();
+    let occurred: Vec<DateTime<Utc>> = events
+        .iter()
+        .map(|(_, e)| e.occurred_at.unwrap_or(now))
+        .collect();
     sqlx::query_as!(
         TrackingEventRow,
         r#"
         insert into tracking_events (id, campaign_id, creator_id, kind, amount_minor, currency,
                                      product_id, occurred_at, recorded_at)
-        values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        select e.id, e.campaign_id, e.creator_id, e.kind, e.amount_minor, e.currency,
+               e.product_id, e.occurred_at, $9
+        from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::int8[], $6::text[],
+                    $7::text[], $8::timestamptz[])
+             as e(id, campaign_id, creator_id, kind, amount_minor, currency, product_id, occurred_at)
         returning *
         "#,
-        id,
-        new.campaign_id,
-        new.creator_id,
-        new.kind.as_str(),
-        new.amount.as_ref().map(|a| a.minor),
-        new.amount.as_ref().map(|a| a.currency.as_str()),
-        new.product_id.as_deref(),
-        new.occurred_at.unwrap_or(now),
+        &ids,
+        &campaigns,
+        &creators,
+        &kinds as _,
+        &amounts as _,
+        &currencies as _,
+        &products as _,
+        &occurred,
         now,
     )
-    .fetch_one(conn)
+    .fetch_all(conn)
     .await
 }
 
@@ -174,29 +201,40 @@ pub async fn list_evidence(conn: &mut PgConnection, page: Page) -> sqlx::Result<
 
 // ---- the copy of the campaigns (fed by campaign events) ----
 
-/// What the copy knows of `campaign_id` and `creator_id`; `None` if the campaign is not in it.
-pub async fn standing(
+/// The standing of many (campaign, creator) pairs in one query: the campaign's status and
+/// whether the creator accepted it. A pair whose campaign is unknown is absent.
+pub async fn standings(
     conn: &mut PgConnection,
-    campaign_id: Uuid,
-    creator_id: Uuid,
-) -> sqlx::Result<Option<Standing>> {
-    let row = sqlx::query!(
+    pairs: &[(Uuid, Uuid)],
+) -> sqlx::Result<std::collections::HashMap<(Uuid, Uuid), Standing>> {
+    let campaigns: Vec<Uuid> = pairs.iter().map(|(c, _)| *c).collect();
+    let creators: Vec<Uuid> = pairs.iter().map(|(_, c)| *c).collect();
+    let rows = sqlx::query!(
         r#"
-        select c.status,
+        select p.campaign_id as "campaign_id!", p.creator_id as "creator_id!", c.status,
                exists (select 1 from acceptances a
-                       where a.campaign_id = c.campaign_id and a.creator_id = $2) as "accepted!"
-        from campaigns c where c.campaign_id = $1
+                       where a.campaign_id = p.campaign_id and a.creator_id = p.creator_id) as "accepted!"
+        from (select distinct * from unnest($1::uuid[], $2::uuid[])) as p(campaign_id, creator_id)
+        join campaigns c on c.campaign_id = p.campaign_id
         "#,
-        campaign_id,
-        creator_id,
+        &campaigns,
+        &creators,
     )
-    .fetch_optional(conn)
+    .fetch_all(conn)
     .await?;
-    Ok(row.map(|row| Standing {
-        // The table's check constraint guarantees it parses.
-        status: CampaignStatus::parse(&row.status).unwrap_or(CampaignStatus::Closed),
-        accepted: row.accepted,
-    }))
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            (
+                (row.campaign_id, row.creator_id),
+                Standing {
+                    // The table's check constraint guarantees it parses.
+                    status: CampaignStatus::parse(&row.status).unwrap_or(CampaignStatus::Closed),
+                    accepted: row.accepted,
+                },
+            )
+        })
+        .collect())
 }
 
 /// Inserts or updates a campaign's status if `version` is newer than what is stored.

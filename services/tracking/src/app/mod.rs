@@ -3,6 +3,7 @@
 //! command-topic consumer both call these, so a command has the same effect whichever door it
 //! came through.
 
+mod create;
 mod error;
 pub mod messages;
 
@@ -13,19 +14,18 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use affiliate_proto::tracking::{
-    self as pb, EvidenceSubmitted, TrackingEventCreated, tracking_event_envelope::Event,
-};
+use affiliate_proto::tracking::{self as pb, EvidenceSubmitted, tracking_event_envelope::Event};
 use service_runtime::context::CommandContext;
+use service_runtime::group_commit::{GroupCommit, Tuning};
 use service_runtime::outbox::{self, Subject};
 use service_runtime::paging::next_page_token;
 use service_runtime::unit_of_work::{Decision, execute};
 use service_runtime::validation::parse_optional_id;
 
 use crate::adapters::repository::{self as repo, Page};
-use crate::domain::{
-    self, CreateEventInput, NewEvent, SubmitEvidenceInput, Unattributed, Violations,
-};
+use crate::domain::{self, SubmitEvidenceInput, Violations};
+pub use create::CreateEvent;
+use create::EventWriter;
 pub use error::Error;
 
 /// Default and largest page of ListEvents and ListEvidence.
@@ -73,11 +73,35 @@ impl Attribution {
 pub struct Tracking {
     pool: PgPool,
     attribution: Attribution,
+    /// The gRPC door's CreateEvent calls, written in sets.
+    events: GroupCommit<EventWriter>,
 }
 
 impl Tracking {
+    /// Starts the group commit's writers (so it must run inside a tokio runtime).
     pub fn new(pool: PgPool, attribution: Attribution) -> Self {
-        Self { pool, attribution }
+        let events = GroupCommit::start(
+            EventWriter {
+                attribution: attribution.clone(),
+            },
+            pool.clone(),
+            Tuning::default(),
+        );
+        Self {
+            pool,
+            attribution,
+            events,
+        }
+    }
+
+    /// Records the events of many CreateEvent commands in the caller's transaction, one outcome
+    /// per command (the command topic's door runs its batches so).
+    pub async fn create_events(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        set: &[create::CreateEvent],
+    ) -> Result<Vec<Result<pb::CreateEventResponse, Error>>, Error> {
+        create::create_events(conn, &self.attribution, set).await
     }
 
     /// [`Tracking::create_event`], waiting while the copy of the campaigns may still be behind
@@ -106,79 +130,24 @@ impl Tracking {
     }
 
     /// Records a view, click or purchase and publishes `tracking_event.created.v1`; a purchase
-    /// also sends `commission.calculate.command.v1`, in the same transaction.
+    /// also sends `commission.calculate.command.v1`, in the same transaction. Concurrent calls
+    /// are written together ([`create::EventWriter`]); the answer comes once this one committed.
     pub async fn create_event(
         &self,
         ctx: &CommandContext,
         request: pb::CreateEventRequest,
     ) -> Result<pb::CreateEventResponse, Error> {
-        let new = domain::validate_new_event(
-            CreateEventInput {
-                campaign_id: &request.campaign_id,
-                creator_id: &request.creator_id,
-                kind: messages::event_kind_from_proto(request.kind),
-                amount: request
-                    .amount
-                    .as_ref()
-                    .map(|a| (a.amount_minor, a.currency.as_str())),
-                product_id: &request.product_id,
-                occurred_at: request.occurred_at.as_ref().map(|t| (t.seconds, t.nanos)),
-            },
-            messages::now(),
-        )?;
-        execute(
-            &self.pool,
-            ctx,
-            "tracking.create_event",
-            &request,
-            async |tx| {
-                let standing = repo::standing(tx, new.campaign_id, new.creator_id).await?;
-                if let Err(why) = domain::check_attribution(standing) {
-                    return Err(self.unattributed(ctx, &new, why));
-                }
-                let now = messages::now();
-                let row = repo::insert_event(tx, Uuid::now_v7(), &new, now).await?;
-                let event = messages::tracking_event(&row);
-                let created = outbox::event::<pb::TrackingEventEnvelope>(
-                    ctx,
-                    Subject::new(messages::TRACKING_EVENT, row.id, messages::VERSION),
-                    now,
-                    Event::TrackingEventCreated(TrackingEventCreated {
-                        event: Some(event.clone()),
-                    }),
-                );
-                let calculate = messages::calculate_command(ctx, &row, created.message_id, now);
-                Ok(Decision::with_all(
-                    pb::CreateEventResponse { event: Some(event) },
-                    std::iter::once(created).chain(calculate),
-                ))
-            },
-        )
-        .await
-    }
-
-    /// The error of an event the copy does not attribute: "not yet" while the copy may be behind,
-    /// then NOT_FOUND for an unknown campaign and FAILED_PRECONDITION for the rest.
-    fn unattributed(&self, ctx: &CommandContext, new: &NewEvent, why: Unattributed) -> Error {
-        if !self.attribution.patience(ctx).is_zero() {
-            return Error::NotYet(format!(
-                "campaign {}: {why} (yet; tracking's copy of the campaigns may be behind)",
-                new.campaign_id
-            ));
+        // Refused before it queues: an invalid request never waits for a set.
+        create::validate(&request)?;
+        // What this call writes continues this call's trace (its span, not the caller's).
+        let mut ctx = ctx.clone();
+        if let Some((traceparent, tracestate)) = service_runtime::telemetry::current_trace_headers()
+        {
+            ctx.traceparent = Some(traceparent);
+            ctx.tracestate = tracestate;
         }
-        match why {
-            Unattributed::UnknownCampaign => Error::NotFound {
-                what: "campaign",
-                id: new.campaign_id.to_string(),
-            },
-            Unattributed::NotAccepted => Error::Precondition(format!(
-                "creator {} has not accepted campaign {}",
-                new.creator_id, new.campaign_id
-            )),
-            Unattributed::NotActive(_) => {
-                Error::Precondition(format!("campaign {}: {why}", new.campaign_id))
-            }
-        }
+        let traceparent = ctx.traceparent.clone();
+        self.events.submit((ctx, request), traceparent).await
     }
 
     /// One tracking event.
@@ -225,6 +194,17 @@ impl Tracking {
         ctx: &CommandContext,
         request: pb::SubmitEvidenceRequest,
     ) -> Result<pb::SubmitEvidenceResponse, Error> {
+        self.submit_evidence_in(&self.pool, ctx, request).await
+    }
+
+    /// [`Tracking::submit_evidence`] on `db`: a pool (its own transaction) or a connection in a
+    /// transaction (a savepoint in it, as the command door's sets run it).
+    pub async fn submit_evidence_in<'c>(
+        &self,
+        db: impl sqlx::Acquire<'c, Database = sqlx::Postgres>,
+        ctx: &CommandContext,
+        request: pb::SubmitEvidenceRequest,
+    ) -> Result<pb::SubmitEvidenceResponse, Error> {
         let new = domain::validate_new_evidence(SubmitEvidenceInput {
             campaign_id: &request.campaign_id,
             creator_id: &request.creator_id,
@@ -232,31 +212,25 @@ impl Tracking {
             url: &request.url,
             note: &request.note,
         })?;
-        execute(
-            &self.pool,
-            ctx,
-            "tracking.submit_evidence",
-            &request,
-            async |tx| {
-                let now = messages::now();
-                let row = repo::insert_evidence(tx, Uuid::now_v7(), &new, now).await?;
-                let evidence = messages::evidence(&row);
-                let event = Event::EvidenceSubmitted(EvidenceSubmitted {
-                    evidence: Some(evidence.clone()),
-                });
-                Ok(Decision::with(
-                    pb::SubmitEvidenceResponse {
-                        evidence: Some(evidence),
-                    },
-                    outbox::event::<pb::TrackingEventEnvelope>(
-                        ctx,
-                        Subject::new(messages::EVIDENCE, row.id, messages::VERSION),
-                        now,
-                        event,
-                    ),
-                ))
-            },
-        )
+        execute(db, ctx, "tracking.submit_evidence", &request, async |tx| {
+            let now = messages::now();
+            let row = repo::insert_evidence(tx, Uuid::now_v7(), &new, now).await?;
+            let evidence = messages::evidence(&row);
+            let event = Event::EvidenceSubmitted(EvidenceSubmitted {
+                evidence: Some(evidence.clone()),
+            });
+            Ok(Decision::with(
+                pb::SubmitEvidenceResponse {
+                    evidence: Some(evidence),
+                },
+                outbox::event::<pb::TrackingEventEnvelope>(
+                    ctx,
+                    Subject::new(messages::EVIDENCE, row.id, messages::VERSION),
+                    now,
+                    event,
+                ),
+            ))
+        })
         .await
     }
 
