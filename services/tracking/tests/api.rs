@@ -613,7 +613,7 @@ async fn concurrent_calls_written_together_each_get_their_own_answer() {
         }
         async move {
             let answer = client
-                .create_event(e2e::with_key(request.clone(), &format!("call-{n}")))
+                .create_event(e2e::with_key(request.clone(), format!("call-{n}")))
                 .await;
             (n, request, answer)
         }
