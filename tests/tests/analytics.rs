@@ -135,29 +135,52 @@ async fn statistics_and_the_audit_trail_follow_the_workflow_and_a_replay_rebuild
 
     // The paid payout's workflow: every step of the saga, in causal order, one correlation id,
     // one trace id.
-    let history = client
-        .get_aggregate_history(pb::GetAggregateHistoryRequest {
-            aggregate_type: "payout".into(),
-            aggregate_id: outcome.paid_payout.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .entries;
+    // Each topic is followed on its own: the statistics being complete says nothing of the
+    // payment events, so wait for the paid payout's last one (version 4: completed).
+    let history = eventually(WAIT, "the paid payout's four events", || {
+        let mut client = client.clone();
+        let payout = outcome.paid_payout.clone();
+        async move {
+            let entries = client
+                .get_aggregate_history(pb::GetAggregateHistoryRequest {
+                    aggregate_type: "payout".into(),
+                    aggregate_id: payout,
+                })
+                .await
+                .ok()?
+                .into_inner()
+                .entries;
+            entries
+                .iter()
+                .any(|e| e.message_type == "payout.completed.v1")
+                .then_some(entries)
+        }
+    })
+    .await;
     let versions: Vec<i64> = history.iter().map(|e| e.aggregate_version).collect();
     assert!(
         versions.windows(2).all(|w| w[0] < w[1]) && !versions.is_empty(),
         "the payout's events by version: {versions:?}"
     );
     let correlation = history[0].correlation_id.clone();
-    let workflow = client
-        .get_workflow(pb::GetWorkflowRequest {
-            correlation_id: correlation.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .entries;
+    // Its trail spans three topics, each followed on its own: wait until both ends are in.
+    let workflow = eventually(WAIT, "the paid payout's whole workflow", || {
+        let mut client = client.clone();
+        let correlation = correlation.clone();
+        async move {
+            let entries = client
+                .get_workflow(pb::GetWorkflowRequest {
+                    correlation_id: correlation,
+                })
+                .await
+                .ok()?
+                .into_inner()
+                .entries;
+            let has = |t: &str| entries.iter().any(|e| e.message_type == t);
+            (has("commission.settled.v1") && has("payout.completed.v1")).then_some(entries)
+        }
+    })
+    .await;
     let types: Vec<&str> = workflow.iter().map(|e| e.message_type.as_str()).collect();
     println!("payout workflow {correlation}: {types:?}");
     let mut before = HashSet::new();

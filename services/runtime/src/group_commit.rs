@@ -181,7 +181,13 @@ fn take_waiting<W: SetWriter>(
     }
 }
 
-async fn write<W: SetWriter>(writer: &W, pool: &PgPool, set: Vec<Job<W>>) {
+async fn write<W: SetWriter>(writer: &W, pool: &PgPool, mut set: Vec<Job<W>>) {
+    // A caller that has gone (its call timed out or was cancelled) is not written for: as with a
+    // transaction of its own, its work is dropped, and its retry runs it.
+    set.retain(|job| !job.answer.is_closed());
+    if set.is_empty() {
+        return;
+    }
     metrics::histogram!("group_commit_set_size", "operation" => W::OPERATION)
         .record(set.len() as f64);
     let items: Vec<W::Item> = set.iter().map(|job| job.item.clone()).collect();
@@ -195,7 +201,12 @@ async fn write<W: SetWriter>(writer: &W, pool: &PgPool, set: Vec<Job<W>>) {
                 let _ = job.answer.send(output);
             }
         }
-        Err(e) if set.len() > 1 && !matches!(e, Error::Unavailable(_)) => {
+        Err(e) if set.len() == 1 => {
+            if let Some(job) = set.pop() {
+                let _ = job.answer.send(Err(e));
+            }
+        }
+        Err(e) if !matches!(e, Error::Unavailable(_)) => {
             tracing::warn!(operation = W::OPERATION, calls = set.len(), error = %e, "a set failed: writing its calls one at a time");
             for job in set {
                 let output = attempt(
@@ -216,10 +227,7 @@ async fn write<W: SetWriter>(writer: &W, pool: &PgPool, set: Vec<Job<W>>) {
         Err(e) => {
             let message = format!("{e:#}");
             for job in set {
-                let error = match &e {
-                    Error::Unavailable(_) => Error::Unavailable(anyhow::anyhow!("{message}")),
-                    _ => Error::Internal(anyhow::anyhow!("{message}")),
-                };
+                let error = Error::Unavailable(anyhow::anyhow!("{message}"));
                 let _ = job.answer.send(Err(error));
             }
         }
