@@ -283,7 +283,7 @@ fn broker_errors() -> Vec<String> {
 
 /// Runs `deploy/local/<name> <args>` (blocking: the caller's runtime has other threads), failing
 /// with what to do if it cannot; returns its standard output.
-fn script(name: &str, args: &[&str]) -> String {
+pub fn script(name: &str, args: &[&str]) -> String {
     let path = format!("{}/../deploy/local/{name}", env!("CARGO_MANIFEST_DIR"));
     let output = Command::new(&path)
         .args(args)

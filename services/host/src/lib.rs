@@ -109,7 +109,7 @@ impl Host {
         shutdown: CancellationToken,
     ) -> Running {
         tracing::info!(mode = self.mode.as_str(), "{} running", self.name);
-        let mut parts = Parts::new(shutdown.clone());
+        let mut parts = Parts::new(shutdown.clone(), self.grace);
         if let Some(link) = &self.pulsar {
             let (args, board, token) = (
                 self.pulsar_args.clone(),

@@ -35,7 +35,10 @@ impl Application {
         else {
             return Ok(());
         };
-        let mut parts = Parts::new(shutdown.clone());
+        // A loop stops between batches; a batch takes at most its publish and database time-outs.
+        let tuning = &self.config.tuning;
+        let grace = tuning.publish_timeout + tuning.database_timeout;
+        let mut parts = Parts::new(shutdown.clone(), grace);
         for source in &self.config.outboxes {
             let publisher = Publisher::new(pulsar.clone(), self.config.pulsar.clone());
             let relay =

@@ -1,11 +1,13 @@
 //! Running a service process: the shape every `main.rs` shares (logs, build, serve until a
 //! signal) and the supervision of a process's parts (gRPC server, consumers, loops).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::task::JoinSet;
+use tokio::task::{Id, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::LogArgs;
@@ -44,6 +46,13 @@ where
         tracing::error!(error = format!("{e:#}"), "{name} stopped with an error");
     }
     telemetry::shutdown();
+    if let Err(e) = &result
+        && e.is::<ForcedShutdown>()
+    {
+        // Returning would drop the runtime, which waits for its blocking threads (a DNS lookup of
+        // a broker that is gone, say) for as long as they take.
+        std::process::exit(1);
+    }
     result
 }
 
@@ -62,17 +71,39 @@ pub fn parse_command<C: clap::FromArgMatches>(command: clap::Command, version: &
 }
 
 /// The concurrent parts of one process. When any part ends, all are told to stop; the first
-/// failure is returned once every part has ended.
+/// failure is returned once every part has ended. Once told to stop, the parts get at most the
+/// shutdown grace to end: whatever still runs then (a consumer closing on a broker that is gone,
+/// a transaction waiting for a database that is gone) is abandoned, so a process asked to stop
+/// always stops, whatever its dependencies do. Nothing committed is lost: what was not
+/// acknowledged is redelivered to whoever consumes next, and a transaction not committed rolls
+/// back.
 pub struct Parts {
     set: JoinSet<(&'static str, anyhow::Result<()>)>,
+    names: HashMap<Id, &'static str>,
     shutdown: CancellationToken,
+    grace: Duration,
+}
+
+/// The parts did not all end within the shutdown grace; those still running were abandoned.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "shutdown forced: {running:?} still running {grace:?} after the stop was requested; abandoned \
+     (what they had not acknowledged is redelivered)"
+)]
+pub struct ForcedShutdown {
+    pub grace: Duration,
+    /// The parts still running, by name.
+    pub running: Vec<&'static str>,
 }
 
 impl Parts {
-    pub fn new(shutdown: CancellationToken) -> Self {
+    /// Parts that stop on `shutdown` and get at most `grace` to end once it is cancelled.
+    pub fn new(shutdown: CancellationToken, grace: Duration) -> Self {
         Self {
             set: JoinSet::new(),
+            names: HashMap::new(),
             shutdown,
+            grace,
         }
     }
 
@@ -85,14 +116,43 @@ impl Parts {
     where
         F: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
-        self.set.spawn(async move { (name, part.await) });
+        let handle = self.set.spawn(async move { (name, part.await) });
+        self.names.insert(handle.id(), name);
     }
 
-    /// Waits for every part; logs which one ended first and why.
+    /// Waits for every part; logs which one ended first and why. Once the token is cancelled
+    /// (by the caller, or here when a part ends), waits at most the grace, then abandons the parts
+    /// still running and returns [`ForcedShutdown`].
     pub async fn supervise(mut self) -> anyhow::Result<()> {
         let mut result = Ok(());
-        while let Some(joined) = self.set.join_next().await {
-            let (part, outcome) = joined.context("a service task panicked")?;
+        let (shutdown, grace) = (self.shutdown.clone(), self.grace);
+        let deadline = async move {
+            shutdown.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::pin!(deadline);
+        loop {
+            let joined = tokio::select! {
+                joined = self.set.join_next_with_id() => match joined {
+                    Some(joined) => joined,
+                    None => break,
+                },
+                () = &mut deadline => {
+                    let mut running: Vec<&'static str> = self.names.values().copied().collect();
+                    running.sort_unstable();
+                    let forced = ForcedShutdown { grace, running };
+                    tracing::error!(
+                        grace_secs = grace.as_secs_f64(),
+                        parts = ?forced.running,
+                        "shutdown forced: parts still running after the grace period are abandoned \
+                         (their unacknowledged messages are redelivered)"
+                    );
+                    self.set.abort_all();
+                    return Err(forced.into());
+                }
+            };
+            let (id, (part, outcome)) = joined.context("a service task panicked")?;
+            self.names.remove(&id);
             if !self.shutdown.is_cancelled() {
                 tracing::error!(part, "stopped unexpectedly; shutting the service down");
                 self.shutdown.cancel();
@@ -104,6 +164,7 @@ impl Parts {
                 }
             }
         }
+        tracing::info!("every part stopped");
         result
     }
 }
@@ -115,7 +176,7 @@ mod tests {
     #[tokio::test]
     async fn a_failing_part_stops_the_others_and_is_reported() {
         let token = CancellationToken::new();
-        let mut parts = Parts::new(token.clone());
+        let mut parts = Parts::new(token.clone(), Duration::from_secs(10));
         let t = parts.token();
         parts.spawn("waits", async move {
             t.cancelled().await;
@@ -128,9 +189,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_part_that_does_not_stop_is_abandoned_after_the_grace() {
+        let token = CancellationToken::new();
+        let mut parts = Parts::new(token.clone(), Duration::from_millis(100));
+        let t = parts.token();
+        parts.spawn("stops", async move {
+            t.cancelled().await;
+            Ok(())
+        });
+        parts.spawn("hangs", std::future::pending());
+        token.cancel();
+        let started = std::time::Instant::now();
+        let err = parts.supervise().await.err();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let forced = err
+            .as_ref()
+            .and_then(|e| e.downcast_ref::<ForcedShutdown>());
+        assert_eq!(forced.map(|f| f.running.clone()), Some(vec!["hangs"]));
+    }
+
+    #[tokio::test]
     async fn shutdown_ends_every_part_cleanly() {
         let token = CancellationToken::new();
-        let mut parts = Parts::new(token.clone());
+        let mut parts = Parts::new(token.clone(), Duration::from_secs(10));
         for name in ["a", "b"] {
             let t = parts.token();
             parts.spawn(name, async move {

@@ -131,7 +131,8 @@ impl Application {
             ui_addr = %self.ui_addr,
             "trace viewer started"
         );
-        let mut parts = Parts::new(shutdown);
+        // Each part drains within the grace on its own (`drain`); the parts' bound is the backstop.
+        let mut parts = Parts::new(shutdown, self.grace + Duration::from_secs(1));
 
         let token = parts.token();
         let receiver = TraceServiceServer::new(Receiver(TraceServiceImpl::new(self.state.clone())))
