@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1
-#
 # One image with every binary of the workspace; the command picks the process:
 #
 #   docker build -t affiliate-platform .
@@ -17,13 +15,26 @@
 #
 # Runtime: distroless cc (glibc, libgcc, CA certificates; no shell, no package manager), as the
 # numeric non-root user 65532, so Kubernetes' runAsNonRoot can verify it.
+#
+# No `# syntax=` line: it would make BuildKit fetch a frontend image from Docker Hub before every
+# build, which fails on an offline or mirror-only builder; the frontend built into BuildKit
+# (0.9 and later) has the cache mounts used below. The base images are build arguments, so a
+# registry mirror is named rather than re-tagged, e.g.
+#   docker build --build-arg RUST_IMAGE=mirror.example/library/rust \
+#     --build-arg GO_IMAGE=mirror.example/library/golang \
+#     --build-arg RUNTIME_IMAGE=mirror.example/distroless/cc-debian12:nonroot -t affiliate-platform .
+# deploy/containers/ builds it with podman on a machine with no registry (stand-ins tagged with
+# these names) and packs already-built binaries onto the runtime stage below for the tests.
 
+ARG RUST_IMAGE=rust
 ARG RUST_VERSION=1.95.0
+ARG GO_IMAGE=golang
 ARG GO_VERSION=1.26
 ARG DEBIAN_RELEASE=bookworm
+ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 
 # ---- build ----------------------------------------------------------------------------------
-FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS builder
+FROM ${RUST_IMAGE}:${RUST_VERSION}-${DEBIAN_RELEASE} AS builder
 ARG RUST_VERSION
 # Our .proto files are compiled by protox (proto/build.rs), but two dependencies run prost-build
 # with the system protoc: the pulsar crate (PulsarApi.proto) and otlp-embedded (the trace
@@ -55,14 +66,17 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
 # Kubernetes probes gRPC health natively (deploy/helm); Docker and Compose health checks run a
 # command inside the container, and distroless has no shell or curl: this static binary (Go, about 18 MB)
 # asks grpc.health.v1 of a service and exits 0 on SERVING (deploy/compose uses it).
-FROM golang:${GO_VERSION}-${DEBIAN_RELEASE} AS grpc-health-probe
+FROM ${GO_IMAGE}:${GO_VERSION}-${DEBIAN_RELEASE} AS grpc-health-probe
 ARG GRPC_HEALTH_PROBE_VERSION=v0.4.62
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOBIN=/out go install "github.com/grpc-ecosystem/grpc-health-probe@${GRPC_HEALTH_PROBE_VERSION}"
 
 # ---- runtime --------------------------------------------------------------------------------
-FROM gcr.io/distroless/cc-debian12:nonroot
+# (deploy/containers/image.sh packs binaries built outside onto exactly this stage: it copies
+# the lines from here to the end, replacing only the two COPY --from lines)
+# hadolint ignore=DL3006
+FROM ${RUNTIME_IMAGE}
 LABEL org.opencontainers.image.title="affiliate-platform" \
       org.opencontainers.image.description="Affiliate platform: gRPC services, outbox relay, REST BFF, operator CLI, trace viewer" \
       org.opencontainers.image.licenses="Apache-2.0"

@@ -434,9 +434,17 @@ for source in init_sql:
 if not created:
     error("compose postgres: no init script in /docker-entrypoint-initdb.d/ creates a database")
 else:
+    for name, s in services.items():
+        if "start_interval" in (s.get("healthcheck") or {}):
+            error(f"compose {name}: healthcheck start_interval makes Compose refuse the file on engines "
+                  "older than Docker Engine 25, and podman has no such option: use a short interval")
+    # pg_isready answers "accepting connections" for a database that does not exist, so only a
+    # query (psql) in the last database the init script creates proves the init has finished
     test = ((services.get("postgres") or {}).get("healthcheck") or {}).get("test") or []
-    asked = test[test.index("-d") + 1 :][:1] if "-d" in test else created[-1:]
-    if asked != created[-1:]:
+    asked = test[test.index("-d") + 1 :][:1] if "-d" in test else []
+    if test[1:2] != ["psql"] or "-c" not in test:
+        error(f"compose postgres: the healthcheck must run a query with psql (pg_isready ignores -d), not {test[1:2]}")
+    elif asked != created[-1:]:
         error(f"compose postgres: the healthcheck asks database {asked[0] if asked else None!r}, not "
               f"{created[-1]!r}, the last the init script creates (it would pass before that one exists)")
 compose_runs = set()

@@ -27,6 +27,9 @@ fi
 
 # A second, secured broker (TLS only, tokens, authorization) beside the plain one, with a state
 # folder and ports of its own, for tests/tests/secure_broker.rs.
+step "the container world (deploy/containers/setup.sh: podman, the stand-in base images, Docker Compose)"
+deploy/containers/setup.sh
+
 SECURE_STATE="$STATE_DIR/secure"
 secure_pulsar() {
   env STATE_DIR="$SECURE_STATE" LOG_DIR="$SECURE_STATE/logs" PID_DIR="$SECURE_STATE/pids" \

@@ -10,7 +10,7 @@
 #   cargo: cargo-deny $CARGO_DENY_VERSION (cargo install --locked --root $CARGO_TOOLS_ROOT) -> $CARGO_DENY_BIN
 #          cargo-machete $CARGO_MACHETE_VERSION (the same way)                    -> $CARGO_MACHETE_BIN
 # `apt-get update` runs once, and only when an apt package is missing. Waits for the apt/dpkg lock.
-# Usage: deploy/local/install.sh        (idempotent; prints what it installed vs found)
+# Usage: deploy/local/install.sh [--apt-only]   (idempotent; prints what it installed vs found)
 set -euo pipefail
 # shellcheck source=env.sh
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -78,6 +78,13 @@ if ((${#apt_missing[@]})); then
   infra_log "apt-get install ${apt_missing[*]}"
   apt_run install --no-install-recommends "${apt_missing[@]}"
   for p in "${apt_missing[@]}"; do installed+=("apt:$p"); done
+fi
+
+# `install.sh --apt-only`: the apt packages only (deploy/containers/setup.sh adds its own through
+# LOCAL_INFRA_EXTRA_APT_PACKAGES)
+if [[ "${1:-}" == --apt-only ]]; then
+  infra_log "apt packages: installed ${installed[*]:-(nothing)}; found ${#found[@]}"
+  exit 0
 fi
 
 # ---- grpcurl (Go) ---------------------------------------------------------------------------
