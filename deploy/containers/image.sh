@@ -37,7 +37,8 @@ build() { # build CONTEXT CONTAINERFILE [podman build args...]
 cmd_full() {
   podman image exists "$RUST_IMAGE_NAME" && podman image exists "$GOLANG_IMAGE_NAME" ||
     infra_die "the builder stand-ins are missing: run deploy/containers/setup.sh --full"
-  build "$REPO_ROOT" "$REPO_ROOT/Dockerfile"
+  # --network host: the build fetches crates, Debian packages and Go modules (see setup.sh)
+  build "$REPO_ROOT" "$REPO_ROOT/Dockerfile" --network host
 }
 
 # packed_containerfile DOCKERFILE: prints the runtime stage with the packed files' COPY lines

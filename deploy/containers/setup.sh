@@ -2,7 +2,7 @@
 # Makes the container world of this project on a machine without a Docker engine (the CI kind:
 # Debian 12, 2 cores, no systemd, registries other than the package ones unreachable):
 #
-#   1. apt: podman, buildah, runc, netavark, aardvark-dns, mmdebstrap, uidmap (deploy/local/install.sh --apt-only)
+#   1. apt: podman, buildah, runc, netavark, aardvark-dns, catatonit (kube play's pause), mmdebstrap, uidmap (deploy/local/install.sh --apt-only)
 #   2. a Debian 12 base made by mmdebstrap from Debian's mirror (localhost/affiliate-standin/debian)
 #   3. stand-ins for the base images our files name, built from deploy/containers/stand-ins and
 #      tagged with exactly those names (each Containerfile says where it differs from upstream):
@@ -34,7 +34,7 @@ t0=$(date +%s)
 mkdir -p "$CONTAINERS_CACHE" "$CONTAINERS_STATE"
 
 # ---- 1. packages ----------------------------------------------------------------------------
-LOCAL_INFRA_EXTRA_APT_PACKAGES="podman buildah runc netavark aardvark-dns mmdebstrap uidmap ${LOCAL_INFRA_EXTRA_APT_PACKAGES:-}" \
+LOCAL_INFRA_EXTRA_APT_PACKAGES="podman buildah runc netavark aardvark-dns catatonit mmdebstrap uidmap ${LOCAL_INFRA_EXTRA_APT_PACKAGES:-}" \
   "$REPO_ROOT/deploy/local/install.sh" --apt-only
 podman info --format '{{.Host.OCIRuntime.Name}} {{.Host.CgroupManager}}' >/dev/null ||
   infra_die "podman does not work with $CONTAINERS_CONF (see podman info)"
@@ -70,7 +70,9 @@ standin() {
   fi
   infra_log "stand-in $name: building $tag (log $CONTAINERS_STATE/build-$name.log)"
   local t=$SECONDS
-  if ! podman build --pull=never --label "$LABEL=$hash" -t "$tag" -f "$context/Containerfile" \
+  # --network host: the builds fetch Debian packages, and netavark (which the projects' networks
+  # need for their DNS) gives containers no outbound NAT on these machines
+  if ! podman build --pull=never --network host --label "$LABEL=$hash" -t "$tag" -f "$context/Containerfile" \
     "$context" >"$CONTAINERS_STATE/build-$name.log" 2>&1; then
     tail -n 30 "$CONTAINERS_STATE/build-$name.log" >&2
     infra_die "building the $name stand-in failed (log $CONTAINERS_STATE/build-$name.log)"
@@ -122,6 +124,7 @@ if [[ "$full" == 1 ]]; then
   rm -rf "$ctx/toolchain/share/doc" "$ctx/toolchain/lib/rustlib/src"
   cp -f "$(command -v rustup)" "$ctx/cargo-bin/rustup"
   cp "$STANDINS/rust/Containerfile" "$ctx/Containerfile"
+  cp /etc/ssl/certs/ca-certificates.crt "$ctx/ca-certificates.crt"
   standin rust "$ctx" "$RUST_IMAGE_NAME" -- "rust $rust_version $(rustc +"$rust_version" --version)"
 
   go_version="$(sed -n 's/^ARG GO_VERSION=//p' "$REPO_ROOT/Dockerfile")"
@@ -132,6 +135,7 @@ if [[ "$full" == 1 ]]; then
   mkdir -p "$ctx/go"
   rsync_like "$goroot" "$ctx/go"
   cp "$STANDINS/golang/Containerfile" "$ctx/Containerfile"
+  cp /etc/ssl/certs/ca-certificates.crt "$ctx/ca-certificates.crt"
   standin golang "$ctx" "$GOLANG_IMAGE_NAME" -- "$(go env GOVERSION)"
 fi
 

@@ -5,6 +5,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+pub mod containers;
 pub mod faults;
 pub mod platform;
 pub mod process;

@@ -14,11 +14,16 @@
 //! Docker Compose) and the workspace's debug binaries (`cargo build --workspace --bins`); fails
 //! with what to run when either is missing. Logs: `target/containers-test/`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, clippy::print_stderr)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -35,6 +40,9 @@ use affiliate_proto::common::Money;
 use affiliate_proto::payment::{self as payment_pb, payment_service_client::PaymentServiceClient};
 use affiliate_proto::tracking::{
     self as tracking_pb, tracking_service_client::TrackingServiceClient,
+};
+use e2e::containers::{
+    assert_confined, logs_dir, must, podman, prepare_image, repo, run, script, text,
 };
 use e2e::eventually;
 
@@ -64,63 +72,6 @@ const HEALTH_CHECKED: [&str; 8] = [
     "analytics",
 ];
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn logs_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target"));
-    let dir = target.join("containers-test");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// Runs a command to its end (killed after `timeout`), returning its output.
-fn run(mut command: Command, timeout: Duration) -> Output {
-    let shown = format!("{command:?}");
-    let child = command
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{shown}: {e}"));
-    let pid = child.id().to_string();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || tx.send(child.wait_with_output()));
-    match rx.recv_timeout(timeout) {
-        Ok(output) => output.unwrap(),
-        Err(_) => {
-            let _ = Command::new("kill").args(["-KILL", &pid]).status();
-            panic!("{shown} did not finish within {timeout:?}");
-        }
-    }
-}
-
-fn script(name: &str, args: &[&str]) -> Command {
-    let mut command = Command::new(repo().join("deploy/containers").join(name));
-    command.args(args);
-    command
-}
-
-fn podman(args: &[&str]) -> Output {
-    let mut command = Command::new("podman");
-    command.args(args).env(
-        "CONTAINERS_CONF",
-        repo().join("deploy/containers/containers.conf"),
-    );
-    run(command, Duration::from_secs(60))
-}
-
 /// `docker compose -p PROJECT -f compose.yaml [-f override] ARGS` against podman.
 fn compose(override_file: Option<&Path>, args: &[&str], timeout: Duration) -> Output {
     let mut command = script("engine.sh", &["compose", "-p", PROJECT, "-f"]);
@@ -130,11 +81,6 @@ fn compose(override_file: Option<&Path>, args: &[&str], timeout: Duration) -> Ou
     }
     command.args(args);
     run(command, timeout)
-}
-
-fn must(what: &str, output: Output) -> String {
-    assert!(output.status.success(), "{what} failed:\n{}", text(&output));
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// The compose file's published ports, service by service: (host ip, published, target).
@@ -192,7 +138,7 @@ fn save_logs(override_file: &Path) {
         &["logs", "--no-color", "--timestamps"],
         Duration::from_secs(60),
     );
-    let path = logs_dir().join("compose.log");
+    let path = logs_dir("compose").join("compose.log");
     std::fs::write(&path, text(&logs)).unwrap();
     println!("containers: the project's logs are in {}", path.display());
 }
@@ -208,29 +154,7 @@ fn money(amount_minor: i64) -> Option<Money> {
 async fn the_platform_runs_in_containers() {
     let started = Instant::now();
     // ---- the container world and the image -------------------------------------------------
-    let ready = Command::new("podman")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ready,
-        "podman is not installed: run deploy/containers/setup.sh (it installs podman, makes the stand-in base images and builds Docker Compose)"
-    );
-    for image in [
-        "gcr.io/distroless/cc-debian12:nonroot",
-        "docker.io/library/postgres:15-bookworm",
-        "docker.io/apachepulsar/pulsar:4.0.7",
-    ] {
-        assert!(
-            podman(&["image", "exists", image]).status.success(),
-            "the stand-in image {image} is missing: run deploy/containers/setup.sh"
-        );
-    }
-    let packed = run(
-        script("image.sh", &["packed", "debug"]),
-        Duration::from_secs(300),
-    );
-    must("deploy/containers/image.sh packed debug", packed);
+    prepare_image();
     let image_secs = started.elapsed().as_secs_f64();
 
     // ---- the compose project, its ports moved out of the tests' way ------------------------
@@ -246,7 +170,7 @@ async fn the_platform_runs_in_containers() {
             moved.join(", ")
         ));
     }
-    let override_file = logs_dir().join("ports.override.yaml");
+    let override_file = logs_dir("compose").join("ports.override.yaml");
     std::fs::write(&override_file, yaml).unwrap();
     let port = |service: &str, target: u64| -> u64 {
         ports[service]
@@ -327,31 +251,7 @@ async fn the_platform_runs_in_containers() {
                 "{service} runs as {}",
                 container["Config"]["User"]
             );
-            assert_eq!(
-                container["HostConfig"]["ReadonlyRootfs"], true,
-                "{service}'s root is writable"
-            );
-            // and the process itself, as the kernel sees it
-            let pid = state["Pid"].as_u64().unwrap();
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-            let field = |name: &str| {
-                status
-                    .lines()
-                    .find_map(|l| l.strip_prefix(name))
-                    .map(|v| v.split_whitespace().collect::<Vec<_>>())
-                    .unwrap()
-            };
-            assert!(
-                field("Uid:").iter().all(|u| *u == "65532"),
-                "{service}: Uid {:?}",
-                field("Uid:")
-            );
-            assert_eq!(
-                field("CapEff:"),
-                ["0000000000000000"],
-                "{service} has capabilities"
-            );
-            assert_eq!(field("NoNewPrivs:"), ["1"], "{service} may gain privileges");
+            assert_confined(service, container);
         }
     }
     seen.sort();
