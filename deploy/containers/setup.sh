@@ -114,6 +114,14 @@ sed -e 's/^bindAddress=.*/bindAddress=0.0.0.0/' -e 's/^advertisedAddress=.*/adve
 cp "$PULSAR_SRC_DIR/conf/log4j2.xml" "$ctx/conf/log4j2.xml"
 standin pulsar "$ctx" "$PULSAR_IMAGE_NAME"
 
+# copy_extra_ca CONTEXT: the host's own CAs (a proxy's, say) for the builders, which download
+copy_extra_ca() {
+  mkdir -p "$1/extra-ca"
+  find "$1/extra-ca" -mindepth 1 -delete
+  touch "$1/extra-ca/.none-beyond-debians"
+  if [[ -d /usr/local/share/ca-certificates ]]; then cp -a /usr/local/share/ca-certificates/. "$1/extra-ca/"; fi
+}
+
 if [[ "$full" == 1 ]]; then
   # the Dockerfile's builders, from this machine's toolchains (no registry holds them here)
   rust_version="$(sed -n 's/^ARG RUST_VERSION=//p' "$REPO_ROOT/Dockerfile")"
@@ -124,7 +132,7 @@ if [[ "$full" == 1 ]]; then
   rm -rf "$ctx/toolchain/share/doc" "$ctx/toolchain/lib/rustlib/src"
   cp -f "$(command -v rustup)" "$ctx/cargo-bin/rustup"
   cp "$STANDINS/rust/Containerfile" "$ctx/Containerfile"
-  cp /etc/ssl/certs/ca-certificates.crt "$ctx/ca-certificates.crt"
+  copy_extra_ca "$ctx"
   standin rust "$ctx" "$RUST_IMAGE_NAME" -- "rust $rust_version $(rustc +"$rust_version" --version)"
 
   go_version="$(sed -n 's/^ARG GO_VERSION=//p' "$REPO_ROOT/Dockerfile")"
@@ -135,7 +143,7 @@ if [[ "$full" == 1 ]]; then
   mkdir -p "$ctx/go"
   rsync_like "$goroot" "$ctx/go"
   cp "$STANDINS/golang/Containerfile" "$ctx/Containerfile"
-  cp /etc/ssl/certs/ca-certificates.crt "$ctx/ca-certificates.crt"
+  copy_extra_ca "$ctx"
   standin golang "$ctx" "$GOLANG_IMAGE_NAME" -- "$(go env GOVERSION)"
 fi
 
