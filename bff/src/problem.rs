@@ -122,7 +122,13 @@ impl Problem {
 
     /// The problem for a gRPC status a service returned. `service` names it in server errors.
     pub fn from_status(status: &tonic::Status, service: &str) -> Self {
-        let code = status.code();
+        // A call the BFF's client cancels never gets here (its handler is dropped), so CANCELLED
+        // from a service is the connection to it ending under the call (the service went away):
+        // transient, as UNAVAILABLE is.
+        let code = match status.code() {
+            Code::Cancelled => Code::Unavailable,
+            code => code,
+        };
         let http = http_status(code);
         let detail = if http.is_server_error() {
             match code {
@@ -189,7 +195,8 @@ pub fn http_status(code: Code) -> StatusCode {
         Code::NotFound => StatusCode::NOT_FOUND,
         Code::AlreadyExists | Code::FailedPrecondition | Code::Aborted => StatusCode::CONFLICT,
         Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
-        Code::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+        // the connection to the service ended under the call (see `Problem::from_status`)
+        Code::Cancelled => StatusCode::SERVICE_UNAVAILABLE,
         Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
         Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
@@ -228,7 +235,8 @@ mod tests {
     /// Every gRPC code, its HTTP status, and whether the service's message reaches the client.
     const TABLE: [(Code, u16, bool); 17] = [
         (Code::Ok, 200, true),
-        (Code::Cancelled, 499, true),
+        // the connection to the service ended under the call: see `from_status`
+        (Code::Cancelled, 503, false),
         (Code::Unknown, 500, false),
         (Code::InvalidArgument, 400, true),
         (Code::DeadlineExceeded, 504, false),
@@ -252,7 +260,12 @@ mod tests {
             let status = tonic::Status::new(code, "secret detail: db at 10.0.0.7");
             let problem = Problem::from_status(&status, "campaign");
             assert_eq!(problem.status, http, "{code:?}");
-            assert_eq!(problem.code, Some(code_name(code)), "{code:?}");
+            let named = if code == Code::Cancelled {
+                Code::Unavailable
+            } else {
+                code
+            };
+            assert_eq!(problem.code, Some(code_name(named)), "{code:?}");
             assert_eq!(problem.kind, "about:blank");
             assert_eq!(
                 problem.detail.contains("secret detail"),
