@@ -199,9 +199,30 @@ fn load(count: u32) -> Value {
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("platform load --json: {e}: {out}"))
 }
 
-fn assert_load(report: &Value, count: u64) {
+/// Every acknowledged purchase has exactly one commission and every payout completed. With
+/// `refusals_allowed`, purchases may be refused FAILED_PRECONDITION or NOT_FOUND (nothing written):
+/// the load creates its campaign and acceptances first, and right after the relay's failover they
+/// may reach tracking later than its attribution grace (3 s).
+fn assert_load(report: &Value, count: u64, refusals_allowed: bool) {
+    let purchases = &report["purchases"];
+    let acknowledged = purchases["acknowledged"].as_u64().unwrap();
+    let failed = purchases["failed"].as_u64().unwrap();
+    if refusals_allowed {
+        assert_eq!(acknowledged + failed, count, "{purchases}");
+        let refused = ["FAILED_PRECONDITION", "NOT_FOUND"]
+            .map(|code| purchases["failed_by_code"][code].as_u64().unwrap_or(0));
+        assert_eq!(refused.iter().sum::<u64>(), failed, "{purchases}");
+        assert!(acknowledged > 0, "{purchases}");
+        if failed > 0 {
+            println!(
+                "helm pods: right after the failover {failed} of {count} purchases were refused as not yet attributable: {purchases}"
+            );
+        }
+    } else {
+        assert_eq!(acknowledged, count, "{purchases}");
+    }
     let commissions = &report["commissions"];
-    assert_eq!(commissions["calculated"], count, "{commissions}");
+    assert_eq!(commissions["calculated"], acknowledged, "{commissions}");
     assert_eq!(commissions["missing"], 0, "{commissions}");
     assert_eq!(commissions["duplicates"], 0, "{commissions}");
     let payouts = &report["payouts"];
@@ -335,7 +356,7 @@ async fn the_helm_charts_pods_run() {
 
     // ---- the workflow, then the tracking outbox's relay stops and the other takes over -------
     let t = Instant::now();
-    assert_load(&load(40), 40);
+    assert_load(&load(40), 40, false);
     let first_load_secs = t.elapsed().as_secs_f64();
     let stopped_ip = leader("tracking").unwrap();
     let (stopped, _) = relays
@@ -370,7 +391,7 @@ async fn the_helm_charts_pods_run() {
             "{outbox}'s lock after {stopped} ({stopped_ip}) stopped: held by {holder}, not the other relay"
         );
     }
-    assert_load(&load(20), 20);
+    assert_load(&load(20), 20, true);
     drop(kube);
     println!(
         "helm pods: kube.sh up {up_secs:.1} s, 40 purchases to paid payouts in {first_load_secs:.1} s, failover of the relay, all with down {:.1} s",
