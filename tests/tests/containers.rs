@@ -5,8 +5,8 @@
 //! the operator CLI inside the project's network, then `stop` (every process exits 0 on SIGTERM)
 //! and `down -v`.
 //!
-//! The compose file is used unchanged but for one override: every published port moves up by
-//! 10000 (`!override`), because the tests' own PostgreSQL and Pulsar hold the file's ports. Podman
+//! The compose file is used unchanged but for one override: every published port moves (`!override`,
+//! see `moved`), because the tests' own PostgreSQL and Pulsar hold the file's ports. Podman
 //! has no systemd here to schedule health checks: `deploy/containers/engine.sh` runs them (its
 //! health ticker) while Compose waits.
 //!
@@ -47,7 +47,19 @@ use e2e::containers::{
 use e2e::eventually;
 
 const PROJECT: &str = "affiliate-platform-test";
-const PORT_OFFSET: u64 = 10_000;
+/// Where the override moves a published port: up by 10000, or down by 30000 where that would land
+/// in Linux's ephemeral range (32768..=60999: 50051 + 10000 was once taken by a test's outgoing
+/// connection, and `up` failed with "address already in use").
+fn moved(published: u64) -> u64 {
+    let up = published + 10_000;
+    if (32_768..=60_999).contains(&up) {
+        published
+            .checked_sub(30_000)
+            .unwrap_or_else(|| panic!("no port outside the ephemeral range for {published}"))
+    } else {
+        up
+    }
+}
 const ADVERTISER: &str = "0193a9e0-0000-7000-8000-0000000000ad";
 /// The processes of the platform's image (the others are PostgreSQL, Pulsar and its init job).
 const OURS: [&str; 9] = [
@@ -163,7 +175,7 @@ async fn the_platform_runs_in_containers() {
     for (service, list) in &ports {
         let moved: Vec<String> = list
             .iter()
-            .map(|(ip, published, target)| format!("\"{ip}:{}:{target}\"", published + PORT_OFFSET))
+            .map(|(ip, published, target)| format!("\"{ip}:{}:{target}\"", moved(*published)))
             .collect();
         yaml.push_str(&format!(
             "  {service}:\n    ports: !override [{}]\n",
@@ -176,7 +188,7 @@ async fn the_platform_runs_in_containers() {
         ports[service]
             .iter()
             .find(|(_, _, t)| *t == target)
-            .map(|(_, p, _)| p + PORT_OFFSET)
+            .map(|(_, p, _)| moved(*p))
             .unwrap_or_else(|| panic!("{service} publishes no port for {target}"))
     };
     let project = Project {
