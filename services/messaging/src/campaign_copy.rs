@@ -17,7 +17,8 @@ use crate::{Delivery, Failure, Handler, inbox};
 /// What a campaign event changes in a copy of its campaign.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
-    /// The campaign's state after the event (created, status changed, budget updated).
+    /// The campaign's state after the event (created, status changed, budget or tracking
+    /// settings updated).
     State(Campaign),
     /// A creator accepted the campaign.
     Accepted(Acceptance),
@@ -63,6 +64,10 @@ pub fn change_of(envelope: CampaignEvent) -> Result<Option<(Uuid, i64, Change)>,
             None => (e.campaign_id, Change::Touched),
         },
         Some(Event::BudgetUpdated(e)) => match e.campaign {
+            Some(c) => (c.id.clone(), Change::State(c)),
+            None => (String::new(), Change::Touched),
+        },
+        Some(Event::TrackingUpdated(e)) => match e.campaign {
             Some(c) => (c.id.clone(), Change::State(c)),
             None => (String::new(), Change::Touched),
         },
