@@ -116,6 +116,76 @@ pub struct CreateCampaign {
     pub commission_rate_bps: u32,
     /// Positive, ISO-4217.
     pub budget: Money,
+    /// Optional: how the campaign's tracking links behave (see `PUT …/tracking`). Without it
+    /// the campaign has no tracking settings until they are set.
+    #[serde(default)]
+    pub tracking: Option<TrackingSettingsInput>,
+}
+
+/// A campaign's tracking settings as a request sets them: the whole settings, replacing the old
+/// ones; what is left out takes its default.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TrackingSettingsInput {
+    /// Where a link without a deep link sends a visitor: an absolute http or https URL without
+    /// user info, at most 2048 bytes.
+    #[schema(
+        pattern = "^https?://[^\\s]+$",
+        max_length = 2048,
+        example = "https://shop.example.com/spring"
+    )]
+    pub landing_url: String,
+    /// The hosts a deep link may point at besides the landing URL's: `shop.example.com`, or
+    /// `*.example.com` for every subdomain. At most 20; stored lower-cased and sorted.
+    #[serde(default)]
+    #[schema(max_items = 20, example = json!(["*.example.com"]))]
+    pub landing_domains: Vec<String>,
+    /// The query parameter that carries the click id: 1..=64 of `[A-Za-z0-9_-]`; empty or absent
+    /// means `click_id`.
+    #[serde(default)]
+    #[schema(
+        max_length = 64,
+        pattern = "^[A-Za-z0-9_-]{0,64}$",
+        example = "click_id"
+    )]
+    pub click_id_param: String,
+    /// How long after its click a conversion is still attributed to it, in seconds: 1 s to 400
+    /// days; absent means 30 days.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 34_560_000, example = 2_592_000)]
+    pub attribution_window_seconds: Option<i64>,
+    /// A conversion sooner than this after its click is held as suspected fraud, in seconds: 0 to
+    /// 1 day; absent means 10 s.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 86_400, example = 10)]
+    pub min_click_to_conversion_seconds: Option<i64>,
+    /// Where a visitor goes when the link is disabled or the campaign is not active (same rules
+    /// as `landingUrl`); empty or absent means a plain page of the platform's.
+    #[serde(default)]
+    #[schema(max_length = 2048)]
+    pub fallback_url: String,
+}
+
+impl From<TrackingSettingsInput> for campaign::TrackingSettings {
+    fn from(t: TrackingSettingsInput) -> Self {
+        let seconds = |seconds| pbjson_types::Duration { seconds, nanos: 0 };
+        Self {
+            landing_url: t.landing_url,
+            landing_domains: t.landing_domains,
+            click_id_param: t.click_id_param,
+            attribution_window: t.attribution_window_seconds.map(seconds),
+            min_click_to_conversion: t.min_click_to_conversion_seconds.map(seconds),
+            fallback_url: t.fallback_url,
+        }
+    }
+}
+
+/// A campaign's new tracking settings.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateTracking {
+    /// The whole new settings, replacing the old ones; `landingUrl` is required.
+    pub tracking: TrackingSettingsInput,
 }
 
 /// A campaign's new budget.
@@ -215,6 +285,40 @@ pub struct Campaign {
     pub version: String,
     pub created_at: Option<String>,
     pub updated_at: Option<String>,
+    /// How its tracking links behave; null until the advertiser sets them.
+    pub tracking: Option<TrackingSettings>,
+}
+
+/// A campaign's tracking settings, every default spelled out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrackingSettings {
+    /// Where a link without a deep link sends a visitor.
+    pub landing_url: String,
+    /// The hosts a deep link may point at besides the landing URL's, lower case, sorted.
+    pub landing_domains: Vec<String>,
+    /// The query parameter that carries the click id to the landing page.
+    pub click_id_param: String,
+    /// How long after its click a conversion is still attributed to it, in seconds.
+    pub attribution_window_seconds: i64,
+    /// A conversion sooner than this after its click is held as suspected fraud, in seconds.
+    pub min_click_to_conversion_seconds: i64,
+    /// Where a visitor goes when the link is disabled or the campaign is not active; empty: a
+    /// plain page of the platform's.
+    pub fallback_url: String,
+}
+
+impl From<campaign::TrackingSettings> for TrackingSettings {
+    fn from(t: campaign::TrackingSettings) -> Self {
+        Self {
+            landing_url: t.landing_url,
+            landing_domains: t.landing_domains,
+            click_id_param: t.click_id_param,
+            attribution_window_seconds: t.attribution_window.map_or(0, |d| d.seconds),
+            min_click_to_conversion_seconds: t.min_click_to_conversion.map_or(0, |d| d.seconds),
+            fallback_url: t.fallback_url,
+        }
+    }
 }
 
 impl From<campaign::Campaign> for Campaign {
@@ -230,6 +334,7 @@ impl From<campaign::Campaign> for Campaign {
             version: c.version.to_string(),
             created_at: rfc3339(c.created_at),
             updated_at: rfc3339(c.updated_at),
+            tracking: c.tracking.map(TrackingSettings::from),
         }
     }
 }
@@ -552,6 +657,42 @@ mod tests {
         );
         assert!(
             serde_json::from_str::<Money>(r#"{"amountMinor":"1","currency":"EUR","x":1}"#).is_err()
+        );
+    }
+
+    #[test]
+    fn tracking_settings_travel_in_whole_seconds() {
+        let input: TrackingSettingsInput = serde_json::from_str(
+            r#"{"landingUrl":"https://shop.example.com/","attributionWindowSeconds":604800}"#,
+        )
+        .unwrap();
+        let sent = campaign::TrackingSettings::from(input);
+        assert_eq!(sent.attribution_window.map(|d| d.seconds), Some(604_800));
+        assert_eq!(sent.min_click_to_conversion, None);
+        assert_eq!(sent.click_id_param, "");
+        assert!(
+            serde_json::from_str::<TrackingSettingsInput>(
+                r#"{"landingUrl":"https://a.example.com","attributionWindow":"1s"}"#
+            )
+            .is_err()
+        );
+        let returned = TrackingSettings::from(campaign::TrackingSettings {
+            min_click_to_conversion: Some(pbjson_types::Duration {
+                seconds: 10,
+                nanos: 0,
+            }),
+            ..sent
+        });
+        assert_eq!(
+            serde_json::to_value(&returned).unwrap(),
+            serde_json::json!({
+                "landingUrl": "https://shop.example.com/",
+                "landingDomains": [],
+                "clickIdParam": "",
+                "attributionWindowSeconds": 604_800,
+                "minClickToConversionSeconds": 10,
+                "fallbackUrl": "",
+            })
         );
     }
 

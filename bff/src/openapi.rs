@@ -164,4 +164,43 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn the_tracking_settings_route_and_bodies_are_documented() {
+        let doc = serde_json::to_value(api().1).unwrap();
+        let put = &doc["paths"]["/api/v1/campaigns/{campaignId}/tracking"]["put"];
+        assert_eq!(
+            put["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/UpdateTracking"
+        );
+        let schemas = &doc["components"]["schemas"];
+        for (schema, required) in [
+            ("TrackingSettingsInput", vec!["landingUrl"]),
+            (
+                "TrackingSettings",
+                vec![
+                    "landingUrl",
+                    "landingDomains",
+                    "clickIdParam",
+                    "attributionWindowSeconds",
+                    "minClickToConversionSeconds",
+                    "fallbackUrl",
+                ],
+            ),
+        ] {
+            assert_eq!(
+                schemas[schema]["required"],
+                serde_json::json!(required),
+                "{schema}"
+            );
+        }
+        assert!(
+            schemas["Campaign"]["properties"]["tracking"].is_object(),
+            "campaigns carry their tracking settings"
+        );
+        assert!(
+            schemas["CreateCampaign"]["properties"]["tracking"].is_object(),
+            "a campaign may be created with them"
+        );
+    }
 }

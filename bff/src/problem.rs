@@ -115,6 +115,18 @@ impl Problem {
         .with_code(Code::Internal)
     }
 
+    /// The field errors renamed where a route's JSON names a field differently from its proto
+    /// path (`renames`: (from, to) of whole field paths, e.g. a duration the body carries in
+    /// seconds).
+    pub fn renaming_fields(mut self, renames: &[(&str, &str)]) -> Self {
+        for error in &mut self.errors {
+            if let Some((_, to)) = renames.iter().find(|(from, _)| *from == error.field) {
+                error.field = (*to).to_owned();
+            }
+        }
+        self
+    }
+
     fn with_code(mut self, code: Code) -> Self {
         self.code = Some(code_name(code));
         self
@@ -300,6 +312,28 @@ mod tests {
                     field: "commissionRateBps".into(),
                     description: "at most 10000".into()
                 },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_route_may_rename_fields_its_body_names_differently() {
+        let details = ErrorDetails::with_bad_request(vec![
+            tonic_types::FieldViolation::new("tracking.attribution_window", "too long"),
+            tonic_types::FieldViolation::new("tracking.landing_domains[2]", "not a host"),
+        ]);
+        let status =
+            tonic::Status::with_error_details(Code::InvalidArgument, "invalid request", details);
+        let problem = Problem::from_status(&status, "campaign").renaming_fields(&[(
+            "tracking.attributionWindow",
+            "tracking.attributionWindowSeconds",
+        )]);
+        let fields: Vec<&str> = problem.errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "tracking.attributionWindowSeconds",
+                "tracking.landingDomains[2]"
             ]
         );
     }

@@ -150,6 +150,7 @@ mod message_types {
                 Self::CampaignStatusChanged(_) => "campaign.status_changed.v1",
                 Self::CommandRejected(_) => "campaign.command_rejected.v1",
                 Self::BudgetUpdated(_) => "campaign.budget_updated.v1",
+                Self::TrackingUpdated(_) => "campaign.tracking_updated.v1",
             }
         }
     }
@@ -160,6 +161,9 @@ mod message_types {
                 Self::TrackingEventCreated(_) => "tracking_event.created.v1",
                 Self::EvidenceSubmitted(_) => "evidence.submitted.v1",
                 Self::CommandRejected(_) => "tracking.command_rejected.v1",
+                Self::LinkCreated(_) => "link.created.v1",
+                Self::LinkDisabled(_) => "link.disabled.v1",
+                Self::ClickRecorded(_) => "click.recorded.v1",
             }
         }
     }
@@ -224,6 +228,7 @@ mod message_types {
                 Self::ResumeCampaign(_) => "campaign.resume.command.v1",
                 Self::CloseCampaign(_) => "campaign.close.command.v1",
                 Self::UpdateBudget(_) => "campaign.update_budget.command.v1",
+                Self::UpdateTracking(_) => "campaign.update_tracking.command.v1",
             }
         }
     }
@@ -233,6 +238,8 @@ mod message_types {
             match self {
                 Self::CreateEvent(_) => "tracking.create_event.command.v1",
                 Self::SubmitEvidence(_) => "tracking.submit_evidence.command.v1",
+                Self::CreateLink(_) => "tracking.create_link.command.v1",
+                Self::DisableLink(_) => "tracking.disable_link.command.v1",
             }
         }
     }

@@ -471,6 +471,7 @@ pub async fn under_load(fault: Fault) {
                         amount_minor: 1_000_000_000_000,
                         currency: "EUR".into(),
                     }),
+                    tracking: None,
                 })
                 .await;
             for creator in &creators {

@@ -46,6 +46,8 @@ pub struct Platform {
     extra_env: Vec<(&'static str, String)>,
     /// The services that consume but publish nothing: notification, and analytics if started.
     followers: Vec<&'static str>,
+    /// The redirect edge's HTTP address, once started ([`Platform::start_redirect`]).
+    pub redirect: Option<SocketAddr>,
 }
 
 impl Platform {
@@ -101,6 +103,7 @@ impl Platform {
             mode: mode.to_owned(),
             extra_env,
             followers: followers.to_vec(),
+            redirect: None,
         };
         for service in SERVICES.iter().chain(followers).copied() {
             platform.start_service(service);
@@ -187,6 +190,24 @@ impl Platform {
             process.wait_for_line("leading: publishing this outbox", STARTUP);
         }
         self.processes.insert(name.to_owned(), process);
+    }
+
+    /// Starts (or restarts, on the same port) the redirect edge on tracking's database, with
+    /// `env` added (e.g. `REDIRECT_RATE_LIMIT`); returns its HTTP address.
+    pub fn start_redirect(&mut self, env: &[(&'static str, String)]) -> SocketAddr {
+        let mut all = self.common_env();
+        all.push(("DATABASE_URL", self.databases["tracking"].url.clone()));
+        all.push(("CLICK_IP_SALT", "test-salt-0123456789abcdef".into()));
+        let listen = self
+            .redirect
+            .map_or_else(|| "127.0.0.1:0".to_owned(), |a| a.to_string());
+        all.push(("REDIRECT_LISTEN", listen));
+        all.extend(env.iter().cloned());
+        let mut process = Process::start("redirect", &binary("redirect"), &[], &all, &self.logs);
+        let addr = process.wait_for_addr("redirect started", "http", STARTUP);
+        self.redirect = Some(addr);
+        self.processes.insert("redirect".to_owned(), process);
+        addr
     }
 
     /// SIGKILLs a process by name (e.g. `payment-service`, `relay`).

@@ -253,6 +253,12 @@ impl<'a> Driver<'a> {
                 drop(client.create_campaign(self.request(r, &ids)).await.unwrap())
             }
             C::UpdateBudget(r) => drop(client.update_budget(self.request(r, &ids)).await.unwrap()),
+            C::UpdateTracking(r) => drop(
+                client
+                    .update_tracking_settings(self.request(r, &ids))
+                    .await
+                    .unwrap(),
+            ),
         }
     }
 
@@ -493,6 +499,7 @@ pub async fn business_workflow(driver: &mut Driver<'_>) -> Outcome {
         description: "workflow".to_owned(),
         commission_rate_bps: 1000,
         budget: money(1_000_000, currency),
+        tracking: None,
     };
     let campaign = driver.create_campaign(create("Spring launch", "EUR")).await;
     driver
@@ -501,6 +508,18 @@ pub async fn business_workflow(driver: &mut Driver<'_>) -> Outcome {
             url: "https://cdn.example.com/spring.mp4".into(),
             title: "Teaser".into(),
         }))
+        .await;
+    driver
+        .campaign_command(C::UpdateTracking(
+            campaign_pb::UpdateTrackingSettingsRequest {
+                campaign_id: campaign.clone(),
+                tracking: Some(campaign_pb::TrackingSettings {
+                    landing_url: "https://shop.example.com/spring".into(),
+                    landing_domains: vec!["*.example.com".into()],
+                    ..Default::default()
+                }),
+            },
+        ))
         .await;
     for creator in [CREATOR_1, CREATOR_2] {
         let accept = campaign_pb::AcceptCampaignRequest {

@@ -247,6 +247,18 @@ async fn only_valid_tokens_of_the_right_user_and_role_succeed_on_every_route() {
         .wrong_role(&c1)
         .other(&b, format!("/api/v1/campaigns/{cb}/close"), None),
         route(
+            Method::PUT,
+            format!("/api/v1/campaigns/{ca}/tracking"),
+            Some(json!({"tracking": {"landingUrl": "https://shop.example.com/"}})),
+            adv,
+        )
+        .wrong_role(&c1)
+        .other(
+            &b,
+            format!("/api/v1/campaigns/{ca}/tracking"),
+            Some(json!({"tracking": {"landingUrl": "https://evil.example.com/"}})),
+        ),
+        route(
             Method::POST,
             c1p("/acceptances"),
             Some(json!({"campaignId": cc, "acceptedTerms": true})),
@@ -493,6 +505,70 @@ async fn edge_behaviour(edge: &Edge, token: &str) {
         "{}",
         invalid.text
     );
+    // Tracking settings: set at creation or replaced whole, returned normalized with every
+    // default spelled out; bad ones come back as field errors under the body's names, the
+    // durations in seconds included.
+    let mut with_tracking = json!({"name": "Links", "commissionRateBps": 100, "budget": {"amountMinor": "100", "currency": "USD"}});
+    with_tracking["tracking"] =
+        json!({"landingUrl": "https://shop.example.com/", "landingDomains": ["Shop.Example.com"]});
+    let created = edge.post("/api/v1/campaigns", token, &with_tracking).await;
+    let created = created.expect(201).clone();
+    assert_eq!(
+        created["tracking"],
+        json!({
+            "landingUrl": "https://shop.example.com/",
+            "landingDomains": ["shop.example.com"],
+            "clickIdParam": "click_id",
+            "attributionWindowSeconds": 2_592_000,
+            "minClickToConversionSeconds": 10,
+            "fallbackUrl": "",
+        })
+    );
+    let tracking_path = format!(
+        "/api/v1/campaigns/{}/tracking",
+        created["id"].as_str().unwrap()
+    );
+    let bad = json!({"tracking": {
+        "landingUrl": "https://user@shop.example.com/",
+        "landingDomains": ["shop.example.com/path"],
+        "clickIdParam": "a b",
+        "attributionWindowSeconds": 0,
+        "minClickToConversionSeconds": -1,
+    }});
+    let invalid = edge
+        .call(Method::PUT, &tracking_path, Some(token), Some(&bad))
+        .await;
+    problem(&invalid, 400);
+    let fields: Vec<&str> = invalid.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "tracking.landingUrl",
+            "tracking.landingDomains[0]",
+            "tracking.clickIdParam",
+            "tracking.attributionWindowSeconds",
+            "tracking.minClickToConversionSeconds"
+        ],
+        "{}",
+        invalid.text
+    );
+    let updated = edge
+        .call(
+            Method::PUT,
+            &tracking_path,
+            Some(token),
+            Some(&json!({"tracking": {"landingUrl": "https://shop.example.com/b", "attributionWindowSeconds": 3600}})),
+        )
+        .await;
+    let updated = updated.expect(200);
+    assert_eq!(updated["tracking"]["attributionWindowSeconds"], 3600);
+    assert_eq!(updated["tracking"]["landingDomains"], json!([]));
+    assert_eq!(updated["version"], "2");
     problem(&edge.get("/api/v1/no-such-route", token).await, 404);
     problem(
         &edge

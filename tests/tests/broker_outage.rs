@@ -76,6 +76,7 @@ async fn a_broker_outage_under_load_loses_nothing_and_takes_no_process_down() {
                 amount_minor: 1_000_000_000,
                 currency: "EUR".into(),
             }),
+            tracking: None,
         })
         .await;
     driver

@@ -86,6 +86,7 @@ async fn concurrent_purchases_never_overspend_a_budget_and_a_raise_resumes_the_c
             description: "budgets".to_owned(),
             commission_rate_bps: 1000,
             budget: eur(COVERED * COMMISSION),
+            tracking: None,
         })
         .await;
     driver

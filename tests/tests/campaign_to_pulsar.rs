@@ -30,6 +30,7 @@ fn create_request(name: &str) -> pb::CreateCampaignRequest {
             amount_minor: 100_000,
             currency: "USD".to_owned(),
         }),
+        tracking: None,
     }
 }
 

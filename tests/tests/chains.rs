@@ -178,6 +178,7 @@ async fn a_payment_service_killed_mid_saga_finishes_the_payout_after_restart() {
                 amount_minor: 100_000,
                 currency: "EUR".into(),
             }),
+            tracking: None,
         })
         .await;
     driver

@@ -295,6 +295,7 @@ async fn the_platform_runs_in_containers() {
             amount_minor: 500_000,
             currency: "EUR".into(),
         }),
+        tracking: None,
     });
     create.metadata_mut().insert(
         "idempotency-key",

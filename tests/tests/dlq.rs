@@ -53,6 +53,7 @@ fn create(message_id: &str, name: &str) -> Vec<u8> {
                     amount_minor: 100,
                     currency: "EUR".into(),
                 }),
+                tracking: None,
             },
         )),
     }

@@ -1,5 +1,6 @@
-//! Advertisers' campaigns: create, list, get, add videos, pause, resume, close. Creators may
-//! list and read campaigns; an advertiser acts only on their own.
+//! Advertisers' campaigns: create, list, get, add videos, set the budget and the tracking
+//! settings, pause, resume, close. Creators may list and read campaigns; an advertiser acts only
+//! on their own.
 
 use axum::Json;
 use axum::extract::State;
@@ -15,12 +16,25 @@ use crate::AppState;
 use crate::auth::Role;
 use crate::dto::{
     AddVideo, Campaign, CampaignDetail, CampaignPage, CampaignStatus, CreateCampaign, Rest,
-    UpdateBudget, Video,
+    UpdateBudget, UpdateTracking, Video,
 };
 use crate::edge::{Answer as _, ApiJson, ApiPath, ApiQuery, Caller, carried, uuid_field};
 use crate::problem::Problem;
 
 const SERVICE: &str = "campaign";
+
+/// The tracking durations' field paths as the service names them and as the REST bodies do (in
+/// whole seconds).
+const TRACKING_SECONDS: [(&str, &str); 2] = [
+    (
+        "tracking.attributionWindow",
+        "tracking.attributionWindowSeconds",
+    ),
+    (
+        "tracking.minClickToConversion",
+        "tracking.minClickToConversionSeconds",
+    ),
+];
 
 /// Reads a campaign the caller may act on: any for admins, their own for advertisers.
 pub async fn owned(
@@ -81,9 +95,11 @@ pub async fn create(
             description: body.description,
             commission_rate_bps: body.commission_rate_bps,
             budget: Some(body.budget.into()),
+            tracking: body.tracking.map(Into::into),
         }))
         .await
-        .or_problem(SERVICE)?;
+        .or_problem(SERVICE)
+        .map_err(|p| p.renaming_fields(&TRACKING_SECONDS))?;
     Ok((
         StatusCode::CREATED,
         Json(carried::<Campaign, _>(created.campaign)?),
@@ -224,6 +240,38 @@ pub async fn update_budget(
         }))
         .await
         .or_problem(SERVICE)?;
+    Ok(Json(carried::<Campaign, _>(updated.campaign)?))
+}
+
+/// Set how the tracking links of one of your active or paused campaigns behave: the landing URL,
+/// the domains deep links may point at, the click id parameter, the attribution window, the
+/// click-to-conversion minimum and the fallback URL. The whole settings are replaced.
+#[utoipa::path(put, path = "/api/v1/campaigns/{campaignId}/tracking", tag = "campaigns",
+    params(("campaignId" = Uuid, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "Retrying with the same key returns the first result")),
+    request_body = UpdateTracking,
+    responses((status = 200, description = "Updated", body = Campaign)),
+    security(("bearer" = [])))]
+pub async fn update_tracking(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(campaign_id): ApiPath<String>,
+    ApiJson(body): ApiJson<UpdateTracking>,
+) -> Result<Json<Campaign>, Problem> {
+    caller.require(&[Role::Advertiser])?;
+    let campaign_id = uuid_field("campaignId", &campaign_id)?;
+    owned(&state, &caller, campaign_id).await?;
+    let updated = state
+        .clients
+        .campaign
+        .clone()
+        .update_tracking_settings(caller.grpc(pb::UpdateTrackingSettingsRequest {
+            campaign_id: campaign_id.to_string(),
+            tracking: Some(body.tracking.into()),
+        }))
+        .await
+        .or_problem(SERVICE)
+        .map_err(|p| p.renaming_fields(&TRACKING_SECONDS))?;
     Ok(Json(carried::<Campaign, _>(updated.campaign)?))
 }
 

@@ -54,6 +54,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(campaigns::resume))
         .routes(routes!(campaigns::close))
         .routes(routes!(campaigns::update_budget))
+        .routes(routes!(campaigns::update_tracking))
         .routes(routes!(creators::accept))
         .routes(routes!(creators::submit_evidence))
         .routes(routes!(creators::commissions))

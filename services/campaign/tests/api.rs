@@ -16,6 +16,7 @@ use affiliate_proto::campaign::{self as pb, campaign_event::Event};
 use affiliate_proto::common::Money;
 use campaign_service::Campaign;
 use e2e::{TestDatabase, fresh_database};
+use service_runtime::time::duration_secs;
 
 struct TestApp {
     client: CampaignServiceClient<Channel>,
@@ -82,6 +83,16 @@ fn new_campaign(name: &str) -> pb::CreateCampaignRequest {
             amount_minor: 500_000,
             currency: "EUR".to_owned(),
         }),
+        tracking: None,
+    }
+}
+
+/// Tracking settings with a landing URL and deep-link domains, the rest left to their defaults.
+fn tracking(landing_url: &str, domains: &[&str]) -> pb::TrackingSettings {
+    pb::TrackingSettings {
+        landing_url: landing_url.to_owned(),
+        landing_domains: domains.iter().map(|d| (*d).to_owned()).collect(),
+        ..Default::default()
     }
 }
 
@@ -226,6 +237,7 @@ async fn invalid_create_is_invalid_argument_with_every_field_and_writes_nothing(
             amount_minor: -1,
             currency: "DOLLARS".into(),
         }),
+        tracking: None,
     };
     let err = app.create(request, Some("key-3")).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
@@ -708,6 +720,253 @@ async fn bad_budget_updates_are_refused_with_their_fields_and_write_nothing() {
         before + 1,
         "only the close"
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_campaign_created_with_tracking_settings_stores_them_normalized() {
+    let mut app = spawn_app().await;
+    let without = app
+        .create(new_campaign("No links yet"), None)
+        .await
+        .unwrap();
+    assert_eq!(without.tracking, None);
+
+    let mut request = new_campaign("With links");
+    request.tracking = Some(pb::TrackingSettings {
+        click_id_param: "aff_id".into(),
+        min_click_to_conversion: Some(duration_secs(0)),
+        fallback_url: "https://shop.example.com/closed".into(),
+        ..tracking(
+            "https://shop.example.com/spring",
+            &["Shop.Example.com", "*.example.org"],
+        )
+    });
+    let campaign = app.create(request, None).await.unwrap();
+    assert_eq!(
+        campaign.tracking,
+        Some(pb::TrackingSettings {
+            landing_url: "https://shop.example.com/spring".into(),
+            landing_domains: vec!["*.example.org".into(), "shop.example.com".into()],
+            click_id_param: "aff_id".into(),
+            attribution_window: Some(duration_secs(30 * 86_400)),
+            min_click_to_conversion: Some(duration_secs(0)),
+            fallback_url: "https://shop.example.com/closed".into(),
+        }),
+        "normalized: domains lower-cased and sorted, the default window spelled out"
+    );
+    let fetched = app
+        .client
+        .get_campaign(pb::GetCampaignRequest {
+            campaign_id: campaign.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(fetched.campaign.as_ref(), Some(&campaign));
+    let listed = app
+        .client
+        .list_campaigns(pb::ListCampaignsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.campaigns[0], campaign, "newest first");
+    let created = outbox(&app.db.pool).await.pop().unwrap();
+    match created.3.event {
+        Some(Event::CampaignCreated(e)) => assert_eq!(e.campaign, Some(campaign)),
+        other => panic!("unexpected event {other:?}"),
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn updating_tracking_settings_bumps_the_version_and_publishes_the_campaign_once() {
+    let mut app = spawn_app().await;
+    let campaign = app.create(new_campaign("Links"), None).await.unwrap();
+    let update = |settings| pb::UpdateTrackingSettingsRequest {
+        campaign_id: campaign.id.clone(),
+        tracking: Some(settings),
+    };
+    let first = update(pb::TrackingSettings {
+        attribution_window: Some(duration_secs(7 * 86_400)),
+        ..tracking("https://shop.example.com/", &["*.EXAMPLE.com"])
+    });
+    let updated = app
+        .client
+        .update_tracking_settings(e2e::with_key(first.clone(), "tracking-1"))
+        .await
+        .unwrap()
+        .into_inner()
+        .campaign
+        .unwrap();
+    assert_eq!(updated.version, 2);
+    let settings = updated.tracking.clone().unwrap();
+    assert_eq!(settings.landing_domains, ["*.example.com"]);
+    assert_eq!(settings.click_id_param, "click_id");
+    assert_eq!(settings.attribution_window, Some(duration_secs(7 * 86_400)));
+    assert_eq!(settings.min_click_to_conversion, Some(duration_secs(10)));
+    assert_eq!(settings.fallback_url, "");
+    // Retried with the same key: the first answer, nothing written again.
+    let replayed = app
+        .client
+        .update_tracking_settings(e2e::with_key(first, "tracking-1"))
+        .await
+        .unwrap()
+        .into_inner()
+        .campaign
+        .unwrap();
+    assert_eq!(replayed, updated);
+
+    // A paused campaign's settings may change too; the new settings replace the old ones whole.
+    app.client
+        .pause_campaign(pb::PauseCampaignRequest {
+            campaign_id: campaign.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let replaced = app
+        .client
+        .update_tracking_settings(update(tracking("http://other.example.net/x", &[])))
+        .await
+        .unwrap()
+        .into_inner()
+        .campaign
+        .unwrap();
+    assert_eq!(replaced.status(), pb::CampaignStatus::Paused);
+    assert_eq!(replaced.version, 4);
+    assert_eq!(
+        replaced.tracking.as_ref().map(|t| (
+            t.landing_url.as_str(),
+            t.landing_domains.len(),
+            t.attribution_window
+        )),
+        Some((
+            "http://other.example.net/x",
+            0,
+            Some(duration_secs(30 * 86_400))
+        ))
+    );
+
+    let updates: Vec<(i64, pb::Campaign)> = outbox(&app.db.pool)
+        .await
+        .into_iter()
+        .filter_map(|(t, id, v, e)| match e.event {
+            Some(Event::TrackingUpdated(u)) => {
+                assert_eq!(t, "campaign.tracking_updated.v1");
+                assert_eq!(id.to_string(), campaign.id);
+                Some((v, u.campaign.unwrap()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(updates, [(2, updated), (4, replaced)]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_tracking_settings_are_refused_with_their_fields_and_write_nothing() {
+    let mut app = spawn_app().await;
+    let campaign = app.create(new_campaign("Links"), None).await.unwrap();
+    let before = count(&app.db.pool, "outbox").await;
+    let bad = pb::TrackingSettings {
+        landing_url: "https://user:pw@shop.example.com/".into(),
+        landing_domains: vec![
+            "shop.example.com:8443".into(),
+            "a.example.com".into(),
+            "A.example.com".into(),
+        ],
+        click_id_param: "click id".into(),
+        attribution_window: Some(duration_secs(401 * 86_400)),
+        min_click_to_conversion: Some(duration_secs(-1)),
+        fallback_url: "ftp://shop.example.com/".into(),
+    };
+    let invalid = app
+        .client
+        .update_tracking_settings(pb::UpdateTrackingSettingsRequest {
+            campaign_id: campaign.id.clone(),
+            tracking: Some(bad.clone()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(invalid.code(), Code::InvalidArgument);
+    let every_field = [
+        "tracking.landing_url",
+        "tracking.landing_domains[0]",
+        "tracking.landing_domains[2]",
+        "tracking.click_id_param",
+        "tracking.attribution_window",
+        "tracking.min_click_to_conversion",
+        "tracking.fallback_url",
+    ];
+    assert_eq!(e2e::violated_fields(&invalid), every_field);
+    let missing = app
+        .client
+        .update_tracking_settings(pb::UpdateTrackingSettingsRequest {
+            campaign_id: "nope".into(),
+            tracking: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e2e::violated_fields(&missing), ["campaign_id", "tracking"]);
+    let no_landing_url = app
+        .client
+        .update_tracking_settings(pb::UpdateTrackingSettingsRequest {
+            campaign_id: campaign.id.clone(),
+            tracking: Some(pb::TrackingSettings::default()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e2e::violated_fields(&no_landing_url),
+        ["tracking.landing_url"]
+    );
+    // CreateCampaign checks the same settings under the same names.
+    let mut create = new_campaign("Bad links");
+    create.tracking = Some(bad);
+    let refused = app.create(create, None).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(e2e::violated_fields(&refused), every_field);
+    let unknown = app
+        .client
+        .update_tracking_settings(pb::UpdateTrackingSettingsRequest {
+            campaign_id: uuid::Uuid::now_v7().to_string(),
+            tracking: Some(tracking("https://shop.example.com/", &[])),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    assert_eq!(count(&app.db.pool, "campaigns").await, 1);
+    assert_eq!(count(&app.db.pool, "outbox").await, before);
+
+    // A closed campaign's settings never change.
+    app.client
+        .close_campaign(pb::CloseCampaignRequest {
+            campaign_id: campaign.id.clone(),
+        })
+        .await
+        .unwrap();
+    let closed = app
+        .client
+        .update_tracking_settings(pb::UpdateTrackingSettingsRequest {
+            campaign_id: campaign.id.clone(),
+            tracking: Some(tracking("https://shop.example.com/", &[])),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(closed.code(), Code::FailedPrecondition);
+    assert_eq!(
+        count(&app.db.pool, "outbox").await,
+        before + 1,
+        "only the close"
+    );
+    let stored: Option<String> =
+        sqlx::query_scalar("select landing_url from campaigns where id = $1::uuid")
+            .bind(&campaign.id)
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(stored, None);
     app.stop().await;
 }
 

@@ -108,6 +108,7 @@ fn create(name: &str) -> pb::CreateCampaignRequest {
             amount_minor: 90_000,
             currency: "USD".into(),
         }),
+        tracking: None,
     }
 }
 
@@ -551,6 +552,112 @@ async fn a_budget_pause_and_a_budget_update_by_message_pause_and_resume_once() {
             "campaign.status_changed.v1",
             "campaign.budget_updated.v1"
         ]
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_tracking_update_by_message_is_applied_once_and_refused_once_the_campaign_is_closed() {
+    let mut app = spawn_app().await;
+    let campaign = app
+        .grpc
+        .create_campaign(create("Links by message"))
+        .await
+        .unwrap()
+        .into_inner()
+        .campaign
+        .unwrap();
+    let update = |landing_url: &str| {
+        Command::UpdateTracking(pb::UpdateTrackingSettingsRequest {
+            campaign_id: campaign.id.clone(),
+            tracking: Some(pb::TrackingSettings {
+                landing_url: landing_url.into(),
+                landing_domains: vec!["Shop.Example.com".into()],
+                ..Default::default()
+            }),
+        })
+    };
+    // Delivered twice: applied once.
+    let first = uuid::Uuid::now_v7().to_string();
+    for _ in 0..2 {
+        app.send(&first, update("https://shop.example.com/a")).await;
+    }
+    let pool = app.db.pool.clone();
+    let stored = |pool: PgPool| async move {
+        let row: (i64, Option<String>, Option<Vec<String>>) = sqlx::query_as(
+            "select version, landing_url, landing_domains from campaigns order by id limit 1",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        row
+    };
+    eventually(WAIT, "the settings applied", || {
+        let pool = pool.clone();
+        async move { (stored(pool).await.0 == 2).then_some(()) }
+    })
+    .await;
+    app.grpc
+        .close_campaign(pb::CloseCampaignRequest {
+            campaign_id: campaign.id.clone(),
+        })
+        .await
+        .unwrap();
+    let refused = uuid::Uuid::now_v7().to_string();
+    app.send(&refused, update("https://shop.example.com/b"))
+        .await;
+    let found = eventually(WAIT, "the update of the closed campaign rejected", || {
+        let pool = pool.clone();
+        let refused = refused.clone();
+        async move {
+            events(&pool)
+                .await
+                .into_iter()
+                .find_map(|(_, e)| match e.event {
+                    Some(Event::CommandRejected(r)) if r.command_message_id == refused => Some(r),
+                    _ => None,
+                })
+        }
+    })
+    .await;
+    assert_eq!(found.code, "FAILED_PRECONDITION");
+    assert_eq!(found.command_type, "campaign.update_tracking.command.v1");
+    assert_eq!(
+        stored(pool.clone()).await,
+        (
+            3,
+            Some("https://shop.example.com/a".to_owned()),
+            Some(vec!["shop.example.com".to_owned()])
+        ),
+        "the first update, then the close"
+    );
+    let events = events(&app.db.pool).await;
+    let types: Vec<&str> = events.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "campaign.created.v1",
+            "campaign.tracking_updated.v1",
+            "campaign.status_changed.v1",
+            "campaign.command_rejected.v1"
+        ]
+    );
+    match &events[1].1.event {
+        Some(Event::TrackingUpdated(u)) => {
+            let tracking = u
+                .campaign
+                .as_ref()
+                .and_then(|c| c.tracking.as_ref())
+                .unwrap();
+            assert_eq!(tracking.landing_domains, ["shop.example.com"]);
+            assert_eq!(tracking.click_id_param, "click_id");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(
+        events[1].1.metadata.as_ref().unwrap().causation_id,
+        first,
+        "the event names the command that caused it"
     );
     app.stop().await;
 }

@@ -1,8 +1,8 @@
 //! Time as the platform stores and sends it: microsecond precision (PostgreSQL's), protobuf
-//! `Timestamp` on the wire.
+//! `Timestamp` (and `Duration`) on the wire.
 
 use chrono::{DateTime, Utc};
-use pbjson_types::Timestamp;
+use pbjson_types::{Duration, Timestamp};
 
 /// Now, truncated to microseconds so what a handler returns equals what it reads back later.
 pub fn now() -> DateTime<Utc> {
@@ -22,6 +22,11 @@ pub fn timestamp(at: DateTime<Utc>) -> Timestamp {
 /// negative.
 pub fn from_timestamp(t: &Timestamp) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).ok()?)
+}
+
+/// A protobuf duration of whole seconds.
+pub fn duration_secs(seconds: i64) -> Duration {
+    Duration { seconds, nanos: 0 }
 }
 
 #[cfg(test)]

@@ -48,6 +48,11 @@ impl Violations {
         self.0.is_empty()
     }
 
+    /// How many violations have been recorded so far.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
     /// `Ok(value)` if nothing was recorded (and the value is there), else every violation.
     pub fn finish<T>(self, value: Option<T>) -> Result<T, Vec<FieldViolation>> {
         match value {
@@ -93,6 +98,17 @@ pub fn text(
 /// An absolute http(s) URL with a host (and, if given, a numeric port), no whitespace, at most
 /// [`MAX_URL_LEN`] bytes.
 pub fn parse_http_url(field: &str, value: &str) -> Result<String, FieldViolation> {
+    check_http_url(field, value, true)
+}
+
+/// [`parse_http_url`] for a URL the platform sends visitors to (a campaign's landing page): it
+/// must not carry user info (`user:password@`), which would leak credentials to every visitor and
+/// can disguise the real host (`https://shop.example.com@evil.example/`).
+pub fn parse_redirect_url(field: &str, value: &str) -> Result<String, FieldViolation> {
+    check_http_url(field, value, false)
+}
+
+fn check_http_url(field: &str, value: &str, userinfo: bool) -> Result<String, FieldViolation> {
     let invalid =
         || FieldViolation::new(field, "must be an absolute http or https URL with a host");
     if value.is_empty() {
@@ -112,6 +128,12 @@ pub fn parse_http_url(field: &str, value: &str) -> Result<String, FieldViolation
         return Err(invalid());
     }
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if !userinfo && authority.contains('@') {
+        return Err(FieldViolation::new(
+            field,
+            "must not carry user info (`user@` before the host)",
+        ));
+    }
     let host_port = authority.rsplit('@').next().unwrap_or_default();
     let (host, port) = match host_port.strip_prefix('[') {
         // An IPv6 literal: `[::1]` or `[::1]:8080`.
@@ -186,6 +208,37 @@ mod tests {
         assert_eq!(page_size("page_size", 100, 20, 100), Ok(100));
         assert!(page_size("page_size", 101, 20, 100).is_err());
         assert!(page_size("page_size", -1, 20, 100).is_err());
+    }
+
+    #[test]
+    fn redirect_urls_are_http_urls_without_user_info() {
+        for ok in [
+            "https://shop.example.com/spring?x=1",
+            "http://[::1]:8080/",
+            "https://shop.example.com/p?u=a@b",
+        ] {
+            assert_eq!(parse_redirect_url("u", ok).as_deref(), Ok(ok));
+            assert!(parse_http_url("u", ok).is_ok());
+        }
+        for bad in [
+            "https://user:pw@shop.example.com/",
+            "https://a@b",
+            "https://@b",
+        ] {
+            assert!(parse_http_url("u", bad).is_ok(), "{bad}");
+            assert_eq!(
+                parse_redirect_url("u", bad).unwrap_err().description,
+                "must not carry user info (`user@` before the host)",
+                "{bad}"
+            );
+        }
+        let long = format!("https://a.b/{}", "x".repeat(MAX_URL_LEN));
+        assert!(parse_redirect_url("u", &long).is_err());
+        assert!(parse_redirect_url("u", "ftp://a.b/").is_err());
+        assert_eq!(
+            parse_redirect_url("u", "").unwrap_err().description,
+            "is required"
+        );
     }
 
     #[test]

@@ -331,6 +331,7 @@ fn campaign_state(event: Option<campaign_event::Event>) -> Result<Option<Campaig
         Some(Event::CampaignCreated(e)) => e.campaign,
         Some(Event::CampaignStatusChanged(e)) => e.campaign,
         Some(Event::BudgetUpdated(e)) => e.campaign,
+        Some(Event::TrackingUpdated(e)) => e.campaign,
         Some(Event::VideoAdded(_) | Event::CampaignAccepted(_) | Event::CommandRejected(_))
         | None => return Ok(None),
     };

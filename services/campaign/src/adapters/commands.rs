@@ -30,6 +30,7 @@ impl CommandDoor for CampaignDoor {
             Command::ResumeCampaign(r) => &r.campaign_id,
             Command::CloseCampaign(r) => &r.campaign_id,
             Command::UpdateBudget(r) => &r.campaign_id,
+            Command::UpdateTracking(r) => &r.campaign_id,
         };
         Uuid::parse_str(id).ok()
     }
@@ -44,6 +45,7 @@ impl CommandDoor for CampaignDoor {
             Command::ResumeCampaign(r) => c.resume_campaign(ctx, r).await.map(drop),
             Command::CloseCampaign(r) => c.close_campaign(ctx, r).await.map(drop),
             Command::UpdateBudget(r) => c.update_budget(ctx, r).await.map(drop),
+            Command::UpdateTracking(r) => c.update_tracking_settings(ctx, r).await.map(drop),
         }
     }
 

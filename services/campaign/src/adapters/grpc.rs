@@ -110,4 +110,14 @@ impl CampaignService for CampaignApi {
         })
         .await
     }
+
+    async fn update_tracking_settings(
+        &self,
+        request: Request<pb::UpdateTrackingSettingsRequest>,
+    ) -> Result<Response<pb::UpdateTrackingSettingsResponse>, Status> {
+        command(request, async |ctx, r| {
+            self.campaigns.update_tracking_settings(ctx, r).await
+        })
+        .await
+    }
 }

@@ -5,7 +5,9 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::{CampaignStatus, NewAcceptance, NewCampaign, NewVideo, PauseReason};
+use crate::domain::{
+    CampaignStatus, NewAcceptance, NewCampaign, NewVideo, PauseReason, TrackingSettings,
+};
 
 /// A campaign row.
 #[derive(Debug, Clone)]
@@ -22,6 +24,12 @@ pub struct CampaignRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub pause_reason: Option<String>,
+    pub landing_url: Option<String>,
+    pub landing_domains: Option<Vec<String>>,
+    pub click_id_param: Option<String>,
+    pub attribution_window_secs: Option<i64>,
+    pub min_click_to_conversion_secs: Option<i64>,
+    pub fallback_url: Option<String>,
 }
 
 impl CampaignRow {
@@ -33,6 +41,19 @@ impl CampaignRow {
     /// Why it is paused; `None` unless it is.
     pub fn pause_reason(&self) -> Option<PauseReason> {
         self.pause_reason.as_deref().and_then(PauseReason::parse)
+    }
+
+    /// Its tracking settings; `None` until they are set (the table's check constraint keeps the
+    /// columns null or set together).
+    pub fn tracking(&self) -> Option<TrackingSettings> {
+        Some(TrackingSettings {
+            landing_url: self.landing_url.clone()?,
+            landing_domains: self.landing_domains.clone()?,
+            click_id_param: self.click_id_param.clone()?,
+            attribution_window_secs: self.attribution_window_secs?,
+            min_click_to_conversion_secs: self.min_click_to_conversion_secs?,
+            fallback_url: self.fallback_url.clone(),
+        })
     }
 }
 
@@ -63,12 +84,15 @@ pub async fn insert_campaign(
     new: &NewCampaign,
     now: DateTime<Utc>,
 ) -> sqlx::Result<CampaignRow> {
+    let tracking = new.tracking.as_ref();
     sqlx::query_as!(
         CampaignRow,
         r#"
         insert into campaigns (id, advertiser_id, name, description, commission_rate_bps,
-                               budget_minor, currency, status, version, created_at, updated_at)
-        values ($1, $2, $3, $4, $5, $6, $7, 'active', 1, $8, $8)
+                               budget_minor, currency, status, version, created_at, updated_at,
+                               landing_url, landing_domains, click_id_param,
+                               attribution_window_secs, min_click_to_conversion_secs, fallback_url)
+        values ($1, $2, $3, $4, $5, $6, $7, 'active', 1, $8, $8, $9, $10, $11, $12, $13, $14)
         returning *
         "#,
         id,
@@ -79,6 +103,12 @@ pub async fn insert_campaign(
         new.budget_minor,
         &new.currency,
         now,
+        tracking.map(|t| t.landing_url.as_str()),
+        tracking.map(|t| t.landing_domains.as_slice()),
+        tracking.map(|t| t.click_id_param.as_str()),
+        tracking.map(|t| t.attribution_window_secs),
+        tracking.map(|t| t.min_click_to_conversion_secs),
+        tracking.and_then(|t| t.fallback_url.as_deref()),
     )
     .fetch_one(conn)
     .await
@@ -176,6 +206,42 @@ pub async fn set_budget(
         id,
         budget_minor,
         status.as_str(),
+        now,
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// Replaces the tracking settings of a locked campaign and bumps its version; returns the updated
+/// row.
+pub async fn set_tracking(
+    conn: &mut PgConnection,
+    id: Uuid,
+    tracking: &TrackingSettings,
+    now: DateTime<Utc>,
+) -> sqlx::Result<CampaignRow> {
+    sqlx::query_as!(
+        CampaignRow,
+        r#"
+        update campaigns
+        set landing_url = $2,
+            landing_domains = $3,
+            click_id_param = $4,
+            attribution_window_secs = $5,
+            min_click_to_conversion_secs = $6,
+            fallback_url = $7,
+            version = version + 1,
+            updated_at = $8
+        where id = $1
+        returning *
+        "#,
+        id,
+        &tracking.landing_url,
+        tracking.landing_domains.as_slice(),
+        &tracking.click_id_param,
+        tracking.attribution_window_secs,
+        tracking.min_click_to_conversion_secs,
+        tracking.fallback_url.as_deref(),
         now,
     )
     .fetch_one(conn)

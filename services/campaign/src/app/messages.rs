@@ -9,14 +9,14 @@ use service_runtime::context::CommandContext;
 use service_runtime::outbox::{self, OutboxMessage, Subject};
 
 use crate::adapters::repository::{AcceptanceRow, CampaignRow, VideoRow};
-use crate::domain::{CampaignStatus, PauseReason};
+use crate::domain::{CampaignStatus, PauseReason, TrackingSettings};
 
 /// The service's name: topics are `campaign-events` and `campaign-commands`.
 pub const SERVICE: &str = "campaign";
 /// Aggregate type in message metadata.
 pub const AGGREGATE: &str = "campaign";
 
-pub use service_runtime::time::{now, timestamp};
+pub use service_runtime::time::{duration_secs, now, timestamp};
 
 pub fn status_to_proto(status: Option<CampaignStatus>) -> pb::CampaignStatus {
     match status {
@@ -47,6 +47,19 @@ pub fn campaign(row: &CampaignRow) -> pb::Campaign {
             Some(PauseReason::Advertiser) | None => pb::PauseReason::Unspecified,
         }
         .into(),
+        tracking: row.tracking().map(|t| tracking(&t)),
+    }
+}
+
+/// Normalized tracking settings as the API returns them: every default spelled out.
+pub fn tracking(settings: &TrackingSettings) -> pb::TrackingSettings {
+    pb::TrackingSettings {
+        landing_url: settings.landing_url.clone(),
+        landing_domains: settings.landing_domains.clone(),
+        click_id_param: settings.click_id_param.clone(),
+        attribution_window: Some(duration_secs(settings.attribution_window_secs)),
+        min_click_to_conversion: Some(duration_secs(settings.min_click_to_conversion_secs)),
+        fallback_url: settings.fallback_url.clone().unwrap_or_default(),
     }
 }
 

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use affiliate_proto::campaign::{
     self as pb, BudgetUpdated, CampaignAccepted, CampaignCreated, CampaignStatusChanged,
-    VideoAdded, campaign_event::Event,
+    TrackingSettingsUpdated, VideoAdded, campaign_event::Event,
 };
 use affiliate_proto::common::Money;
 use service_runtime::context::CommandContext;
@@ -21,7 +21,10 @@ use service_runtime::paging::next_page_token;
 use service_runtime::unit_of_work::{Decision, execute};
 
 use crate::adapters::repository as repo;
-use crate::domain::{self, CreateCampaignInput, FieldViolation, PauseReason, StatusChange};
+use crate::domain::{
+    self, CreateCampaignInput, DurationInput, FieldViolation, PauseReason, StatusChange,
+    TrackingInput,
+};
 pub use error::Error;
 
 /// Default and largest ListCampaigns page.
@@ -54,6 +57,7 @@ impl Campaigns {
                 .budget
                 .as_ref()
                 .map(|b| (b.amount_minor, b.currency.as_str())),
+            tracking: request.tracking.as_ref().map(tracking_input),
         })?;
         execute(&self.pool, ctx, "campaign.create", &request, async |tx| {
             let now = messages::now();
@@ -288,6 +292,42 @@ impl Campaigns {
         .await
     }
 
+    /// Replaces the tracking settings of an active or paused campaign; publishes
+    /// `campaign.tracking_updated.v1` with the campaign after the change.
+    pub async fn update_tracking_settings(
+        &self,
+        ctx: &CommandContext,
+        request: pb::UpdateTrackingSettingsRequest,
+    ) -> Result<pb::UpdateTrackingSettingsResponse, Error> {
+        let update = domain::validate_tracking_update(
+            &request.campaign_id,
+            request.tracking.as_ref().map(tracking_input),
+        )?;
+        execute(
+            &self.pool,
+            ctx,
+            "campaign.update_tracking",
+            &request,
+            async |tx| {
+                let current = locked(tx, update.campaign_id).await?;
+                domain::check_can_update_tracking(status_of(&current)?)?;
+                let now = messages::now();
+                let row = repo::set_tracking(tx, update.campaign_id, &update.tracking, now).await?;
+                let campaign = messages::campaign(&row);
+                let event = Event::TrackingUpdated(TrackingSettingsUpdated {
+                    campaign: Some(campaign.clone()),
+                });
+                Ok(Decision::with(
+                    pb::UpdateTrackingSettingsResponse {
+                        campaign: Some(campaign),
+                    },
+                    messages::event_message(ctx, row.id, row.version, now, event),
+                ))
+            },
+        )
+        .await
+    }
+
     /// A status change: `rule` gives the status after it (and why it is paused, if it is) from the
     /// locked campaign, or refuses it.
     async fn change_status<Req: Message>(
@@ -412,6 +452,24 @@ async fn locked(conn: &mut PgConnection, id: Uuid) -> Result<repo::CampaignRow, 
     repo::lock_campaign(conn, id)
         .await?
         .ok_or_else(|| not_found(id))
+}
+
+/// A request's tracking settings as the domain checks them.
+fn tracking_input(t: &pb::TrackingSettings) -> TrackingInput<'_> {
+    TrackingInput {
+        landing_url: &t.landing_url,
+        landing_domains: &t.landing_domains,
+        click_id_param: &t.click_id_param,
+        attribution_window: t.attribution_window.as_ref().map(|d| DurationInput {
+            seconds: d.seconds,
+            nanos: d.nanos,
+        }),
+        min_click_to_conversion: t.min_click_to_conversion.as_ref().map(|d| DurationInput {
+            seconds: d.seconds,
+            nanos: d.nanos,
+        }),
+        fallback_url: &t.fallback_url,
+    }
 }
 
 fn budget_state(row: &repo::CampaignRow) -> Result<domain::BudgetState<'_>, Error> {

@@ -3,6 +3,7 @@
 use uuid::Uuid;
 
 use super::is_iso_4217;
+use super::tracking::{TrackingInput, TrackingSettings, check_tracking};
 
 /// Longest campaign name or video title, in characters.
 pub const MAX_NAME_CHARS: usize = 200;
@@ -12,7 +13,7 @@ pub const MAX_DESCRIPTION_CHARS: usize = 5000;
 pub const MAX_RATE_BPS: u32 = 10_000;
 
 pub use service_runtime::validation::{FieldViolation, parse_id};
-use service_runtime::validation::{parse_http_url, text};
+use service_runtime::validation::{Violations, parse_http_url, text};
 
 /// Lifecycle state of a campaign.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +60,8 @@ pub enum Rejection {
     CurrencyMismatch { campaign: String, requested: String },
     #[error("the campaign's budget has changed since it was spent; it is not paused")]
     BudgetChanged,
+    #[error("campaign is closed, its tracking settings cannot change")]
+    TrackingOfClosed,
 }
 
 /// Why a campaign is paused.
@@ -205,6 +208,8 @@ pub struct NewCampaign {
     pub commission_rate_bps: u32,
     pub budget_minor: i64,
     pub currency: String,
+    /// `None`: the campaign has no tracking settings yet.
+    pub tracking: Option<TrackingSettings>,
 }
 
 /// The raw fields of a CreateCampaign request.
@@ -216,6 +221,8 @@ pub struct CreateCampaignInput<'a> {
     pub commission_rate_bps: u32,
     /// (amount in minor units, currency); `None` when the request has no budget.
     pub budget: Option<(i64, &'a str)>,
+    /// Optional; when given, checked like UpdateTrackingSettings' (`tracking.…` fields).
+    pub tracking: Option<TrackingInput<'a>>,
 }
 
 /// Checks every field and reports every problem at once.
@@ -247,19 +254,36 @@ pub fn validate_new_campaign(
         ));
     }
     let budget = parse_budget("budget", input.budget, &mut violations);
-    match (advertiser_id, name, description, budget) {
-        (Some(advertiser_id), Some(name), Some(description), Some((budget_minor, currency)))
-            if violations.is_empty() =>
-        {
-            Ok(NewCampaign {
-                advertiser_id,
-                name,
-                description,
-                commission_rate_bps: input.commission_rate_bps,
-                budget_minor,
-                currency,
-            })
+    let tracking = match input.tracking {
+        None => Some(None),
+        Some(tracking) => {
+            let mut checked = Violations::new();
+            let settings = check_tracking("tracking", tracking, &mut checked);
+            match checked.finish(settings) {
+                Ok(settings) => Some(Some(settings)),
+                Err(found) => {
+                    violations.extend(found);
+                    None
+                }
+            }
         }
+    };
+    match (advertiser_id, name, description, budget, tracking) {
+        (
+            Some(advertiser_id),
+            Some(name),
+            Some(description),
+            Some((budget_minor, currency)),
+            Some(tracking),
+        ) if violations.is_empty() => Ok(NewCampaign {
+            advertiser_id,
+            name,
+            description,
+            commission_rate_bps: input.commission_rate_bps,
+            budget_minor,
+            currency,
+            tracking,
+        }),
         _ => Err(violations),
     }
 }
@@ -337,6 +361,14 @@ pub fn check_can_add_video(status: CampaignStatus) -> Result<(), Rejection> {
     }
 }
 
+/// Tracking settings may change while a campaign is active or paused, not once it is closed.
+pub fn check_can_update_tracking(status: CampaignStatus) -> Result<(), Rejection> {
+    match status {
+        CampaignStatus::Closed => Err(Rejection::TrackingOfClosed),
+        CampaignStatus::Active | CampaignStatus::Paused => Ok(()),
+    }
+}
+
 /// A required budget: a positive amount in minor units in an ISO-4217 currency.
 fn parse_budget(
     field: &str,
@@ -397,6 +429,7 @@ mod tests {
             description: "Shoes",
             commission_rate_bps: 1250,
             budget: Some((100_000, "USD")),
+            tracking: None,
         }
     }
 
@@ -496,6 +529,14 @@ mod tests {
             description: "ok",
             commission_rate_bps: 20_000,
             budget: Some((0, "ZZZ")),
+            tracking: Some(TrackingInput {
+                landing_url: "",
+                landing_domains: &[],
+                click_id_param: "",
+                attribution_window: None,
+                min_click_to_conversion: None,
+                fallback_url: "",
+            }),
         };
         assert_eq!(
             fields(validate_new_campaign(bad)),
@@ -504,8 +545,41 @@ mod tests {
                 "name",
                 "commission_rate_bps",
                 "budget.amount_minor",
-                "budget.currency"
+                "budget.currency",
+                "tracking.landing_url"
             ]
+        );
+    }
+
+    #[test]
+    fn a_campaign_may_be_created_with_or_without_tracking_settings() {
+        assert_eq!(validate_new_campaign(input()).map(|c| c.tracking), Ok(None));
+        let domains = ["Shop.Example.com".to_owned()];
+        let with = validate_new_campaign(CreateCampaignInput {
+            tracking: Some(TrackingInput {
+                landing_url: "https://shop.example.com/",
+                landing_domains: &domains,
+                click_id_param: "",
+                attribution_window: None,
+                min_click_to_conversion: None,
+                fallback_url: "",
+            }),
+            ..input()
+        });
+        let tracking = with.ok().and_then(|c| c.tracking);
+        assert_eq!(
+            tracking.map(|t| (t.landing_domains, t.click_id_param)),
+            Some((vec!["shop.example.com".to_owned()], "click_id".to_owned()))
+        );
+    }
+
+    #[test]
+    fn tracking_settings_change_until_the_campaign_is_closed() {
+        assert_eq!(check_can_update_tracking(CampaignStatus::Active), Ok(()));
+        assert_eq!(check_can_update_tracking(CampaignStatus::Paused), Ok(()));
+        assert_eq!(
+            check_can_update_tracking(CampaignStatus::Closed),
+            Err(Rejection::TrackingOfClosed)
         );
     }
 

@@ -124,6 +124,7 @@ pub async fn create_campaign(
             amount_minor: BUDGET_MINOR,
             currency: args.currency.clone(),
         }),
+        tracking: None,
     };
     let attempts = retry
         .call(|| {

@@ -137,9 +137,13 @@ fn campaign_fact(event: Option<campaign_event::Event>) -> Result<Fact, String> {
                 creator_id: id("acceptance.creator_id", &a.creator_id)?,
             }
         }
-        Some(Event::VideoAdded(_) | Event::BudgetUpdated(_) | Event::CommandRejected(_)) | None => {
-            Fact::Nothing
-        }
+        Some(
+            Event::VideoAdded(_)
+            | Event::BudgetUpdated(_)
+            | Event::TrackingUpdated(_)
+            | Event::CommandRejected(_),
+        )
+        | None => Fact::Nothing,
     })
 }
 
@@ -160,7 +164,14 @@ fn tracking_fact(event: Option<tracking_event_envelope::Event>) -> Result<Fact, 
                 what,
             }
         }
-        Some(Event::TrackingEventCreated(_) | Event::CommandRejected(_)) | None => Fact::Nothing,
+        Some(
+            Event::TrackingEventCreated(_)
+            | Event::CommandRejected(_)
+            | Event::LinkCreated(_)
+            | Event::LinkDisabled(_)
+            | Event::ClickRecorded(_),
+        )
+        | None => Fact::Nothing,
     })
 }
 

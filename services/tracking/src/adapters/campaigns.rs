@@ -3,17 +3,18 @@
 //! applied change wakes the requests waiting for the copy (see `app::Attribution`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use affiliate_proto::campaign::CampaignStatus as Status;
+use affiliate_proto::campaign::{CampaignStatus as Status, TrackingSettings};
 use messaging::campaign_copy::{CampaignCopy, CampaignFeed, Change};
 use service_runtime::time::{from_timestamp, now};
 
-use crate::adapters::repository as repo;
-use crate::domain::CampaignStatus;
+use crate::adapters::{links, repository as repo};
+use crate::domain::{CampaignStatus, LinkSettings};
 
 /// The `campaigns` and `acceptances` tables, the copy.
 #[derive(Debug, Clone)]
@@ -25,6 +26,28 @@ pub struct Campaigns {
 /// The feed of the copy; `changed` is notified after each change.
 pub fn feed(pool: PgPool, changed: Arc<Notify>) -> CampaignFeed<Campaigns> {
     CampaignFeed(Campaigns { pool, changed })
+}
+
+/// The copy's form of a campaign's tracking settings; `None` without a landing URL. Absent
+/// durations take the campaign service's defaults (it always fills them in).
+fn link_settings(t: &TrackingSettings) -> Option<LinkSettings> {
+    let secs = |d: Option<&pbjson_types::Duration>, default: u64| {
+        d.map_or(Duration::from_secs(default), |d| {
+            Duration::from_secs(u64::try_from(d.seconds).unwrap_or_default())
+        })
+    };
+    (!t.landing_url.is_empty()).then(|| LinkSettings {
+        landing_url: t.landing_url.clone(),
+        landing_domains: t.landing_domains.clone(),
+        click_id_param: if t.click_id_param.is_empty() {
+            "click_id".to_owned()
+        } else {
+            t.click_id_param.clone()
+        },
+        attribution_window: secs(t.attribution_window.as_ref(), 30 * 86_400),
+        min_click_to_conversion: secs(t.min_click_to_conversion.as_ref(), 10),
+        fallback_url: (!t.fallback_url.is_empty()).then(|| t.fallback_url.clone()),
+    })
 }
 
 fn status(status: i32) -> CampaignStatus {
@@ -52,6 +75,8 @@ impl CampaignCopy for Campaigns {
         match change {
             Change::State(c) => {
                 repo::upsert_campaign(tx, id, status(c.status), version).await?;
+                let settings = c.tracking.as_ref().and_then(link_settings);
+                links::set_link_settings(tx, id, version, settings.as_ref()).await?;
                 Ok(true)
             }
             Change::Accepted(a) => {

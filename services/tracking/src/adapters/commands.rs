@@ -24,15 +24,21 @@ impl CommandDoor for TrackingDoor {
     type Envelope = TrackingCommand;
     type Events = TrackingEventEnvelope;
 
-    /// Both commands create their aggregate, so a rejected one has none (the nil id).
-    fn target(&self, _command: &Command) -> Option<Uuid> {
-        None
+    /// DisableLink acts on its link; the others create their aggregate, so a rejected one has
+    /// none (the nil id).
+    fn target(&self, command: &Command) -> Option<Uuid> {
+        match command {
+            Command::DisableLink(r) => Uuid::parse_str(&r.link_id).ok(),
+            _ => None,
+        }
     }
 
     async fn run(&self, ctx: &CommandContext, command: Command) -> Result<(), Error> {
         match command {
             Command::CreateEvent(r) => self.0.create_event(ctx, r).await.map(drop),
             Command::SubmitEvidence(r) => self.0.submit_evidence(ctx, r).await.map(drop),
+            Command::CreateLink(r) => self.0.create_link(ctx, r).await.map(drop),
+            Command::DisableLink(r) => self.0.disable_link(ctx, r).await.map(drop),
         }
     }
 
@@ -40,8 +46,8 @@ impl CommandDoor for TrackingDoor {
         true
     }
 
-    /// CreateEvent commands as one set (`Tracking::create_events`); evidence, which is rare,
-    /// one at a time, each in a savepoint of the set's transaction.
+    /// CreateEvent commands as one set (`Tracking::create_events`); evidence and links, which
+    /// are rare, one at a time, each in a savepoint of the set's transaction.
     async fn run_set(
         &self,
         conn: &mut PgConnection,
@@ -49,11 +55,11 @@ impl CommandDoor for TrackingDoor {
     ) -> Result<Vec<Result<(), Error>>, Error> {
         let mut outcomes: Vec<Option<Result<(), Error>>> = commands.iter().map(|_| None).collect();
         let mut events: Vec<(usize, CreateEvent)> = Vec::new();
-        let mut evidence = Vec::new();
+        let mut others = Vec::new();
         for (i, (ctx, command)) in commands.into_iter().enumerate() {
             match command {
                 Command::CreateEvent(r) => events.push((i, (ctx, r))),
-                Command::SubmitEvidence(r) => evidence.push((i, ctx, r)),
+                other => others.push((i, ctx, other)),
             }
         }
         let (positions, set): (Vec<usize>, Vec<CreateEvent>) = events.into_iter().unzip();
@@ -65,9 +71,22 @@ impl CommandDoor for TrackingDoor {
                 outcomes[i] = Some(result.map(drop));
             }
         }
-        for (i, ctx, request) in evidence {
-            let outcome = self.0.submit_evidence_in(&mut *conn, &ctx, request).await;
-            outcomes[i] = Some(outcome.map(drop));
+        for (i, ctx, command) in others {
+            let outcome = match command {
+                Command::SubmitEvidence(r) => self
+                    .0
+                    .submit_evidence_in(&mut *conn, &ctx, r)
+                    .await
+                    .map(drop),
+                Command::CreateLink(r) => {
+                    self.0.create_link_in(&mut *conn, &ctx, r).await.map(drop)
+                }
+                Command::DisableLink(r) => {
+                    self.0.disable_link_in(&mut *conn, &ctx, r).await.map(drop)
+                }
+                Command::CreateEvent(_) => Err(Error::Internal(anyhow::anyhow!("not in this set"))),
+            };
+            outcomes[i] = Some(outcome);
         }
         Ok(outcomes
             .into_iter()
@@ -76,10 +95,12 @@ impl CommandDoor for TrackingDoor {
     }
 
     fn rejected_aggregate(&self, command_type: &str) -> &'static str {
-        if command_type == "tracking.submit_evidence.command.v1" {
-            messages::EVIDENCE
-        } else {
-            messages::TRACKING_EVENT
+        match command_type {
+            "tracking.submit_evidence.command.v1" => messages::EVIDENCE,
+            "tracking.create_link.command.v1" | "tracking.disable_link.command.v1" => {
+                messages::LINK
+            }
+            _ => messages::TRACKING_EVENT,
         }
     }
 }

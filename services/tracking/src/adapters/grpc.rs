@@ -69,4 +69,42 @@ impl TrackingService for TrackingApi {
             self.tracking.list_evidence(request.into_inner()).await?,
         ))
     }
+
+    async fn create_link(
+        &self,
+        request: Request<pb::CreateLinkRequest>,
+    ) -> Result<Response<pb::CreateLinkResponse>, Status> {
+        command(request, async |ctx, r| {
+            self.tracking.create_link_waiting(ctx, r).await
+        })
+        .await
+    }
+
+    async fn get_link(
+        &self,
+        request: Request<pb::GetLinkRequest>,
+    ) -> Result<Response<pb::GetLinkResponse>, Status> {
+        Ok(Response::new(
+            self.tracking.get_link(request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_links(
+        &self,
+        request: Request<pb::ListLinksRequest>,
+    ) -> Result<Response<pb::ListLinksResponse>, Status> {
+        Ok(Response::new(
+            self.tracking.list_links(request.into_inner()).await?,
+        ))
+    }
+
+    async fn disable_link(
+        &self,
+        request: Request<pb::DisableLinkRequest>,
+    ) -> Result<Response<pb::DisableLinkResponse>, Status> {
+        command(request, async |ctx, r| {
+            self.tracking.disable_link(ctx, r).await
+        })
+        .await
+    }
 }

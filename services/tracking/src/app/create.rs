@@ -83,7 +83,15 @@ pub async fn create_events(
                     rows.push((Uuid::now_v7(), new));
                     recorded.push(n);
                 }
-                Err(why) => decisions[n] = Some(Err(unattributed(attribution, ctx, &new, why))),
+                Err(why) => {
+                    decisions[n] = Some(Err(unattributed_error(
+                        attribution,
+                        ctx,
+                        new.campaign_id,
+                        new.creator_id,
+                        why,
+                    )));
+                }
             }
         }
         let ids: Vec<Uuid> = rows.iter().map(|(id, _)| *id).collect();
@@ -124,32 +132,29 @@ pub async fn create_events(
     .await
 }
 
-/// The error of an event the copy does not attribute: "not yet" while the copy may be behind,
-/// then NOT_FOUND for an unknown campaign and FAILED_PRECONDITION for the rest.
-fn unattributed(
+/// The error of an event or a link the copy does not attribute: "not yet" while the copy may be
+/// behind, then NOT_FOUND for an unknown campaign and FAILED_PRECONDITION for the rest.
+pub(super) fn unattributed_error(
     attribution: &Attribution,
     ctx: &CommandContext,
-    new: &NewEvent,
+    campaign_id: Uuid,
+    creator_id: Uuid,
     why: Unattributed,
 ) -> Error {
     if !attribution.patience(ctx).is_zero() {
         return Error::NotYet(format!(
-            "campaign {}: {why} (yet; tracking's copy of the campaigns may be behind)",
-            new.campaign_id
+            "campaign {campaign_id}: {why} (yet; tracking's copy of the campaigns may be behind)"
         ));
     }
     match why {
         Unattributed::UnknownCampaign => Error::NotFound {
             what: "campaign",
-            id: new.campaign_id.to_string(),
+            id: campaign_id.to_string(),
         },
         Unattributed::NotAccepted => Error::Precondition(format!(
-            "creator {} has not accepted campaign {}",
-            new.creator_id, new.campaign_id
+            "creator {creator_id} has not accepted campaign {campaign_id}"
         )),
-        Unattributed::NotActive(_) => {
-            Error::Precondition(format!("campaign {}: {why}", new.campaign_id))
-        }
+        Unattributed::NotActive(_) => Error::Precondition(format!("campaign {campaign_id}: {why}")),
     }
 }
 

@@ -12,6 +12,7 @@ use affiliate_proto::tracking::{self as pb};
 use service_runtime::context::CommandContext;
 use service_runtime::outbox::{self, OutboxMessage, Subject};
 
+use crate::adapters::links::LinkRow;
 use crate::adapters::repository::{EvidenceRow, TrackingEventRow};
 use crate::domain::{EventKind, EvidenceKind};
 
@@ -21,6 +22,10 @@ pub const SERVICE: &str = "tracking";
 pub const TRACKING_EVENT: &str = "tracking_event";
 /// Aggregate type of a piece of evidence in message metadata.
 pub const EVIDENCE: &str = "evidence";
+/// Aggregate type of a tracking link in message metadata.
+pub const LINK: &str = "link";
+/// Aggregate type of a click in message metadata.
+pub const CLICK: &str = "click";
 /// Tracking events and evidence are written once: their only version.
 pub const VERSION: i64 = 1;
 /// The versioned type of the command a purchase sends.
@@ -95,6 +100,28 @@ pub fn evidence(row: &EvidenceRow) -> pb::Evidence {
         url: row.url.clone(),
         note: row.note.clone(),
         submitted_at: Some(timestamp(row.submitted_at)),
+    }
+}
+
+pub fn link(row: &LinkRow) -> pb::TrackingLink {
+    let sub = |s: &Option<String>| s.clone().unwrap_or_default();
+    pb::TrackingLink {
+        id: row.id.to_string(),
+        code: row.code.clone(),
+        campaign_id: row.campaign_id.to_string(),
+        creator_id: row.creator_id.to_string(),
+        sub_ids: Some(pb::SubIds {
+            sub1: sub(&row.sub1),
+            sub2: sub(&row.sub2),
+            sub3: sub(&row.sub3),
+            sub4: sub(&row.sub4),
+            sub5: sub(&row.sub5),
+        }),
+        deep_link: row.deep_link.clone().unwrap_or_default(),
+        disabled: row.disabled_at.is_some(),
+        created_at: Some(timestamp(row.created_at)),
+        disabled_at: row.disabled_at.map(timestamp),
+        version: row.version,
     }
 }
 

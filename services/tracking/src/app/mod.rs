@@ -5,6 +5,7 @@
 
 mod create;
 mod error;
+mod links;
 pub mod messages;
 
 use std::sync::Arc;
@@ -111,16 +112,25 @@ impl Tracking {
         ctx: &CommandContext,
         request: pb::CreateEventRequest,
     ) -> Result<pb::CreateEventResponse, Error> {
+        self.waiting(ctx, || self.create_event(ctx, request.clone()))
+            .await
+    }
+
+    /// Runs `attempt` until it is not "not yet" or `ctx`'s patience is spent, waking when the
+    /// copy of the campaigns changes (or polling: another replica's feed may fill it).
+    async fn waiting<T, F>(&self, ctx: &CommandContext, attempt: impl Fn() -> F) -> Result<T, Error>
+    where
+        F: Future<Output = Result<T, Error>>,
+    {
         loop {
             // Registered before the attempt, so a change during it is not missed.
             let changed = self.attribution.changed.notified();
-            match self.create_event(ctx, request.clone()).await {
+            match attempt().await {
                 Err(Error::NotYet(reason)) => {
                     let patience = self.attribution.patience(ctx);
                     if patience.is_zero() {
                         return Err(Error::NotYet(reason));
                     }
-                    // The notification, or a poll: another replica's feed may fill the copy.
                     let poll = patience.min(ATTRIBUTION_POLL);
                     let _ = tokio::time::timeout(poll, changed).await;
                 }
