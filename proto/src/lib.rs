@@ -164,6 +164,8 @@ mod message_types {
                 Self::LinkCreated(_) => "link.created.v1",
                 Self::LinkDisabled(_) => "link.disabled.v1",
                 Self::ClickRecorded(_) => "click.recorded.v1",
+                Self::ConversionRecorded(_) => "conversion.recorded.v1",
+                Self::ConversionReviewed(_) => "conversion.reviewed.v1",
             }
         }
     }
@@ -240,6 +242,8 @@ mod message_types {
                 Self::SubmitEvidence(_) => "tracking.submit_evidence.command.v1",
                 Self::CreateLink(_) => "tracking.create_link.command.v1",
                 Self::DisableLink(_) => "tracking.disable_link.command.v1",
+                Self::RecordConversion(_) => "tracking.record_conversion.command.v1",
+                Self::ReviewConversion(_) => "tracking.review_conversion.command.v1",
             }
         }
     }

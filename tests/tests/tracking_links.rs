@@ -38,6 +38,10 @@ const CREATOR: &str = "0193a9e0-0000-7000-8000-00000000c001";
 const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36";
 const WAIT: Duration = Duration::from_secs(30);
 
+fn secs(seconds: i64) -> Option<PbDuration> {
+    Some(PbDuration { seconds, nanos: 0 })
+}
+
 fn settings() -> TrackingSettings {
     TrackingSettings {
         landing_url: "https://shop.example.com/welcome?utm_source=aff".into(),
@@ -56,6 +60,15 @@ async fn campaign(
     campaigns: &mut CampaignServiceClient<tonic::transport::Channel>,
     name: &str,
 ) -> String {
+    campaign_with(campaigns, name, settings()).await
+}
+
+async fn campaign_with(
+    campaigns: &mut CampaignServiceClient<tonic::transport::Channel>,
+    name: &str,
+    tracking: TrackingSettings,
+) -> String {
+    let param = tracking.click_id_param.clone();
     let created = campaigns
         .create_campaign(campaign_pb::CreateCampaignRequest {
             advertiser_id: ADVERTISER.into(),
@@ -66,7 +79,7 @@ async fn campaign(
                 amount_minor: 1_000_000,
                 currency: "EUR".into(),
             }),
-            tracking: Some(settings()),
+            tracking: Some(tracking),
         })
         .await
         .unwrap()
@@ -75,7 +88,7 @@ async fn campaign(
         .unwrap();
     assert_eq!(
         created.tracking.as_ref().map(|t| t.click_id_param.as_str()),
-        Some("cid")
+        Some(param.as_str())
     );
     campaigns
         .accept_campaign(campaign_pb::AcceptCampaignRequest {
@@ -456,4 +469,411 @@ async fn links_redirect_with_a_stored_click_and_refuse_what_they_must() {
         "tracking_links: {} clicks stored and published",
         stored.len()
     );
+}
+
+/// The reason a refused conversion carries (`google.rpc.ErrorInfo`).
+fn reason(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt as _;
+    status
+        .get_details_error_info()
+        .map(|info| info.reason)
+        .unwrap_or_else(|| panic!("{status:?} carries a reason"))
+}
+
+fn conversion(click_id: &str, order_id: &str, amount_minor: i64) -> pb::RecordConversionRequest {
+    pb::RecordConversionRequest {
+        advertiser_id: ADVERTISER.into(),
+        click_id: click_id.into(),
+        order_id: order_id.into(),
+        amount: Some(Money {
+            amount_minor,
+            currency: "EUR".into(),
+        }),
+        converted_at: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conversions_are_attributed_once_held_when_too_quick_and_refused_with_a_reason() {
+    let mut platform = Platform::start("tracking_conversions", "grpc").await;
+    let pulsar = e2e::pulsar().await;
+    let events = collect_events(&platform, &pulsar).await;
+    let mut campaigns = CampaignServiceClient::connect(platform.url("campaign"))
+        .await
+        .unwrap();
+    let mut tracking = TrackingServiceClient::connect(platform.url("tracking"))
+        .await
+        .unwrap();
+    let edge = platform.start_redirect(&[("TRUSTED_PROXIES", "127.0.0.0/8".into())]);
+    let driver = e2e::workflow::Driver::new(&platform, e2e::workflow::Door::Grpc).await;
+    // credited at once (no minimum), held under 60 s, a one-second window
+    let quick = campaign_with(
+        &mut campaigns,
+        "quick",
+        TrackingSettings {
+            min_click_to_conversion: secs(0),
+            ..settings()
+        },
+    )
+    .await;
+    let careful = campaign_with(
+        &mut campaigns,
+        "careful",
+        TrackingSettings {
+            min_click_to_conversion: secs(60),
+            ..settings()
+        },
+    )
+    .await;
+    let brief = campaign_with(
+        &mut campaigns,
+        "brief",
+        TrackingSettings {
+            attribution_window: secs(1),
+            min_click_to_conversion: secs(0),
+            ..settings()
+        },
+    )
+    .await;
+    let quick_link = link(&mut tracking, &quick, "").await;
+    let careful_link = link(&mut tracking, &careful, "").await;
+    let brief_link = link(&mut tracking, &brief, "").await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let visit = Visit { http: &http, edge };
+    let mut n = 0;
+    let mut click = async |code: &str, agent: Option<&str>| {
+        n += 1;
+        let response = visit
+            .go(
+                reqwest::Method::GET,
+                &format!("/c/{code}"),
+                &format!("203.0.113.{n}"),
+                agent,
+            )
+            .await;
+        click_id(&location(&response))
+    };
+
+    // ---- attributed: a purchase, then its commission, all under the click's correlation id --
+    let clicked = click(&quick_link.code, Some(BROWSER)).await;
+    let recorded = tracking
+        .record_conversion(conversion(&clicked, "order-1", 10_000))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!recorded.duplicate);
+    let first = recorded.conversion.unwrap();
+    assert_eq!(first.status(), pb::ConversionStatus::Accepted);
+    assert_eq!(
+        (
+            first.campaign_id.as_str(),
+            first.creator_id.as_str(),
+            first.link_id.as_str()
+        ),
+        (quick.as_str(), CREATOR, quick_link.id.as_str())
+    );
+    assert_eq!(first.sub_ids.as_ref().unwrap().sub1, "video-42");
+    assert_eq!(
+        driver.commission_of(&first.tracking_event_id).await,
+        1_000,
+        "10 % of 100.00"
+    );
+
+    // ---- idempotent on the order id: the first conversion, nothing written -----------------
+    let again = tracking
+        .record_conversion(conversion(&clicked, "order-1", 99_999))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(again.duplicate);
+    assert_eq!(again.conversion.unwrap(), first);
+    let purchases: i64 = sqlx::query_scalar("select count(*) from tracking_events")
+        .fetch_one(&platform.databases["tracking"].pool)
+        .await
+        .unwrap();
+    assert_eq!(purchases, 1);
+
+    // ---- refused, with a reason, writing nothing ----------------------------------------------
+    let client = tracking.clone();
+    let refused = |request| {
+        let mut tracking = client.clone();
+        async move { tracking.record_conversion(request).await.unwrap_err() }
+    };
+    let unknown = refused(conversion(
+        "0193a9e0000070008000000000000000",
+        "order-2",
+        100,
+    ))
+    .await;
+    assert_eq!(
+        (unknown.code(), reason(&unknown).as_str()),
+        (Code::FailedPrecondition, "UNKNOWN_CLICK")
+    );
+    let other_advertiser = refused(pb::RecordConversionRequest {
+        advertiser_id: "0193a9e0-0000-7000-8000-0000000000bd".into(),
+        ..conversion(&clicked, "order-3", 100)
+    })
+    .await;
+    assert_eq!(reason(&other_advertiser), "UNKNOWN_CLICK");
+    let bot = click(&quick_link.code, Some("curl/8.5.0")).await;
+    assert_eq!(
+        reason(&refused(conversion(&bot, "order-4", 100)).await),
+        "BOT_CLICK"
+    );
+    let wrong_currency = refused(pb::RecordConversionRequest {
+        amount: Some(Money {
+            amount_minor: 100,
+            currency: "USD".into(),
+        }),
+        ..conversion(&clicked, "order-5", 100)
+    })
+    .await;
+    assert_eq!(wrong_currency.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&wrong_currency), ["amount.currency"]);
+    let bad = refused(pb::RecordConversionRequest {
+        advertiser_id: String::new(),
+        click_id: "nope".into(),
+        order_id: String::new(),
+        amount: Some(Money {
+            amount_minor: -1,
+            currency: "EUR".into(),
+        }),
+        converted_at: None,
+    })
+    .await;
+    assert_eq!(
+        violated_fields(&bad),
+        [
+            "advertiser_id",
+            "click_id",
+            "order_id",
+            "amount.amount_minor"
+        ]
+    );
+    let late = click(&brief_link.code, Some(BROWSER)).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(
+        reason(&refused(conversion(&late, "order-6", 100)).await),
+        "OUTSIDE_WINDOW"
+    );
+
+    // ---- too quick: held; approved it is a purchase, declined it is not ----------------------
+    let hasty = click(&careful_link.code, Some(BROWSER)).await;
+    let held = tracking
+        .record_conversion(conversion(&hasty, "order-7", 5_000))
+        .await
+        .unwrap()
+        .into_inner()
+        .conversion
+        .unwrap();
+    assert_eq!(held.status(), pb::ConversionStatus::Held);
+    assert!(held.tracking_event_id.is_empty());
+    assert!(held.reason.contains("suspected fraud"), "{}", held.reason);
+    let approved = tracking
+        .review_conversion(pb::ReviewConversionRequest {
+            conversion_id: held.id.clone(),
+            advertiser_id: ADVERTISER.into(),
+            approve: true,
+            reason: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .conversion
+        .unwrap();
+    assert_eq!(approved.status(), pb::ConversionStatus::Accepted);
+    assert_eq!(driver.commission_of(&approved.tracking_event_id).await, 500);
+    let reviewed_twice = tracking
+        .review_conversion(pb::ReviewConversionRequest {
+            conversion_id: held.id.clone(),
+            advertiser_id: ADVERTISER.into(),
+            approve: false,
+            reason: "changed my mind".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reviewed_twice.code(), Code::FailedPrecondition);
+    let hasty = click(&careful_link.code, Some(BROWSER)).await;
+    let held = tracking
+        .record_conversion(conversion(&hasty, "order-8", 5_000))
+        .await
+        .unwrap()
+        .into_inner()
+        .conversion
+        .unwrap();
+    let declined = tracking
+        .review_conversion(pb::ReviewConversionRequest {
+            conversion_id: held.id.clone(),
+            advertiser_id: ADVERTISER.into(),
+            approve: false,
+            reason: "the order was cancelled".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .conversion
+        .unwrap();
+    assert_eq!(declined.status(), pb::ConversionStatus::Declined);
+    assert_eq!(declined.reason, "the order was cancelled");
+
+    // ---- a paused campaign takes no conversions ------------------------------------------------
+    let paused_click = click(&quick_link.code, Some(BROWSER)).await;
+    campaigns
+        .pause_campaign(campaign_pb::PauseCampaignRequest {
+            campaign_id: quick.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let copy = platform.databases["tracking"].pool.clone();
+    eventually(
+        WAIT,
+        "tracking's copy of the campaign is paused",
+        || async {
+            let status: String = sqlx::query_scalar(
+                "select status from campaigns where campaign_id = $1::text::uuid",
+            )
+            .bind(&quick)
+            .fetch_one(&copy)
+            .await
+            .unwrap();
+            (status == "paused").then_some(())
+        },
+    )
+    .await;
+    let paused = refused(conversion(&paused_click, "order-9", 100)).await;
+    assert_eq!(reason(&paused), "CAMPAIGN_NOT_ACTIVE");
+
+    // ---- the workflow of a click, under one correlation id ------------------------------------
+    eventually(
+        WAIT,
+        "click, conversion, purchase and commission under the click id",
+        || async {
+            let types: HashSet<String> = events
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|e| e.metadata.correlation_id == clicked)
+                .map(|e| e.metadata.message_type.clone())
+                .collect();
+            ([
+                "click.recorded.v1",
+                "conversion.recorded.v1",
+                "tracking_event.created.v1",
+                "commission.calculated.v1",
+            ]
+            .iter()
+            .all(|t| types.contains(*t)))
+            .then_some(())
+        },
+    )
+    .await;
+
+    // ---- postback keys: two at most, found by secret or signature, revoked for good -----------
+    let key = |n: u8| {
+        let mut tracking = client.clone();
+        async move {
+            tracking
+                .create_postback_key(pb::CreatePostbackKeyRequest {
+                    advertiser_id: ADVERTISER.into(),
+                })
+                .await
+                .map(|r| r.into_inner())
+                .map_err(|e| (n, e))
+        }
+    };
+    let old = key(1).await.unwrap();
+    let new = key(2).await.unwrap();
+    assert!(
+        old.secret.starts_with("pbk_") && old.secret.len() == 47,
+        "{}",
+        old.secret
+    );
+    assert_eq!(key(3).await.unwrap_err().1.code(), Code::FailedPrecondition);
+    let who = |credential| {
+        let mut tracking = client.clone();
+        async move {
+            tracking
+                .authenticate_postback(pb::AuthenticatePostbackRequest {
+                    credential: Some(credential),
+                })
+                .await
+        }
+    };
+    use pb::authenticate_postback_request::Credential;
+    let found = who(Credential::Secret(old.secret.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(found.advertiser_id, ADVERTISER);
+    assert_eq!(
+        who(Credential::Secret("pbk_wrong".into()))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unauthenticated
+    );
+    let ts = chrono::Utc::now().timestamp();
+    let new_id = new.key.as_ref().unwrap().id.clone();
+    let signed =
+        format!("click_id={clicked}&order_id=o&amount=1.00&currency=EUR&key_id={new_id}&ts={ts}");
+    let signature = |secret: &str, text: &str| {
+        use hmac::Mac as _;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(text.as_bytes());
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let signed_by = |secret: &str, text: &str, ts: i64| {
+        Credential::Signature(pb::PostbackSignature {
+            key_id: new_id.clone(),
+            timestamp: ts,
+            signature: signature(secret, text),
+            signed: text.to_owned(),
+        })
+    };
+    assert!(who(signed_by(&new.secret, &signed, ts)).await.is_ok());
+    assert_eq!(
+        who(signed_by(&old.secret, &signed, ts))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unauthenticated,
+        "signed with another key's secret"
+    );
+    let stale = signed.replace(&format!("ts={ts}"), &format!("ts={}", ts - 600));
+    assert_eq!(
+        who(signed_by(&new.secret, &stale, ts - 600))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unauthenticated,
+        "a signature ten minutes old"
+    );
+    tracking
+        .revoke_postback_key(pb::RevokePostbackKeyRequest {
+            advertiser_id: ADVERTISER.into(),
+            key_id: old.key.as_ref().unwrap().id.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        who(Credential::Secret(old.secret.clone()))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unauthenticated
+    );
+    assert!(
+        key(4).await.is_ok(),
+        "a revoked key makes room for a new one"
+    );
+    drop(driver);
+    platform.assert_all_running();
 }

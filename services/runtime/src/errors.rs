@@ -31,10 +31,21 @@ pub enum Error {
     /// Valid, but not allowed in the current state of what it acts on.
     #[error("{0}")]
     Precondition(String),
+    /// Valid, but refused for a reason a client acts on (`reason`, an UPPER_SNAKE code, e.g.
+    /// `UNKNOWN_CLICK`): FAILED_PRECONDITION carrying `google.rpc.ErrorInfo` with the reason
+    /// (the BFF answers 422 with it). Nothing was written.
+    #[error("{message}")]
+    Refused {
+        reason: &'static str,
+        message: String,
+    },
     /// Depends on data that has not arrived yet (e.g. an event still in flight): callers get
     /// FAILED_PRECONDITION, consumers retry later instead of rejecting.
     #[error("{0}")]
     NotYet(String),
+    /// The caller's credential is missing, unknown, revoked or wrong; nothing was written.
+    #[error("{0}")]
+    Unauthenticated(String),
     /// The idempotency key was used before with a different request.
     #[error("idempotency key `{0}` was already used for a different request")]
     KeyReused(String),
@@ -138,7 +149,13 @@ impl From<Error> for Status {
             Error::Precondition(message) | Error::NotYet(message) => {
                 Status::failed_precondition(message)
             }
+            Error::Refused { reason, message } => {
+                let mut details = ErrorDetails::new();
+                details.set_error_info(reason, ERROR_DOMAIN, std::collections::HashMap::new());
+                Status::with_error_details(Code::FailedPrecondition, message, details)
+            }
             Error::KeyReused(_) => Status::failed_precondition(error.to_string()),
+            Error::Unauthenticated(message) => Status::unauthenticated(message),
             Error::Unavailable(cause) => unavailable(&cause),
             // A transient database error under some context (e.g. "append outbox rows: error
             // communicating with database") is still worth a retry.
@@ -146,6 +163,14 @@ impl From<Error> for Status {
             Error::Internal(cause) => internal(&cause),
         }
     }
+}
+
+/// The `domain` of the platform's `google.rpc.ErrorInfo` details.
+pub const ERROR_DOMAIN: &str = "affiliate-platform";
+
+/// The `google.rpc.ErrorInfo` reason of a status, if it carries one.
+pub fn error_reason(status: &Status) -> Option<String> {
+    status.get_details_error_info().map(|info| info.reason)
 }
 
 /// INVALID_ARGUMENT with one `BadRequest.FieldViolation` per (field, description).

@@ -169,7 +169,9 @@ fn tracking_fact(event: Option<tracking_event_envelope::Event>) -> Result<Fact, 
             | Event::CommandRejected(_)
             | Event::LinkCreated(_)
             | Event::LinkDisabled(_)
-            | Event::ClickRecorded(_),
+            | Event::ClickRecorded(_)
+            | Event::ConversionRecorded(_)
+            | Event::ConversionReviewed(_),
         )
         | None => Fact::Nothing,
     })

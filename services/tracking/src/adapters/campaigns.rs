@@ -76,7 +76,16 @@ impl CampaignCopy for Campaigns {
             Change::State(c) => {
                 repo::upsert_campaign(tx, id, status(c.status), version).await?;
                 let settings = c.tracking.as_ref().and_then(link_settings);
-                links::set_link_settings(tx, id, version, settings.as_ref()).await?;
+                let advertiser = Uuid::parse_str(&c.advertiser_id).ok();
+                let currency = c.budget.as_ref().map(|b| b.currency.as_str());
+                links::set_link_settings(
+                    tx,
+                    id,
+                    version,
+                    (advertiser, currency),
+                    settings.as_ref(),
+                )
+                .await?;
                 Ok(true)
             }
             Change::Accepted(a) => {

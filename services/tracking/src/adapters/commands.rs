@@ -29,6 +29,7 @@ impl CommandDoor for TrackingDoor {
     fn target(&self, command: &Command) -> Option<Uuid> {
         match command {
             Command::DisableLink(r) => Uuid::parse_str(&r.link_id).ok(),
+            Command::ReviewConversion(r) => Uuid::parse_str(&r.conversion_id).ok(),
             _ => None,
         }
     }
@@ -39,6 +40,8 @@ impl CommandDoor for TrackingDoor {
             Command::SubmitEvidence(r) => self.0.submit_evidence(ctx, r).await.map(drop),
             Command::CreateLink(r) => self.0.create_link(ctx, r).await.map(drop),
             Command::DisableLink(r) => self.0.disable_link(ctx, r).await.map(drop),
+            Command::RecordConversion(r) => self.0.record_conversion(ctx, r).await.map(drop),
+            Command::ReviewConversion(r) => self.0.review_conversion(ctx, r).await.map(drop),
         }
     }
 
@@ -84,6 +87,16 @@ impl CommandDoor for TrackingDoor {
                 Command::DisableLink(r) => {
                     self.0.disable_link_in(&mut *conn, &ctx, r).await.map(drop)
                 }
+                Command::RecordConversion(r) => self
+                    .0
+                    .record_conversion_in(&mut *conn, &ctx, r)
+                    .await
+                    .map(drop),
+                Command::ReviewConversion(r) => self
+                    .0
+                    .review_conversion_in(&mut *conn, &ctx, r)
+                    .await
+                    .map(drop),
                 Command::CreateEvent(_) => Err(Error::Internal(anyhow::anyhow!("not in this set"))),
             };
             outcomes[i] = Some(outcome);

@@ -107,4 +107,76 @@ impl TrackingService for TrackingApi {
         })
         .await
     }
+
+    async fn record_conversion(
+        &self,
+        request: Request<pb::RecordConversionRequest>,
+    ) -> Result<Response<pb::RecordConversionResponse>, Status> {
+        command(request, async |ctx, r| {
+            self.tracking.record_conversion(ctx, r).await
+        })
+        .await
+    }
+
+    async fn review_conversion(
+        &self,
+        request: Request<pb::ReviewConversionRequest>,
+    ) -> Result<Response<pb::ReviewConversionResponse>, Status> {
+        command(request, async |ctx, r| {
+            self.tracking.review_conversion(ctx, r).await
+        })
+        .await
+    }
+
+    async fn get_conversion(
+        &self,
+        request: Request<pb::GetConversionRequest>,
+    ) -> Result<Response<pb::GetConversionResponse>, Status> {
+        Ok(Response::new(
+            self.tracking.get_conversion(request.into_inner()).await?,
+        ))
+    }
+
+    async fn create_postback_key(
+        &self,
+        request: Request<pb::CreatePostbackKeyRequest>,
+    ) -> Result<Response<pb::CreatePostbackKeyResponse>, Status> {
+        command(request, async |ctx, r| {
+            self.tracking.create_postback_key(ctx, r).await
+        })
+        .await
+    }
+
+    async fn list_postback_keys(
+        &self,
+        request: Request<pb::ListPostbackKeysRequest>,
+    ) -> Result<Response<pb::ListPostbackKeysResponse>, Status> {
+        Ok(Response::new(
+            self.tracking
+                .list_postback_keys(request.into_inner())
+                .await?,
+        ))
+    }
+
+    async fn revoke_postback_key(
+        &self,
+        request: Request<pb::RevokePostbackKeyRequest>,
+    ) -> Result<Response<pb::RevokePostbackKeyResponse>, Status> {
+        Ok(Response::new(
+            self.tracking
+                .revoke_postback_key(request.into_inner())
+                .await?,
+        ))
+    }
+
+    async fn authenticate_postback(
+        &self,
+        request: Request<pb::AuthenticatePostbackRequest>,
+    ) -> Result<Response<pb::AuthenticatePostbackResponse>, Status> {
+        Ok(Response::new(
+            self.tracking
+                .authenticate_postback(request.into_inner())
+                .await?,
+        ))
+    }
 }

@@ -155,12 +155,13 @@ pub fn secs(value: i64) -> Duration {
     Duration::from_secs(u64::try_from(value).unwrap_or_default())
 }
 
-/// Stores a campaign's link settings in the copy (`None`: no landing URL), at `version` (the
-/// caller has just upserted the campaign's state at that version).
+/// Stores a campaign's advertiser, currency and link settings in the copy (`None`: no landing
+/// URL), at `version` (the caller has just upserted the campaign's state at that version).
 pub async fn set_link_settings(
     conn: &mut PgConnection,
     campaign_id: Uuid,
     version: i64,
+    owner: (Option<Uuid>, Option<&str>),
     settings: Option<&LinkSettings>,
 ) -> sqlx::Result<()> {
     let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
@@ -168,7 +169,8 @@ pub async fn set_link_settings(
         r#"
         update campaigns
         set landing_url = $3, landing_domains = $4, click_id_param = $5,
-            attribution_window_secs = $6, min_conversion_secs = $7, fallback_url = $8
+            attribution_window_secs = $6, min_conversion_secs = $7, fallback_url = $8,
+            advertiser_id = coalesce($9, advertiser_id), currency = coalesce($10, currency)
         where campaign_id = $1 and version = $2
         "#,
         campaign_id,
@@ -181,6 +183,8 @@ pub async fn set_link_settings(
         settings.map_or(2_592_000, |s| secs(s.attribution_window)),
         settings.map_or(10, |s| secs(s.min_click_to_conversion)),
         settings.and_then(|s| s.fallback_url.as_deref()),
+        owner.0,
+        owner.1,
     )
     .execute(conn)
     .await?;

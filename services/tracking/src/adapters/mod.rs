@@ -2,6 +2,7 @@
 
 pub mod campaigns;
 pub mod commands;
+pub mod conversions;
 pub mod grpc;
 pub mod links;
 pub mod repository;

@@ -12,6 +12,7 @@ use affiliate_proto::tracking::{self as pb};
 use service_runtime::context::CommandContext;
 use service_runtime::outbox::{self, OutboxMessage, Subject};
 
+use crate::adapters::conversions::{ConversionRow, PostbackKeyRow};
 use crate::adapters::links::LinkRow;
 use crate::adapters::repository::{EvidenceRow, TrackingEventRow};
 use crate::domain::{EventKind, EvidenceKind};
@@ -24,6 +25,8 @@ pub const TRACKING_EVENT: &str = "tracking_event";
 pub const EVIDENCE: &str = "evidence";
 /// Aggregate type of a tracking link in message metadata.
 pub const LINK: &str = "link";
+/// Aggregate type of a conversion in message metadata.
+pub const CONVERSION: &str = "conversion";
 /// Aggregate type of a click in message metadata.
 pub const CLICK: &str = "click";
 /// Tracking events and evidence are written once: their only version.
@@ -100,6 +103,55 @@ pub fn evidence(row: &EvidenceRow) -> pb::Evidence {
         url: row.url.clone(),
         note: row.note.clone(),
         submitted_at: Some(timestamp(row.submitted_at)),
+    }
+}
+
+pub fn conversion(row: &ConversionRow) -> pb::Conversion {
+    let sub = |s: &Option<String>| s.clone().unwrap_or_default();
+    let status = match row.status.as_str() {
+        "accepted" => pb::ConversionStatus::Accepted,
+        "held" => pb::ConversionStatus::Held,
+        "declined" => pb::ConversionStatus::Declined,
+        _ => pb::ConversionStatus::Unspecified,
+    };
+    pb::Conversion {
+        id: row.id.to_string(),
+        advertiser_id: row.advertiser_id.to_string(),
+        order_id: row.order_id.clone(),
+        click_id: row.click_id.simple().to_string(),
+        link_id: row.link_id.to_string(),
+        campaign_id: row.campaign_id.to_string(),
+        creator_id: row.creator_id.to_string(),
+        sub_ids: Some(pb::SubIds {
+            sub1: sub(&row.sub1),
+            sub2: sub(&row.sub2),
+            sub3: sub(&row.sub3),
+            sub4: sub(&row.sub4),
+            sub5: sub(&row.sub5),
+        }),
+        amount: Some(Money {
+            amount_minor: row.amount_minor,
+            currency: row.currency.clone(),
+        }),
+        converted_at: Some(timestamp(row.converted_at)),
+        recorded_at: Some(timestamp(row.recorded_at)),
+        status: status.into(),
+        tracking_event_id: row
+            .tracking_event_id
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+        reason: row.reason.clone().unwrap_or_default(),
+        clicked_at: Some(timestamp(row.clicked_at)),
+    }
+}
+
+pub fn postback_key(row: &PostbackKeyRow) -> pb::PostbackKey {
+    pb::PostbackKey {
+        id: row.id.to_string(),
+        advertiser_id: row.advertiser_id.to_string(),
+        prefix: row.secret.chars().take(8).collect(),
+        created_at: Some(timestamp(row.created_at)),
+        revoked_at: row.revoked_at.map(timestamp),
     }
 }
 

@@ -3,6 +3,7 @@
 //! command-topic consumer both call these, so a command has the same effect whichever door it
 //! came through.
 
+mod conversions;
 mod create;
 mod error;
 mod links;

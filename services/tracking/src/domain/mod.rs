@@ -2,6 +2,7 @@
 //! the database, so bad input is refused before anything is written.
 
 mod attribution;
+pub mod conversions;
 pub mod links;
 mod rules;
 

@@ -1,0 +1,324 @@
+//! SQL for conversions and postback keys. Every function borrows the caller's connection.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::adapters::links::secs;
+use crate::domain::CampaignStatus;
+use crate::domain::conversions::{ClickFacts, NewConversion};
+
+/// A conversion row, with its click's time and its link's sub-ids.
+#[derive(Debug, Clone)]
+pub struct ConversionRow {
+    pub id: Uuid,
+    pub advertiser_id: Uuid,
+    pub order_id: String,
+    pub click_id: Uuid,
+    pub link_id: Uuid,
+    pub campaign_id: Uuid,
+    pub creator_id: Uuid,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub converted_at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+    pub status: String,
+    pub tracking_event_id: Option<Uuid>,
+    pub reason: Option<String>,
+    pub version: i64,
+    pub clicked_at: DateTime<Utc>,
+    pub sub1: Option<String>,
+    pub sub2: Option<String>,
+    pub sub3: Option<String>,
+    pub sub4: Option<String>,
+    pub sub5: Option<String>,
+}
+
+/// Where a conversion's click leads: its link, creator and campaign.
+#[derive(Debug, Clone, Copy)]
+pub struct ClickTarget {
+    pub link_id: Uuid,
+    pub campaign_id: Uuid,
+    pub creator_id: Uuid,
+}
+
+/// The click `click_id` and what the copy knows of its campaign and creator.
+pub async fn click_facts(
+    conn: &mut PgConnection,
+    click_id: Uuid,
+) -> sqlx::Result<Option<(ClickTarget, ClickFacts)>> {
+    let row = sqlx::query!(
+        r#"
+        select c.link_id, c.campaign_id, c.creator_id, c.clicked_at, c.verdict,
+               k.advertiser_id, k.status, k.currency, k.attribution_window_secs,
+               k.min_conversion_secs,
+               exists (select 1 from acceptances a
+                       where a.campaign_id = c.campaign_id and a.creator_id = c.creator_id)
+                   as "accepted!"
+        from clicks c join campaigns k on k.campaign_id = c.campaign_id
+        where c.id = $1
+        "#,
+        click_id,
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| {
+        (
+            ClickTarget {
+                link_id: r.link_id,
+                campaign_id: r.campaign_id,
+                creator_id: r.creator_id,
+            },
+            ClickFacts {
+                clicked_at: r.clicked_at,
+                bot: r.verdict == "bot",
+                advertiser_id: r.advertiser_id,
+                status: CampaignStatus::parse(&r.status).unwrap_or(CampaignStatus::Closed),
+                accepted: r.accepted,
+                currency: r.currency,
+                attribution_window: secs(r.attribution_window_secs),
+                min_click_to_conversion: secs(r.min_conversion_secs),
+            },
+        )
+    }))
+}
+
+/// Inserts a conversion; `None` if the advertiser's order was recorded already (its row is
+/// then read with [`find_by_order`]).
+#[allow(clippy::too_many_arguments)]
+pub async fn insert_conversion(
+    conn: &mut PgConnection,
+    id: Uuid,
+    new: &NewConversion,
+    target: ClickTarget,
+    status: &str,
+    tracking_event_id: Option<Uuid>,
+    reason: Option<&str>,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar!(
+        r#"
+        insert into conversions (id, advertiser_id, order_id, click_id, link_id, campaign_id,
+                                 creator_id, amount_minor, currency, converted_at, recorded_at,
+                                 status, tracking_event_id, reason)
+        values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+        on conflict (advertiser_id, order_id) do nothing
+        returning id
+        "#,
+        id,
+        new.advertiser_id,
+        &new.order_id,
+        new.click_id,
+        target.link_id,
+        target.campaign_id,
+        target.creator_id,
+        new.amount.minor,
+        &new.amount.currency,
+        new.converted_at,
+        now,
+        status,
+        tracking_event_id,
+        reason,
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn find_by_order(
+    conn: &mut PgConnection,
+    advertiser_id: Uuid,
+    order_id: &str,
+) -> sqlx::Result<Option<ConversionRow>> {
+    sqlx::query_as!(
+        ConversionRow,
+        r#"
+        select v.id, v.advertiser_id, v.order_id, v.click_id, v.link_id, v.campaign_id,
+               v.creator_id, v.amount_minor, v.currency, v.converted_at, v.recorded_at, v.status,
+               v.tracking_event_id, v.reason, v.version, c.clicked_at,
+               l.sub1, l.sub2, l.sub3, l.sub4, l.sub5
+        from conversions v join clicks c on c.id = v.click_id join links l on l.id = v.link_id
+        where v.advertiser_id = $1 and v.order_id = $2
+        "#,
+        advertiser_id,
+        order_id,
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn find_conversion(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> sqlx::Result<Option<ConversionRow>> {
+    sqlx::query_as!(
+        ConversionRow,
+        r#"
+        select v.id, v.advertiser_id, v.order_id, v.click_id, v.link_id, v.campaign_id,
+               v.creator_id, v.amount_minor, v.currency, v.converted_at, v.recorded_at, v.status,
+               v.tracking_event_id, v.reason, v.version, c.clicked_at,
+               l.sub1, l.sub2, l.sub3, l.sub4, l.sub5
+        from conversions v join clicks c on c.id = v.click_id join links l on l.id = v.link_id
+        where v.id = $1
+        "#,
+        id,
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Locks a conversion for its review.
+pub async fn lock_conversion(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar!(
+        "select status from conversions where id = $1 for update",
+        id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Records a review's outcome.
+pub async fn review(
+    conn: &mut PgConnection,
+    id: Uuid,
+    status: &str,
+    tracking_event_id: Option<Uuid>,
+    reason: Option<&str>,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        r#"
+        update conversions
+        set status = $2, tracking_event_id = $3, reason = coalesce($4, reason), version = version + 1
+        where id = $1
+        "#,
+        id,
+        status,
+        tracking_event_id,
+        reason,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+// ---- postback keys ----
+
+#[derive(Debug, Clone)]
+pub struct PostbackKeyRow {
+    pub id: Uuid,
+    pub advertiser_id: Uuid,
+    pub secret: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Inserts a key unless the advertiser has two unrevoked already (`None` then). The advertiser's
+/// keys are locked first, so two concurrent creations cannot make three.
+pub async fn insert_key(
+    conn: &mut PgConnection,
+    id: Uuid,
+    advertiser_id: Uuid,
+    secret: &str,
+    secret_sha256: &str,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Option<PostbackKeyRow>> {
+    sqlx::query!(
+        "select pg_advisory_xact_lock(hashtextextended($1::uuid::text, 26))",
+        advertiser_id
+    )
+    .execute(&mut *conn)
+    .await?;
+    let active: i64 = sqlx::query_scalar!(
+        r#"select count(*) as "n!" from postback_keys where advertiser_id = $1 and revoked_at is null"#,
+        advertiser_id
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if active >= 2 {
+        return Ok(None);
+    }
+    sqlx::query_as!(
+        PostbackKeyRow,
+        r#"
+        insert into postback_keys (id, advertiser_id, secret, secret_sha256, created_at)
+        values ($1, $2, $3, $4, $5)
+        returning id, advertiser_id, secret, created_at, revoked_at
+        "#,
+        id,
+        advertiser_id,
+        secret,
+        secret_sha256,
+        now,
+    )
+    .fetch_one(conn)
+    .await
+    .map(Some)
+}
+
+pub async fn list_keys(
+    conn: &mut PgConnection,
+    advertiser_id: Uuid,
+) -> sqlx::Result<Vec<PostbackKeyRow>> {
+    sqlx::query_as!(
+        PostbackKeyRow,
+        r#"
+        select id, advertiser_id, secret, created_at, revoked_at from postback_keys
+        where advertiser_id = $1 order by created_at desc, id desc
+        "#,
+        advertiser_id,
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Revokes an advertiser's key (once); `None` if the advertiser has no such key.
+pub async fn revoke_key(
+    conn: &mut PgConnection,
+    advertiser_id: Uuid,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Option<PostbackKeyRow>> {
+    sqlx::query_as!(
+        PostbackKeyRow,
+        r#"
+        update postback_keys set revoked_at = coalesce(revoked_at, $3)
+        where id = $1 and advertiser_id = $2
+        returning id, advertiser_id, secret, created_at, revoked_at
+        "#,
+        id,
+        advertiser_id,
+        now,
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// The unrevoked key whose secret hashes to `secret_sha256`.
+pub async fn key_by_secret(
+    conn: &mut PgConnection,
+    secret_sha256: &str,
+) -> sqlx::Result<Option<PostbackKeyRow>> {
+    sqlx::query_as!(
+        PostbackKeyRow,
+        r#"
+        select id, advertiser_id, secret, created_at, revoked_at from postback_keys
+        where secret_sha256 = $1 and revoked_at is null
+        "#,
+        secret_sha256,
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// The unrevoked key `id`.
+pub async fn key_by_id(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<PostbackKeyRow>> {
+    sqlx::query_as!(
+        PostbackKeyRow,
+        r#"
+        select id, advertiser_id, secret, created_at, revoked_at from postback_keys
+        where id = $1 and revoked_at is null
+        "#,
+        id,
+    )
+    .fetch_optional(conn)
+    .await
+}

@@ -1,0 +1,486 @@
+//! Conversions reported server to server, and the postback keys that authenticate them.
+//!
+//! RecordConversion is idempotent on (advertiser, order id) by its own table, whatever door or
+//! key it came with: a repeat answers the first conversion with `duplicate: true` and writes
+//! nothing. An attributed conversion becomes a purchase through the same set handler as
+//! CreateEvent (so `tracking_event.created.v1` and `commission.calculate.command.v1` follow as
+//! for any purchase), in the same transaction, under the click's correlation id (the click id):
+//! the audit trail shows click → conversion → commission → payout as one workflow.
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac as _};
+use rand::RngCore as _;
+use sha2::{Digest as _, Sha256};
+use uuid::Uuid;
+
+use affiliate_proto::common::Money;
+use affiliate_proto::tracking::{
+    self as pb, ConversionRecorded, ConversionReviewed, authenticate_postback_request::Credential,
+    tracking_event_envelope::Event,
+};
+use service_runtime::context::CommandContext;
+use service_runtime::outbox::{self, Subject};
+use service_runtime::unit_of_work::{Decision, execute};
+use service_runtime::validation::{FieldViolation, text};
+
+use super::{Error, Tracking, create, messages};
+use crate::adapters::conversions::{self as repo, ClickTarget};
+use crate::domain::conversions::{self as rules, Attributed, NewConversion, RecordConversionInput};
+use crate::domain::{self};
+
+/// How far a signed postback's timestamp may be from this clock.
+const SIGNATURE_SKEW_SECS: i64 = 300;
+/// Longest decline reason, in characters.
+const MAX_REASON: usize = 500;
+
+fn unauthenticated() -> Error {
+    Error::Unauthenticated("missing, unknown, revoked or wrongly signed postback credential".into())
+}
+
+fn sha256_hex(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The context a conversion's messages carry: the caller's, continuing the click's workflow.
+fn in_click_workflow(ctx: &CommandContext, click_id: Uuid) -> CommandContext {
+    CommandContext {
+        correlation_id: click_id.simple().to_string(),
+        ..ctx.clone()
+    }
+}
+
+impl Tracking {
+    /// Records a conversion (see the module's documentation and the RPC's).
+    pub async fn record_conversion(
+        &self,
+        ctx: &CommandContext,
+        request: pb::RecordConversionRequest,
+    ) -> Result<pb::RecordConversionResponse, Error> {
+        self.record_conversion_in(&self.pool, ctx, request).await
+    }
+
+    pub async fn record_conversion_in<'c>(
+        &self,
+        db: impl sqlx::Acquire<'c, Database = sqlx::Postgres>,
+        ctx: &CommandContext,
+        request: pb::RecordConversionRequest,
+    ) -> Result<pb::RecordConversionResponse, Error> {
+        let now = messages::now();
+        let new = rules::validate_conversion(
+            RecordConversionInput {
+                advertiser_id: &request.advertiser_id,
+                click_id: &request.click_id,
+                order_id: &request.order_id,
+                amount: request
+                    .amount
+                    .as_ref()
+                    .map(|a| (a.amount_minor, a.currency.as_str())),
+                converted_at: request
+                    .converted_at
+                    .as_ref()
+                    .and_then(service_runtime::time::from_timestamp),
+            },
+            now,
+        )?;
+        execute(
+            db,
+            ctx,
+            "tracking.record_conversion",
+            &request,
+            async |tx| {
+                if let Some(first) =
+                    repo::find_by_order(tx, new.advertiser_id, &new.order_id).await?
+                {
+                    return Ok(Decision::with_all(duplicate(&first), []));
+                }
+                let found = repo::click_facts(tx, new.click_id).await?;
+                let attributed =
+                    rules::attribute(&new, found.as_ref().map(|(_, f)| f)).map_err(|why| {
+                        Error::Refused {
+                            reason: why.reason(),
+                            message: format!("conversion for order {}: {why}", new.order_id),
+                        }
+                    })?;
+                let Some((target, facts)) = found else {
+                    return Err(Error::Internal(anyhow::anyhow!(
+                        "attributed without a click"
+                    )));
+                };
+                if facts.currency.as_deref() != Some(new.amount.currency.as_str()) {
+                    return Err(Error::Invalid(vec![FieldViolation::new(
+                        "amount.currency",
+                        format!(
+                            "must be the campaign's currency ({})",
+                            facts.currency.as_deref().unwrap_or("unknown yet")
+                        ),
+                    )]));
+                }
+                let ctx = in_click_workflow(ctx, new.click_id);
+                let id = Uuid::now_v7();
+                let (status, purchase, reason) = match attributed {
+                    Attributed::Credit => {
+                        let (event_id, purchase) = self.purchase(tx, &ctx, &new, target).await?;
+                        ("accepted", Some((event_id, purchase)), None)
+                    }
+                    Attributed::Hold(why) => ("held", None, Some(why)),
+                };
+                let event_id = purchase.as_ref().map(|(id, _)| *id);
+                let inserted = repo::insert_conversion(
+                    tx,
+                    id,
+                    &new,
+                    target,
+                    status,
+                    event_id,
+                    reason.as_deref(),
+                    now,
+                )
+                .await?;
+                if inserted.is_none() {
+                    // Recorded by a concurrent call meanwhile: this transaction rolls back (its
+                    // purchase with it) and the caller's retry answers the duplicate.
+                    return Err(Error::Unavailable(anyhow::anyhow!(
+                        "order {} was recorded concurrently",
+                        new.order_id
+                    )));
+                }
+                let row = repo::find_conversion(tx, id)
+                    .await?
+                    .ok_or_else(|| Error::Internal(anyhow::anyhow!("conversion {id} not found")))?;
+                let conversion = messages::conversion(&row);
+                let recorded = outbox::event::<pb::TrackingEventEnvelope>(
+                    &ctx,
+                    Subject::new(messages::CONVERSION, row.id, row.version),
+                    now,
+                    Event::ConversionRecorded(ConversionRecorded {
+                        conversion: Some(conversion.clone()),
+                    }),
+                );
+                Ok(Decision::with(
+                    pb::RecordConversionResponse {
+                        conversion: Some(conversion),
+                        duplicate: false,
+                    },
+                    recorded,
+                ))
+            },
+        )
+        .await
+    }
+
+    /// Records the conversion's purchase through the CreateEvent set handler, in `tx`.
+    async fn purchase(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        ctx: &CommandContext,
+        new: &NewConversion,
+        target: ClickTarget,
+    ) -> Result<(Uuid, pb::CreateEventResponse), Error> {
+        let request = pb::CreateEventRequest {
+            campaign_id: target.campaign_id.to_string(),
+            creator_id: target.creator_id.to_string(),
+            kind: pb::TrackingEventKind::Purchase.into(),
+            amount: Some(Money {
+                amount_minor: new.amount.minor,
+                currency: new.amount.currency.clone(),
+            }),
+            product_id: String::new(),
+            occurred_at: Some(messages::timestamp(new.converted_at)),
+        };
+        // No key of its own: the conversion's (advertiser, order) is what makes it happen once.
+        let ctx = CommandContext {
+            idempotency_key: None,
+            ..ctx.clone()
+        };
+        let mut outcomes = create::create_events(tx, &self.attribution, &[(ctx, request)]).await?;
+        let response = outcomes
+            .pop()
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("no purchase outcome")))??;
+        let event_id = response
+            .event
+            .as_ref()
+            .and_then(|e| Uuid::parse_str(&e.id).ok())
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("a purchase without an id")))?;
+        Ok((event_id, response))
+    }
+
+    /// Approves (a purchase follows) or declines a held conversion.
+    pub async fn review_conversion(
+        &self,
+        ctx: &CommandContext,
+        request: pb::ReviewConversionRequest,
+    ) -> Result<pb::ReviewConversionResponse, Error> {
+        self.review_conversion_in(&self.pool, ctx, request).await
+    }
+
+    pub async fn review_conversion_in<'c>(
+        &self,
+        db: impl sqlx::Acquire<'c, Database = sqlx::Postgres>,
+        ctx: &CommandContext,
+        request: pb::ReviewConversionRequest,
+    ) -> Result<pb::ReviewConversionResponse, Error> {
+        let mut v = domain::Violations::new();
+        let id = v.check(domain::parse_id("conversion_id", &request.conversion_id));
+        let advertiser = v.check(domain::parse_id("advertiser_id", &request.advertiser_id));
+        let reason = v.check(text(
+            "reason",
+            &request.reason,
+            MAX_REASON,
+            !request.approve,
+        ));
+        let (id, advertiser, reason) = v.finish(match (id, advertiser, reason) {
+            (Some(i), Some(a), Some(r)) => Some((i, a, r)),
+            _ => None,
+        })?;
+        execute(
+            db,
+            ctx,
+            "tracking.review_conversion",
+            &request,
+            async |tx| {
+                let status = repo::lock_conversion(tx, id).await?;
+                let row = match status {
+                    Some(_) => repo::find_conversion(tx, id).await?,
+                    None => None,
+                }
+                .filter(|row| row.advertiser_id == advertiser)
+                .ok_or_else(|| Error::not_found("conversion", id))?;
+                if row.status != "held" {
+                    return Err(Error::Precondition(format!(
+                        "conversion {id} is {}: only a held conversion is reviewed",
+                        row.status
+                    )));
+                }
+                let ctx = in_click_workflow(ctx, row.click_id);
+                let reason = (!reason.is_empty()).then_some(reason.as_str());
+                if request.approve {
+                    let new = NewConversion {
+                        advertiser_id: row.advertiser_id,
+                        click_id: row.click_id,
+                        order_id: row.order_id.clone(),
+                        amount: domain::Amount {
+                            minor: row.amount_minor,
+                            currency: row.currency.clone(),
+                        },
+                        converted_at: row.converted_at,
+                    };
+                    let target = ClickTarget {
+                        link_id: row.link_id,
+                        campaign_id: row.campaign_id,
+                        creator_id: row.creator_id,
+                    };
+                    let (event_id, _) = self.purchase(tx, &ctx, &new, target).await?;
+                    repo::review(tx, id, "accepted", Some(event_id), reason).await?;
+                } else {
+                    repo::review(tx, id, "declined", None, reason).await?;
+                }
+                let row = repo::find_conversion(tx, id)
+                    .await?
+                    .ok_or_else(|| Error::not_found("conversion", id))?;
+                let conversion = messages::conversion(&row);
+                Ok(Decision::with(
+                    pb::ReviewConversionResponse {
+                        conversion: Some(conversion.clone()),
+                    },
+                    outbox::event::<pb::TrackingEventEnvelope>(
+                        &ctx,
+                        Subject::new(messages::CONVERSION, row.id, row.version),
+                        messages::now(),
+                        Event::ConversionReviewed(ConversionReviewed {
+                            conversion: Some(conversion),
+                        }),
+                    ),
+                ))
+            },
+        )
+        .await
+    }
+
+    pub async fn get_conversion(
+        &self,
+        request: pb::GetConversionRequest,
+    ) -> Result<pb::GetConversionResponse, Error> {
+        let id = domain::parse_id("conversion_id", &request.conversion_id)?;
+        let mut conn = self.pool.acquire().await?;
+        let row = repo::find_conversion(&mut conn, id)
+            .await?
+            .ok_or_else(|| Error::not_found("conversion", id))?;
+        Ok(pb::GetConversionResponse {
+            conversion: Some(messages::conversion(&row)),
+        })
+    }
+
+    // ---- postback keys ----
+
+    /// A new key for an advertiser (at most two unrevoked); the secret is answered once.
+    pub async fn create_postback_key(
+        &self,
+        ctx: &CommandContext,
+        request: pb::CreatePostbackKeyRequest,
+    ) -> Result<pb::CreatePostbackKeyResponse, Error> {
+        let advertiser = domain::parse_id("advertiser_id", &request.advertiser_id)?;
+        execute(
+            &self.pool,
+            ctx,
+            "tracking.create_postback_key",
+            &request,
+            async |tx| {
+                let mut bytes = [0u8; 32];
+                rand::rng().fill_bytes(&mut bytes);
+                let secret = format!(
+                    "pbk_{}",
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+                );
+                let row = repo::insert_key(
+                    tx,
+                    Uuid::now_v7(),
+                    advertiser,
+                    &secret,
+                    &sha256_hex(&secret),
+                    messages::now(),
+                )
+                .await?
+                .ok_or_else(|| {
+                    Error::Precondition(format!(
+                        "advertiser {advertiser} has two postback keys already: revoke one first"
+                    ))
+                })?;
+                Ok(Decision::with_all(
+                    pb::CreatePostbackKeyResponse {
+                        key: Some(messages::postback_key(&row)),
+                        secret,
+                    },
+                    [],
+                ))
+            },
+        )
+        .await
+    }
+
+    pub async fn list_postback_keys(
+        &self,
+        request: pb::ListPostbackKeysRequest,
+    ) -> Result<pb::ListPostbackKeysResponse, Error> {
+        let advertiser = domain::parse_id("advertiser_id", &request.advertiser_id)?;
+        let mut conn = self.pool.acquire().await?;
+        let rows = repo::list_keys(&mut conn, advertiser).await?;
+        Ok(pb::ListPostbackKeysResponse {
+            keys: rows.iter().map(messages::postback_key).collect(),
+        })
+    }
+
+    pub async fn revoke_postback_key(
+        &self,
+        request: pb::RevokePostbackKeyRequest,
+    ) -> Result<pb::RevokePostbackKeyResponse, Error> {
+        let mut v = domain::Violations::new();
+        let advertiser = v.check(domain::parse_id("advertiser_id", &request.advertiser_id));
+        let key = v.check(domain::parse_id("key_id", &request.key_id));
+        let (advertiser, key) = v.finish(advertiser.zip(key))?;
+        let mut conn = self.pool.acquire().await?;
+        let row = repo::revoke_key(&mut conn, advertiser, key, messages::now())
+            .await?
+            .ok_or_else(|| Error::not_found("postback key", key))?;
+        Ok(pb::RevokePostbackKeyResponse {
+            key: Some(messages::postback_key(&row)),
+        })
+    }
+
+    /// The advertiser a postback's credential belongs to.
+    pub async fn authenticate_postback(
+        &self,
+        request: pb::AuthenticatePostbackRequest,
+    ) -> Result<pb::AuthenticatePostbackResponse, Error> {
+        let mut conn = self.pool.acquire().await?;
+        let row = match request.credential {
+            Some(Credential::Secret(secret))
+                if secret.starts_with("pbk_") && secret.len() <= 64 =>
+            {
+                repo::key_by_secret(&mut conn, &sha256_hex(&secret)).await?
+            }
+            Some(Credential::Signature(s)) => {
+                let Ok(key_id) = Uuid::parse_str(&s.key_id) else {
+                    return Err(unauthenticated());
+                };
+                let skew = (chrono::Utc::now().timestamp() - s.timestamp).abs();
+                let signed_ts = s
+                    .signed
+                    .split('&')
+                    .any(|pair| pair == format!("ts={}", s.timestamp));
+                if skew > SIGNATURE_SKEW_SECS || !signed_ts {
+                    return Err(unauthenticated());
+                }
+                let key = repo::key_by_id(&mut conn, key_id).await?;
+                key.filter(|k| signature_matches(&k.secret, &s.signed, &s.signature))
+            }
+            _ => None,
+        };
+        let row = row.ok_or_else(unauthenticated)?;
+        Ok(pb::AuthenticatePostbackResponse {
+            advertiser_id: row.advertiser_id.to_string(),
+            key_id: row.id.to_string(),
+        })
+    }
+}
+
+/// The first conversion of a repeated order, as a duplicate's answer.
+fn duplicate(row: &repo::ConversionRow) -> pb::RecordConversionResponse {
+    pb::RecordConversionResponse {
+        conversion: Some(messages::conversion(row)),
+        duplicate: true,
+    }
+}
+
+/// Whether `signature` (hex) is HMAC-SHA256(secret, signed), compared in constant time.
+pub fn signature_matches(secret: &str, signed: &str, signature: &str) -> bool {
+    let Some(bytes) = hex(signature) else {
+        return false;
+    };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
+        return false;
+    };
+    mac.update(signed.as_bytes());
+    mac.verify_slice(&bytes).is_ok()
+}
+
+fn hex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_are_hmac_sha256_of_the_signed_query() {
+        let secret = "pbk_test";
+        let signed = "click_id=abc&order_id=1&amount=10.00&currency=EUR&key_id=k&ts=1750000000";
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap_or_else(|_| unreachable!());
+        mac.update(signed.as_bytes());
+        let good: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert!(signature_matches(secret, signed, &good));
+        assert!(!signature_matches("pbk_other", signed, &good));
+        assert!(!signature_matches(
+            secret,
+            &signed.replace("10.00", "99.00"),
+            &good
+        ));
+        assert!(!signature_matches(secret, signed, "zz"));
+        assert!(!signature_matches(secret, signed, ""));
+    }
+}
