@@ -4,12 +4,13 @@
 #   deploy/local/platform.sh up       infrastructure (PostgreSQL, Pulsar), build, start the trace viewer
 #                                     (Jaeger UI on $TRACE_UI; every process exports its spans to it),
 #                                     every service (campaign, tracking, commission, payment, notification,
-#                                     analytics; SERVICE_MODE, default hybrid), the relay and the BFF, then run
+#                                     analytics; SERVICE_MODE, default hybrid), the relay, the BFF and the
+#                                     redirect edge (tracking links, http://$REDIRECT_HTTP/c/{code}), then run
 #                                     one workflow through grpcurl: campaign → accept → purchase →
 #                                     commission → payout, show the campaign's event as it arrived on
 #                                     Pulsar and the creator's notifications; then the same journey
 #                                     over REST through the BFF with curl and development tokens
-#   deploy/local/platform.sh down     stop the BFF, the relay, the services and the trace viewer, then the
+#   deploy/local/platform.sh down     stop the edge, the BFF, the relay, the services and the trace viewer, then the
 #                                     infrastructure
 #   deploy/local/platform.sh status   what runs, where
 #   deploy/local/platform.sh demo     only the demonstration (the platform must be up)
@@ -53,6 +54,8 @@ NOTIFICATION_GRPC="${NOTIFICATION_GRPC:-127.0.0.1:50055}"
 ANALYTICS_GRPC="${ANALYTICS_GRPC:-127.0.0.1:50056}"
 SERVICE_MODE="${SERVICE_MODE:-hybrid}"
 BFF_HTTP="${BFF_HTTP:-127.0.0.1:8088}"
+# The redirect edge: tracking links' GET /c/{code}, on tracking's database.
+REDIRECT_HTTP="${REDIRECT_HTTP:-127.0.0.1:8090}"
 # The trace viewer: OTLP gRPC receiver (OTEL_EXPORTER_OTLP_ENDPOINT of every process) and Jaeger UI.
 TRACE_OTLP="${TRACE_OTLP:-127.0.0.1:4317}"
 TRACE_UI="${TRACE_UI:-127.0.0.1:16686}"
@@ -198,13 +201,24 @@ demo() {
   [[ "${count:-0}" -ge 4 ]] || infra_die "the creator was not told of every step ($count notifications); see $LOG_DIR/notification-service.log"
 }
 
+kept_secret() { # kept_secret FILE: a random secret generated once and kept (mode 600) in FILE
+  if [[ ! -s "$1" ]]; then
+    mkdir -p "$STATE_DIR"
+    (umask 077 && python3 -c 'import secrets; print(secrets.token_urlsafe(48), end="")' >"$1")
+  fi
+  cat "$1"
+}
+
 jwt_secret() {
   if [[ -n "${JWT_HS256_SECRET:-}" ]]; then printf '%s' "$JWT_HS256_SECRET"; return; fi
-  if [[ ! -s "$JWT_SECRET_FILE" ]]; then
-    mkdir -p "$STATE_DIR"
-    (umask 077 && python3 -c 'import secrets; print(secrets.token_urlsafe(48), end="")' >"$JWT_SECRET_FILE")
-  fi
-  cat "$JWT_SECRET_FILE"
+  kept_secret "$JWT_SECRET_FILE"
+}
+
+# The salt of the visitors' IP hashes: CLICK_IP_SALT, or one generated once and kept in
+# .state/click-ip-salt (a new salt makes every returning visitor a new one).
+click_ip_salt() {
+  if [[ -n "${CLICK_IP_SALT:-}" ]]; then printf '%s' "$CLICK_IP_SALT"; return; fi
+  kept_secret "$STATE_DIR/click-ip-salt"
 }
 
 token() { # token SUB ROLE: a development token for the local BFF
@@ -276,7 +290,7 @@ status() {
   else
     echo "trace-viewer: stopped"
   fi
-  for entry in "${SERVICES[@]}" relay: "bff:http://$BFF_HTTP"; do
+  for entry in "${SERVICES[@]}" relay: "bff:http://$BFF_HTTP" "redirect:http://$REDIRECT_HTTP"; do
     local name=${entry%%:*} addr=${entry#*:}
     if pid_alive "$name"; then
       local where=""
@@ -326,6 +340,10 @@ case "${1:-}" in
       PULSAR_ADMIN_URL="$PULSAR_ADMIN_URL" \
       PULSAR_TENANT="$PULSAR_TENANT" PULSAR_NAMESPACE="$PULSAR_NAMESPACE" ${bff_pulsar_env[@]+"${bff_pulsar_env[@]}"}
     wait_http bff "http://$BFF_HTTP/health"
+    # loopback is trusted to tell the visitor's address (X-Forwarded-For): the load generator does
+    start redirect redirect "$otel" REDIRECT_LISTEN="$REDIRECT_HTTP" DATABASE_URL="$PG_URL_BASE/tracking" \
+      CLICK_IP_SALT="$(click_ip_salt)" TRUSTED_PROXIES=127.0.0.1/32
+    wait_http redirect "http://$REDIRECT_HTTP/healthz"
     demo
     rest_demo
     infra_log "platform up in $(($(date +%s) - t0)) s"
@@ -333,6 +351,7 @@ case "${1:-}" in
     echo "Trace viewer: http://$TRACE_UI  (service: bff; one trace per request)"
     ;;
   down)
+    stop redirect
     stop bff
     stop relay
     for entry in "${SERVICES[@]}"; do stop "${entry%%:*}"; done

@@ -19,7 +19,7 @@ use crate::{Delivery, Failure, Handler, inbox};
 pub enum Change {
     /// The campaign's state after the event (created, status changed, budget or tracking
     /// settings updated).
-    State(Campaign),
+    State(Box<Campaign>),
     /// A creator accepted the campaign.
     Accepted(Acceptance),
     /// Nothing the copies keep changed, but the campaign reached the event's version (a video).
@@ -56,19 +56,19 @@ pub fn change_of(envelope: CampaignEvent) -> Result<Option<(Uuid, i64, Change)>,
         .map_or(0, |m| m.aggregate_version);
     let (id, change) = match envelope.event {
         Some(Event::CampaignCreated(e)) => match e.campaign {
-            Some(c) => (c.id.clone(), Change::State(c)),
+            Some(c) => (c.id.clone(), Change::State(Box::new(c))),
             None => (String::new(), Change::Touched),
         },
         Some(Event::CampaignStatusChanged(e)) => match e.campaign {
-            Some(c) => (e.campaign_id, Change::State(c)),
+            Some(c) => (e.campaign_id, Change::State(Box::new(c))),
             None => (e.campaign_id, Change::Touched),
         },
         Some(Event::BudgetUpdated(e)) => match e.campaign {
-            Some(c) => (c.id.clone(), Change::State(c)),
+            Some(c) => (c.id.clone(), Change::State(Box::new(c))),
             None => (String::new(), Change::Touched),
         },
         Some(Event::TrackingUpdated(e)) => match e.campaign {
-            Some(c) => (c.id.clone(), Change::State(c)),
+            Some(c) => (c.id.clone(), Change::State(Box::new(c))),
             None => (String::new(), Change::Touched),
         },
         Some(Event::VideoAdded(e)) => (

@@ -10,8 +10,47 @@ use super::schedule::Schedule;
 /// The run when neither --duration nor --count is given.
 const DEFAULT_DURATION: Duration = Duration::from_secs(60);
 
+/// What a load sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Purchases through CreateEvent (gRPC).
+    Purchases,
+    /// Visits through the redirect edge (`GET /c/{code}`), and conversions for a share of them.
+    Clicks,
+}
+
+/// The flags of `--mode clicks`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClickArgs {
+    /// The redirect edge's base URL. The edge must trust this machine's X-Forwarded-For
+    /// (`TRUSTED_PROXIES`), which tells it each visitor's address.
+    #[arg(long = "redirect-url", env = "REDIRECT_URL", default_value = "http://127.0.0.1:8090")]
+    pub redirect_url: String,
+    /// Share of clicks made by crawlers (0..=1).
+    #[arg(long = "bot-share", env = "LOAD_BOT_SHARE", default_value_t = 0.05)]
+    pub bot_share: f64,
+    /// Share of persons' clicks by a visitor who clicked the same link before (0..=1).
+    #[arg(long = "repeat-share", env = "LOAD_REPEAT_SHARE", default_value_t = 0.2)]
+    pub repeat_share: f64,
+    /// Share of persons' clicks that convert (0..=1): a RecordConversion, --convert-after later.
+    #[arg(long = "convert-share", env = "LOAD_CONVERT_SHARE", default_value_t = 0.0)]
+    pub convert_share: f64,
+    /// How long after its click a conversion is reported, e.g. 1s.
+    #[arg(long = "convert-after", env = "LOAD_CONVERT_AFTER", default_value = "1s", value_parser = parse_duration)]
+    pub convert_after: Duration,
+    /// First, the same rate for this long against a bare 302 handler in this process (the
+    /// baseline the edge's latencies are compared with); 0s for none.
+    #[arg(long = "baseline-duration", env = "LOAD_BASELINE_DURATION", default_value = "20s", value_parser = parse_duration)]
+    pub baseline_duration: Duration,
+}
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct LoadArgs {
+    /// What to send: purchases, or clicks through the redirect edge.
+    #[arg(long, env = "LOAD_MODE", value_enum, default_value = "purchases")]
+    pub mode: Mode,
+    #[command(flatten)]
+    pub clicks: ClickArgs,
     /// Purchases per second; with --ramp-to, the rate at the start of the ramp.
     #[arg(long, env = "LOAD_RATE", default_value_t = 200.0)]
     pub rate: f64,
@@ -167,6 +206,16 @@ impl LoadArgs {
             !self.call_timeout.is_zero(),
             "--call-timeout must be longer than zero"
         );
+        for (flag, share) in [
+            ("--bot-share", self.clicks.bot_share),
+            ("--repeat-share", self.clicks.repeat_share),
+            ("--convert-share", self.clicks.convert_share),
+        ] {
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&share),
+                "{flag} must be between 0 and 1, not {share}"
+            );
+        }
         Ok(())
     }
 

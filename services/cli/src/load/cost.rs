@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 /// The platform's own binaries, named as their processes are.
-const BINARIES: [&str; 9] = [
+const BINARIES: [&str; 10] = [
     "campaign-service",
     "tracking-service",
     "commission-service",
@@ -23,6 +23,7 @@ const BINARIES: [&str; 9] = [
     "relay",
     "bff",
     "trace-viewer",
+    "redirect",
 ];
 
 /// CPU time (clock ticks) per process, by pid, with the label it counts under.

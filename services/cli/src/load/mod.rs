@@ -10,6 +10,7 @@
 //! the first commissions arrive a back-off later (and their latencies say so).
 
 mod args;
+mod clicks;
 mod commissions;
 mod cost;
 mod driver;
@@ -47,6 +48,9 @@ fn lock(tally: &Mutex<Tally>) -> MutexGuard<'_, Tally> {
 
 /// Runs the load; `stop` (Ctrl-C) ends sending and waiting early, and the report still prints.
 pub async fn run(args: LoadArgs, stop: CancellationToken) -> anyhow::Result<()> {
+    if args.mode == args::Mode::Clicks {
+        return clicks::run(args, stop).await;
+    }
     args.check()?;
     let schedule = args.schedule()?;
     let retry = args.retry();
