@@ -188,6 +188,7 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> anyhow::Result<()> 
             plan,
             &args,
             None,
+            false,
             stop.clone(),
         )
         .await?;
@@ -222,6 +223,7 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> anyhow::Result<()> 
         schedule,
         &args,
         converter.clone(),
+        true,
         stop.clone(),
     )
     .await?;
@@ -472,6 +474,7 @@ async fn send(
     plan: Schedule,
     args: &LoadArgs,
     converter: Option<Converter>,
+    collect: bool,
     stop: CancellationToken,
 ) -> anyhow::Result<Phase> {
     let phase = Arc::new(Mutex::new(Phase {
@@ -495,6 +498,7 @@ async fn send(
             converter.clone(),
         );
         let (bot_share, repeat_share) = (args.clicks.bot_share, args.clicks.repeat_share);
+        let collect = collect;
         clients.spawn(async move {
             while !stop.is_cancelled() {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -555,7 +559,7 @@ async fn send(
                                 .get("location")
                                 .and_then(|v| v.to_str().ok())
                                 .and_then(|l| url_click_id(l));
-                            if let (Some(id), true) = (&id, converter.is_some()) {
+                            if let (Some(id), true) = (&id, collect) {
                                 p.click_ids.push((id.clone(), bot));
                             }
                             id
