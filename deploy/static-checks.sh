@@ -24,8 +24,9 @@
 #      the Rust sources), and every one it requires is set; ports, probes, file paths, Secret
 #      keys and Service names agree with each other; the *_GRPC_URL and PULSAR_ADMIN_URL a binary
 #      reads (loopback defaults, wrong in a container) are set; every service of the workspace
-#      (a crate of the kit, `type Flags = …`) runs in compose and in every Helm render, and each
-#      compose DATABASE_URL names a database compose/postgres/init-databases.sql creates
+#      (a crate of the kit, `type Flags = …`), and every other binary reading DATABASE_URL (the
+#      redirect edge), runs in compose and in every Helm render, and each compose DATABASE_URL
+#      names a database compose/postgres/init-databases.sql creates
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
@@ -283,13 +284,16 @@ def parse_crate(src_dir, package=None):
             if not f.endswith(".rs"):
                 continue
             text = strip_comments(open(os.path.join(dirpath, f), encoding="utf-8").read())
+            # the same with every string literal's content blanked (same length): a brace in an
+            # attribute's string, e.g. `about = "… GET /c/{code}"`, is no item's end
+            blank = re.sub(r'"(?:\\.|[^"\\])*"', lambda q: '"' + " " * (len(q.group()) - 2) + '"', text)
             if package and (flags := DECLARED_FLAGS.search(text)):
                 declared[package] = flags.group(1)
             for m in STRUCT.finditer(text):
                 start = m.end() - 1
                 body = text[start + 1 : matching(text, start, "{", "}")]
                 # its attributes: back to the end of the item before it
-                head = text[max(text.rfind("}", 0, m.start()), text.rfind(";", 0, m.start())) + 1 : m.start()]
+                head = text[max(blank.rfind("}", 0, m.start()), blank.rfind(";", 0, m.start())) + 1 : m.start()]
                 derives = " ".join(re.findall(r"#\[derive\(([^)]*)\)\]", head))
                 info = {"env": {}, "flatten": [], "root": bool(re.search(r"\bParser\b", derives))}
                 for attrs, decl in struct_fields(body):
@@ -422,6 +426,9 @@ for name, s in services.items():
     for p in s.get("ports") or []:
         if p.get("host_ip") != "127.0.0.1":
             error(f"compose {name}: port {p.get('published')}:{p.get('target')} is published beyond 127.0.0.1")
+        # (a plain-HTTP process such as the redirect edge has no health check asking its port)
+        if name in listens and p.get("target") not in listens[name]:
+            error(f"compose {name}: publishes port {p.get('target')}, but it listens on {sorted(q for q in listens[name] if q)}")
     for dep, d in (s.get("depends_on") or {}).items():
         if d.get("condition") == "service_healthy" and not (services.get(dep) or {}).get("healthcheck"):
             error(f"compose {name}: waits for {dep} to be healthy, but {dep} has no healthcheck")
@@ -585,6 +592,16 @@ for binary in kit_services:
     for label, runs in helm_runs.items():
         if binary not in runs:
             error(f"{label} no Deployment runs {binary}, a service of the workspace ({bins[binary]})")
+# A process on a database that is not a service of the kit (no `type Flags`, so the rule above
+# does not see it): the redirect edge, plain HTTP with its own clap Config. Any binary of the
+# image reading DATABASE_URL is a process of the platform, not a tool, and runs in both too.
+on_database = sorted(b for b in bins if b in in_image and "DATABASE_URL" in reads.get(b, ()) and b not in kit_services)
+for binary in on_database:
+    if binary not in compose_runs:
+        error(f"compose: no service runs {binary}, a process of the workspace on a database ({bins[binary]})")
+    for label, runs in helm_runs.items():
+        if binary not in runs:
+            error(f"{label} no Deployment runs {binary}, a process of the workspace on a database ({bins[binary]})")
 
 if errors:
     # one line per problem, naming the Helm renders it shows in
@@ -602,7 +619,8 @@ checked = sorted(b for b in bins if b in in_image)
 print(f"{len(checked)} binaries, {len(set().union(*(reads[b] for b in checked)))} distinct variables read "
       f"({sum(len(required[b]) for b in checked)} required); {len(ours)} compose services and "
       f"{len(render_paths)} Helm renders set only those, and agree on ports, probes, mounts and names; "
-      f"each runs the {len(kit_services)} services ({', '.join(kit_services)})")
+      f"each runs the {len(kit_services)} services ({', '.join(kit_services)})"
+      + (f" and {', '.join(on_database)} (on a database, not of the kit)" if on_database else ""))
 PY
 summary+=("cross-checks: $(cat "$WORK/cross.txt")")
 

@@ -1,9 +1,9 @@
 //! The platform in containers, for real: the image (the binaries this build made, packed onto the
 //! Dockerfile's own runtime stage by `deploy/containers/image.sh packed`), Docker Compose v2
 //! running `deploy/compose/compose.yaml` as written against podman's Docker API, the README's
-//! workflow through the published ports (gRPC and REST) to a completed payout, the trace viewer,
-//! the operator CLI inside the project's network, then `stop` (every process exits 0 on SIGTERM)
-//! and `down -v`.
+//! workflow through the published ports (gRPC and REST) to a completed payout, the redirect edge
+//! (`GET /healthz`, and `404` for an unknown link), the trace viewer, the operator CLI inside the
+//! project's network, then `stop` (every process exits 0 on SIGTERM) and `down -v`.
 //!
 //! The compose file is used unchanged but for one override: every published port moves (`!override`,
 //! see `moved`), because the tests' own PostgreSQL and Pulsar hold the file's ports. Podman
@@ -62,7 +62,7 @@ fn moved(published: u64) -> u64 {
 }
 const ADVERTISER: &str = "0193a9e0-0000-7000-8000-0000000000ad";
 /// The processes of the platform's image (the others are PostgreSQL, Pulsar and its init job).
-const OURS: [&str; 9] = [
+const OURS: [&str; 10] = [
     "campaign",
     "tracking",
     "commission",
@@ -71,8 +71,11 @@ const OURS: [&str; 9] = [
     "analytics",
     "relay",
     "bff",
+    "redirect",
     "trace-viewer",
 ];
+/// A well-formed link code no link has: the edge looks it up in tracking's database, then 404.
+const UNKNOWN_CODE: &str = "ZZZZZZZZZZ";
 const HEALTH_CHECKED: [&str; 8] = [
     "postgres",
     "pulsar",
@@ -279,6 +282,38 @@ async fn the_platform_runs_in_containers() {
         seen.len()
     );
 
+    // ---- the redirect edge through its published port ----------------------------------------
+    // It has no container check (plain HTTP: the image has no curl, and grpc-health-probe speaks
+    // only gRPC), so its health is asked here, from the host, as the README says.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let edge = format!("http://127.0.0.1:{}", port("redirect", 8090));
+    let health = eventually(
+        Duration::from_secs(60),
+        "the redirect edge answers GET /healthz",
+        || {
+            let (http, url) = (http.clone(), format!("{edge}/healthz"));
+            async move {
+                let response = http.get(url).send().await.ok()?;
+                (response.status() == 200).then_some(response.text().await.ok()?)
+            }
+        },
+    )
+    .await;
+    assert!(health.starts_with("ok"), "GET /healthz: {health}");
+    let unknown = http
+        .get(format!("{edge}/c/{UNKNOWN_CODE}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404, "GET /c/{UNKNOWN_CODE}");
+    println!(
+        "containers: the redirect edge is healthy (GET /healthz: {}) and answers 404 for an unknown link",
+        health.trim()
+    );
+
     // ---- the README's workflow through the published ports ----------------------------------
     let t = Instant::now();
     let url = |service: &str, target: u64| format!("http://127.0.0.1:{}", port(service, target));
@@ -416,7 +451,6 @@ async fn the_platform_runs_in_containers() {
             Duration::from_secs(60),
         ),
     );
-    let http = reqwest::Client::new();
     let bff = url("bff", 8088);
     let got = http
         .get(format!("{bff}/api/v1/campaigns/{campaign}"))

@@ -7,6 +7,7 @@
 //!   readiness probes and would run a liveness probe with curl, which the image has not);
 //! - every process runs as 65532 with a read-only root and no capabilities (the pod and
 //!   container security contexts), with its environment from its ConfigMap and the Secret;
+//! - the redirect edge (its probes are `GET /healthz`) answers `404` for an unknown link;
 //! - the relay's two replicas: exactly one holds each outbox (its PostgreSQL advisory lock);
 //! - purchases to paid payouts through the services (`platform load --workflow` inside the
 //!   network, by the Services' names); then the relay that leads the tracking outbox is stopped,
@@ -273,6 +274,7 @@ async fn the_helm_charts_pods_run() {
             "commission",
             "notification",
             "payment",
+            "redirect",
             "relay",
             "tracking"
         ]),
@@ -285,12 +287,17 @@ async fn the_helm_charts_pods_run() {
 
     // ---- every probe answers; every process confined, configured from its ConfigMap and Secret
     let mut relays = Vec::new();
+    let mut redirects = Vec::new();
     let mut probes_run = 0;
     for pod in pods {
         let pod_name = pod["pod"].as_str().unwrap();
         let ip = pod_ip(pod_name);
         if pod["component"] == "relay" {
             relays.push((pod_name.to_owned(), ip.clone()));
+        }
+        if pod["component"] == "redirect" {
+            let http = pod["containers"][0]["ports"]["http"].as_u64().unwrap();
+            redirects.push(format!("{ip}:{http}"));
         }
         for c in pod["containers"].as_array().unwrap() {
             let name = format!("{pod_name}-{}", c["name"].as_str().unwrap());
@@ -325,12 +332,40 @@ async fn the_helm_charts_pods_run() {
                     "{name}: {env:?}"
                 ),
                 "bff" => assert!(has("JWT_HS256_SECRET="), "{name}: no JWT secret"),
+                // tracking's database, and the salt the chart's Secret generated
+                "redirect" => assert!(
+                    has("DATABASE_URL=postgres://") && has("CLICK_IP_SALT="),
+                    "{name}: {env:?}"
+                ),
                 _ => assert!(has("DATABASE_URL=postgres://"), "{name}: no database URL"),
             }
         }
     }
-    assert!(probes_run >= 16, "only {probes_run} probes in the chart");
+    assert!(probes_run >= 19, "only {probes_run} probes in the chart");
     assert_eq!(relays.len(), 2, "the relay's two replicas");
+    // the redirect edge, past its probes: a well-formed code no link has is looked up in
+    // tracking's database and answered 404 (from another container, as a client would ask)
+    assert_eq!(redirects.len(), 1, "the redirect edge's replica");
+    for address in &redirects {
+        let url = format!("http://{address}/c/ZZZZZZZZZZ");
+        let status = must(
+            "curl the redirect edge",
+            podman(&[
+                "exec",
+                PULSAR,
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "5",
+                &url,
+            ]),
+        );
+        assert_eq!(status.trim(), "404", "GET {url}");
+    }
     println!(
         "helm pods: {} pods, {probes_run} probes answered, every process as 65532, read-only, no capabilities",
         pods.len()
