@@ -22,6 +22,13 @@ pub struct Config {
     pub edge: EdgeArgs,
     #[command(flatten)]
     pub pulsar_admin: PulsarAdminArgs,
+    /// The redirect edge's public base URL: a tracking link is `{this}/c/{code}`.
+    #[arg(
+        long,
+        env = "REDIRECT_PUBLIC_URL",
+        default_value = "http://127.0.0.1:8090"
+    )]
+    pub redirect_public_url: String,
     /// The trace viewer's UI (Jaeger), whose `/trace/{traceId}` pages the audit trail links to.
     #[arg(
         long,
@@ -123,6 +130,13 @@ pub struct EdgeArgs {
     /// Burst of requests with a missing or refused token per client address.
     #[arg(long, env = "RATE_LIMIT_REFUSED_BURST", default_value_t = 30)]
     pub refused_burst: u32,
+    /// Server-to-server postbacks (`GET /postback`, `POST /api/v1/conversions`) each client
+    /// address may send per second (sustained), whatever their key; over it, 429.
+    #[arg(long, env = "RATE_LIMIT_POSTBACK_PER_SECOND", default_value_t = 50)]
+    pub postback_per_second: u32,
+    /// Burst of postbacks per client address above the sustained rate.
+    #[arg(long, env = "RATE_LIMIT_POSTBACK_BURST", default_value_t = 200)]
+    pub postback_burst: u32,
     /// Origins allowed to call the API from a browser, comma-separated; `*` for any; empty for
     /// none (no CORS headers).
     #[arg(

@@ -86,6 +86,8 @@ pub type CampaignStatus = Rest<campaign::CampaignStatus>;
 pub type TrackingEventKind = Rest<tracking::TrackingEventKind>;
 /// What a creator's evidence is.
 pub type EvidenceKind = Rest<tracking::EvidenceKind>;
+/// Where a reported sale stands.
+pub type ConversionStatus = Rest<tracking::ConversionStatus>;
 /// A commission's state.
 pub type CommissionStatus = Rest<commission::CommissionStatus>;
 /// The payout saga's state.
@@ -268,7 +270,252 @@ pub struct RequestPayout {
     pub account_details: String,
 }
 
+/// A creator's free-text labels on a link, to tell placements apart (e.g. the video, the
+/// position in it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct SubIds {
+    /// At most 100 characters, like each of the others.
+    #[schema(max_length = 100, example = "video-42")]
+    pub sub1: String,
+    #[schema(max_length = 100)]
+    pub sub2: String,
+    #[schema(max_length = 100)]
+    pub sub3: String,
+    #[schema(max_length = 100)]
+    pub sub4: String,
+    #[schema(max_length = 100)]
+    pub sub5: String,
+}
+
+impl From<SubIds> for tracking::SubIds {
+    fn from(s: SubIds) -> Self {
+        Self {
+            sub1: s.sub1,
+            sub2: s.sub2,
+            sub3: s.sub3,
+            sub4: s.sub4,
+            sub5: s.sub5,
+        }
+    }
+}
+
+impl From<tracking::SubIds> for SubIds {
+    fn from(s: tracking::SubIds) -> Self {
+        Self {
+            sub1: s.sub1,
+            sub2: s.sub2,
+            sub3: s.sub3,
+            sub4: s.sub4,
+            sub5: s.sub5,
+        }
+    }
+}
+
+/// A new tracking link for a campaign the creator accepted (active, with a landing URL).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateLink {
+    pub campaign_id: Uuid,
+    #[serde(default)]
+    pub sub_ids: SubIds,
+    /// Optional: where the link sends visitors instead of the landing URL: an absolute http or
+    /// https URL on the landing URL's host or one of the campaign's landing domains, at most
+    /// 2048 bytes.
+    #[serde(default)]
+    #[schema(max_length = 2048, example = "https://shop.example.com/products/42")]
+    pub deep_link: String,
+}
+
+/// A sale reported server to server for a click (authenticated by `X-Postback-Key`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RecordConversion {
+    /// The click id the landing page received (32 hex digits, or a UUID).
+    #[schema(example = "0193a9e0000070008000000000000001")]
+    pub click_id: String,
+    /// Your order id: one conversion per order; a repeat answers the first one. 1..=128
+    /// characters, no control characters.
+    #[schema(min_length = 1, max_length = 128, example = "order-1001")]
+    pub order_id: String,
+    /// Positive, in the campaign's currency.
+    pub amount: Money,
+    /// When the sale happened; defaults to now, at most 5 minutes ahead.
+    #[serde(default)]
+    pub converted_at: Option<DateTime<Utc>>,
+}
+
+/// An advertiser's decision on a held conversion.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReviewConversion {
+    /// True: a purchase (and its commission); false: declined.
+    pub approve: bool,
+    /// Required to decline (the creator sees it); at most 500 characters.
+    #[serde(default)]
+    #[schema(max_length = 500)]
+    pub reason: String,
+}
+
 // ---- responses ----
+
+/// A creator's tracking link for a campaign.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrackingLink {
+    pub id: String,
+    /// 10 characters of `[0-9A-Za-z]`.
+    pub code: String,
+    /// The public link to share: the redirect edge's `/c/{code}`.
+    #[schema(example = "https://go.example.com/c/a1B2c3D4e5")]
+    pub url: String,
+    pub campaign_id: String,
+    pub creator_id: String,
+    pub sub_ids: SubIds,
+    /// Empty: the campaign's landing URL.
+    pub deep_link: String,
+    /// A disabled link sends visitors to the campaign's fallback and records no click.
+    pub disabled: bool,
+    pub created_at: Option<String>,
+    pub disabled_at: Option<String>,
+    /// Aggregate version (int64 as a string): 1 when created, 2 once disabled.
+    pub version: String,
+}
+
+impl TrackingLink {
+    /// The link in its REST shape; `redirect_base` is the redirect edge's public URL.
+    pub fn new(l: tracking::TrackingLink, redirect_base: &str) -> Self {
+        Self {
+            url: format!("{}/c/{}", redirect_base.trim_end_matches('/'), l.code),
+            id: l.id,
+            code: l.code,
+            campaign_id: l.campaign_id,
+            creator_id: l.creator_id,
+            sub_ids: l.sub_ids.map(SubIds::from).unwrap_or_default(),
+            deep_link: l.deep_link,
+            disabled: l.disabled,
+            created_at: rfc3339(l.created_at),
+            disabled_at: rfc3339(l.disabled_at),
+            version: l.version.to_string(),
+        }
+    }
+}
+
+/// One page of tracking links.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrackingLinkPage {
+    pub links: Vec<TrackingLink>,
+    pub next_page_token: String,
+}
+
+/// A sale an advertiser reported for a click.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Conversion {
+    pub id: String,
+    pub advertiser_id: String,
+    pub order_id: String,
+    pub click_id: String,
+    pub link_id: String,
+    pub campaign_id: String,
+    pub creator_id: String,
+    pub sub_ids: SubIds,
+    pub amount: Option<Money>,
+    pub converted_at: Option<String>,
+    pub recorded_at: Option<String>,
+    pub status: ConversionStatus,
+    /// The purchase it became; empty while held or once declined.
+    pub tracking_event_id: String,
+    /// Why a held conversion was held, or why it was declined.
+    pub reason: String,
+    /// When its click was recorded.
+    pub clicked_at: Option<String>,
+}
+
+impl From<tracking::Conversion> for Conversion {
+    fn from(c: tracking::Conversion) -> Self {
+        Self {
+            id: c.id,
+            advertiser_id: c.advertiser_id,
+            order_id: c.order_id,
+            click_id: c.click_id,
+            link_id: c.link_id,
+            campaign_id: c.campaign_id,
+            creator_id: c.creator_id,
+            sub_ids: c.sub_ids.map(SubIds::from).unwrap_or_default(),
+            amount: money(c.amount),
+            converted_at: rfc3339(c.converted_at),
+            recorded_at: rfc3339(c.recorded_at),
+            status: ConversionStatus::from_proto(c.status),
+            tracking_event_id: c.tracking_event_id,
+            reason: c.reason,
+            clicked_at: rfc3339(c.clicked_at),
+        }
+    }
+}
+
+/// The answer to a reported sale.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordedConversion {
+    pub conversion: Conversion,
+    /// True when the order was reported before: the first conversion, unchanged (HTTP 200;
+    /// a new one is 201).
+    pub duplicate: bool,
+}
+
+/// An advertiser's postback key (its secret is shown once, when created).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PostbackKey {
+    pub id: String,
+    pub advertiser_id: String,
+    /// The secret's first 8 characters, to tell keys apart.
+    #[schema(example = "pbk_AbCd")]
+    pub prefix: String,
+    pub created_at: Option<String>,
+    /// Set once revoked; a revoked key authenticates nothing.
+    pub revoked_at: Option<String>,
+}
+
+impl From<tracking::PostbackKey> for PostbackKey {
+    fn from(k: tracking::PostbackKey) -> Self {
+        Self {
+            id: k.id,
+            advertiser_id: k.advertiser_id,
+            prefix: k.prefix,
+            created_at: rfc3339(k.created_at),
+            revoked_at: rfc3339(k.revoked_at),
+        }
+    }
+}
+
+/// A new postback key and its secret: shown here once, never again.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedPostbackKey {
+    pub key: PostbackKey,
+    /// `pbk_` and 43 characters of base64url: send it as `X-Postback-Key` (or `key=`), or sign
+    /// postbacks with it.
+    pub secret: String,
+}
+
+impl std::fmt::Debug for CreatedPostbackKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedPostbackKey")
+            .field("key", &self.key)
+            .field("secret", &"[redacted]")
+            .finish()
+    }
+}
+
+/// An advertiser's postback keys.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PostbackKeyList {
+    pub keys: Vec<PostbackKey>,
+}
 
 /// An advertiser's offer to creators.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -192,6 +192,16 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// A caller authenticated otherwise than by a bearer token (a postback key's advertiser).
+    pub fn authenticated(principal: Principal, ids: RequestIds, deadline: Duration) -> Self {
+        Self {
+            principal,
+            ids,
+            idempotency_key: None,
+            deadline,
+        }
+    }
+
     pub fn id(&self) -> Uuid {
         self.principal.id
     }

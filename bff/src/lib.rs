@@ -39,6 +39,8 @@ pub struct AppState {
     pub limiter: RateLimiter,
     /// Buckets per client address for requests whose token is refused.
     pub refused: RateLimiter<std::net::IpAddr>,
+    /// Buckets per client address for server-to-server postbacks (no token to key them by).
+    pub postbacks: RateLimiter<std::net::IpAddr>,
     /// Deadline of each unary gRPC call.
     pub deadline: Duration,
     pub config: Arc<Config>,
@@ -52,6 +54,7 @@ pub struct Bff {
     router: Router,
     limiter: RateLimiter,
     refused: RateLimiter<std::net::IpAddr>,
+    postbacks: RateLimiter<std::net::IpAddr>,
 }
 
 impl Bff {
@@ -60,6 +63,8 @@ impl Bff {
         let clients = Clients::connect_lazy(&config.services)?;
         let limiter = RateLimiter::new(config.edge.rate_per_second, config.edge.rate_burst);
         let refused = RateLimiter::new(config.edge.refused_per_second, config.edge.refused_burst);
+        let postbacks =
+            RateLimiter::new(config.edge.postback_per_second, config.edge.postback_burst);
         let admin = {
             let a = &config.pulsar_admin;
             messaging::admin::Admin::new(
@@ -77,6 +82,7 @@ impl Bff {
             verifier,
             limiter: limiter.clone(),
             refused: refused.clone(),
+            postbacks: postbacks.clone(),
             deadline: config.services.deadline,
             config: Arc::new(config),
             admin,
@@ -86,6 +92,7 @@ impl Bff {
             listener,
             limiter,
             refused,
+            postbacks,
         })
     }
 
@@ -95,7 +102,11 @@ impl Bff {
 
     /// Serves until `shutdown`; in-flight requests finish (streams are cut).
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let (limiter, refused) = (self.limiter.clone(), self.refused.clone());
+        let (limiter, refused, postbacks) = (
+            self.limiter.clone(),
+            self.refused.clone(),
+            self.postbacks.clone(),
+        );
         let sweeper_stop = shutdown.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -104,6 +115,7 @@ impl Bff {
                     _ = tick.tick() => {
                         limiter.forget_idle();
                         refused.forget_idle();
+                        postbacks.forget_idle();
                     }
                     () = sweeper_stop.cancelled() => break,
                 }
@@ -163,7 +175,7 @@ fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
     Ok(Some(
         CorsLayer::new()
             .allow_origin(allow_origin)
-            .allow_methods([Method::GET, Method::POST])
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
             .allow_headers([
                 header::AUTHORIZATION,
                 header::CONTENT_TYPE,

@@ -6,7 +6,7 @@
 
 use axum::Router;
 use utoipa::openapi::path::Operation;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -20,13 +20,15 @@ use crate::routes;
 #[openapi(
     info(
         title = "Affiliate platform API",
-        description = "The REST/JSON edge of the affiliate platform: campaigns, creators, tracking, commissions, payouts, notifications and statistics. Bodies follow proto3 JSON style: camelCase names, int64 as strings, enums by name, RFC 3339 timestamps in UTC. Every `/api/v1` route needs `Authorization: Bearer <JWT>`; errors are RFC 9457 problem+json.",
+        description = "The REST/JSON edge of the affiliate platform: campaigns, creators, tracking, commissions, payouts, notifications and statistics. Bodies follow proto3 JSON style: camelCase names, int64 as strings, enums by name, RFC 3339 timestamps in UTC. Every `/api/v1` route needs `Authorization: Bearer <JWT>`, except the server-to-server conversions, authenticated by a postback key; errors are RFC 9457 problem+json.",
     ),
     components(schemas(Problem, FieldError)),
     tags(
         (name = "campaigns", description = "Advertisers' campaigns; creators browse active ones"),
         (name = "creators", description = "A creator's acceptances, evidence, commissions, balance and payouts"),
         (name = "tracking", description = "Views, clicks and purchases"),
+        (name = "links", description = "Creators' tracking links, served by the redirect edge"),
+        (name = "conversions", description = "Sales reported server to server (postback keys), their review, and the keys"),
         (name = "notifications", description = "Per-user notifications, listed or live"),
         (name = "analytics", description = "Campaign and creator statistics by day"),
         (name = "admin", description = "Operations: dead letters, workflows and aggregate histories (the audit trail)"),
@@ -39,7 +41,7 @@ pub struct ApiDoc;
 struct Edge;
 
 /// The problem+json responses the edge may give, by status.
-const ERRORS: [(&str, &str); 11] = [
+const ERRORS: [(&str, &str); 12] = [
     (
         "400",
         "Invalid request: malformed JSON, unknown or mistyped fields, or field violations (`errors`)",
@@ -55,6 +57,10 @@ const ERRORS: [(&str, &str); 11] = [
         "Conflicts with the current state (already exists, or not allowed in this state)",
     ),
     ("413", "Request body too large"),
+    (
+        "422",
+        "Valid, but refused by a rule the client acts on: `reason` names it (e.g. `UNKNOWN_CLICK`)",
+    ),
     ("415", "Request body is not application/json"),
     ("429", "Rate limit exceeded; see Retry-After"),
     ("500", "Unexpected failure"),
@@ -97,6 +103,20 @@ impl Modify for Edge {
                         ))
                         .build(),
                 ),
+            );
+            components.add_security_scheme(
+                "postbackKey",
+                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                    "X-Postback-Key",
+                    "An advertiser's postback key secret (`pbk_…`), for server-to-server conversions; `GET /postback` also takes it as `key=` in the URL.",
+                ))),
+            );
+            components.add_security_scheme(
+                "postbackSignature",
+                SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
+                    "sig",
+                    "`GET /postback` signed instead of carrying the secret: `key_id`, `ts` (Unix seconds) and `sig` = hex(HMAC-SHA256(secret, the query string without its `sig` pair)).",
+                ))),
             );
         }
         for item in openapi.paths.paths.values_mut() {
@@ -154,7 +174,13 @@ mod tests {
                         "{method} {path} lacks {status}"
                     );
                 }
-                if path.starts_with("/api/v1") {
+                if path == "/api/v1/conversions" || path == "/postback" {
+                    assert_eq!(
+                        operation["security"][0]["postbackKey"],
+                        serde_json::json!([]),
+                        "{method} {path}: server to server, by postback key"
+                    );
+                } else if path.starts_with("/api/v1") {
                     assert_eq!(
                         operation["security"][0]["bearer"],
                         serde_json::json!([]),
@@ -163,6 +189,55 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_link_and_conversion_routes_are_documented_with_their_doors() {
+        let doc = serde_json::to_value(api().1).unwrap();
+        let paths = &doc["paths"];
+        for (path, method) in [
+            ("/api/v1/creators/{creatorId}/links", "post"),
+            ("/api/v1/creators/{creatorId}/links", "get"),
+            ("/api/v1/creators/{creatorId}/links/{linkId}", "get"),
+            (
+                "/api/v1/creators/{creatorId}/links/{linkId}/disable",
+                "post",
+            ),
+            ("/api/v1/campaigns/{campaignId}/links", "get"),
+            ("/api/v1/advertisers/{advertiserId}/postback-keys", "post"),
+            ("/api/v1/advertisers/{advertiserId}/postback-keys", "get"),
+            (
+                "/api/v1/advertisers/{advertiserId}/postback-keys/{keyId}",
+                "delete",
+            ),
+            ("/api/v1/conversions", "post"),
+            ("/postback", "get"),
+            ("/api/v1/conversions/{conversionId}", "get"),
+            ("/api/v1/conversions/{conversionId}/review", "post"),
+        ] {
+            assert!(paths[path][method].is_object(), "{method} {path}");
+        }
+        let schemes = &doc["components"]["securitySchemes"];
+        assert_eq!(schemes["postbackKey"]["name"], "X-Postback-Key");
+        assert_eq!(schemes["postbackKey"]["in"], "header");
+        let post = &paths["/api/v1/conversions"]["post"];
+        for status in ["200", "201", "401", "422"] {
+            assert!(post["responses"][status].is_object(), "{status}");
+        }
+        let params: Vec<&str> = paths["/postback"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        for name in [
+            "click_id", "order_id", "amount", "currency", "key", "key_id", "ts", "sig",
+        ] {
+            assert!(params.contains(&name), "{name} in {params:?}");
+        }
+        let schemas = &doc["components"]["schemas"];
+        assert!(schemas["TrackingLink"]["properties"]["url"].is_object());
+        assert!(schemas["Problem"]["properties"]["reason"].is_object());
     }
 
     #[test]

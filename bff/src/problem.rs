@@ -2,8 +2,9 @@
 //!
 //! Client errors carry the service's message and, for INVALID_ARGUMENT and OUT_OF_RANGE (money
 //! that would not fit 64-bit minor units), its field violations (field paths turned into the
-//! JSON names the client sent). Server errors carry a generic
-//! message: nothing internal leaks.
+//! JSON names the client sent). FAILED_PRECONDITION carrying a `google.rpc.ErrorInfo` (a request
+//! refused by a business rule the client acts on, e.g. `UNKNOWN_CLICK`) is a 422 with the
+//! `reason`. Server errors carry a generic message: nothing internal leaks.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -36,8 +37,13 @@ pub struct Problem {
     /// The invalid (or out-of-range) fields, for 400 responses.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// Why a valid request was refused, for 422 responses: an UPPER_SNAKE code the client
+    /// branches on, e.g. `UNKNOWN_CLICK`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "UNKNOWN_CLICK")]
+    pub reason: Option<Box<str>>,
     #[serde(skip)]
-    retry_after: Option<u64>,
+    retry_after: Option<std::num::NonZeroU32>,
     #[serde(skip)]
     authenticate: bool,
 }
@@ -59,6 +65,7 @@ impl Problem {
             detail: detail.into(),
             code: None,
             errors: Vec::new(),
+            reason: None,
             retry_after: None,
             authenticate: false,
         }
@@ -97,13 +104,20 @@ impl Problem {
         problem
     }
 
+    /// A 401 for a server-to-server call whose postback key (or signature) is missing, unknown,
+    /// revoked or wrong. No `WWW-Authenticate: Bearer`: these calls carry no token.
+    pub fn postback_unauthenticated(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, detail).with_code(Code::Unauthenticated)
+    }
+
     pub fn too_many_requests(retry_after_secs: u64) -> Self {
         let mut problem = Self::new(
             StatusCode::TOO_MANY_REQUESTS,
             format!("rate limit exceeded; retry after {retry_after_secs} s"),
         )
         .with_code(Code::ResourceExhausted);
-        problem.retry_after = Some(retry_after_secs);
+        problem.retry_after =
+            std::num::NonZeroU32::new(u32::try_from(retry_after_secs.max(1)).unwrap_or(u32::MAX));
         problem
     }
 
@@ -141,7 +155,16 @@ impl Problem {
             Code::Cancelled => Code::Unavailable,
             code => code,
         };
-        let http = http_status(code);
+        // A refusal the client acts on (ErrorInfo's reason): 422, the reason in the body.
+        let reason = match code {
+            Code::FailedPrecondition => service_runtime::errors::error_reason(status),
+            _ => None,
+        };
+        let http = if reason.is_some() {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            http_status(code)
+        };
         let detail = if http.is_server_error() {
             match code {
                 Code::Unavailable => format!("the {service} service is unavailable; retry later"),
@@ -152,6 +175,7 @@ impl Problem {
             status.message().to_owned()
         };
         let mut problem = Self::new(http, detail).with_code(code);
+        problem.reason = reason.map(String::into_boxed_str);
         if matches!(code, Code::InvalidArgument | Code::OutOfRange)
             && let Some(bad_request) = status.get_details_bad_request()
         {
@@ -185,7 +209,7 @@ impl IntoResponse for Problem {
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if let Some(seconds) = self.retry_after {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.get()));
         }
         if self.authenticate {
             headers.insert(
@@ -359,6 +383,37 @@ mod tests {
                     "the creator's reserved balance would pass the largest amount there can be"
                         .into()
             }]
+        );
+    }
+
+    #[test]
+    fn a_refusal_with_a_reason_is_a_422_carrying_it_and_without_one_stays_a_409() {
+        let mut details = ErrorDetails::new();
+        details.set_error_info(
+            "UNKNOWN_CLICK",
+            "affiliate-platform",
+            std::collections::HashMap::new(),
+        );
+        let status =
+            tonic::Status::with_error_details(Code::FailedPrecondition, "no such click", details);
+        let problem = Problem::from_status(&status, "tracking");
+        assert_eq!(
+            (problem.status, problem.code, problem.reason.as_deref()),
+            (422, Some("FAILED_PRECONDITION"), Some("UNKNOWN_CLICK"))
+        );
+        let body = serde_json::to_value(&problem).unwrap();
+        assert_eq!(body["reason"], "UNKNOWN_CLICK");
+        assert_eq!(body["detail"], "no such click");
+        let plain = Problem::from_status(
+            &tonic::Status::failed_precondition("the campaign is closed"),
+            "campaign",
+        );
+        assert_eq!((plain.status, plain.reason.as_deref()), (409, None));
+        assert!(
+            serde_json::to_value(&plain)
+                .unwrap()
+                .get("reason")
+                .is_none()
         );
     }
 

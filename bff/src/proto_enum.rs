@@ -49,6 +49,7 @@ rest_enums!(
     campaign::CampaignStatus => "affiliate.campaign.v1.CampaignStatus",
     tracking::TrackingEventKind => "affiliate.tracking.v1.TrackingEventKind",
     tracking::EvidenceKind => "affiliate.tracking.v1.EvidenceKind",
+    tracking::ConversionStatus => "affiliate.tracking.v1.ConversionStatus",
     commission::CommissionStatus => "affiliate.commission.v1.CommissionStatus",
     payment::PayoutStatus => "affiliate.payment.v1.PayoutStatus",
     payment::PayoutMethod => "affiliate.payment.v1.PayoutMethod",
@@ -153,6 +154,7 @@ mod tests {
         round_trips::<campaign::CampaignStatus>();
         round_trips::<tracking::TrackingEventKind>();
         round_trips::<tracking::EvidenceKind>();
+        round_trips::<tracking::ConversionStatus>();
         round_trips::<commission::CommissionStatus>();
         round_trips::<payment::PayoutStatus>();
         round_trips::<payment::PayoutMethod>();

@@ -175,6 +175,118 @@ async fn only_valid_tokens_of_the_right_user_and_role_succeed_on_every_route() {
     )
     .await;
 
+    // C1's tracking links on A's campaign (with tracking settings: a 10 s click-to-conversion
+    // minimum by default), a click through the redirect edge, A's postback key and a conversion
+    // held as too quick.
+    edge.send(
+        Method::PUT,
+        &format!("/api/v1/campaigns/{ca}/tracking"),
+        Some(&a),
+        Some(&json!({"tracking": {"landingUrl": "https://shop.example.com/"}})),
+        &[],
+    )
+    .await
+    .expect(200);
+    let mut link_ids = Vec::new();
+    let mut link_urls = Vec::new();
+    for _ in 0..2 {
+        // tracking learns the landing URL from the campaign's events
+        let made = eventually(WAIT, "tracking knows the landing URL", || async {
+            let made = edge
+                .post(
+                    &format!("/api/v1/creators/{c1_id}/links"),
+                    &c1,
+                    &json!({"campaignId": ca}),
+                )
+                .await;
+            (made.status == 201).then_some(made.body)
+        })
+        .await;
+        link_ids.push(made["id"].as_str().unwrap().to_owned());
+        link_urls.push(made["code"].as_str().unwrap().to_owned());
+    }
+    let (l1, l2) = (&link_ids[0], &link_ids[1]);
+    let redirect = platform.start_redirect(&[]);
+    let clicked = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("http://{redirect}/c/{}", link_urls[0]))
+        .header(
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0",
+        )
+        .send()
+        .await
+        .unwrap();
+    let location = url::Url::parse(clicked.headers()["location"].to_str().unwrap()).unwrap();
+    let click = location
+        .query_pairs()
+        .find(|(k, _)| k == "click_id")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let keys_path = format!("/api/v1/advertisers/{a_id}/postback-keys");
+    let key = edge.post(&keys_path, &a, &json!({})).await;
+    let (k1, postback_secret) = (
+        key.expect(201)["key"]["id"].as_str().unwrap().to_owned(),
+        key.body["secret"].as_str().unwrap().to_owned(),
+    );
+    let sale = json!({"clickId": click, "orderId": "order-1", "amount": {"amountMinor": "5000", "currency": "USD"}});
+    let recorded = edge
+        .send(
+            Method::POST,
+            "/api/v1/conversions",
+            None,
+            Some(&sale),
+            &[("x-postback-key", &postback_secret)],
+        )
+        .await;
+    assert_eq!(
+        recorded.expect(201)["conversion"]["status"],
+        "CONVERSION_STATUS_HELD"
+    );
+    let conversion = recorded.body["conversion"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The server-to-server doors take a postback key, never a bearer token: without the key
+    // (with or without a token) 401, with it the conversion.
+    for token in [None, Some(a.as_str())] {
+        let status = edge
+            .status(Method::POST, "/api/v1/conversions", token, Some(&sale))
+            .await;
+        assert_eq!(status, 401, "POST /api/v1/conversions without a key");
+        let status = edge
+            .status(
+                Method::GET,
+                &format!("/postback?click_id={click}&order_id=order-1&amount=50.00&currency=USD"),
+                token,
+                None,
+            )
+            .await;
+        assert_eq!(status, 401, "GET /postback without a key");
+    }
+    let repeated = edge
+        .send(
+            Method::POST,
+            "/api/v1/conversions",
+            None,
+            Some(&sale),
+            &[("x-postback-key", &postback_secret)],
+        )
+        .await;
+    assert_eq!(repeated.expect(200)["duplicate"], true);
+    let by_url = edge
+        .call(
+            Method::GET,
+            &format!("/postback?click_id={click}&order_id=order-1&amount=50.00&currency=USD&key={postback_secret}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(by_url.expect(200)["duplicate"], true);
+
     let c1p = |rest: &str| format!("/api/v1/creators/{c1_id}{rest}");
     let (adv, cre, adm) = (
         (a_id, Role::Advertiser),
@@ -257,6 +369,68 @@ async fn only_valid_tokens_of_the_right_user_and_role_succeed_on_every_route() {
             &b,
             format!("/api/v1/campaigns/{ca}/tracking"),
             Some(json!({"tracking": {"landingUrl": "https://evil.example.com/"}})),
+        ),
+        route(
+            Method::POST,
+            c1p("/links"),
+            Some(json!({"campaignId": ca})),
+            cre,
+        )
+        .wrong_role(&a)
+        .other(&c2, c1p("/links"), Some(json!({"campaignId": ca}))),
+        route(Method::GET, c1p("/links"), None, cre)
+            .wrong_role(&a)
+            .other(&c2, c1p("/links"), None),
+        route(Method::GET, c1p(&format!("/links/{l1}")), None, cre)
+            .wrong_role(&a)
+            .other(&c2, format!("/api/v1/creators/{c2_id}/links/{l1}"), None),
+        route(
+            Method::POST,
+            c1p(&format!("/links/{l2}/disable")),
+            None,
+            cre,
+        )
+        .wrong_role(&a)
+        .other(
+            &c2,
+            format!("/api/v1/creators/{c2_id}/links/{l2}/disable"),
+            None,
+        ),
+        route(
+            Method::GET,
+            format!("/api/v1/campaigns/{ca}/links"),
+            None,
+            adv,
+        )
+        .wrong_role(&c1)
+        .other(&b, format!("/api/v1/campaigns/{ca}/links"), None),
+        route(Method::POST, keys_path.clone(), Some(json!({})), adv)
+            .wrong_role(&c1)
+            .other(&b, keys_path.clone(), Some(json!({}))),
+        route(Method::GET, keys_path.clone(), None, adv)
+            .wrong_role(&c1)
+            .other(&b, keys_path.clone(), None),
+        route(Method::DELETE, format!("{keys_path}/{k1}"), None, adv)
+            .wrong_role(&c1)
+            .other(&b, format!("{keys_path}/{k1}"), None),
+        route(
+            Method::GET,
+            format!("/api/v1/conversions/{conversion}"),
+            None,
+            adv,
+        )
+        .other(&c2, format!("/api/v1/conversions/{conversion}"), None),
+        route(
+            Method::POST,
+            format!("/api/v1/conversions/{conversion}/review"),
+            Some(json!({"approve": true})),
+            adv,
+        )
+        .wrong_role(&c1)
+        .other(
+            &b,
+            format!("/api/v1/conversions/{conversion}/review"),
+            Some(json!({"approve": true})),
         ),
         route(
             Method::POST,

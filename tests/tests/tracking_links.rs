@@ -877,3 +877,355 @@ async fn conversions_are_attributed_once_held_when_too_quick_and_refused_with_a_
     drop(driver);
     platform.assert_all_running();
 }
+
+/// Every line of this test's process logs (services, relay, redirect edge and BFF) that holds
+/// `needle`.
+fn logged(logs: &std::path::Path, needle: &str) -> Vec<String> {
+    std::fs::read_dir(logs)
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "log"))
+        .flat_map(|path| {
+            std::fs::read_to_string(&path)
+                .unwrap_or_default()
+                .lines()
+                .filter(|line| line.contains(needle))
+                .map(|line| format!("{}: {line}", path.display()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+async fn conversions_stored(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("select count(*) from conversions")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// Hex HMAC-SHA256 of `text` under `secret`, as a shop signs a postback URL.
+fn hmac_hex(secret: &str, text: &str) -> String {
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(text.as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A campaign made and accepted through the BFF, its tracking settings with `cid` as the click
+/// id parameter and `min_seconds` as the click-to-conversion minimum.
+async fn bff_campaign(
+    bff: &e2e::rest::Edge,
+    advertiser: &str,
+    creator: &str,
+    name: &str,
+    min_seconds: i64,
+) -> String {
+    use serde_json::json;
+    let created = bff
+        .post(
+            "/api/v1/campaigns",
+            advertiser,
+            &json!({
+                "name": name,
+                "commissionRateBps": 1000,
+                "budget": {"amountMinor": "1000000", "currency": "EUR"},
+                "tracking": {
+                    "landingUrl": "https://shop.example.com/welcome",
+                    "landingDomains": ["*.example.org"],
+                    "clickIdParam": "cid",
+                    "minClickToConversionSeconds": min_seconds,
+                },
+            }),
+        )
+        .await;
+    let id = created.expect(201)["id"].as_str().unwrap().to_owned();
+    bff.post(
+        &format!("/api/v1/creators/{CREATOR}/acceptances"),
+        creator,
+        &json!({"campaignId": id, "acceptedTerms": true}),
+    )
+    .await
+    .expect(201);
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_bff_serves_links_postback_keys_and_conversions_and_never_logs_a_secret() {
+    use bff::auth::Role;
+    use e2e::rest::Edge;
+    use reqwest::Method;
+    use serde_json::json;
+
+    const TEST: &str = "tracking_postbacks";
+    let mut platform = Platform::start(TEST, "grpc").await;
+    let redirect = platform.start_redirect(&[("TRUSTED_PROXIES", "127.0.0.0/8".into())]);
+    let bff = Edge::start(
+        &platform,
+        TEST,
+        &[
+            ("REDIRECT_PUBLIC_URL", format!("http://{redirect}/")),
+            // the BFF's own debug lines too: none may carry a secret
+            ("RUST_LOG", "info,bff=debug,service_runtime=debug".into()),
+        ],
+    );
+    let db = platform.databases["tracking"].pool.clone();
+    let advertiser = Edge::token(ADVERTISER.parse().unwrap(), Role::Advertiser);
+    let creator = Edge::token(CREATOR.parse().unwrap(), Role::Creator);
+    let campaign_id = bff_campaign(&bff, &advertiser, &creator, "postbacks", 0).await;
+
+    // ---- links through the BFF ---------------------------------------------------------------
+    let links = format!("/api/v1/creators/{CREATOR}/links");
+    let created = bff
+        .post(
+            &links,
+            &creator,
+            &json!({"campaignId": campaign_id, "subIds": {"sub1": "video-42"}, "deepLink": "https://blog.example.org/review"}),
+        )
+        .await;
+    let link = created.expect(201).clone();
+    let code = link["code"].as_str().unwrap();
+    assert_eq!(link["url"], format!("http://{redirect}/c/{code}"));
+    assert_eq!(link["subIds"]["sub1"], "video-42");
+    assert_eq!(link["deepLink"], "https://blog.example.org/review");
+    let off_domain = bff
+        .post(
+            &links,
+            &creator,
+            &json!({"campaignId": campaign_id, "deepLink": "https://evil.com/"}),
+        )
+        .await;
+    assert_eq!(
+        off_domain.expect(400)["errors"][0]["field"],
+        "deepLink",
+        "{}",
+        off_domain.text
+    );
+    let link_id = link["id"].as_str().unwrap();
+    let listed = bff
+        .get(&format!("{links}?campaignId={campaign_id}"), &creator)
+        .await;
+    assert_eq!(listed.expect(200)["links"][0]["id"], link_id);
+    bff.get(&format!("{links}/{link_id}"), &creator)
+        .await
+        .expect(200);
+    let of_campaign = bff
+        .get(
+            &format!("/api/v1/campaigns/{campaign_id}/links"),
+            &advertiser,
+        )
+        .await;
+    assert_eq!(of_campaign.expect(200)["links"][0]["url"], link["url"]);
+
+    // ---- a click through the redirect edge -----------------------------------------------------
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let visit = Visit {
+        http: &http,
+        edge: redirect,
+    };
+    let clicked = visit.get(&format!("/c/{code}"), "203.0.113.1").await;
+    assert_eq!(clicked.status(), StatusCode::FOUND);
+    let click = click_id(&location(&clicked));
+
+    // ---- postback keys: two at most -------------------------------------------------------------
+    let keys = format!("/api/v1/advertisers/{ADVERTISER}/postback-keys");
+    let mut made = Vec::new();
+    for _ in 0..2 {
+        let reply = bff.post(&keys, &advertiser, &json!({})).await;
+        let body = reply.expect(201);
+        let secret = body["secret"].as_str().unwrap().to_owned();
+        assert!(secret.starts_with("pbk_"), "{secret}");
+        made.push((body["key"]["id"].as_str().unwrap().to_owned(), secret));
+    }
+    let third = bff.post(&keys, &advertiser, &json!({})).await;
+    assert_eq!(third.status, 409, "{}", third.text);
+    let listed = bff.get(&keys, &advertiser).await;
+    assert_eq!(listed.expect(200)["keys"].as_array().unwrap().len(), 2);
+    let [(old_id, old), (new_id, new)] = [made[0].clone(), made[1].clone()];
+    assert!(!listed.text.contains(&old) && !listed.text.contains(&new));
+
+    // ---- conversions: by URL with the key, by POST, a repeat, signed -------------------------------
+    let by_url = bff
+        .call(
+            Method::GET,
+            &format!(
+                "/postback?click_id={click}&order_id=order-url&amount=49.99&currency=EUR&key={old}"
+            ),
+            None,
+            None,
+        )
+        .await;
+    let body = by_url.expect(201);
+    assert_eq!(body["duplicate"], false);
+    assert_eq!(body["conversion"]["amount"]["amountMinor"], "4999");
+    assert_eq!(body["conversion"]["status"], "CONVERSION_STATUS_ACCEPTED");
+    assert_eq!(body["conversion"]["linkId"], link_id);
+    let post = async |key: &str, click: &str, order: &str| {
+        bff.send(
+            Method::POST,
+            "/api/v1/conversions",
+            None,
+            Some(&json!({"clickId": click, "orderId": order, "amount": {"amountMinor": "1000", "currency": "EUR"}})),
+            &[("x-postback-key", key)],
+        )
+        .await
+    };
+    let first = post(&old, &click, "order-post").await;
+    let first_id = first.expect(201)["conversion"]["id"].clone();
+    assert_eq!(first.body["duplicate"], false);
+    let again = post(&old, &click, "order-post").await;
+    assert_eq!(again.expect(200)["duplicate"], true);
+    assert_eq!(again.body["conversion"]["id"], first_id);
+    let ts = chrono::Utc::now().timestamp();
+    let query = format!(
+        "click_id={click}&order_id=order-signed&amount=10.00&currency=EUR&key_id={new_id}&ts={ts}"
+    );
+    let sig = hmac_hex(&new, &query);
+    let signed = bff
+        .call(
+            Method::GET,
+            &format!("/postback?{query}&sig={sig}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(
+        signed.expect(201)["conversion"]["amount"]["amountMinor"],
+        "1000"
+    );
+
+    // ---- refused: nothing written ------------------------------------------------------------------
+    let stored = conversions_stored(&db).await;
+    assert_eq!(stored, 3);
+    let unauthenticated = |reply: &e2e::rest::Reply, what: &str| {
+        assert_eq!(reply.status, 401, "{what}: {}", reply.text);
+        assert_eq!(
+            reply.header("content-type"),
+            Some("application/problem+json"),
+            "{what}"
+        );
+    };
+    unauthenticated(
+        &post("pbk_wrong", &click, "order-wrong").await,
+        "a wrong key",
+    );
+    unauthenticated(
+        &bff.call(
+            Method::POST,
+            "/api/v1/conversions",
+            None,
+            Some(&json!({"clickId": click, "orderId": "o", "amount": {"amountMinor": "1", "currency": "EUR"}})),
+        )
+        .await,
+        "no key",
+    );
+    let forged = hmac_hex(&old, &query);
+    unauthenticated(
+        &bff.call(
+            Method::GET,
+            &format!("/postback?{query}&sig={forged}"),
+            None,
+            None,
+        )
+        .await,
+        "signed with another key's secret",
+    );
+    let unknown = post(&new, "0193a9e0000070008000000000000000", "order-unknown").await;
+    let problem = unknown.expect(422);
+    assert_eq!(
+        (problem["reason"].as_str(), problem["code"].as_str()),
+        (Some("UNKNOWN_CLICK"), Some("FAILED_PRECONDITION")),
+        "{}",
+        unknown.text
+    );
+    for (amount, what) in [
+        ("49.999", "too many decimals"),
+        ("-1", "negative"),
+        ("abc", "not a number"),
+    ] {
+        let bad = bff
+            .call(
+                Method::GET,
+                &format!("/postback?click_id={click}&order_id=order-bad&amount={amount}&currency=EUR&key={new}"),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(bad.expect(400)["errors"][0]["field"], "amount", "{what}");
+    }
+    let revoked = bff
+        .call(
+            Method::DELETE,
+            &format!("{keys}/{old_id}"),
+            Some(&advertiser),
+            None,
+        )
+        .await;
+    assert!(revoked.expect(200)["revokedAt"].is_string());
+    unauthenticated(
+        &bff.call(
+            Method::GET,
+            &format!(
+                "/postback?click_id={click}&order_id=order-revoked&amount=1&currency=EUR&key={old}"
+            ),
+            None,
+            None,
+        )
+        .await,
+        "a revoked key",
+    );
+    assert_eq!(
+        conversions_stored(&db).await,
+        stored,
+        "refusals write nothing"
+    );
+
+    // ---- a held conversion: read by its creator, not another's; approved by its advertiser ----------
+    let careful = bff_campaign(&bff, &advertiser, &creator, "careful", 60).await;
+    let careful_link = bff
+        .post(&links, &creator, &json!({"campaignId": careful}))
+        .await;
+    let careful_code = careful_link.expect(201)["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let hasty = click_id(&location(
+        &visit
+            .get(&format!("/c/{careful_code}"), "203.0.113.2")
+            .await,
+    ));
+    let held = post(&new, &hasty, "order-held").await;
+    let held = held.expect(201)["conversion"].clone();
+    assert_eq!(held["status"], "CONVERSION_STATUS_HELD");
+    let path = format!("/api/v1/conversions/{}", held["id"].as_str().unwrap());
+    bff.get(&path, &creator).await.expect(200);
+    bff.get(&path, &advertiser).await.expect(200);
+    let stranger = Edge::token(uuid::Uuid::new_v4(), Role::Creator);
+    bff.get(&path, &stranger).await.expect(404);
+    let approved = bff
+        .post(
+            &format!("{path}/review"),
+            &advertiser,
+            &json!({"approve": true}),
+        )
+        .await;
+    assert_eq!(approved.expect(200)["status"], "CONVERSION_STATUS_ACCEPTED");
+
+    // ---- no secret in any process's log ---------------------------------------------------------------
+    for secret in [old.as_str(), new.as_str(), sig.as_str()] {
+        let lines = logged(&platform.logs, secret);
+        assert!(lines.is_empty(), "a secret in the logs: {lines:#?}");
+    }
+    assert!(
+        !logged(&platform.logs, r#""http.route":"/postback""#).is_empty(),
+        "the postbacks were logged (their path, not their query)"
+    );
+    platform.assert_all_running();
+}

@@ -1,13 +1,18 @@
 //! The REST routes, one module per audience. Every route under `/api/v1` takes a [`Caller`]
-//! (authenticated, rate limited) before its body is read.
+//! (authenticated, rate limited) before its body is read; the server-to-server postbacks
+//! (`POST /api/v1/conversions`, `GET /postback`) take a [`Postback`] instead (a postback key,
+//! rate limited per client address).
 //!
 //! [`Caller`]: crate::edge::Caller
+//! [`Postback`]: conversions::Postback
 
 pub mod admin;
 pub mod analytics;
 pub mod campaigns;
+pub mod conversions;
 pub mod creators;
 pub mod health;
+pub mod links;
 pub mod notifications;
 pub mod tracking;
 
@@ -62,6 +67,16 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(creators::request_payout, creators::payouts))
         .routes(routes!(creators::payout))
         .routes(routes!(tracking::record, tracking::list))
+        .routes(routes!(links::create, links::list))
+        .routes(routes!(links::get))
+        .routes(routes!(links::disable))
+        .routes(routes!(links::of_campaign))
+        .routes(routes!(conversions::create))
+        .routes(routes!(conversions::by_url))
+        .routes(routes!(conversions::get))
+        .routes(routes!(conversions::review))
+        .routes(routes!(conversions::create_key, conversions::keys))
+        .routes(routes!(conversions::revoke_key))
         .routes(routes!(notifications::list))
         .routes(routes!(notifications::stream))
         .routes(routes!(notifications::mark_read))
