@@ -14,7 +14,7 @@ use messaging::door::CommandDoor;
 use service_runtime::context::CommandContext;
 use service_runtime::errors::Error;
 
-use crate::app::{CreateEvent, Tracking, messages};
+use crate::app::{CreateEvent, RecordConversion, Tracking, messages};
 
 /// Runs tracking commands that arrive as messages.
 #[derive(Debug, Clone)]
@@ -49,8 +49,9 @@ impl CommandDoor for TrackingDoor {
         true
     }
 
-    /// CreateEvent commands as one set (`Tracking::create_events`); evidence and links, which
-    /// are rare, one at a time, each in a savepoint of the set's transaction.
+    /// CreateEvent commands as one set (`Tracking::create_events`), RecordConversion commands as
+    /// another (`Tracking::record_conversions`); evidence, links and reviews, which are rare, one
+    /// at a time, each in a savepoint of the set's transaction.
     async fn run_set(
         &self,
         conn: &mut PgConnection,
@@ -58,11 +59,22 @@ impl CommandDoor for TrackingDoor {
     ) -> Result<Vec<Result<(), Error>>, Error> {
         let mut outcomes: Vec<Option<Result<(), Error>>> = commands.iter().map(|_| None).collect();
         let mut events: Vec<(usize, CreateEvent)> = Vec::new();
+        let mut conversions: Vec<(usize, RecordConversion)> = Vec::new();
         let mut others = Vec::new();
         for (i, (ctx, command)) in commands.into_iter().enumerate() {
             match command {
                 Command::CreateEvent(r) => events.push((i, (ctx, r))),
+                Command::RecordConversion(r) => conversions.push((i, (ctx, r))),
                 other => others.push((i, ctx, other)),
+            }
+        }
+        let (positions, set): (Vec<usize>, Vec<RecordConversion>) = conversions.into_iter().unzip();
+        if !set.is_empty() {
+            for (i, result) in positions
+                .into_iter()
+                .zip(self.0.record_conversions(conn, &set).await?)
+            {
+                outcomes[i] = Some(result.map(drop));
             }
         }
         let (positions, set): (Vec<usize>, Vec<CreateEvent>) = events.into_iter().unzip();
@@ -87,17 +99,14 @@ impl CommandDoor for TrackingDoor {
                 Command::DisableLink(r) => {
                     self.0.disable_link_in(&mut *conn, &ctx, r).await.map(drop)
                 }
-                Command::RecordConversion(r) => self
-                    .0
-                    .record_conversion_in(&mut *conn, &ctx, r)
-                    .await
-                    .map(drop),
                 Command::ReviewConversion(r) => self
                     .0
                     .review_conversion_in(&mut *conn, &ctx, r)
                     .await
                     .map(drop),
-                Command::CreateEvent(_) => Err(Error::Internal(anyhow::anyhow!("not in this set"))),
+                Command::CreateEvent(_) | Command::RecordConversion(_) => {
+                    Err(Error::Internal(anyhow::anyhow!("not in this set")))
+                }
             };
             outcomes[i] = Some(outcome);
         }

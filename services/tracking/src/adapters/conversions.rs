@@ -42,93 +42,130 @@ pub struct ClickTarget {
     pub creator_id: Uuid,
 }
 
-/// The click `click_id` and what the copy knows of its campaign and creator.
-pub async fn click_facts(
+/// The clicks `click_ids` and what the copy knows of their campaigns and creators, in one query.
+pub async fn click_facts_many(
     conn: &mut PgConnection,
-    click_id: Uuid,
-) -> sqlx::Result<Option<(ClickTarget, ClickFacts)>> {
-    let row = sqlx::query!(
+    click_ids: &[Uuid],
+) -> sqlx::Result<std::collections::HashMap<Uuid, (ClickTarget, ClickFacts)>> {
+    let rows = sqlx::query!(
         r#"
-        select c.link_id, c.campaign_id, c.creator_id, c.clicked_at, c.verdict,
+        select c.id, c.link_id, c.campaign_id, c.creator_id, c.clicked_at, c.verdict,
                k.advertiser_id, k.status, k.currency, k.attribution_window_secs,
                k.min_conversion_secs,
                exists (select 1 from acceptances a
                        where a.campaign_id = c.campaign_id and a.creator_id = c.creator_id)
                    as "accepted!"
         from clicks c join campaigns k on k.campaign_id = c.campaign_id
-        where c.id = $1
+        where c.id = any($1)
         "#,
-        click_id,
+        click_ids,
     )
-    .fetch_optional(conn)
+    .fetch_all(conn)
     .await?;
-    Ok(row.map(|r| {
-        (
-            ClickTarget {
-                link_id: r.link_id,
-                campaign_id: r.campaign_id,
-                creator_id: r.creator_id,
-            },
-            ClickFacts {
-                clicked_at: r.clicked_at,
-                bot: r.verdict == "bot",
-                advertiser_id: r.advertiser_id,
-                status: CampaignStatus::parse(&r.status).unwrap_or(CampaignStatus::Closed),
-                accepted: r.accepted,
-                currency: r.currency,
-                attribution_window: secs(r.attribution_window_secs),
-                min_click_to_conversion: secs(r.min_conversion_secs),
-            },
-        )
-    }))
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                r.id,
+                (
+                    ClickTarget {
+                        link_id: r.link_id,
+                        campaign_id: r.campaign_id,
+                        creator_id: r.creator_id,
+                    },
+                    ClickFacts {
+                        clicked_at: r.clicked_at,
+                        bot: r.verdict == "bot",
+                        advertiser_id: r.advertiser_id,
+                        status: CampaignStatus::parse(&r.status).unwrap_or(CampaignStatus::Closed),
+                        accepted: r.accepted,
+                        currency: r.currency,
+                        attribution_window: secs(r.attribution_window_secs),
+                        min_click_to_conversion: secs(r.min_conversion_secs),
+                    },
+                ),
+            )
+        })
+        .collect())
 }
 
-/// Inserts a conversion; `None` if the advertiser's order was recorded already (its row is
-/// then read with [`find_by_order`]).
-#[allow(clippy::too_many_arguments)]
-pub async fn insert_conversion(
+/// One conversion to insert with [`insert_conversions`].
+#[derive(Debug, Clone)]
+pub struct ConversionInsert<'a> {
+    pub id: Uuid,
+    pub new: &'a NewConversion,
+    pub target: ClickTarget,
+    pub status: &'static str,
+    pub tracking_event_id: Option<Uuid>,
+    pub reason: Option<String>,
+}
+
+/// Inserts many conversions in one statement; returns the ids inserted (an order recorded
+/// already, concurrently, is left out).
+pub async fn insert_conversions(
     conn: &mut PgConnection,
-    id: Uuid,
-    new: &NewConversion,
-    target: ClickTarget,
-    status: &str,
-    tracking_event_id: Option<Uuid>,
-    reason: Option<&str>,
+    rows: &[ConversionInsert<'_>],
     now: DateTime<Utc>,
-) -> sqlx::Result<Option<Uuid>> {
+) -> sqlx::Result<Vec<Uuid>> {
+    let col = |f: &dyn Fn(&ConversionInsert<'_>) -> Uuid| rows.iter().map(f).collect::<Vec<_>>();
+    let ids = col(&|r| r.id);
+    let advertisers = col(&|r| r.new.advertiser_id);
+    let clicks = col(&|r| r.new.click_id);
+    let links = col(&|r| r.target.link_id);
+    let campaigns = col(&|r| r.target.campaign_id);
+    let creators = col(&|r| r.target.creator_id);
+    let orders: Vec<&str> = rows.iter().map(|r| r.new.order_id.as_str()).collect();
+    let amounts: Vec<i64> = rows.iter().map(|r| r.new.amount.minor).collect();
+    let currencies: Vec<&str> = rows
+        .iter()
+        .map(|r| r.new.amount.currency.as_str())
+        .collect();
+    let converted: Vec<DateTime<Utc>> = rows.iter().map(|r| r.new.converted_at).collect();
+    let statuses: Vec<&str> = rows.iter().map(|r| r.status).collect();
+    let events: Vec<Option<Uuid>> = rows.iter().map(|r| r.tracking_event_id).collect();
+    let reasons: Vec<Option<&str>> = rows.iter().map(|r| r.reason.as_deref()).collect();
     sqlx::query_scalar!(
         r#"
         insert into conversions (id, advertiser_id, order_id, click_id, link_id, campaign_id,
                                  creator_id, amount_minor, currency, converted_at, recorded_at,
                                  status, tracking_event_id, reason)
-        values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+        select v.id, v.advertiser_id, v.order_id, v.click_id, v.link_id, v.campaign_id,
+               v.creator_id, v.amount_minor, v.currency, v.converted_at, $14, v.status,
+               v.tracking_event_id, v.reason
+        from unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::uuid[], $6::uuid[],
+                    $7::uuid[], $8::int8[], $9::text[], $10::timestamptz[], $11::text[],
+                    $12::uuid[], $13::text[])
+             as v(id, advertiser_id, order_id, click_id, link_id, campaign_id, creator_id,
+                  amount_minor, currency, converted_at, status, tracking_event_id, reason)
         on conflict (advertiser_id, order_id) do nothing
         returning id
         "#,
-        id,
-        new.advertiser_id,
-        &new.order_id,
-        new.click_id,
-        target.link_id,
-        target.campaign_id,
-        target.creator_id,
-        new.amount.minor,
-        &new.amount.currency,
-        new.converted_at,
+        &ids,
+        &advertisers,
+        &orders as _,
+        &clicks,
+        &links,
+        &campaigns,
+        &creators,
+        &amounts,
+        &currencies as _,
+        &converted,
+        &statuses as _,
+        &events as _,
+        &reasons as _,
         now,
-        status,
-        tracking_event_id,
-        reason,
     )
-    .fetch_optional(conn)
+    .fetch_all(conn)
     .await
 }
 
-pub async fn find_by_order(
+/// The conversions of many (advertiser, order) pairs.
+pub async fn find_by_orders(
     conn: &mut PgConnection,
-    advertiser_id: Uuid,
-    order_id: &str,
-) -> sqlx::Result<Option<ConversionRow>> {
+    orders: &[(Uuid, String)],
+) -> sqlx::Result<Vec<ConversionRow>> {
+    let advertisers: Vec<Uuid> = orders.iter().map(|(a, _)| *a).collect();
+    let ids: Vec<&str> = orders.iter().map(|(_, o)| o.as_str()).collect();
     sqlx::query_as!(
         ConversionRow,
         r#"
@@ -137,12 +174,34 @@ pub async fn find_by_order(
                v.tracking_event_id, v.reason, v.version, c.clicked_at,
                l.sub1, l.sub2, l.sub3, l.sub4, l.sub5
         from conversions v join clicks c on c.id = v.click_id join links l on l.id = v.link_id
-        where v.advertiser_id = $1 and v.order_id = $2
+        join unnest($1::uuid[], $2::text[]) as o(advertiser_id, order_id)
+          on o.advertiser_id = v.advertiser_id and o.order_id = v.order_id
         "#,
-        advertiser_id,
-        order_id,
+        &advertisers,
+        &ids as _,
     )
-    .fetch_optional(conn)
+    .fetch_all(conn)
+    .await
+}
+
+/// Many conversions by id.
+pub async fn find_conversions(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> sqlx::Result<Vec<ConversionRow>> {
+    sqlx::query_as!(
+        ConversionRow,
+        r#"
+        select v.id, v.advertiser_id, v.order_id, v.click_id, v.link_id, v.campaign_id,
+               v.creator_id, v.amount_minor, v.currency, v.converted_at, v.recorded_at, v.status,
+               v.tracking_event_id, v.reason, v.version, c.clicked_at,
+               l.sub1, l.sub2, l.sub3, l.sub4, l.sub5
+        from conversions v join clicks c on c.id = v.click_id join links l on l.id = v.link_id
+        where v.id = any($1)
+        "#,
+        ids,
+    )
+    .fetch_all(conn)
     .await
 }
 

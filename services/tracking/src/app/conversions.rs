@@ -7,6 +7,8 @@
 //! for any purchase), in the same transaction, under the click's correlation id (the click id):
 //! the audit trail shows click → conversion → commission → payout as one workflow.
 
+use std::collections::HashMap;
+
 use base64::Engine as _;
 use hmac::{Hmac, Mac as _};
 use rand::RngCore as _;
@@ -19,8 +21,9 @@ use affiliate_proto::tracking::{
     tracking_event_envelope::Event,
 };
 use service_runtime::context::CommandContext;
+use service_runtime::group_commit::SetWriter;
 use service_runtime::outbox::{self, Subject};
-use service_runtime::unit_of_work::{Decision, execute};
+use service_runtime::unit_of_work::{Decision, execute, execute_set};
 use service_runtime::validation::{FieldViolation, text};
 
 use super::{Error, Tracking, create, messages};
@@ -52,159 +55,361 @@ fn in_click_workflow(ctx: &CommandContext, click_id: Uuid) -> CommandContext {
     }
 }
 
+/// The idempotency record's operation name of RecordConversion.
+pub const OPERATION: &str = "tracking.record_conversion";
+
+/// One RecordConversion command: the context it came with and its request.
+pub type RecordConversion = (CommandContext, pb::RecordConversionRequest);
+
+/// Checks a request in memory: the conversion it would record, or every problem.
+pub fn validate(request: &pb::RecordConversionRequest) -> Result<NewConversion, Error> {
+    Ok(rules::validate_conversion(
+        RecordConversionInput {
+            advertiser_id: &request.advertiser_id,
+            click_id: &request.click_id,
+            order_id: &request.order_id,
+            amount: request
+                .amount
+                .as_ref()
+                .map(|a| (a.amount_minor, a.currency.as_str())),
+            converted_at: request
+                .converted_at
+                .as_ref()
+                .and_then(service_runtime::time::from_timestamp),
+        },
+        messages::now(),
+    )?)
+}
+
+/// What one conversion of a set comes to before it is written.
+enum Planned {
+    /// Answered already (invalid, refused, or a repeat of an order recorded before).
+    Done(Result<Decision<pb::RecordConversionResponse>, Error>),
+    /// A repeat of an order earlier in the same set: answered with that one's conversion.
+    SameAs(usize),
+    /// To insert, as `status`, with its purchase (credited) at `purchase` in the purchase set.
+    Insert {
+        new: NewConversion,
+        target: ClickTarget,
+        status: &'static str,
+        reason: Option<String>,
+        purchase: Option<usize>,
+    },
+}
+
+/// Records the conversions of `set` in the caller's transaction, set-based: every known order
+/// read in one query, every click in one, the credited ones' purchases through the CreateEvent
+/// set handler in one set, every conversion inserted in one statement, read back in one, their
+/// outbox rows appended in one. One outcome per command, in order.
+pub async fn record_conversions(
+    conn: &mut sqlx::PgConnection,
+    attribution: &super::Attribution,
+    set: &[RecordConversion],
+) -> Result<Vec<Result<pb::RecordConversionResponse, Error>>, Error> {
+    execute_set(conn, OPERATION, set, async |conn, run| {
+        let now = messages::now();
+        let valid: Vec<Result<NewConversion, Error>> =
+            run.iter().map(|&i| validate(&set[i].1)).collect();
+        let orders: Vec<(Uuid, String)> = valid
+            .iter()
+            .flatten()
+            .map(|n| (n.advertiser_id, n.order_id.clone()))
+            .collect();
+        let known: HashMap<(Uuid, String), repo::ConversionRow> = if orders.is_empty() {
+            HashMap::new()
+        } else {
+            repo::find_by_orders(conn, &orders)
+                .await?
+                .into_iter()
+                .map(|row| ((row.advertiser_id, row.order_id.clone()), row))
+                .collect()
+        };
+        let click_ids: Vec<Uuid> = valid.iter().flatten().map(|n| n.click_id).collect();
+        let facts = if click_ids.is_empty() {
+            HashMap::new()
+        } else {
+            repo::click_facts_many(conn, &click_ids).await?
+        };
+        let mut first_of_order: HashMap<(Uuid, String), usize> = HashMap::new();
+        let mut purchases: Vec<create::CreateEvent> = Vec::new();
+        let mut plans: Vec<Planned> = Vec::with_capacity(run.len());
+        for (n, valid) in valid.into_iter().enumerate() {
+            let new = match valid {
+                Ok(new) => new,
+                Err(e) => {
+                    plans.push(Planned::Done(Err(e)));
+                    continue;
+                }
+            };
+            let order = (new.advertiser_id, new.order_id.clone());
+            if let Some(first) = known.get(&order) {
+                plans.push(Planned::Done(Ok(Decision::with_all(duplicate(first), []))));
+                continue;
+            }
+            if let Some(&earlier) = first_of_order.get(&order) {
+                plans.push(Planned::SameAs(earlier));
+                continue;
+            }
+            let found = facts.get(&new.click_id);
+            let plan = match plan_one(&new, found) {
+                Err(e) => Planned::Done(Err(e)),
+                Ok((target, Attributed::Hold(why))) => Planned::Insert {
+                    new,
+                    target,
+                    status: "held",
+                    reason: Some(why),
+                    purchase: None,
+                },
+                Ok((target, Attributed::Credit)) => {
+                    let ctx = in_click_workflow(&set[run[n]].0, new.click_id);
+                    purchases.push(purchase_request(&ctx, &new, target));
+                    Planned::Insert {
+                        new,
+                        target,
+                        status: "accepted",
+                        reason: None,
+                        purchase: Some(purchases.len() - 1),
+                    }
+                }
+            };
+            if matches!(plan, Planned::Insert { .. }) {
+                first_of_order.insert(order, n);
+            }
+            plans.push(plan);
+        }
+        // The credited conversions' purchases, as one CreateEvent set (no keys of their own: the
+        // conversion's order is what makes each happen once).
+        let made = if purchases.is_empty() {
+            Vec::new()
+        } else {
+            create::create_events(conn, attribution, &purchases).await?
+        };
+        let mut event_ids: Vec<Option<Uuid>> = Vec::with_capacity(made.len());
+        for outcome in made {
+            let response = outcome?;
+            event_ids.push(
+                response
+                    .event
+                    .as_ref()
+                    .and_then(|e| Uuid::parse_str(&e.id).ok()),
+            );
+        }
+        let mut ids: Vec<Option<Uuid>> = vec![None; plans.len()];
+        let mut rows = Vec::new();
+        for (n, plan) in plans.iter().enumerate() {
+            if let Planned::Insert {
+                new,
+                target,
+                status,
+                reason,
+                purchase,
+            } = plan
+            {
+                let id = Uuid::now_v7();
+                ids[n] = Some(id);
+                rows.push(repo::ConversionInsert {
+                    id,
+                    new,
+                    target: *target,
+                    status,
+                    tracking_event_id: purchase.and_then(|p| event_ids.get(p).copied().flatten()),
+                    reason: reason.clone(),
+                });
+            }
+        }
+        if !rows.is_empty() {
+            let inserted = repo::insert_conversions(conn, &rows, now).await?;
+            if inserted.len() != rows.len() {
+                // An order recorded by a concurrent call meanwhile: the set is rolled back (its
+                // purchases with it) and written again one call at a time, which answers it as
+                // the repeat it is.
+                return Err(Error::Precondition(
+                    "an order of the set was recorded concurrently".into(),
+                ));
+            }
+        }
+        let written: Vec<Uuid> = ids.iter().flatten().copied().collect();
+        let read: HashMap<Uuid, repo::ConversionRow> = if written.is_empty() {
+            HashMap::new()
+        } else {
+            repo::find_conversions(conn, &written)
+                .await?
+                .into_iter()
+                .map(|row| (row.id, row))
+                .collect()
+        };
+        let mut answers: Vec<Option<pb::Conversion>> = vec![None; plans.len()];
+        let mut decisions = Vec::with_capacity(plans.len());
+        for (n, plan) in plans.into_iter().enumerate() {
+            let decision = match plan {
+                Planned::Done(done) => done,
+                Planned::SameAs(earlier) => match &answers[earlier] {
+                    Some(conversion) => Ok(Decision::with_all(
+                        pb::RecordConversionResponse {
+                            conversion: Some(conversion.clone()),
+                            duplicate: true,
+                        },
+                        [],
+                    )),
+                    None => Err(Error::Internal(anyhow::anyhow!(
+                        "a repeat before its order"
+                    ))),
+                },
+                Planned::Insert { .. } => {
+                    let row = ids[n].and_then(|id| read.get(&id)).ok_or_else(|| {
+                        Error::Internal(anyhow::anyhow!("a conversion was not read back"))
+                    })?;
+                    let conversion = messages::conversion(row);
+                    answers[n] = Some(conversion.clone());
+                    let ctx = in_click_workflow(&set[run[n]].0, row.click_id);
+                    let recorded = outbox::event::<pb::TrackingEventEnvelope>(
+                        &ctx,
+                        Subject::new(messages::CONVERSION, row.id, row.version),
+                        now,
+                        Event::ConversionRecorded(ConversionRecorded {
+                            conversion: Some(conversion.clone()),
+                        }),
+                    );
+                    Ok(Decision::with(
+                        pb::RecordConversionResponse {
+                            conversion: Some(conversion),
+                            duplicate: false,
+                        },
+                        recorded,
+                    ))
+                }
+            };
+            decisions.push(decision);
+        }
+        Ok(decisions)
+    })
+    .await
+}
+
+/// Attribution and the currency rule for one conversion: where it goes and whether it is
+/// credited or held, or why it is refused.
+fn plan_one(
+    new: &NewConversion,
+    found: Option<&(ClickTarget, rules::ClickFacts)>,
+) -> Result<(ClickTarget, Attributed), Error> {
+    let attributed =
+        rules::attribute(new, found.map(|(_, f)| f)).map_err(|why| Error::Refused {
+            reason: why.reason(),
+            message: format!("conversion for order {}: {why}", new.order_id),
+        })?;
+    let Some((target, facts)) = found else {
+        return Err(Error::Internal(anyhow::anyhow!(
+            "attributed without a click"
+        )));
+    };
+    if facts.currency.as_deref() != Some(new.amount.currency.as_str()) {
+        return Err(Error::Invalid(vec![FieldViolation::new(
+            "amount.currency",
+            format!(
+                "must be the campaign's currency ({})",
+                facts.currency.as_deref().unwrap_or("unknown yet")
+            ),
+        )]));
+    }
+    Ok((*target, attributed))
+}
+
+/// The CreateEvent command of a credited conversion's purchase.
+fn purchase_request(
+    ctx: &CommandContext,
+    new: &NewConversion,
+    target: ClickTarget,
+) -> create::CreateEvent {
+    let request = pb::CreateEventRequest {
+        campaign_id: target.campaign_id.to_string(),
+        creator_id: target.creator_id.to_string(),
+        kind: pb::TrackingEventKind::Purchase.into(),
+        amount: Some(Money {
+            amount_minor: new.amount.minor,
+            currency: new.amount.currency.clone(),
+        }),
+        product_id: String::new(),
+        occurred_at: Some(messages::timestamp(new.converted_at)),
+    };
+    let ctx = CommandContext {
+        idempotency_key: None,
+        ..ctx.clone()
+    };
+    (ctx, request)
+}
+
+/// The gRPC door's group commit: concurrent RecordConversion calls written as one set.
+#[derive(Debug, Clone)]
+pub struct ConversionWriter {
+    pub attribution: super::Attribution,
+}
+
+impl SetWriter for ConversionWriter {
+    type Item = RecordConversion;
+    type Output = pb::RecordConversionResponse;
+    const OPERATION: &'static str = OPERATION;
+
+    fn key((ctx, _): &RecordConversion) -> Option<&str> {
+        ctx.idempotency_key.as_deref()
+    }
+
+    async fn write_set(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        items: &[RecordConversion],
+    ) -> Result<Vec<Result<pb::RecordConversionResponse, Error>>, Error> {
+        record_conversions(conn, &self.attribution, items).await
+    }
+}
+
 impl Tracking {
-    /// Records a conversion (see the module's documentation and the RPC's).
+    /// Records a conversion (see the module's documentation and the RPC's): concurrent calls are
+    /// written together ([`ConversionWriter`]); the answer comes once this one committed.
     pub async fn record_conversion(
         &self,
         ctx: &CommandContext,
         request: pb::RecordConversionRequest,
     ) -> Result<pb::RecordConversionResponse, Error> {
-        self.record_conversion_in(&self.pool, ctx, request).await
+        validate(&request)?;
+        let mut ctx = ctx.clone();
+        if let Some((traceparent, tracestate)) = service_runtime::telemetry::current_trace_headers()
+        {
+            ctx.traceparent = Some(traceparent);
+            ctx.tracestate = tracestate;
+        }
+        let traceparent = ctx.traceparent.clone();
+        self.conversions.submit((ctx, request), traceparent).await
     }
 
-    pub async fn record_conversion_in<'c>(
+    /// Records many RecordConversion commands in the caller's transaction (the command topic's
+    /// door runs its batches so).
+    pub async fn record_conversions(
         &self,
-        db: impl sqlx::Acquire<'c, Database = sqlx::Postgres>,
-        ctx: &CommandContext,
-        request: pb::RecordConversionRequest,
-    ) -> Result<pb::RecordConversionResponse, Error> {
-        let now = messages::now();
-        let new = rules::validate_conversion(
-            RecordConversionInput {
-                advertiser_id: &request.advertiser_id,
-                click_id: &request.click_id,
-                order_id: &request.order_id,
-                amount: request
-                    .amount
-                    .as_ref()
-                    .map(|a| (a.amount_minor, a.currency.as_str())),
-                converted_at: request
-                    .converted_at
-                    .as_ref()
-                    .and_then(service_runtime::time::from_timestamp),
-            },
-            now,
-        )?;
-        execute(
-            db,
-            ctx,
-            "tracking.record_conversion",
-            &request,
-            async |tx| {
-                if let Some(first) =
-                    repo::find_by_order(tx, new.advertiser_id, &new.order_id).await?
-                {
-                    return Ok(Decision::with_all(duplicate(&first), []));
-                }
-                let found = repo::click_facts(tx, new.click_id).await?;
-                let attributed =
-                    rules::attribute(&new, found.as_ref().map(|(_, f)| f)).map_err(|why| {
-                        Error::Refused {
-                            reason: why.reason(),
-                            message: format!("conversion for order {}: {why}", new.order_id),
-                        }
-                    })?;
-                let Some((target, facts)) = found else {
-                    return Err(Error::Internal(anyhow::anyhow!(
-                        "attributed without a click"
-                    )));
-                };
-                if facts.currency.as_deref() != Some(new.amount.currency.as_str()) {
-                    return Err(Error::Invalid(vec![FieldViolation::new(
-                        "amount.currency",
-                        format!(
-                            "must be the campaign's currency ({})",
-                            facts.currency.as_deref().unwrap_or("unknown yet")
-                        ),
-                    )]));
-                }
-                let ctx = in_click_workflow(ctx, new.click_id);
-                let id = Uuid::now_v7();
-                let (status, purchase, reason) = match attributed {
-                    Attributed::Credit => {
-                        let (event_id, purchase) = self.purchase(tx, &ctx, &new, target).await?;
-                        ("accepted", Some((event_id, purchase)), None)
-                    }
-                    Attributed::Hold(why) => ("held", None, Some(why)),
-                };
-                let event_id = purchase.as_ref().map(|(id, _)| *id);
-                let inserted = repo::insert_conversion(
-                    tx,
-                    id,
-                    &new,
-                    target,
-                    status,
-                    event_id,
-                    reason.as_deref(),
-                    now,
-                )
-                .await?;
-                if inserted.is_none() {
-                    // Recorded by a concurrent call meanwhile: this transaction rolls back (its
-                    // purchase with it) and the caller's retry answers the duplicate.
-                    return Err(Error::Unavailable(anyhow::anyhow!(
-                        "order {} was recorded concurrently",
-                        new.order_id
-                    )));
-                }
-                let row = repo::find_conversion(tx, id)
-                    .await?
-                    .ok_or_else(|| Error::Internal(anyhow::anyhow!("conversion {id} not found")))?;
-                let conversion = messages::conversion(&row);
-                let recorded = outbox::event::<pb::TrackingEventEnvelope>(
-                    &ctx,
-                    Subject::new(messages::CONVERSION, row.id, row.version),
-                    now,
-                    Event::ConversionRecorded(ConversionRecorded {
-                        conversion: Some(conversion.clone()),
-                    }),
-                );
-                Ok(Decision::with(
-                    pb::RecordConversionResponse {
-                        conversion: Some(conversion),
-                        duplicate: false,
-                    },
-                    recorded,
-                ))
-            },
-        )
-        .await
+        conn: &mut sqlx::PgConnection,
+        set: &[RecordConversion],
+    ) -> Result<Vec<Result<pb::RecordConversionResponse, Error>>, Error> {
+        record_conversions(conn, &self.attribution, set).await
     }
 
-    /// Records the conversion's purchase through the CreateEvent set handler, in `tx`.
+    /// Records a credited conversion's purchase through the CreateEvent set handler, in `tx`.
     async fn purchase(
         &self,
         tx: &mut sqlx::PgConnection,
         ctx: &CommandContext,
         new: &NewConversion,
         target: ClickTarget,
-    ) -> Result<(Uuid, pb::CreateEventResponse), Error> {
-        let request = pb::CreateEventRequest {
-            campaign_id: target.campaign_id.to_string(),
-            creator_id: target.creator_id.to_string(),
-            kind: pb::TrackingEventKind::Purchase.into(),
-            amount: Some(Money {
-                amount_minor: new.amount.minor,
-                currency: new.amount.currency.clone(),
-            }),
-            product_id: String::new(),
-            occurred_at: Some(messages::timestamp(new.converted_at)),
-        };
-        // No key of its own: the conversion's (advertiser, order) is what makes it happen once.
-        let ctx = CommandContext {
-            idempotency_key: None,
-            ..ctx.clone()
-        };
-        let mut outcomes = create::create_events(tx, &self.attribution, &[(ctx, request)]).await?;
+    ) -> Result<Uuid, Error> {
+        let mut outcomes =
+            create::create_events(tx, &self.attribution, &[purchase_request(ctx, new, target)])
+                .await?;
         let response = outcomes
             .pop()
             .ok_or_else(|| Error::Internal(anyhow::anyhow!("no purchase outcome")))??;
-        let event_id = response
+        response
             .event
             .as_ref()
             .and_then(|e| Uuid::parse_str(&e.id).ok())
-            .ok_or_else(|| Error::Internal(anyhow::anyhow!("a purchase without an id")))?;
-        Ok((event_id, response))
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("a purchase without an id")))
     }
 
     /// Approves (a purchase follows) or declines a held conversion.
@@ -272,7 +477,7 @@ impl Tracking {
                         campaign_id: row.campaign_id,
                         creator_id: row.creator_id,
                     };
-                    let (event_id, _) = self.purchase(tx, &ctx, &new, target).await?;
+                    let event_id = self.purchase(tx, &ctx, &new, target).await?;
                     repo::review(tx, id, "accepted", Some(event_id), reason).await?;
                 } else {
                     repo::review(tx, id, "declined", None, reason).await?;

@@ -4,6 +4,7 @@
 //! came through.
 
 mod conversions;
+pub use conversions::RecordConversion;
 mod create;
 mod error;
 mod links;
@@ -77,6 +78,8 @@ pub struct Tracking {
     attribution: Attribution,
     /// The gRPC door's CreateEvent calls, written in sets.
     events: GroupCommit<EventWriter>,
+    /// The gRPC door's RecordConversion calls, written in sets.
+    conversions: GroupCommit<conversions::ConversionWriter>,
 }
 
 impl Tracking {
@@ -89,10 +92,18 @@ impl Tracking {
             pool.clone(),
             Tuning::default(),
         );
+        let conversions = GroupCommit::start(
+            conversions::ConversionWriter {
+                attribution: attribution.clone(),
+            },
+            pool.clone(),
+            Tuning::default(),
+        );
         Self {
             pool,
             attribution,
             events,
+            conversions,
         }
     }
 
