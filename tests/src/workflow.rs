@@ -325,6 +325,74 @@ impl<'a> Driver<'a> {
         }
     }
 
+    /// Creates a tracking link; returns its id and code.
+    pub async fn create_link(
+        &mut self,
+        request: tracking_pb::CreateLinkRequest,
+    ) -> (String, String) {
+        let ids = self.ids();
+        match self.door {
+            Door::Grpc => {
+                let request = self.request(request, &ids);
+                let link = self.tracking().await.create_link(request).await;
+                let link = link.unwrap().into_inner().link.unwrap();
+                (link.id, link.code)
+            }
+            Door::Events => {
+                let command = tracking_pb::tracking_command::Command::CreateLink(request);
+                let caused = self
+                    .send::<tracking_pb::TrackingCommand>(&ids, command)
+                    .await;
+                assert_eq!(caused.metadata.message_type, "link.created.v1");
+                let link = &caused.json["linkCreated"]["link"];
+                (
+                    link["id"].as_str().unwrap().to_owned(),
+                    link["code"].as_str().unwrap().to_owned(),
+                )
+            }
+        }
+    }
+
+    /// Records a conversion that is credited; returns the purchase (tracking event) it became.
+    pub async fn record_conversion(
+        &mut self,
+        request: tracking_pb::RecordConversionRequest,
+    ) -> String {
+        let ids = self.ids();
+        match self.door {
+            Door::Grpc => {
+                let request = self.request(request, &ids);
+                let recorded = self.tracking().await.record_conversion(request).await;
+                let conversion = recorded.unwrap().into_inner().conversion.unwrap();
+                conversion.tracking_event_id
+            }
+            Door::Events => {
+                let command = tracking_pb::tracking_command::Command::RecordConversion(request);
+                self.send::<tracking_pb::TrackingCommand>(&ids, command)
+                    .await;
+                let events = self.events.clone();
+                let key = ids.0.clone();
+                eventually(WAIT, "the conversion.recorded.v1 of the command", || {
+                    let events = events.clone();
+                    let key = key.clone();
+                    async move {
+                        events.lock().unwrap().iter().find_map(|e| {
+                            (e.metadata.causation_id == key
+                                && e.metadata.message_type == "conversion.recorded.v1")
+                                .then(|| {
+                                    e.json["conversionRecorded"]["conversion"]["trackingEventId"]
+                                        .as_str()
+                                        .unwrap_or_default()
+                                        .to_owned()
+                                })
+                        })
+                    }
+                })
+                .await
+            }
+        }
+    }
+
     /// Requests a payout; returns its id.
     pub async fn request_payout(&mut self, request: payment_pb::RequestPayoutRequest) -> String {
         let ids = self.ids();
@@ -516,6 +584,11 @@ pub async fn business_workflow(driver: &mut Driver<'_>) -> Outcome {
                 tracking: Some(campaign_pb::TrackingSettings {
                     landing_url: "https://shop.example.com/spring".into(),
                     landing_domains: vec!["*.example.com".into()],
+                    // conversions right after their click are credited, not held
+                    min_click_to_conversion: Some(pbjson_types::Duration {
+                        seconds: 0,
+                        nanos: 0,
+                    }),
                     ..Default::default()
                 }),
             },
@@ -547,6 +620,32 @@ pub async fn business_workflow(driver: &mut Driver<'_>) -> Outcome {
             .await;
         driver.commission_of(&id).await;
         purchases.push(id);
+    }
+    // With the redirect edge running: a tracking link, a click through it, and the shop's
+    // conversion for that click, credited as a purchase with its commission.
+    if let Some(edge) = driver.platform.redirect {
+        let (_, code) = driver
+            .create_link(tracking_pb::CreateLinkRequest {
+                campaign_id: campaign.clone(),
+                creator_id: CREATOR_1.into(),
+                sub_ids: Some(tracking_pb::SubIds {
+                    sub1: "teaser".into(),
+                    ..Default::default()
+                }),
+                deep_link: "https://www.example.com/spring/shoes".into(),
+            })
+            .await;
+        let click_id = click(edge, &code).await;
+        let purchase = driver
+            .record_conversion(tracking_pb::RecordConversionRequest {
+                advertiser_id: ADVERTISER.into(),
+                click_id,
+                order_id: "spring-order-1".into(),
+                amount: money(3_000, "EUR"),
+                converted_at: None,
+            })
+            .await;
+        driver.commission_of(&purchase).await;
     }
     driver
         .submit_evidence(tracking_pb::SubmitEvidenceRequest {
@@ -625,6 +724,30 @@ pub async fn business_workflow(driver: &mut Driver<'_>) -> Outcome {
         rejected_payout,
         statuses: vec![s1, s2, s3],
     }
+}
+
+/// A visit through the redirect edge: the click id of its 302.
+pub async fn click(edge: std::net::SocketAddr, code: &str) -> String {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = http
+        .get(format!("http://{edge}/c/{code}"))
+        .header(
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64) Firefox/127.0",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::FOUND);
+    let location = url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
+    location
+        .query_pairs()
+        .find(|(k, _)| k == "click_id")
+        .map(|(_, v)| v.into_owned())
+        .unwrap()
 }
 
 /// Property marking a message this harness re-published (so it is duplicated only once).

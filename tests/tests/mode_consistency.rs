@@ -4,7 +4,10 @@
 //! databases (the analytics service's statistics and audit trail of events included) and the
 //! normalized sequences of domain events per aggregate must be equal.
 //!
-//! Normalization: timestamps (and the statistics' days) are dropped; message ids and causation ids (which differ by door)
+//! The workflow includes a tracking link, a click through the redirect edge and the shop's
+//! conversion of it (CreateLink and RecordConversion through each door).
+//!
+//! Normalization: timestamps (and the statistics' days) are dropped; links' random codes are dropped; message ids and causation ids (which differ by door)
 //! are dropped; every UUID is replaced by its order of first appearance, scanning the states in a
 //! fixed order, so "the second campaign created" means the same thing in both runs. On a
 //! mismatch both sides are written to target/test-logs/mode_consistency/ for diffing.
@@ -27,6 +30,9 @@ const TABLES: &[(&str, &str, &str)] = &[
     ("tracking", "evidence", "id"),
     ("tracking", "campaigns", "campaign_id"),
     ("tracking", "acceptances", "campaign_id, creator_id"),
+    ("tracking", "links", "id"),
+    ("tracking", "clicks", "id"),
+    ("tracking", "conversions", "id"),
     ("commission", "campaign_terms", "campaign_id"),
     ("commission", "commissions", "id"),
     ("commission", "balances", "creator_id, currency"),
@@ -78,7 +84,9 @@ impl Ids {
                         !(k.ends_with("_at")
                             || k.ends_with("At")
                             || k.as_str() == "day"
-                            || ["messageId", "causationId"].contains(&k.as_str()))
+                            || ["messageId", "causationId"].contains(&k.as_str())
+                            // a link's code is random
+                            || k.as_str() == "code")
                     })
                     .map(|(k, v)| (k.clone(), self.normalize(v)))
                     .collect(),
@@ -109,6 +117,8 @@ async fn run(door: Door, duplicate: bool) -> Run {
         (Door::Events, true) => ("mode_events_twice", "events"),
     };
     let mut platform = Platform::start_with_analytics(name, mode).await;
+    // the workflow clicks a tracking link through the edge (and converts the click)
+    platform.start_redirect(&[]);
     if duplicate {
         // Scale out too: a second process of every service shares each subscription.
         for service in SERVICES.into_iter().chain([NOTIFICATION, ANALYTICS]) {
