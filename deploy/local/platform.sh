@@ -283,6 +283,44 @@ for n in json.load(sys.stdin)["notifications"]: print("  #" + n["sequence"], n["
   echo "a token: JWT_HS256_SECRET=\$(cat $JWT_SECRET_FILE) $BIN_DIR/bff token --sub <uuid> --role advertiser|creator|admin"
 }
 
+link_demo() {
+  local advertiser creator adv cre campaign link url location click key answer balance
+  advertiser=$(python3 -c 'import uuid; print(uuid.uuid4())')
+  creator=$(python3 -c 'import uuid; print(uuid.uuid4())')
+  adv=$(token "$advertiser" advertiser)
+  cre=$(token "$creator" creator)
+  infra_log "demo: a tracking link, a click through the edge (http://$REDIRECT_HTTP) and the shop's postback"
+  campaign=$(rest POST /api/v1/campaigns "$adv" \
+    '{"name":"Link demo","commissionRateBps":1000,"budget":{"amountMinor":"100000","currency":"USD"},"tracking":{"landingUrl":"https://shop.example.com/spring","landingDomains":["*.example.com"],"minClickToConversionSeconds":0}}' | json_get id)
+  rest POST "/api/v1/creators/$creator/acceptances" "$cre" "{\"campaignId\":\"$campaign\",\"acceptedTerms\":true}" >/dev/null
+  # tracking learns of the campaign and the acceptance through campaign-events: a moment
+  for _ in $(seq 1 100); do
+    link=$(curl -sS "http://$BFF_HTTP/api/v1/creators/$creator/links" -H "Authorization: Bearer $cre" \
+      -H 'Content-Type: application/json' -d "{\"campaignId\":\"$campaign\",\"subIds\":{\"sub1\":\"demo-video\"},\"deepLink\":\"https://www.example.com/shoes\"}")
+    url=$(json_get url <<<"$link")
+    [[ -n "$url" ]] && break
+    sleep 0.2
+  done
+  [[ -n "$url" ]] || infra_die "no tracking link: $link; see $LOG_DIR/tracking-service.log"
+  echo "the creator's link: $url"
+  echo "\$ curl -si -A 'Mozilla/5.0 (X11; Linux x86_64) Firefox/127.0' $url"
+  location=$(curl -si -A 'Mozilla/5.0 (X11; Linux x86_64) Firefox/127.0' "$url" | awk 'tolower($1) == "location:" {print $2}' | tr -d '\r')
+  echo "Location: $location"
+  click=${location##*click_id=}
+  [[ -n "$location" && "$click" != "$location" ]] || infra_die "the edge did not redirect with a click id; see $LOG_DIR/redirect.log"
+  key=$(rest POST "/api/v1/advertisers/$advertiser/postback-keys" "$adv" | json_get secret)
+  echo "\$ curl 'http://$BFF_HTTP/postback?click_id=$click&order_id=demo-1&amount=49.99&currency=USD&key=<the postback key>'"
+  answer=$(curl -sS "http://$BFF_HTTP/postback?click_id=$click&order_id=demo-1&amount=49.99&currency=USD&key=$key")
+  echo "conversion: $(json_get conversion.status <<<"$answer") (the same order again answers 200 with \"duplicate\": true)"
+  for _ in $(seq 1 300); do
+    balance=$(curl -sS "http://$BFF_HTTP/api/v1/creators/$creator/balance?currency=USD" -H "Authorization: Bearer $cre" | json_get availableMinor)
+    [[ -n "$balance" && "$balance" != 0 ]] && break
+    sleep 0.2
+  done
+  echo "commission earned through the link: available $balance minor units (10 % of 4999, rounded half up)"
+  [[ "$balance" == 500 ]] || infra_die "the conversion's commission did not arrive ($answer); see $LOG_DIR/*.log"
+}
+
 status() {
   "$HERE/infra.sh" status || true
   if pid_alive trace-viewer; then
@@ -337,7 +375,7 @@ case "${1:-}" in
       CAMPAIGN_GRPC_URL="http://$CAMPAIGN_GRPC" TRACKING_GRPC_URL="http://$TRACKING_GRPC" \
       COMMISSION_GRPC_URL="http://$COMMISSION_GRPC" PAYMENT_GRPC_URL="http://$PAYMENT_GRPC" \
       NOTIFICATION_GRPC_URL="http://$NOTIFICATION_GRPC" ANALYTICS_GRPC_URL="http://$ANALYTICS_GRPC" \
-      PULSAR_ADMIN_URL="$PULSAR_ADMIN_URL" \
+      PULSAR_ADMIN_URL="$PULSAR_ADMIN_URL" REDIRECT_PUBLIC_URL="http://$REDIRECT_HTTP" \
       PULSAR_TENANT="$PULSAR_TENANT" PULSAR_NAMESPACE="$PULSAR_NAMESPACE" ${bff_pulsar_env[@]+"${bff_pulsar_env[@]}"}
     wait_http bff "http://$BFF_HTTP/health"
     # loopback is trusted to tell the visitor's address (X-Forwarded-For): the load generator does
@@ -346,6 +384,7 @@ case "${1:-}" in
     wait_http redirect "http://$REDIRECT_HTTP/healthz"
     demo
     rest_demo
+    link_demo
     infra_log "platform up in $(($(date +%s) - t0)) s"
     status
     echo "Trace viewer: http://$TRACE_UI  (service: bff; one trace per request)"
@@ -359,6 +398,6 @@ case "${1:-}" in
     "$HERE/infra.sh" down
     ;;
   status) status ;;
-  demo) demo && rest_demo ;;
+  demo) demo && rest_demo && link_demo ;;
   *) echo "usage: [PROFILE=debug|release] $0 up|down|status|demo [--release]" >&2; exit 2 ;;
 esac

@@ -1,6 +1,7 @@
-//! The analytics service, the platform's read side (CQRS): campaign and creator statistics by
-//! day, and the audit trail of every command and event, projected effectively once from every
-//! service's command and events topic and rebuildable from them (`Replay`).
+//! The analytics service, the platform's read side (CQRS): campaign, creator, tracking link and
+//! sub-id statistics by day, and the audit trail of every command and event, projected
+//! effectively once from every service's command and events topic and rebuildable from them
+//! (`Replay`).
 //!
 //! `domain` holds what each message counts for and the causal order of a workflow (no I/O),
 //! `app` the use cases (one transaction each) and the replays, `adapters` the repository, the

@@ -262,7 +262,7 @@ fn found(location: &str) -> Response {
     }
 }
 
-fn header_text<'h>(headers: &'h HeaderMap, name: header::HeaderName) -> &'h str {
+fn header_text(headers: &HeaderMap, name: header::HeaderName) -> &str {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -296,7 +296,7 @@ async fn redirect(
     let found_link = match shared.links.get(&code) {
         Some(found) => Some(found),
         // Perhaps created a moment ago, its notification still on its way.
-        None => match shared.links.reload_code(&code).await {
+        None => match shared.links.lookup_missing(&code).await {
             Ok(found) => found,
             Err(e) => {
                 tracing::warn!(error = format!("{e:#}"), "reading a link failed");

@@ -48,7 +48,16 @@ struct Maps {
 pub struct Links {
     pool: PgPool,
     maps: Arc<RwLock<Maps>>,
+    /// Codes looked up in the database and not found, until when: a flood of made-up codes costs
+    /// one query per code and [`MISS_MEMORY`], not one per request. (A link created meanwhile
+    /// is in `maps` from its notification, which is looked at first.)
+    misses: Arc<std::sync::Mutex<HashMap<String, std::time::Instant>>>,
 }
+
+/// How long a code found nowhere is answered 404 from memory.
+const MISS_MEMORY: Duration = Duration::from_secs(10);
+/// The most codes remembered as missing (then the memory starts afresh).
+const MAX_MISSES: usize = 100_000;
 
 macro_rules! link_columns {
     () => {
@@ -138,6 +147,7 @@ impl Links {
         let links = Self {
             pool,
             maps: Arc::default(),
+            misses: Arc::default(),
         };
         links.reload_all().await?;
         Ok(links)
@@ -201,6 +211,39 @@ impl Links {
     /// Reads one link (and its campaign) from the database into the copy; returns it, `None` if
     /// there is no such link. Used for a change notification, and for a code the copy does not
     /// know (a link created a moment ago whose notification is still on its way).
+    /// A code the copy does not know, looked up in the database unless it was missing there a
+    /// moment ago.
+    pub async fn lookup_missing(
+        &self,
+        code: &str,
+    ) -> anyhow::Result<Option<(Arc<Link>, Option<Arc<Campaign>>)>> {
+        let now = std::time::Instant::now();
+        {
+            let misses = self
+                .misses
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if misses.get(code).is_some_and(|until| *until > now) {
+                return Ok(None);
+            }
+        }
+        let found = self.reload_code(code).await?;
+        if found.is_none() {
+            let mut misses = self
+                .misses
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if misses.len() >= MAX_MISSES {
+                misses.retain(|_, until| *until > now);
+                if misses.len() >= MAX_MISSES {
+                    misses.clear();
+                }
+            }
+            misses.insert(code.to_owned(), now + MISS_MEMORY);
+        }
+        Ok(found)
+    }
+
     pub async fn reload_code(
         &self,
         code: &str,
@@ -256,14 +299,30 @@ impl Links {
         listener
             .listen_all(["tracking_links", "tracking_campaigns"])
             .await?;
-        // What changed between the load and the LISTEN.
-        self.reload_all().await?;
+        // What changed between the load and the LISTEN is read by the first reload.
+        let mut stale = true;
         loop {
+            if stale {
+                match self.reload_all().await {
+                    Ok(()) => stale = false,
+                    Err(e) => {
+                        tracing::warn!(
+                            error = format!("{e:#}"),
+                            "loading every link failed: retrying in 1s"
+                        );
+                        tokio::select! {
+                            () = shutdown.cancelled() => return Ok(()),
+                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                        continue;
+                    }
+                }
+            }
             let next = tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
                 next = listener.try_recv() => next,
             };
-            let outcome = match next {
+            let applied = match next {
                 Ok(Some(n)) => match n.channel() {
                     "tracking_links" => self.reload_code(n.payload()).await.map(drop),
                     _ => match Uuid::parse_str(n.payload()) {
@@ -272,25 +331,21 @@ impl Links {
                     },
                 },
                 // The connection was lost and is back: notifications may have been missed.
-                Ok(None) => {
-                    tracing::warn!(
-                        "the change notifications' connection was lost: loading every link again"
-                    );
-                    self.reload_all().await
-                }
+                Ok(None) => Err(anyhow::anyhow!(
+                    "the change notifications' connection was lost"
+                )),
                 Err(e) => Err(e.into()),
             };
-            if let Err(e) = outcome {
+            if let Err(e) = applied {
+                // Whatever was missed is read again, once the database answers.
                 tracing::warn!(
                     error = format!("{e:#}"),
-                    "following link changes: retrying in 1s"
+                    "following link changes: loading every link again in 1s"
                 );
+                stale = true;
                 tokio::select! {
                     () = shutdown.cancelled() => return Ok(()),
                     () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-                if let Err(e) = self.reload_all().await {
-                    tracing::warn!(error = format!("{e:#}"), "loading every link again failed");
                 }
             }
         }

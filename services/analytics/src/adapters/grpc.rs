@@ -1,4 +1,4 @@
-//! The gRPC door of the analytics service: statistics, workflows, histories and replays;
+//! The gRPC door of the analytics service: statistics (campaigns, creators, links, sub-ids), workflows, histories and replays;
 //! handler errors become statuses through `service_runtime::errors` (the one mapping).
 
 use tonic::{Request, Response, Status};
@@ -40,6 +40,20 @@ impl AnalyticsService for AnalyticsApi {
         request: Request<pb::GetCreatorStatsRequest>,
     ) -> Result<Response<pb::GetCreatorStatsResponse>, Status> {
         answer(self.analytics.creator_stats(request.into_inner()).await)
+    }
+
+    async fn get_link_stats(
+        &self,
+        request: Request<pb::GetLinkStatsRequest>,
+    ) -> Result<Response<pb::GetLinkStatsResponse>, Status> {
+        answer(self.analytics.link_stats(request.into_inner()).await)
+    }
+
+    async fn get_sub_id_stats(
+        &self,
+        request: Request<pb::GetSubIdStatsRequest>,
+    ) -> Result<Response<pb::GetSubIdStatsResponse>, Status> {
+        answer(self.analytics.sub_id_stats(request.into_inner()).await)
     }
 
     async fn get_workflow(

@@ -26,6 +26,11 @@ pub async fn add_sums(conn: &mut PgConnection, sums: &Sums) -> sqlx::Result<()> 
             Vec::with_capacity(n),
             Vec::with_capacity(n),
         );
+        let (mut unique_clicks, mut bot_clicks, mut conversions) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
         for ((subject, d), c) in &sums.counts {
             kind.push(subject.kind());
             id.push(subject.id());
@@ -35,19 +40,27 @@ pub async fn add_sums(conn: &mut PgConnection, sums: &Sums) -> sqlx::Result<()> 
             purchases.push(c.purchases);
             commissions.push(c.commissions);
             refused.push(c.commissions_refused);
+            unique_clicks.push(c.unique_clicks);
+            bot_clicks.push(c.bot_clicks);
+            conversions.push(c.conversions);
         }
         sqlx::query!(
             r#"
             insert into stats_days
-                (subject_kind, subject_id, day, views, clicks, purchases, commissions, commissions_refused)
+                (subject_kind, subject_id, day, views, clicks, purchases, commissions, commissions_refused,
+                 unique_clicks, bot_clicks, conversions)
             select * from unnest($1::text[], $2::uuid[], $3::date[], $4::int8[], $5::int8[],
-                                 $6::int8[], $7::int8[], $8::int8[])
+                                 $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::int8[],
+                                 $11::int8[])
             on conflict (subject_kind, subject_id, day) do update set
                 views = stats_days.views + excluded.views,
                 clicks = stats_days.clicks + excluded.clicks,
                 purchases = stats_days.purchases + excluded.purchases,
                 commissions = stats_days.commissions + excluded.commissions,
-                commissions_refused = stats_days.commissions_refused + excluded.commissions_refused
+                commissions_refused = stats_days.commissions_refused + excluded.commissions_refused,
+                unique_clicks = stats_days.unique_clicks + excluded.unique_clicks,
+                bot_clicks = stats_days.bot_clicks + excluded.bot_clicks,
+                conversions = stats_days.conversions + excluded.conversions
             "#,
             &kind as _,
             &id,
@@ -57,6 +70,9 @@ pub async fn add_sums(conn: &mut PgConnection, sums: &Sums) -> sqlx::Result<()> 
             &purchases,
             &commissions,
             &refused,
+            &unique_clicks,
+            &bot_clicks,
+            &conversions,
         )
         .execute(&mut *conn)
         .await?;
@@ -177,7 +193,8 @@ pub struct AmountRow {
 pub async fn days(conn: &mut PgConnection, subject: Subject) -> sqlx::Result<Vec<DayRow>> {
     let rows = sqlx::query!(
         r#"
-        select day, views, clicks, purchases, commissions, commissions_refused
+        select day, views, clicks, purchases, commissions, commissions_refused,
+               unique_clicks, bot_clicks, conversions
         from stats_days
         where subject_kind = $1 and subject_id = $2
         order by day
@@ -197,6 +214,9 @@ pub async fn days(conn: &mut PgConnection, subject: Subject) -> sqlx::Result<Vec
                 purchases: r.purchases,
                 commissions: r.commissions,
                 commissions_refused: r.commissions_refused,
+                unique_clicks: r.unique_clicks,
+                bot_clicks: r.bot_clicks,
+                conversions: r.conversions,
             },
         })
         .collect())
@@ -376,7 +396,8 @@ pub async fn prune_audit(
     .rows_affected())
 }
 
-/// Drops the statistics and what the projections' inbox remembers, under locks that wait for
+/// Drops the statistics (every subject's rows: campaigns, creators, links and sub-ids) and what
+/// the projections' inbox remembers, under locks that wait for
 /// every transaction applying a message and hold the next ones back until commit; records the
 /// replay. Call it in a transaction.
 pub async fn drop_projections(

@@ -19,6 +19,9 @@ fn counts(c: &domain::Counts) -> pb::Counts {
         commissions_refused: c.commissions_refused,
         click_through_rate: c.click_through_rate(),
         conversion_rate: c.conversion_rate(),
+        unique_clicks: c.unique_clicks,
+        bot_clicks: c.bot_clicks,
+        conversions: c.conversions,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The analytics use cases: apply a batch of messages to the projections (set-based in the
-//! consumer's transaction: inbox, audit trail, statistics summed per row), read a campaign's or a creator's statistics, a workflow and an
-//! aggregate's history, and drop the projections for a replay (`replay`).
+//! consumer's transaction: inbox, audit trail, statistics summed per row), read a campaign's, a
+//! creator's, a tracking link's or a sub-id's statistics, a workflow and an aggregate's history,
+//! and drop the projections for a replay (`replay`).
 
 pub mod messages;
 pub mod replay;
@@ -148,6 +149,49 @@ impl Analytics {
         })
     }
 
+    /// One tracking link's statistics.
+    pub async fn link_stats(
+        &self,
+        request: pb::GetLinkStatsRequest,
+    ) -> Result<pb::GetLinkStatsResponse, Error> {
+        let mut v = Violations::new();
+        let id = v.check(parse_id("link_id", &request.link_id));
+        let range = v.check(date_range(&request.from_date, &request.to_date));
+        let (id, range) = v.finish(id.zip(range))?;
+        let mut conn = self.pool.acquire().await?;
+        let stats = stats(&mut conn, Subject::Link(id), range).await?;
+        Ok(pb::GetLinkStatsResponse {
+            link_id: id.to_string(),
+            days: stats.days,
+            totals: stats.totals,
+        })
+    }
+
+    /// The statistics of one value of one of a creator's sub-ids.
+    pub async fn sub_id_stats(
+        &self,
+        request: pb::GetSubIdStatsRequest,
+    ) -> Result<pb::GetSubIdStatsResponse, Error> {
+        let mut v = Violations::new();
+        let creator = v.check(parse_id("creator_id", &request.creator_id));
+        let sub = v.check(parse_sub(request.sub));
+        let value = v.check(text("value", &request.value, MAX_SUB_ID, true));
+        let range = v.check(date_range(&request.from_date, &request.to_date));
+        let (creator, sub, value, range) = v.finish(match (creator, sub, value, range) {
+            (Some(c), Some(s), Some(value), Some(r)) => Some((c, s, value, r)),
+            _ => None,
+        })?;
+        let mut conn = self.pool.acquire().await?;
+        let stats = stats(&mut conn, Subject::sub_id(creator, sub, &value), range).await?;
+        Ok(pb::GetSubIdStatsResponse {
+            creator_id: creator.to_string(),
+            sub: u32::from(sub),
+            value,
+            days: stats.days,
+            totals: stats.totals,
+        })
+    }
+
     /// Every kept message of one workflow, each after its cause.
     pub async fn workflow(
         &self,
@@ -226,6 +270,17 @@ fn first(envelope: &str, property: Option<&str>) -> String {
     }
 }
 
+/// The longest sub-id value, in characters (as the tracking service allows).
+const MAX_SUB_ID: usize = 100;
+
+/// Which sub-id: 1 to 5.
+fn parse_sub(sub: u32) -> Result<u8, FieldViolation> {
+    u8::try_from(sub)
+        .ok()
+        .filter(|s| (1..=domain::SUB_IDS).contains(s))
+        .ok_or_else(|| FieldViolation::new("sub", "must be 1 to 5 (sub1 ... sub5)"))
+}
+
 /// The first and last day to list (inclusive).
 type Range = (NaiveDate, NaiveDate);
 
@@ -296,5 +351,14 @@ mod tests {
         let (from, to) = date_range("2026-12-01", "").unwrap().unwrap();
         assert_eq!(from.to_string(), "2026-12-01");
         assert_eq!(to, NaiveDate::MAX);
+    }
+
+    #[test]
+    fn a_sub_is_one_to_five() {
+        assert!(parse_sub(0).is_err());
+        assert_eq!(parse_sub(1), Ok(1));
+        assert_eq!(parse_sub(5), Ok(5));
+        assert!(parse_sub(6).is_err());
+        assert!(parse_sub(256 + 1).is_err());
     }
 }

@@ -15,7 +15,8 @@ use affiliate_proto::campaign::{self as campaign_pb, CampaignEvent, campaign_eve
 use affiliate_proto::commission::{CommissionEvent, commission_event};
 use affiliate_proto::common::Money;
 use affiliate_proto::tracking::{
-    TrackingEventEnvelope, TrackingEventKind, tracking_event_envelope,
+    self as tracking_pb, ClickVerdict, ConversionStatus, TrackingEventEnvelope, TrackingEventKind,
+    tracking_event_envelope,
 };
 use service_runtime::time::from_timestamp;
 
@@ -27,7 +28,15 @@ pub use topics::{Kind, TOPICS, Topic};
 pub enum Subject {
     Campaign(Uuid),
     Creator(Uuid),
+    /// A tracking link (its id).
+    Link(Uuid),
+    /// One value of one of a creator's sub-ids, over all the creator's links: the id is
+    /// [`Subject::sub_id`]'s.
+    SubId(Uuid),
 }
+
+/// How many sub-ids a link carries (sub1 ... sub5).
+pub const SUB_IDS: u8 = 5;
 
 impl Subject {
     /// The `subject_kind` column.
@@ -35,13 +44,26 @@ impl Subject {
         match self {
             Self::Campaign(_) => "campaign",
             Self::Creator(_) => "creator",
+            Self::Link(_) => "link",
+            Self::SubId(_) => "sub_id",
         }
     }
 
     pub fn id(self) -> Uuid {
         match self {
-            Self::Campaign(id) | Self::Creator(id) => id,
+            Self::Campaign(id) | Self::Creator(id) | Self::Link(id) | Self::SubId(id) => id,
         }
+    }
+
+    /// The creator's sub-id `sub` (1 to 5) with `value`: a UUIDv5 in the creator's id as the
+    /// namespace, of the name `sub{sub}={value}` (the digit and the `=` keep every (sub, value)
+    /// pair apart), so the same triple always names the same rows and nothing needs storing to
+    /// find them.
+    pub fn sub_id(creator: Uuid, sub: u8, value: &str) -> Self {
+        Self::SubId(Uuid::new_v5(
+            &creator,
+            format!("sub{sub}={value}").as_bytes(),
+        ))
     }
 }
 
@@ -53,6 +75,12 @@ pub struct Counts {
     pub purchases: i64,
     pub commissions: i64,
     pub commissions_refused: i64,
+    /// Link clicks judged unique (also in `clicks`).
+    pub unique_clicks: i64,
+    /// Link clicks judged bots (never in `clicks`).
+    pub bot_clicks: i64,
+    /// Conversions recorded (accepted or held).
+    pub conversions: i64,
 }
 
 impl Counts {
@@ -74,6 +102,9 @@ impl Counts {
         self.commissions_refused = self
             .commissions_refused
             .saturating_add(other.commissions_refused);
+        self.unique_clicks = self.unique_clicks.saturating_add(other.unique_clicks);
+        self.bot_clicks = self.bot_clicks.saturating_add(other.bot_clicks);
+        self.conversions = self.conversions.saturating_add(other.conversions);
     }
 }
 
@@ -164,41 +195,7 @@ impl Changes {
             }
             "tracking" => {
                 let envelope = TrackingEventEnvelope::decode(payload).map_err(undecodable)?;
-                if let Some(tracking_event_envelope::Event::TrackingEventCreated(created)) =
-                    envelope.event
-                {
-                    let e = created.event.ok_or("the tracking event is missing")?;
-                    let subjects = [
-                        Subject::Campaign(id("event.campaign_id", &e.campaign_id)?),
-                        Subject::Creator(id("event.creator_id", &e.creator_id)?),
-                    ];
-                    // The day the audience acted, as tracking recorded it.
-                    let day = e
-                        .occurred_at
-                        .as_ref()
-                        .and_then(from_timestamp)
-                        .map_or(day, |at| at.date_naive());
-                    let mut add = Counts::default();
-                    match TrackingEventKind::try_from(e.kind) {
-                        Ok(TrackingEventKind::View) => add.views = 1,
-                        Ok(TrackingEventKind::Click) => add.clicks = 1,
-                        Ok(TrackingEventKind::Purchase) => {
-                            add.purchases = 1;
-                            let amount = money("event.amount", e.amount)?;
-                            changes.money(
-                                &subjects,
-                                day,
-                                &amount.currency,
-                                Amounts {
-                                    revenue_minor: amount.amount_minor,
-                                    ..Amounts::default()
-                                },
-                            );
-                        }
-                        _ => return Err(format!("tracking event kind {} is unknown", e.kind)),
-                    }
-                    changes.count(&subjects, day, add);
-                }
+                tracking_changes(&mut changes, envelope.event, day)?;
             }
             "commission" => {
                 let envelope = CommissionEvent::decode(payload).map_err(undecodable)?;
@@ -240,6 +237,216 @@ impl Sums {
             }
         }
     }
+}
+
+fn tracking_changes(
+    changes: &mut Changes,
+    event: Option<tracking_event_envelope::Event>,
+    day: NaiveDate,
+) -> Result<(), String> {
+    use tracking_event_envelope::Event;
+    match event {
+        Some(Event::TrackingEventCreated(created)) => {
+            let e = created.event.ok_or("the tracking event is missing")?;
+            let subjects = [
+                Subject::Campaign(id("event.campaign_id", &e.campaign_id)?),
+                Subject::Creator(id("event.creator_id", &e.creator_id)?),
+            ];
+            // The day the audience acted, as tracking recorded it.
+            let day = day_of(e.occurred_at.as_ref().and_then(from_timestamp), day);
+            let mut add = Counts::default();
+            match TrackingEventKind::try_from(e.kind) {
+                Ok(TrackingEventKind::View) => add.views = 1,
+                Ok(TrackingEventKind::Click) => add.clicks = 1,
+                Ok(TrackingEventKind::Purchase) => {
+                    add.purchases = 1;
+                    let amount = money("event.amount", e.amount)?;
+                    changes.money(
+                        &subjects,
+                        day,
+                        &amount.currency,
+                        Amounts {
+                            revenue_minor: amount.amount_minor,
+                            ..Amounts::default()
+                        },
+                    );
+                }
+                _ => return Err(format!("tracking event kind {} is unknown", e.kind)),
+            }
+            changes.count(&subjects, day, add);
+        }
+        // A visit through a link, on the day it was clicked, for everyone it names.
+        Some(Event::ClickRecorded(recorded)) => {
+            let c = recorded.click.ok_or("the click is missing")?;
+            let named = Named::of(
+                "click",
+                &c.campaign_id,
+                &c.creator_id,
+                &c.link_id,
+                c.sub_ids.as_ref(),
+            )?;
+            let add = match ClickVerdict::try_from(c.verdict) {
+                Ok(ClickVerdict::Unique) => Counts {
+                    clicks: 1,
+                    unique_clicks: 1,
+                    ..Counts::default()
+                },
+                Ok(ClickVerdict::Duplicate) => Counts {
+                    clicks: 1,
+                    ..Counts::default()
+                },
+                Ok(ClickVerdict::Bot) => Counts {
+                    bot_clicks: 1,
+                    ..Counts::default()
+                },
+                _ => return Err(format!("click verdict {} is unknown", c.verdict)),
+            };
+            changes.count(
+                &named.all(),
+                day_of(c.clicked_at.as_ref().and_then(from_timestamp), day),
+                add,
+            );
+        }
+        // A conversion counts for everyone it names on the day of the sale. Its purchase (once
+        // accepted) reaches the campaign and the creator as the tracking event it became, which
+        // names no link: so only the link and the sub-ids take it from the conversion.
+        Some(Event::ConversionRecorded(recorded)) => {
+            let c = recorded.conversion.ok_or("the conversion is missing")?;
+            let named = Named::conversion(&c)?;
+            let day = day_of(c.converted_at.as_ref().and_then(from_timestamp), day);
+            match ConversionStatus::try_from(c.status) {
+                Ok(ConversionStatus::Accepted) => {
+                    changes.count(
+                        &named.all(),
+                        day,
+                        Counts {
+                            conversions: 1,
+                            ..Counts::default()
+                        },
+                    );
+                    conversion_purchase(changes, &named.link, day, c.amount)?;
+                }
+                Ok(ConversionStatus::Held) => changes.count(
+                    &named.all(),
+                    day,
+                    Counts {
+                        conversions: 1,
+                        ..Counts::default()
+                    },
+                ),
+                // Never recorded so (only a review declines): nothing was recorded to count.
+                Ok(ConversionStatus::Declined) => {}
+                _ => return Err(format!("conversion status {} is unknown", c.status)),
+            }
+        }
+        // Only a held conversion is reviewed: approved, it becomes a purchase now (on the day of
+        // the sale, as its tracking event is); declined, it stays a recorded conversion.
+        Some(Event::ConversionReviewed(reviewed)) => {
+            let c = reviewed.conversion.ok_or("the conversion is missing")?;
+            match ConversionStatus::try_from(c.status) {
+                Ok(ConversionStatus::Accepted) => {
+                    let named = Named::conversion(&c)?;
+                    let day = day_of(c.converted_at.as_ref().and_then(from_timestamp), day);
+                    conversion_purchase(changes, &named.link, day, c.amount)?;
+                }
+                Ok(ConversionStatus::Declined | ConversionStatus::Held) => {}
+                _ => return Err(format!("conversion status {} is unknown", c.status)),
+            }
+        }
+        Some(
+            Event::EvidenceSubmitted(_)
+            | Event::CommandRejected(_)
+            | Event::LinkCreated(_)
+            | Event::LinkDisabled(_),
+        )
+        | None => {}
+    }
+    Ok(())
+}
+
+/// The day of `at`, else `fallback` (the envelope's).
+fn day_of(at: Option<DateTime<Utc>>, fallback: NaiveDate) -> NaiveDate {
+    at.map_or(fallback, |at| at.date_naive())
+}
+
+/// Whom a click or a conversion counts for.
+struct Named {
+    /// The campaign and the creator (whom the purchases name too).
+    owners: [Subject; 2],
+    /// The link, then each sub-id with a value (whom no purchase names).
+    link: Vec<Subject>,
+}
+
+impl Named {
+    /// Of a click or a conversion (`what`, for the errors).
+    fn of(
+        what: &str,
+        campaign_id: &str,
+        creator_id: &str,
+        link_id: &str,
+        sub_ids: Option<&tracking_pb::SubIds>,
+    ) -> Result<Self, String> {
+        let creator = id(&format!("{what}.creator_id"), creator_id)?;
+        let mut link = vec![Subject::Link(id(&format!("{what}.link_id"), link_id)?)];
+        if let Some(s) = sub_ids {
+            for (sub, value) in (1..=SUB_IDS).zip([&s.sub1, &s.sub2, &s.sub3, &s.sub4, &s.sub5]) {
+                if !value.is_empty() {
+                    link.push(Subject::sub_id(creator, sub, value));
+                }
+            }
+        }
+        Ok(Self {
+            owners: [
+                Subject::Campaign(id(&format!("{what}.campaign_id"), campaign_id)?),
+                Subject::Creator(creator),
+            ],
+            link,
+        })
+    }
+
+    fn conversion(c: &tracking_pb::Conversion) -> Result<Self, String> {
+        Self::of(
+            "conversion",
+            &c.campaign_id,
+            &c.creator_id,
+            &c.link_id,
+            c.sub_ids.as_ref(),
+        )
+    }
+
+    /// Everyone.
+    fn all(&self) -> Vec<Subject> {
+        self.owners.iter().chain(&self.link).copied().collect()
+    }
+}
+
+/// An accepted conversion's purchase and its amount as revenue, on `subjects` (the link and the
+/// sub-ids).
+fn conversion_purchase(
+    changes: &mut Changes,
+    subjects: &[Subject],
+    day: NaiveDate,
+    amount: Option<Money>,
+) -> Result<(), String> {
+    let amount = money("conversion.amount", amount)?;
+    changes.count(
+        subjects,
+        day,
+        Counts {
+            purchases: 1,
+            ..Counts::default()
+        },
+    );
+    changes.money(
+        subjects,
+        day,
+        &amount.currency,
+        Amounts {
+            revenue_minor: amount.amount_minor,
+            ..Amounts::default()
+        },
+    );
+    Ok(())
 }
 
 fn commission_changes(
@@ -429,6 +636,363 @@ mod tests {
             );
         }
         assert_eq!(changes.counts.len(), 2);
+    }
+
+    /// A campaign, a creator and one of the creator's links with sub1 and sub3 set.
+    struct Link {
+        campaign: Uuid,
+        creator: Uuid,
+        link: Uuid,
+    }
+
+    impl Link {
+        fn new() -> Self {
+            Self {
+                campaign: Uuid::new_v4(),
+                creator: Uuid::new_v4(),
+                link: Uuid::new_v4(),
+            }
+        }
+
+        fn sub_ids() -> tracking_pb::SubIds {
+            tracking_pb::SubIds {
+                sub1: "video-42".into(),
+                sub3: "pinned".into(),
+                ..Default::default()
+            }
+        }
+
+        fn sub1(&self) -> Subject {
+            Subject::sub_id(self.creator, 1, "video-42")
+        }
+
+        fn sub3(&self) -> Subject {
+            Subject::sub_id(self.creator, 3, "pinned")
+        }
+
+        fn campaign_and_creator(&self) -> [Subject; 2] {
+            [
+                Subject::Campaign(self.campaign),
+                Subject::Creator(self.creator),
+            ]
+        }
+
+        fn link_and_sub_ids(&self) -> [Subject; 3] {
+            [Subject::Link(self.link), self.sub1(), self.sub3()]
+        }
+
+        fn click(&self, verdict: ClickVerdict) -> Vec<u8> {
+            TrackingEventEnvelope {
+                metadata: None,
+                event: Some(tracking_event_envelope::Event::ClickRecorded(
+                    tracking_pb::ClickRecorded {
+                        click: Some(tracking_pb::Click {
+                            id: Uuid::new_v4().to_string(),
+                            link_id: self.link.to_string(),
+                            campaign_id: self.campaign.to_string(),
+                            creator_id: self.creator.to_string(),
+                            sub_ids: Some(Self::sub_ids()),
+                            clicked_at: Some(service_runtime::time::timestamp(
+                                "2026-11-30T23:59:00Z".parse().unwrap(),
+                            )),
+                            verdict: verdict.into(),
+                            ..Default::default()
+                        }),
+                    },
+                )),
+            }
+            .encode_to_vec()
+        }
+
+        fn conversion(&self, status: ConversionStatus, minor: i64) -> tracking_pb::Conversion {
+            tracking_pb::Conversion {
+                id: Uuid::new_v4().to_string(),
+                link_id: self.link.to_string(),
+                campaign_id: self.campaign.to_string(),
+                creator_id: self.creator.to_string(),
+                sub_ids: Some(Self::sub_ids()),
+                amount: Some(Money {
+                    amount_minor: minor,
+                    currency: "EUR".into(),
+                }),
+                converted_at: Some(service_runtime::time::timestamp(
+                    "2026-11-30T23:59:00Z".parse().unwrap(),
+                )),
+                status: status.into(),
+                ..Default::default()
+            }
+        }
+
+        fn recorded(&self, status: ConversionStatus, minor: i64) -> Vec<u8> {
+            TrackingEventEnvelope {
+                metadata: None,
+                event: Some(tracking_event_envelope::Event::ConversionRecorded(
+                    tracking_pb::ConversionRecorded {
+                        conversion: Some(self.conversion(status, minor)),
+                    },
+                )),
+            }
+            .encode_to_vec()
+        }
+
+        fn reviewed(&self, status: ConversionStatus, minor: i64) -> Vec<u8> {
+            TrackingEventEnvelope {
+                metadata: None,
+                event: Some(tracking_event_envelope::Event::ConversionReviewed(
+                    tracking_pb::ConversionReviewed {
+                        conversion: Some(self.conversion(status, minor)),
+                    },
+                )),
+            }
+            .encode_to_vec()
+        }
+    }
+
+    /// The day the tests' clicks and sales happened (received the day after).
+    fn sale_day() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 11, 30).unwrap()
+    }
+
+    fn tracking(payload: &[u8]) -> Changes {
+        let received = "2026-12-01T00:01:00Z".parse().unwrap();
+        Changes::of(topic("tracking-events"), payload, received).unwrap()
+    }
+
+    fn all(l: &Link) -> Vec<Subject> {
+        l.campaign_and_creator()
+            .into_iter()
+            .chain(l.link_and_sub_ids())
+            .collect()
+    }
+
+    #[test]
+    fn a_unique_click_is_a_click_and_a_unique_click_for_everyone_it_names() {
+        let l = Link::new();
+        let changes = tracking(&l.click(ClickVerdict::Unique));
+        let expected = Counts {
+            clicks: 1,
+            unique_clicks: 1,
+            ..Counts::default()
+        };
+        for subject in all(&l) {
+            assert_eq!(
+                changes.counts[&(subject, sale_day())],
+                expected,
+                "{subject:?}"
+            );
+        }
+        // The campaign, the creator, the link and the two sub-ids with a value.
+        assert_eq!(changes.counts.len(), 5);
+        assert!(changes.amounts.is_empty());
+    }
+
+    #[test]
+    fn a_duplicate_click_is_a_click_but_not_a_unique_one() {
+        let l = Link::new();
+        let changes = tracking(&l.click(ClickVerdict::Duplicate));
+        for subject in all(&l) {
+            assert_eq!(
+                changes.counts[&(subject, sale_day())],
+                Counts {
+                    clicks: 1,
+                    ..Counts::default()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn a_bot_click_is_a_bot_click_only() {
+        let l = Link::new();
+        let changes = tracking(&l.click(ClickVerdict::Bot));
+        for subject in all(&l) {
+            assert_eq!(
+                changes.counts[&(subject, sale_day())],
+                Counts {
+                    bot_clicks: 1,
+                    ..Counts::default()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn a_click_without_a_verdict_is_refused() {
+        let l = Link::new();
+        let received = Utc::now();
+        assert!(
+            Changes::of(
+                topic("tracking-events"),
+                &l.click(ClickVerdict::Unspecified),
+                received
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn an_accepted_conversion_is_a_purchase_for_its_link_and_sub_ids_only() {
+        let l = Link::new();
+        let changes = tracking(&l.recorded(ConversionStatus::Accepted, 2500));
+        for subject in l.campaign_and_creator() {
+            // Their purchase comes as the tracking event the conversion became.
+            assert_eq!(
+                changes.counts[&(subject, sale_day())],
+                Counts {
+                    conversions: 1,
+                    ..Counts::default()
+                }
+            );
+            assert!(
+                !changes
+                    .amounts
+                    .contains_key(&(subject, sale_day(), "EUR".into()))
+            );
+        }
+        for subject in l.link_and_sub_ids() {
+            assert_eq!(
+                changes.counts[&(subject, sale_day())],
+                Counts {
+                    conversions: 1,
+                    purchases: 1,
+                    ..Counts::default()
+                }
+            );
+            assert_eq!(
+                changes.amounts[&(subject, sale_day(), "EUR".into())],
+                Amounts {
+                    revenue_minor: 2500,
+                    ..Amounts::default()
+                }
+            );
+        }
+        assert_eq!(changes.amounts.len(), 3);
+    }
+
+    #[test]
+    fn a_held_conversion_is_a_conversion_and_no_purchase() {
+        let l = Link::new();
+        let changes = tracking(&l.recorded(ConversionStatus::Held, 2500));
+        for subject in all(&l) {
+            assert_eq!(
+                changes.counts[&(subject, sale_day())],
+                Counts {
+                    conversions: 1,
+                    ..Counts::default()
+                }
+            );
+        }
+        assert!(changes.amounts.is_empty());
+    }
+
+    #[test]
+    fn a_declined_conversion_adds_nothing() {
+        let l = Link::new();
+        assert!(
+            tracking(&l.recorded(ConversionStatus::Declined, 2500)).is_empty(),
+            "recorded declined"
+        );
+        assert!(
+            tracking(&l.reviewed(ConversionStatus::Declined, 2500)).is_empty(),
+            "held, then declined: it stays a recorded conversion"
+        );
+    }
+
+    #[test]
+    fn an_approved_held_conversion_becomes_a_purchase_for_its_link_and_sub_ids() {
+        let l = Link::new();
+        let changes = tracking(&l.reviewed(ConversionStatus::Accepted, 1200));
+        for subject in l.link_and_sub_ids() {
+            // Counted as a conversion when it was recorded held, not again.
+            assert_eq!(
+                changes.counts[&(subject, sale_day())],
+                Counts {
+                    purchases: 1,
+                    ..Counts::default()
+                }
+            );
+            assert_eq!(
+                changes.amounts[&(subject, sale_day(), "EUR".into())].revenue_minor,
+                1200
+            );
+        }
+        assert_eq!(
+            changes.counts.len(),
+            3,
+            "neither the campaign nor the creator"
+        );
+        assert_eq!(changes.amounts.len(), 3);
+    }
+
+    #[test]
+    fn a_conversion_and_its_purchase_count_one_purchase_for_everyone() {
+        let l = Link::new();
+        let at = "2026-12-01T00:01:00Z".parse().unwrap();
+        let tracking_events = topic("tracking-events");
+        // Accepted at once: the conversion, then the purchase it became.
+        let mut sums = Sums::default();
+        for payload in [
+            l.recorded(ConversionStatus::Accepted, 2500),
+            purchase(l.campaign, l.creator, 2500),
+        ] {
+            sums.add(Changes::of(tracking_events, &payload, at).unwrap());
+        }
+        // Held, then approved: the held conversion, the review and the purchase it became.
+        for payload in [
+            l.recorded(ConversionStatus::Held, 700),
+            l.reviewed(ConversionStatus::Accepted, 700),
+            purchase(l.campaign, l.creator, 700),
+        ] {
+            sums.add(Changes::of(tracking_events, &payload, at).unwrap());
+        }
+        for subject in all(&l) {
+            let counts = sums.counts[&(subject, sale_day())];
+            assert_eq!(
+                (counts.purchases, counts.conversions),
+                (2, 2),
+                "{subject:?}"
+            );
+            assert_eq!(
+                sums.amounts[&(subject, sale_day(), "EUR".into())].revenue_minor,
+                3200,
+                "{subject:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_sub_id_is_the_same_subject_for_the_same_creator_sub_and_value_only() {
+        let (creator, other) = (Uuid::new_v4(), Uuid::new_v4());
+        let a = Subject::sub_id(creator, 1, "video-42");
+        assert_eq!(a, Subject::sub_id(creator, 1, "video-42"));
+        assert_eq!(a.kind(), "sub_id");
+        assert_eq!(a.id().get_version_num(), 5);
+        for different in [
+            Subject::sub_id(other, 1, "video-42"),
+            Subject::sub_id(creator, 2, "video-42"),
+            Subject::sub_id(creator, 1, "video-43"),
+            Subject::sub_id(creator, 1, "1=video-42"),
+        ] {
+            assert_ne!(a, different);
+        }
+    }
+
+    #[test]
+    fn link_events_count_nothing() {
+        let l = Link::new();
+        let created = TrackingEventEnvelope {
+            metadata: None,
+            event: Some(tracking_event_envelope::Event::LinkCreated(
+                tracking_pb::LinkCreated {
+                    link: Some(tracking_pb::TrackingLink {
+                        id: l.link.to_string(),
+                        ..Default::default()
+                    }),
+                },
+            )),
+        }
+        .encode_to_vec();
+        assert!(tracking(&created).is_empty());
     }
 
     #[test]

@@ -24,16 +24,28 @@ pub enum Mode {
 pub struct ClickArgs {
     /// The redirect edge's base URL. The edge must trust this machine's X-Forwarded-For
     /// (`TRUSTED_PROXIES`), which tells it each visitor's address.
-    #[arg(long = "redirect-url", env = "REDIRECT_URL", default_value = "http://127.0.0.1:8090")]
+    #[arg(
+        long = "redirect-url",
+        env = "REDIRECT_URL",
+        default_value = "http://127.0.0.1:8090"
+    )]
     pub redirect_url: String,
     /// Share of clicks made by crawlers (0..=1).
     #[arg(long = "bot-share", env = "LOAD_BOT_SHARE", default_value_t = 0.05)]
     pub bot_share: f64,
     /// Share of persons' clicks by a visitor who clicked the same link before (0..=1).
-    #[arg(long = "repeat-share", env = "LOAD_REPEAT_SHARE", default_value_t = 0.2)]
+    #[arg(
+        long = "repeat-share",
+        env = "LOAD_REPEAT_SHARE",
+        default_value_t = 0.2
+    )]
     pub repeat_share: f64,
     /// Share of persons' clicks that convert (0..=1): a RecordConversion, --convert-after later.
-    #[arg(long = "convert-share", env = "LOAD_CONVERT_SHARE", default_value_t = 0.0)]
+    #[arg(
+        long = "convert-share",
+        env = "LOAD_CONVERT_SHARE",
+        default_value_t = 0.0
+    )]
     pub convert_share: f64,
     /// How long after its click a conversion is reported, e.g. 1s.
     #[arg(long = "convert-after", env = "LOAD_CONVERT_AFTER", default_value = "1s", value_parser = parse_duration)]

@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use affiliate_proto::campaign::{CreateCampaignRequest, TrackingSettings};
 use affiliate_proto::commission::CommissionEvent;
+use affiliate_proto::commission::commission_event::Event::CommissionCalculated;
 use affiliate_proto::common::Money;
 use affiliate_proto::tracking::{
     CreateLinkRequest, RecordConversionRequest, TrackingEventEnvelope,
@@ -40,11 +41,11 @@ use service_runtime::config::PulsarArgs;
 use service_runtime::errors::code_name;
 
 use super::args::LoadArgs;
+use super::cost;
 use super::histogram::{Latency, Summary, summary_line};
 use super::retry::RetryPolicy;
 use super::schedule::Schedule;
 use super::setup::{self, Clients, Run, call_failed};
-use super::cost;
 
 /// Browsers' user agents (a person's click).
 const BROWSERS: &[&str] = &[
@@ -180,7 +181,10 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> anyhow::Result<()> 
     } else {
         let (addr, server) = bare_handler().await?;
         let plan = Schedule::fixed(args.rate, Some(args.clicks.baseline_duration), None);
-        eprintln!("baseline: the bare 302 handler at http://{addr} for {}", plan.describe());
+        eprintln!(
+            "baseline: the bare 302 handler at http://{addr} for {}",
+            plan.describe()
+        );
         let phase = send(
             &http,
             &format!("http://{addr}"),
@@ -241,8 +245,14 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> anyhow::Result<()> 
         let (clicks_left, commissions_left) = {
             let s = lock(&seen);
             (
-                expected.iter().filter(|id| !s.clicks.contains_key(*id)).count(),
-                purchases.keys().filter(|id| !s.commissions.contains_key(*id)).count(),
+                expected
+                    .iter()
+                    .filter(|id| !s.clicks.contains_key(*id))
+                    .count(),
+                purchases
+                    .keys()
+                    .filter(|id| !s.commissions.contains_key(*id))
+                    .count(),
             )
         };
         if clicks_left == 0 && commissions_left == 0 {
@@ -258,14 +268,28 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> anyhow::Result<()> 
     watchers.abort();
 
     let report = report(
-        &schedule, links.len(), baseline, edge, &args, &seen, &conversions, cost,
+        &schedule,
+        links.len(),
+        baseline,
+        edge,
+        &args,
+        &seen,
+        &conversions,
+        cost,
     );
     let text = if args.json {
         serde_json::to_string(&report)? + "\n"
     } else {
         text(&report)
     };
-    print!("{text}");
+    {
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        stdout
+            .write_all(text.as_bytes())
+            .and_then(|()| stdout.flush())
+            .context("write the report to stdout")?;
+    }
     let mut problems = Vec::new();
     if report.clicks_missing > 0 {
         problems.push(format!(
@@ -331,7 +355,15 @@ async fn make_links(
         advertisers.insert(id.clone(), advertiser);
         campaigns.push(id);
     }
-    let creators = setup::accept(clients, &campaigns, args.creators, run, retry, args.concurrency).await?;
+    let creators = setup::accept(
+        clients,
+        &campaigns,
+        args.creators,
+        run,
+        retry,
+        args.concurrency,
+    )
+    .await?;
     let mut links = Vec::new();
     for campaign in &campaigns {
         for (i, creator) in creators.iter().enumerate() {
@@ -373,7 +405,11 @@ async fn bare_handler() -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<(
             (
                 StatusCode::FOUND,
                 [
-                    (header::LOCATION, HeaderValue::from_str(&location).unwrap_or(HeaderValue::from_static(LANDING))),
+                    (
+                        header::LOCATION,
+                        HeaderValue::from_str(&location)
+                            .unwrap_or(HeaderValue::from_static(LANDING)),
+                    ),
                     (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
                 ],
             )
@@ -457,7 +493,9 @@ impl Converter {
                             == Some("UNKNOWN_CLICK") => {}
                     Err(status) => {
                         c.sent += 1;
-                        *c.failed.entry(code_name(status.code()).to_owned()).or_default() += 1;
+                        *c.failed
+                            .entry(code_name(status.code()).to_owned())
+                            .or_default() += 1;
                         return;
                     }
                 }
@@ -466,7 +504,9 @@ impl Converter {
     }
 }
 
-/// Sends `plan` against `base` from `args.concurrency` clients; returns what it measured.
+/// Sends `plan` against `base` from `args.concurrency` clients; returns what it measured (with
+/// the click ids of the 302s when `collect`).
+#[allow(clippy::too_many_arguments)] // one call per phase; a struct of them would only rename them
 async fn send(
     http: &reqwest::Client,
     base: &str,
@@ -498,7 +538,6 @@ async fn send(
             converter.clone(),
         );
         let (bot_share, repeat_share) = (args.clicks.bot_share, args.clicks.repeat_share);
-        let collect = collect;
         clients.spawn(async move {
             while !stop.is_cancelled() {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -558,7 +597,7 @@ async fn send(
                                 .headers()
                                 .get("location")
                                 .and_then(|v| v.to_str().ok())
-                                .and_then(|l| url_click_id(l));
+                                .and_then(url_click_id);
                             if let (Some(id), true) = (&id, collect) {
                                 p.click_ids.push((id.clone(), bot));
                             }
@@ -635,20 +674,19 @@ async fn watch(
                             event: Some(TrackingEvent::ClickRecorded(r)),
                             ..
                         }) = TrackingEventEnvelope::decode(payload.as_slice())
+                            && let Some(click) = r.click
                         {
-                            if let Some(click) = r.click {
-                                *s.clicks.entry(click.id).or_default() += 1;
-                            }
+                            *s.clicks.entry(click.id).or_default() += 1;
                         }
                     } else if let Ok(CommissionEvent {
-                        event:
-                            Some(affiliate_proto::commission::commission_event::Event::CommissionCalculated(c)),
+                        event: Some(CommissionCalculated(c)),
                         ..
                     }) = CommissionEvent::decode(payload.as_slice())
+                        && let Some(c) = c.commission
                     {
-                        if let Some(c) = c.commission {
-                            s.commissions.entry(c.tracking_event_id).or_insert_with(Instant::now);
-                        }
+                        s.commissions
+                            .entry(c.tracking_event_id)
+                            .or_insert_with(Instant::now);
                     }
                     drop(s);
                     changed.notify_waiters();
@@ -667,7 +705,11 @@ fn phase_report(target: String, p: &Phase) -> PhaseReport {
     PhaseReport {
         target,
         sent: p.sent,
-        achieved_rate: if seconds > 0.0 { p.sent as f64 / seconds } else { 0.0 },
+        achieved_rate: if seconds > 0.0 {
+            p.sent as f64 / seconds
+        } else {
+            0.0
+        },
         found_302: p.found,
         other_statuses: p.other.clone(),
         transport_errors: p.errors,
@@ -696,7 +738,8 @@ fn report(
     conversions: &Mutex<Conversions>,
     cost: cost::Cost,
 ) -> ClickReport {
-    let baseline = baseline.map(|(addr, p)| phase_report(format!("bare 302 handler http://{addr}"), &p));
+    let baseline =
+        baseline.map(|(addr, p)| phase_report(format!("bare 302 handler http://{addr}"), &p));
     let edge_report = phase_report(args.clicks.redirect_url.clone(), &edge);
     let ratio = |f: fn(&Summary) -> f64| {
         baseline.as_ref().and_then(|b| {
@@ -708,7 +751,10 @@ fn report(
     let c = lock(conversions);
     let ids: HashSet<&String> = edge.click_ids.iter().map(|(id, _)| id).collect();
     let published = ids.iter().filter(|id| s.clicks.contains_key(**id)).count() as u64;
-    let twice = ids.iter().filter(|id| s.clicks.get(**id).is_some_and(|n| *n > 1)).count() as u64;
+    let twice = ids
+        .iter()
+        .filter(|id| s.clicks.get(**id).is_some_and(|n| *n > 1))
+        .count() as u64;
     let mut commission_latency = Latency::new().ok();
     let mut commissions_missing = 0;
     for (event, acknowledged) in &c.purchases {
@@ -737,7 +783,9 @@ fn report(
         conversions_accepted: c.accepted,
         conversions_held: c.held,
         conversions_failed: c.failed.clone(),
-        conversion_latency: (c.sent > 0).then(|| c.latency.as_ref().map(Latency::summary)).flatten(),
+        conversion_latency: (c.sent > 0)
+            .then(|| c.latency.as_ref().map(Latency::summary))
+            .flatten(),
         commissions_missing,
         conversion_to_commission: (!c.purchases.is_empty())
             .then(|| commission_latency.as_ref().map(Latency::summary))
@@ -761,13 +809,18 @@ fn text(r: &ClickReport) -> String {
             summary_line(&p.latency)
         ));
     };
-    out.push_str(&format!("clicks    {} over {} links\n", r.schedule, r.links));
+    out.push_str(&format!(
+        "clicks    {} over {} links\n",
+        r.schedule, r.links
+    ));
     if let Some(b) = &r.baseline {
         phase(&mut out, "baseline", b);
     }
     phase(&mut out, "edge", &r.edge);
     if let (Some(p50), Some(p99)) = (r.ratio_p50, r.ratio_p99) {
-        out.push_str(&format!("ratio     edge / bare handler: p50 {p50:.2}x, p99 {p99:.2}x\n"));
+        out.push_str(&format!(
+            "ratio     edge / bare handler: p50 {p50:.2}x, p99 {p99:.2}x\n"
+        ));
     }
     if r.clicks_302 > 0 {
         out.push_str(&format!(
@@ -782,12 +835,18 @@ fn text(r: &ClickReport) -> String {
             r.conversions_accepted,
             r.conversions_held,
             r.conversions_failed,
-            r.conversion_latency.as_ref().map(summary_line).unwrap_or_default()
+            r.conversion_latency
+                .as_ref()
+                .map(summary_line)
+                .unwrap_or_default()
         ));
         out.push_str(&format!(
             "commission {} missing; conversion → commission {}\n",
             r.commissions_missing,
-            r.conversion_to_commission.as_ref().map(summary_line).unwrap_or_default()
+            r.conversion_to_commission
+                .as_ref()
+                .map(summary_line)
+                .unwrap_or_default()
         ));
     }
     if !r.cost.per_process.is_empty() {

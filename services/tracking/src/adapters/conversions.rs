@@ -205,24 +205,12 @@ pub async fn find_conversions(
     .await
 }
 
+/// One conversion by id.
 pub async fn find_conversion(
     conn: &mut PgConnection,
     id: Uuid,
 ) -> sqlx::Result<Option<ConversionRow>> {
-    sqlx::query_as!(
-        ConversionRow,
-        r#"
-        select v.id, v.advertiser_id, v.order_id, v.click_id, v.link_id, v.campaign_id,
-               v.creator_id, v.amount_minor, v.currency, v.converted_at, v.recorded_at, v.status,
-               v.tracking_event_id, v.reason, v.version, c.clicked_at,
-               l.sub1, l.sub2, l.sub3, l.sub4, l.sub5
-        from conversions v join clicks c on c.id = v.click_id join links l on l.id = v.link_id
-        where v.id = $1
-        "#,
-        id,
-    )
-    .fetch_optional(conn)
-    .await
+    Ok(find_conversions(conn, &[id]).await?.pop())
 }
 
 /// Locks a conversion for its review.

@@ -84,7 +84,7 @@ pub fn validate(request: &pb::RecordConversionRequest) -> Result<NewConversion, 
 /// What one conversion of a set comes to before it is written.
 enum Planned {
     /// Answered already (invalid, refused, or a repeat of an order recorded before).
-    Done(Result<Decision<pb::RecordConversionResponse>, Error>),
+    Done(Box<Result<Decision<pb::RecordConversionResponse>, Error>>),
     /// A repeat of an order earlier in the same set: answered with that one's conversion.
     SameAs(usize),
     /// To insert, as `status`, with its purchase (credited) at `purchase` in the purchase set.
@@ -137,13 +137,16 @@ pub async fn record_conversions(
             let new = match valid {
                 Ok(new) => new,
                 Err(e) => {
-                    plans.push(Planned::Done(Err(e)));
+                    plans.push(Planned::Done(Box::new(Err(e))));
                     continue;
                 }
             };
             let order = (new.advertiser_id, new.order_id.clone());
             if let Some(first) = known.get(&order) {
-                plans.push(Planned::Done(Ok(Decision::with_all(duplicate(first), []))));
+                plans.push(Planned::Done(Box::new(Ok(Decision::with_all(
+                    duplicate(first),
+                    [],
+                )))));
                 continue;
             }
             if let Some(&earlier) = first_of_order.get(&order) {
@@ -152,7 +155,7 @@ pub async fn record_conversions(
             }
             let found = facts.get(&new.click_id);
             let plan = match plan_one(&new, found) {
-                Err(e) => Planned::Done(Err(e)),
+                Err(e) => Planned::Done(Box::new(Err(e))),
                 Ok((target, Attributed::Hold(why))) => Planned::Insert {
                     new,
                     target,
@@ -242,7 +245,7 @@ pub async fn record_conversions(
         let mut decisions = Vec::with_capacity(plans.len());
         for (n, plan) in plans.into_iter().enumerate() {
             let decision = match plan {
-                Planned::Done(done) => done,
+                Planned::Done(done) => *done,
                 Planned::SameAs(earlier) => match &answers[earlier] {
                     Some(conversion) => Ok(Decision::with_all(
                         pb::RecordConversionResponse {
@@ -652,7 +655,7 @@ pub fn signature_matches(secret: &str, signed: &str, signature: &str) -> bool {
 }
 
 fn hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())

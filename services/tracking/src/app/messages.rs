@@ -107,7 +107,6 @@ pub fn evidence(row: &EvidenceRow) -> pb::Evidence {
 }
 
 pub fn conversion(row: &ConversionRow) -> pb::Conversion {
-    let sub = |s: &Option<String>| s.clone().unwrap_or_default();
     let status = match row.status.as_str() {
         "accepted" => pb::ConversionStatus::Accepted,
         "held" => pb::ConversionStatus::Held,
@@ -122,13 +121,9 @@ pub fn conversion(row: &ConversionRow) -> pb::Conversion {
         link_id: row.link_id.to_string(),
         campaign_id: row.campaign_id.to_string(),
         creator_id: row.creator_id.to_string(),
-        sub_ids: Some(pb::SubIds {
-            sub1: sub(&row.sub1),
-            sub2: sub(&row.sub2),
-            sub3: sub(&row.sub3),
-            sub4: sub(&row.sub4),
-            sub5: sub(&row.sub5),
-        }),
+        sub_ids: Some(sub_ids([
+            &row.sub1, &row.sub2, &row.sub3, &row.sub4, &row.sub5,
+        ])),
         amount: Some(Money {
             amount_minor: row.amount_minor,
             currency: row.currency.clone(),
@@ -155,20 +150,27 @@ pub fn postback_key(row: &PostbackKeyRow) -> pb::PostbackKey {
     }
 }
 
+/// A link's five sub-ids as the API carries them (empty where none).
+fn sub_ids(subs: [&Option<String>; 5]) -> pb::SubIds {
+    let [sub1, sub2, sub3, sub4, sub5] = subs.map(|s| s.clone().unwrap_or_default());
+    pb::SubIds {
+        sub1,
+        sub2,
+        sub3,
+        sub4,
+        sub5,
+    }
+}
+
 pub fn link(row: &LinkRow) -> pb::TrackingLink {
-    let sub = |s: &Option<String>| s.clone().unwrap_or_default();
     pb::TrackingLink {
         id: row.id.to_string(),
         code: row.code.clone(),
         campaign_id: row.campaign_id.to_string(),
         creator_id: row.creator_id.to_string(),
-        sub_ids: Some(pb::SubIds {
-            sub1: sub(&row.sub1),
-            sub2: sub(&row.sub2),
-            sub3: sub(&row.sub3),
-            sub4: sub(&row.sub4),
-            sub5: sub(&row.sub5),
-        }),
+        sub_ids: Some(sub_ids([
+            &row.sub1, &row.sub2, &row.sub3, &row.sub4, &row.sub5,
+        ])),
         deep_link: row.deep_link.clone().unwrap_or_default(),
         disabled: row.disabled_at.is_some(),
         created_at: Some(timestamp(row.created_at)),

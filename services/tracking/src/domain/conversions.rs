@@ -26,10 +26,11 @@ pub const MAX_AHEAD: Duration = Duration::from_secs(300);
 /// A click id as the landing page got it (32 hex digits) or as a UUID.
 pub fn parse_click_id(field: &str, value: &str) -> Result<Uuid, FieldViolation> {
     let value = value.trim();
-    if value.len() == 32 && value.bytes().all(|b| b.is_ascii_hexdigit()) {
-        if let Ok(id) = Uuid::try_parse(value) {
-            return Ok(id);
-        }
+    if value.len() == 32
+        && value.bytes().all(|b| b.is_ascii_hexdigit())
+        && let Ok(id) = Uuid::try_parse(value)
+    {
+        return Ok(id);
     }
     parse_id(field, value)
         .map_err(|_| FieldViolation::new(field, "must be a click id (32 hex digits)"))
