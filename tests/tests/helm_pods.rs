@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use e2e::containers::{
-    assert_confined, inspect, must, podman, prepare_image, repo, run, script, text,
+    assert_confined, inspect, logs_dir, must, podman, prepare_image, repo, run, script, text,
 };
 use e2e::eventually;
 
@@ -40,11 +40,21 @@ const POSTGRES: &str = "affiliate-kube-postgresql";
 const PULSAR: &str = "affiliate-kube-pulsar";
 const OUTBOXES: [&str; 4] = ["campaign", "tracking", "commission", "payment"];
 
-/// Removes the pods, PostgreSQL, Pulsar and the network, whatever happened.
+/// Removes the pods, PostgreSQL, Pulsar and the network, whatever happened; after a failure,
+/// first keeps every container's log in `target/containers-test/helm/`.
 struct Kube;
 
 impl Drop for Kube {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let dir = logs_dir("helm");
+            let names = text(&podman(&["ps", "-a", "--format", "{{.Names}}"]));
+            for name in names.lines().filter(|n| n.starts_with("affiliate")) {
+                let log = podman(&["logs", "--timestamps", name]);
+                let _ = std::fs::write(dir.join(format!("{name}.log")), text(&log));
+            }
+            eprintln!("helm pods: the containers' logs are in {}", dir.display());
+        }
         let down = run(script("kube.sh", &["down"]), Duration::from_secs(180));
         if !down.status.success() {
             eprintln!("kube.sh down failed:\n{}", text(&down));
