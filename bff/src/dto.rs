@@ -380,6 +380,10 @@ pub struct TrackingLink {
     pub disabled_at: Option<String>,
     /// Aggregate version (int64 as a string): 1 when created, 2 once disabled.
     pub version: String,
+    /// In lists: the link's figures over every day (clicks, unique and bot clicks, conversions,
+    /// purchases, revenue), from the analytics service; absent when it did not answer in time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub figures: Option<crate::routes::analytics::Totals>,
 }
 
 impl TrackingLink {
@@ -397,6 +401,7 @@ impl TrackingLink {
             created_at: rfc3339(l.created_at),
             disabled_at: rfc3339(l.disabled_at),
             version: l.version.to_string(),
+            figures: None,
         }
     }
 }

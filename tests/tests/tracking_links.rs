@@ -964,7 +964,8 @@ async fn the_bff_serves_links_postback_keys_and_conversions_and_never_logs_a_sec
     use serde_json::json;
 
     const TEST: &str = "tracking_postbacks";
-    let mut platform = Platform::start(TEST, "grpc").await;
+    // with the analytics service: the creator's list shows each link's figures
+    let mut platform = Platform::start_with_analytics(TEST, "grpc").await;
     let redirect = platform.start_redirect(&[("TRUSTED_PROXIES", "127.0.0.0/8".into())]);
     let bff = Edge::start(
         &platform,
@@ -1106,6 +1107,24 @@ async fn the_bff_serves_links_postback_keys_and_conversions_and_never_logs_a_sec
     // ---- refused: nothing written ------------------------------------------------------------------
     let stored = conversions_stored(&db).await;
     assert_eq!(stored, 3);
+    eventually(
+        WAIT,
+        "the link's clicks and conversions in the creator's list",
+        || async {
+            let listed = bff
+                .get(&format!("{links}?campaignId={campaign_id}"), &creator)
+                .await;
+            let body = listed.expect(200);
+            let counts = body["links"]
+                .as_array()?
+                .iter()
+                .find(|l| l["id"] == link_id)?["figures"]["counts"]
+                .clone();
+            let n = |key: &str| counts[key].as_str().and_then(|v| v.parse::<i64>().ok());
+            (n("clicks")? >= 1 && n("uniqueClicks")? >= 1 && n("conversions")? == 3).then_some(())
+        },
+    )
+    .await;
     let unauthenticated = |reply: &e2e::rest::Reply, what: &str| {
         assert_eq!(reply.status, 401, "{what}: {}", reply.text);
         assert_eq!(

@@ -54,6 +54,18 @@ pub struct Counts {
     #[serde(serialize_with = "int64_as_string")]
     #[schema(value_type = String)]
     pub commissions_refused: i64,
+    /// Tracking links' clicks by a visitor new to the link within the duplicate window.
+    #[serde(serialize_with = "int64_as_string")]
+    #[schema(value_type = String)]
+    pub unique_clicks: i64,
+    /// Tracking links' clicks by crawlers and the like (not in `clicks`).
+    #[serde(serialize_with = "int64_as_string")]
+    #[schema(value_type = String)]
+    pub bot_clicks: i64,
+    /// Conversions reported by the advertiser (accepted or held).
+    #[serde(serialize_with = "int64_as_string")]
+    #[schema(value_type = String)]
+    pub conversions: i64,
     /// clicks / views; 0 without views.
     pub click_through_rate: f64,
     /// purchases / clicks; 0 without clicks.
@@ -68,6 +80,9 @@ impl From<pb::Counts> for Counts {
             purchases: c.purchases,
             commissions: c.commissions,
             commissions_refused: c.commissions_refused,
+            unique_clicks: c.unique_clicks,
+            bot_clicks: c.bot_clicks,
+            conversions: c.conversions,
             click_through_rate: c.click_through_rate,
             conversion_rate: c.conversion_rate,
         }
@@ -148,7 +163,7 @@ fn days(days: Vec<pb::DayStats>) -> Vec<DayStats> {
         .collect()
 }
 
-fn totals(t: Option<pb::Totals>) -> Totals {
+pub fn totals(t: Option<pb::Totals>) -> Totals {
     let t = t.unwrap_or_default();
     Totals {
         counts: counts(t.counts),

@@ -27,12 +27,37 @@ fn rest(state: &AppState, link: Option<pb::TrackingLink>) -> Result<TrackingLink
         .ok_or_else(Problem::internal)
 }
 
-fn page(state: &AppState, page: pb::ListLinksResponse) -> TrackingLinkPage {
+/// How long a list waits for its links' figures before it answers without them.
+const FIGURES_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A page of links, each with its figures (the analytics service asked for all of them at once;
+/// a link whose figures do not come in time is listed without them).
+async fn page(state: &AppState, caller: &Caller, page: pb::ListLinksResponse) -> TrackingLinkPage {
+    let figures = page.links.iter().map(|l| {
+        let mut analytics = state.clients.analytics.clone();
+        let request = caller.grpc(affiliate_proto::analytics::GetLinkStatsRequest {
+            link_id: l.id.clone(),
+            ..Default::default()
+        });
+        async move {
+            let answer =
+                tokio::time::timeout(FIGURES_WAIT, analytics.get_link_stats(request)).await;
+            match answer {
+                Ok(Ok(stats)) => Some(super::analytics::totals(stats.into_inner().totals)),
+                _ => None,
+            }
+        }
+    });
+    let figures = futures::future::join_all(figures).await;
     TrackingLinkPage {
         links: page
             .links
             .into_iter()
-            .map(|l| TrackingLink::new(l, &state.config.redirect_public_url))
+            .zip(figures)
+            .map(|(l, figures)| TrackingLink {
+                figures,
+                ..TrackingLink::new(l, &state.config.redirect_public_url)
+            })
             .collect(),
         next_page_token: page.next_page_token,
     }
@@ -130,7 +155,7 @@ pub async fn list(
         )
         .await
         .or_problem(SERVICE)?;
-    Ok(Json(page(&state, found)))
+    Ok(Json(page(&state, &caller, found).await))
 }
 
 /// One of your tracking links.
@@ -201,5 +226,5 @@ pub async fn of_campaign(
         }))
         .await
         .or_problem(SERVICE)?;
-    Ok(Json(page(&state, found)))
+    Ok(Json(page(&state, &caller, found).await))
 }
