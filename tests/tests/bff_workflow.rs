@@ -426,7 +426,7 @@ async fn every_journey_runs_over_rest_and_notifications_arrive_live_in_order() {
     .await;
     assert_eq!(
         stats["totals"]["counts"],
-        json!({"views": "1", "clicks": "1", "purchases": "2", "commissions": "2", "commissionsRefused": "0", "clickThroughRate": 1.0, "conversionRate": 2.0}),
+        json!({"views": "1", "clicks": "1", "purchases": "2", "commissions": "2", "commissionsRefused": "0", "uniqueClicks": "0", "botClicks": "0", "conversions": "0", "clickThroughRate": 1.0, "conversionRate": 2.0}),
         "{stats}"
     );
     assert_eq!(stats["totals"]["amounts"][0]["revenueMinor"], "12550");
