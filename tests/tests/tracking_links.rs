@@ -13,7 +13,8 @@
 //! - every click reaches `tracking-events` as `click.recorded.v1`, its correlation id the click
 //!   id;
 //! - the edge SIGKILLed under load (`platform load --mode clicks`) loses no click it answered
-//!   for: every click id in a 302 the load received was stored and published, none twice.
+//!   for: every click id in a 302 the load received was stored and published, none twice; the
+//!   load's conversions of a tenth of the clicks all become commissions.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -1329,6 +1330,10 @@ async fn the_edge_killed_under_load_loses_no_click_it_answered_for() {
             "4",
             "--concurrency",
             "32",
+            "--convert-share",
+            "0.1",
+            "--convert-after",
+            "200ms",
         ],
     );
     let load = tokio::spawn(click_load_report(command));
@@ -1355,6 +1360,14 @@ async fn the_edge_killed_under_load_loses_no_click_it_answered_for() {
         0,
         "the relay publishes each outbox row once"
     );
+    // a tenth of the persons' clicks converted, each reported by its campaign's advertiser
+    assert!(count("conversions_accepted") > 0, "{report}");
+    assert_eq!(
+        count("conversions_accepted"),
+        count("conversions_sent"),
+        "{report}"
+    );
+    assert_eq!(count("commissions_missing"), 0);
     assert!(
         report["edge"]["transport_errors"].as_u64().unwrap_or(0) > 0,
         "the kill was felt: {report}"

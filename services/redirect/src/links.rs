@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use affiliate_proto::tracking::SubIds;
+use tracking_service::adapters::links::secs;
 use tracking_service::domain::{CampaignStatus, LinkSettings};
 
 /// A link as the edge needs it.
@@ -123,7 +124,6 @@ fn link(
 fn campaign(
     (id, status, landing_url, domains, param, window, min, fallback): CampaignRow,
 ) -> (Uuid, Campaign) {
-    let secs = |s: i64| Duration::from_secs(u64::try_from(s).unwrap_or_default());
     let settings = landing_url.map(|landing_url| LinkSettings {
         landing_url,
         landing_domains: domains,

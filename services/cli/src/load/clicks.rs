@@ -71,6 +71,8 @@ const LEAD: Duration = Duration::from_millis(20);
 #[derive(Debug, Clone)]
 struct Link {
     code: String,
+    /// The advertiser of the link's campaign: who reports its conversions.
+    advertiser: String,
 }
 
 /// What one phase (the bare handler or the edge) measured.
@@ -158,7 +160,7 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> anyhow::Result<()> 
     let changed = Arc::new(Notify::new());
     let watchers = watch(&args.pulsar, seen.clone(), changed.clone()).await?;
     let clients = setup::connect(&args.services, false).await?;
-    let (links, advertisers) = make_links(&clients, &args, &run, retry).await?;
+    let links = make_links(&clients, &args, &run, retry).await?;
     eprintln!(
         "{} links on {} campaigns; sending {} ({} clicks) through {}",
         links.len(),
@@ -208,7 +210,6 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> anyhow::Result<()> 
         clients: clients.clone(),
         run: run.clone(),
         retry,
-        advertisers: advertisers.clone(),
         after: args.clicks.convert_after,
         amount: Money {
             amount_minor: args.amount_minor,
@@ -308,13 +309,13 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> anyhow::Result<()> 
 }
 
 /// Campaigns with a landing page (conversions credited at once), creators who accept them, and
-/// one link per creator and campaign. Returns the links' codes and each campaign's advertiser.
+/// one link per creator and campaign. Returns the links.
 async fn make_links(
     clients: &Clients,
     args: &LoadArgs,
     run: &Run,
     retry: RetryPolicy,
-) -> anyhow::Result<(Vec<Link>, HashMap<String, String>)> {
+) -> anyhow::Result<Vec<Link>> {
     let mut campaigns = Vec::new();
     let mut advertisers = HashMap::new();
     for n in 0..args.campaigns {
@@ -387,10 +388,13 @@ async fn make_links(
                 .into_inner()
                 .link
                 .context("CreateLink answered without a link")?;
-            links.push(Link { code: link.code });
+            links.push(Link {
+                code: link.code,
+                advertiser: advertisers[campaign].clone(),
+            });
         }
     }
-    Ok((links, advertisers))
+    Ok(links)
 }
 
 /// A bare 302 handler: the same redirect, with a fresh id, and nothing stored.
@@ -430,7 +434,6 @@ struct Converter {
     clients: Clients,
     run: Run,
     retry: RetryPolicy,
-    advertisers: HashMap<String, String>,
     after: Duration,
     amount: Money,
     share: f64,
@@ -441,63 +444,51 @@ struct Converter {
 
 impl Converter {
     /// Maybe converts the click `click_id` of `advertiser`'s campaign, `after` from now.
-    fn maybe(&self, click_id: String) {
+    fn maybe(&self, click_id: String, advertiser: String) {
         if !rand::rng().random_bool(self.share.clamp(0.0, 1.0)) {
             return;
         }
-        // Every campaign of the run belongs to its own advertiser; the click says which
-        // campaign only to the edge, so each advertiser is tried in turn when there are several
-        // (an UNKNOWN_CLICK from the others is expected and not counted).
-        let advertisers: Vec<String> = self.advertisers.values().cloned().collect();
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let this = self.clone();
         lock(&self.tasks).spawn(async move {
             tokio::time::sleep(this.after).await;
-            for advertiser in advertisers {
-                let message = RecordConversionRequest {
-                    advertiser_id: advertiser,
-                    click_id: click_id.clone(),
-                    order_id: format!("load-{}-{n}", this.run.id),
-                    amount: Some(this.amount.clone()),
-                    converted_at: None,
-                };
-                let step = format!("conversion-{n}");
-                let started = Instant::now();
-                let attempts = this
-                    .retry
-                    .call(|| {
-                        let mut client = this.clients.tracking.clone();
-                        let request = this.run.request(message.clone(), &step);
-                        async move { client.record_conversion(request?).await }
-                    })
-                    .await;
-                let now = Instant::now();
-                let mut c = lock(&this.conversions);
-                match attempts.result {
-                    Ok(response) => {
-                        c.sent += 1;
-                        if let Some(l) = c.latency.as_mut() {
-                            l.record(now - started);
-                        }
-                        let conversion = response.into_inner().conversion.unwrap_or_default();
-                        if conversion.tracking_event_id.is_empty() {
-                            c.held += 1;
-                        } else {
-                            c.accepted += 1;
-                            c.purchases.insert(conversion.tracking_event_id, now);
-                        }
-                        return;
+            let message = RecordConversionRequest {
+                advertiser_id: advertiser,
+                click_id,
+                order_id: format!("load-{}-{n}", this.run.id),
+                amount: Some(this.amount.clone()),
+                converted_at: None,
+            };
+            let step = format!("conversion-{n}");
+            let started = Instant::now();
+            let attempts = this
+                .retry
+                .call(|| {
+                    let mut client = this.clients.tracking.clone();
+                    let request = this.run.request(message.clone(), &step);
+                    async move { client.record_conversion(request?).await }
+                })
+                .await;
+            let now = Instant::now();
+            let mut c = lock(&this.conversions);
+            c.sent += 1;
+            match attempts.result {
+                Ok(response) => {
+                    if let Some(l) = c.latency.as_mut() {
+                        l.record(now - started);
                     }
-                    Err(status)
-                        if service_runtime::errors::error_reason(&status).as_deref()
-                            == Some("UNKNOWN_CLICK") => {}
-                    Err(status) => {
-                        c.sent += 1;
-                        *c.failed
-                            .entry(code_name(status.code()).to_owned())
-                            .or_default() += 1;
-                        return;
+                    let conversion = response.into_inner().conversion.unwrap_or_default();
+                    if conversion.tracking_event_id.is_empty() {
+                        c.held += 1;
+                    } else {
+                        c.accepted += 1;
+                        c.purchases.insert(conversion.tracking_event_id, now);
                     }
+                }
+                Err(status) => {
+                    *c.failed
+                        .entry(code_name(status.code()).to_owned())
+                        .or_default() += 1;
                 }
             }
         });
@@ -620,7 +611,7 @@ async fn send(
                     }
                     drop(r);
                     if let Some(c) = &converter {
-                        c.maybe(id);
+                        c.maybe(id, links[link].advertiser.clone());
                     }
                 }
             }
