@@ -135,6 +135,10 @@ struct Project {
 
 impl Drop for Project {
     fn drop(&mut self) {
+        // A failure anywhere (a wait that timed out, say) keeps the project's logs first.
+        if std::thread::panicking() {
+            save_logs(&self.override_file);
+        }
         let down = compose(
             Some(&self.override_file),
             &["down", "-v", "--timeout", "20"],
@@ -154,8 +158,11 @@ fn save_logs(override_file: &Path) {
         Duration::from_secs(60),
     );
     let path = logs_dir("compose").join("compose.log");
-    std::fs::write(&path, text(&logs)).unwrap();
-    println!("containers: the project's logs are in {}", path.display());
+    // never a panic here: this also runs while a failure unwinds (`Project`'s drop)
+    match std::fs::write(&path, text(&logs)) {
+        Ok(()) => println!("containers: the project's logs are in {}", path.display()),
+        Err(e) => eprintln!("containers: keeping the logs in {} failed: {e}", path.display()),
+    }
 }
 
 fn money(amount_minor: i64) -> Option<Money> {
