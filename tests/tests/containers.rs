@@ -161,7 +161,10 @@ fn save_logs(override_file: &Path) {
     // never a panic here: this also runs while a failure unwinds (`Project`'s drop)
     match std::fs::write(&path, text(&logs)) {
         Ok(()) => println!("containers: the project's logs are in {}", path.display()),
-        Err(e) => eprintln!("containers: keeping the logs in {} failed: {e}", path.display()),
+        Err(e) => eprintln!(
+            "containers: keeping the logs in {} failed: {e}",
+            path.display()
+        ),
     }
 }
 
