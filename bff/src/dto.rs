@@ -122,6 +122,12 @@ pub struct CreateCampaign {
     /// the campaign has no tracking settings until they are set.
     #[serde(default)]
     pub tracking: Option<TrackingSettingsInput>,
+    /// Optional: how long its commissions stay pending (a refund may still come) before they
+    /// are approved and payable, in whole seconds: 0 (approved at once) to 365 days; absent
+    /// means 30 days.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 31_536_000, example = 2_592_000)]
+    pub hold_period_seconds: Option<i64>,
 }
 
 /// A campaign's tracking settings as a request sets them: the whole settings, replacing the old
@@ -270,6 +276,26 @@ pub struct RequestPayout {
     pub account_details: String,
 }
 
+/// The most commissions one approval or decline takes.
+pub const MAX_DECIDED_COMMISSIONS: usize = 100;
+
+/// Commissions to approve or decline, all or nothing.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DecideCommissions {
+    /// 1 to 100 distinct ids of pending commissions of the advertiser's campaigns.
+    #[schema(value_type = Vec<Uuid>, min_items = 1, max_items = 100)]
+    pub commission_ids: Vec<String>,
+    /// Why they are declined, shown to the creators: required to decline (1 to 500 characters),
+    /// not taken when approving.
+    #[serde(default)]
+    #[schema(max_length = 500, example = "the order was cancelled")]
+    pub reason: String,
+    /// The advertiser who owns the campaigns: admins must name one; advertisers act as
+    /// themselves.
+    pub advertiser_id: Option<Uuid>,
+}
+
 /// A creator's free-text labels on a link, to tell placements apart (e.g. the video, the
 /// position in it).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -357,6 +383,28 @@ pub struct ReviewConversion {
     pub reason: String,
 }
 
+/// A refund or chargeback of an order you reported (authenticated by `X-Postback-Key`).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RefundConversion {
+    /// Your id of this refund, at most 128 characters: a repeat answers the first one. Absent:
+    /// the one full refund the order can have.
+    #[serde(default)]
+    #[schema(max_length = 128, example = "refund-1")]
+    pub refund_id: String,
+    /// The sale money given back, in the sale's currency; absent: all that is left of the sale.
+    #[serde(default)]
+    pub amount: Option<Money>,
+    /// `refund` (the default) or `chargeback`.
+    #[serde(default)]
+    #[schema(example = "refund")]
+    pub kind: String,
+    /// At most 500 characters, shown to the creator.
+    #[serde(default)]
+    #[schema(max_length = 500)]
+    pub reason: String,
+}
+
 // ---- responses ----
 
 /// A creator's tracking link for a campaign.
@@ -436,6 +484,9 @@ pub struct Conversion {
     pub reason: String,
     /// When its click was recorded.
     pub clicked_at: Option<String>,
+    /// Minor units of `amount` refunded so far (int64 as a string).
+    #[serde(default)]
+    pub refunded_minor: String,
 }
 
 impl From<tracking::Conversion> for Conversion {
@@ -456,6 +507,7 @@ impl From<tracking::Conversion> for Conversion {
             tracking_event_id: c.tracking_event_id,
             reason: c.reason,
             clicked_at: rfc3339(c.clicked_at),
+            refunded_minor: c.refunded_minor.to_string(),
         }
     }
 }
@@ -467,6 +519,47 @@ pub struct RecordedConversion {
     pub conversion: Conversion,
     /// True when the order was reported before: the first conversion, unchanged (HTTP 200;
     /// a new one is 201).
+    pub duplicate: bool,
+}
+
+/// A refund or chargeback an advertiser reported for an order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Refund {
+    pub conversion_id: String,
+    pub order_id: String,
+    /// Your id of the refund; `full` for the one full refund (reported without an id).
+    pub refund_id: String,
+    pub amount: Option<Money>,
+    /// `refund` or `chargeback`.
+    pub kind: String,
+    pub reason: String,
+    pub recorded_at: Option<String>,
+}
+
+impl From<tracking::Refund> for Refund {
+    fn from(r: tracking::Refund) -> Self {
+        Self {
+            conversion_id: r.conversion_id,
+            order_id: r.order_id,
+            refund_id: r.refund_id,
+            amount: money(r.amount),
+            kind: r.kind,
+            reason: r.reason,
+            recorded_at: rfc3339(r.recorded_at),
+        }
+    }
+}
+
+/// The answer to a reported refund: the conversion (with what is refunded of it so far) and the
+/// refund.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefundedConversion {
+    pub conversion: Conversion,
+    pub refund: Refund,
+    /// True when this refund was reported before: the first, unchanged (HTTP 200; a new one is
+    /// 201).
     pub duplicate: bool,
 }
 
@@ -539,6 +632,9 @@ pub struct Campaign {
     pub updated_at: Option<String>,
     /// How its tracking links behave; null until the advertiser sets them.
     pub tracking: Option<TrackingSettings>,
+    /// How long its commissions stay pending before they are approved and payable, in seconds
+    /// (0: approved at once).
+    pub hold_period_seconds: i64,
 }
 
 /// A campaign's tracking settings, every default spelled out.
@@ -587,6 +683,8 @@ impl From<campaign::Campaign> for Campaign {
             created_at: rfc3339(c.created_at),
             updated_at: rfc3339(c.updated_at),
             tracking: c.tracking.map(TrackingSettings::from),
+            // Absent only on campaigns from before holds: none.
+            hold_period_seconds: c.hold_period.map_or(0, |d| d.seconds),
         }
     }
 }
@@ -731,6 +829,19 @@ pub struct Commission {
     /// Minor units paid out (int64 as a string).
     pub paid_minor: String,
     pub created_at: Option<String>,
+    /// When its hold ends and it is approved (unless decided before).
+    pub hold_until: Option<String>,
+    /// When it was approved, declined or wholly reversed.
+    pub decided_at: Option<String>,
+    /// Why the advertiser declined it (empty unless declined).
+    pub decline_reason: String,
+    /// Minor units of the purchase refunded so far (int64 as a string).
+    pub refunded_minor: String,
+    /// Minor units of `amount` taken back before they were paid (int64 as a string).
+    pub reversed_minor: String,
+    /// Minor units of `amount` taken back after they were reserved or paid: a debt netted
+    /// against the creator's next payout (int64 as a string).
+    pub clawed_back_minor: String,
 }
 
 impl From<commission::Commission> for Commission {
@@ -747,6 +858,12 @@ impl From<commission::Commission> for Commission {
             reserved_minor: c.reserved_minor.to_string(),
             paid_minor: c.paid_minor.to_string(),
             created_at: rfc3339(c.created_at),
+            hold_until: rfc3339(c.hold_until),
+            decided_at: rfc3339(c.decided_at),
+            decline_reason: c.decline_reason,
+            refunded_minor: c.refunded_minor.to_string(),
+            reversed_minor: c.reversed_minor.to_string(),
+            clawed_back_minor: c.clawed_back_minor.to_string(),
         }
     }
 }
@@ -765,9 +882,13 @@ pub struct CommissionPage {
 pub struct Balance {
     pub creator_id: String,
     pub currency: String,
+    /// Approved and payable; negative while clawbacks exceed it (a debt netted against the next
+    /// payouts).
     pub available_minor: String,
     pub reserved_minor: String,
     pub paid_minor: String,
+    /// In their hold: not payable yet.
+    pub pending_minor: String,
 }
 
 impl From<commission::Balance> for Balance {
@@ -778,6 +899,91 @@ impl From<commission::Balance> for Balance {
             available_minor: b.available_minor.to_string(),
             reserved_minor: b.reserved_minor.to_string(),
             paid_minor: b.paid_minor.to_string(),
+            pending_minor: b.pending_minor.to_string(),
+        }
+    }
+}
+
+/// The commissions an approval or decline decided, in the order asked.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DecidedCommissions {
+    pub commissions: Vec<Commission>,
+}
+
+/// A creator's statement of one month, from the commission ledger: one section per currency.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Statement {
+    pub creator_id: String,
+    /// `YYYY-MM` (UTC).
+    #[schema(example = "2025-11")]
+    pub month: String,
+    pub currencies: Vec<CurrencyStatement>,
+}
+
+/// A creator's statement of one month in one currency (minor units, int64 as strings). The
+/// balance is what the platform owes the creator: pending + available + reserved.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CurrencyStatement {
+    pub currency: String,
+    pub opening_minor: String,
+    pub closing_minor: String,
+    pub lines: Vec<StatementLine>,
+    /// The ledger's balances at the month's end (closing = pending + available + reserved), and
+    /// what was paid out by then.
+    pub pending_minor: String,
+    pub available_minor: String,
+    pub reserved_minor: String,
+    pub paid_minor: String,
+}
+
+impl From<commission::CurrencyStatement> for CurrencyStatement {
+    fn from(c: commission::CurrencyStatement) -> Self {
+        Self {
+            currency: c.currency,
+            opening_minor: c.opening_minor.to_string(),
+            closing_minor: c.closing_minor.to_string(),
+            lines: c.lines.into_iter().map(StatementLine::from).collect(),
+            pending_minor: c.pending_minor.to_string(),
+            available_minor: c.available_minor.to_string(),
+            reserved_minor: c.reserved_minor.to_string(),
+            paid_minor: c.paid_minor.to_string(),
+        }
+    }
+}
+
+/// One movement of money between the creator and the outside.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StatementLine {
+    pub at: Option<String>,
+    /// `commission`, `decline`, `reversal`, `clawback` or `payout`.
+    #[schema(example = "commission")]
+    pub kind: String,
+    /// Signed: what the line adds to (or, negative, takes from) the balance (int64 as a string).
+    pub amount_minor: String,
+    /// The balance after the line (int64 as a string).
+    pub balance_minor: String,
+    pub commission_id: String,
+    pub campaign_id: String,
+    pub payout_id: String,
+    /// The refund's id, or the decline's reason.
+    pub reference: String,
+}
+
+impl From<commission::StatementLine> for StatementLine {
+    fn from(l: commission::StatementLine) -> Self {
+        Self {
+            at: rfc3339(l.at),
+            kind: l.kind,
+            amount_minor: l.amount_minor.to_string(),
+            balance_minor: l.balance_minor.to_string(),
+            commission_id: l.commission_id,
+            campaign_id: l.campaign_id,
+            payout_id: l.payout_id,
+            reference: l.reference,
         }
     }
 }
@@ -945,6 +1151,45 @@ mod tests {
                 "minClickToConversionSeconds": 10,
                 "fallbackUrl": "",
             })
+        );
+    }
+
+    #[test]
+    fn the_hold_period_travels_in_whole_seconds() {
+        let create: CreateCampaign = serde_json::from_str(
+            r#"{"name":"Spring","commissionRateBps":1000,
+                "budget":{"amountMinor":"100","currency":"EUR"},"holdPeriodSeconds":0}"#,
+        )
+        .unwrap();
+        assert_eq!(create.hold_period_seconds, Some(0));
+        let without: CreateCampaign = serde_json::from_str(
+            r#"{"name":"Spring","commissionRateBps":1000,
+                "budget":{"amountMinor":"100","currency":"EUR"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            without.hold_period_seconds, None,
+            "the service's default applies"
+        );
+        let shown = |hold_period| {
+            let campaign = Campaign::from(campaign::Campaign {
+                hold_period,
+                ..Default::default()
+            });
+            serde_json::to_value(campaign).unwrap()["holdPeriodSeconds"].clone()
+        };
+        let days = 14 * 86_400;
+        assert_eq!(
+            shown(Some(pbjson_types::Duration {
+                seconds: days,
+                nanos: 0
+            })),
+            serde_json::json!(days)
+        );
+        assert_eq!(
+            shown(None),
+            serde_json::json!(0),
+            "campaigns from before holds"
         );
     }
 

@@ -25,7 +25,8 @@ use crate::routes;
     components(schemas(Problem, FieldError)),
     tags(
         (name = "campaigns", description = "Advertisers' campaigns; creators browse active ones"),
-        (name = "creators", description = "A creator's acceptances, evidence, commissions, balance and payouts"),
+        (name = "creators", description = "A creator's acceptances, evidence, commissions, balance, statements and payouts"),
+        (name = "commissions", description = "Advertisers approve or decline their campaigns' pending commissions"),
         (name = "tracking", description = "Views, clicks and purchases"),
         (name = "links", description = "Creators' tracking links, served by the redirect edge"),
         (name = "conversions", description = "Sales reported server to server (postback keys), their review, and the keys"),
@@ -174,7 +175,10 @@ mod tests {
                         "{method} {path} lacks {status}"
                     );
                 }
-                if path == "/api/v1/conversions" || path == "/postback" {
+                if path == "/api/v1/conversions"
+                    || path == "/api/v1/conversions/{orderId}/refund"
+                    || path == "/postback"
+                {
                     assert_eq!(
                         operation["security"][0]["postbackKey"],
                         serde_json::json!([]),
@@ -214,6 +218,7 @@ mod tests {
             ("/postback", "get"),
             ("/api/v1/conversions/{conversionId}", "get"),
             ("/api/v1/conversions/{conversionId}/review", "post"),
+            ("/api/v1/conversions/{orderId}/refund", "post"),
         ] {
             assert!(paths[path][method].is_object(), "{method} {path}");
         }
@@ -231,10 +236,11 @@ mod tests {
             .map(|p| p["name"].as_str().unwrap())
             .collect();
         for name in [
-            "click_id", "order_id", "amount", "currency", "key", "key_id", "ts", "sig",
+            "click_id", "order_id", "amount", "currency", "key", "key_id", "ts", "sig", "status",
         ] {
             assert!(params.contains(&name), "{name} in {params:?}");
         }
+        assert!(params.contains(&"refund_id"), "refund_id in {params:?}");
         let schemas = &doc["components"]["schemas"];
         assert!(schemas["TrackingLink"]["properties"]["url"].is_object());
         assert!(schemas["Problem"]["properties"]["reason"].is_object());
@@ -276,6 +282,18 @@ mod tests {
         assert!(
             schemas["CreateCampaign"]["properties"]["tracking"].is_object(),
             "a campaign may be created with them"
+        );
+        let hold = &schemas["CreateCampaign"]["properties"]["holdPeriodSeconds"];
+        assert_eq!(
+            (&hold["minimum"], &hold["maximum"]),
+            (&serde_json::json!(0), &serde_json::json!(31_536_000)),
+            "a campaign may be created with a hold period"
+        );
+        assert!(
+            schemas["Campaign"]["required"]
+                .as_array()
+                .is_some_and(|r| r.contains(&serde_json::json!("holdPeriodSeconds"))),
+            "campaigns show their hold period"
         );
     }
 }

@@ -155,8 +155,9 @@ demo() {
   tail_pid=$!
   for _ in $(seq 1 300); do grep -q subscribed "$STATE_DIR/demo-tail.err" 2>/dev/null && break; sleep 0.1; done
 
+  # no hold period ("0s"): the commission is approved at once, so it can be paid out right away
   campaign=$(call "$CAMPAIGN_GRPC" affiliate.campaign.v1.CampaignService/CreateCampaign \
-    '{"advertiserId":"0193a9e0-0000-7000-8000-0000000000ad","name":"Demo summer launch","commissionRateBps":1250,"budget":{"amountMinor":"500000","currency":"EUR"}}' \
+    '{"advertiserId":"0193a9e0-0000-7000-8000-0000000000ad","name":"Demo summer launch","commissionRateBps":1250,"budget":{"amountMinor":"500000","currency":"EUR"},"holdPeriod":"0s"}' \
     "demo-create-$run" | json_get campaign.id)
   echo "campaign $campaign"
   call "$CAMPAIGN_GRPC" affiliate.campaign.v1.CampaignService/AcceptCampaign \
@@ -241,7 +242,7 @@ rest_demo() {
   cre=$(token "$creator" creator)
   infra_log "demo: the same journey over REST through the BFF (http://$BFF_HTTP)"
   campaign=$(rest POST /api/v1/campaigns "$adv" \
-    '{"name":"REST demo","commissionRateBps":1000,"budget":{"amountMinor":"100000","currency":"USD"}}' | json_get id)
+    '{"name":"REST demo","commissionRateBps":1000,"budget":{"amountMinor":"100000","currency":"USD"},"holdPeriodSeconds":0}' | json_get id)
   echo "campaign $campaign"
   rest POST "/api/v1/creators/$creator/acceptances" "$cre" "{\"campaignId\":\"$campaign\",\"acceptedTerms\":true}" >/dev/null
   local headers="$STATE_DIR/demo-headers.txt" trace
@@ -291,7 +292,7 @@ link_demo() {
   cre=$(token "$creator" creator)
   infra_log "demo: a tracking link, a click through the edge (http://$REDIRECT_HTTP) and the shop's postback"
   campaign=$(rest POST /api/v1/campaigns "$adv" \
-    '{"name":"Link demo","commissionRateBps":1000,"budget":{"amountMinor":"100000","currency":"USD"},"tracking":{"landingUrl":"https://shop.example.com/spring","landingDomains":["*.example.com"],"minClickToConversionSeconds":0}}' | json_get id)
+    '{"name":"Link demo","commissionRateBps":1000,"budget":{"amountMinor":"100000","currency":"USD"},"holdPeriodSeconds":0,"tracking":{"landingUrl":"https://shop.example.com/spring","landingDomains":["*.example.com"],"minClickToConversionSeconds":0}}' | json_get id)
   rest POST "/api/v1/creators/$creator/acceptances" "$cre" "{\"campaignId\":\"$campaign\",\"acceptedTerms\":true}" >/dev/null
   # tracking learns of the campaign and the acceptance through campaign-events: a moment
   for _ in $(seq 1 100); do
@@ -363,6 +364,8 @@ case "${1:-}" in
       own=()
       # analytics: replays move its subscriptions' cursors, and the backlogs are read, through the admin API
       if [[ "$db" == analytics ]]; then own=(PULSAR_ADMIN_URL="$PULSAR_ADMIN_URL"); fi
+      # payment: the smallest payout per currency, e.g. PAYOUT_MINIMUMS=EUR=10.00,USD=25.00 (none if empty)
+      if [[ "$db" == payment ]]; then own=(PAYOUT_MINIMUMS="${PAYOUT_MINIMUMS:-}"); fi
       start "$name" "$name" "$otel" METRICS_LISTEN="127.0.0.1:$metrics" \
         MODE="$SERVICE_MODE" DATABASE_URL="$PG_URL_BASE/$db" GRPC_LISTEN="$addr" \
         PULSAR_URL="$PULSAR_URL" PULSAR_TENANT="$PULSAR_TENANT" PULSAR_NAMESPACE="$PULSAR_NAMESPACE" ${own[@]+"${own[@]}"}

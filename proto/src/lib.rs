@@ -166,6 +166,7 @@ mod message_types {
                 Self::ClickRecorded(_) => "click.recorded.v1",
                 Self::ConversionRecorded(_) => "conversion.recorded.v1",
                 Self::ConversionReviewed(_) => "conversion.reviewed.v1",
+                Self::ConversionRefunded(_) => "conversion.refunded.v1",
             }
         }
     }
@@ -180,6 +181,9 @@ mod message_types {
                 Self::CommissionSettled(_) => "commission.settled.v1",
                 Self::CommandRejected(_) => "commission.command_rejected.v1",
                 Self::BudgetExhausted(_) => "campaign.budget_exhausted.v1",
+                Self::CommissionApproved(_) => "commission.approved.v1",
+                Self::CommissionDeclined(_) => "commission.declined.v1",
+                Self::CommissionReversed(_) => "commission.reversed.v1",
             }
         }
     }
@@ -244,6 +248,7 @@ mod message_types {
                 Self::DisableLink(_) => "tracking.disable_link.command.v1",
                 Self::RecordConversion(_) => "tracking.record_conversion.command.v1",
                 Self::ReviewConversion(_) => "tracking.review_conversion.command.v1",
+                Self::RefundConversion(_) => "tracking.refund_conversion.command.v1",
             }
         }
     }
@@ -255,6 +260,9 @@ mod message_types {
                 Self::Reserve(_) => "commission.reserve.command.v1",
                 Self::Release(_) => "commission.release.command.v1",
                 Self::Settle(_) => "commission.settle.command.v1",
+                Self::Approve(_) => "commission.approve.command.v1",
+                Self::Decline(_) => "commission.decline.command.v1",
+                Self::Reverse(_) => "commission.reverse.command.v1",
             }
         }
     }

@@ -472,6 +472,8 @@ pub async fn under_load(fault: Fault) {
                         currency: "EUR".into(),
                     }),
                     tracking: None,
+                    // payouts follow: commissions are payable at once
+                    hold_period: crate::NO_HOLD,
                 })
                 .await;
             for creator in &creators {

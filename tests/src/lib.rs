@@ -21,6 +21,14 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection as _, Executor as _, PgPool};
 use uuid::Uuid;
 
+/// A campaign's hold period of 0 (`CreateCampaignRequest.hold_period`): its commissions are
+/// approved at once, so a creator's balance is available right after a purchase. Tests that pay
+/// out or read available balances create their campaigns with it; absent, the hold is 30 days.
+pub const NO_HOLD: Option<pbjson_types::Duration> = Some(pbjson_types::Duration {
+    seconds: 0,
+    nanos: 0,
+});
+
 /// What to run when infrastructure is missing.
 pub const START_HINT: &str =
     "start it with `deploy/local/infra.sh up` (or run `tests/run.sh`, which does)";

@@ -568,6 +568,8 @@ pub async fn business_workflow(driver: &mut Driver<'_>) -> Outcome {
         commission_rate_bps: 1000,
         budget: money(1_000_000, currency),
         tracking: None,
+        // payouts follow: commissions are payable at once
+        hold_period: crate::NO_HOLD,
     };
     let campaign = driver.create_campaign(create("Spring launch", "EUR")).await;
     driver

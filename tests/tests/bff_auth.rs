@@ -124,8 +124,8 @@ async fn only_valid_tokens_of_the_right_user_and_role_succeed_on_every_route() {
     let admin = Edge::token(admin_id, Role::Admin);
 
     // Data to act on: A's campaigns, C1's acceptance, commission, payout and notification, and a
-    // dead letter.
-    let campaign = |name: &str| json!({"name": name, "commissionRateBps": 1000, "budget": {"amountMinor": "100000", "currency": "USD"}});
+    // dead letter. No hold: the commission is available (and paid out) at once.
+    let campaign = |name: &str| json!({"name": name, "commissionRateBps": 1000, "budget": {"amountMinor": "100000", "currency": "USD"}, "holdPeriodSeconds": 0});
     let mut campaigns = Vec::new();
     for name in ["Main", "Lifecycle", "To accept"] {
         let created = edge.post("/api/v1/campaigns", &a, &campaign(name)).await;
@@ -658,7 +658,7 @@ async fn edge_behaviour(edge: &Edge, token: &str) {
     }
     // Field violations from the service come back under the JSON names the client used.
     let invalid = edge
-        .post("/api/v1/campaigns", token, &json!({"name": "", "commissionRateBps": 20000, "budget": {"amountMinor": "-5", "currency": "usd"}}))
+        .post("/api/v1/campaigns", token, &json!({"name": "", "commissionRateBps": 20000, "budget": {"amountMinor": "-5", "currency": "usd"}, "holdPeriodSeconds": -1}))
         .await;
     problem(&invalid, 400);
     let mut fields: Vec<&str> = invalid.body["errors"]
@@ -674,6 +674,7 @@ async fn edge_behaviour(edge: &Edge, token: &str) {
             "budget.amountMinor",
             "budget.currency",
             "commissionRateBps",
+            "holdPeriodSeconds",
             "name"
         ],
         "{}",
@@ -697,6 +698,10 @@ async fn edge_behaviour(edge: &Edge, token: &str) {
             "minClickToConversionSeconds": 10,
             "fallbackUrl": "",
         })
+    );
+    assert_eq!(
+        created["holdPeriodSeconds"], 2_592_000,
+        "without one, a campaign holds its commissions 30 days"
     );
     let tracking_path = format!(
         "/api/v1/campaigns/{}/tracking",

@@ -105,7 +105,9 @@ async fn every_journey_runs_over_rest_and_notifications_arrive_live_in_order() {
         "name": "Winter launch",
         "description": "Ski gear",
         "commissionRateBps": 1000,
-        "budget": {"amountMinor": "1000000", "currency": "EUR"}
+        "budget": {"amountMinor": "1000000", "currency": "EUR"},
+        // no hold: the commission is available for the payout below at once
+        "holdPeriodSeconds": 0
     });
     let key = [("idempotency-key", "create-winter-1")];
     let created = edge
@@ -129,6 +131,7 @@ async fn every_journey_runs_over_rest_and_notifications_arrive_live_in_order() {
         json!({"amountMinor": "1000000", "currency": "EUR"})
     );
     assert_eq!(campaign["status"], "CAMPAIGN_STATUS_ACTIVE");
+    assert_eq!(campaign["holdPeriodSeconds"], 0);
     assert_eq!(campaign["version"], "1");
     assert!(is_rfc3339_utc(&campaign["createdAt"]) && is_rfc3339_utc(&campaign["updatedAt"]));
     assert!(
@@ -285,7 +288,7 @@ async fn every_journey_runs_over_rest_and_notifications_arrive_live_in_order() {
     let balance = edge.get(&balance_path, &c).await;
     assert_eq!(
         balance.expect(200),
-        &json!({"creatorId": creator, "currency": "EUR", "availableMinor": "1255", "reservedMinor": "0", "paidMinor": "0"})
+        &json!({"creatorId": creator, "currency": "EUR", "availableMinor": "1255", "reservedMinor": "0", "paidMinor": "0", "pendingMinor": "0"})
     );
 
     // Past the request timeout: what the stream delivers from here on proves it outlives it.
@@ -377,7 +380,7 @@ async fn every_journey_runs_over_rest_and_notifications_arrive_live_in_order() {
     let balance = edge.get(&balance_path, &c).await;
     assert_eq!(
         balance.expect(200),
-        &json!({"creatorId": creator, "currency": "EUR", "availableMinor": "255", "reservedMinor": "0", "paidMinor": "1000"})
+        &json!({"creatorId": creator, "currency": "EUR", "availableMinor": "255", "reservedMinor": "0", "paidMinor": "1000", "pendingMinor": "0"})
     );
     let listed = edge.get(&payouts, &c).await;
     let statuses: Vec<&str> = listed.expect(200)["payouts"]

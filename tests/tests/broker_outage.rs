@@ -77,6 +77,8 @@ async fn a_broker_outage_under_load_loses_nothing_and_takes_no_process_down() {
                 currency: "EUR".into(),
             }),
             tracking: None,
+            // the balance is read as available below
+            hold_period: e2e::NO_HOLD,
         })
         .await;
     driver

@@ -87,6 +87,7 @@ async fn concurrent_purchases_never_overspend_a_budget_and_a_raise_resumes_the_c
             commission_rate_bps: 1000,
             budget: eur(COVERED * COMMISSION),
             tracking: None,
+            hold_period: None,
         })
         .await;
     driver

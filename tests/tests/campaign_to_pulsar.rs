@@ -31,6 +31,7 @@ fn create_request(name: &str) -> pb::CreateCampaignRequest {
             currency: "USD".to_owned(),
         }),
         tracking: None,
+        hold_period: None,
     }
 }
 

@@ -179,6 +179,7 @@ async fn a_payment_service_killed_mid_saga_finishes_the_payout_after_restart() {
                 currency: "EUR".into(),
             }),
             tracking: None,
+            hold_period: e2e::NO_HOLD,
         })
         .await;
     driver

@@ -341,6 +341,8 @@ async fn the_platform_runs_in_containers() {
             currency: "EUR".into(),
         }),
         tracking: None,
+        // a payout follows
+        hold_period: e2e::NO_HOLD,
     });
     create.metadata_mut().insert(
         "idempotency-key",

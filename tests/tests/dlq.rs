@@ -54,6 +54,7 @@ fn create(message_id: &str, name: &str) -> Vec<u8> {
                     currency: "EUR".into(),
                 }),
                 tracking: None,
+                hold_period: None,
             },
         )),
     }

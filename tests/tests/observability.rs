@@ -232,7 +232,7 @@ async fn a_purchase_and_a_payout_are_each_one_trace_across_services_and_pulsar()
     let before = scrape(&relay_metrics).await;
 
     let campaign = edge
-        .post("/api/v1/campaigns", &a, &json!({"name": "Traced", "commissionRateBps": 1000, "budget": {"amountMinor": "100000", "currency": "USD"}}))
+        .post("/api/v1/campaigns", &a, &json!({"name": "Traced", "commissionRateBps": 1000, "budget": {"amountMinor": "100000", "currency": "USD"}, "holdPeriodSeconds": 0}))
         .await;
     let campaign = campaign.expect(201)["id"].as_str().unwrap().to_owned();
     edge.post(

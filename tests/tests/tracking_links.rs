@@ -83,6 +83,7 @@ async fn campaign_with(
                 currency: "EUR".into(),
             }),
             tracking: Some(tracking),
+            hold_period: None,
         })
         .await
         .unwrap()

@@ -23,9 +23,10 @@ use crate::problem::Problem;
 
 const SERVICE: &str = "campaign";
 
-/// The tracking durations' field paths as the service names them and as the REST bodies do (in
-/// whole seconds).
-const TRACKING_SECONDS: [(&str, &str); 2] = [
+/// The durations' field paths as the service names them and as the REST bodies do (in whole
+/// seconds).
+const SECONDS_FIELDS: [(&str, &str); 3] = [
+    ("holdPeriod", "holdPeriodSeconds"),
     (
         "tracking.attributionWindow",
         "tracking.attributionWindowSeconds",
@@ -85,21 +86,25 @@ pub async fn create(
         }
         None => caller.id(),
     };
+    let request = pb::CreateCampaignRequest {
+        advertiser_id: advertiser_id.to_string(),
+        name: body.name,
+        description: body.description,
+        commission_rate_bps: body.commission_rate_bps,
+        budget: Some(body.budget.into()),
+        tracking: body.tracking.map(Into::into),
+        hold_period: body
+            .hold_period_seconds
+            .map(|seconds| pbjson_types::Duration { seconds, nanos: 0 }),
+    };
     let created = state
         .clients
         .campaign
         .clone()
-        .create_campaign(caller.grpc(pb::CreateCampaignRequest {
-            advertiser_id: advertiser_id.to_string(),
-            name: body.name,
-            description: body.description,
-            commission_rate_bps: body.commission_rate_bps,
-            budget: Some(body.budget.into()),
-            tracking: body.tracking.map(Into::into),
-        }))
+        .create_campaign(caller.grpc(request))
         .await
         .or_problem(SERVICE)
-        .map_err(|p| p.renaming_fields(&TRACKING_SECONDS))?;
+        .map_err(|p| p.renaming_fields(&SECONDS_FIELDS))?;
     Ok((
         StatusCode::CREATED,
         Json(carried::<Campaign, _>(created.campaign)?),
@@ -271,7 +276,7 @@ pub async fn update_tracking(
         }))
         .await
         .or_problem(SERVICE)
-        .map_err(|p| p.renaming_fields(&TRACKING_SECONDS))?;
+        .map_err(|p| p.renaming_fields(&SECONDS_FIELDS))?;
     Ok(Json(carried::<Campaign, _>(updated.campaign)?))
 }
 

@@ -6,6 +6,10 @@
 //! The tracking service says which advertiser the credential belongs to; the conversion is then
 //! recorded for that advertiser. Postbacks are rate limited per client address. Secrets never
 //! reach a log line or a span: the edge logs the path, never the query or these headers.
+//!
+//! Refunds and chargebacks of an order come the same two ways: `POST
+//! /api/v1/conversions/{orderId}/refund`, or the `GET /postback` URL with `status=refunded` (or
+//! `chargeback`).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -15,8 +19,8 @@ use axum::http::request::Parts;
 use axum::http::{HeaderName, Method, StatusCode};
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret as _, SecretString};
-use serde::Deserialize;
-use utoipa::IntoParams;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use affiliate_proto::{common, tracking as pb};
@@ -27,7 +31,7 @@ use crate::AppState;
 use crate::auth::{Principal, Role};
 use crate::dto::{
     Conversion, CreatedPostbackKey, PostbackKey, PostbackKeyList, RecordConversion,
-    RecordedConversion, ReviewConversion,
+    RecordedConversion, Refund, RefundConversion, RefundedConversion, ReviewConversion,
 };
 use crate::edge::{
     Answer as _, ApiJson, ApiPath, ApiQuery, Caller, RequestIds, carried, uuid_field,
@@ -267,6 +271,77 @@ pub async fn create(
         .map_err(|status| Problem::from_status(&status, SERVICE))
 }
 
+/// Records a refund of one of the authenticated advertiser's orders: 201 for a new one, 200 for
+/// a repeat of its refund id.
+async fn refund_order(
+    state: &AppState,
+    caller: &Caller,
+    request: pb::RefundConversionRequest,
+) -> Result<(StatusCode, Json<RefundedConversion>), tonic::Status> {
+    let refunded = state
+        .clients
+        .tracking
+        .clone()
+        .refund_conversion(caller.grpc(request))
+        .await?
+        .into_inner();
+    let status = if refunded.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let (Some(conversion), Some(refund)) = (refunded.conversion, refunded.refund) else {
+        return Err(tonic::Status::internal(
+            "the answer carries no conversion or refund",
+        ));
+    };
+    Ok((
+        status,
+        Json(RefundedConversion {
+            conversion: Conversion::from(conversion),
+            refund: Refund::from(refund),
+            duplicate: refunded.duplicate,
+        }),
+    ))
+}
+
+/// Report a refund or chargeback of an order, full or partial, server to server. Authenticated
+/// by your postback key in `X-Postback-Key` (no bearer token). Idempotent on the refund id: a
+/// repeat answers 200 with the first refund and `duplicate: true`; without a refund id it is the
+/// order's one full refund. More than what is left of the sale is 400 (`amount.amountMinor`
+/// says how much is left); an unknown order 404; refused with 422 and a `reason`:
+/// `CONVERSION_NOT_ACCEPTED` (held or declined: no purchase to refund), `ALREADY_REFUNDED`, or
+/// `REFUND_ID_REUSED` (the refund id was reported with another amount). The creator's commission
+/// is taken back in proportion.
+#[utoipa::path(post, path = "/api/v1/conversions/{orderId}/refund", tag = "conversions",
+    params(("orderId" = String, Path, description = "Your order id, as reported with the sale"),
+        ("X-Postback-Key" = String, Header, description = "Your postback key's secret (`pbk_…`)")),
+    request_body = RefundConversion,
+    responses(
+        (status = 201, description = "Recorded", body = RefundedConversion),
+        (status = 200, description = "The refund was reported before: the first one", body = RefundedConversion),
+        (status = 422, description = "Refused; `reason` says why", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("postbackKey" = [])))]
+pub async fn refund(
+    State(state): State<AppState>,
+    Postback(caller): Postback,
+    ApiPath(order_id): ApiPath<String>,
+    ApiJson(body): ApiJson<RefundConversion>,
+) -> Result<(StatusCode, Json<RefundedConversion>), Problem> {
+    let request = pb::RefundConversionRequest {
+        advertiser_id: caller.id().to_string(),
+        order_id,
+        refund_id: body.refund_id,
+        amount: body.amount.map(common::Money::from),
+        kind: body.kind,
+        reason: body.reason,
+    };
+    refund_order(&state, &caller, request)
+        .await
+        .map_err(|status| Problem::from_status(&status, SERVICE))
+}
+
 /// The sale a `GET /postback` URL reports.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -286,21 +361,55 @@ pub struct PostbackQuery {
     pub currency: String,
     /// When the sale happened (RFC 3339); defaults to now.
     pub converted_at: Option<String>,
+    /// Absent for a sale; `refunded` (or `chargeback`) reports a refund of the order instead:
+    /// then `amount` (and `currency`) is what was given back, all that is left when absent.
+    #[param(example = "refunded", pattern = "^(refunded|chargeback)$")]
+    pub status: Option<String>,
+    /// Refunds: your id of the refund (a repeat answers the first); absent, the order's one
+    /// full refund.
+    pub refund_id: Option<String>,
+    /// Refunds: why, at most 500 characters (the creator sees it).
+    pub reason: Option<String>,
+}
+
+/// What a `GET /postback` answers: the conversion of a sale, or the refund of an order.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum PostbackAnswer {
+    Sale(RecordedConversion),
+    Refund(RefundedConversion),
 }
 
 /// The service's field paths as the `GET /postback` query names them.
-const QUERY_FIELDS: [(&str, &str); 5] = [
+const QUERY_FIELDS: [(&str, &str); 7] = [
     ("clickId", "click_id"),
     ("orderId", "order_id"),
     ("amount.amountMinor", "amount"),
     ("amount.currency", "currency"),
     ("convertedAt", "converted_at"),
+    ("refundId", "refund_id"),
+    ("kind", "status"),
 ];
+
+/// What a postback URL's `status` asks for: a sale (absent), or a refund of this kind.
+fn refund_kind(status: Option<&str>) -> Result<Option<&'static str>, Problem> {
+    match status {
+        None | Some("") => Ok(None),
+        Some("refunded") => Ok(Some("refund")),
+        Some("chargeback") => Ok(Some("chargeback")),
+        Some(_) => Err(Problem::invalid_field(
+            "status",
+            "must be `refunded` or `chargeback` (or absent, for a sale)",
+        )),
+    }
+}
 
 /// Report a sale by URL, as shop plugins fire it. Authenticated by `key` (your postback key's
 /// secret) or by a signature instead: `key_id`, `ts` (Unix seconds, within 5 minutes) and `sig`
 /// = hex(HMAC-SHA256(secret, the query string without its `sig` pair)). Answers as
-/// `POST /api/v1/conversions` does.
+/// `POST /api/v1/conversions` does. With `status=refunded` (or `chargeback`) it reports a refund
+/// of `order_id` instead (`amount` and `currency` optional, `refund_id`, `reason`), and answers
+/// as `POST /api/v1/conversions/{orderId}/refund` does.
 #[utoipa::path(get, path = "/postback", tag = "conversions",
     params(PostbackQuery,
         ("key" = Option<String>, Query, description = "Your postback key's secret (`pbk_…`), unless the query is signed"),
@@ -308,8 +417,8 @@ const QUERY_FIELDS: [(&str, &str); 5] = [
         ("ts" = Option<i64>, Query, description = "Signed form: Unix seconds, within 5 minutes of now"),
         ("sig" = Option<String>, Query, description = "Signed form: hex HMAC-SHA256 of the query without `sig`")),
     responses(
-        (status = 201, description = "Recorded", body = RecordedConversion),
-        (status = 200, description = "The order was reported before: the first conversion", body = RecordedConversion),
+        (status = 201, description = "Recorded: the conversion, or the refund", body = PostbackAnswer),
+        (status = 200, description = "The order (or the refund) was reported before: the first one", body = PostbackAnswer),
         (status = 422, description = "Refused; `reason` says why", body = Problem, content_type = "application/problem+json"),
     ),
     security(("postbackKey" = []), ("postbackSignature" = [])))]
@@ -317,7 +426,11 @@ pub async fn by_url(
     State(state): State<AppState>,
     Postback(caller): Postback,
     ApiQuery(query): ApiQuery<PostbackQuery>,
-) -> Result<(StatusCode, Json<RecordedConversion>), Problem> {
+) -> Result<(StatusCode, Json<PostbackAnswer>), Problem> {
+    if let Some(kind) = refund_kind(query.status.as_deref())? {
+        let (status, Json(refunded)) = refund_by_url(&state, &caller, query, kind).await?;
+        return Ok((status, Json(PostbackAnswer::Refund(refunded))));
+    }
     let amount = query
         .amount
         .as_deref()
@@ -345,7 +458,43 @@ pub async fn by_url(
         }),
         converted_at,
     };
-    record(&state, &caller, request)
+    let (status, Json(recorded)) = record(&state, &caller, request)
+        .await
+        .map_err(|status| Problem::from_status(&status, SERVICE).renaming_fields(&QUERY_FIELDS))?;
+    Ok((status, Json(PostbackAnswer::Sale(recorded))))
+}
+
+/// A postback URL's refund of `order_id`: `amount` in major units of `currency` (both, or
+/// neither: all that is left).
+async fn refund_by_url(
+    state: &AppState,
+    caller: &Caller,
+    query: PostbackQuery,
+    kind: &str,
+) -> Result<(StatusCode, Json<RefundedConversion>), Problem> {
+    let amount = match query.amount.as_deref() {
+        None => None,
+        Some(_) if query.currency.is_empty() => {
+            return Err(Problem::invalid_field(
+                "currency",
+                "is required with `amount`",
+            ));
+        }
+        Some(amount) => Some(common::Money {
+            amount_minor: minor_units(amount, &query.currency)
+                .map_err(|e| Problem::invalid_field("amount", e))?,
+            currency: query.currency,
+        }),
+    };
+    let request = pb::RefundConversionRequest {
+        advertiser_id: caller.id().to_string(),
+        order_id: query.order_id,
+        refund_id: query.refund_id.unwrap_or_default(),
+        amount,
+        kind: kind.to_owned(),
+        reason: query.reason.unwrap_or_default(),
+    };
+    refund_order(state, caller, request)
         .await
         .map_err(|status| Problem::from_status(&status, SERVICE).renaming_fields(&QUERY_FIELDS))
 }
@@ -561,6 +710,18 @@ mod tests {
             "is too large"
         );
         assert_eq!(minor_units("92233720368547758.07", "EUR"), Ok(i64::MAX));
+    }
+
+    #[test]
+    fn a_postback_s_status_asks_for_a_sale_or_a_refund_of_a_kind() {
+        assert_eq!(refund_kind(None).unwrap(), None);
+        assert_eq!(refund_kind(Some("")).unwrap(), None);
+        assert_eq!(refund_kind(Some("refunded")).unwrap(), Some("refund"));
+        assert_eq!(refund_kind(Some("chargeback")).unwrap(), Some("chargeback"));
+        for status in ["approved", "Refunded", "refund", "cancelled"] {
+            let problem = refund_kind(Some(status)).unwrap_err();
+            assert_eq!(problem.status, 400, "{status}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod analytics;
 pub mod campaigns;
+pub mod commissions;
 pub mod conversions;
 pub mod creators;
 pub mod health;
@@ -66,6 +67,9 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(creators::balance))
         .routes(routes!(creators::request_payout, creators::payouts))
         .routes(routes!(creators::payout))
+        .routes(routes!(commissions::statement))
+        .routes(routes!(commissions::approve))
+        .routes(routes!(commissions::decline))
         .routes(routes!(tracking::record, tracking::list))
         .routes(routes!(links::create, links::list))
         .routes(routes!(links::get))
@@ -75,6 +79,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(conversions::by_url))
         .routes(routes!(conversions::get))
         .routes(routes!(conversions::review))
+        .routes(routes!(conversions::refund))
         .routes(routes!(conversions::create_key, conversions::keys))
         .routes(routes!(conversions::revoke_key))
         .routes(routes!(notifications::list))

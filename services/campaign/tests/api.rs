@@ -84,6 +84,7 @@ fn new_campaign(name: &str) -> pb::CreateCampaignRequest {
             currency: "EUR".to_owned(),
         }),
         tracking: None,
+        hold_period: None,
     }
 }
 
@@ -238,6 +239,7 @@ async fn invalid_create_is_invalid_argument_with_every_field_and_writes_nothing(
             currency: "DOLLARS".into(),
         }),
         tracking: None,
+        hold_period: Some(duration_secs(-86_400)),
     };
     let err = app.create(request, Some("key-3")).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
@@ -249,7 +251,8 @@ async fn invalid_create_is_invalid_argument_with_every_field_and_writes_nothing(
             "name",
             "commission_rate_bps",
             "budget.amount_minor",
-            "budget.currency"
+            "budget.currency",
+            "hold_period"
         ]
     );
     assert_eq!(count(&app.db.pool, "campaigns").await, 0);
@@ -776,6 +779,95 @@ async fn a_campaign_created_with_tracking_settings_stores_them_normalized() {
         Some(Event::CampaignCreated(e)) => assert_eq!(e.campaign, Some(campaign)),
         other => panic!("unexpected event {other:?}"),
     }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_campaign_holds_its_commissions_thirty_days_unless_created_with_another_hold() {
+    let mut app = spawn_app().await;
+    let default = app.create(new_campaign("Default"), None).await.unwrap();
+    assert_eq!(default.hold_period, Some(duration_secs(30 * 86_400)));
+
+    let mut request = new_campaign("No hold");
+    request.hold_period = Some(duration_secs(0));
+    let none = app.create(request, None).await.unwrap();
+    assert_eq!(none.hold_period, Some(duration_secs(0)));
+
+    let mut request = new_campaign("A year");
+    request.hold_period = Some(duration_secs(365 * 86_400));
+    let year = app.create(request, None).await.unwrap();
+    assert_eq!(year.hold_period, Some(duration_secs(365 * 86_400)));
+
+    // Stored: read back as created, and carried by every later event of the campaign.
+    let fetched = app
+        .client
+        .get_campaign(pb::GetCampaignRequest {
+            campaign_id: none.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        fetched.campaign.and_then(|c| c.hold_period),
+        Some(duration_secs(0))
+    );
+    app.client
+        .pause_campaign(pb::PauseCampaignRequest {
+            campaign_id: default.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let events = outbox(&app.db.pool).await;
+    let held: Vec<_> = events
+        .iter()
+        .map(|(t, _, _, envelope)| {
+            let campaign = match &envelope.event {
+                Some(Event::CampaignCreated(e)) => e.campaign.as_ref(),
+                Some(Event::CampaignStatusChanged(e)) => e.campaign.as_ref(),
+                other => panic!("unexpected event {other:?}"),
+            };
+            (t.as_str(), campaign.and_then(|c| c.hold_period))
+        })
+        .collect();
+    let days = |d: i64| Some(duration_secs(d * 86_400));
+    assert_eq!(
+        held,
+        [
+            ("campaign.created.v1", days(30)),
+            ("campaign.created.v1", days(0)),
+            ("campaign.created.v1", days(365)),
+            ("campaign.status_changed.v1", days(30)),
+        ]
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn negative_fractional_or_overlong_hold_periods_are_refused_and_write_nothing() {
+    let mut app = spawn_app().await;
+    for (seconds, nanos, why) in [
+        (-1, 0, "must not be negative"),
+        (3600, 500_000_000, "must be a whole number of seconds"),
+        (365 * 86_400 + 1, 0, "must be between 0 and 365 days"),
+        (1, -1, "is not a valid duration"),
+    ] {
+        let mut request = new_campaign("Held");
+        let mut hold = duration_secs(seconds);
+        hold.nanos = nanos;
+        request.hold_period = Some(hold);
+        let err = app.create(request, None).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{seconds}s {nanos}ns");
+        let details = err.get_details_bad_request().expect("field violations");
+        let violations: Vec<(&str, &str)> = details
+            .field_violations
+            .iter()
+            .map(|v| (v.field.as_str(), v.description.as_str()))
+            .collect();
+        assert_eq!(violations, [("hold_period", why)], "{seconds}s {nanos}ns");
+    }
+    assert_eq!(count(&app.db.pool, "campaigns").await, 0);
+    assert_eq!(count(&app.db.pool, "outbox").await, 0);
     app.stop().await;
 }
 

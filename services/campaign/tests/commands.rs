@@ -17,6 +17,7 @@ use affiliate_proto::campaign::{
 use affiliate_proto::common::{MessageMetadata, Money};
 use campaign_service::Campaign;
 use e2e::{TestDatabase, eventually, fresh_database, fresh_namespace, publish, pulsar};
+use service_runtime::time::duration_secs;
 
 struct TestApp {
     addr: std::net::SocketAddr,
@@ -109,6 +110,7 @@ fn create(name: &str) -> pb::CreateCampaignRequest {
             currency: "USD".into(),
         }),
         tracking: None,
+        hold_period: None,
     }
 }
 
@@ -137,7 +139,11 @@ const WAIT: Duration = Duration::from_secs(30);
 async fn a_command_message_and_a_grpc_call_with_its_id_as_key_have_one_effect() {
     let mut app = spawn_app().await;
     let message_id = uuid::Uuid::now_v7().to_string();
-    app.send(&message_id, Command::CreateCampaign(create("By message")))
+    let create = pb::CreateCampaignRequest {
+        hold_period: Some(duration_secs(7 * 86_400)),
+        ..create("By message")
+    };
+    app.send(&message_id, Command::CreateCampaign(create.clone()))
         .await;
     let pool = app.db.pool.clone();
     let stored = eventually(WAIT, "the command created a campaign", || {
@@ -147,7 +153,7 @@ async fn a_command_message_and_a_grpc_call_with_its_id_as_key_have_one_effect() 
     .await;
 
     // The same command through the other door, keyed by the message id: the first result.
-    let request = e2e::with_key(create("By message"), &message_id);
+    let request = e2e::with_key(create, &message_id);
     let campaign = app
         .grpc
         .create_campaign(request)
@@ -157,10 +163,19 @@ async fn a_command_message_and_a_grpc_call_with_its_id_as_key_have_one_effect() 
         .campaign
         .unwrap();
     assert_eq!(campaign.id, stored.0.to_string());
+    assert_eq!(campaign.hold_period, Some(duration_secs(7 * 86_400)));
     assert_eq!(campaigns(&app.db.pool).await.len(), 1);
 
     let events = events(&app.db.pool).await;
     assert_eq!(events.len(), 1);
+    match &events[0].1.event {
+        Some(Event::CampaignCreated(created)) => assert_eq!(
+            created.campaign.as_ref().and_then(|c| c.hold_period),
+            Some(duration_secs(7 * 86_400)),
+            "the hold period given by message is stored and published"
+        ),
+        other => panic!("unexpected event {other:?}"),
+    }
     let metadata = events[0].1.metadata.clone().unwrap();
     assert_eq!(events[0].0, "campaign.created.v1");
     assert_eq!(metadata.correlation_id, "corr-cmd");

@@ -4,13 +4,17 @@
 //! `platform dlq topics | list | show | redrive` inspects and replays dead letters;
 //! `platform load --rate 200 --duration 60s` puts a running platform under purchase load;
 //! `platform schemas` registers the envelopes' schemas in the namespace;
-//! `platform replay analytics` rebuilds the analytics service's statistics from the topics.
+//! `platform replay analytics` rebuilds the analytics service's statistics from the topics;
+//! `platform verify ledger` checks the commission service's books (exit status 0, 1 or 2).
 
 mod dlq;
 mod load;
 mod registry;
 mod replay;
 mod tail;
+mod verify;
+
+use std::process::ExitCode;
 
 use clap::Parser as _;
 use tokio_util::sync::CancellationToken;
@@ -38,18 +42,25 @@ enum Command {
     /// Rebuild a read model from the topics' earliest retained messages.
     #[command(subcommand)]
     Replay(replay::ReplayCommand),
+    /// Check the platform's books: exits 0 when they balance, 1 when they do not, 2 when they
+    /// could not be checked.
+    #[command(subcommand)]
+    Verify(verify::VerifyCommand),
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     service_runtime::tls::install_crypto_provider();
-    match Cli::parse().command {
+    let done = match Cli::parse().command {
+        // The one command whose exit status is its answer.
+        Command::Verify(command) => return Ok(verify::run(command).await),
         Command::Tail(args) => tail::run(args).await,
         Command::Dlq(command) => dlq::run(command).await,
         Command::Load(args) => load::run(*args, interrupt()).await,
         Command::Schemas(args) => registry::register(args).await,
         Command::Replay(command) => replay::run(command).await,
-    }
+    };
+    done.map(|()| ExitCode::SUCCESS)
 }
 
 /// Cancelled on the first Ctrl-C (the load stops sending and still reports); a second one exits.

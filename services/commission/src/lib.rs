@@ -12,11 +12,27 @@ pub mod app;
 pub mod domain;
 
 use affiliate_proto::commission::commission_service_server::CommissionServiceServer;
-use service_host::kit::{Config, Declaration, Kit, NoFlags, Wiring};
-use service_runtime::config::Mode;
+use std::time::Duration;
+
+use service_host::kit::{Config, Declaration, Kit, Wiring};
+use service_runtime::config::{Mode, parse_positive_duration};
 use service_runtime::outbox::events_topic;
 
-/// The commission service: its API, its command door and the campaign-event feed.
+/// The commission service's own flags; each also reads its environment variable.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommissionArgs {
+    /// How often commissions whose hold has ended are looked for (and approved), and kept
+    /// refunds whose commission has arrived applied, e.g. 1s. A full batch is followed by the
+    /// next at once.
+    #[arg(long = "hold-poll-interval", env = "HOLD_POLL_INTERVAL", default_value = "1s", value_parser = parse_positive_duration)]
+    pub hold_poll_interval: Duration,
+    /// Most commissions approved in one transaction when their holds end.
+    #[arg(long = "hold-batch", env = "HOLD_BATCH", default_value_t = 5000, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+    pub hold_batch: i64,
+}
+
+/// The commission service: its API, its command door, the campaign-event feed and the loop that
+/// ends holds.
 pub struct Commission;
 
 impl Declaration for Commission {
@@ -30,16 +46,21 @@ impl Declaration for Commission {
     );
     /// Versions from 1000; the platform tables come from the runtime.
     const MIGRATOR: &'static sqlx::migrate::Migrator = &sqlx::migrate!("./migrations");
-    type Flags = NoFlags;
+    type Flags = CommissionArgs;
 
     fn needs_pulsar(_: Mode) -> bool {
         true
     }
 
-    fn wire(_: &Config<NoFlags>, kit: &Kit) -> anyhow::Result<Wiring> {
+    fn wire(config: &Config<CommissionArgs>, kit: &Kit) -> anyhow::Result<Wiring> {
         let commissions = app::Commissions::new(kit.pool.clone());
         let door = adapters::commands::CommissionDoor(commissions.clone());
+        let (interval, batch) = (config.own.hold_poll_interval, config.own.hold_batch);
+        let holds = commissions.clone();
         Ok(Wiring::new()
+            .run("hold ends", move |token| {
+                app::lifecycle::hold_loop(holds, interval, batch, token)
+            })
             .api(CommissionServiceServer::new(
                 adapters::grpc::CommissionApi::new(commissions),
             ))

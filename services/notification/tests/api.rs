@@ -199,6 +199,18 @@ fn earned(campaign_id: Uuid, creator: Uuid, amount: Option<Money>) -> Event {
     ))
 }
 
+/// A 5.00 EUR commission of `creator` on the campaign, as the commission service's lifecycle
+/// events carry it.
+fn pending_commission(campaign_id: Uuid, creator: Uuid) -> Option<commission_pb::Commission> {
+    Some(commission_pb::Commission {
+        id: Uuid::now_v7().to_string(),
+        campaign_id: campaign_id.to_string(),
+        creator_id: creator.to_string(),
+        amount: money(500, "EUR"),
+        ..Default::default()
+    })
+}
+
 fn payout(creator: Uuid, stage: fn(Option<payment_pb::Payout>) -> payment_event::Event) -> Event {
     let id = Uuid::now_v7();
     let p = payment_pb::Payout {
@@ -431,6 +443,101 @@ async fn an_acceptance_before_its_campaign_is_retried_until_the_campaign_arrives
     assert_eq!(
         feeds.of(stranger).await[0].3,
         "You earned 0.001 KWD from a purchase on \"Later\"."
+    );
+}
+
+#[tokio::test]
+async fn a_commission_s_approval_decline_and_reversal_tell_its_creator_once_with_the_reason() {
+    let feeds = Feeds::new().await;
+    let (advertiser, creator, campaign_id) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let approved = commission_message(commission_event::Event::CommissionApproved(
+        commission_pb::CommissionApproved {
+            commission: pending_commission(campaign_id, creator),
+            balance: None,
+            early: false,
+        },
+    ));
+    // Like every commission, it waits for its campaign (its text names it).
+    assert!(matches!(
+        feeds.deliver(&approved).await,
+        Err(Failure::Transient(_))
+    ));
+    feeds
+        .applied(&created(campaign_id, advertiser, "Summer launch"))
+        .await;
+    let declined = commission_message(commission_event::Event::CommissionDeclined(
+        commission_pb::CommissionDeclined {
+            commission: pending_commission(campaign_id, creator),
+            balance: None,
+            reason: "the order was cancelled".into(),
+        },
+    ));
+    let reversed = commission_message(commission_event::Event::CommissionReversed(
+        commission_pb::CommissionReversed {
+            commission: pending_commission(campaign_id, creator),
+            refund_id: "refund-1".into(),
+            kind: "chargeback".into(),
+            reason: "card disputed".into(),
+            reversed: money(0, "EUR"),
+            clawed_back: money(500, "EUR"),
+            refunded: money(5000, "EUR"),
+            ..Default::default()
+        },
+    ));
+    for e in [&approved, &declined, &declined, &reversed, &reversed] {
+        feeds.applied(e).await;
+    }
+
+    let rows = feeds.of(creator).await;
+    assert_eq!(
+        kinds(&rows),
+        [
+            (1, "commission_approved"),
+            (2, "commission_declined"),
+            (3, "commission_reversed"),
+        ],
+        "one notification per event, redeliveries skipped"
+    );
+    assert_eq!(
+        (rows[0].2.as_str(), rows[0].3.as_str(), rows[0].4.as_str()),
+        (
+            "Commission approved",
+            "Your commission of 5.00 EUR on \"Summer launch\" is approved: its hold is over and it is in your available balance.",
+            "commission"
+        )
+    );
+    assert_eq!(
+        rows[1].3,
+        "The advertiser declined your commission of 5.00 EUR on \"Summer launch\": the order was cancelled. It earns nothing."
+    );
+    assert_eq!(
+        (rows[2].2.as_str(), rows[2].3.as_str()),
+        (
+            "Commission clawed back",
+            "A chargeback of the purchase on \"Summer launch\" (card disputed) took back 5.00 EUR of your commission of 5.00 EUR after it was paid out or reserved. The 5.00 EUR will be deducted from your next payout."
+        )
+    );
+    assert_eq!(
+        kinds(&feeds.of(advertiser).await),
+        [(1, "campaign_created")],
+        "the advertiser is not told of their own decisions"
+    );
+    // On the wire, each has a kind of its own.
+    let wire: Vec<NotificationKind> = rows
+        .iter()
+        .map(|r| {
+            notification_service::app::messages::kind(notification_service::domain::Kind::parse(
+                &r.1,
+            ))
+        })
+        .collect();
+    assert_eq!(
+        wire,
+        [
+            NotificationKind::CommissionApproved,
+            NotificationKind::CommissionDeclined,
+            NotificationKind::CommissionReversed,
+        ]
     );
 }
 

@@ -22,6 +22,20 @@ use service_runtime::outbox::events_topic;
 
 use crate::adapters::provider::SandboxProvider;
 use crate::app::Payouts;
+use crate::domain::PayoutMinimums;
+
+/// The payment service's own flags: the provider's settings and the payout rules.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PaymentArgs {
+    #[command(flatten)]
+    pub provider: ProviderArgs,
+    /// The smallest payout per currency, in major units with the currency's decimals, e.g.
+    /// `EUR=10.00,USD=25.00`: a payout request below its currency's minimum is refused
+    /// (FAILED_PRECONDITION, reason BELOW_MINIMUM_PAYOUT); a currency not listed takes any
+    /// amount. None by default.
+    #[arg(long = "payout-minimums", env = "PAYOUT_MINIMUMS", value_parser = PayoutMinimums::parse)]
+    pub payout_minimums: Option<PayoutMinimums>,
+}
 
 /// The payment provider's settings.
 #[derive(Debug, Clone, clap::Args)]
@@ -61,25 +75,23 @@ impl Declaration for Payment {
     );
     /// Versions from 1000; the platform tables come from the runtime.
     const MIGRATOR: &'static sqlx::migrate::Migrator = &sqlx::migrate!("./migrations");
-    type Flags = ProviderArgs;
+    type Flags = PaymentArgs;
 
     fn needs_pulsar(_: Mode) -> bool {
         true
     }
 
-    fn wire(config: &Config<ProviderArgs>, kit: &Kit) -> anyhow::Result<Wiring> {
+    fn wire(config: &Config<PaymentArgs>, kit: &Kit) -> anyhow::Result<Wiring> {
+        let own = &config.own.provider;
         let provider = Arc::new(SandboxProvider {
-            limit_minor: config.own.sandbox_limit_minor,
-            slow_delay: config.own.sandbox_slow_delay,
+            limit_minor: own.sandbox_limit_minor,
+            slow_delay: own.sandbox_slow_delay,
         });
-        let payouts = Payouts::new(kit.pool.clone(), provider, config.own.timeout);
+        let minimums = config.own.payout_minimums.clone().unwrap_or_default();
+        let payouts = Payouts::new(kit.pool.clone(), provider, own.timeout).with_minimums(minimums);
         let door = adapters::commands::PaymentDoor(payouts.clone());
         let feed = adapters::commissions::SagaFeed::new(payouts.clone());
-        let (resumer, interval, pool) = (
-            payouts.clone(),
-            config.own.resume_interval,
-            kit.pool.clone(),
-        );
+        let (resumer, interval, pool) = (payouts.clone(), own.resume_interval, kit.pool.clone());
         Ok(Wiring::new()
             .api(PaymentServiceServer::new(adapters::grpc::PaymentApi::new(
                 payouts,
@@ -157,5 +169,27 @@ mod config_tests {
     #[test]
     fn the_command_line_is_well_formed_with_the_declared_defaults() {
         service_host::kit::check_declaration::<super::Payment>();
+    }
+
+    fn parse(extra: &[&str]) -> Result<super::PaymentArgs, clap::Error> {
+        let args = ["payment-service", "--database-url", "postgres://x@h/db"];
+        service_host::kit::parse_from::<super::Payment, _, _>(args.iter().chain(extra))
+            .map(|config| config.own)
+    }
+
+    #[test]
+    fn payout_minimums_are_read_at_start_and_a_bad_one_is_refused_there() {
+        let own = parse(&["--payout-minimums", "EUR=10.00,USD=25.00"]).unwrap();
+        let minimums = own.payout_minimums.unwrap();
+        assert_eq!(
+            (minimums.of("EUR"), minimums.of("USD")),
+            (Some(1000), Some(2500))
+        );
+        let error = parse(&["--payout-minimums", "EUR=10.001"]).unwrap_err();
+        assert_eq!(error.kind(), clap::error::ErrorKind::ValueValidation);
+        assert!(
+            error.to_string().contains("has 3 decimals; EUR has 2"),
+            "{error}"
+        );
     }
 }

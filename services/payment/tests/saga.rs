@@ -35,12 +35,16 @@ struct TestApp {
 }
 
 async fn start(db: TestDatabase, namespace: TestNamespace) -> TestApp {
-    let served = e2e::serve_service::<Payment>(
-        &db.url,
-        Some(&*namespace),
-        &["--sandbox-slow-delay", "100ms"],
-    )
-    .await;
+    start_with(db, namespace, &[]).await
+}
+
+/// Starts the service with `extra` flags.
+async fn start_with(db: TestDatabase, namespace: TestNamespace, extra: &[&str]) -> TestApp {
+    let flags: Vec<&str> = ["--sandbox-slow-delay", "100ms"]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect();
+    let served = e2e::serve_service::<Payment>(&db.url, Some(&*namespace), &flags).await;
     let addr = served.addr;
     let grpc = PaymentServiceClient::connect(format!("http://{addr}"))
         .await
@@ -165,6 +169,13 @@ fn reservation(payout: &pb::Payout) -> Option<cpb::Reservation> {
 async fn outbox(pool: &PgPool) -> Vec<(String, String, Vec<u8>)> {
     sqlx::query_as("select topic, message_type, payload from outbox order by id")
         .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+async fn payouts(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("select count(*) from payouts")
+        .fetch_one(pool)
         .await
         .unwrap()
 }
@@ -426,5 +437,98 @@ async fn a_restart_finishes_a_payment_left_mid_way() {
         commands(&outbox(&app.db.pool).await).last(),
         Some(commission_command::Command::Settle(_))
     ));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_payout_below_its_currency_s_minimum_is_refused_on_both_doors_with_nothing_written() {
+    let minimums = ["--payout-minimums", "EUR=10.00,JPY=1000"];
+    let mut app = start_with(
+        fresh_database("payment").await,
+        fresh_namespace().await,
+        &minimums,
+    )
+    .await;
+
+    // The gRPC door: FAILED_PRECONDITION with the reason and the minimum; nothing written.
+    let refused = app
+        .grpc
+        .request_payout(request(IBAN, 999))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert_eq!(
+        service_runtime::errors::error_reason(&refused).as_deref(),
+        Some("BELOW_MINIMUM_PAYOUT")
+    );
+    assert!(
+        refused.message().contains("9.99 EUR") && refused.message().contains("10.00 EUR"),
+        "{}",
+        refused.message()
+    );
+    assert_eq!(payouts(&app.db.pool).await, 0);
+    assert!(outbox(&app.db.pool).await.is_empty());
+
+    // The command door: the usual rejection event, and still no payout.
+    let message_id = Uuid::now_v7().to_string();
+    let command = pb::payment_command::Command::RequestPayout(request(IBAN, 500));
+    let envelope = pb::PaymentCommand {
+        metadata: Some(MessageMetadata {
+            message_id: message_id.clone(),
+            message_type: command.message_type().to_owned(),
+            correlation_id: "corr-minimum".into(),
+            ..Default::default()
+        }),
+        command: Some(command),
+    };
+    publish(
+        &app.client,
+        &app.namespace.topic("payment-commands"),
+        &message_id,
+        &message_id,
+        "payment.request_payout.command.v1",
+        "corr-minimum",
+        envelope.encode_to_vec(),
+    )
+    .await;
+    let pool = app.db.pool.clone();
+    let rows = eventually(WAIT, "the command is rejected", || {
+        let pool = pool.clone();
+        async move {
+            let rows = outbox(&pool).await;
+            (!rows.is_empty()).then_some(rows)
+        }
+    })
+    .await;
+    assert_eq!(types(&rows), ["payment.command_rejected.v1"]);
+    match pb::PaymentEvent::decode(rows[0].2.as_slice())
+        .unwrap()
+        .event
+    {
+        Some(pb::payment_event::Event::CommandRejected(r)) => {
+            assert_eq!(
+                (r.command_message_id.as_str(), r.code.as_str()),
+                (message_id.as_str(), "FAILED_PRECONDITION")
+            );
+            assert!(
+                r.reason.contains("minimum payout of 10.00 EUR"),
+                "{}",
+                r.reason
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(payouts(&app.db.pool).await, 0);
+
+    // At the minimum, and in a currency without one, payouts are requested as usual.
+    let at_minimum = app.request(IBAN, 1000).await;
+    assert_eq!(at_minimum.status(), pb::PayoutStatus::Requested);
+    let mut dollars = request(IBAN, 1);
+    dollars.amount = Some(Money {
+        amount_minor: 1,
+        currency: "USD".into(),
+    });
+    app.grpc.request_payout(dollars).await.unwrap();
+    assert_eq!(payouts(&app.db.pool).await, 2);
     app.stop().await;
 }

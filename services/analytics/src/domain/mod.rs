@@ -353,11 +353,14 @@ fn tracking_changes(
                 _ => return Err(format!("conversion status {} is unknown", c.status)),
             }
         }
+        // A refund of a conversion's sale is not counted (yet): the statistics keep counting what
+        // was sold, and a refund takes nothing off the revenue.
         Some(
             Event::EvidenceSubmitted(_)
             | Event::CommandRejected(_)
             | Event::LinkCreated(_)
-            | Event::LinkDisabled(_),
+            | Event::LinkDisabled(_)
+            | Event::ConversionRefunded(_),
         )
         | None => {}
     }
@@ -508,8 +511,16 @@ fn commission_changes(
         Some(Event::CommissionSettled(e)) => {
             reservation(changes, e.reservation, day, |a, m| a.paid_minor = m)?;
         }
+        // A commission's lifecycle after it was calculated (approved after its hold, declined by
+        // the advertiser, reversed by a refund) changes no statistic (yet): `earned` stays what
+        // was calculated, whatever became of it.
         Some(
-            Event::CommissionRejected(_) | Event::BudgetExhausted(_) | Event::CommandRejected(_),
+            Event::CommissionRejected(_)
+            | Event::BudgetExhausted(_)
+            | Event::CommandRejected(_)
+            | Event::CommissionApproved(_)
+            | Event::CommissionDeclined(_)
+            | Event::CommissionReversed(_),
         )
         | None => {}
     }
@@ -1062,6 +1073,58 @@ mod tests {
             4350
         );
         assert_eq!(sums.campaigns[&campaign], state(5, 500));
+    }
+
+    #[test]
+    fn a_commission_s_approval_decline_or_reversal_is_taken_and_changes_no_statistic() {
+        use affiliate_proto::commission as commission_pb;
+        let commission = || {
+            Some(commission_pb::Commission {
+                id: Uuid::new_v4().to_string(),
+                campaign_id: Uuid::new_v4().to_string(),
+                creator_id: Uuid::new_v4().to_string(),
+                amount: Some(Money {
+                    amount_minor: 500,
+                    currency: "EUR".into(),
+                }),
+                ..Default::default()
+            })
+        };
+        let eur = |amount_minor| {
+            Some(Money {
+                amount_minor,
+                currency: "EUR".into(),
+            })
+        };
+        for event in [
+            commission_event::Event::CommissionApproved(commission_pb::CommissionApproved {
+                commission: commission(),
+                early: true,
+                ..Default::default()
+            }),
+            commission_event::Event::CommissionDeclined(commission_pb::CommissionDeclined {
+                commission: commission(),
+                reason: "the order was cancelled".into(),
+                ..Default::default()
+            }),
+            commission_event::Event::CommissionReversed(commission_pb::CommissionReversed {
+                commission: commission(),
+                refund_id: "refund-1".into(),
+                kind: "refund".into(),
+                reversed: eur(200),
+                clawed_back: eur(300),
+                refunded: eur(5000),
+                ..Default::default()
+            }),
+        ] {
+            let payload = CommissionEvent {
+                metadata: None,
+                event: Some(event),
+            }
+            .encode_to_vec();
+            let changes = Changes::of(topic("commission-events"), &payload, Utc::now());
+            assert_eq!(changes, Ok(Changes::default()));
+        }
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub struct CampaignRow {
     pub attribution_window_secs: Option<i64>,
     pub min_click_to_conversion_secs: Option<i64>,
     pub fallback_url: Option<String>,
+    /// Whole seconds, 0..=365 days (the table's check constraint).
+    pub hold_period_secs: i64,
 }
 
 impl CampaignRow {
@@ -91,8 +93,9 @@ pub async fn insert_campaign(
         insert into campaigns (id, advertiser_id, name, description, commission_rate_bps,
                                budget_minor, currency, status, version, created_at, updated_at,
                                landing_url, landing_domains, click_id_param,
-                               attribution_window_secs, min_click_to_conversion_secs, fallback_url)
-        values ($1, $2, $3, $4, $5, $6, $7, 'active', 1, $8, $8, $9, $10, $11, $12, $13, $14)
+                               attribution_window_secs, min_click_to_conversion_secs, fallback_url,
+                               hold_period_secs)
+        values ($1, $2, $3, $4, $5, $6, $7, 'active', 1, $8, $8, $9, $10, $11, $12, $13, $14, $15)
         returning *
         "#,
         id,
@@ -109,6 +112,7 @@ pub async fn insert_campaign(
         tracking.map(|t| t.attribution_window_secs),
         tracking.map(|t| t.min_click_to_conversion_secs),
         tracking.and_then(|t| t.fallback_url.as_deref()),
+        new.hold_period_secs,
     )
     .fetch_one(conn)
     .await

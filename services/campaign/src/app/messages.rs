@@ -48,6 +48,7 @@ pub fn campaign(row: &CampaignRow) -> pb::Campaign {
         }
         .into(),
         tracking: row.tracking().map(|t| tracking(&t)),
+        hold_period: Some(duration_secs(row.hold_period_secs)),
     }
 }
 

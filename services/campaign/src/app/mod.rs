@@ -42,7 +42,8 @@ impl Campaigns {
         Self { pool }
     }
 
-    /// Creates an active campaign and publishes `campaign.created.v1`.
+    /// Creates an active campaign and publishes `campaign.created.v1`. Without a hold period its
+    /// commissions stay pending for the default 30 days.
     pub async fn create_campaign(
         &self,
         ctx: &CommandContext,
@@ -58,6 +59,10 @@ impl Campaigns {
                 .as_ref()
                 .map(|b| (b.amount_minor, b.currency.as_str())),
             tracking: request.tracking.as_ref().map(tracking_input),
+            hold_period: request.hold_period.as_ref().map(|d| DurationInput {
+                seconds: d.seconds,
+                nanos: d.nanos,
+            }),
         })?;
         execute(&self.pool, ctx, "campaign.create", &request, async |tx| {
             let now = messages::now();

@@ -3,7 +3,7 @@
 use uuid::Uuid;
 
 use super::is_iso_4217;
-use super::tracking::{TrackingInput, TrackingSettings, check_tracking};
+use super::tracking::{DurationInput, TrackingInput, TrackingSettings, check_tracking, seconds};
 
 /// Longest campaign name or video title, in characters.
 pub const MAX_NAME_CHARS: usize = 200;
@@ -11,6 +11,10 @@ pub const MAX_NAME_CHARS: usize = 200;
 pub const MAX_DESCRIPTION_CHARS: usize = 5000;
 /// 100 % in basis points.
 pub const MAX_RATE_BPS: u32 = 10_000;
+/// How long a campaign's commissions stay pending when its creation names no hold period: 30 days.
+pub const DEFAULT_HOLD_PERIOD_SECS: i64 = 30 * 86_400;
+/// Longest hold period: 365 days (0, approval at once, is the shortest).
+pub const MAX_HOLD_PERIOD_SECS: i64 = 365 * 86_400;
 
 pub use service_runtime::validation::{FieldViolation, parse_id};
 use service_runtime::validation::{Violations, parse_http_url, text};
@@ -210,6 +214,8 @@ pub struct NewCampaign {
     pub currency: String,
     /// `None`: the campaign has no tracking settings yet.
     pub tracking: Option<TrackingSettings>,
+    /// How long its commissions stay pending before they are approved, in whole seconds.
+    pub hold_period_secs: i64,
 }
 
 /// The raw fields of a CreateCampaign request.
@@ -223,6 +229,8 @@ pub struct CreateCampaignInput<'a> {
     pub budget: Option<(i64, &'a str)>,
     /// Optional; when given, checked like UpdateTrackingSettings' (`tracking.…` fields).
     pub tracking: Option<TrackingInput<'a>>,
+    /// `None` when the request leaves it out: [`DEFAULT_HOLD_PERIOD_SECS`].
+    pub hold_period: Option<DurationInput>,
 }
 
 /// Checks every field and reports every problem at once.
@@ -268,13 +276,31 @@ pub fn validate_new_campaign(
             }
         }
     };
-    match (advertiser_id, name, description, budget, tracking) {
+    let hold_period_secs = collect(
+        seconds(
+            "hold_period",
+            input.hold_period,
+            DEFAULT_HOLD_PERIOD_SECS,
+            (0, MAX_HOLD_PERIOD_SECS),
+            "between 0 and 365 days",
+        ),
+        &mut violations,
+    );
+    match (
+        advertiser_id,
+        name,
+        description,
+        budget,
+        tracking,
+        hold_period_secs,
+    ) {
         (
             Some(advertiser_id),
             Some(name),
             Some(description),
             Some((budget_minor, currency)),
             Some(tracking),
+            Some(hold_period_secs),
         ) if violations.is_empty() => Ok(NewCampaign {
             advertiser_id,
             name,
@@ -283,6 +309,7 @@ pub fn validate_new_campaign(
             budget_minor,
             currency,
             tracking,
+            hold_period_secs,
         }),
         _ => Err(violations),
     }
@@ -430,6 +457,7 @@ mod tests {
             commission_rate_bps: 1250,
             budget: Some((100_000, "USD")),
             tracking: None,
+            hold_period: None,
         }
     }
 
@@ -537,6 +565,10 @@ mod tests {
                 min_click_to_conversion: None,
                 fallback_url: "",
             }),
+            hold_period: Some(DurationInput {
+                seconds: -1,
+                nanos: 0,
+            }),
         };
         assert_eq!(
             fields(validate_new_campaign(bad)),
@@ -546,7 +578,8 @@ mod tests {
                 "commission_rate_bps",
                 "budget.amount_minor",
                 "budget.currency",
-                "tracking.landing_url"
+                "tracking.landing_url",
+                "hold_period"
             ]
         );
     }
@@ -571,6 +604,36 @@ mod tests {
             tracking.map(|t| (t.landing_domains, t.click_id_param)),
             Some((vec!["shop.example.com".to_owned()], "click_id".to_owned()))
         );
+    }
+
+    #[test]
+    fn the_hold_period_is_thirty_days_unless_given_and_at_most_a_year_of_whole_seconds() {
+        let hold = |seconds, nanos| {
+            validate_new_campaign(CreateCampaignInput {
+                hold_period: Some(DurationInput { seconds, nanos }),
+                ..input()
+            })
+        };
+        assert_eq!(
+            validate_new_campaign(input()).map(|c| c.hold_period_secs),
+            Ok(30 * 86_400)
+        );
+        for ok in [0, 1, 14 * 86_400, MAX_HOLD_PERIOD_SECS] {
+            assert_eq!(hold(ok, 0).map(|c| c.hold_period_secs), Ok(ok), "{ok}");
+        }
+        for (seconds, nanos) in [
+            (-1, 0),
+            (0, -1),
+            (MAX_HOLD_PERIOD_SECS + 1, 0),
+            (1, 500_000_000),
+            (1, -1),
+        ] {
+            assert_eq!(
+                fields(hold(seconds, nanos)),
+                ["hold_period"],
+                "{seconds}s {nanos}ns"
+            );
+        }
     }
 
     #[test]

@@ -233,7 +233,7 @@ fn click_id_param(field: &str, value: &str) -> Result<String, FieldViolation> {
 
 /// A duration in whole seconds within `min..=max` (`range` says it in words); absent means
 /// `default`. An invalid protobuf `Duration` (nanos out of range or of the other sign) is refused.
-fn seconds(
+pub(super) fn seconds(
     field: &str,
     value: Option<DurationInput>,
     default: i64,

@@ -337,6 +337,11 @@ async fn make_links(
                 }),
                 ..TrackingSettings::default()
             }),
+            // no hold, as the purchase load's campaigns: commissions approved at once
+            hold_period: Some(pbjson_types::Duration {
+                seconds: 0,
+                nanos: 0,
+            }),
         };
         let step = format!("click-campaign-{n}");
         let attempts = retry

@@ -125,6 +125,11 @@ pub async fn create_campaign(
             currency: args.currency.clone(),
         }),
         tracking: None,
+        // no hold: commissions are approved at once, so --workflow can pay the balances out
+        hold_period: Some(pbjson_types::Duration {
+            seconds: 0,
+            nanos: 0,
+        }),
     };
     let attempts = retry
         .call(|| {

@@ -55,6 +55,8 @@ impl CampaignCopy for Terms {
                         status: status_text(c.status),
                         budget_minor: budget.map(|b| b.amount_minor).filter(|&b| b > 0),
                         version,
+                        advertiser_id: Uuid::parse_str(&c.advertiser_id).ok(),
+                        hold_seconds: c.hold_period.as_ref().map(|d| d.seconds.max(0)),
                     },
                 )
                 .await?;

@@ -36,6 +36,9 @@ async fn run_on<'c>(
         Command::Reserve(r) => c.reserve_on(db, ctx, r).await.map(drop),
         Command::Release(r) => c.release_on(db, ctx, r).await.map(drop),
         Command::Settle(r) => c.settle_on(db, ctx, r).await.map(drop),
+        Command::Approve(r) => c.approve_on(db, ctx, r).await.map(drop),
+        Command::Decline(r) => c.decline_on(db, ctx, r).await.map(drop),
+        Command::Reverse(r) => c.reverse_on(db, ctx, r).await.map(drop),
     }
 }
 
@@ -49,6 +52,9 @@ impl CommandDoor for CommissionDoor {
             Command::Reserve(r) => &r.payout_id,
             Command::Release(r) => &r.payout_id,
             Command::Settle(r) => &r.payout_id,
+            Command::Approve(r) => r.commission_ids.first()?,
+            Command::Decline(r) => r.commission_ids.first()?,
+            Command::Reverse(r) => &r.tracking_event_id,
         };
         Uuid::parse_str(id).ok()
     }
@@ -61,11 +67,11 @@ impl CommandDoor for CommissionDoor {
         true
     }
 
-    /// Calculations as one set ([`calculate_set`]); a payout's reserve, release and settle one
-    /// by one, each in a savepoint (a reservation is spread over the creator's oldest
-    /// commissions row by row, and payouts are few). A batch with payout commands first locks
-    /// every campaign it calculates for, then every balance it touches, each in ascending order,
-    /// the order a set of calculations takes them in alone: two batches never deadlock.
+    /// Calculations as one set ([`calculate_set`]); the others (a payout's reserve, release and
+    /// settle, approvals, declines, refunds) one by one, each in a savepoint (they are few). A
+    /// batch with other commands first locks every campaign it calculates for or its commands'
+    /// commissions belong to, then every balance it touches, each in ascending order, the order a
+    /// set of calculations takes them in alone: two batches never deadlock.
     async fn run_set(
         &self,
         conn: &mut PgConnection,
@@ -122,9 +128,6 @@ async fn lock_first(
         .iter()
         .filter_map(|(_, c)| Uuid::parse_str(&c.request.campaign_id).ok())
         .collect();
-    campaigns.sort_unstable();
-    campaigns.dedup();
-    repo::lock_terms(conn, &campaigns).await?;
     let owner = |creator: &str, money: Option<&Money>| {
         Some((Uuid::parse_str(creator).ok()?, money?.currency.clone()))
     };
@@ -133,14 +136,32 @@ async fn lock_first(
         .filter_map(|(_, c)| owner(&c.request.creator_id, c.request.purchase_amount.as_ref()))
         .collect();
     let mut payouts = Vec::new();
+    let (mut commissions, mut purchases) = (Vec::new(), Vec::new());
+    let ids = |ids: &[String]| {
+        ids.iter()
+            .filter_map(|id| Uuid::parse_str(id).ok())
+            .collect::<Vec<_>>()
+    };
     for (_, _, command) in others {
         match command {
             Command::Reserve(r) => balances.extend(owner(&r.creator_id, r.amount.as_ref())),
             Command::Release(r) => payouts.extend(Uuid::parse_str(&r.payout_id).ok()),
             Command::Settle(r) => payouts.extend(Uuid::parse_str(&r.payout_id).ok()),
+            Command::Approve(r) => commissions.extend(ids(&r.commission_ids)),
+            Command::Decline(r) => commissions.extend(ids(&r.commission_ids)),
+            Command::Reverse(r) => purchases.extend(Uuid::parse_str(&r.tracking_event_id).ok()),
             Command::Calculate(_) => {}
         }
     }
+    for (campaign, creator, currency) in
+        repo::commission_owners(conn, &commissions, &purchases).await?
+    {
+        campaigns.push(campaign);
+        balances.push((creator, currency));
+    }
+    campaigns.sort_unstable();
+    campaigns.dedup();
+    repo::lock_terms(conn, &campaigns).await?;
     balances.extend(repo::reservation_owners(conn, &payouts).await?);
     repo::lock_balances(conn, &balances).await?;
     Ok(())

@@ -84,6 +84,52 @@ impl CommissionService for CommissionApi {
         ))
     }
 
+    async fn approve_commissions(
+        &self,
+        request: Request<pb::ApproveCommissionsRequest>,
+    ) -> Result<Response<pb::ApproveCommissionsResponse>, Status> {
+        command(request, async |ctx, r| {
+            self.commissions.approve_commissions(ctx, r).await
+        })
+        .await
+    }
+
+    async fn decline_commissions(
+        &self,
+        request: Request<pb::DeclineCommissionsRequest>,
+    ) -> Result<Response<pb::DeclineCommissionsResponse>, Status> {
+        command(request, async |ctx, r| {
+            self.commissions.decline_commissions(ctx, r).await
+        })
+        .await
+    }
+
+    async fn reverse_commission(
+        &self,
+        request: Request<pb::ReverseCommissionRequest>,
+    ) -> Result<Response<pb::ReverseCommissionResponse>, Status> {
+        command(request, async |ctx, r| {
+            self.commissions.reverse(ctx, r).await
+        })
+        .await
+    }
+
+    async fn get_statement(
+        &self,
+        request: Request<pb::GetStatementRequest>,
+    ) -> Result<Response<pb::GetStatementResponse>, Status> {
+        Ok(Response::new(
+            self.commissions.get_statement(request.into_inner()).await?,
+        ))
+    }
+
+    async fn check_ledger(
+        &self,
+        _request: Request<pb::CheckLedgerRequest>,
+    ) -> Result<Response<pb::CheckLedgerResponse>, Status> {
+        Ok(Response::new(self.commissions.check_ledger().await?))
+    }
+
     async fn get_balance(
         &self,
         request: Request<pb::GetBalanceRequest>,

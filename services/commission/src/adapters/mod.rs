@@ -3,4 +3,5 @@
 pub mod campaigns;
 pub mod commands;
 pub mod grpc;
+pub mod ledger;
 pub mod repository;

@@ -22,6 +22,15 @@ pub struct CommissionRow {
     pub reserved_minor: i64,
     pub paid_minor: i64,
     pub created_at: DateTime<Utc>,
+    /// pending, approved, declined or reversed ([`crate::domain::ledger::Life`]).
+    pub status: String,
+    pub hold_until: Option<DateTime<Utc>>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub decline_reason: Option<String>,
+    pub refunded_minor: i64,
+    pub reversed_minor: i64,
+    pub clawed_back_minor: i64,
+    pub version: i64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -31,6 +40,7 @@ pub struct BalanceRow {
     pub available_minor: i64,
     pub reserved_minor: i64,
     pub paid_minor: i64,
+    pub pending_minor: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -59,7 +69,7 @@ pub async fn lock_terms(
     let rows = sqlx::query!(
         r#"
         select campaign_id, commission_rate_bps, currency, status, budget_minor, committed_minor,
-               exhausted_announced, version
+               exhausted_announced, version, advertiser_id, hold_seconds
         from campaign_terms where campaign_id = any($1)
         order by campaign_id
         for update
@@ -79,6 +89,8 @@ pub async fn lock_terms(
                 committed_minor: row.committed_minor,
                 exhausted_announced: row.exhausted_announced,
                 version: row.version,
+                advertiser_id: row.advertiser_id,
+                hold_seconds: row.hold_seconds,
             };
             (row.campaign_id, terms)
         })
@@ -121,6 +133,8 @@ pub struct TermsUpdate<'a> {
     pub status: &'a str,
     pub budget_minor: Option<i64>,
     pub version: i64,
+    pub advertiser_id: Option<Uuid>,
+    pub hold_seconds: Option<i64>,
 }
 
 /// Inserts or updates a campaign's terms if `version` is newer than what is stored; returns
@@ -132,10 +146,13 @@ pub async fn upsert_campaign_terms(
 ) -> sqlx::Result<bool> {
     let applied = sqlx::query!(
         r#"
-        insert into campaign_terms (campaign_id, commission_rate_bps, currency, status, budget_minor, version)
-        values ($1, $2, $3, $4, $5, $6)
+        insert into campaign_terms (campaign_id, commission_rate_bps, currency, status, budget_minor, version,
+                                    advertiser_id, hold_seconds)
+        values ($1, $2, $3, $4, $5, $6, $7, $8)
         on conflict (campaign_id) do update
             set commission_rate_bps = excluded.commission_rate_bps,
+                advertiser_id = excluded.advertiser_id,
+                hold_seconds = excluded.hold_seconds,
                 currency = excluded.currency,
                 status = excluded.status,
                 budget_minor = excluded.budget_minor,
@@ -151,6 +168,8 @@ pub async fn upsert_campaign_terms(
         terms.status,
         terms.budget_minor,
         terms.version,
+        terms.advertiser_id,
+        terms.hold_seconds,
     )
     .execute(conn)
     .await?
@@ -199,12 +218,16 @@ pub async fn insert_commissions(
     let rate: Vec<i32> = rows.iter().map(|r| r.commission_rate_bps).collect();
     let amount: Vec<i64> = rows.iter().map(|r| r.amount_minor).collect();
     let created: Vec<DateTime<Utc>> = rows.iter().map(|r| r.created_at).collect();
+    let status: Vec<&str> = rows.iter().map(|r| r.status.as_str()).collect();
+    let hold_until: Vec<Option<DateTime<Utc>>> = rows.iter().map(|r| r.hold_until).collect();
+    let decided_at: Vec<Option<DateTime<Utc>>> = rows.iter().map(|r| r.decided_at).collect();
     sqlx::query!(
         r#"
         insert into commissions (id, tracking_event_id, campaign_id, creator_id, purchase_minor, currency,
-                                 commission_rate_bps, amount_minor, created_at)
+                                 commission_rate_bps, amount_minor, created_at, status, hold_until, decided_at)
         select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::int8[], $6::text[],
-                             $7::int4[], $8::int8[], $9::timestamptz[])
+                             $7::int4[], $8::int8[], $9::timestamptz[], $10::text[], $11::timestamptz[],
+                             $12::timestamptz[])
         "#,
         &id,
         &tracking,
@@ -215,6 +238,9 @@ pub async fn insert_commissions(
         &rate,
         &amount,
         &created,
+        &status as _,
+        &hold_until as _,
+        &decided_at as _,
     )
     .execute(conn)
     .await?;
@@ -277,7 +303,7 @@ pub async fn list_commissions(
     .await
 }
 
-/// The creator's commissions in `currency` with open money, oldest first, locked.
+/// The creator's approved commissions in `currency` with open money, oldest first, locked.
 pub async fn open_commissions(
     conn: &mut PgConnection,
     creator_id: Uuid,
@@ -286,9 +312,11 @@ pub async fn open_commissions(
     sqlx::query_as!(
         Open,
         r#"
-        select id as commission_id, amount_minor - reserved_minor - paid_minor as "open_minor!"
+        select id as commission_id,
+               amount_minor - reserved_minor - paid_minor - reversed_minor as "open_minor!"
         from commissions
-        where creator_id = $1 and currency = $2 and amount_minor > reserved_minor + paid_minor
+        where creator_id = $1 and currency = $2 and status = 'approved'
+          and amount_minor > reserved_minor + paid_minor + reversed_minor
         order by id
         for update
         "#,
@@ -370,25 +398,24 @@ pub async fn lock_balances(
         .collect())
 }
 
-/// Sets the available money of locked balances, each `(creator, currency, available)`.
-pub async fn set_available(
-    conn: &mut PgConnection,
-    balances: &[(Uuid, &str, i64)],
-) -> sqlx::Result<()> {
+/// Sets the pending and available money of locked balances, in one statement.
+pub async fn set_balances(conn: &mut PgConnection, balances: &[&BalanceRow]) -> sqlx::Result<()> {
     if balances.is_empty() {
         return Ok(());
     }
-    let creators: Vec<Uuid> = balances.iter().map(|b| b.0).collect();
-    let currencies: Vec<&str> = balances.iter().map(|b| b.1).collect();
-    let available: Vec<i64> = balances.iter().map(|b| b.2).collect();
+    let creators: Vec<Uuid> = balances.iter().map(|b| b.creator_id).collect();
+    let currencies: Vec<&str> = balances.iter().map(|b| b.currency.as_str()).collect();
+    let pending: Vec<i64> = balances.iter().map(|b| b.pending_minor).collect();
+    let available: Vec<i64> = balances.iter().map(|b| b.available_minor).collect();
     sqlx::query!(
         r#"
-        update balances b set available_minor = m.available
-        from unnest($1::uuid[], $2::text[], $3::int8[]) as m(creator_id, currency, available)
+        update balances b set pending_minor = m.pending, available_minor = m.available
+        from unnest($1::uuid[], $2::text[], $3::int8[], $4::int8[]) as m(creator_id, currency, pending, available)
         where b.creator_id = m.creator_id and b.currency = m.currency
         "#,
         &creators,
         &currencies as _,
+        &pending,
         &available,
     )
     .execute(conn)
@@ -551,7 +578,9 @@ pub async fn insert_allocations(
 }
 
 /// Moves a reservation's allocations off the commissions' reserved amounts, onto their paid
-/// amounts when `paid` (settle), or back to open (release).
+/// amounts when `paid` (settle), or back to open (release). Released money a refund clawed back
+/// while it was reserved never reached the creator: that part of the clawback becomes a reversal
+/// (the release credits the available balance the clawback debited), so it is not open again.
 pub async fn unreserve_allocations(
     conn: &mut PgConnection,
     payout_id: Uuid,
@@ -559,11 +588,21 @@ pub async fn unreserve_allocations(
 ) -> sqlx::Result<()> {
     sqlx::query!(
         r#"
+        with moved as (
+            select a.commission_id, a.amount_minor,
+                   case when $2 then 0
+                        else least(a.amount_minor, greatest(c.clawed_back_minor - c.paid_minor, 0))
+                   end as unclawed
+            from allocations a join commissions c on c.id = a.commission_id
+            where a.payout_id = $1
+        )
         update commissions c
-        set reserved_minor = c.reserved_minor - a.amount_minor,
-            paid_minor = c.paid_minor + case when $2 then a.amount_minor else 0 end
-        from allocations a
-        where a.payout_id = $1 and c.id = a.commission_id
+        set reserved_minor = c.reserved_minor - m.amount_minor,
+            paid_minor = c.paid_minor + case when $2 then m.amount_minor else 0 end,
+            clawed_back_minor = c.clawed_back_minor - m.unclawed,
+            reversed_minor = c.reversed_minor + m.unclawed
+        from moved m
+        where c.id = m.commission_id
         "#,
         payout_id,
         paid,
@@ -571,4 +610,278 @@ pub async fn unreserve_allocations(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+// ---- a commission's life ----
+
+/// These commissions, unlocked (to learn which campaigns and creators to lock first).
+pub async fn find_commissions(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> sqlx::Result<Vec<CommissionRow>> {
+    sqlx::query_as!(
+        CommissionRow,
+        "select * from commissions where id = any($1) order by id",
+        ids,
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Locks these commissions in ascending order and returns them.
+pub async fn lock_commissions(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> sqlx::Result<Vec<CommissionRow>> {
+    sqlx::query_as!(
+        CommissionRow,
+        "select * from commissions where id = any($1) order by id for update",
+        ids,
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// The commission of a purchase, if it has one.
+pub async fn commission_of(
+    conn: &mut PgConnection,
+    tracking_event_id: Uuid,
+) -> sqlx::Result<Option<CommissionRow>> {
+    sqlx::query_as!(
+        CommissionRow,
+        "select * from commissions where tracking_event_id = $1",
+        tracking_event_id,
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Up to `limit` pending commissions whose hold has ended by `now`, the most overdue first,
+/// unlocked: `(id, creator, currency)`.
+pub async fn due_commissions(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> sqlx::Result<Vec<(Uuid, Uuid, String)>> {
+    Ok(sqlx::query!(
+        r#"
+        select id, creator_id, currency from commissions
+        where status = 'pending' and hold_until <= $1
+        order by hold_until
+        limit $2
+        "#,
+        now,
+        limit,
+    )
+    .fetch_all(conn)
+    .await?
+    .into_iter()
+    .map(|r| (r.id, r.creator_id, r.currency))
+    .collect())
+}
+
+/// Locks those of `ids` still pending and due by `now`, skipping any another transaction holds
+/// (an approval or refund in flight: the next round takes it, if still pending).
+pub async fn lock_due(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+    now: DateTime<Utc>,
+) -> sqlx::Result<Vec<CommissionRow>> {
+    sqlx::query_as!(
+        CommissionRow,
+        r#"
+        select * from commissions
+        where id = any($1) and status = 'pending' and hold_until <= $2
+        order by id
+        for update skip locked
+        "#,
+        ids,
+        now,
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Writes the life and refund amounts of locked commissions, in one statement.
+pub async fn save_commissions(
+    conn: &mut PgConnection,
+    rows: &[&CommissionRow],
+) -> sqlx::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let id: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let status: Vec<&str> = rows.iter().map(|r| r.status.as_str()).collect();
+    let decided: Vec<Option<DateTime<Utc>>> = rows.iter().map(|r| r.decided_at).collect();
+    let reason: Vec<Option<&str>> = rows.iter().map(|r| r.decline_reason.as_deref()).collect();
+    let refunded: Vec<i64> = rows.iter().map(|r| r.refunded_minor).collect();
+    let reversed: Vec<i64> = rows.iter().map(|r| r.reversed_minor).collect();
+    let clawed: Vec<i64> = rows.iter().map(|r| r.clawed_back_minor).collect();
+    let version: Vec<i64> = rows.iter().map(|r| r.version).collect();
+    sqlx::query!(
+        r#"
+        update commissions c
+        set status = m.status, decided_at = m.decided_at, decline_reason = m.reason,
+            refunded_minor = m.refunded, reversed_minor = m.reversed, clawed_back_minor = m.clawed,
+            version = m.version
+        from unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::int8[], $6::int8[],
+                    $7::int8[], $8::int8[])
+             as m(id, status, decided_at, reason, refunded, reversed, clawed, version)
+        where c.id = m.id
+        "#,
+        &id,
+        &status as _,
+        &decided as _,
+        &reason as _,
+        &refunded,
+        &reversed,
+        &clawed,
+        &version,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+// ---- refunds ----
+
+#[derive(Debug, Clone)]
+pub struct RefundRow {
+    pub tracking_event_id: Uuid,
+    pub refund_id: String,
+    pub refunded_minor: i64,
+    pub currency: String,
+    pub kind: String,
+    pub reason: String,
+    pub applied: bool,
+}
+
+pub async fn find_refund(
+    conn: &mut PgConnection,
+    tracking_event_id: Uuid,
+    refund_id: &str,
+) -> sqlx::Result<Option<RefundRow>> {
+    sqlx::query_as!(
+        RefundRow,
+        r#"
+        select tracking_event_id, refund_id, refunded_minor, currency, kind, reason, applied
+        from refunds where tracking_event_id = $1 and refund_id = $2
+        "#,
+        tracking_event_id,
+        refund_id,
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Records a refund, applied now or waiting for its commission; `false` if it was recorded
+/// before (a concurrent repeat committed first).
+pub async fn insert_refund(
+    conn: &mut PgConnection,
+    refund: &RefundRow,
+    now: DateTime<Utc>,
+) -> sqlx::Result<bool> {
+    let inserted = sqlx::query!(
+        r#"
+        insert into refunds (tracking_event_id, refund_id, refunded_minor, currency, kind, reason,
+                             applied, received_at)
+        values ($1, $2, $3, $4, $5, $6, $7, $8)
+        on conflict do nothing
+        "#,
+        refund.tracking_event_id,
+        refund.refund_id,
+        refund.refunded_minor,
+        refund.currency,
+        refund.kind,
+        refund.reason,
+        refund.applied,
+        now,
+    )
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
+/// Waiting refunds whose purchase has a commission now, oldest first: `(tracking event, refund
+/// id)`.
+pub async fn applicable_refunds(
+    conn: &mut PgConnection,
+    limit: i64,
+) -> sqlx::Result<Vec<(Uuid, String)>> {
+    Ok(sqlx::query!(
+        r#"
+        select r.tracking_event_id, r.refund_id from refunds r
+        join commissions c on c.tracking_event_id = r.tracking_event_id
+        where not r.applied
+        order by r.received_at
+        limit $1
+        "#,
+        limit,
+    )
+    .fetch_all(conn)
+    .await?
+    .into_iter()
+    .map(|r| (r.tracking_event_id, r.refund_id))
+    .collect())
+}
+
+/// Locks a waiting refund, unless another transaction holds it or it was applied.
+pub async fn lock_waiting_refund(
+    conn: &mut PgConnection,
+    tracking_event_id: Uuid,
+    refund_id: &str,
+) -> sqlx::Result<Option<RefundRow>> {
+    sqlx::query_as!(
+        RefundRow,
+        r#"
+        select tracking_event_id, refund_id, refunded_minor, currency, kind, reason, applied
+        from refunds where tracking_event_id = $1 and refund_id = $2 and not applied
+        for update skip locked
+        "#,
+        tracking_event_id,
+        refund_id,
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn mark_refund_applied(
+    conn: &mut PgConnection,
+    tracking_event_id: Uuid,
+    refund_id: &str,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "update refunds set applied = true where tracking_event_id = $1 and refund_id = $2",
+        tracking_event_id,
+        refund_id,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The campaign, creator and currency of the commissions `ids` and of the purchases'
+/// `tracking_event_ids` (those that exist): what a batch must lock first.
+pub async fn commission_owners(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+    tracking_event_ids: &[Uuid],
+) -> sqlx::Result<Vec<(Uuid, Uuid, String)>> {
+    if ids.is_empty() && tracking_event_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(sqlx::query!(
+        r#"
+        select campaign_id, creator_id, currency from commissions
+        where id = any($1) or tracking_event_id = any($2)
+        "#,
+        ids,
+        tracking_event_ids,
+    )
+    .fetch_all(conn)
+    .await?
+    .into_iter()
+    .map(|r| (r.campaign_id, r.creator_id, r.currency))
+    .collect())
 }

@@ -25,7 +25,9 @@ use service_runtime::unit_of_work::{claim_keys, settle_keys};
 use service_runtime::validation::{Violations, parse_id};
 
 use super::{Error, messages, parse_money, past_the_largest, refused};
+use crate::adapters::ledger::{self, TransferRow};
 use crate::adapters::repository::{self as repo, BalanceRow, CommissionRow};
+use crate::domain::ledger::{Account, Life, Movement, Transfer};
 use crate::domain::{self, CampaignTerms, Refusal};
 
 /// The idempotency record's operation name.
@@ -76,6 +78,7 @@ fn validate(request: &pb::CalculateCommissionRequest) -> Result<Purchase, Error>
 #[derive(Default)]
 struct Writes {
     commissions: Vec<CommissionRow>,
+    transfers: Vec<TransferRow>,
     messages: Vec<OutboxMessage>,
     campaigns: HashSet<Uuid>,
     balances: HashSet<(Uuid, String)>,
@@ -155,13 +158,13 @@ pub async fn calculate_set(
         .collect();
     repo::set_committed(conn, &committed).await?;
     repo::insert_commissions(conn, &writes.commissions).await?;
-    let available: Vec<(Uuid, &str, i64)> = writes
+    ledger::insert_transfers(conn, &writes.transfers).await?;
+    let changed: Vec<&BalanceRow> = writes
         .balances
         .iter()
         .filter_map(|key| balances.get(key))
-        .map(|b| (b.creator_id, b.currency.as_str(), b.available_minor))
         .collect();
-    repo::set_available(conn, &available).await?;
+    repo::set_balances(conn, &changed).await?;
     outbox::append_set(conn, &writes.messages)
         .await
         .map_err(Error::Internal)?;
@@ -302,22 +305,30 @@ fn decide(
             p.currency
         ))
     })?;
-    let available = balance
-        .available_minor
-        .checked_add(amount_minor)
-        .ok_or_else(|| {
-            Error::out_of_range(
-                field,
-                past_the_largest(
-                    &format!(
-                        "its commission of {} credited to the creator's balance",
-                        display(amount_minor, &p.currency)
-                    ),
-                    &p.currency,
+    // Pending for the campaign's hold; approved at once without one.
+    let hold = terms.hold_seconds.filter(|&s| s > 0);
+    let held = if hold.is_some() {
+        balance.pending_minor
+    } else {
+        balance.available_minor
+    };
+    let credited = held.checked_add(amount_minor).ok_or_else(|| {
+        Error::out_of_range(
+            field,
+            past_the_largest(
+                &format!(
+                    "its commission of {} credited to the creator's balance",
+                    display(amount_minor, &p.currency)
                 ),
-            )
-        })?;
-    balance.available_minor = available;
+                &p.currency,
+            ),
+        )
+    })?;
+    if hold.is_some() {
+        balance.pending_minor = credited;
+    } else {
+        balance.available_minor = credited;
+    }
     writes.balances.insert((p.creator_id, p.currency.clone()));
     let announce = share.spends_budget && !terms.exhausted_announced;
     terms.committed_minor = terms.committed_minor.saturating_add(amount_minor);
@@ -334,7 +345,41 @@ fn decide(
         reserved_minor: 0,
         paid_minor: 0,
         created_at: now,
+        status: if hold.is_some() {
+            Life::Pending
+        } else {
+            Life::Approved
+        }
+        .code()
+        .to_owned(),
+        hold_until: hold.map(|s| now + chrono::TimeDelta::seconds(s)),
+        decided_at: hold.is_none().then_some(now),
+        decline_reason: None,
+        refunded_minor: 0,
+        reversed_minor: 0,
+        clawed_back_minor: 0,
+        version: 1,
     };
+    let entry_id = Uuid::now_v7();
+    let transfer = |transfer: Transfer| TransferRow {
+        entry_id,
+        transfer,
+        currency: p.currency.clone(),
+        commission_id: Some(row.id),
+        payout_id: None,
+        reference: None,
+        at: now,
+    };
+    // Committed from the budget to the creator's pending money, or straight to available.
+    let credit = if hold.is_some() {
+        Account::Pending(p.creator_id)
+    } else {
+        Account::Available(p.creator_id)
+    };
+    let budget = Account::Budget(p.campaign_id);
+    writes
+        .transfers
+        .extend(Transfer::of(Movement::Commission, budget, credit, amount_minor).map(transfer));
     let commission = messages::commission(&row);
     writes.messages.push(outbox::event::<pb::CommissionEvent>(
         ctx,

@@ -13,6 +13,7 @@ use service_runtime::outbox::{self, OutboxMessage, Subject};
 use uuid::Uuid;
 
 use crate::adapters::repository::{BalanceRow, CommissionRow, ReservationRow};
+use crate::domain::ledger::Life;
 use crate::domain::{self, CampaignTerms, Status};
 
 pub const SERVICE: &str = "commission";
@@ -72,10 +73,22 @@ pub fn money(amount_minor: i64, currency: &str) -> Option<Money> {
 }
 
 pub fn commission(row: &CommissionRow) -> pb::Commission {
-    let status = match domain::status(row.amount_minor, row.reserved_minor, row.paid_minor) {
+    let approved = || match domain::status(
+        row.amount_minor,
+        row.reserved_minor,
+        row.paid_minor,
+        row.reversed_minor,
+    ) {
         Status::Available => pb::CommissionStatus::Available,
         Status::Reserved => pb::CommissionStatus::Reserved,
         Status::Paid => pb::CommissionStatus::Paid,
+    };
+    let status = match Life::parse(&row.status) {
+        Some(Life::Pending) => pb::CommissionStatus::Pending,
+        Some(Life::Declined) => pb::CommissionStatus::Declined,
+        Some(Life::Reversed) => pb::CommissionStatus::Reversed,
+        Some(Life::Approved) => approved(),
+        None => pb::CommissionStatus::Unspecified,
     };
     pb::Commission {
         id: row.id.to_string(),
@@ -89,6 +102,12 @@ pub fn commission(row: &CommissionRow) -> pb::Commission {
         reserved_minor: row.reserved_minor,
         paid_minor: row.paid_minor,
         created_at: Some(timestamp(row.created_at)),
+        hold_until: row.hold_until.map(timestamp),
+        decided_at: row.decided_at.map(timestamp),
+        decline_reason: row.decline_reason.clone().unwrap_or_default(),
+        refunded_minor: row.refunded_minor,
+        reversed_minor: row.reversed_minor,
+        clawed_back_minor: row.clawed_back_minor,
     }
 }
 
@@ -99,6 +118,7 @@ pub fn balance(row: &BalanceRow) -> pb::Balance {
         available_minor: row.available_minor,
         reserved_minor: row.reserved_minor,
         paid_minor: row.paid_minor,
+        pending_minor: row.pending_minor,
     }
 }
 

@@ -5,7 +5,10 @@
 
 pub mod calculate;
 mod error;
+pub mod lifecycle;
 pub mod messages;
+pub mod reverse;
+pub mod statement;
 
 use prost::Message;
 use sqlx::{Acquire, PgPool, Postgres};
@@ -25,7 +28,9 @@ use service_runtime::validation::{
     FieldViolation, Violations, page_size, parse_id, parse_optional_id,
 };
 
+use crate::adapters::ledger::{self, TransferRow};
 use crate::adapters::repository::{self as repo, BalanceRow, ReservationRow};
+use crate::domain::ledger::{Account, Movement, Transfer};
 use crate::domain::{self, Refusal};
 pub use calculate::Calculation;
 pub use error::Error;
@@ -81,6 +86,35 @@ fn refused(
         now,
         Event::CommissionRejected(rejected),
     )
+}
+
+/// The ledger transfer of a payout's reservation, release or settlement.
+async fn payout_transfer(
+    conn: &mut sqlx::PgConnection,
+    reservation: &ReservationRow,
+    movement: Movement,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), Error> {
+    let creator = reservation.creator_id;
+    let (debit, credit) = match movement {
+        Movement::Reserve => (Account::Available(creator), Account::Reserved(creator)),
+        Movement::Release => (Account::Reserved(creator), Account::Available(creator)),
+        _ => (Account::Reserved(creator), Account::Paid(creator)),
+    };
+    let rows: Vec<TransferRow> = Transfer::of(movement, debit, credit, reservation.amount_minor)
+        .map(|transfer| TransferRow {
+            entry_id: Uuid::now_v7(),
+            transfer,
+            currency: reservation.currency.clone(),
+            commission_id: None,
+            payout_id: Some(reservation.payout_id),
+            reference: None,
+            at: now,
+        })
+        .into_iter()
+        .collect();
+    ledger::insert_transfers(conn, &rows).await?;
+    Ok(())
 }
 
 /// The commission use cases over one database.
@@ -213,6 +247,7 @@ impl Commissions {
                 repo::insert_reservation(tx, payout_id, creator_id, &currency, amount, now)
                     .await?;
             repo::insert_allocations(tx, payout_id, &allocations).await?;
+            payout_transfer(tx, &reservation, Movement::Reserve, now).await?;
             let balance = repo::adjust_balance(tx, creator_id, &currency, -amount, amount, 0)
                 .await
                 .map_err(|e| match Error::from(e) {
@@ -382,6 +417,12 @@ impl Commissions {
                 let now = messages::now();
                 let row: ReservationRow =
                     repo::finish_reservation(tx, payout_id, target, now).await?;
+                let movement = if paid {
+                    Movement::Settle
+                } else {
+                    Movement::Release
+                };
+                payout_transfer(tx, &row, movement, now).await?;
                 let (reservation, balance) =
                     (messages::reservation(&row), messages::balance(&balance));
                 let event = if paid {

@@ -1,6 +1,8 @@
 //! The commission domain, with no I/O: how much a purchase earns, whether a campaign lets it, how a
 //! payout's amount is spread over a creator's commissions, and a commission's status.
 
+pub mod ledger;
+
 use uuid::Uuid;
 
 pub use service_runtime::validation::FieldViolation;
@@ -39,6 +41,12 @@ pub struct CampaignTerms {
     pub exhausted_announced: bool,
     /// The campaign's aggregate version these terms are at.
     pub version: i64,
+    /// The advertiser who owns it (approves and declines its commissions); `None` for terms
+    /// from before holds, until the campaign's next event.
+    pub advertiser_id: Option<Uuid>,
+    /// Seconds a new commission stays pending; `None` (terms from before holds) or 0: approved
+    /// at once.
+    pub hold_seconds: Option<i64>,
 }
 
 /// What a commission takes of its campaign's budget.
@@ -139,7 +147,7 @@ pub fn allocate(amount: i64, commissions: &[Open]) -> Option<Vec<(Uuid, i64)>> {
     (left == 0).then_some(taken)
 }
 
-/// A commission's status from its amounts.
+/// An approved commission's status from its amounts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     Available,
@@ -147,8 +155,10 @@ pub enum Status {
     Paid,
 }
 
-/// Never overflows: `amount - paid` is only taken when `paid < amount`, and both are at least 0.
-pub fn status(amount: i64, reserved: i64, paid: i64) -> Status {
+/// Of `amount`, what refunds have not taken back before payment (`reversed`) is what payouts can
+/// take. Never overflows: every amount is at least 0 and `reserved + paid + reversed <= amount`.
+pub fn status(amount: i64, reserved: i64, paid: i64, reversed: i64) -> Status {
+    let amount = amount - reversed;
     if paid >= amount {
         Status::Paid
     } else if reserved >= amount.saturating_sub(paid) {
@@ -192,6 +202,8 @@ mod tests {
             committed_minor,
             exhausted_announced: false,
             version: 1,
+            advertiser_id: None,
+            hold_seconds: None,
         }
     }
 
@@ -258,12 +270,17 @@ mod tests {
 
     #[test]
     fn status_follows_reserved_and_paid_amounts() {
-        assert_eq!(status(100, 0, 0), Status::Available);
-        assert_eq!(status(100, 40, 0), Status::Available);
-        assert_eq!(status(100, 60, 40), Status::Reserved);
-        assert_eq!(status(100, 0, 100), Status::Paid);
+        assert_eq!(status(100, 0, 0, 0), Status::Available);
+        assert_eq!(status(100, 40, 0, 0), Status::Available);
+        assert_eq!(status(100, 60, 40, 0), Status::Reserved);
+        assert_eq!(status(100, 0, 100, 0), Status::Paid);
         assert_eq!(
-            status(i64::MAX, i64::MAX, 1),
+            status(100, 0, 75, 25),
+            Status::Paid,
+            "the rest was refunded"
+        );
+        assert_eq!(
+            status(i64::MAX, i64::MAX - 1, 1, 0),
             Status::Reserved,
             "no overflow"
         );

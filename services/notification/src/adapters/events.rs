@@ -7,7 +7,7 @@ use prost::Message as _;
 use uuid::Uuid;
 
 use affiliate_proto::campaign::{self as campaign_pb, CampaignEvent, campaign_event};
-use affiliate_proto::commission::{CommissionEvent, commission_event};
+use affiliate_proto::commission::{self as commission_pb, CommissionEvent, commission_event};
 use affiliate_proto::common::{MessageMetadata, Money as MoneyPb};
 use affiliate_proto::payment::{self as payment_pb, PaymentEvent, payment_event};
 use affiliate_proto::tracking::{EvidenceKind, TrackingEventEnvelope, tracking_event_envelope};
@@ -15,7 +15,7 @@ use messaging::{Delivery, Failure, Handler};
 use sqlx::{PgConnection, PgPool};
 
 use crate::app::{Applied, Incoming, Notifications};
-use crate::domain::{Campaign, CampaignStatus, Fact, Money, PayoutStage};
+use crate::domain::{Campaign, CampaignStatus, Decision, Fact, Money, PayoutStage};
 
 /// The services whose events the notification service follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,7 +171,9 @@ fn tracking_fact(event: Option<tracking_event_envelope::Event>) -> Result<Fact, 
             | Event::LinkDisabled(_)
             | Event::ClickRecorded(_)
             | Event::ConversionRecorded(_)
-            | Event::ConversionReviewed(_),
+            | Event::ConversionReviewed(_)
+            // The creator hears of a refund from the commission service (commission.reversed.v1).
+            | Event::ConversionRefunded(_),
         )
         | None => Fact::Nothing,
     })
@@ -189,6 +191,40 @@ fn commission_fact(event: Option<commission_event::Event>) -> Result<Fact, Strin
                 amount: money("commission.amount", c.amount)?,
             }
         }
+        Some(Event::CommissionApproved(e)) => {
+            decided(e.commission, Decision::Approved { early: e.early })?
+        }
+        Some(Event::CommissionDeclined(e)) => {
+            decided(e.commission, Decision::Declined { reason: e.reason })?
+        }
+        Some(Event::CommissionReversed(e)) => {
+            let c = e.commission.ok_or("the commission is missing")?;
+            let currency = c
+                .amount
+                .as_ref()
+                .map(|a| a.currency.clone())
+                .unwrap_or_default();
+            // An absent amount took nothing back.
+            let part = |m: Option<MoneyPb>| {
+                m.map_or_else(
+                    || Money {
+                        amount_minor: 0,
+                        currency: currency.clone(),
+                    },
+                    |m| Money {
+                        amount_minor: m.amount_minor,
+                        currency: m.currency,
+                    },
+                )
+            };
+            let decision = Decision::Reversed {
+                chargeback: e.kind == "chargeback",
+                reason: e.reason,
+                reversed: part(e.reversed),
+                clawed_back: part(e.clawed_back),
+            };
+            decided(Some(c), decision)?
+        }
         Some(
             Event::CommissionRejected(_)
             | Event::CommissionReserved(_)
@@ -198,6 +234,21 @@ fn commission_fact(event: Option<commission_event::Event>) -> Result<Fact, Strin
             | Event::CommandRejected(_),
         )
         | None => Fact::Nothing,
+    })
+}
+
+/// A commission's approval, decline or reversal, for its creator.
+fn decided(
+    commission: Option<commission_pb::Commission>,
+    decision: Decision,
+) -> Result<Fact, String> {
+    let c = commission.ok_or("the commission is missing")?;
+    Ok(Fact::CommissionDecided {
+        commission_id: id("commission.id", &c.id)?,
+        campaign_id: id("commission.campaign_id", &c.campaign_id)?,
+        creator_id: id("commission.creator_id", &c.creator_id)?,
+        amount: money("commission.amount", c.amount)?,
+        decision,
     })
 }
 

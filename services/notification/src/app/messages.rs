@@ -17,6 +17,9 @@ pub fn kind(kind: Option<Kind>) -> NotificationKind {
         Some(Kind::PayoutCompleted) => NotificationKind::PayoutCompleted,
         Some(Kind::PayoutFailed) => NotificationKind::PayoutFailed,
         Some(Kind::PayoutRejected) => NotificationKind::PayoutRejected,
+        Some(Kind::CommissionApproved) => NotificationKind::CommissionApproved,
+        Some(Kind::CommissionDeclined) => NotificationKind::CommissionDeclined,
+        Some(Kind::CommissionReversed) => NotificationKind::CommissionReversed,
         None => NotificationKind::Unspecified,
     }
 }

@@ -17,10 +17,13 @@ pub enum Kind {
     PayoutCompleted,
     PayoutFailed,
     PayoutRejected,
+    CommissionApproved,
+    CommissionDeclined,
+    CommissionReversed,
 }
 
 impl Kind {
-    const ALL: [Self; 9] = [
+    const ALL: [Self; 12] = [
         Self::CampaignCreated,
         Self::CampaignStatusChanged,
         Self::CampaignAccepted,
@@ -30,6 +33,9 @@ impl Kind {
         Self::PayoutCompleted,
         Self::PayoutFailed,
         Self::PayoutRejected,
+        Self::CommissionApproved,
+        Self::CommissionDeclined,
+        Self::CommissionReversed,
     ];
 
     /// The stored name (the `notifications.kind` check lists them).
@@ -44,6 +50,9 @@ impl Kind {
             Self::PayoutCompleted => "payout_completed",
             Self::PayoutFailed => "payout_failed",
             Self::PayoutRejected => "payout_rejected",
+            Self::CommissionApproved => "commission_approved",
+            Self::CommissionDeclined => "commission_declined",
+            Self::CommissionReversed => "commission_reversed",
         }
     }
 
@@ -88,6 +97,24 @@ pub enum PayoutStage {
     Rejected,
 }
 
+/// What became of a pending commission after it was calculated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Payable now: its hold ended, or (`early`) the advertiser approved it before.
+    Approved { early: bool },
+    /// The advertiser declined it, for `reason`.
+    Declined { reason: String },
+    /// A refund or chargeback of its purchase took (part of) it back: `reversed` before it was
+    /// paid, `clawed_back` after it was reserved or paid (netted against the next payout). Either
+    /// may be zero.
+    Reversed {
+        chargeback: bool,
+        reason: String,
+        reversed: Money,
+        clawed_back: Money,
+    },
+}
+
 /// What a domain event reports, as far as notifications care.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fact {
@@ -112,6 +139,14 @@ pub enum Fact {
         campaign_id: Uuid,
         creator_id: Uuid,
         amount: Money,
+    },
+    CommissionDecided {
+        commission_id: Uuid,
+        campaign_id: Uuid,
+        creator_id: Uuid,
+        /// The commission's whole amount.
+        amount: Money,
+        decision: Decision,
     },
     Payout {
         stage: PayoutStage,
@@ -148,7 +183,8 @@ impl Fact {
         match self {
             Self::CampaignAccepted { campaign_id, .. }
             | Self::EvidenceSubmitted { campaign_id, .. }
-            | Self::CommissionEarned { campaign_id, .. } => Some(Need::Required(*campaign_id)),
+            | Self::CommissionEarned { campaign_id, .. }
+            | Self::CommissionDecided { campaign_id, .. } => Some(Need::Required(*campaign_id)),
             _ => None,
         }
     }
@@ -270,6 +306,24 @@ pub fn derive(fact: &Fact, known: Option<&Campaign>) -> Result<Vec<Draft>, Unkno
                 subject_id: *commission_id,
             }]
         }
+        Fact::CommissionDecided {
+            commission_id,
+            campaign_id,
+            creator_id,
+            amount,
+            decision,
+        } => {
+            let on = required(*campaign_id)?;
+            let (kind, title, body) = decided(decision, amount, &on.name);
+            vec![Draft {
+                user_id: *creator_id,
+                kind,
+                title: title.into(),
+                body,
+                subject_type: COMMISSION,
+                subject_id: *commission_id,
+            }]
+        }
         Fact::Payout {
             stage,
             payout_id,
@@ -321,6 +375,89 @@ pub fn derive(fact: &Fact, known: Option<&Campaign>) -> Result<Vec<Draft>, Unkno
     };
     drafts.sort_by_key(|d| d.user_id);
     Ok(drafts)
+}
+
+/// A commission decision's kind, title and body, for the creator: `amount` is the commission's,
+/// `campaign` names the campaign.
+fn decided(decision: &Decision, amount: &Money, campaign: &str) -> (Kind, &'static str, String) {
+    let because = |reason: &str| {
+        if reason.is_empty() {
+            String::new()
+        } else {
+            format!(" ({reason})")
+        }
+    };
+    match decision {
+        Decision::Approved { early: false } => (
+            Kind::CommissionApproved,
+            "Commission approved",
+            format!(
+                "Your commission of {amount} on \"{campaign}\" is approved: its hold is over and it is in your available balance."
+            ),
+        ),
+        Decision::Approved { early: true } => (
+            Kind::CommissionApproved,
+            "Commission approved",
+            format!(
+                "The advertiser approved your commission of {amount} on \"{campaign}\" before its hold ended: it is in your available balance."
+            ),
+        ),
+        Decision::Declined { reason } => {
+            let reason = if reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {reason}")
+            };
+            (
+                Kind::CommissionDeclined,
+                "Commission declined",
+                format!(
+                    "The advertiser declined your commission of {amount} on \"{campaign}\"{reason}. It earns nothing."
+                ),
+            )
+        }
+        Decision::Reversed {
+            chargeback,
+            reason,
+            reversed,
+            clawed_back,
+        } => {
+            let what = if *chargeback {
+                "A chargeback"
+            } else {
+                "A refund"
+            };
+            let because = because(reason);
+            let (title, body) = match (reversed.amount_minor > 0, clawed_back.amount_minor > 0) {
+                (_, true) => {
+                    let before = if reversed.amount_minor > 0 {
+                        format!(" and {reversed} before it was paid")
+                    } else {
+                        String::new()
+                    };
+                    (
+                        "Commission clawed back",
+                        format!(
+                            "{what} of the purchase on \"{campaign}\"{because} took back {clawed_back} of your commission of {amount} after it was paid out or reserved{before}. The {clawed_back} will be deducted from your next payout."
+                        ),
+                    )
+                }
+                (true, false) => (
+                    "Commission reversed",
+                    format!(
+                        "{what} of the purchase on \"{campaign}\"{because} took back {reversed} of your commission of {amount} before it was paid."
+                    ),
+                ),
+                (false, false) => (
+                    "Commission reversed",
+                    format!(
+                        "{what} of the purchase on \"{campaign}\"{because} was recorded; it took nothing back from your commission of {amount}."
+                    ),
+                ),
+            };
+            (Kind::CommissionReversed, title, body)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -414,6 +551,82 @@ mod tests {
             (known[0].subject_type, known[0].subject_id),
             (COMMISSION, Uuid::from_u128(4))
         );
+    }
+
+    #[test]
+    fn a_commission_s_approval_decline_and_reversal_tell_its_creator_with_the_reason() {
+        let told = |decision| {
+            let fact = Fact::CommissionDecided {
+                commission_id: Uuid::from_u128(4),
+                campaign_id: campaign().id,
+                creator_id: Uuid::from_u128(3),
+                amount: money(500, "EUR"),
+                decision,
+            };
+            assert_eq!(fact.needs(), Some(Need::Required(campaign().id)));
+            assert_eq!(derive(&fact, None), Err(UnknownCampaign(campaign().id)));
+            let mut drafts = derive(&fact, Some(&campaign())).unwrap_or_default();
+            assert_eq!(drafts.len(), 1);
+            let d = drafts.remove(0);
+            assert_eq!(
+                (d.user_id, d.subject_type, d.subject_id),
+                (Uuid::from_u128(3), COMMISSION, Uuid::from_u128(4))
+            );
+            (d.kind, d.title, d.body)
+        };
+        assert_eq!(
+            told(Decision::Approved { early: false }),
+            (
+                Kind::CommissionApproved,
+                "Commission approved".into(),
+                "Your commission of 5.00 EUR on \"Summer launch\" is approved: its hold is over and it is in your available balance.".into()
+            )
+        );
+        assert!(
+            told(Decision::Approved { early: true })
+                .2
+                .starts_with("The advertiser approved your commission of 5.00 EUR")
+        );
+        assert_eq!(
+            told(Decision::Declined {
+                reason: "the order was cancelled".into()
+            }),
+            (
+                Kind::CommissionDeclined,
+                "Commission declined".into(),
+                "The advertiser declined your commission of 5.00 EUR on \"Summer launch\": the order was cancelled. It earns nothing.".into()
+            )
+        );
+        let reversed = |reversed, clawed_back, chargeback| {
+            told(Decision::Reversed {
+                chargeback,
+                reason: "damaged on arrival".into(),
+                reversed: money(reversed, "EUR"),
+                clawed_back: money(clawed_back, "EUR"),
+            })
+        };
+        assert_eq!(
+            reversed(200, 0, false),
+            (
+                Kind::CommissionReversed,
+                "Commission reversed".into(),
+                "A refund of the purchase on \"Summer launch\" (damaged on arrival) took back 2.00 EUR of your commission of 5.00 EUR before it was paid.".into()
+            )
+        );
+        assert_eq!(
+            reversed(0, 500, true),
+            (
+                Kind::CommissionReversed,
+                "Commission clawed back".into(),
+                "A chargeback of the purchase on \"Summer launch\" (damaged on arrival) took back 5.00 EUR of your commission of 5.00 EUR after it was paid out or reserved. The 5.00 EUR will be deducted from your next payout.".into()
+            )
+        );
+        assert!(
+            reversed(200, 300, false)
+                .2
+                .contains("took back 3.00 EUR of your commission of 5.00 EUR after it was paid out or reserved and 2.00 EUR before it was paid.")
+        );
+        assert_eq!(reversed(0, 0, false).1, "Commission reversed");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use uuid::Uuid;
 use affiliate_proto::payment as pb;
 use messaging::inbox;
 use service_runtime::context::CommandContext;
+use service_runtime::money::display;
 use service_runtime::outbox;
 use service_runtime::paging::next_page_token;
 use service_runtime::unit_of_work::{Decision, execute};
@@ -23,17 +24,21 @@ use service_runtime::validation::{Violations, page_size, parse_id, parse_optiona
 
 use crate::adapters::provider::{PaymentOrder, PaymentProvider};
 use crate::adapters::repository::{self as repo};
-use crate::domain::{self, Method, PayoutInput, ProviderOutcome, State, Step};
+use crate::domain::{self, Method, PayoutInput, PayoutMinimums, ProviderOutcome, State, Step};
 pub use error::Error;
 
 /// The inbox consumer name of the saga's commission-event feed.
 pub const SAGA_CONSUMER: &str = "payment/commission-events";
+
+/// The `google.rpc.ErrorInfo` reason of a payout request below its currency's minimum.
+pub const BELOW_MINIMUM_PAYOUT: &str = "BELOW_MINIMUM_PAYOUT";
 
 /// The payout use cases and saga over one database and one provider.
 pub struct Payouts<P> {
     pool: PgPool,
     provider: Arc<P>,
     provider_timeout: Duration,
+    minimums: Arc<PayoutMinimums>,
 }
 
 impl<P> Clone for Payouts<P> {
@@ -42,6 +47,7 @@ impl<P> Clone for Payouts<P> {
             pool: self.pool.clone(),
             provider: self.provider.clone(),
             provider_timeout: self.provider_timeout,
+            minimums: self.minimums.clone(),
         }
     }
 }
@@ -52,10 +58,21 @@ impl<P: PaymentProvider> Payouts<P> {
             pool,
             provider,
             provider_timeout,
+            minimums: Arc::default(),
+        }
+    }
+
+    /// Refuses payout requests below their currency's minimum.
+    pub fn with_minimums(self, minimums: PayoutMinimums) -> Self {
+        Self {
+            minimums: Arc::new(minimums),
+            ..self
         }
     }
 
     /// Starts a payout: `payout.requested.v1` and `commission.reserve.command.v1`, one transaction.
+    /// One below its currency's minimum is refused (`BELOW_MINIMUM_PAYOUT`), nothing written;
+    /// a retry of one accepted before is answered as it was.
     pub async fn request_payout(
         &self,
         ctx: &CommandContext,
@@ -81,6 +98,7 @@ impl<P: PaymentProvider> Payouts<P> {
             "payment.request_payout",
             &request,
             async |tx| {
+                self.check_minimum(&new)?;
                 let now = messages::now();
                 let account = domain::mask(&new.account);
                 let row = repo::insert_payout(
@@ -105,6 +123,20 @@ impl<P: PaymentProvider> Payouts<P> {
             tracing::info!(payout = %payout.id, creator = %payout.creator_id, "payout requested");
         }
         Ok(response)
+    }
+
+    fn check_minimum(&self, new: &domain::NewPayout) -> Result<(), Error> {
+        match self.minimums.short_of(new.amount_minor, &new.currency) {
+            None => Ok(()),
+            Some(minimum) => Err(Error::Refused {
+                reason: BELOW_MINIMUM_PAYOUT,
+                message: format!(
+                    "a payout of {} is below the minimum payout of {}",
+                    display(new.amount_minor, &new.currency),
+                    display(minimum, &new.currency)
+                ),
+            }),
+        }
     }
 
     pub async fn get_payout(

@@ -1,6 +1,8 @@
 //! The payout domain, with no I/O: what a valid payout request is, how account details are
 //! masked, and the saga's state machine (which message moves a payout from which state to which).
 
+use std::collections::BTreeMap;
+
 pub use service_runtime::validation::FieldViolation;
 use service_runtime::validation::{Violations, parse_id};
 use uuid::Uuid;
@@ -161,6 +163,71 @@ fn is_email_like(s: &str) -> bool {
     }
 }
 
+/// The smallest payout per currency, in minor units (`--payout-minimums`): a payout request
+/// below its currency's minimum is refused; a currency without one takes any positive amount.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PayoutMinimums(BTreeMap<String, i64>);
+
+impl PayoutMinimums {
+    /// Reads `EUR=10.00,USD=25.00`: ISO-4217 codes, each once, with a positive amount in major
+    /// units with at most the currency's decimals (`JPY=1000`, `KWD=5.125`). Empty means none.
+    /// The error says which entry is wrong and how.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut minimums = BTreeMap::new();
+        for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let (currency, amount) = entry
+                .split_once('=')
+                .ok_or_else(|| format!("`{entry}` is not CURRENCY=AMOUNT, e.g. EUR=10.00"))?;
+            let (currency, amount) = (currency.trim(), amount.trim());
+            if !service_runtime::money::is_iso_4217(currency) {
+                return Err(format!(
+                    "`{entry}`: `{currency}` is not an ISO-4217 currency code in upper case"
+                ));
+            }
+            let minor = minor_units(amount, currency)
+                .map_err(|why| format!("`{entry}`: the amount {why}"))?;
+            if minor <= 0 {
+                return Err(format!("`{entry}`: the amount must be positive"));
+            }
+            if minimums.insert(currency.to_owned(), minor).is_some() {
+                return Err(format!("{currency} is given twice"));
+            }
+        }
+        Ok(Self(minimums))
+    }
+
+    /// The minimum of `currency` in minor units, if it has one.
+    pub fn of(&self, currency: &str) -> Option<i64> {
+        self.0.get(currency).copied()
+    }
+
+    /// The minimum a payout of `amount_minor` `currency` falls short of, if it does.
+    pub fn short_of(&self, amount_minor: i64, currency: &str) -> Option<i64> {
+        self.of(currency).filter(|minimum| amount_minor < *minimum)
+    }
+}
+
+/// An amount in major units (`10.00`) in minor units of `currency` (1000 for EUR): digits,
+/// optionally a point and at most as many decimals as the currency has.
+fn minor_units(amount: &str, currency: &str) -> Result<i64, String> {
+    let digits = service_runtime::money::minor_digits(currency) as usize;
+    let (whole, fraction) = amount.split_once('.').unwrap_or((amount, ""));
+    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    let fraction_ok = !amount.contains('.') || (!fraction.is_empty() && all_digits(fraction));
+    if whole.is_empty() || !all_digits(whole) || !fraction_ok {
+        return Err("must be a decimal number in major units, e.g. 10.00".to_owned());
+    }
+    if fraction.len() > digits {
+        return Err(format!(
+            "has {} decimals; {currency} has {digits}",
+            fraction.len()
+        ));
+    }
+    format!("{whole}{fraction:0<digits$}")
+        .parse::<i64>()
+        .map_err(|_| "is too large".to_owned())
+}
+
 /// Where a payout is in the saga.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -308,6 +375,47 @@ mod tests {
         assert_eq!(mask(&account), "****3000");
         assert!(!format!("{account:?}").contains("3704"));
         assert_eq!(mask(&AccountDetails::new("ab".into())), "****ab");
+    }
+
+    #[test]
+    fn payout_minimums_are_read_in_major_units_with_each_currency_s_decimals() {
+        let minimums = PayoutMinimums::parse("EUR=10.00, USD=25,JPY=1000,KWD=5.125").unwrap();
+        assert_eq!(
+            ["EUR", "USD", "JPY", "KWD", "GBP"].map(|c| minimums.of(c)),
+            [Some(1000), Some(2500), Some(1000), Some(5125), None]
+        );
+        assert_eq!(minimums.short_of(999, "EUR"), Some(1000));
+        assert_eq!(minimums.short_of(1000, "EUR"), None);
+        assert_eq!(minimums.short_of(1, "GBP"), None);
+        assert_eq!(
+            PayoutMinimums::parse("").unwrap(),
+            PayoutMinimums::default()
+        );
+        assert_eq!(
+            PayoutMinimums::parse(" ").unwrap(),
+            PayoutMinimums::default()
+        );
+    }
+
+    #[test]
+    fn a_bad_payout_minimum_is_refused_saying_which_and_why() {
+        for (text, why) in [
+            ("EUR", "is not CURRENCY=AMOUNT"),
+            ("eur=10", "not an ISO-4217 currency code"),
+            ("XXX=10", "not an ISO-4217 currency code"),
+            ("EUR=10.001", "has 3 decimals; EUR has 2"),
+            ("JPY=10.5", "has 1 decimals; JPY has 0"),
+            ("EUR=-1", "must be a decimal number"),
+            ("EUR=1e3", "must be a decimal number"),
+            ("EUR=10.", "must be a decimal number"),
+            ("EUR=", "must be a decimal number"),
+            ("EUR=0.00", "must be positive"),
+            ("EUR=99999999999999999999", "is too large"),
+            ("EUR=1,EUR=2", "EUR is given twice"),
+        ] {
+            let error = PayoutMinimums::parse(text).unwrap_err();
+            assert!(error.contains(why), "{text}: {error}");
+        }
     }
 
     #[test]

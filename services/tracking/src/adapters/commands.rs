@@ -42,6 +42,7 @@ impl CommandDoor for TrackingDoor {
             Command::DisableLink(r) => self.0.disable_link(ctx, r).await.map(drop),
             Command::RecordConversion(r) => self.0.record_conversion(ctx, r).await.map(drop),
             Command::ReviewConversion(r) => self.0.review_conversion(ctx, r).await.map(drop),
+            Command::RefundConversion(r) => self.0.refund_conversion(ctx, r).await.map(drop),
         }
     }
 
@@ -50,8 +51,8 @@ impl CommandDoor for TrackingDoor {
     }
 
     /// CreateEvent commands as one set (`Tracking::create_events`), RecordConversion commands as
-    /// another (`Tracking::record_conversions`); evidence, links and reviews, which are rare, one
-    /// at a time, each in a savepoint of the set's transaction.
+    /// another (`Tracking::record_conversions`); evidence, links, reviews and refunds, which are
+    /// rare, one at a time, each in a savepoint of the set's transaction.
     async fn run_set(
         &self,
         conn: &mut PgConnection,
@@ -104,6 +105,11 @@ impl CommandDoor for TrackingDoor {
                     .review_conversion_in(&mut *conn, &ctx, r)
                     .await
                     .map(drop),
+                Command::RefundConversion(r) => self
+                    .0
+                    .refund_conversion_in(&mut *conn, &ctx, r)
+                    .await
+                    .map(drop),
                 Command::CreateEvent(_) | Command::RecordConversion(_) => {
                     Err(Error::Internal(anyhow::anyhow!("not in this set")))
                 }
@@ -122,6 +128,7 @@ impl CommandDoor for TrackingDoor {
             "tracking.create_link.command.v1" | "tracking.disable_link.command.v1" => {
                 messages::LINK
             }
+            "tracking.refund_conversion.command.v1" => messages::CONVERSION,
             _ => messages::TRACKING_EVENT,
         }
     }

@@ -26,6 +26,8 @@ pub struct ConversionRow {
     pub tracking_event_id: Option<Uuid>,
     pub reason: Option<String>,
     pub version: i64,
+    /// Minor units of the amount refunded so far.
+    pub refunded_minor: i64,
     pub clicked_at: DateTime<Utc>,
     pub sub1: Option<String>,
     pub sub2: Option<String>,
@@ -171,7 +173,7 @@ pub async fn find_by_orders(
         r#"
         select v.id, v.advertiser_id, v.order_id, v.click_id, v.link_id, v.campaign_id,
                v.creator_id, v.amount_minor, v.currency, v.converted_at, v.recorded_at, v.status,
-               v.tracking_event_id, v.reason, v.version, c.clicked_at,
+               v.tracking_event_id, v.reason, v.version, v.refunded_minor, c.clicked_at,
                l.sub1, l.sub2, l.sub3, l.sub4, l.sub5
         from conversions v join clicks c on c.id = v.click_id join links l on l.id = v.link_id
         join unnest($1::uuid[], $2::text[]) as o(advertiser_id, order_id)
@@ -194,7 +196,7 @@ pub async fn find_conversions(
         r#"
         select v.id, v.advertiser_id, v.order_id, v.click_id, v.link_id, v.campaign_id,
                v.creator_id, v.amount_minor, v.currency, v.converted_at, v.recorded_at, v.status,
-               v.tracking_event_id, v.reason, v.version, c.clicked_at,
+               v.tracking_event_id, v.reason, v.version, v.refunded_minor, c.clicked_at,
                l.sub1, l.sub2, l.sub3, l.sub4, l.sub5
         from conversions v join clicks c on c.id = v.click_id join links l on l.id = v.link_id
         where v.id = any($1)
@@ -245,6 +247,114 @@ pub async fn review(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+// ---- refunds ----
+
+/// A refund or chargeback of an order.
+#[derive(Debug, Clone)]
+pub struct RefundRow {
+    pub conversion_id: Uuid,
+    pub order_id: String,
+    pub refund_id: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub kind: String,
+    pub reason: Option<String>,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// Locks the conversion of an advertiser's order, so its refunds are recorded one at a time;
+/// its id, or `None` for an unknown order.
+pub async fn lock_order(
+    conn: &mut PgConnection,
+    advertiser_id: Uuid,
+    order_id: &str,
+) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar!(
+        "select id from conversions where advertiser_id = $1 and order_id = $2 for update",
+        advertiser_id,
+        order_id,
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// The refund `refund_id` of an advertiser's order, if it was recorded.
+pub async fn find_refund(
+    conn: &mut PgConnection,
+    advertiser_id: Uuid,
+    order_id: &str,
+    refund_id: &str,
+) -> sqlx::Result<Option<RefundRow>> {
+    sqlx::query_as!(
+        RefundRow,
+        r#"
+        select conversion_id, order_id, refund_id, amount_minor, currency, kind, reason,
+               recorded_at
+        from refunds where advertiser_id = $1 and order_id = $2 and refund_id = $3
+        "#,
+        advertiser_id,
+        order_id,
+        refund_id,
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// One refund to record with [`insert_refund`].
+#[derive(Debug, Clone, Copy)]
+pub struct RefundInsert<'a> {
+    pub conversion_id: Uuid,
+    pub advertiser_id: Uuid,
+    pub order_id: &'a str,
+    pub refund_id: &'a str,
+    pub amount_minor: i64,
+    pub currency: &'a str,
+    pub kind: &'a str,
+    pub reason: Option<&'a str>,
+}
+
+/// Records a refund and adds it to its conversion's refunded total (a new version of the
+/// conversion), in one statement. `None` when the order has that refund id already (its key,
+/// `refunds_pkey`, is the idempotency).
+pub async fn insert_refund(
+    conn: &mut PgConnection,
+    refund: RefundInsert<'_>,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Option<RefundRow>> {
+    sqlx::query_as!(
+        RefundRow,
+        r#"
+        with inserted as (
+            insert into refunds (advertiser_id, order_id, refund_id, conversion_id, amount_minor,
+                                 currency, kind, reason, recorded_at)
+            values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+            on conflict on constraint refunds_pkey do nothing
+            returning conversion_id, order_id, refund_id, amount_minor, currency, kind, reason,
+                      recorded_at
+        ), added as (
+            update conversions v
+            set refunded_minor = v.refunded_minor + i.amount_minor, version = v.version + 1
+            from inserted i where v.id = i.conversion_id
+        )
+        select conversion_id as "conversion_id!", order_id as "order_id!",
+               refund_id as "refund_id!", amount_minor as "amount_minor!",
+               currency as "currency!", kind as "kind!", reason, recorded_at as "recorded_at!"
+        from inserted
+        "#,
+        refund.advertiser_id,
+        refund.order_id,
+        refund.refund_id,
+        refund.conversion_id,
+        refund.amount_minor,
+        refund.currency,
+        refund.kind,
+        refund.reason,
+        now,
+    )
+    .fetch_optional(conn)
+    .await
 }
 
 // ---- postback keys ----

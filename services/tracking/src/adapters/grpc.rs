@@ -128,6 +128,16 @@ impl TrackingService for TrackingApi {
         .await
     }
 
+    async fn refund_conversion(
+        &self,
+        request: Request<pb::RefundConversionRequest>,
+    ) -> Result<Response<pb::RefundConversionResponse>, Status> {
+        command(request, async |ctx, r| {
+            self.tracking.refund_conversion(ctx, r).await
+        })
+        .await
+    }
+
     async fn get_conversion(
         &self,
         request: Request<pb::GetConversionRequest>,

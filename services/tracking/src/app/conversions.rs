@@ -6,6 +6,11 @@
 //! CreateEvent (so `tracking_event.created.v1` and `commission.calculate.command.v1` follow as
 //! for any purchase), in the same transaction, under the click's correlation id (the click id):
 //! the audit trail shows click → conversion → commission → payout as one workflow.
+//!
+//! RefundConversion is idempotent on (advertiser, order id, refund id) by the `refunds` table's
+//! key: the order's conversion is locked, so its refunds are applied one at a time against what
+//! is left of the sale, and each sends `commission.reverse.command.v1` for the purchase in the
+//! same transaction as its `conversion.refunded.v1`.
 
 use std::collections::HashMap;
 
@@ -17,8 +22,8 @@ use uuid::Uuid;
 
 use affiliate_proto::common::Money;
 use affiliate_proto::tracking::{
-    self as pb, ConversionRecorded, ConversionReviewed, authenticate_postback_request::Credential,
-    tracking_event_envelope::Event,
+    self as pb, ConversionRecorded, ConversionRefunded, ConversionReviewed,
+    authenticate_postback_request::Credential, tracking_event_envelope::Event,
 };
 use service_runtime::context::CommandContext;
 use service_runtime::group_commit::SetWriter;
@@ -28,7 +33,9 @@ use service_runtime::validation::{FieldViolation, text};
 
 use super::{Error, Tracking, create, messages};
 use crate::adapters::conversions::{self as repo, ClickTarget};
-use crate::domain::conversions::{self as rules, Attributed, NewConversion, RecordConversionInput};
+use crate::domain::conversions::{
+    self as rules, Attributed, NewConversion, NewRefund, RecordConversionInput, RefundInput,
+};
 use crate::domain::{self};
 
 /// How far a signed postback's timestamp may be from this clock.
@@ -521,6 +528,31 @@ impl Tracking {
         })
     }
 
+    /// Records a refund or chargeback of an accepted conversion's order (see the module's
+    /// documentation and the RPC's).
+    pub async fn refund_conversion(
+        &self,
+        ctx: &CommandContext,
+        request: pb::RefundConversionRequest,
+    ) -> Result<pb::RefundConversionResponse, Error> {
+        self.refund_conversion_in(&self.pool, ctx, request).await
+    }
+
+    /// [`Tracking::refund_conversion`] on `db`: a pool (its own transaction) or a connection in a
+    /// transaction (a savepoint in it, as the command door's sets run it).
+    pub async fn refund_conversion_in<'c>(
+        &self,
+        db: impl sqlx::Acquire<'c, Database = sqlx::Postgres>,
+        ctx: &CommandContext,
+        request: pb::RefundConversionRequest,
+    ) -> Result<pb::RefundConversionResponse, Error> {
+        let new = validate_refund(&request)?;
+        execute(db, ctx, REFUND_OPERATION, &request, async |tx| {
+            refund(tx, ctx, &new).await
+        })
+        .await
+    }
+
     // ---- postback keys ----
 
     /// A new key for an advertiser (at most two unrevoked); the secret is answered once.
@@ -631,6 +663,173 @@ impl Tracking {
             advertiser_id: row.advertiser_id.to_string(),
             key_id: row.id.to_string(),
         })
+    }
+}
+
+/// The idempotency record's operation name of RefundConversion.
+const REFUND_OPERATION: &str = "tracking.refund_conversion";
+
+/// Checks a refund request in memory: the refund it would record, or every problem.
+fn validate_refund(request: &pb::RefundConversionRequest) -> Result<NewRefund, Error> {
+    Ok(rules::validate_refund(RefundInput {
+        advertiser_id: &request.advertiser_id,
+        order_id: &request.order_id,
+        refund_id: &request.refund_id,
+        amount: request
+            .amount
+            .as_ref()
+            .map(|a| (a.amount_minor, a.currency.as_str())),
+        kind: &request.kind,
+        reason: &request.reason,
+    })?)
+}
+
+/// RefundConversion's body: decides on the locked conversion of the order, records the refund
+/// and names its two messages (the event, and the reverse command it causes).
+async fn refund(
+    tx: &mut sqlx::PgConnection,
+    ctx: &CommandContext,
+    new: &NewRefund,
+) -> Result<Decision<pb::RefundConversionResponse>, Error> {
+    let order = new.order_id.as_str();
+    let row = match repo::lock_order(tx, new.advertiser_id, order).await? {
+        Some(id) => repo::find_conversion(tx, id).await?,
+        None => None,
+    }
+    .ok_or_else(|| Error::not_found("order", order))?;
+    if row.status != "accepted" {
+        let instead = if row.status == "held" {
+            ": decline it instead"
+        } else {
+            ""
+        };
+        return Err(Error::Refused {
+            reason: "CONVERSION_NOT_ACCEPTED",
+            message: format!(
+                "the conversion of order {order} is {}: there is no purchase to refund{instead}",
+                row.status
+            ),
+        });
+    }
+    if let Some(first) = repo::find_refund(tx, new.advertiser_id, order, &new.refund_id).await? {
+        let same = new
+            .amount
+            .as_ref()
+            .is_none_or(|a| a.minor == first.amount_minor && a.currency == first.currency);
+        if !same {
+            return Err(Error::Refused {
+                reason: "REFUND_ID_REUSED",
+                message: format!(
+                    "refund {} of order {order} was recorded for {} {} already: a refund id \
+                     names one refund",
+                    first.refund_id, first.amount_minor, first.currency
+                ),
+            });
+        }
+        return Ok(Decision::answer(pb::RefundConversionResponse {
+            conversion: Some(messages::conversion(&row)),
+            refund: Some(messages::refund(&first)),
+            duplicate: true,
+        }));
+    }
+    if let Some(amount) = &new.amount
+        && amount.currency != row.currency
+    {
+        return Err(Error::Invalid(vec![FieldViolation::new(
+            "amount.currency",
+            format!("must be the conversion's currency ({})", row.currency),
+        )]));
+    }
+    let left = row.amount_minor - row.refunded_minor;
+    if left <= 0 {
+        return Err(Error::Refused {
+            reason: "ALREADY_REFUNDED",
+            message: format!("order {order} is already refunded in full"),
+        });
+    }
+    let amount_minor = match &new.amount {
+        None => left,
+        Some(a) if a.minor > left => {
+            return Err(Error::Invalid(vec![FieldViolation::new(
+                "amount.amount_minor",
+                format!(
+                    "must be at most {left}, what is left of the sale ({} of {} {} refunded \
+                     already)",
+                    row.refunded_minor, row.amount_minor, row.currency
+                ),
+            )]));
+        }
+        Some(a) => a.minor,
+    };
+    let now = messages::now();
+    let recorded = repo::insert_refund(
+        tx,
+        repo::RefundInsert {
+            conversion_id: row.id,
+            advertiser_id: new.advertiser_id,
+            order_id: order,
+            refund_id: &new.refund_id,
+            amount_minor,
+            currency: &row.currency,
+            kind: new.kind.as_str(),
+            reason: new.reason.as_deref(),
+        },
+        now,
+    )
+    .await
+    .map_err(refund_refused)?
+    .ok_or_else(|| {
+        // The conversion is locked, so only a bug gets here.
+        Error::Internal(anyhow::anyhow!(
+            "refund {} of order {order} appeared under the conversion's lock",
+            new.refund_id
+        ))
+    })?;
+    let row = repo::find_conversion(tx, row.id)
+        .await?
+        .ok_or_else(|| Error::not_found("order", order))?;
+    let purchase = row.tracking_event_id.ok_or_else(|| {
+        Error::Internal(anyhow::anyhow!(
+            "an accepted conversion without its purchase"
+        ))
+    })?;
+    let ctx = in_click_workflow(ctx, row.click_id);
+    let conversion = messages::conversion(&row);
+    let refund = messages::refund(&recorded);
+    let refunded = outbox::event::<pb::TrackingEventEnvelope>(
+        &ctx,
+        Subject::new(messages::CONVERSION, row.id, row.version),
+        now,
+        Event::ConversionRefunded(ConversionRefunded {
+            conversion: Some(conversion.clone()),
+            refund: Some(refund.clone()),
+        }),
+    );
+    let reverse = messages::reverse_command(&ctx, purchase, &recorded, refunded.message_id, now);
+    Ok(Decision::with_all(
+        pb::RefundConversionResponse {
+            conversion: Some(conversion),
+            refund: Some(refund),
+            duplicate: false,
+        },
+        [refunded, reverse],
+    ))
+}
+
+/// The constraint that keeps refunds within the sale, as the domain error it stands for (the
+/// lock makes it unreachable; the check stays the last word).
+fn refund_refused(error: sqlx::Error) -> Error {
+    let within = error
+        .as_database_error()
+        .and_then(|e| e.constraint())
+        .is_some_and(|c| c == "conversions_refunded_within_amount");
+    if within {
+        Error::Invalid(vec![FieldViolation::new(
+            "amount.amount_minor",
+            "must be at most what is left of the sale",
+        )])
+    } else {
+        error.into()
     }
 }
 

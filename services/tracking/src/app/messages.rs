@@ -5,14 +5,15 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use affiliate_proto::commission::{
-    CalculateCommissionRequest, CommissionCommand, commission_command::Command,
+    CalculateCommissionRequest, CommissionCommand, ReverseCommissionRequest,
+    commission_command::Command,
 };
 use affiliate_proto::common::Money;
 use affiliate_proto::tracking::{self as pb};
 use service_runtime::context::CommandContext;
 use service_runtime::outbox::{self, OutboxMessage, Subject};
 
-use crate::adapters::conversions::{ConversionRow, PostbackKeyRow};
+use crate::adapters::conversions::{ConversionRow, PostbackKeyRow, RefundRow};
 use crate::adapters::links::LinkRow;
 use crate::adapters::repository::{EvidenceRow, TrackingEventRow};
 use crate::domain::{EventKind, EvidenceKind};
@@ -33,6 +34,8 @@ pub const CLICK: &str = "click";
 pub const VERSION: i64 = 1;
 /// The versioned type of the command a purchase sends.
 pub const CALCULATE_COMMAND: &str = "commission.calculate.command.v1";
+/// The versioned type of the command a refund sends.
+pub const REVERSE_COMMAND: &str = "commission.reverse.command.v1";
 
 pub use service_runtime::time::{now, timestamp};
 
@@ -137,6 +140,22 @@ pub fn conversion(row: &ConversionRow) -> pb::Conversion {
             .unwrap_or_default(),
         reason: row.reason.clone().unwrap_or_default(),
         clicked_at: Some(timestamp(row.clicked_at)),
+        refunded_minor: row.refunded_minor,
+    }
+}
+
+pub fn refund(row: &RefundRow) -> pb::Refund {
+    pb::Refund {
+        conversion_id: row.conversion_id.to_string(),
+        order_id: row.order_id.clone(),
+        refund_id: row.refund_id.clone(),
+        amount: Some(Money {
+            amount_minor: row.amount_minor,
+            currency: row.currency.clone(),
+        }),
+        kind: row.kind.clone(),
+        reason: row.reason.clone().unwrap_or_default(),
+        recorded_at: Some(timestamp(row.recorded_at)),
     }
 }
 
@@ -212,6 +231,35 @@ pub fn calculate_command(
         occurred_at,
         command,
     ))
+}
+
+/// The `commission.reverse.command.v1` a refund sends to the commission service: about the
+/// refunded conversion's purchase `tracking_event_id` (the message key, as its calculate command
+/// was), caused by the refund's `conversion.refunded.v1` message `caused_by`, carrying this
+/// refund's amount alone.
+pub fn reverse_command(
+    ctx: &CommandContext,
+    tracking_event_id: Uuid,
+    refund: &RefundRow,
+    caused_by: Uuid,
+    occurred_at: DateTime<Utc>,
+) -> OutboxMessage {
+    let ctx = CommandContext {
+        causation_id: Some(caused_by.to_string()),
+        ..ctx.clone()
+    };
+    let subject = Subject::new(TRACKING_EVENT, tracking_event_id, VERSION);
+    let command = Command::Reverse(ReverseCommissionRequest {
+        tracking_event_id: tracking_event_id.to_string(),
+        refund_id: refund.refund_id.clone(),
+        refunded_amount: Some(Money {
+            amount_minor: refund.amount_minor,
+            currency: refund.currency.clone(),
+        }),
+        kind: refund.kind.clone(),
+        reason: refund.reason.clone().unwrap_or_default(),
+    });
+    outbox::command::<CommissionCommand>(&ctx, subject, occurred_at, command)
 }
 
 #[cfg(test)]

@@ -64,15 +64,7 @@ pub fn validate_conversion(
     let mut v = Violations::new();
     let advertiser_id = v.check(parse_id("advertiser_id", input.advertiser_id));
     let click_id = v.check(parse_click_id("click_id", input.click_id));
-    let order_id = v.check(
-        text("order_id", input.order_id, MAX_ORDER_ID, true).and_then(|o| {
-            if o.contains(['\n', '\t']) {
-                Err(FieldViolation::new("order_id", "must be one line"))
-            } else {
-                Ok(o)
-            }
-        }),
-    );
+    let order_id = v.check(one_line("order_id", input.order_id, true));
     let amount = match input.amount {
         None => {
             v.push(FieldViolation::new("amount", "is required"));
@@ -214,6 +206,144 @@ pub fn attribute(new: &NewConversion, click: Option<&ClickFacts>) -> Result<Attr
     Ok(Attributed::Credit)
 }
 
+/// Longest refund id, in characters.
+pub const MAX_REFUND_ID: usize = 128;
+/// The refund id an empty one stands for: the one full refund an order can have.
+pub const FULL_REFUND: &str = "full";
+/// Longest refund reason, in characters.
+pub const MAX_REFUND_REASON: usize = 500;
+
+/// What kind of money an advertiser gave back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefundKind {
+    /// The shop refunded the order (the default).
+    Refund,
+    /// The buyer's bank took the money back.
+    Chargeback,
+}
+
+impl RefundKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Refund => "refund",
+            Self::Chargeback => "chargeback",
+        }
+    }
+
+    /// A request's kind: empty means a refund.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "" | "refund" => Some(Self::Refund),
+            "chargeback" => Some(Self::Chargeback),
+            _ => None,
+        }
+    }
+}
+
+/// A validated RefundConversion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRefund {
+    pub advertiser_id: Uuid,
+    pub order_id: String,
+    /// The advertiser's id of the refund; [`FULL_REFUND`] when the request had none.
+    pub refund_id: String,
+    /// `None`: all that is left of the sale.
+    pub amount: Option<Amount>,
+    pub kind: RefundKind,
+    pub reason: Option<String>,
+}
+
+/// The raw fields of a RefundConversion.
+#[derive(Debug, Clone, Copy)]
+pub struct RefundInput<'a> {
+    pub advertiser_id: &'a str,
+    pub order_id: &'a str,
+    pub refund_id: &'a str,
+    pub amount: Option<(i64, &'a str)>,
+    pub kind: &'a str,
+    pub reason: &'a str,
+}
+
+/// An order id or a refund id: at most 128 characters on one line, no control characters.
+fn one_line(field: &str, value: &str, required: bool) -> Result<String, FieldViolation> {
+    text(field, value, MAX_ORDER_ID, required).and_then(|o| {
+        if o.contains(['\n', '\t']) {
+            Err(FieldViolation::new(field, "must be one line"))
+        } else {
+            Ok(o)
+        }
+    })
+}
+
+/// Checks every field of a refund and reports every problem at once. Whether the amount is the
+/// conversion's currency and within what is left of the sale is for the caller, which knows the
+/// conversion.
+pub fn validate_refund(input: RefundInput<'_>) -> Result<NewRefund, Vec<FieldViolation>> {
+    let mut v = Violations::new();
+    let advertiser_id = v.check(parse_id("advertiser_id", input.advertiser_id));
+    let order_id = v.check(one_line("order_id", input.order_id, true));
+    let refund_id = v.check(one_line("refund_id", input.refund_id, false).map(|id| {
+        if id.is_empty() {
+            FULL_REFUND.to_owned()
+        } else {
+            id
+        }
+    }));
+    let amount = match input.amount {
+        None => Some(None),
+        Some((minor, currency)) => {
+            let before = v.len();
+            if minor <= 0 {
+                v.push(FieldViolation::new(
+                    "amount.amount_minor",
+                    "must be positive",
+                ));
+            } else if minor > MAX_AMOUNT_MINOR {
+                v.push(FieldViolation::new(
+                    "amount.amount_minor",
+                    format!("must be at most {MAX_AMOUNT_MINOR}"),
+                ));
+            }
+            if !is_iso_4217(currency) {
+                v.push(FieldViolation::new(
+                    "amount.currency",
+                    "must be an ISO-4217 currency code in circulation",
+                ));
+            }
+            (v.len() == before).then(|| {
+                Some(Amount {
+                    minor,
+                    currency: currency.to_owned(),
+                })
+            })
+        }
+    };
+    let kind = v.check(
+        RefundKind::parse(input.kind.trim())
+            .ok_or_else(|| FieldViolation::new("kind", "must be `refund` or `chargeback`")),
+    );
+    let reason = v.check(text("reason", input.reason, MAX_REFUND_REASON, false));
+    let new = match (advertiser_id, order_id, refund_id, amount, kind, reason) {
+        (
+            Some(advertiser_id),
+            Some(order_id),
+            Some(refund_id),
+            Some(amount),
+            Some(kind),
+            Some(reason),
+        ) => Some(NewRefund {
+            advertiser_id,
+            order_id,
+            refund_id,
+            amount,
+            kind,
+            reason: (!reason.is_empty()).then_some(reason),
+        }),
+        _ => None,
+    };
+    v.finish(new)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,5 +460,66 @@ mod tests {
             attribute(&new, Some(&click(-30))),
             Ok(Attributed::Hold(_))
         ));
+    }
+    #[test]
+    fn a_refund_reports_every_problem_at_once_and_an_empty_id_is_the_full_refund() {
+        let input = RefundInput {
+            advertiser_id: ADVERTISER,
+            order_id: " order-1 ",
+            refund_id: "",
+            amount: None,
+            kind: "",
+            reason: "",
+        };
+        let full = validate_refund(input).unwrap();
+        assert_eq!(
+            (full.order_id.as_str(), full.refund_id.as_str()),
+            ("order-1", FULL_REFUND)
+        );
+        assert_eq!(
+            (full.amount, full.kind, full.reason),
+            (None, RefundKind::Refund, None)
+        );
+        let partial = validate_refund(RefundInput {
+            refund_id: "r-1",
+            amount: Some((500, "EUR")),
+            kind: "chargeback",
+            reason: "disputed",
+            ..input
+        })
+        .unwrap();
+        assert_eq!(partial.refund_id, "r-1");
+        assert_eq!(partial.kind, RefundKind::Chargeback);
+        assert_eq!(partial.reason.as_deref(), Some("disputed"));
+        let errors = validate_refund(RefundInput {
+            advertiser_id: "x",
+            order_id: "",
+            refund_id: "a\u{7}b",
+            amount: Some((0, "EURO")),
+            kind: "return",
+            reason: &"x".repeat(501),
+        })
+        .unwrap_err();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "advertiser_id",
+                "order_id",
+                "refund_id",
+                "amount.amount_minor",
+                "amount.currency",
+                "kind",
+                "reason"
+            ]
+        );
+        let long = "r".repeat(MAX_REFUND_ID + 1);
+        assert!(
+            validate_refund(RefundInput {
+                refund_id: &long,
+                ..input
+            })
+            .is_err()
+        );
     }
 }
