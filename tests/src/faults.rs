@@ -42,8 +42,8 @@ use crate::eventually;
 use crate::platform::{Platform, SERVICES};
 use crate::workflow::{ADVERTISER, Door, Driver, decode};
 use affiliate_proto::campaign::{AcceptCampaignRequest, CreateCampaignRequest, campaign_command};
-use affiliate_proto::commission::GetBalanceRequest;
 use affiliate_proto::commission::commission_service_client::CommissionServiceClient;
+use affiliate_proto::commission::{GetBalanceRequest, ReverseCommissionRequest};
 use affiliate_proto::common::Money;
 use affiliate_proto::payment::payment_service_client::PaymentServiceClient;
 use affiliate_proto::payment::{PayoutMethod, RequestPayoutRequest};
@@ -84,6 +84,9 @@ const CONVERGE: Duration = Duration::from_secs(180);
 const PURCHASE_MINOR: i64 = 1000;
 const RATE_BPS: u32 = 1000;
 const SLOW_ACCOUNT: &str = "slow-faults@example.com";
+/// One purchase in this many is refunded (in full or in half) as soon as it is acknowledged: a
+/// refund stream through the fault, some arriving before their commission.
+const REFUND_EVERY: u32 = 8;
 
 /// Tests of this file take turns: each stops something the others use.
 static TURN: Mutex<()> = Mutex::const_new(());
@@ -314,6 +317,53 @@ struct Load {
     transport: u64,
     /// A sample message per failure code.
     samples: BTreeMap<String, String>,
+    /// Refunds acknowledged (each retried with its key until it was).
+    refunds: u64,
+}
+
+/// Refunds `refund_minor` of the purchase `tracking_event_id` through the commission service,
+/// retrying with its idempotency key until it is acknowledged.
+async fn refund(
+    mut client: CommissionServiceClient<Channel>,
+    tracking_event_id: Uuid,
+    refund_minor: i64,
+    load: Arc<Mutex<Load>>,
+) {
+    let key = Uuid::now_v7().to_string();
+    let request = ReverseCommissionRequest {
+        tracking_event_id: tracking_event_id.to_string(),
+        refund_id: format!("fault-{key}"),
+        refunded_amount: Some(Money {
+            amount_minor: refund_minor,
+            currency: "EUR".into(),
+        }),
+        kind: "refund".into(),
+        reason: "returned".into(),
+    };
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let mut call = crate::with_key(request.clone(), &key);
+        call.set_timeout(Duration::from_secs(10));
+        match client.reverse_commission(call).await {
+            Ok(_) => {
+                load.lock().await.refunds += 1;
+                return;
+            }
+            Err(status) => {
+                assert!(
+                    matches!(
+                        status.code(),
+                        tonic::Code::Unavailable
+                            | tonic::Code::DeadlineExceeded
+                            | tonic::Code::Unknown
+                    ) || std::error::Error::source(&status).is_some(),
+                    "a refund met the fault with {status:?}"
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
 }
 
 /// Sends one purchase, retrying with its idempotency key until it is acknowledged.
@@ -322,6 +372,7 @@ async fn purchase(
     campaign: String,
     creator: String,
     load: Arc<Mutex<Load>>,
+    refunded: Option<(CommissionServiceClient<Channel>, i64)>,
 ) {
     let key = Uuid::now_v7().to_string();
     let request = CreateEventRequest {
@@ -342,10 +393,11 @@ async fn purchase(
         match client.create_event(call).await {
             Ok(response) => {
                 let id = response.into_inner().event.unwrap().id;
-                load.lock()
-                    .await
-                    .acknowledged
-                    .push((Uuid::parse_str(&id).unwrap(), creator));
+                let id = Uuid::parse_str(&id).unwrap();
+                load.lock().await.acknowledged.push((id, creator));
+                if let Some((commission, amount)) = refunded {
+                    refund(commission, id, amount, load).await;
+                }
                 return;
             }
             Err(status) => {
@@ -508,26 +560,40 @@ pub async fn under_load(fault: Fault) {
     let total = rate * SEND.as_secs();
     let sender = {
         let (load, campaigns, creators) = (load.clone(), campaigns.clone(), creators.clone());
-        let picks: Vec<(usize, usize)> = (0..total)
+        // (campaign, creator, refunded amount if refunded)
+        let picks: Vec<(usize, usize, Option<i64>)> = (0..total)
             .map(|_| {
                 (
                     rng.random_range(0..campaigns.len()),
                     rng.random_range(0..creators.len()),
+                    (rng.random_range(0..REFUND_EVERY) == 0).then(|| {
+                        if rng.random_bool(0.5) {
+                            PURCHASE_MINOR
+                        } else {
+                            PURCHASE_MINOR / 2
+                        }
+                    }),
                 )
             })
             .collect();
+        let commission = Channel::from_shared(platform.url("commission"))
+            .unwrap()
+            .connect_lazy();
         tokio::spawn(async move {
             let mut tasks = Vec::new();
             let mut tick = tokio::time::interval(Duration::from_secs(1) / rate as u32);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-            for (i, (campaign, creator)) in picks.into_iter().enumerate() {
+            for (i, (campaign, creator, refunded)) in picks.into_iter().enumerate() {
                 tick.tick().await;
                 let permit = in_flight.clone().acquire_owned().await.unwrap();
+                let refunded = refunded
+                    .map(|amount| (CommissionServiceClient::new(commission.clone()), amount));
                 let purchase = purchase(
                     TrackingServiceClient::new(tracking[i % CONNECTIONS].clone()),
                     campaigns[campaign].clone(),
                     creators[creator].clone(),
                     load.clone(),
+                    refunded,
                 );
                 tasks.push(tokio::spawn(async move {
                     purchase.await;
@@ -567,7 +633,8 @@ pub async fn under_load(fault: Fault) {
     let message = RequestPayoutRequest {
         creator_id: payout_creator.clone(),
         amount: Some(Money {
-            amount_minor: available,
+            // half: refunds racing it take from the balance too
+            amount_minor: available / 2,
             currency: "EUR".into(),
         }),
         method: PayoutMethod::Paypal.into(),
@@ -662,6 +729,20 @@ pub async fn under_load(fault: Fault) {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    // Refunds kept for commissions that had not arrived are applied by the commission service's
+    // own loop once they have.
+    let kept: i64 = eventually(CONVERGE, "every refund applied", || {
+        let pool = commission_db.clone();
+        async move {
+            let (all, waiting): (i64, i64) =
+                sqlx::query_as("select count(*), count(*) filter (where not applied) from refunds")
+                    .fetch_one(&pool)
+                    .await
+                    .ok()?;
+            (waiting == 0).then_some(all)
+        }
+    })
+    .await;
     let converged_in = converge.elapsed();
     let after_repair = recovered.elapsed();
     // The read side too: analytics counted every purchase and commission once, through the fault.
@@ -698,7 +779,8 @@ pub async fn under_load(fault: Fault) {
     let duplicates = total_rows - distinct;
     let lost = ids.len() as i64 - commissions;
     let per_creator: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
-        "select c.creator_id::text, sum(c.amount_minor)::int8, b.available_minor, b.reserved_minor, b.paid_minor
+        "select c.creator_id::text, sum(c.amount_minor - c.reversed_minor - c.clawed_back_minor)::int8,
+                b.available_minor, b.reserved_minor, b.paid_minor
          from commissions c join balances b on b.creator_id = c.creator_id and b.currency = c.currency
          group by c.creator_id, b.available_minor, b.reserved_minor, b.paid_minor",
     )
@@ -715,7 +797,7 @@ pub async fn under_load(fault: Fault) {
     let figures = format!(
         "{}: purchases {} (sent in {:.1?} at {rate}/s, {campaign_count} campaigns x \
          {creator_count} creators), commissions {commissions}, lost {lost}, duplicates \
-         {duplicates}, stalled {stalled:.1} s (the longest pause between two commissions), \
+         {duplicates}, refunds {kept} (all applied), stalled {stalled:.1} s (the longest pause between two commissions), \
          converged {:.1?} after the last purchase ({:.1?} after the fault struck, {:.1?} after \
          it ended), answers other than OK (all retried with their key): {:?}, client transport \
          errors {}, payout {payout_status} (reservation {}), commission door health: {door}, \
@@ -739,6 +821,13 @@ pub async fn under_load(fault: Fault) {
     std::fs::write(platform.logs.join("figures"), &figures).unwrap();
 
     assert_eq!(lost, 0, "every acknowledged purchase has a commission");
+    assert_eq!(
+        kept as u64, load.refunds,
+        "every acknowledged refund is recorded once"
+    );
+    // The books balance: every running total equals its transfers, nobody paid more than earned.
+    let books = platform.assert_books_balance();
+    println!("{}: {}", fault.name(), books.trim());
     assert_eq!(duplicates, 0, "no purchase has two commissions");
     for (creator, earned, available, reserved, paid) in &per_creator {
         assert_eq!(

@@ -236,6 +236,31 @@ impl Platform {
         format!("http://{}", self.grpc[service])
     }
 
+    /// Runs the operators' check of the commission ledger, `platform verify ledger`, against
+    /// this platform and asserts the books balance (exit status 0); returns what it printed.
+    pub fn assert_books_balance(&self) -> String {
+        let output = std::process::Command::new(crate::process::binary("platform"))
+            .args([
+                "verify",
+                "ledger",
+                "--commission-url",
+                &self.url("commission"),
+            ])
+            .output()
+            .expect("run platform verify ledger");
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            output.status.success(),
+            "platform verify ledger: the books do not balance ({}):\n{printed}",
+            output.status
+        );
+        printed
+    }
+
     /// The lines of every process's log (this test's) that contain `needle`.
     pub fn log_lines_containing(&self, needle: &str) -> Vec<String> {
         self.processes

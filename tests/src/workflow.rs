@@ -393,6 +393,106 @@ impl<'a> Driver<'a> {
         }
     }
 
+    /// Reports a refund of a conversion's order (tracking's RefundConversion).
+    pub async fn refund_conversion(&mut self, request: tracking_pb::RefundConversionRequest) {
+        let ids = self.ids();
+        match self.door {
+            Door::Grpc => {
+                let request = self.request(request, &ids);
+                self.tracking()
+                    .await
+                    .refund_conversion(request)
+                    .await
+                    .unwrap();
+            }
+            Door::Events => {
+                let command = tracking_pb::tracking_command::Command::RefundConversion(request);
+                self.send::<tracking_pb::TrackingCommand>(&ids, command)
+                    .await;
+            }
+        }
+    }
+
+    /// Sends a commission command that publishes an event (approve, decline, a refund of a
+    /// purchase with a commission) through the driver's door.
+    pub async fn commission_command(
+        &mut self,
+        command: affiliate_proto::commission::commission_command::Command,
+    ) {
+        use affiliate_proto::commission::commission_command::Command as C;
+        let ids = self.ids();
+        if self.door == Door::Events {
+            self.send::<affiliate_proto::commission::CommissionCommand>(&ids, command)
+                .await;
+            return;
+        }
+        let mut client = CommissionServiceClient::connect(self.platform.url("commission"))
+            .await
+            .unwrap();
+        match command {
+            C::Approve(r) => drop(
+                client
+                    .approve_commissions(self.request(r, &ids))
+                    .await
+                    .unwrap(),
+            ),
+            C::Decline(r) => drop(
+                client
+                    .decline_commissions(self.request(r, &ids))
+                    .await
+                    .unwrap(),
+            ),
+            C::Reverse(r) => drop(
+                client
+                    .reverse_commission(self.request(r, &ids))
+                    .await
+                    .unwrap(),
+            ),
+            other => panic!("not a command this driver sends: {other:?}"),
+        }
+    }
+
+    /// The id of the commission of `tracking_event_id` once it has one.
+    pub async fn commission_id_of(&self, tracking_event_id: &str) -> String {
+        self.commission_of(tracking_event_id).await;
+        let pool = self.platform.databases["commission"].pool.clone();
+        let id: Uuid =
+            sqlx::query_scalar("select id from commissions where tracking_event_id = $1")
+                .bind(Uuid::parse_str(tracking_event_id).unwrap())
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        id.to_string()
+    }
+
+    /// Waits until the commission of `tracking_event_id` has reached `status` with `refunded`
+    /// of its purchase refunded.
+    pub async fn commission_reaches(&self, tracking_event_id: &str, status: &str, refunded: i64) {
+        let pool = self.platform.databases["commission"].pool.clone();
+        let id = Uuid::parse_str(tracking_event_id).unwrap();
+        let status = status.to_owned();
+        eventually(
+            WAIT,
+            &format!("the commission of {id} is {status} with {refunded} refunded"),
+            || {
+                let (pool, status) = (pool.clone(), status.clone());
+                async move {
+                    let n: i64 = sqlx::query_scalar(
+                        "select count(*) from commissions where tracking_event_id = $1 and status = $2 and refunded_minor = $3",
+                    )
+                    .bind(id)
+                    .bind(status)
+                    .bind(refunded)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+                    (n == 1).then_some(())
+                }
+            },
+        )
+        .await;
+    }
+
     /// Requests a payout; returns its id.
     pub async fn request_payout(&mut self, request: payment_pb::RequestPayoutRequest) -> String {
         let ids = self.ids();
@@ -611,6 +711,7 @@ pub async fn business_workflow(driver: &mut Driver<'_>) -> Outcome {
         .track(tracking(&campaign, CREATOR_1, K::Click, None))
         .await;
     let mut purchases = Vec::new();
+    let mut refunded_conversion = None;
     for (creator, amount) in [(CREATOR_1, 10_000), (CREATOR_1, 2_550), (CREATOR_2, 20_000)] {
         let id = driver
             .track(tracking(
@@ -648,6 +749,7 @@ pub async fn business_workflow(driver: &mut Driver<'_>) -> Outcome {
             })
             .await;
         driver.commission_of(&purchase).await;
+        refunded_conversion = Some(purchase);
     }
     driver
         .submit_evidence(tracking_pb::SubmitEvidenceRequest {
@@ -716,6 +818,80 @@ pub async fn business_workflow(driver: &mut Driver<'_>) -> Outcome {
         }
     })
     .await;
+
+    // The money's life: the conversion's order refunded in part by the shop (tracking, then the
+    // commission reversed), CREATOR_1's first purchase refunded in full after the paid payout
+    // took part of it (clawed back), and on a campaign with a hold one commission approved early
+    // and one declined by the advertiser.
+    use affiliate_proto::commission::{self as commission_pb, commission_command::Command as M};
+    if let Some(purchase) = refunded_conversion {
+        driver
+            .refund_conversion(tracking_pb::RefundConversionRequest {
+                advertiser_id: ADVERTISER.into(),
+                order_id: "spring-order-1".into(),
+                refund_id: "spring-refund-1".into(),
+                amount: money(1_000, "EUR"),
+                kind: "refund".into(),
+                reason: "one pair returned".into(),
+            })
+            .await;
+        driver
+            .commission_reaches(&purchase, "approved", 1_000)
+            .await;
+    }
+    driver
+        .commission_command(M::Reverse(commission_pb::ReverseCommissionRequest {
+            tracking_event_id: purchases[0].clone(),
+            refund_id: "chargeback-1".into(),
+            refunded_amount: money(10_000, "EUR"),
+            kind: "chargeback".into(),
+            reason: "disputed".into(),
+        }))
+        .await;
+    driver
+        .commission_reaches(&purchases[0], "reversed", 10_000)
+        .await;
+    let held_campaign = driver
+        .create_campaign(campaign_pb::CreateCampaignRequest {
+            hold_period: Some(pbjson_types::Duration {
+                seconds: 3_600,
+                nanos: 0,
+            }),
+            ..create("Held a while", "EUR")
+        })
+        .await;
+    driver
+        .campaign_command(C::AcceptCampaign(campaign_pb::AcceptCampaignRequest {
+            campaign_id: held_campaign.clone(),
+            creator_id: CREATOR_2.into(),
+            accepted_terms: true,
+        }))
+        .await;
+    let mut held = Vec::new();
+    for amount in [4_000, 6_000] {
+        let id = driver
+            .track(tracking(
+                &held_campaign,
+                CREATOR_2,
+                K::Purchase,
+                money(amount, "EUR"),
+            ))
+            .await;
+        held.push(driver.commission_id_of(&id).await);
+    }
+    driver
+        .commission_command(M::Approve(commission_pb::ApproveCommissionsRequest {
+            advertiser_id: ADVERTISER.into(),
+            commission_ids: vec![held[0].clone()],
+        }))
+        .await;
+    driver
+        .commission_command(M::Decline(commission_pb::DeclineCommissionsRequest {
+            advertiser_id: ADVERTISER.into(),
+            commission_ids: vec![held[1].clone()],
+            reason: "returned before the hold ended".into(),
+        }))
+        .await;
     Outcome {
         campaign,
         closed_campaign,
