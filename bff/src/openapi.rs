@@ -26,7 +26,7 @@ use crate::routes;
     tags(
         (name = "campaigns", description = "Advertisers' campaigns; creators browse active ones"),
         (name = "creators", description = "A creator's acceptances, evidence, commissions, balance, statements and payouts"),
-        (name = "commissions", description = "Advertisers approve or decline their campaigns' pending commissions"),
+        (name = "commissions", description = "Advertisers list their campaigns' commissions, and approve or decline the pending ones"),
         (name = "tracking", description = "Views, clicks and purchases"),
         (name = "links", description = "Creators' tracking links, served by the redirect edge"),
         (name = "conversions", description = "Sales reported server to server (postback keys), their review, and the keys"),

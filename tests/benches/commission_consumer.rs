@@ -1,7 +1,7 @@
 //! One commission-service process applying a backlog of `commission.calculate.command.v1`
 //! messages from the real broker, against a baseline that does the same SQL work directly on the
 //! same PostgreSQL server (idempotency claim, campaign terms read, commission insert, balance
-//! upsert, outbox append, response stored), batched the same way (the consumer's batch size
+//! upsert, ledger transfer, outbox append, response stored), batched the same way (the consumer's batch size
 //! and concurrency), measured in the same run.
 //!
 //! `cargo bench -p e2e --bench commission_consumer` (infrastructure up: `deploy/local/infra.sh up`).
@@ -216,6 +216,9 @@ async fn apply_directly(pool: &PgPool, campaign: Uuid, chunk: &[Work]) {
             .execute(&mut *tx).await.unwrap();
         sqlx::query("insert into balances (creator_id, currency, available_minor) values ($1, 'EUR', $2) on conflict (creator_id, currency) do update set available_minor = balances.available_minor + excluded.available_minor returning *")
             .bind(creator).bind(amount).execute(&mut *tx).await.unwrap();
+        sqlx::query("insert into ledger_transfers (entry_id, kind, currency, debit_account, credit_account, amount_minor, commission_id, created_at) values ($1, 'commission', 'EUR', 'budget/' || $2::text, 'available/' || $3::text, $4, $5, now())")
+            .bind(Uuid::now_v7()).bind(campaign).bind(creator).bind(amount).bind(id)
+            .execute(&mut *tx).await.unwrap();
         sqlx::query("insert into outbox (message_id, topic, message_type, aggregate_type, aggregate_id, aggregate_version, correlation_id, payload) values ($1, 'commission-events', 'commission.calculated.v1', 'commission', $2, 1, 'bench', $3)")
             .bind(Uuid::now_v7()).bind(id).bind(vec![7u8; 200]).execute(&mut *tx).await.unwrap();
         sqlx::query("update idempotency_keys set response = $2 where idempotency_key = $1")

@@ -498,7 +498,8 @@ async fn advertisers_approve_early_and_decline_with_a_reason_all_or_nothing() {
 #[tokio::test]
 async fn refunds_reverse_unpaid_commissions_and_claw_back_paid_ones_and_the_statement_reconciles() {
     let mut app = spawn_app().await;
-    let campaign = app.campaign(Uuid::now_v7(), 0).await;
+    let advertiser = Uuid::now_v7();
+    let campaign = app.campaign(advertiser, 0).await;
     let creator = Uuid::now_v7();
     let (first, first_purchase) = app.purchase(campaign, creator, 10_000).await;
     assert_eq!(
@@ -542,6 +543,30 @@ async fn refunds_reverse_unpaid_commissions_and_claw_back_paid_ones_and_the_stat
     // The same refund again: answered, nothing taken twice.
     let repeat = app.refund(second_purchase, "r-2", 5_000).await.unwrap();
     assert_eq!(repeat.reversed.unwrap().amount_minor, 0);
+    // A reversed commission cannot be approved or declined.
+    for approve in [true, false] {
+        let commission_ids = vec![first.id.clone()];
+        let err = if approve {
+            app.grpc
+                .approve_commissions(pb::ApproveCommissionsRequest {
+                    advertiser_id: advertiser.to_string(),
+                    commission_ids,
+                })
+                .await
+        } else {
+            app.grpc
+                .decline_commissions(pb::DeclineCommissionsRequest {
+                    advertiser_id: advertiser.to_string(),
+                    commission_ids,
+                    reason: "late".into(),
+                })
+                .await
+                .map(|_| tonic::Response::new(pb::ApproveCommissionsResponse::default()))
+        }
+        .unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+        assert!(err.message().contains("reversed"), "{err:?}");
+    }
     // A second full refund of the first: nothing is left of it.
     let err = app.refund(first_purchase, "r-4", 1).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);

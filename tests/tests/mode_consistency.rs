@@ -166,11 +166,19 @@ async fn run(door: Door, duplicate: bool) -> Run {
     platform.assert_all_running();
     // The books balance (the check `platform verify ledger` runs; in `events` mode there is no
     // API to ask, so on the database).
-    let mut conn = platform.databases["commission"].pool.acquire().await.unwrap();
+    let mut conn = platform.databases["commission"]
+        .pool
+        .acquire()
+        .await
+        .unwrap();
     let books = commission_service::adapters::ledger::check(&mut conn)
         .await
         .unwrap();
-    assert!(books.problems.is_empty(), "{mode} run: {:#?}", books.problems);
+    assert!(
+        books.problems.is_empty(),
+        "{mode} run: {:#?}",
+        books.problems
+    );
     drop(conn);
 
     let mut ids = Ids::default();

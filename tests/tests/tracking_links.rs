@@ -14,7 +14,12 @@
 //!   id;
 //! - the edge SIGKILLed under load (`platform load --mode clicks`) loses no click it answered
 //!   for: every click id in a 302 the load received was stored and published, none twice; the
-//!   load's conversions of a tenth of the clicks all become commissions.
+//!   load's conversions of a tenth of the clicks all become commissions;
+//! - refunds through the BFF: a paid commission (approved early, paid out) refunded in full by
+//!   `GET /postback?status=refunded` is clawed back and the creator's balance goes into debt; a
+//!   pending one refunded in part is reversed in proportion; a refund of more than is left is
+//!   400 and changes nothing; the month's statement (JSON and CSV) reconciles with the balance,
+//!   and `platform verify ledger` finds the books balanced.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -921,32 +926,32 @@ fn hmac_hex(secret: &str, text: &str) -> String {
 }
 
 /// A campaign made and accepted through the BFF, its tracking settings with `cid` as the click
-/// id parameter and `min_seconds` as the click-to-conversion minimum.
+/// id parameter and `min_seconds` as the click-to-conversion minimum; its commissions held for
+/// `hold_seconds` (the default, 30 days, when `None`).
 async fn bff_campaign(
     bff: &e2e::rest::Edge,
     advertiser: &str,
     creator: &str,
     name: &str,
     min_seconds: i64,
+    hold_seconds: Option<i64>,
 ) -> String {
     use serde_json::json;
-    let created = bff
-        .post(
-            "/api/v1/campaigns",
-            advertiser,
-            &json!({
-                "name": name,
-                "commissionRateBps": 1000,
-                "budget": {"amountMinor": "1000000", "currency": "EUR"},
-                "tracking": {
-                    "landingUrl": "https://shop.example.com/welcome",
-                    "landingDomains": ["*.example.org"],
-                    "clickIdParam": "cid",
-                    "minClickToConversionSeconds": min_seconds,
-                },
-            }),
-        )
-        .await;
+    let mut campaign = json!({
+        "name": name,
+        "commissionRateBps": 1000,
+        "budget": {"amountMinor": "1000000", "currency": "EUR"},
+        "tracking": {
+            "landingUrl": "https://shop.example.com/welcome",
+            "landingDomains": ["*.example.org"],
+            "clickIdParam": "cid",
+            "minClickToConversionSeconds": min_seconds,
+        },
+    });
+    if let Some(seconds) = hold_seconds {
+        campaign["holdPeriodSeconds"] = json!(seconds);
+    }
+    let created = bff.post("/api/v1/campaigns", advertiser, &campaign).await;
     let id = created.expect(201)["id"].as_str().unwrap().to_owned();
     bff.post(
         &format!("/api/v1/creators/{CREATOR}/acceptances"),
@@ -981,7 +986,7 @@ async fn the_bff_serves_links_postback_keys_and_conversions_and_never_logs_a_sec
     let db = platform.databases["tracking"].pool.clone();
     let advertiser = Edge::token(ADVERTISER.parse().unwrap(), Role::Advertiser);
     let creator = Edge::token(CREATOR.parse().unwrap(), Role::Creator);
-    let campaign_id = bff_campaign(&bff, &advertiser, &creator, "postbacks", 0).await;
+    let campaign_id = bff_campaign(&bff, &advertiser, &creator, "postbacks", 0, None).await;
 
     // ---- links through the BFF ---------------------------------------------------------------
     let links = format!("/api/v1/creators/{CREATOR}/links");
@@ -1211,7 +1216,7 @@ async fn the_bff_serves_links_postback_keys_and_conversions_and_never_logs_a_sec
     );
 
     // ---- a held conversion: read by its creator, not another's; approved by its advertiser ----------
-    let careful = bff_campaign(&bff, &advertiser, &creator, "careful", 60).await;
+    let careful = bff_campaign(&bff, &advertiser, &creator, "careful", 60, None).await;
     let careful_link = bff
         .post(&links, &creator, &json!({"campaignId": careful}))
         .await;
@@ -1250,6 +1255,449 @@ async fn the_bff_serves_links_postback_keys_and_conversions_and_never_logs_a_sec
         !logged(&platform.logs, r#""http.route":"/postback""#).is_empty(),
         "the postbacks were logged (their path, not their query)"
     );
+    platform.assert_all_running();
+}
+
+/// An int64 the BFF writes as a string (`"amountMinor": "-1000"`).
+fn minor(value: &serde_json::Value) -> i64 {
+    value
+        .as_str()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or_else(|| panic!("an int64 as a string: {value}"))
+}
+
+/// An amount in major units as the statement's CSV writes a EUR amount (`-10.00`), in minor
+/// units.
+fn eur_minor(decimal: &str) -> i64 {
+    let (units, cents) = decimal
+        .split_once('.')
+        .unwrap_or_else(|| panic!("EUR has two decimals: {decimal:?}"));
+    assert_eq!(cents.len(), 2, "EUR has two decimals: {decimal:?}");
+    let magnitude =
+        units.trim_start_matches('-').parse::<i64>().unwrap() * 100 + cents.parse::<i64>().unwrap();
+    if units.starts_with('-') {
+        -magnitude
+    } else {
+        magnitude
+    }
+}
+
+/// The records of a CSV text as RFC 4180 writes them (no CSV crate in the workspace): fields
+/// split on commas, a quoted field taken whole (commas, line ends and doubled quotes inside),
+/// records ended by CRLF (or LF).
+fn csv_records(text: &str) -> Vec<Vec<String>> {
+    let (mut records, mut record, mut field) = (Vec::new(), Vec::new(), String::new());
+    let (mut quoted, mut chars) = (false, text.chars().peekable());
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            '"' if quoted => quoted = false,
+            _ if quoted => field.push(c),
+            '"' if field.is_empty() => quoted = true,
+            ',' => record.push(std::mem::take(&mut field)),
+            '\r' if chars.peek() == Some(&'\n') => {}
+            '\n' => {
+                record.push(std::mem::take(&mut field));
+                records.push(std::mem::take(&mut record));
+            }
+            _ => field.push(c),
+        }
+    }
+    assert!(!quoted, "a quoted field runs to the end: {text:?}");
+    if !field.is_empty() || !record.is_empty() {
+        record.push(field);
+        records.push(record);
+    }
+    records
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refunds_reverse_commissions_claw_back_paid_ones_and_the_statement_and_books_reconcile() {
+    use bff::auth::Role;
+    use e2e::rest::Edge;
+    use reqwest::Method;
+    use serde_json::{Value, json};
+
+    const TEST: &str = "tracking_refunds";
+    let mut platform = Platform::start(TEST, "grpc").await;
+    let redirect = platform.start_redirect(&[("TRUSTED_PROXIES", "127.0.0.0/8".into())]);
+    let bff = Edge::start(
+        &platform,
+        TEST,
+        &[("REDIRECT_PUBLIC_URL", format!("http://{redirect}/"))],
+    );
+    let advertiser = Edge::token(ADVERTISER.parse().unwrap(), Role::Advertiser);
+    let creator = Edge::token(CREATOR.parse().unwrap(), Role::Creator);
+    // commissions held for a day: the advertiser approves the first early to pay it out
+    let campaign_id = bff_campaign(&bff, &advertiser, &creator, "refunds", 0, Some(86_400)).await;
+    let link = bff
+        .post(
+            &format!("/api/v1/creators/{CREATOR}/links"),
+            &creator,
+            &json!({"campaignId": campaign_id}),
+        )
+        .await;
+    let code = link.expect(201)["code"].as_str().unwrap().to_owned();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let visit = Visit {
+        http: &http,
+        edge: redirect,
+    };
+    let click = click_id(&location(
+        &visit.get(&format!("/c/{code}"), "203.0.113.1").await,
+    ));
+    let key = bff
+        .post(
+            &format!("/api/v1/advertisers/{ADVERTISER}/postback-keys"),
+            &advertiser,
+            &json!({}),
+        )
+        .await;
+    let key = key.expect(201)["secret"].as_str().unwrap().to_owned();
+
+    let sale = async |order: &str, amount_minor: &str| {
+        let reply = bff
+            .send(
+                Method::POST,
+                "/api/v1/conversions",
+                None,
+                Some(&json!({"clickId": click, "orderId": order, "amount": {"amountMinor": amount_minor, "currency": "EUR"}})),
+                &[("x-postback-key", key.as_str())],
+            )
+            .await;
+        let conversion = reply.expect(201)["conversion"].clone();
+        assert_eq!(conversion["status"], "CONVERSION_STATUS_ACCEPTED");
+        conversion
+    };
+    let refund = async |order: &str, body: Value| {
+        bff.send(
+            Method::POST,
+            &format!("/api/v1/conversions/{order}/refund"),
+            None,
+            Some(&body),
+            &[("x-postback-key", key.as_str())],
+        )
+        .await
+    };
+    // the commission of a purchase, as its creator lists it, once `ready` holds
+    let commission = async |purchase: &Value, what: &str, ready: &dyn Fn(&Value) -> bool| {
+        eventually(WAIT, what, || async {
+            let page = bff
+                .get(&format!("/api/v1/creators/{CREATOR}/commissions"), &creator)
+                .await;
+            page.expect(200)["commissions"]
+                .as_array()?
+                .iter()
+                .find(|c| &c["trackingEventId"] == purchase)
+                .filter(|c| ready(c))
+                .cloned()
+        })
+        .await
+    };
+    let balance_path = format!("/api/v1/creators/{CREATOR}/balance?currency=EUR");
+    // (pending, available, reserved, paid)
+    let balance = async || {
+        let reply = bff.get(&balance_path, &creator).await;
+        let b = reply.expect(200);
+        (
+            minor(&b["pendingMinor"]),
+            minor(&b["availableMinor"]),
+            minor(&b["reservedMinor"]),
+            minor(&b["paidMinor"]),
+        )
+    };
+
+    // ---- a sale: its commission pending for the hold, approved early, paid out ---------------
+    let paid_sale = sale("order-paid", "10000").await;
+    let first = commission(
+        &paid_sale["trackingEventId"],
+        "the first sale's commission",
+        &|_| true,
+    )
+    .await;
+    assert_eq!(first["status"], "COMMISSION_STATUS_PENDING", "{first}");
+    assert_eq!(first["amount"]["amountMinor"], "1000", "10 % of 100.00");
+    assert!(first["holdUntil"].is_string(), "{first}");
+    assert_eq!(balance().await, (1_000, 0, 0, 0));
+    let approved = bff
+        .post(
+            "/api/v1/commissions/approve",
+            &advertiser,
+            &json!({"commissionIds": [first["id"]]}),
+        )
+        .await;
+    let approved = approved.expect(200)["commissions"][0].clone();
+    assert_eq!(
+        approved["status"], "COMMISSION_STATUS_AVAILABLE",
+        "{approved}"
+    );
+    assert_eq!(balance().await, (0, 1_000, 0, 0));
+    let payouts = format!("/api/v1/creators/{CREATOR}/payouts");
+    let requested = bff
+        .post(
+            &payouts,
+            &creator,
+            &json!({"amount": {"amountMinor": "1000", "currency": "EUR"}, "method": "PAYOUT_METHOD_BANK_TRANSFER", "accountDetails": "DE89370400440532013000"}),
+        )
+        .await;
+    let payout_id = requested.expect(202)["id"].as_str().unwrap().to_owned();
+    eventually(WAIT, "the payout completes", || async {
+        let payout = bff.get(&format!("{payouts}/{payout_id}"), &creator).await;
+        (payout.expect(200)["status"] == "PAYOUT_STATUS_COMPLETED").then_some(())
+    })
+    .await;
+    commission(
+        &paid_sale["trackingEventId"],
+        "the first commission paid",
+        &|c| c["status"] == "COMMISSION_STATUS_PAID",
+    )
+    .await;
+    assert_eq!(balance().await, (0, 0, 0, 1_000));
+
+    // ---- the paid sale refunded in full by URL: clawed back, the balance in debt --------------
+    let by_url = bff
+        .call(
+            Method::GET,
+            &format!("/postback?status=refunded&order_id=order-paid&key={key}"),
+            None,
+            None,
+        )
+        .await;
+    let body = by_url.expect(201);
+    assert_eq!(body["duplicate"], false, "{body}");
+    assert_eq!(body["refund"]["refundId"], "full", "{body}");
+    assert_eq!(body["refund"]["amount"]["amountMinor"], "10000", "{body}");
+    assert_eq!(body["conversion"]["refundedMinor"], "10000", "{body}");
+    let clawed = commission(
+        &paid_sale["trackingEventId"],
+        "the paid commission reversed",
+        &|c| c["status"] == "COMMISSION_STATUS_REVERSED",
+    )
+    .await;
+    assert_eq!(
+        (
+            &clawed["clawedBackMinor"],
+            &clawed["reversedMinor"],
+            &clawed["paidMinor"],
+            &clawed["refundedMinor"]
+        ),
+        (&json!("1000"), &json!("0"), &json!("1000"), &json!("10000")),
+        "the paid amount is clawed back, never edited: {clawed}"
+    );
+    let (_, available, _, paid) = balance().await;
+    assert_eq!(
+        (available, paid),
+        (-1_000, 1_000),
+        "a debt for the next payout"
+    );
+
+    // ---- a second sale refunded in part: its pending commission reversed in proportion ---------
+    let partial_sale = sale("order-partial", "20000").await;
+    let purchase = &partial_sale["trackingEventId"];
+    commission(purchase, "the second sale's commission", &|c| {
+        c["status"] == "COMMISSION_STATUS_PENDING"
+    })
+    .await;
+    let part = json!({"refundId": "refund-1", "amount": {"amountMinor": "5000", "currency": "EUR"}, "reason": "one of four items returned"});
+    let refunded = refund("order-partial", part.clone()).await;
+    let body = refunded.expect(201);
+    assert_eq!(body["conversion"]["refundedMinor"], "5000", "{body}");
+    assert_eq!(body["refund"]["kind"], "refund", "{body}");
+    let reversed = commission(purchase, "a quarter of the commission reversed", &|c| {
+        c["reversedMinor"] == "500"
+    })
+    .await;
+    assert_eq!(
+        reversed["status"], "COMMISSION_STATUS_PENDING",
+        "{reversed}"
+    );
+    assert_eq!(
+        (
+            &reversed["amount"]["amountMinor"],
+            &reversed["clawedBackMinor"]
+        ),
+        (&json!("2000"), &json!("0"))
+    );
+    assert_eq!(balance().await, (1_500, -1_000, 0, 1_000));
+
+    // ---- more than what is left: 400 naming the field, nothing changed ---------------------------
+    let tracking_db = platform.databases["tracking"].pool.clone();
+    let commission_db = platform.databases["commission"].pool.clone();
+    let count = async |pool: &PgPool, sql: &'static str| -> i64 {
+        sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+    };
+    let refunds_before = count(&tracking_db, "select count(*) from refunds").await;
+    let transfers_before = count(&commission_db, "select count(*) from ledger_transfers").await;
+    let too_much = refund(
+        "order-partial",
+        json!({"refundId": "refund-2", "amount": {"amountMinor": "15001", "currency": "EUR"}}),
+    )
+    .await;
+    assert_eq!(too_much.status, 400, "{}", too_much.text);
+    assert_eq!(
+        too_much.header("content-type"),
+        Some("application/problem+json")
+    );
+    assert_eq!(
+        too_much.body["errors"][0]["field"], "amount.amountMinor",
+        "{}",
+        too_much.text
+    );
+    // the first partial refund again: answered as it was, taken once
+    let again = refund("order-partial", part).await;
+    assert_eq!(again.expect(200)["duplicate"], true, "{}", again.text);
+    let conversion = bff
+        .get(
+            &format!(
+                "/api/v1/conversions/{}",
+                partial_sale["id"].as_str().unwrap()
+            ),
+            &advertiser,
+        )
+        .await;
+    assert_eq!(conversion.expect(200)["refundedMinor"], "5000");
+    let unchanged = commission(purchase, "the second commission", &|_| true).await;
+    assert_eq!(unchanged, reversed, "the refused refund reversed nothing");
+    assert_eq!(balance().await, (1_500, -1_000, 0, 1_000));
+    assert_eq!(
+        count(&tracking_db, "select count(*) from refunds").await,
+        refunds_before
+    );
+    assert_eq!(
+        count(&commission_db, "select count(*) from ledger_transfers").await,
+        transfers_before
+    );
+
+    // ---- the month's statement: JSON reconciles with the balance, CSV with the JSON ------------
+    let month = chrono::Utc::now().format("%Y-%m").to_string();
+    let statement_path = format!("/api/v1/creators/{CREATOR}/statements?month={month}");
+    let statement = bff.get(&statement_path, &creator).await;
+    let statement = statement.expect(200).clone();
+    assert_eq!(statement["month"], month.as_str());
+    let currencies = statement["currencies"].as_array().unwrap();
+    assert_eq!(currencies.len(), 1, "{statement}");
+    let eur = &currencies[0];
+    assert_eq!(eur["currency"], "EUR");
+    let lines = eur["lines"].as_array().unwrap();
+    let movements: Vec<(&str, i64)> = lines
+        .iter()
+        .map(|l| (l["kind"].as_str().unwrap(), minor(&l["amountMinor"])))
+        .collect();
+    assert_eq!(
+        movements,
+        [
+            ("commission", 1_000),
+            ("payout", -1_000),
+            ("clawback", -1_000),
+            ("commission", 2_000),
+            ("reversal", -500),
+        ],
+        "{statement}"
+    );
+    let (opening, closing) = (minor(&eur["openingMinor"]), minor(&eur["closingMinor"]));
+    assert_eq!(
+        opening + movements.iter().map(|(_, amount)| amount).sum::<i64>(),
+        closing
+    );
+    let (pending, available, reserved, _) = balance().await;
+    assert_eq!(closing, pending + available + reserved, "{statement}");
+    assert_eq!(closing, 500);
+    assert_eq!(minor(&lines.last().unwrap()["balanceMinor"]), closing);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["kind"] == "payout" && l["payoutId"] == payout_id.as_str())
+    );
+    let csv = bff
+        .send(
+            Method::GET,
+            &statement_path,
+            Some(&creator),
+            None,
+            &[("accept", "text/csv")],
+        )
+        .await;
+    assert_eq!(csv.status, 200, "{}", csv.text);
+    assert!(
+        csv.header("content-type")
+            .is_some_and(|t| t.starts_with("text/csv")),
+        "{:?}",
+        csv.headers
+    );
+    let records = csv_records(&csv.text);
+    assert_eq!(
+        records[0],
+        [
+            "currency",
+            "at",
+            "kind",
+            "amount",
+            "balance_after",
+            "commission_id",
+            "campaign_id",
+            "payout_id",
+            "reference"
+        ]
+    );
+    let rows = &records[1..];
+    assert!(
+        rows.iter().all(|r| r.len() == 9 && r[0] == "EUR"),
+        "{records:?}"
+    );
+    assert_eq!(rows.len(), lines.len() + 2, "opening, lines, closing");
+    assert_eq!(rows[0][2], "opening");
+    assert_eq!(eur_minor(&rows[0][4]), opening);
+    let closing_row = rows.last().unwrap();
+    assert_eq!(closing_row[2], "closing");
+    assert_eq!(eur_minor(&closing_row[4]), closing, "{closing_row:?}");
+    for (row, line) in rows[1..rows.len() - 1].iter().zip(lines) {
+        assert_eq!(
+            (row[2].as_str(), eur_minor(&row[3]), eur_minor(&row[4])),
+            (
+                line["kind"].as_str().unwrap(),
+                minor(&line["amountMinor"]),
+                minor(&line["balanceMinor"])
+            ),
+            "{row:?}"
+        );
+    }
+
+    // ---- the books balance, as `platform verify ledger` says -------------------------------------
+    let verify = tokio::process::Command::new(e2e::process::binary("platform"))
+        .args([
+            "verify",
+            "ledger",
+            "--commission-url",
+            &platform.url("commission"),
+        ])
+        .env_remove("COMMISSION_GRPC_URL")
+        .kill_on_drop(true)
+        .output();
+    let verified = tokio::time::timeout(WAIT, verify)
+        .await
+        .expect("platform verify ledger ends within 30 s")
+        .expect("run platform verify ledger");
+    let report = String::from_utf8_lossy(&verified.stdout);
+    assert_eq!(
+        verified.status.code(),
+        Some(0),
+        "{report}{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    let report: Vec<&str> = report.lines().collect();
+    assert_eq!(report.len(), 2, "{report:?}");
+    assert!(
+        report[0].starts_with("checked ") && report[0].ends_with(" in 1 currency (EUR)"),
+        "{report:?}"
+    );
+    assert_eq!(report[1], "the books balance");
+    println!("tracking_refunds: platform verify ledger: {}", report[0]);
     platform.assert_all_running();
 }
 

@@ -1,23 +1,26 @@
-//! Commissions' lifecycle and a creator's statement: an advertiser approves pending commissions
-//! before their hold ends, or declines them with a reason; a creator reads a month's statement
-//! from the commission ledger, as JSON or as CSV for a spreadsheet.
+//! Commissions' lifecycle and a creator's statement: an advertiser lists a campaign's commissions
+//! (its pending ones, say), approves pending ones before their hold ends, or declines them with a
+//! reason; a creator reads a month's statement from the commission ledger, as JSON or as CSV for
+//! a spreadsheet.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use affiliate_proto::commission as pb;
 
+use super::Paging;
+use super::campaigns::owned;
 use super::creators::creator;
 use crate::AppState;
 use crate::auth::Role;
 use crate::dto::{
-    Commission, CurrencyStatement, DecideCommissions, DecidedCommissions, MAX_DECIDED_COMMISSIONS,
-    Statement,
+    Commission, CommissionPage, CurrencyStatement, DecideCommissions, DecidedCommissions,
+    MAX_DECIDED_COMMISSIONS, Statement,
 };
 use crate::edge::{Answer as _, ApiJson, ApiPath, ApiQuery, Caller, uuid_field};
 use crate::problem::Problem;
@@ -63,6 +66,83 @@ fn decided(commissions: Vec<pb::Commission>) -> Json<DecidedCommissions> {
     Json(DecidedCommissions {
         commissions: commissions.into_iter().map(Commission::from).collect(),
     })
+}
+
+/// A stage of a commission's life, to list by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CommissionLife {
+    /// In its hold: to approve or decline.
+    Pending,
+    /// Payable: available, reserved by a payout, or paid.
+    Approved,
+    Declined,
+    /// Taken back whole by refunds.
+    Reversed,
+}
+
+impl CommissionLife {
+    /// The commission service's name of it (`ListCommissionsRequest.status`).
+    fn code(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Approved => "approved",
+            Self::Declined => "declined",
+            Self::Reversed => "reversed",
+        }
+    }
+}
+
+/// Filter of a campaign's commission list.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct CampaignCommissionFilter {
+    /// Only the commissions at this stage of their life: `pending` (to approve or decline),
+    /// `approved` (payable: available, reserved or paid), `declined` or `reversed`. All otherwise.
+    #[param(inline)]
+    pub status: Option<CommissionLife>,
+}
+
+/// The creators' commissions on one of your campaigns, newest first, optionally at one stage of
+/// their life: `status=pending` lists those to approve or decline.
+#[utoipa::path(get, path = "/api/v1/campaigns/{campaignId}/commissions", tag = "commissions",
+    params(("campaignId" = Uuid, Path), Paging, CampaignCommissionFilter),
+    responses((status = 200, description = "One page", body = CommissionPage)),
+    security(("bearer" = [])))]
+pub async fn of_campaign(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(campaign_id): ApiPath<String>,
+    ApiQuery(paging): ApiQuery<Paging>,
+    ApiQuery(filter): ApiQuery<CampaignCommissionFilter>,
+) -> Result<Json<CommissionPage>, Problem> {
+    caller.require(&[Role::Advertiser])?;
+    let campaign_id = uuid_field("campaignId", &campaign_id)?;
+    owned(&state, &caller, campaign_id).await?;
+    let page = state
+        .clients
+        .commission
+        .clone()
+        .list_commissions(
+            caller.grpc(pb::ListCommissionsRequest {
+                page_size: paging.size(),
+                page_token: paging.token(),
+                creator_id: String::new(),
+                campaign_id: campaign_id.to_string(),
+                status: filter
+                    .status
+                    .map(CommissionLife::code)
+                    .unwrap_or_default()
+                    .to_owned(),
+            }),
+        )
+        .await
+        .or_problem(SERVICE)?;
+    Ok(Json(CommissionPage {
+        commissions: page.commissions.into_iter().map(Commission::from).collect(),
+        next_page_token: page.next_page_token,
+    }))
 }
 
 /// Approve pending commissions of your campaigns before their hold ends: up to 100, all or
@@ -530,6 +610,43 @@ mod tests {
         assert!(commission_ids(&[]).is_err());
         let problem = commission_ids(&[Uuid::new_v4().to_string(), "x".into()]).unwrap_err();
         assert_eq!(problem.errors[0].field, "commissionIds[1]");
+    }
+
+    #[test]
+    fn a_campaign_s_commissions_are_filtered_by_a_stage_of_their_life() {
+        let status = |query: &str| {
+            let uri: axum::http::Uri = format!("/api/v1?{query}").parse().unwrap();
+            axum::extract::Query::<CampaignCommissionFilter>::try_from_uri(&uri).map(|q| q.0.status)
+        };
+        assert_eq!(
+            status("status=pending&pageSize=5").unwrap(),
+            Some(CommissionLife::Pending)
+        );
+        assert_eq!(status("pageToken=x").unwrap(), None);
+        assert!(status("status=available").is_err());
+        assert!(status("status=PENDING").is_err());
+        for (life, code) in [
+            (CommissionLife::Pending, "pending"),
+            (CommissionLife::Approved, "approved"),
+            (CommissionLife::Declined, "declined"),
+            (CommissionLife::Reversed, "reversed"),
+        ] {
+            assert_eq!(life.code(), code);
+        }
+
+        let doc = serde_json::to_value(crate::openapi::api().1).unwrap();
+        let get = &doc["paths"]["/api/v1/campaigns/{campaignId}/commissions"]["get"];
+        let params = get["parameters"].as_array().unwrap();
+        let names: Vec<&str> = params.iter().map(|p| p["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["campaignId", "pageSize", "pageToken", "status"]);
+        assert_eq!(
+            params[3]["schema"]["enum"],
+            serde_json::json!(["pending", "approved", "declined", "reversed"])
+        );
+        assert_eq!(
+            get["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/CommissionPage"
+        );
     }
 
     #[test]

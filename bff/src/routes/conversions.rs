@@ -25,6 +25,7 @@ use uuid::Uuid;
 
 use affiliate_proto::{common, tracking as pb};
 use pb::authenticate_postback_request::Credential;
+use service_runtime::money::parse_major;
 use service_runtime::time::timestamp;
 
 use crate::AppState;
@@ -181,31 +182,6 @@ pub(crate) fn split_signature(raw: &str) -> Option<(String, String)> {
         }
     }
     signature.map(|sig| (kept.join("&"), sig.to_owned()))
-}
-
-/// An amount in major units as shops write it (`49.99`), in minor units of `currency` (4999 for
-/// EUR): digits, optionally a point and at most as many decimals as the currency has. The error
-/// describes what is wrong, for the `amount` field.
-pub(crate) fn minor_units(amount: &str, currency: &str) -> Result<i64, String> {
-    let digits = service_runtime::money::minor_digits(currency) as usize;
-    if amount.starts_with('-') {
-        return Err("must not be negative".to_owned());
-    }
-    let (whole, fraction) = amount.split_once('.').unwrap_or((amount, ""));
-    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    let fraction_ok = !amount.contains('.') || (!fraction.is_empty() && all_digits(fraction));
-    if whole.is_empty() || !all_digits(whole) || !fraction_ok {
-        return Err("must be a decimal number in major units, e.g. 49.99".to_owned());
-    }
-    if fraction.len() > digits {
-        return Err(format!(
-            "has {} decimals; {currency} has {digits}",
-            fraction.len()
-        ));
-    }
-    format!("{whole}{fraction:0<digits$}")
-        .parse::<i64>()
-        .map_err(|_| "is too large".to_owned())
 }
 
 /// Records the conversion for the authenticated advertiser: 201 for a new one, 200 for a repeat
@@ -436,7 +412,7 @@ pub async fn by_url(
         .as_deref()
         .ok_or_else(|| Problem::invalid_field("amount", "required"))?;
     let amount_minor =
-        minor_units(amount, &query.currency).map_err(|e| Problem::invalid_field("amount", e))?;
+        parse_major(amount, &query.currency).map_err(|e| Problem::invalid_field("amount", e))?;
     let converted_at = query
         .converted_at
         .as_deref()
@@ -481,7 +457,7 @@ async fn refund_by_url(
             ));
         }
         Some(amount) => Some(common::Money {
-            amount_minor: minor_units(amount, &query.currency)
+            amount_minor: parse_major(amount, &query.currency)
                 .map_err(|e| Problem::invalid_field("amount", e))?,
             currency: query.currency,
         }),
@@ -673,44 +649,6 @@ pub async fn revoke_key(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn amounts_in_major_units_become_minor_units_of_their_currency() {
-        assert_eq!(minor_units("49.99", "EUR"), Ok(4999));
-        assert_eq!(minor_units("49.9", "EUR"), Ok(4990));
-        assert_eq!(minor_units("49", "EUR"), Ok(4900));
-        assert_eq!(minor_units("0.01", "USD"), Ok(1));
-        assert_eq!(minor_units("0", "USD"), Ok(0));
-        assert_eq!(minor_units("500", "JPY"), Ok(500));
-        assert_eq!(minor_units("1.005", "KWD"), Ok(1005));
-        assert_eq!(minor_units("007.50", "EUR"), Ok(750));
-    }
-
-    #[test]
-    fn amounts_with_too_many_decimals_a_sign_or_no_number_are_refused() {
-        for (amount, currency) in [("49.999", "EUR"), ("1.5", "JPY"), ("1.0001", "KWD")] {
-            let error = minor_units(amount, currency).unwrap_err();
-            assert!(error.contains("decimals"), "{amount} {currency}: {error}");
-        }
-        assert_eq!(
-            minor_units("-1.00", "EUR").unwrap_err(),
-            "must not be negative"
-        );
-        for amount in [
-            "", "abc", "1,50", "1.", ".5", "+1", " 1", "1e3", "1.2.3", "NaN", "0x10", "1.-5",
-        ] {
-            let error = minor_units(amount, "EUR").unwrap_err();
-            assert!(
-                error.starts_with("must be a decimal number"),
-                "{amount:?}: {error}"
-            );
-        }
-        assert_eq!(
-            minor_units("92233720368547758.08", "EUR").unwrap_err(),
-            "is too large"
-        );
-        assert_eq!(minor_units("92233720368547758.07", "EUR"), Ok(i64::MAX));
-    }
 
     #[test]
     fn a_postback_s_status_asks_for_a_sale_or_a_refund_of_a_kind() {

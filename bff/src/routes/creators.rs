@@ -123,6 +123,7 @@ pub async fn commissions(
                     .campaign_id
                     .map(|id| id.to_string())
                     .unwrap_or_default(),
+                status: String::new(),
             }),
         )
         .await

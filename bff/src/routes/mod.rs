@@ -70,6 +70,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(commissions::statement))
         .routes(routes!(commissions::approve))
         .routes(routes!(commissions::decline))
+        .routes(routes!(commissions::of_campaign))
         .routes(routes!(tracking::record, tracking::list))
         .routes(routes!(links::create, links::list))
         .routes(routes!(links::get))

@@ -1067,3 +1067,119 @@ async fn concurrent_purchases_never_commit_more_than_the_budget() {
     assert_eq!((earned, refused), (1_000, 20));
     app.stop().await;
 }
+
+/// A campaign of `advertiser` the service knows, whose commissions are held for a day (pending).
+async fn held_campaign(app: &TestApp, advertiser: Uuid) -> Uuid {
+    let id = Uuid::now_v7();
+    let mut campaign = campaign_pb::Campaign {
+        id: id.to_string(),
+        advertiser_id: advertiser.to_string(),
+        commission_rate_bps: 1000,
+        budget: usd(1_000_000),
+        status: campaign_pb::CampaignStatus::Active.into(),
+        version: 1,
+        ..Default::default()
+    };
+    campaign.hold_period.get_or_insert_default().seconds = 86_400;
+    app.campaign_event(
+        id,
+        1,
+        campaign_event::Event::CampaignCreated(campaign_pb::CampaignCreated {
+            campaign: Some(campaign),
+        }),
+    )
+    .await;
+    let pool = app.db.pool.clone();
+    eventually(WAIT, "the campaign's terms arrive", || {
+        let pool = pool.clone();
+        async move { terms(&pool, id).await.map(|_| ()) }
+    })
+    .await;
+    id
+}
+
+#[tokio::test]
+async fn a_campaign_s_commissions_are_listed_by_status_and_an_unknown_status_is_invalid() {
+    let mut app = spawn_app().await;
+    let advertiser = Uuid::now_v7();
+    let campaign = held_campaign(&app, advertiser).await;
+    let other = held_campaign(&app, advertiser).await;
+    let mut earned = Vec::new();
+    for _ in 0..5 {
+        let response = app.purchase(campaign, Uuid::now_v7(), usd(1000)).await;
+        earned.push(response.unwrap().commission.unwrap());
+    }
+    app.purchase(other, Uuid::now_v7(), usd(1000))
+        .await
+        .unwrap();
+    let [approved, declined, reversed, older, newer] = &earned[..] else {
+        unreachable!("five purchases")
+    };
+    app.grpc
+        .approve_commissions(pb::ApproveCommissionsRequest {
+            advertiser_id: advertiser.to_string(),
+            commission_ids: vec![approved.id.clone()],
+        })
+        .await
+        .unwrap();
+    app.grpc
+        .decline_commissions(pb::DeclineCommissionsRequest {
+            advertiser_id: advertiser.to_string(),
+            commission_ids: vec![declined.id.clone()],
+            reason: "self-referral".into(),
+        })
+        .await
+        .unwrap();
+    app.grpc
+        .reverse_commission(keyed(pb::ReverseCommissionRequest {
+            tracking_event_id: reversed.tracking_event_id.clone(),
+            refund_id: "full".into(),
+            refunded_amount: usd(1000),
+            kind: "refund".into(),
+            reason: String::new(),
+        }))
+        .await
+        .unwrap();
+
+    let mut grpc = app.grpc.clone();
+    let mut list = async |status: &str, page_size: i32, page_token: &str| {
+        let page = grpc
+            .list_commissions(pb::ListCommissionsRequest {
+                campaign_id: campaign.to_string(),
+                status: status.into(),
+                page_size,
+                page_token: page_token.into(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        let ids: Vec<String> = page.commissions.into_iter().map(|c| c.id).collect();
+        Ok::<_, tonic::Status>((ids, page.next_page_token))
+    };
+    let first = list("pending", 1, "").await.unwrap();
+    assert_eq!(first.0, [newer.id.as_str()], "newest first, one per page");
+    let second = list("pending", 1, &first.1).await.unwrap();
+    assert_eq!(
+        (second.0, second.1.as_str()),
+        (vec![older.id.clone()], ""),
+        "the last pending one, the last page"
+    );
+    for (status, commission) in [
+        ("approved", approved),
+        ("declined", declined),
+        ("reversed", reversed),
+    ] {
+        let (ids, next) = list(status, 0, "").await.unwrap();
+        assert_eq!(
+            (ids, next.as_str()),
+            (vec![commission.id.clone()], ""),
+            "{status}"
+        );
+    }
+    assert_eq!(list("", 0, "").await.unwrap().0.len(), 5, "no filter: all");
+
+    let err = list("available", 0, "").await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert_eq!(e2e::violated_fields(&err), ["status"], "{err:?}");
+    app.stop().await;
+}

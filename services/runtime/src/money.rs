@@ -25,6 +25,31 @@ pub fn minor_digits(code: &str) -> u32 {
         .map_or(2, u32::from)
 }
 
+/// An amount in major units as people and shops write it (`49.99`), in minor units of `currency`
+/// (4999 for EUR): digits, optionally a point and at most as many decimals as the currency has.
+/// The error describes what is wrong, to be said of the field it came in.
+pub fn parse_major(amount: &str, currency: &str) -> Result<i64, String> {
+    let digits = minor_digits(currency) as usize;
+    if amount.starts_with('-') {
+        return Err("must not be negative".to_owned());
+    }
+    let (whole, fraction) = amount.split_once('.').unwrap_or((amount, ""));
+    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    let fraction_ok = !amount.contains('.') || (!fraction.is_empty() && all_digits(fraction));
+    if whole.is_empty() || !all_digits(whole) || !fraction_ok {
+        return Err("must be a decimal number in major units, e.g. 49.99".to_owned());
+    }
+    if fraction.len() > digits {
+        return Err(format!(
+            "has {} decimals; {currency} has {digits}",
+            fraction.len()
+        ));
+    }
+    format!("{whole}{fraction:0<digits$}")
+        .parse::<i64>()
+        .map_err(|_| "is too large".to_owned())
+}
+
 /// An amount in minor units written for people: `1234` `USD` → `12.34 USD`, `500` `JPY` →
 /// `500 JPY`, `-5` `KWD` → `-0.005 KWD`. Exact: integer arithmetic only.
 pub fn display(amount_minor: i64, currency: &str) -> String {
@@ -76,5 +101,43 @@ mod tests {
         assert_eq!(display(1500, "KWD"), "1.500 KWD");
         assert_eq!(display(-5, "BHD"), "-0.005 BHD");
         assert_eq!(display(i64::MIN, "USD"), "-92233720368547758.08 USD");
+    }
+
+    #[test]
+    fn amounts_in_major_units_become_minor_units_of_their_currency() {
+        assert_eq!(parse_major("49.99", "EUR"), Ok(4999));
+        assert_eq!(parse_major("49.9", "EUR"), Ok(4990));
+        assert_eq!(parse_major("49", "EUR"), Ok(4900));
+        assert_eq!(parse_major("0.01", "USD"), Ok(1));
+        assert_eq!(parse_major("0", "USD"), Ok(0));
+        assert_eq!(parse_major("500", "JPY"), Ok(500));
+        assert_eq!(parse_major("1.005", "KWD"), Ok(1005));
+        assert_eq!(parse_major("007.50", "EUR"), Ok(750));
+    }
+
+    #[test]
+    fn amounts_with_too_many_decimals_a_sign_or_no_number_are_refused() {
+        for (amount, currency) in [("49.999", "EUR"), ("1.5", "JPY"), ("1.0001", "KWD")] {
+            let error = parse_major(amount, currency).unwrap_err();
+            assert!(error.contains("decimals"), "{amount} {currency}: {error}");
+        }
+        assert_eq!(
+            parse_major("-1.00", "EUR").unwrap_err(),
+            "must not be negative"
+        );
+        for amount in [
+            "", "abc", "1,50", "1.", ".5", "+1", " 1", "1e3", "1.2.3", "NaN", "0x10", "1.-5",
+        ] {
+            let error = parse_major(amount, "EUR").unwrap_err();
+            assert!(
+                error.starts_with("must be a decimal number"),
+                "{amount:?}: {error}"
+            );
+        }
+        assert_eq!(
+            parse_major("92233720368547758.08", "EUR").unwrap_err(),
+            "is too large"
+        );
+        assert_eq!(parse_major("92233720368547758.07", "EUR"), Ok(i64::MAX));
     }
 }

@@ -277,10 +277,20 @@ pub async fn find_commission(
     .await
 }
 
+/// Which commissions a list shows; `None` matches any.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CommissionFilter {
+    pub creator_id: Option<Uuid>,
+    pub campaign_id: Option<Uuid>,
+    /// A `status` value (pending, approved, declined or reversed).
+    pub status: Option<&'static str>,
+}
+
+/// A page of commissions newest first (by id), those before `before`. A campaign's are found by
+/// `commissions_campaign_idx (campaign_id, id)`, the status checked on the rows it reads.
 pub async fn list_commissions(
     conn: &mut PgConnection,
-    creator_id: Option<Uuid>,
-    campaign_id: Option<Uuid>,
+    filter: &CommissionFilter,
     before: Option<Uuid>,
     limit: i64,
 ) -> sqlx::Result<Vec<CommissionRow>> {
@@ -290,12 +300,14 @@ pub async fn list_commissions(
         select * from commissions
         where ($1::uuid is null or creator_id = $1)
           and ($2::uuid is null or campaign_id = $2)
-          and ($3::uuid is null or id < $3)
+          and ($3::text is null or status = $3)
+          and ($4::uuid is null or id < $4)
         order by id desc
-        limit $4
+        limit $5
         "#,
-        creator_id,
-        campaign_id,
+        filter.creator_id,
+        filter.campaign_id,
+        filter.status,
         before,
         limit,
     )

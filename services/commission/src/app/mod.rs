@@ -30,7 +30,7 @@ use service_runtime::validation::{
 
 use crate::adapters::ledger::{self, TransferRow};
 use crate::adapters::repository::{self as repo, BalanceRow, ReservationRow};
-use crate::domain::ledger::{Account, Movement, Transfer};
+use crate::domain::ledger::{Account, Life, Movement, Transfer};
 use crate::domain::{self, Refusal};
 pub use calculate::Calculation;
 pub use error::Error;
@@ -53,6 +53,20 @@ fn parse_money(field: &str, money: Option<&Money>) -> Result<(i64, String), Fiel
         ));
     }
     Ok((money.amount_minor, money.currency.clone()))
+}
+
+/// An optional filter on a commission's life: empty for any, else one of the `status` column's
+/// values.
+fn life_filter(field: &str, value: &str) -> Result<Option<Life>, FieldViolation> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    Life::parse(value).map(Some).ok_or_else(|| {
+        FieldViolation::new(
+            field,
+            "must be pending, approved, declined or reversed (or empty for all)",
+        )
+    })
 }
 
 /// Why an amount is out of range: adding it to (or multiplying it into) what is there would pass
@@ -481,11 +495,16 @@ impl Commissions {
         let before = v.check(parse_optional_id("page_token", &request.page_token));
         let creator = v.check(parse_optional_id("creator_id", &request.creator_id));
         let campaign = v.check(parse_optional_id("campaign_id", &request.campaign_id));
-        let (((limit, before), creator), campaign) =
-            v.finish(limit.zip(before).zip(creator).zip(campaign))?;
+        let life = v.check(life_filter("status", &request.status));
+        let ((((limit, before), creator), campaign), life) =
+            v.finish(limit.zip(before).zip(creator).zip(campaign).zip(life))?;
+        let filter = repo::CommissionFilter {
+            creator_id: creator,
+            campaign_id: campaign,
+            status: life.map(Life::code),
+        };
         let mut conn = self.pool.acquire().await?;
-        let mut rows =
-            repo::list_commissions(&mut conn, creator, campaign, before, limit + 1).await?;
+        let mut rows = repo::list_commissions(&mut conn, &filter, before, limit + 1).await?;
         let next_page_token = next_page_token(&mut rows, limit, |r| r.id);
         Ok(pb::ListCommissionsResponse {
             commissions: rows.iter().map(messages::commission).collect(),

@@ -184,7 +184,7 @@ impl PayoutMinimums {
                     "`{entry}`: `{currency}` is not an ISO-4217 currency code in upper case"
                 ));
             }
-            let minor = minor_units(amount, currency)
+            let minor = service_runtime::money::parse_major(amount, currency)
                 .map_err(|why| format!("`{entry}`: the amount {why}"))?;
             if minor <= 0 {
                 return Err(format!("`{entry}`: the amount must be positive"));
@@ -205,27 +205,6 @@ impl PayoutMinimums {
     pub fn short_of(&self, amount_minor: i64, currency: &str) -> Option<i64> {
         self.of(currency).filter(|minimum| amount_minor < *minimum)
     }
-}
-
-/// An amount in major units (`10.00`) in minor units of `currency` (1000 for EUR): digits,
-/// optionally a point and at most as many decimals as the currency has.
-fn minor_units(amount: &str, currency: &str) -> Result<i64, String> {
-    let digits = service_runtime::money::minor_digits(currency) as usize;
-    let (whole, fraction) = amount.split_once('.').unwrap_or((amount, ""));
-    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    let fraction_ok = !amount.contains('.') || (!fraction.is_empty() && all_digits(fraction));
-    if whole.is_empty() || !all_digits(whole) || !fraction_ok {
-        return Err("must be a decimal number in major units, e.g. 10.00".to_owned());
-    }
-    if fraction.len() > digits {
-        return Err(format!(
-            "has {} decimals; {currency} has {digits}",
-            fraction.len()
-        ));
-    }
-    format!("{whole}{fraction:0<digits$}")
-        .parse::<i64>()
-        .map_err(|_| "is too large".to_owned())
 }
 
 /// Where a payout is in the saga.
@@ -405,7 +384,7 @@ mod tests {
             ("XXX=10", "not an ISO-4217 currency code"),
             ("EUR=10.001", "has 3 decimals; EUR has 2"),
             ("JPY=10.5", "has 1 decimals; JPY has 0"),
-            ("EUR=-1", "must be a decimal number"),
+            ("EUR=-1", "must not be negative"),
             ("EUR=1e3", "must be a decimal number"),
             ("EUR=10.", "must be a decimal number"),
             ("EUR=", "must be a decimal number"),
