@@ -84,10 +84,23 @@ pub async fn migrate(pool: &PgPool, service: &Migrator) -> anyhow::Result<()> {
             clash.description
         );
     }
-    migrator(service)
-        .run(pool)
+    // A migration that rewrites a large table takes longer than a request may: it runs on a
+    // connection of its own without the pool's statement timeout, closed afterwards.
+    let mut conn = pool
+        .acquire()
         .await
-        .context("apply database migrations")
+        .context("a connection for the migrations")?
+        .detach();
+    sqlx::query("set statement_timeout = 0")
+        .execute(&mut conn)
+        .await
+        .context("lift the statement timeout for the migrations")?;
+    let applied = migrator(service)
+        .run(&mut conn)
+        .await
+        .context("apply database migrations");
+    let _ = sqlx::Connection::close(conn).await;
+    applied
 }
 
 /// Whether a database error is worth retrying (connection trouble, pool exhausted, server
