@@ -608,6 +608,8 @@ impl<'a> Driver<'a> {
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub campaign: String,
+    /// The purchase the shop's conversion became (when the redirect edge runs).
+    pub conversion: Option<String>,
     pub closed_campaign: String,
     pub purchases: Vec<String>,
     /// The gRPC code name of the refusal of the closed campaign's purchase.
@@ -819,12 +821,28 @@ pub async fn business_workflow(driver: &mut Driver<'_>) -> Outcome {
     })
     .await;
 
-    // The money's life: the conversion's order refunded in part by the shop (tracking, then the
-    // commission reversed), CREATOR_1's first purchase refunded in full after the paid payout
-    // took part of it (clawed back), and on a campaign with a hold one commission approved early
-    // and one declined by the advertiser.
+    Outcome {
+        campaign,
+        conversion: refunded_conversion,
+        closed_campaign,
+        purchases,
+        closed_refusal,
+        paid_payout,
+        failed_payout,
+        rejected_payout,
+        statuses: vec![s1, s2, s3],
+    }
+}
+
+/// The money's life after [`business_workflow`]: the conversion's order refunded in part by the
+/// shop (tracking, then the commission reversed), CREATOR_1's first purchase charged back in full
+/// after the paid payout took it (clawed back), and on a campaign with a hold one commission
+/// approved early and one declined by the advertiser; each through the driver's door.
+pub async fn money_workflow(driver: &mut Driver<'_>, outcome: &Outcome) {
     use affiliate_proto::commission::{self as commission_pb, commission_command::Command as M};
-    if let Some(purchase) = refunded_conversion {
+    use campaign_pb::campaign_command::Command as C;
+    use tracking_pb::TrackingEventKind as K;
+    if let Some(purchase) = &outcome.conversion {
         driver
             .refund_conversion(tracking_pb::RefundConversionRequest {
                 advertiser_id: ADVERTISER.into(),
@@ -835,13 +853,11 @@ pub async fn business_workflow(driver: &mut Driver<'_>) -> Outcome {
                 reason: "one pair returned".into(),
             })
             .await;
-        driver
-            .commission_reaches(&purchase, "approved", 1_000)
-            .await;
+        driver.commission_reaches(purchase, "approved", 1_000).await;
     }
     driver
         .commission_command(M::Reverse(commission_pb::ReverseCommissionRequest {
-            tracking_event_id: purchases[0].clone(),
+            tracking_event_id: outcome.purchases[0].clone(),
             refund_id: "chargeback-1".into(),
             refunded_amount: money(10_000, "EUR"),
             kind: "chargeback".into(),
@@ -849,15 +865,20 @@ pub async fn business_workflow(driver: &mut Driver<'_>) -> Outcome {
         }))
         .await;
     driver
-        .commission_reaches(&purchases[0], "reversed", 10_000)
+        .commission_reaches(&outcome.purchases[0], "reversed", 10_000)
         .await;
     let held_campaign = driver
         .create_campaign(campaign_pb::CreateCampaignRequest {
+            advertiser_id: ADVERTISER.to_owned(),
+            name: "Held a while".to_owned(),
+            description: "workflow".to_owned(),
+            commission_rate_bps: 1000,
+            budget: money(1_000_000, "EUR"),
+            tracking: None,
             hold_period: Some(pbjson_types::Duration {
                 seconds: 3_600,
                 nanos: 0,
             }),
-            ..create("Held a while", "EUR")
         })
         .await;
     driver
@@ -892,16 +913,6 @@ pub async fn business_workflow(driver: &mut Driver<'_>) -> Outcome {
             reason: "returned before the hold ended".into(),
         }))
         .await;
-    Outcome {
-        campaign,
-        closed_campaign,
-        purchases,
-        closed_refusal,
-        paid_payout,
-        failed_payout,
-        rejected_payout,
-        statuses: vec![s1, s2, s3],
-    }
 }
 
 /// A visit through the redirect edge: the click id of its 302.

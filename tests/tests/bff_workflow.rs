@@ -544,4 +544,5 @@ async fn every_journey_runs_over_rest_and_notifications_arrive_live_in_order() {
             "CAMPAIGN_STATUS_CHANGED"
         ]
     );
+    platform.assert_books_balance();
 }

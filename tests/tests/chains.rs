@@ -161,6 +161,7 @@ async fn purchases_become_commissions_and_payouts_complete_fail_or_are_rejected(
     let creator_2 = told(CREATOR_2, 4).await;
     assert!(creator_2.iter().any(|n| n.title == "Payout failed"));
     platform.assert_all_running();
+    platform.assert_books_balance();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,4 +230,5 @@ async fn a_payment_service_killed_mid_saga_finishes_the_payout_after_restart() {
     assert_eq!(driver.payout_final(&payout).await, "completed");
     assert_eq!(driver.balance(CREATOR_1, "EUR").await, (1_000, 0, 4_000));
     platform.assert_all_running();
+    platform.assert_books_balance();
 }

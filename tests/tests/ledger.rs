@@ -829,3 +829,52 @@ async fn ledger_transfers_are_never_updated_or_deleted() {
     app.assert_books_balance().await;
     app.stop().await;
 }
+
+/// The new events are in the envelopes registered in Pulsar's schema registry, so a client in any
+/// language decodes them with the descriptors it fetches from there.
+#[tokio::test]
+async fn the_money_events_are_in_the_registered_schemas() {
+    use base64::Engine as _;
+    let namespace = fresh_namespace().await;
+    for (topic, messages) in [
+        (
+            "commission-events",
+            &[
+                "CommissionApproved",
+                "CommissionDeclined",
+                "CommissionReversed",
+            ][..],
+        ),
+        (
+            "commission-commands",
+            &["ReverseCommissionRequest", "DeclineCommissionsRequest"][..],
+        ),
+        ("tracking-events", &["ConversionRefunded"][..]),
+    ] {
+        let path = format!(
+            "/admin/v2/schemas/{}/{}/{topic}/schema",
+            e2e::pulsar_tenant(),
+            &*namespace
+        );
+        let (status, body) = e2e::admin().request("GET", &path, "").await.unwrap();
+        assert_eq!(status, 200, "{path}: {body}");
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let data: serde_json::Value =
+            serde_json::from_str(answer["data"].as_str().unwrap()).unwrap();
+        let set = base64::engine::general_purpose::STANDARD
+            .decode(data["fileDescriptorSet"].as_str().unwrap())
+            .unwrap();
+        let set = prost_types::FileDescriptorSet::decode(&*set).unwrap();
+        let names: Vec<&str> = set
+            .file
+            .iter()
+            .flat_map(|f| f.message_type.iter().map(|m| m.name()))
+            .collect();
+        for message in messages {
+            assert!(
+                names.contains(message),
+                "{topic}: {message} not in {names:?}"
+            );
+        }
+    }
+}

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::Value;
 
 use e2e::platform::{ANALYTICS, NOTIFICATION, Platform, SERVICES};
-use e2e::workflow::{Door, Driver, business_workflow, duplicate_everything};
+use e2e::workflow::{Door, Driver, business_workflow, duplicate_everything, money_workflow};
 
 /// Tables compared per service, with a deterministic order.
 const TABLES: &[(&str, &str, &str)] = &[
@@ -140,6 +140,7 @@ async fn run(door: Door, duplicate: bool) -> Run {
         None
     };
     let outcome = business_workflow(&mut driver).await;
+    money_workflow(&mut driver, &outcome).await;
     assert_eq!(
         outcome.statuses,
         ["completed", "failed", "rejected"],
