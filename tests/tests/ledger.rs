@@ -86,12 +86,17 @@ impl TestApp {
     /// A campaign of `advertiser` the service knows: 10 % in EUR, a budget of 10 000 000, and a
     /// hold of `hold_seconds`.
     async fn campaign(&self, advertiser: Uuid, hold_seconds: i64) -> Uuid {
+        self.campaign_with_budget(advertiser, hold_seconds, 10_000_000)
+            .await
+    }
+
+    async fn campaign_with_budget(&self, advertiser: Uuid, hold_seconds: i64, budget: i64) -> Uuid {
         let id = Uuid::now_v7();
         let campaign = campaign_pb::Campaign {
             id: id.to_string(),
             advertiser_id: advertiser.to_string(),
             commission_rate_bps: 1_000,
-            budget: eur(10_000_000),
+            budget: eur(budget),
             status: campaign_pb::CampaignStatus::Active.into(),
             version: 1,
             hold_period: Some(pbjson_types::Duration {
@@ -877,4 +882,32 @@ async fn the_money_events_are_in_the_registered_schemas() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn a_budget_freed_by_a_refund_is_spent_and_announced_again() {
+    let mut app = spawn_app().await;
+    let campaign = app.campaign_with_budget(Uuid::now_v7(), 0, 1_000).await;
+    let creator = Uuid::now_v7();
+    let (_, purchase) = app.purchase(campaign, creator, 10_000).await;
+    let pool = app.db.pool.clone();
+    let announced = || {
+        count(
+            &pool,
+            "select count(*) from outbox where message_type = 'campaign.budget_exhausted.v1'",
+        )
+    };
+    assert_eq!(announced().await, 1, "the budget is spent");
+    app.refund(purchase, "r-1", 10_000).await.unwrap();
+    let committed: i64 =
+        sqlx::query_scalar("select committed_minor from campaign_terms where campaign_id = $1")
+            .bind(campaign)
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(committed, 0, "the refund gave the budget back");
+    app.purchase(campaign, creator, 10_000).await;
+    assert_eq!(announced().await, 2, "spent again, and announced again");
+    app.assert_books_balance().await;
+    app.stop().await;
 }

@@ -411,7 +411,7 @@ fn decline_one(
     row.decline_reason = Some(reason.to_owned());
     row.version += 1;
     balance.pending_minor -= open;
-    terms.committed_minor -= open;
+    terms.give_back(open);
     changes.transfers.extend(
         Transfer::of(
             Movement::Decline,

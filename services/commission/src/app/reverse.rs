@@ -138,7 +138,7 @@ async fn apply(
     let taken = outcome.reversed_minor + outcome.clawed_back_minor;
     let mut committed = Vec::new();
     if let Some(t) = terms.get_mut(&row.campaign_id) {
-        t.committed_minor -= taken;
+        t.give_back(taken);
         committed.push((row.campaign_id, t.committed_minor, t.exhausted_announced));
     }
     row.refunded_minor = outcome.refunded_minor;

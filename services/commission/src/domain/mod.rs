@@ -49,6 +49,20 @@ pub struct CampaignTerms {
     pub hold_seconds: Option<i64>,
 }
 
+impl CampaignTerms {
+    /// Gives `amount` back to the budget (a decline or a refund): a budget no longer spent is
+    /// announced again when it next is.
+    pub fn give_back(&mut self, amount: i64) {
+        self.committed_minor -= amount;
+        if self
+            .budget_minor
+            .is_some_and(|budget| self.committed_minor < budget)
+        {
+            self.exhausted_announced = false;
+        }
+    }
+}
+
 /// What a commission takes of its campaign's budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Share {
@@ -229,6 +243,19 @@ mod tests {
         assert_eq!(share(Some(5_000), 0, 0), full(0, false));
         // No budget known: nothing enforced.
         assert_eq!(share(None, i64::MAX, 100), full(100, false));
+    }
+
+    #[test]
+    fn money_given_back_reopens_a_spent_budget_to_be_announced_again() {
+        let mut spent = CampaignTerms {
+            exhausted_announced: true,
+            ..terms(Some(5_000), 5_000)
+        };
+        spent.give_back(0);
+        assert!(spent.exhausted_announced, "still spent");
+        spent.give_back(100);
+        assert_eq!(spent.committed_minor, 4_900);
+        assert!(!spent.exhausted_announced);
     }
 
     #[test]
