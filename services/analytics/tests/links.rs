@@ -446,7 +446,18 @@ async fn clicks_and_conversions_count_per_link_sub_id_and_campaign_and_a_replay_
         assert!(spoiled.rows_affected() > 0, "{spoil}");
     }
     assert_ne!(app.everything(&links).await, expected);
-    app.grpc.replay(pb::ReplayRequest {}).await.unwrap();
+    // UNAVAILABLE (the broker's admin API busy) asks for a retry with backoff.
+    eventually(WAIT, "the replay starts", || {
+        let mut grpc = app.grpc.clone();
+        async move {
+            match grpc.replay(pb::ReplayRequest {}).await {
+                Ok(_) => Some(()),
+                Err(status) if status.code() == Code::Unavailable => None,
+                Err(status) => panic!("replay: {status:?}"),
+            }
+        }
+    })
+    .await;
     let rebuilt = eventually(WAIT, "the replay caught up", || {
         let (app, links, expected) = (&app, &links, &expected);
         async move {
