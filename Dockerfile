@@ -5,8 +5,8 @@
 #   docker run --rm affiliate-platform platform tail --help
 #
 # Binaries (in /usr/local/bin, on PATH): campaign-service, tracking-service, commission-service,
-# payment-service, notification-service, analytics-service, relay, platform (the operator CLI),
-# bff, trace-viewer, redirect (the redirect edge of tracking links).
+# payment-service, notification-service, analytics-service, webhook-service, relay, platform (the
+# operator CLI), bff, trace-viewer, redirect (the redirect edge of tracking links).
 # One image for all of them is the usual shape for a Rust workspace whose binaries share almost
 # every dependency: one build, one scan, one tag to promote; deploy/compose and deploy/helm run
 # each process from it by command. Configuration is environment variables only (every flag has
@@ -52,7 +52,7 @@ WORKDIR /src
 COPY . .
 # The binaries the image ships (deploy/static-checks.sh checks this list against `cargo
 # metadata`: each is a [[bin]] of the workspace, and each one compose or Helm runs is here).
-ARG BINARIES="campaign-service tracking-service commission-service payment-service notification-service analytics-service relay platform bff trace-viewer redirect"
+ARG BINARIES="campaign-service tracking-service commission-service payment-service notification-service analytics-service webhook-service relay platform bff trace-viewer redirect"
 # The registry and the target dir are cache mounts (kept between builds, not in any layer), so
 # the binaries are copied out of target/ within the same step.
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
@@ -83,8 +83,8 @@ LABEL org.opencontainers.image.title="affiliate-platform" \
 COPY --from=builder /out/ /usr/local/bin/
 COPY --from=grpc-health-probe /out/grpc-health-probe /usr/local/bin/grpc-health-probe
 USER 65532:65532
-# gRPC of the services (50051..50056 as deploy/local numbers them; each listens where GRPC_LISTEN
+# gRPC of the services (50051..50057 as deploy/local numbers them; each listens where GRPC_LISTEN
 # says), the BFF's HTTP, the redirect edge's HTTP (REDIRECT_LISTEN), /metrics (METRICS_LISTEN),
 # the trace viewer's OTLP and UI.
-EXPOSE 50051 50052 50053 50054 50055 50056 8088 8090 9100 4317 16686
+EXPOSE 50051 50052 50053 50054 50055 50056 50057 8088 8090 9100 4317 16686
 CMD ["platform", "--help"]

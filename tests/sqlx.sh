@@ -18,7 +18,7 @@ source deploy/local/env.sh
 # crate directory -> its own migrations ("" for the crates that use only the platform tables);
 # ORDER lists them dependencies first (see the pre-pass below)
 ORDER=(services/runtime services/messaging services/relay services/campaign services/tracking
-  services/commission services/payment services/notification services/analytics)
+  services/commission services/payment services/notification services/analytics services/webhook)
 declare -A CRATES=(
   [services/runtime]=""
   [services/messaging]=""
@@ -29,6 +29,7 @@ declare -A CRATES=(
   [services/payment]=services/payment/migrations
   [services/notification]=services/notification/migrations
   [services/analytics]=services/analytics/migrations
+  [services/webhook]=services/webhook/migrations
 )
 
 usage() { echo "usage: tests/sqlx.sh prepare|check [crate...] (crates: ${ORDER[*]})" >&2; exit 2; }

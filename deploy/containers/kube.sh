@@ -71,7 +71,8 @@ cmd_up() {
     -e PULSAR_PREFIX_allowAutoTopicCreationType=non-partitioned \
     "$PULSAR_IMAGE_NAME" bash -c 'bin/apply-config-from-env.py conf/standalone.conf >/dev/null &&
       exec bin/pulsar standalone --no-functions-worker --no-stream-storage --advertised-address pulsar-broker' >/dev/null
-  wait_for 120 "PostgreSQL" podman exec "$PG_CTR" psql -h 127.0.0.1 -U platform -d analytics -c select
+  # a query in the last database init-databases.sql creates (as compose's health check asks)
+  wait_for 120 "PostgreSQL" podman exec "$PG_CTR" psql -h 127.0.0.1 -U platform -d webhook -c select
   wait_for 180 "Pulsar" podman exec "$PULSAR_CTR" curl -sf -o /dev/null http://127.0.0.1:8080/admin/v2/namespaces/public/default
   podman run --rm --network "$KUBE_NETWORK" -v "$REPO_ROOT/deploy/compose/pulsar/init-namespace.sh:/init.sh:ro" \
     -e PULSAR_ADMIN_URL=http://pulsar-broker:8080 -e PULSAR_TENANT=affiliate -e PULSAR_NAMESPACE=platform \

@@ -27,7 +27,7 @@ PG_HOST="${PG_HOST:-127.0.0.1}"
 PG_PORT="${PG_PORT:-55432}"           # non-default: never collides with a system PostgreSQL on 5432
 PG_USER="${PG_USER:-platform}"
 PG_PASSWORD="${PG_PASSWORD:-platform}"
-PG_DATABASES="${PG_DATABASES:-campaign tracking commission payment notification analytics}"
+PG_DATABASES="${PG_DATABASES:-campaign tracking commission payment notification analytics webhook}"
 PG_MAX_CONNECTIONS="${PG_MAX_CONNECTIONS:-300}"
 PG_DATA_DIR="${PG_DATA_DIR:-$STATE_DIR/postgres/data}"
 PG_SOCKET_DIR="${PG_SOCKET_DIR:-$STATE_DIR/postgres/run}"
@@ -107,6 +107,9 @@ SCHEMATHESIS_BIN="${SCHEMATHESIS_BIN:-$PY_TOOLS_VENV/bin/schemathesis}"
 # (tests/tests/schema_registry.rs runs tests/python/read_typed_events.py with it)
 PULSAR_CLIENT_PY_VERSION="${PULSAR_CLIENT_PY_VERSION:-3.13.0}"
 PROTOBUF_PY_VERSION="${PROTOBUF_PY_VERSION:-7.36.2}"
+# the official Standard Webhooks library, in the same venv: the tests' partner receiver
+# (tests/python/webhook_receiver.py, run by tests/tests/webhooks.rs) verifies with it
+STANDARDWEBHOOKS_PY_VERSION="${STANDARDWEBHOOKS_PY_VERSION:-1.1.0}"
 PY_TOOLS_PYTHON="${PY_TOOLS_PYTHON:-$PY_TOOLS_VENV/bin/python}"
 
 # cargo-deny (licenses, bans, sources of every dependency), installed with `cargo install --root`

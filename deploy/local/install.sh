@@ -7,6 +7,7 @@
 #   npm:  buf      (npm install @bufbuild/buf --prefix $NPM_TOOLS_PREFIX           -> $BUF_BIN)
 #   pip:  schemathesis $SCHEMATHESIS_VERSION in the venv $PY_TOOLS_VENV             -> $SCHEMATHESIS_BIN
 #         pulsar-client $PULSAR_CLIENT_PY_VERSION and protobuf $PROTOBUF_PY_VERSION there too -> $PY_TOOLS_PYTHON
+#         standardwebhooks $STANDARDWEBHOOKS_PY_VERSION there too (the tests' webhook receiver)
 #   cargo: cargo-deny $CARGO_DENY_VERSION (cargo install --locked --root $CARGO_TOOLS_ROOT) -> $CARGO_DENY_BIN
 #          cargo-machete $CARGO_MACHETE_VERSION (the same way)                    -> $CARGO_MACHETE_BIN
 # `apt-get update` runs once, and only when an apt package is missing. Waits for the apt/dpkg lock.
@@ -139,6 +140,19 @@ elif [[ -x "$PY_TOOLS_VENV/bin/pip" ]]; then
   installed+=("pulsar-client $PULSAR_CLIENT_PY_VERSION, protobuf $PROTOBUF_PY_VERSION ($PY_TOOLS_VENV)")
 else
   missing+=("pulsar-client: no venv at $PY_TOOLS_VENV (see schemathesis above), then rerun")
+fi
+
+# ---- the official Standard Webhooks library (PyPI, the same venv): the tests' partner receiver
+# (tests/python/webhook_receiver.py) verifies every webhook with it, not with our code ---------
+if [[ -x "$PY_TOOLS_PYTHON" ]] && py_has standardwebhooks "$STANDARDWEBHOOKS_PY_VERSION"; then
+  found+=("standardwebhooks $STANDARDWEBHOOKS_PY_VERSION ($PY_TOOLS_VENV)")
+elif [[ -x "$PY_TOOLS_VENV/bin/pip" ]]; then
+  infra_log "pip install standardwebhooks==$STANDARDWEBHOOKS_PY_VERSION -> $PY_TOOLS_VENV"
+  "$PY_TOOLS_VENV/bin/pip" install --quiet --disable-pip-version-check \
+    "standardwebhooks==$STANDARDWEBHOOKS_PY_VERSION" >&2
+  installed+=("standardwebhooks $STANDARDWEBHOOKS_PY_VERSION ($PY_TOOLS_VENV)")
+else
+  missing+=("standardwebhooks: no venv at $PY_TOOLS_VENV (see schemathesis above), then rerun")
 fi
 
 # ---- cargo tools (crates.io): cargo-deny (supply chain) and cargo-machete (unused dependencies),

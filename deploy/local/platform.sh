@@ -4,7 +4,7 @@
 #   deploy/local/platform.sh up       infrastructure (PostgreSQL, Pulsar), build, start the trace viewer
 #                                     (Jaeger UI on $TRACE_UI; every process exports its spans to it),
 #                                     every service (campaign, tracking, commission, payment, notification,
-#                                     analytics; SERVICE_MODE, default hybrid), the relay, the BFF and the
+#                                     analytics, webhook; SERVICE_MODE, default hybrid), the relay, the BFF and the
 #                                     redirect edge (tracking links, http://$REDIRECT_HTTP/c/{code}), then run
 #                                     one workflow through grpcurl: campaign → accept → purchase →
 #                                     commission → payout, show the campaign's event as it arrived on
@@ -52,6 +52,7 @@ COMMISSION_GRPC="${COMMISSION_GRPC:-127.0.0.1:50053}"
 PAYMENT_GRPC="${PAYMENT_GRPC:-127.0.0.1:50054}"
 NOTIFICATION_GRPC="${NOTIFICATION_GRPC:-127.0.0.1:50055}"
 ANALYTICS_GRPC="${ANALYTICS_GRPC:-127.0.0.1:50056}"
+WEBHOOK_GRPC="${WEBHOOK_GRPC:-127.0.0.1:50057}"
 SERVICE_MODE="${SERVICE_MODE:-hybrid}"
 BFF_HTTP="${BFF_HTTP:-127.0.0.1:8088}"
 # The redirect edge: tracking links' GET /c/{code}, on tracking's database.
@@ -63,8 +64,8 @@ TRACE_UI="${TRACE_UI:-127.0.0.1:16686}"
 # kept (mode 600) in .state/jwt-secret. Never a production setting: use JWT_JWKS_URL there.
 JWT_SECRET_FILE="$STATE_DIR/jwt-secret"
 # service name:gRPC address. The notification and analytics services publish nothing: the relay
-# skips their outboxes.
-SERVICES=("campaign-service:$CAMPAIGN_GRPC" "tracking-service:$TRACKING_GRPC" "commission-service:$COMMISSION_GRPC" "payment-service:$PAYMENT_GRPC" "notification-service:$NOTIFICATION_GRPC" "analytics-service:$ANALYTICS_GRPC")
+# skips their outboxes (it serves the others', webhook-events included).
+SERVICES=("campaign-service:$CAMPAIGN_GRPC" "tracking-service:$TRACKING_GRPC" "commission-service:$COMMISSION_GRPC" "payment-service:$PAYMENT_GRPC" "notification-service:$NOTIFICATION_GRPC" "analytics-service:$ANALYTICS_GRPC" "webhook-service:$WEBHOOK_GRPC")
 
 pid_alive() { [[ -f "$PID_DIR/$1.pid" ]] && kill -0 "$(cat "$PID_DIR/$1.pid")" 2>/dev/null; }
 
@@ -280,7 +281,7 @@ for n in json.load(sys.stdin)["notifications"]: print("  #" + n["sequence"], n["
   echo "API docs: http://$BFF_HTTP/docs   OpenAPI: http://$BFF_HTTP/openapi.json"
   echo "the purchase as one trace (BFF → tracking → relay → Pulsar → commission → relay → payment, notification):"
   echo "  http://$TRACE_UI/trace/$trace"
-  echo "metrics: relay http://127.0.0.1:9100/metrics, services http://127.0.0.1:9101..9105/metrics, bff http://127.0.0.1:9106/metrics, analytics http://127.0.0.1:9107/metrics"
+  echo "metrics: relay http://127.0.0.1:9100/metrics, services http://127.0.0.1:9101..9105/metrics, bff http://127.0.0.1:9106/metrics, analytics http://127.0.0.1:9107/metrics, webhook http://127.0.0.1:9108/metrics"
   echo "a token: JWT_HS256_SECRET=\$(cat $JWT_SECRET_FILE) $BIN_DIR/bff token --sub <uuid> --role advertiser|creator|admin"
 }
 
@@ -358,7 +359,7 @@ case "${1:-}" in
     for entry in "${SERVICES[@]}"; do
       name=${entry%%:*} addr=${entry#*:} db=${name%-service}
       # Prometheus: /metrics on 9101.. for the services (gRPC port - 50051 + 9101, skipping the
-      # BFF's 9106: analytics on 9107), 9100 for the relay
+      # BFF's 9106: analytics on 9107, webhook on 9108), 9100 for the relay
       metrics=$((${addr##*:} - 50051 + 9101))
       ((metrics < 9106)) || metrics=$((metrics + 1))
       own=()
@@ -366,6 +367,12 @@ case "${1:-}" in
       if [[ "$db" == analytics ]]; then own=(PULSAR_ADMIN_URL="$PULSAR_ADMIN_URL"); fi
       # payment: the smallest payout per currency, e.g. PAYOUT_MINIMUMS=EUR=10.00,USD=25.00 (none if empty)
       if [[ "$db" == payment ]]; then own=(PAYOUT_MINIMUMS="${PAYOUT_MINIMUMS:-}"); fi
+      # webhook: FOR THE LOCAL DEMO ONLY, a partner's receiver on this machine may be reached:
+      # loopback is allowed although private, and plain http:// endpoints too. Its defaults (and
+      # compose's and Helm's) refuse both: only public https:// destinations.
+      if [[ "$db" == webhook ]]; then
+        own=(WEBHOOK_ALLOW_NETWORKS="${WEBHOOK_ALLOW_NETWORKS:-127.0.0.0/8}" WEBHOOK_ALLOW_HTTP="${WEBHOOK_ALLOW_HTTP:-true}")
+      fi
       start "$name" "$name" "$otel" METRICS_LISTEN="127.0.0.1:$metrics" \
         MODE="$SERVICE_MODE" DATABASE_URL="$PG_URL_BASE/$db" GRPC_LISTEN="$addr" \
         PULSAR_URL="$PULSAR_URL" PULSAR_TENANT="$PULSAR_TENANT" PULSAR_NAMESPACE="$PULSAR_NAMESPACE" ${own[@]+"${own[@]}"}
@@ -378,6 +385,7 @@ case "${1:-}" in
       CAMPAIGN_GRPC_URL="http://$CAMPAIGN_GRPC" TRACKING_GRPC_URL="http://$TRACKING_GRPC" \
       COMMISSION_GRPC_URL="http://$COMMISSION_GRPC" PAYMENT_GRPC_URL="http://$PAYMENT_GRPC" \
       NOTIFICATION_GRPC_URL="http://$NOTIFICATION_GRPC" ANALYTICS_GRPC_URL="http://$ANALYTICS_GRPC" \
+      WEBHOOK_GRPC_URL="http://$WEBHOOK_GRPC" \
       PULSAR_ADMIN_URL="$PULSAR_ADMIN_URL" REDIRECT_PUBLIC_URL="http://$REDIRECT_HTTP" \
       PULSAR_TENANT="$PULSAR_TENANT" PULSAR_NAMESPACE="$PULSAR_NAMESPACE" ${bff_pulsar_env[@]+"${bff_pulsar_env[@]}"}
     wait_http bff "http://$BFF_HTTP/health"

@@ -38,6 +38,9 @@ pub mod affiliate {
     pub mod analytics {
         package!("affiliate.analytics.v1");
     }
+    pub mod webhook {
+        package!("affiliate.webhook.v1");
+    }
 }
 
 pub use affiliate::analytics::v1 as analytics;
@@ -47,6 +50,7 @@ pub use affiliate::common::v1 as common;
 pub use affiliate::notification::v1 as notification;
 pub use affiliate::payment::v1 as payment;
 pub use affiliate::tracking::v1 as tracking;
+pub use affiliate::webhook::v1 as webhook;
 
 /// The envelope of a service's command topic: a command (a oneof) with its metadata.
 pub trait CommandEnvelope: prost::Message + Default + 'static {
@@ -77,7 +81,7 @@ pub trait EventEnvelope: prost::Message + Default + 'static {
 /// The versioned type name of every command and event, part of the contract like the messages
 /// themselves (the sender sets it, the receiving service's door or feed reads it).
 mod message_types {
-    use super::affiliate::{campaign, commission, payment, tracking};
+    use super::affiliate::{campaign, commission, payment, tracking, webhook};
     use super::{CommandEnvelope, EventEnvelope};
 
     macro_rules! commands {
@@ -140,6 +144,21 @@ mod message_types {
         payment::v1::PaymentEvent,
         payment::v1::payment_event::Event
     );
+
+    events!(
+        "webhook",
+        webhook::v1::WebhookEvent,
+        webhook::v1::webhook_event::Event
+    );
+
+    impl webhook::v1::webhook_event::Event {
+        pub fn message_type(&self) -> &'static str {
+            match self {
+                Self::EndpointDisabled(_) => "webhook.endpoint_disabled.v1",
+                Self::CommandRejected(_) => "webhook.command_rejected.v1",
+            }
+        }
+    }
 
     impl campaign::v1::campaign_event::Event {
         pub fn message_type(&self) -> &'static str {

@@ -11,6 +11,7 @@ pub mod platform;
 pub mod process;
 pub mod rest;
 pub mod statistics;
+pub mod webhooks;
 pub mod workflow;
 
 use std::future::Future;

@@ -29,6 +29,11 @@ pub const NOTIFICATION: &str = "notification";
 /// statistics must equal the services' own numbers after the fault).
 pub const ANALYTICS: &str = "analytics";
 
+/// The webhook service: it follows the four services' events, delivers them to partners'
+/// endpoints, and publishes `webhook-events` (the relay serves its outbox too when it runs).
+/// Started by [`Platform::start_with_webhooks`].
+pub const WEBHOOK: &str = "webhook";
+
 const STARTUP: Duration = Duration::from_secs(60);
 
 /// Dropped in field order: the processes are killed first, then the namespace and the
@@ -79,6 +84,16 @@ impl Platform {
         extra_env: Vec<(&'static str, String)>,
     ) -> Self {
         Self::start_followed(test, mode, extra_env, &[NOTIFICATION, ANALYTICS]).await
+    }
+
+    /// Like [`Platform::start_with`], with the webhook service too (`extra_env` also reaches it,
+    /// e.g. `WEBHOOK_RETRY_SCHEDULE`).
+    pub async fn start_with_webhooks(
+        test: &str,
+        mode: &str,
+        extra_env: Vec<(&'static str, String)>,
+    ) -> Self {
+        Self::start_followed(test, mode, extra_env, &[NOTIFICATION, WEBHOOK]).await
     }
 
     async fn start_followed(
@@ -174,9 +189,20 @@ impl Platform {
         self.processes.insert(replica, process);
     }
 
-    /// Starts (or restarts) the relay for the four outboxes of [`SERVICES`].
+    /// The services whose outboxes the relay serves: [`SERVICES`], and the webhook service if
+    /// it runs.
+    fn publishers(&self) -> Vec<&'static str> {
+        let mut publishers = SERVICES.to_vec();
+        if self.followers.contains(&WEBHOOK) {
+            publishers.push(WEBHOOK);
+        }
+        publishers
+    }
+
+    /// Starts (or restarts) the relay for the outboxes of [`Platform::publishers`].
     pub fn start_relay(&mut self, name: &str) {
-        let outboxes: Vec<String> = SERVICES
+        let publishers = self.publishers();
+        let outboxes: Vec<String> = publishers
             .iter()
             .map(|s| format!("{s}={}", self.databases[s].url))
             .collect();
@@ -186,7 +212,7 @@ impl Platform {
         env.push(("RELAY_STANDBY_INTERVAL", "100ms".into()));
         let mut process = Process::start(name, &binary("relay"), &[], &env, &self.logs);
         self.note_metrics(name, &mut process);
-        for _ in SERVICES {
+        for _ in &publishers {
             process.wait_for_line("leading: publishing this outbox", STARTUP);
         }
         self.processes.insert(name.to_owned(), process);

@@ -71,6 +71,7 @@ impl Edge {
             ("PAYMENT_GRPC_URL", service("payment")),
             ("NOTIFICATION_GRPC_URL", service("notification")),
             ("ANALYTICS_GRPC_URL", service("analytics")),
+            ("WEBHOOK_GRPC_URL", service("webhook")),
             ("JWT_HS256_SECRET", SECRET.into()),
             ("PULSAR_ADMIN_URL", pulsar_admin_url()),
             ("PULSAR_TENANT", pulsar_tenant()),

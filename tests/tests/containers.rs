@@ -62,13 +62,14 @@ fn moved(published: u64) -> u64 {
 }
 const ADVERTISER: &str = "0193a9e0-0000-7000-8000-0000000000ad";
 /// The processes of the platform's image (the others are PostgreSQL, Pulsar and its init job).
-const OURS: [&str; 10] = [
+const OURS: [&str; 11] = [
     "campaign",
     "tracking",
     "commission",
     "payment",
     "notification",
     "analytics",
+    "webhook",
     "relay",
     "bff",
     "redirect",
@@ -76,7 +77,7 @@ const OURS: [&str; 10] = [
 ];
 /// A well-formed link code no link has: the edge looks it up in tracking's database, then 404.
 const UNKNOWN_CODE: &str = "ZZZZZZZZZZ";
-const HEALTH_CHECKED: [&str; 8] = [
+const HEALTH_CHECKED: [&str; 9] = [
     "postgres",
     "pulsar",
     "campaign",
@@ -85,6 +86,7 @@ const HEALTH_CHECKED: [&str; 8] = [
     "payment",
     "notification",
     "analytics",
+    "webhook",
 ];
 
 /// `docker compose -p PROJECT -f compose.yaml [-f override] ARGS` against podman.

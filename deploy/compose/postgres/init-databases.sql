@@ -8,3 +8,4 @@ create database commission;
 create database payment;
 create database notification;
 create database analytics;
+create database webhook;

@@ -28,12 +28,13 @@ pub fn envelope_of(topic: &str) -> Option<&'static str> {
         "commission-commands" => "affiliate.commission.v1.CommissionCommand",
         "payment-events" => "affiliate.payment.v1.PaymentEvent",
         "payment-commands" => "affiliate.payment.v1.PaymentCommand",
+        "webhook-events" => "affiliate.webhook.v1.WebhookEvent",
         _ => return None,
     })
 }
 
 /// The platform's topics that carry an envelope, by short name.
-pub const TOPICS: [&str; 8] = [
+pub const TOPICS: [&str; 9] = [
     "campaign-events",
     "campaign-commands",
     "tracking-events",
@@ -42,6 +43,7 @@ pub const TOPICS: [&str; 8] = [
     "commission-commands",
     "payment-events",
     "payment-commands",
+    "webhook-events",
 ];
 
 /// Registers every topic's envelope in namespace `tenant/namespace` through the admin API, ahead of

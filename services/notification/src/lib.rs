@@ -2,9 +2,9 @@
 //! numbered 1, 2, 3 ... per user, listed, marked read, and streamed live.
 //!
 //! `domain` holds who is told what (no I/O), `app` the use cases (one transaction each),
-//! `adapters` the repository, the four event feeds (`campaign-`, `tracking-`, `commission-` and
-//! `payment-events`, one `notification` subscription each), the live streams and the gRPC
-//! server. The feeds run in every mode; `events` mode only turns the gRPC API off.
+//! `adapters` the repository, the five event feeds (`campaign-`, `tracking-`, `commission-`,
+//! `payment-` and `webhook-events`, one `notification` subscription each), the live streams and
+//! the gRPC server. The feeds run in every mode; `events` mode only turns the gRPC API off.
 
 pub mod adapters;
 pub mod app;
@@ -31,7 +31,7 @@ pub struct LiveArgs {
     pub subscribe_poll_interval: Duration,
 }
 
-/// The notification service: the four event feeds in every mode, the API and the listener that
+/// The notification service: the five event feeds in every mode, the API and the listener that
 /// wakes its live streams unless in `events` mode.
 pub struct Notification;
 

@@ -23,6 +23,7 @@ use affiliate_proto::payment::{self as payment_pb, PaymentEvent, payment_event};
 use affiliate_proto::tracking::{
     self as tracking_pb, TrackingEventEnvelope, tracking_event_envelope,
 };
+use affiliate_proto::webhook::{self as webhook_pb, WebhookEvent, webhook_event};
 use e2e::{TestDatabase, fresh_database, fresh_namespace, publish};
 use messaging::{Delivery, Failure, Handler as _};
 use notification_service::Notification;
@@ -230,6 +231,35 @@ fn payout(creator: Uuid, stage: fn(Option<payment_pb::Payout>) -> payment_event:
 
 fn requested(p: Option<payment_pb::Payout>) -> payment_event::Event {
     payment_event::Event::PayoutRequested(payment_pb::PayoutRequested { payout: p })
+}
+
+fn webhook_message(endpoint: Uuid, event_: webhook_event::Event) -> Event {
+    event(Source::Webhook, endpoint, |m| {
+        WebhookEvent {
+            // The webhook service publishes its endpoints' events with version 0.
+            metadata: metadata(m, endpoint, 0),
+            event: Some(event_),
+        }
+        .encode_to_vec()
+    })
+}
+
+/// The webhook service disabled `owner`'s endpoint, for `reason`.
+fn endpoint_disabled(endpoint: Uuid, owner: Uuid, reason: &str) -> Event {
+    webhook_message(
+        endpoint,
+        webhook_event::Event::EndpointDisabled(webhook_pb::EndpointDisabled {
+            endpoint: Some(webhook_pb::Endpoint {
+                id: endpoint.to_string(),
+                owner_id: owner.to_string(),
+                url: "https://partner.example/hooks".into(),
+                enabled: false,
+                disabled_reason: reason.into(),
+                ..Default::default()
+            }),
+            reason: reason.into(),
+        }),
+    )
 }
 
 // ---- the handlers on a database of their own ----
@@ -542,6 +572,53 @@ async fn a_commission_s_approval_decline_and_reversal_tell_its_creator_once_with
 }
 
 #[tokio::test]
+async fn a_disabled_webhook_endpoint_tells_its_owner_once_why_and_how_to_enable_it_again() {
+    let feeds = Feeds::new().await;
+    let (owner, endpoint) = (Uuid::now_v7(), Uuid::now_v7());
+    let disabled = endpoint_disabled(endpoint, owner, "the endpoint answered 410 Gone");
+    let rejected = webhook_message(
+        endpoint,
+        webhook_event::Event::CommandRejected(Default::default()),
+    );
+    // It needs no campaign: applied at once, a redelivery skipped, a rejection tells nobody.
+    for e in [&disabled, &disabled, &rejected] {
+        feeds.applied(e).await;
+    }
+
+    let rows = feeds.of(owner).await;
+    assert_eq!(kinds(&rows), [(1, "webhook_endpoint_disabled")]);
+    assert_eq!(
+        (rows[0].2.as_str(), rows[0].3.as_str(), rows[0].4.as_str()),
+        (
+            "Webhook endpoint disabled",
+            format!("We stopped sending webhooks to your endpoint https://partner.example/hooks: the endpoint answered 410 Gone. Once it works again, enable it: PATCH /api/v1/webhooks/endpoints/{endpoint} with {{\"enabled\": true}}. The messages waiting for it are sent then.").as_str(),
+            "webhook_endpoint"
+        )
+    );
+    assert_eq!(rows[0].5, format!("corr-{}", disabled.message_id));
+    assert_eq!(
+        feeds
+            .count(&format!(
+                "select count(*) from notifications where subject_id = '{endpoint}'"
+            ))
+            .await,
+        1
+    );
+    assert_eq!(
+        feeds
+            .count("select count(*) from inbox where outcome = 'applied' and consumer = 'notification/webhook-events'")
+            .await,
+        2
+    );
+    assert_eq!(
+        notification_service::app::messages::kind(notification_service::domain::Kind::parse(
+            &rows[0].1
+        )),
+        NotificationKind::WebhookEndpointDisabled
+    );
+}
+
+#[tokio::test]
 async fn undecodable_messages_are_rejected_and_recorded() {
     let feeds = Feeds::new().await;
     let garbage = Event {
@@ -838,10 +915,13 @@ async fn events_published_on_the_broker_become_notifications() {
         Default::default(),
     ));
     after.key = events[2].key.clone();
+    // And the webhook service's feed: an endpoint of the advertiser disabled.
+    let disabled = endpoint_disabled(Uuid::now_v7(), advertiser, "the endpoint answered 410 Gone");
     let pool = app.feeds.db.pool.clone();
     for batch in [
         vec![&events[0], &events[1]],
         vec![&events[2], &events[2], &after],
+        vec![&disabled],
     ] {
         for e in &batch {
             let topic = app
@@ -890,6 +970,11 @@ async fn events_published_on_the_broker_become_notifications() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(advertiser_page.unread_count, 2);
+    assert_eq!(advertiser_page.unread_count, 3);
+    assert_eq!(
+        advertiser_page.notifications[0].kind(),
+        NotificationKind::WebhookEndpointDisabled,
+        "the newest"
+    );
     app.served.stop().await;
 }

@@ -71,7 +71,7 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* The services the chart runs, in a fixed order, each with its values merged over serviceDefaults. */}}
 {{- define "affiliate-platform.serviceNames" -}}
-campaign tracking commission payment notification analytics
+campaign tracking commission payment notification analytics webhook
 {{- end }}
 
 {{- define "affiliate-platform.serviceValues" -}}

@@ -11,6 +11,7 @@ use affiliate_proto::commission::{self as commission_pb, CommissionEvent, commis
 use affiliate_proto::common::{MessageMetadata, Money as MoneyPb};
 use affiliate_proto::payment::{self as payment_pb, PaymentEvent, payment_event};
 use affiliate_proto::tracking::{EvidenceKind, TrackingEventEnvelope, tracking_event_envelope};
+use affiliate_proto::webhook::{WebhookEvent, webhook_event};
 use messaging::{Delivery, Failure, Handler};
 use sqlx::{PgConnection, PgPool};
 
@@ -24,14 +25,16 @@ pub enum Source {
     Tracking,
     Commission,
     Payment,
+    Webhook,
 }
 
 impl Source {
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::Campaign,
         Self::Tracking,
         Self::Commission,
         Self::Payment,
+        Self::Webhook,
     ];
 
     /// The publishing service, whose `events_topic` this source reads.
@@ -41,6 +44,7 @@ impl Source {
             Self::Tracking => "tracking",
             Self::Commission => "commission",
             Self::Payment => "payment",
+            Self::Webhook => "webhook",
         }
     }
 
@@ -51,6 +55,7 @@ impl Source {
             Self::Tracking => "notification/tracking-events",
             Self::Commission => "notification/commission-events",
             Self::Payment => "notification/payment-events",
+            Self::Webhook => "notification/webhook-events",
         }
     }
 
@@ -61,6 +66,7 @@ impl Source {
             Self::Tracking => "tracking-event feed",
             Self::Commission => "commission-event feed",
             Self::Payment => "payment-event feed",
+            Self::Webhook => "webhook-event feed",
         }
     }
 
@@ -84,6 +90,10 @@ impl Source {
             Self::Payment => {
                 let e = PaymentEvent::decode(payload).map_err(undecodable)?;
                 Ok((e.metadata, payment_fact(e.event)?))
+            }
+            Self::Webhook => {
+                let e = WebhookEvent::decode(payload).map_err(undecodable)?;
+                Ok((e.metadata, webhook_fact(e.event)?))
             }
         }
     }
@@ -280,6 +290,27 @@ fn payment_fact(event: Option<payment_event::Event>) -> Result<Fact, String> {
     })
 }
 
+fn webhook_fact(event: Option<webhook_event::Event>) -> Result<Fact, String> {
+    use webhook_event::Event;
+    Ok(match event {
+        Some(Event::EndpointDisabled(e)) => {
+            let endpoint = e.endpoint.ok_or("the endpoint is missing")?;
+            let reason = if e.reason.is_empty() {
+                endpoint.disabled_reason
+            } else {
+                e.reason
+            };
+            Fact::WebhookEndpointDisabled {
+                endpoint_id: id("endpoint.id", &endpoint.id)?,
+                owner_id: id("endpoint.owner_id", &endpoint.owner_id)?,
+                url: endpoint.url,
+                reason,
+            }
+        }
+        Some(Event::CommandRejected(_)) | None => Fact::Nothing,
+    })
+}
+
 /// Applies one source's events.
 #[derive(Debug, Clone)]
 pub struct EventFeed {
@@ -383,5 +414,53 @@ mod tests {
             event: Some(campaign_event::Event::CampaignAccepted(Default::default())),
         };
         assert!(Source::Campaign.decode(&accepted.encode_to_vec()).is_err());
+    }
+
+    #[test]
+    fn a_disabled_webhook_endpoint_is_a_fact_for_its_owner_and_a_rejection_is_nothing() {
+        use affiliate_proto::webhook::{Endpoint, EndpointDisabled};
+        let envelope = |event| WebhookEvent {
+            metadata: None,
+            event: Some(event),
+        };
+        let disabled = |reason: &str, disabled_reason: &str| {
+            envelope(webhook_event::Event::EndpointDisabled(EndpointDisabled {
+                endpoint: Some(Endpoint {
+                    id: Uuid::from_u128(6).to_string(),
+                    owner_id: Uuid::from_u128(7).to_string(),
+                    url: "https://partner.example/hooks".into(),
+                    disabled_reason: disabled_reason.into(),
+                    ..Default::default()
+                }),
+                reason: reason.into(),
+            }))
+            .encode_to_vec()
+        };
+        let fact = |reason: &str| Fact::WebhookEndpointDisabled {
+            endpoint_id: Uuid::from_u128(6),
+            owner_id: Uuid::from_u128(7),
+            url: "https://partner.example/hooks".into(),
+            reason: reason.into(),
+        };
+        assert_eq!(
+            Source::Webhook.decode(&disabled("the endpoint answered 410 Gone", "")),
+            Ok((None, fact("the endpoint answered 410 Gone")))
+        );
+        assert_eq!(
+            Source::Webhook.decode(&disabled("", "20 messages in a row failed")),
+            Ok((None, fact("20 messages in a row failed"))),
+            "the endpoint's own reason when the event has none"
+        );
+        let no_endpoint = envelope(webhook_event::Event::EndpointDisabled(Default::default()));
+        assert!(
+            Source::Webhook
+                .decode(&no_endpoint.encode_to_vec())
+                .is_err()
+        );
+        let rejected = envelope(webhook_event::Event::CommandRejected(Default::default()));
+        assert_eq!(
+            Source::Webhook.decode(&rejected.encode_to_vec()),
+            Ok((None, Fact::Nothing))
+        );
     }
 }

@@ -20,6 +20,7 @@ pub fn kind(kind: Option<Kind>) -> NotificationKind {
         Some(Kind::CommissionApproved) => NotificationKind::CommissionApproved,
         Some(Kind::CommissionDeclined) => NotificationKind::CommissionDeclined,
         Some(Kind::CommissionReversed) => NotificationKind::CommissionReversed,
+        Some(Kind::WebhookEndpointDisabled) => NotificationKind::WebhookEndpointDisabled,
         None => NotificationKind::Unspecified,
     }
 }

@@ -20,10 +20,11 @@ pub enum Kind {
     CommissionApproved,
     CommissionDeclined,
     CommissionReversed,
+    WebhookEndpointDisabled,
 }
 
 impl Kind {
-    const ALL: [Self; 12] = [
+    const ALL: [Self; 13] = [
         Self::CampaignCreated,
         Self::CampaignStatusChanged,
         Self::CampaignAccepted,
@@ -36,6 +37,7 @@ impl Kind {
         Self::CommissionApproved,
         Self::CommissionDeclined,
         Self::CommissionReversed,
+        Self::WebhookEndpointDisabled,
     ];
 
     /// The stored name (the `notifications.kind` check lists them).
@@ -53,6 +55,7 @@ impl Kind {
             Self::CommissionApproved => "commission_approved",
             Self::CommissionDeclined => "commission_declined",
             Self::CommissionReversed => "commission_reversed",
+            Self::WebhookEndpointDisabled => "webhook_endpoint_disabled",
         }
     }
 
@@ -155,6 +158,15 @@ pub enum Fact {
         amount: Money,
         failure_reason: String,
     },
+    /// The webhook service stopped sending to an endpoint (it answered 410 Gone, or its messages
+    /// failed too many times in a row); its owner (an advertiser or a creator) is told.
+    WebhookEndpointDisabled {
+        endpoint_id: Uuid,
+        owner_id: Uuid,
+        url: String,
+        /// Why, in the webhook service's words; may be empty.
+        reason: String,
+    },
     /// An event that tells nobody anything (views, clicks, reservations, rejections, ...).
     Nothing,
 }
@@ -206,6 +218,8 @@ pub const CAMPAIGN: &str = "campaign";
 pub const EVIDENCE: &str = "evidence";
 pub const COMMISSION: &str = "commission";
 pub const PAYOUT: &str = "payout";
+/// The webhook service names it `endpoint`; here it is qualified, next to the others.
+pub const WEBHOOK_ENDPOINT: &str = "webhook_endpoint";
 
 /// The campaign a required-campaign fact is about was not known (its events have not arrived).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -369,6 +383,28 @@ pub fn derive(fact: &Fact, known: Option<&Campaign>) -> Result<Vec<Draft>, Unkno
                 body,
                 subject_type: PAYOUT,
                 subject_id: *payout_id,
+            }]
+        }
+        Fact::WebhookEndpointDisabled {
+            endpoint_id,
+            owner_id,
+            url,
+            reason,
+        } => {
+            let because = if reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {reason}")
+            };
+            vec![Draft {
+                user_id: *owner_id,
+                kind: Kind::WebhookEndpointDisabled,
+                title: "Webhook endpoint disabled".into(),
+                body: format!(
+                    "We stopped sending webhooks to your endpoint {url}{because}. Once it works again, enable it: PATCH /api/v1/webhooks/endpoints/{endpoint_id} with {{\"enabled\": true}}. The messages waiting for it are sent then."
+                ),
+                subject_type: WEBHOOK_ENDPOINT,
+                subject_id: *endpoint_id,
             }]
         }
         Fact::Nothing => Vec::new(),
@@ -673,6 +709,38 @@ mod tests {
                 rejected[0].subject_type
             ),
             (Kind::PayoutRejected, Uuid::from_u128(3), PAYOUT)
+        );
+    }
+
+    #[test]
+    fn a_disabled_webhook_endpoint_tells_its_owner_why_and_how_to_enable_it_again() {
+        let disabled = |reason: &str| Fact::WebhookEndpointDisabled {
+            endpoint_id: Uuid::from_u128(6),
+            owner_id: Uuid::from_u128(7),
+            url: "https://partner.example/hooks".into(),
+            reason: reason.into(),
+        };
+        let fact = disabled("the endpoint answered 410 Gone");
+        assert_eq!(fact.needs(), None, "it needs no campaign");
+        let drafts = derive(&fact, None).unwrap_or_default();
+        assert_eq!(
+            drafts,
+            [Draft {
+                user_id: Uuid::from_u128(7),
+                kind: Kind::WebhookEndpointDisabled,
+                title: "Webhook endpoint disabled".into(),
+                body: "We stopped sending webhooks to your endpoint https://partner.example/hooks: the endpoint answered 410 Gone. Once it works again, enable it: PATCH /api/v1/webhooks/endpoints/00000000-0000-0000-0000-000000000006 with {\"enabled\": true}. The messages waiting for it are sent then.".into(),
+                subject_type: WEBHOOK_ENDPOINT,
+                subject_id: Uuid::from_u128(6),
+            }]
+        );
+        let unexplained = derive(&disabled(""), Some(&campaign())).unwrap_or_default();
+        assert!(
+            unexplained[0].body.starts_with(
+                "We stopped sending webhooks to your endpoint https://partner.example/hooks. Once"
+            ),
+            "{}",
+            unexplained[0].body
         );
     }
 
