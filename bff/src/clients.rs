@@ -10,6 +10,7 @@ use affiliate_proto::commission::commission_service_client::CommissionServiceCli
 use affiliate_proto::notification::notification_service_client::NotificationServiceClient;
 use affiliate_proto::payment::payment_service_client::PaymentServiceClient;
 use affiliate_proto::tracking::tracking_service_client::TrackingServiceClient;
+use affiliate_proto::webhook::webhook_service_client::WebhookServiceClient;
 use anyhow::Context as _;
 use service_runtime::grpc_trace::TracedChannel;
 use tonic::transport::{Channel, Endpoint};
@@ -25,6 +26,7 @@ pub struct Clients {
     pub payment: PaymentServiceClient<TracedChannel>,
     pub notification: NotificationServiceClient<TracedChannel>,
     pub analytics: AnalyticsServiceClient<TracedChannel>,
+    pub webhook: WebhookServiceClient<TracedChannel>,
     /// Health clients by service name, in a fixed order.
     pub health: Vec<(&'static str, HealthClient<Channel>)>,
 }
@@ -48,6 +50,7 @@ impl Clients {
         let payment = channel("payment", &urls.payment_url)?;
         let notification = channel("notification", &urls.notification_url)?;
         let analytics = channel("analytics", &urls.analytics_url)?;
+        let webhook = channel("webhook", &urls.webhook_url)?;
         Ok(Self {
             health: vec![
                 ("campaign", HealthClient::new(campaign.clone())),
@@ -56,6 +59,7 @@ impl Clients {
                 ("payment", HealthClient::new(payment.clone())),
                 ("notification", HealthClient::new(notification.clone())),
                 ("analytics", HealthClient::new(analytics.clone())),
+                ("webhook", HealthClient::new(webhook.clone())),
             ],
             campaign: CampaignServiceClient::new(TracedChannel::new(campaign)),
             tracking: TrackingServiceClient::new(TracedChannel::new(tracking)),
@@ -63,6 +67,7 @@ impl Clients {
             payment: PaymentServiceClient::new(TracedChannel::new(payment)),
             notification: NotificationServiceClient::new(TracedChannel::new(notification)),
             analytics: AnalyticsServiceClient::new(TracedChannel::new(analytics)),
+            webhook: WebhookServiceClient::new(TracedChannel::new(webhook)),
         })
     }
 }

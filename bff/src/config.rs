@@ -79,6 +79,14 @@ pub struct ServiceUrls {
         default_value = "http://127.0.0.1:50056"
     )]
     pub analytics_url: String,
+    /// The webhook service (partners' endpoints and their deliveries).
+    #[arg(
+        long,
+        visible_alias = "webhook-grpc-url",
+        env = "WEBHOOK_GRPC_URL",
+        default_value = "http://127.0.0.1:50057"
+    )]
+    pub webhook_url: String,
     /// Deadline of each gRPC call (sent to the service as `grpc-timeout`).
     #[arg(long, env = "GRPC_DEADLINE", default_value = "10s", value_parser = parse_duration)]
     pub deadline: Duration,

@@ -1,7 +1,7 @@
 //! The REST bodies, in proto3 JSON style: camelCase names, int64 as strings, enums by their
 //! proto names, timestamps in RFC 3339 UTC with `Z`. Requests refuse unknown fields.
 
-use affiliate_proto::{campaign, commission, common, notification, payment, tracking};
+use affiliate_proto::{campaign, commission, common, notification, payment, tracking, webhook};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use utoipa::ToSchema;
@@ -96,6 +96,8 @@ pub type PayoutStatus = Rest<payment::PayoutStatus>;
 pub type PayoutMethod = Rest<payment::PayoutMethod>;
 /// What a notification is about.
 pub type NotificationKind = Rest<notification::NotificationKind>;
+/// Where a webhook message's delivery to an endpoint stands.
+pub type DeliveryStatus = Rest<webhook::DeliveryStatus>;
 
 // ---- requests ----
 
@@ -403,6 +405,56 @@ pub struct RefundConversion {
     #[serde(default)]
     #[schema(max_length = 500)]
     pub reason: String,
+}
+
+/// A new webhook endpoint of the caller's.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateWebhookEndpoint {
+    /// Where the events go: an https URL of a public host (private, loopback and link-local
+    /// destinations are refused unless the operator allows them), at most 2048 bytes.
+    #[schema(max_length = 2048, example = "https://hooks.example.com/affiliate")]
+    pub url: String,
+    /// At most 500 characters.
+    #[serde(default)]
+    #[schema(max_length = 500, example = "order system")]
+    pub description: String,
+    /// The event types it receives (at most 64, each once, e.g. `commission.approved.v1`);
+    /// empty or absent: every type.
+    #[serde(default)]
+    #[schema(max_items = 64, example = json!(["commission.approved.v1", "payout.completed.v1"]))]
+    pub event_types: Vec<String>,
+}
+
+/// Changes to a webhook endpoint: what is present is set, what is absent (or null) stays.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateWebhookEndpoint {
+    /// A new URL, under the same rules as at creation.
+    #[serde(default)]
+    #[schema(max_length = 2048, example = "https://hooks.example.com/affiliate/v2")]
+    pub url: Option<String>,
+    /// At most 500 characters.
+    #[serde(default)]
+    #[schema(max_length = 500)]
+    pub description: Option<String>,
+    /// The event types it receives from now on, replacing the old ones; `[]`: every type.
+    #[serde(default)]
+    #[schema(max_items = 64, example = json!(["commission.approved.v1"]))]
+    pub event_types: Option<Vec<String>>,
+    /// False stops its deliveries (its waiting messages wait); true resumes them and resets its
+    /// failure count.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+/// Which failed messages of an endpoint to send again.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RecoverWebhookEndpoint {
+    /// Every message that failed at or after this time (RFC 3339) is sent again.
+    #[schema(example = "2025-11-24T16:00:00Z")]
+    pub since: DateTime<Utc>,
 }
 
 // ---- responses ----
@@ -1078,6 +1130,205 @@ pub struct NotificationPage {
     pub next_page_token: String,
     /// How many of the user's notifications are unread (int64 as a string).
     pub unread_count: String,
+}
+
+/// A partner's URL that receives the platform's events about its owner as signed webhooks
+/// (Standard Webhooks v1). Its secret is never shown here.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookEndpoint {
+    pub id: String,
+    /// The advertiser or creator who registered it: it receives events about their own
+    /// campaigns, links, commissions and payouts only.
+    pub owner_id: String,
+    pub url: String,
+    pub description: String,
+    /// The event types it receives; empty: every type.
+    pub event_types: Vec<String>,
+    /// A disabled endpoint receives nothing; its waiting messages resume once it is enabled.
+    pub enabled: bool,
+    /// Why the platform disabled it (410 Gone, or too many failed messages in a row); empty when
+    /// enabled or disabled by its owner.
+    pub disabled_reason: String,
+    /// Messages that failed in a row (every retry spent); a success resets it.
+    pub consecutive_failures: i32,
+    pub created_at: Option<String>,
+    pub updated_at: Option<String>,
+    /// After a rotation, until when the previous secret still verifies (messages carry both
+    /// signatures meanwhile); null when there is none.
+    pub previous_secret_expires_at: Option<String>,
+}
+
+impl From<webhook::Endpoint> for WebhookEndpoint {
+    fn from(e: webhook::Endpoint) -> Self {
+        Self {
+            id: e.id,
+            owner_id: e.owner_id,
+            url: e.url,
+            description: e.description,
+            event_types: e.event_types,
+            enabled: e.enabled,
+            disabled_reason: e.disabled_reason,
+            consecutive_failures: e.consecutive_failures,
+            created_at: rfc3339(e.created_at),
+            updated_at: rfc3339(e.updated_at),
+            previous_secret_expires_at: rfc3339(e.previous_secret_expires_at),
+        }
+    }
+}
+
+/// One page of webhook endpoints.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookEndpointPage {
+    pub endpoints: Vec<WebhookEndpoint>,
+    pub next_page_token: String,
+}
+
+/// A new webhook endpoint and its signing secret: shown here once, never again.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedWebhookEndpoint {
+    pub endpoint: WebhookEndpoint,
+    /// `whsec_` and the base64 of 32 random bytes: the key of the messages' HMAC-SHA256
+    /// signatures (`webhook-signature`).
+    #[schema(example = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]
+    pub secret: String,
+}
+
+impl std::fmt::Debug for CreatedWebhookEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedWebhookEndpoint")
+            .field("endpoint", &self.endpoint)
+            .field("secret", &"[redacted]")
+            .finish()
+    }
+}
+
+/// An endpoint's new signing secret: shown here once, never again. The previous one keeps
+/// signing (messages carry both signatures) until `endpoint.previousSecretExpiresAt`.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RotatedWebhookSecret {
+    pub endpoint: WebhookEndpoint,
+    /// `whsec_` and the base64 of 32 random bytes.
+    #[schema(example = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]
+    pub secret: String,
+}
+
+impl std::fmt::Debug for RotatedWebhookSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RotatedWebhookSecret")
+            .field("endpoint", &self.endpoint)
+            .field("secret", &"[redacted]")
+            .finish()
+    }
+}
+
+/// One message to one endpoint, with its attempts so far.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookDelivery {
+    /// The message id: the `webhook-id` header, the same on every attempt (and on a resend).
+    #[schema(example = "msg_0193a9e0000070008000000000000001")]
+    pub message_id: String,
+    pub endpoint_id: String,
+    #[schema(example = "commission.approved.v1")]
+    pub event_type: String,
+    /// `aggregate-type/aggregate-id`: messages with the same one reach an endpoint in order.
+    pub aggregate: String,
+    pub status: DeliveryStatus,
+    /// Attempts made so far.
+    pub attempts: i32,
+    /// When the next attempt is due, while pending.
+    pub next_attempt_at: Option<String>,
+    pub created_at: Option<String>,
+    /// The message's JSON body exactly as sent (the signed bytes), as a string.
+    pub payload: String,
+}
+
+impl From<webhook::Delivery> for WebhookDelivery {
+    fn from(d: webhook::Delivery) -> Self {
+        Self {
+            message_id: d.message_id,
+            endpoint_id: d.endpoint_id,
+            event_type: d.event_type,
+            aggregate: d.aggregate,
+            status: DeliveryStatus::from_proto(d.status),
+            attempts: d.attempts,
+            next_attempt_at: rfc3339(d.next_attempt_at),
+            created_at: rfc3339(d.created_at),
+            payload: d.payload,
+        }
+    }
+}
+
+/// One page of an endpoint's deliveries.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookDeliveryPage {
+    pub deliveries: Vec<WebhookDelivery>,
+    pub next_page_token: String,
+}
+
+/// A message queued for an endpoint (a resend, or a test event): its delivery, pending.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QueuedWebhookDelivery {
+    pub delivery: WebhookDelivery,
+}
+
+/// One HTTP request of a delivery.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookAttempt {
+    pub id: String,
+    pub message_id: String,
+    pub endpoint_id: String,
+    pub attempted_at: Option<String>,
+    /// The HTTP status the endpoint answered; 0 when there was no answer (see `error`).
+    pub status_code: i32,
+    /// How long the request took, in milliseconds (int64 as a string).
+    pub latency_ms: String,
+    /// The first KiB of the answer's body.
+    pub response: String,
+    /// Why there was no answer (time-out, refused destination, connection).
+    pub error: String,
+    /// A 2xx answer in time.
+    pub success: bool,
+}
+
+impl From<webhook::Attempt> for WebhookAttempt {
+    fn from(a: webhook::Attempt) -> Self {
+        Self {
+            id: a.id,
+            message_id: a.message_id,
+            endpoint_id: a.endpoint_id,
+            attempted_at: rfc3339(a.attempted_at),
+            status_code: a.status_code,
+            latency_ms: a.latency_ms.to_string(),
+            response: a.response,
+            error: a.error,
+            success: a.success,
+        }
+    }
+}
+
+/// One page of an endpoint's attempts.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookAttemptPage {
+    pub attempts: Vec<WebhookAttempt>,
+    pub next_page_token: String,
+}
+
+/// How many failed messages an endpoint gets again.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoveredWebhookMessages {
+    /// The failed messages queued again (int64 as a string).
+    #[schema(example = "3")]
+    pub recovered: String,
 }
 
 #[cfg(test)]

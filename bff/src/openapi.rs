@@ -20,7 +20,7 @@ use crate::routes;
 #[openapi(
     info(
         title = "Affiliate platform API",
-        description = "The REST/JSON edge of the affiliate platform: campaigns, creators, tracking, commissions, payouts, notifications and statistics. Bodies follow proto3 JSON style: camelCase names, int64 as strings, enums by name, RFC 3339 timestamps in UTC. Every `/api/v1` route needs `Authorization: Bearer <JWT>`, except the server-to-server conversions, authenticated by a postback key; errors are RFC 9457 problem+json.",
+        description = "The REST/JSON edge of the affiliate platform: campaigns, creators, tracking, commissions, payouts, notifications, webhooks and statistics. Bodies follow proto3 JSON style: camelCase names, int64 as strings, enums by name, RFC 3339 timestamps in UTC. Every `/api/v1` route needs `Authorization: Bearer <JWT>`, except the server-to-server conversions, authenticated by a postback key; errors are RFC 9457 problem+json.",
     ),
     components(schemas(Problem, FieldError)),
     tags(
@@ -31,6 +31,7 @@ use crate::routes;
         (name = "links", description = "Creators' tracking links, served by the redirect edge"),
         (name = "conversions", description = "Sales reported server to server (postback keys), their review, and the keys"),
         (name = "notifications", description = "Per-user notifications, listed or live"),
+        (name = "webhooks", description = "Advertisers' and creators' webhook endpoints (Standard Webhooks): register, rotate secrets, follow deliveries and attempts, resend and recover"),
         (name = "analytics", description = "Campaign and creator statistics by day"),
         (name = "admin", description = "Operations: dead letters, workflows and aggregate histories (the audit trail)"),
         (name = "health", description = "Liveness of the BFF and the services"),
@@ -244,6 +245,115 @@ mod tests {
         let schemas = &doc["components"]["schemas"];
         assert!(schemas["TrackingLink"]["properties"]["url"].is_object());
         assert!(schemas["Problem"]["properties"]["reason"].is_object());
+    }
+
+    #[test]
+    fn the_webhook_routes_are_documented_with_their_bodies_and_answers() {
+        let doc = serde_json::to_value(api().1).unwrap();
+        let paths = &doc["paths"];
+        let endpoint = "/api/v1/webhooks/endpoints/{endpointId}";
+        for (path, method, status, body) in [
+            (
+                "/api/v1/webhooks/endpoints",
+                "post",
+                "201",
+                Some("CreatedWebhookEndpoint"),
+            ),
+            (
+                "/api/v1/webhooks/endpoints",
+                "get",
+                "200",
+                Some("WebhookEndpointPage"),
+            ),
+            (endpoint, "get", "200", Some("WebhookEndpoint")),
+            (endpoint, "patch", "200", Some("WebhookEndpoint")),
+            (endpoint, "delete", "204", None),
+            (
+                "/api/v1/webhooks/endpoints/{endpointId}/rotate-secret",
+                "post",
+                "200",
+                Some("RotatedWebhookSecret"),
+            ),
+            (
+                "/api/v1/webhooks/endpoints/{endpointId}/deliveries",
+                "get",
+                "200",
+                Some("WebhookDeliveryPage"),
+            ),
+            (
+                "/api/v1/webhooks/endpoints/{endpointId}/attempts",
+                "get",
+                "200",
+                Some("WebhookAttemptPage"),
+            ),
+            (
+                "/api/v1/webhooks/endpoints/{endpointId}/messages/{messageId}/resend",
+                "post",
+                "202",
+                Some("QueuedWebhookDelivery"),
+            ),
+            (
+                "/api/v1/webhooks/endpoints/{endpointId}/recover",
+                "post",
+                "202",
+                Some("RecoveredWebhookMessages"),
+            ),
+            (
+                "/api/v1/webhooks/endpoints/{endpointId}/test",
+                "post",
+                "202",
+                Some("QueuedWebhookDelivery"),
+            ),
+        ] {
+            let operation = &paths[path][method];
+            assert_eq!(operation["tags"][0], "webhooks", "{method} {path}");
+            let answer = &operation["responses"][status];
+            match body {
+                Some(schema) => assert_eq!(
+                    answer["content"]["application/json"]["schema"]["$ref"],
+                    format!("#/components/schemas/{schema}"),
+                    "{method} {path}"
+                ),
+                None => assert!(answer["content"].is_null(), "{method} {path}"),
+            }
+        }
+        for (method, schema) in [
+            ("post", "CreateWebhookEndpoint"),
+            ("patch", "UpdateWebhookEndpoint"),
+        ] {
+            let path = if method == "post" {
+                "/api/v1/webhooks/endpoints"
+            } else {
+                endpoint
+            };
+            assert_eq!(
+                paths[path][method]["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+                format!("#/components/schemas/{schema}")
+            );
+        }
+        let filter: Vec<&serde_json::Value> =
+            paths["/api/v1/webhooks/endpoints/{endpointId}/deliveries"]["get"]["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p["name"] == "status")
+                .collect();
+        assert_eq!(
+            filter[0]["schema"]["enum"],
+            serde_json::json!(["pending", "succeeded", "failed"]),
+            "{filter:?}"
+        );
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(
+            schemas["CreateWebhookEndpoint"]["required"],
+            serde_json::json!(["url"]),
+            "the owner is the caller, never a field"
+        );
+        assert!(schemas["WebhookEndpoint"]["properties"]["secret"].is_null());
+        assert_eq!(
+            schemas["DeliveryStatus"]["enum"][1],
+            "DELIVERY_STATUS_PENDING"
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use prost::Message as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use affiliate_proto::{campaign, commission, notification, payment, tracking};
+use affiliate_proto::{campaign, commission, notification, payment, tracking, webhook};
 
 /// A prost enum the REST edge carries.
 pub trait RestEnum: Copy + Eq + Default + std::fmt::Debug + TryFrom<i32> + 'static {
@@ -54,6 +54,7 @@ rest_enums!(
     payment::PayoutStatus => "affiliate.payment.v1.PayoutStatus",
     payment::PayoutMethod => "affiliate.payment.v1.PayoutMethod",
     notification::NotificationKind => "affiliate.notification.v1.NotificationKind",
+    webhook::DeliveryStatus => "affiliate.webhook.v1.DeliveryStatus",
 );
 
 /// A proto enum in a REST body.
@@ -159,6 +160,7 @@ mod tests {
         round_trips::<payment::PayoutStatus>();
         round_trips::<payment::PayoutMethod>();
         round_trips::<notification::NotificationKind>();
+        round_trips::<webhook::DeliveryStatus>();
     }
 
     #[test]

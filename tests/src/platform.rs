@@ -96,6 +96,17 @@ impl Platform {
         Self::start_followed(test, mode, extra_env, &[NOTIFICATION, WEBHOOK]).await
     }
 
+    /// Every service the BFF calls: the four, notification, analytics and the webhook service
+    /// (partners' receivers on loopback over plain http allowed), with `extra_env`.
+    pub async fn start_all(test: &str, mode: &str, extra_env: Vec<(&'static str, String)>) -> Self {
+        let mut env = vec![
+            ("WEBHOOK_ALLOW_NETWORKS", "127.0.0.0/8".to_owned()),
+            ("WEBHOOK_ALLOW_HTTP", "true".to_owned()),
+        ];
+        env.extend(extra_env);
+        Self::start_followed(test, mode, env, &[NOTIFICATION, ANALYTICS, WEBHOOK]).await
+    }
+
     async fn start_followed(
         test: &str,
         mode: &str,

@@ -153,6 +153,11 @@ pub fn addr_field(line: &str, field: &str) -> SocketAddr {
 }
 
 impl Process {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends SIGKILL and reaps the process.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

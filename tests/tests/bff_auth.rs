@@ -1,5 +1,6 @@
 //! Who may do what at the BFF: every route × {no token, bad signature, expired, wrong audience,
-//! `alg: none`, wrong role, another user's resource, valid}, where only `valid` succeeds. Then
+//! `alg: none`, wrong role, another user's resource, valid}, where only `valid` succeeds (the
+//! webhook routes too: their owner is the caller, admins have none). Then
 //! the production key mode (JWKS with ES256 and RS256 keys, algorithm confusion refused), the
 //! per-user rate limit, and the edge's behaviour on bad requests, ids and CORS.
 
@@ -104,7 +105,8 @@ impl Route {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_valid_tokens_of_the_right_user_and_role_succeed_on_every_route() {
-    let mut platform = Platform::start_with_analytics("bff_auth", "hybrid").await;
+    // Every service the BFF calls, the webhook and analytics services too.
+    let mut platform = Platform::start_all("bff_auth", "hybrid", Vec::new()).await;
     let edge = Edge::start(
         &platform,
         "bff_auth",
@@ -286,6 +288,32 @@ async fn only_valid_tokens_of_the_right_user_and_role_succeed_on_every_route() {
         )
         .await;
     assert_eq!(by_url.expect(200)["duplicate"], true);
+
+    // Webhook endpoints: C1's (with a test message sent to it), one of C1's to delete, and A's.
+    // Their URL is a closed loopback port: deliveries fail, which changes nothing here.
+    let hooks = "/api/v1/webhooks/endpoints";
+    let hook = json!({"url": "http://127.0.0.1:9/hook"});
+    let mut endpoints = Vec::new();
+    for token in [&c1, &c1, &a] {
+        let created = edge.post(hooks, token, &hook).await;
+        endpoints.push(
+            created.expect(201)["endpoint"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let (e1, e_del, ea) = (
+        format!("{hooks}/{}", endpoints[0]),
+        format!("{hooks}/{}", endpoints[1]),
+        format!("{hooks}/{}", endpoints[2]),
+    );
+    let tested = edge.post(&format!("{e1}/test"), &c1, &json!({})).await;
+    let m1 = tested.expect(202)["delivery"]["messageId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let since = json!({"since": "2025-01-01T00:00:00Z"});
 
     let c1p = |rest: &str| format!("/api/v1/creators/{c1_id}{rest}");
     let (adv, cre, adm) = (
@@ -490,6 +518,55 @@ async fn only_valid_tokens_of_the_right_user_and_role_succeed_on_every_route() {
         )
         .other(&c2, format!("/api/v1/notifications/{n1}/read"), None),
         route(Method::GET, "/api/v1/notifications/stream", None, cre),
+        route(Method::POST, hooks, Some(hook.clone()), cre).wrong_role(&admin),
+        route(Method::GET, hooks, None, adv).wrong_role(&admin),
+        route(Method::GET, e1.clone(), None, cre)
+            .wrong_role(&admin)
+            .other(&c2, e1.clone(), None),
+        route(
+            Method::PATCH,
+            e1.clone(),
+            Some(json!({"description": "orders"})),
+            cre,
+        )
+        .wrong_role(&admin)
+        .other(&c2, e1.clone(), Some(json!({"description": "mine"}))),
+        route(Method::POST, format!("{e1}/rotate-secret"), None, cre)
+            .wrong_role(&admin)
+            .other(&c2, format!("{e1}/rotate-secret"), None),
+        route(Method::GET, format!("{e1}/deliveries"), None, cre)
+            .wrong_role(&admin)
+            .other(&a, format!("{e1}/deliveries"), None),
+        route(
+            Method::GET,
+            format!("{e1}/attempts?messageId={m1}"),
+            None,
+            cre,
+        )
+        .wrong_role(&admin)
+        .other(&c2, format!("{e1}/attempts?messageId={m1}"), None),
+        route(
+            Method::POST,
+            format!("{e1}/messages/{m1}/resend"),
+            None,
+            cre,
+        )
+        .wrong_role(&admin)
+        .other(&c2, format!("{e1}/messages/{m1}/resend"), None),
+        route(
+            Method::POST,
+            format!("{e1}/recover"),
+            Some(since.clone()),
+            cre,
+        )
+        .wrong_role(&admin)
+        .other(&c2, format!("{e1}/recover"), Some(since)),
+        route(Method::POST, format!("{ea}/test"), None, adv)
+            .wrong_role(&admin)
+            .other(&b, format!("{ea}/test"), None),
+        route(Method::DELETE, e_del.clone(), None, cre)
+            .wrong_role(&admin)
+            .other(&c2, e_del.clone(), None),
         route(Method::GET, "/api/v1/admin/dead-letters", None, adm).wrong_role(&a),
         route(
             Method::GET,
@@ -536,7 +613,7 @@ async fn only_valid_tokens_of_the_right_user_and_role_succeed_on_every_route() {
         let status = edge
             .status(r.method.clone(), &r.path, Some(&token), r.body.as_ref())
             .await;
-        expect("valid", status, &[200, 201, 202]);
+        expect("valid", status, &[200, 201, 202, 204]);
     }
     println!(
         "auth matrix: {} routes, {requests} requests, every one answered as expected",
@@ -803,7 +880,7 @@ async fn edge_behaviour(edge: &Edge, token: &str) {
     let health = edge.call(Method::GET, "/health/services", None, None).await;
     let health = health.expect(200);
     assert_eq!(health["status"], "SERVING", "{health}");
-    assert_eq!(health["services"].as_array().unwrap().len(), 6);
+    assert_eq!(health["services"].as_array().unwrap().len(), 7);
     edge.call(Method::GET, "/health", None, None)
         .await
         .expect(200);

@@ -41,8 +41,8 @@ use webhook_service::domain::event::TYPES;
 
 /// Retries come fast in tests: ten retries within about 6 s.
 const SCHEDULE: &str = "50ms,100ms,200ms,300ms,500ms,1s,1s,1s,1s,1s";
-/// Patient enough for a receiver down a few seconds: 15 retries over about 27 s.
-const PATIENT: &str = "100ms,200ms,500ms,1s,1s,2s,2s,2s,2s,2s,2s,2s,3s,3s,3s";
+/// Patient enough for a receiver down a minute: 15 retries over about 81 s.
+const PATIENT: &str = "100ms,200ms,500ms,1s,2s,3s,5s,5s,5s,10s,10s,10s,10s,10s,10s";
 
 /// The webhook service's settings: loopback receivers allowed, retries on `schedule`,
 /// endpoints disabled after `disable_after` failed messages in a row.
@@ -693,9 +693,19 @@ async fn a_dispatcher_crash_and_a_receiver_outage_lose_nothing() {
         }
         tracking.create_event(purchase(n)).await.unwrap();
     }
-    // the receiver stays down a few seconds more, then comes back remembering what it accepted
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // the receiver stays down a few seconds more (WEBHOOKS_OUTAGE_SECONDS, 3 by default), then
+    // comes back remembering what it accepted
+    let outage = std::env::var("WEBHOOKS_OUTAGE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let down = Instant::now();
+    tokio::time::sleep(Duration::from_secs(outage)).await;
     receiver.restart();
+    println!(
+        "webhooks: the receiver was down {:.1} s after the purchases",
+        down.elapsed().as_secs_f64()
+    );
     eventually(Duration::from_secs(120), "the platform drains", || {
         let platform = &platform;
         async move { platform.drained().await.then_some(()) }

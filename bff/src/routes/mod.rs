@@ -16,6 +16,7 @@ pub mod health;
 pub mod links;
 pub mod notifications;
 pub mod tracking;
+pub mod webhooks;
 
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -86,6 +87,14 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(notifications::list))
         .routes(routes!(notifications::stream))
         .routes(routes!(notifications::mark_read))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::get, webhooks::update, webhooks::delete))
+        .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(webhooks::deliveries))
+        .routes(routes!(webhooks::attempts))
+        .routes(routes!(webhooks::resend))
+        .routes(routes!(webhooks::recover))
+        .routes(routes!(webhooks::send_test))
         .routes(routes!(admin::dead_letter_topics))
         .routes(routes!(admin::dead_letters))
         .routes(routes!(analytics::campaign_stats))

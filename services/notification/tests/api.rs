@@ -591,7 +591,7 @@ async fn a_disabled_webhook_endpoint_tells_its_owner_once_why_and_how_to_enable_
         (rows[0].2.as_str(), rows[0].3.as_str(), rows[0].4.as_str()),
         (
             "Webhook endpoint disabled",
-            format!("We stopped sending webhooks to your endpoint https://partner.example/hooks: the endpoint answered 410 Gone. Once it works again, enable it: PATCH /api/v1/webhooks/endpoints/{endpoint} with {{\"enabled\": true}}. The messages waiting for it are sent then.").as_str(),
+            format!("We stopped sending webhooks to your endpoint https://partner.example: the endpoint answered 410 Gone. Once it works again, enable it: PATCH /api/v1/webhooks/endpoints/{endpoint} with {{\"enabled\": true}}. The messages waiting for it are sent then.").as_str(),
             "webhook_endpoint"
         )
     );

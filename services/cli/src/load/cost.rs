@@ -13,13 +13,14 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 /// The platform's own binaries, named as their processes are.
-const BINARIES: [&str; 10] = [
+const BINARIES: [&str; 11] = [
     "campaign-service",
     "tracking-service",
     "commission-service",
     "payment-service",
     "notification-service",
     "analytics-service",
+    "webhook-service",
     "relay",
     "bff",
     "trace-viewer",

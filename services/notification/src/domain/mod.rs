@@ -225,6 +225,18 @@ pub const WEBHOOK_ENDPOINT: &str = "webhook_endpoint";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UnknownCampaign(pub Uuid);
 
+/// A URL's scheme and host (and port), without user info, path, query or fragment.
+fn origin(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    if scheme.is_empty() {
+        host.to_owned()
+    } else {
+        format!("{scheme}://{host}")
+    }
+}
+
 /// The notifications a fact causes, given the stored campaign it needs (see [`Fact::needs`]),
 /// ordered by user id (the order their streams are locked in, so two events never deadlock).
 pub fn derive(fact: &Fact, known: Option<&Campaign>) -> Result<Vec<Draft>, UnknownCampaign> {
@@ -396,6 +408,8 @@ pub fn derive(fact: &Fact, known: Option<&Campaign>) -> Result<Vec<Draft>, Unkno
             } else {
                 format!(": {reason}")
             };
+            // Only the scheme and host: a partner's path or query may hold a token.
+            let url = origin(url);
             vec![Draft {
                 user_id: *owner_id,
                 kind: Kind::WebhookEndpointDisabled,
@@ -713,6 +727,15 @@ mod tests {
     }
 
     #[test]
+    fn an_endpoint_is_named_by_its_origin_only_its_path_and_query_may_hold_tokens() {
+        assert_eq!(
+            origin("https://user:pw@hooks.example.com:8443/services/T0/B0/secret?token=x#f"),
+            "https://hooks.example.com:8443"
+        );
+        assert_eq!(origin("hooks.example.com/x"), "hooks.example.com");
+    }
+
+    #[test]
     fn a_disabled_webhook_endpoint_tells_its_owner_why_and_how_to_enable_it_again() {
         let disabled = |reason: &str| Fact::WebhookEndpointDisabled {
             endpoint_id: Uuid::from_u128(6),
@@ -729,7 +752,7 @@ mod tests {
                 user_id: Uuid::from_u128(7),
                 kind: Kind::WebhookEndpointDisabled,
                 title: "Webhook endpoint disabled".into(),
-                body: "We stopped sending webhooks to your endpoint https://partner.example/hooks: the endpoint answered 410 Gone. Once it works again, enable it: PATCH /api/v1/webhooks/endpoints/00000000-0000-0000-0000-000000000006 with {\"enabled\": true}. The messages waiting for it are sent then.".into(),
+                body: "We stopped sending webhooks to your endpoint https://partner.example: the endpoint answered 410 Gone. Once it works again, enable it: PATCH /api/v1/webhooks/endpoints/00000000-0000-0000-0000-000000000006 with {\"enabled\": true}. The messages waiting for it are sent then.".into(),
                 subject_type: WEBHOOK_ENDPOINT,
                 subject_id: Uuid::from_u128(6),
             }]
@@ -737,7 +760,7 @@ mod tests {
         let unexplained = derive(&disabled(""), Some(&campaign())).unwrap_or_default();
         assert!(
             unexplained[0].body.starts_with(
-                "We stopped sending webhooks to your endpoint https://partner.example/hooks. Once"
+                "We stopped sending webhooks to your endpoint https://partner.example. Once"
             ),
             "{}",
             unexplained[0].body
