@@ -603,6 +603,34 @@ async fn partners_hear_their_own_events_signed_once_in_order_through_failures() 
     assert_eq!(recovered, 2);
     let both: HashSet<String> = [first, second].into_iter().collect();
     accepted_all(&receiver, "/failing", &both, Duration::from_secs(20)).await;
+
+    // ---- a slow endpoint holds only its own requests ------------------------------------------
+    // 40 messages to an endpoint answering after 2 s (at most 16 in flight to it), then one to
+    // another endpoint: that one is delivered while the slow endpoint's backlog is still waiting.
+    let (slow, secret) = register(&mut hooks, CREATOR_2, receiver.url("/slow"), &[]).await;
+    receiver
+        .configure("/slow", json!({"secrets": [secret], "delay_ms": 2000}))
+        .await;
+    for _ in 0..40 {
+        send_test(&mut hooks, CREATOR_2, &slow).await;
+    }
+    let (fast, secret) = register(&mut hooks, CREATOR_2, receiver.url("/fast"), &[]).await;
+    receiver
+        .configure("/fast", json!({"secrets": [secret]}))
+        .await;
+    let quick = send_test(&mut hooks, CREATOR_2, &fast).await;
+    accepted_all(
+        &receiver,
+        "/fast",
+        &[quick].into_iter().collect(),
+        Duration::from_secs(20),
+    )
+    .await;
+    let slow_done = receiver.seen("/slow").await.accepted.len();
+    assert!(
+        slow_done < 40,
+        "the fast endpoint waited for the slow one's 40 messages ({slow_done} done)"
+    );
     // the redirect target was never asked (checked last: the dispatcher had all this time)
     assert!(receiver.seen("/elsewhere").await.requests.is_empty());
     let moved_attempt = hooks
@@ -737,6 +765,83 @@ async fn a_dispatcher_crash_and_a_receiver_outage_lose_nothing() {
     };
     in_order(&partial, &events, "/creator");
     platform.assert_all_running();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_and_finished_deliveries_are_deleted_after_the_retention() {
+    let database = fresh_database("webhooks_retention").await;
+    let namespace = fresh_namespace().await;
+    let served = serve_service::<webhook_service::Webhook>(
+        &database.url,
+        Some(&namespace.to_string()),
+        &[
+            "--allow-http",
+            "true",
+            "--allow-networks",
+            "127.0.0.0/8",
+            "--retention",
+            "5s",
+        ],
+    )
+    .await;
+    let mut hooks = WebhookServiceClient::connect(served.url()).await.unwrap();
+    let receiver = Receiver::start("webhooks_retention");
+    let owner = uuid::Uuid::now_v7().to_string();
+    let (id, secret) = register(&mut hooks, &owner, receiver.url("/kept"), &[]).await;
+    receiver
+        .configure("/kept", json!({"secrets": [secret]}))
+        .await;
+    let message = send_test(&mut hooks, &owner, &id).await;
+    accepted_all(
+        &receiver,
+        "/kept",
+        &[message].into_iter().collect(),
+        Duration::from_secs(20),
+    )
+    .await;
+    let log = |hooks: WebhookServiceClient<Channel>| {
+        let (owner, id) = (owner.clone(), id.clone());
+        async move {
+            let mut hooks = hooks;
+            let deliveries = hooks
+                .list_deliveries(pb::ListDeliveriesRequest {
+                    owner_id: owner.clone(),
+                    endpoint_id: id.clone(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .deliveries
+                .len();
+            let attempts = hooks
+                .list_attempts(pb::ListAttemptsRequest {
+                    owner_id: owner,
+                    endpoint_id: id,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .attempts
+                .len();
+            (deliveries, attempts)
+        }
+    };
+    // recorded a moment after the receiver answered, and kept while young
+    eventually(Duration::from_secs(5), "the attempt is logged", || {
+        let hooks = hooks.clone();
+        let log = &log;
+        async move { (log(hooks).await == (1, 1)).then_some(()) }
+    })
+    .await;
+    eventually(Duration::from_secs(30), "the log expires", || {
+        let hooks = hooks.clone();
+        let log = &log;
+        async move { (log(hooks).await == (0, 0)).then_some(()) }
+    })
+    .await;
+    served.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

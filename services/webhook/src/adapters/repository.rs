@@ -44,12 +44,20 @@ pub async fn campaign_owners(
     Ok(rows.into_iter().map(|r| (r.id, r.advertiser_id)).collect())
 }
 
-/// An enabled endpoint's address for the feed: who owns it and what it wants.
+/// An enabled endpoint's address for the feed: who owns it, what it wants, since when.
 #[derive(Debug, Clone)]
 pub struct Subscriber {
     pub id: Uuid,
     pub owner_id: Uuid,
     pub event_types: Vec<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// When the oldest enabled endpoint was registered; `None` when there is none.
+pub async fn oldest_endpoint(conn: &mut PgConnection) -> sqlx::Result<Option<DateTime<Utc>>> {
+    sqlx::query_scalar!("select min(created_at) from endpoints where enabled")
+        .fetch_one(conn)
+        .await
 }
 
 /// The enabled endpoints of `owners`.
@@ -62,7 +70,8 @@ pub async fn subscribers(
     }
     sqlx::query_as!(
         Subscriber,
-        "select id, owner_id, event_types from endpoints where enabled and owner_id = any($1)",
+        "select id, owner_id, event_types, created_at from endpoints
+         where enabled and owner_id = any($1)",
         owners
     )
     .fetch_all(conn)

@@ -1,6 +1,8 @@
 //! Applying the platform's events: each event partners receive becomes a message and one
-//! delivery per enabled endpoint of its owners that wants its type, all in the feed's
-//! transaction with the inbox (so once). The first undelivered message of a lane (endpoint and
+//! delivery per enabled endpoint of its owners that wants its type and was registered when the
+//! event happened (an endpoint hears what happens from its registration on, as Svix's do), all in
+//! the feed's transaction with the inbox (so once). Events older than every endpoint (a new
+//! subscription reading a topic's history) are recorded and skipped without looking up anyone. The first undelivered message of a lane (endpoint and
 //! aggregate) is pending, later ones wait blocked until the one before them ends.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -58,10 +60,16 @@ pub async fn apply_set(
             repo::upsert_campaign(conn, campaign, advertiser).await?;
         }
     }
+    let oldest = repo::oldest_endpoint(conn).await?;
     let parties: Vec<Option<Parties>> = messages
         .iter()
         .map(|(_, e)| match e {
-            Ok(e) if event::delivered(&e.event_type) => Some(Parties::of(&e.data)),
+            Ok(e)
+                if event::delivered(&e.event_type)
+                    && oldest.is_some_and(|at| at <= e.occurred_at) =>
+            {
+                Some(Parties::of(&e.data))
+            }
             _ => None,
         })
         .collect();
@@ -135,7 +143,9 @@ pub async fn apply_set(
         let mut queued = 0;
         for owner in owners {
             for endpoint in by_owner.get(&owner).into_iter().flatten() {
-                if event::wanted(&endpoint.event_types, &event.event_type) {
+                if endpoint.created_at <= event.occurred_at
+                    && event::wanted(&endpoint.event_types, &event.event_type)
+                {
                     lanes
                         .entry((endpoint.id, event.aggregate.clone()))
                         .or_default()
