@@ -113,6 +113,12 @@ pub struct LoadArgs {
     /// With --workflow: how long to wait for the payouts to reach a terminal status.
     #[arg(long, env = "LOAD_PAYOUT_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
     pub payout_timeout: Duration,
+    /// Register this many webhook endpoints per creator (commission.calculated.v1), on a
+    /// receiver in this process, and report their deliveries: every commission's message
+    /// delivered to each, once, and its latency from the event. The webhook service must allow
+    /// this machine's address (WEBHOOK_ALLOW_NETWORKS, WEBHOOK_ALLOW_HTTP: `platform.sh` does).
+    #[arg(long, env = "LOAD_WEBHOOKS", default_value_t = 0)]
+    pub webhooks: u32,
     /// Print the report as one JSON object (instead of text).
     #[arg(long, env = "LOAD_JSON")]
     pub json: bool,
@@ -153,6 +159,13 @@ pub struct ServiceUrls {
         default_value = "http://127.0.0.1:50054"
     )]
     pub payment: String,
+    /// Webhook service gRPC URL (endpoints, with --webhooks).
+    #[arg(
+        long = "webhook-url",
+        env = "WEBHOOK_GRPC_URL",
+        default_value = "http://127.0.0.1:50057"
+    )]
+    pub webhook: String,
 }
 
 impl LoadArgs {

@@ -21,6 +21,7 @@ mod retry;
 mod schedule;
 mod setup;
 mod tally;
+mod webhooks;
 mod workflow;
 
 use std::io::Write as _;
@@ -86,6 +87,18 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> anyhow::Result<()> 
         schedule.planned()
     );
 
+    let hooks = if args.webhooks > 0 {
+        let hooks =
+            webhooks::Hooks::start(&args.services.webhook, &creators, args.webhooks).await?;
+        eprintln!(
+            "{} webhook endpoints registered ({} per creator)",
+            creators.len() * args.webhooks as usize,
+            args.webhooks
+        );
+        Some(hooks)
+    } else {
+        None
+    };
     let tally = Arc::new(Mutex::new(Tally::new()?));
     let changed = Arc::new(Notify::new());
     let mut watcher = tokio::spawn(commissions::watch(
@@ -136,6 +149,21 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> anyhow::Result<()> 
     .await;
     progress_stop.cancel();
     let _ = progress.await;
+    // the deliveries of the last commissions are part of the run's cost
+    let webhooks = match hooks {
+        Some(hooks) => {
+            let (commissions, last) = {
+                let t = lock(&tally);
+                (t.commissions, t.last_commission)
+            };
+            Some(
+                hooks
+                    .finish(commissions, last, args.webhooks, args.drain_timeout, &stop)
+                    .await,
+            )
+        }
+        None => None,
+    };
     let cost = cost::between(&cost_before, &cost::Snapshot::take(), lock(&tally).sent);
 
     let payouts = if args.workflow && !stop.is_cancelled() {
@@ -167,6 +195,7 @@ pub async fn run(args: LoadArgs, stop: CancellationToken) -> anyhow::Result<()> 
         payouts,
     );
     report.cost = cost;
+    report.webhooks = webhooks;
     let text = if args.json {
         report.json()? + "\n"
     } else {
@@ -282,5 +311,6 @@ fn build_report(
         drain,
         payouts,
         cost: cost::Cost::default(),
+        webhooks: None,
     }
 }

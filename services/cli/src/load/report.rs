@@ -41,6 +41,9 @@ pub struct Report {
     /// CPU time of each platform process on this machine from the first send to the end of the
     /// drain, and per purchase sent.
     pub cost: super::cost::Cost,
+    /// With --webhooks: what the load's endpoints received.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhooks: Option<super::webhooks::WebhookReport>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -121,6 +124,15 @@ impl Report {
             problems.push(format!(
                 "{} acknowledged purchase(s) have no commission.calculated event",
                 self.commissions.missing
+            ));
+        }
+        if let Some(w) = &self.webhooks
+            && w.delivered < w.expected
+        {
+            problems.push(format!(
+                "{} of {} webhook messages were not delivered",
+                w.expected - w.delivered,
+                w.expected
             ));
         }
         if let Some(payouts) = &self.payouts
@@ -215,6 +227,18 @@ impl Report {
                 payouts.seconds,
                 listed(&payouts.by_status),
                 payouts.unfinished
+            );
+        }
+        if let Some(w) = &self.webhooks {
+            let _ = writeln!(
+                out,
+                "webhooks     {} endpoints: delivered {} of {}  repeated {}  last {:.2}s after the last commission",
+                w.endpoints, w.delivered, w.expected, w.repeated, w.lag_seconds
+            );
+            let _ = writeln!(
+                out,
+                "webhook latency    {}",
+                histogram::summary_line(&w.latency.summary)
             );
         }
         if !self.cost.per_process.is_empty() {
@@ -315,6 +339,7 @@ mod tests {
                 total_cpu_ms: 75.0,
                 total_cpu_ms_per_purchase: 0.5,
             },
+            webhooks: None,
         }
     }
 

@@ -78,7 +78,7 @@ pub fn call_failed(call: &str, status: &Status) -> anyhow::Error {
     )
 }
 
-async fn channel(service: &str, url: &str, connect_now: bool) -> anyhow::Result<Channel> {
+pub async fn channel(service: &str, url: &str, connect_now: bool) -> anyhow::Result<Channel> {
     let endpoint = Endpoint::from_shared(url.to_owned())
         .with_context(|| format!("--{service}-url {url:?} is not a URL"))?
         .connect_timeout(Duration::from_secs(5))
