@@ -18,6 +18,7 @@ use messaging::campaign_copy::{Change, change_of};
 use messaging::{Delivery, Failure, Handler};
 
 use crate::app::feed::{Applied, Incoming, apply_set};
+use crate::domain::event;
 
 /// The services whose events partners receive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,15 +67,26 @@ impl Source {
         }
     }
 
-    /// The event an envelope carries, as partners see it; `Err`: not this topic's envelope.
+    /// The event an envelope carries, as partners see it; `Err`: not this topic's envelope. The
+    /// JSON is made only for the types partners receive (most events of a busy platform, e.g.
+    /// the saga's money movements, are not).
     pub fn decode(self, payload: &[u8]) -> Result<Incoming, String> {
+        fn json<T: serde::Serialize>(
+            metadata: Option<&MessageMetadata>,
+            envelope: &T,
+        ) -> Result<Value, String> {
+            match metadata {
+                Some(m) if event::delivered(&m.message_type) => serde_json::to_value(envelope)
+                    .map_err(|e| format!("the event has no JSON form: {e}")),
+                _ => Ok(Value::Null),
+            }
+        }
         let undecodable =
             |e: prost::DecodeError| format!("not a {} event envelope: {e}", self.service());
-        let json = |e: serde_json::Error| format!("the event has no JSON form: {e}");
         let (metadata, value, owner) = match self {
             Self::Campaign => {
                 let e = CampaignEvent::decode(payload).map_err(undecodable)?;
-                let value = serde_json::to_value(&e).map_err(json)?;
+                let value = json(e.metadata.as_ref(), &e)?;
                 // A campaign's state names its advertiser: kept for the events about it.
                 let owner = match change_of(e.clone())? {
                     Some((id, _, Change::State(c))) => {
@@ -86,27 +98,15 @@ impl Source {
             }
             Self::Tracking => {
                 let e = TrackingEventEnvelope::decode(payload).map_err(undecodable)?;
-                (
-                    e.metadata.clone(),
-                    serde_json::to_value(&e).map_err(json)?,
-                    None,
-                )
+                (e.metadata.clone(), json(e.metadata.as_ref(), &e)?, None)
             }
             Self::Commission => {
                 let e = CommissionEvent::decode(payload).map_err(undecodable)?;
-                (
-                    e.metadata.clone(),
-                    serde_json::to_value(&e).map_err(json)?,
-                    None,
-                )
+                (e.metadata.clone(), json(e.metadata.as_ref(), &e)?, None)
             }
             Self::Payment => {
                 let e = PaymentEvent::decode(payload).map_err(undecodable)?;
-                (
-                    e.metadata.clone(),
-                    serde_json::to_value(&e).map_err(json)?,
-                    None,
-                )
+                (e.metadata.clone(), json(e.metadata.as_ref(), &e)?, None)
             }
         };
         let metadata = metadata.ok_or("the envelope has no metadata")?;
@@ -117,6 +117,7 @@ impl Source {
 /// The envelope's JSON without its metadata: `{"<event>": data}`; data is that one value.
 fn data_of(value: Value) -> Value {
     match value {
+        Value::Null => Value::Null,
         Value::Object(mut map) => {
             map.remove("metadata");
             match map.into_iter().next() {
