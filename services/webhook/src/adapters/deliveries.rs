@@ -1,9 +1,8 @@
 //! The dispatcher's SQL: claim due deliveries (a lease: the claim moves the due time past the
-//! attempt's time-out and counts the attempt, so a crashed dispatcher's claims come due again;
-//! only a lane's first pending delivery is due: an endpoint's messages about one aggregate go in
-//! order), and record a set of finished attempts in one transaction: the attempt log, each
-//! delivery's new state (only if still the claim that made the attempt: the attempt count fences
-//! it), and the endpoints' failure counts.
+//! attempt's time-out and counts the attempt, so a crashed dispatcher's claims come due again),
+//! and record a set of finished attempts in one transaction: the attempt log, each delivery's
+//! new state (only if still the claim that made the attempt: the attempt count fences it), the
+//! lanes moved on, and the endpoints' failure counts.
 
 use std::time::Duration;
 
@@ -51,10 +50,6 @@ pub async fn claim(
             cross join lateral (
                 select d.seq from deliveries d
                 where d.endpoint_id = r.id and d.status = 'pending' and d.next_attempt_at <= now()
-                  and (d.aggregate = '' or not exists (
-                      select 1 from deliveries e
-                      where e.endpoint_id = d.endpoint_id and e.aggregate = d.aggregate
-                        and e.status = 'pending' and e.seq < d.seq))
                 order by d.next_attempt_at
                 limit r.room
                 for update skip locked
@@ -118,8 +113,7 @@ pub struct Disabled {
 /// What recording a set changed that the dispatcher acts on.
 #[derive(Debug, Default)]
 pub struct Recorded {
-    /// Deliveries now due at once (the next of a lane whose delivery ended, or a retry without
-    /// delay): claim again.
+    /// Deliveries now due at once (unblocked, or retried without delay): claim again.
     pub due_now: bool,
     pub disabled: Vec<Disabled>,
 }
@@ -208,10 +202,62 @@ pub async fn record(
     .fetch_all(&mut *conn)
     .await?;
 
-    // the next message of a lane whose delivery ended is due now
-    recorded.due_now |= ended
+    // The lanes of the deliveries that ended move on: the next blocked message becomes pending.
+    let mut lanes: Vec<(Uuid, String)> = ended
         .iter()
-        .any(|e| e.status != "pending" && !e.aggregate.is_empty());
+        .filter(|e| e.status != "pending" && !e.aggregate.is_empty())
+        .map(|e| (e.endpoint_id, e.aggregate.clone()))
+        .collect();
+    lanes.sort();
+    if !lanes.is_empty() {
+        let lane_endpoints: Vec<Uuid> = lanes.iter().map(|l| l.0).collect();
+        let lane_aggregates: Vec<&str> = lanes.iter().map(|l| l.1.as_str()).collect();
+        sqlx::query!(
+            "select 1 as one from lanes l
+             join unnest($1::uuid[], $2::text[]) as u(endpoint_id, aggregate)
+               on l.endpoint_id = u.endpoint_id and l.aggregate = u.aggregate
+             order by l.endpoint_id, l.aggregate
+             for update of l",
+            &lane_endpoints,
+            &lane_aggregates as _
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        let unblocked = sqlx::query_scalar!(
+            r#"
+            with moved as (
+                update lanes l set queued = l.queued - u.n
+                from (select endpoint_id, aggregate, count(*)::int4 as n
+                      from unnest($1::uuid[], $2::text[]) as x(endpoint_id, aggregate)
+                      group by 1, 2) u
+                where l.endpoint_id = u.endpoint_id and l.aggregate = u.aggregate
+                returning l.endpoint_id, l.aggregate, l.queued
+            ),
+            next as (
+                select (select min(b.seq) from deliveries b
+                        where b.endpoint_id = m.endpoint_id and b.aggregate = m.aggregate
+                          and b.status = 'blocked') as seq
+                from moved m where m.queued > 0
+            )
+            update deliveries d set status = 'pending', next_attempt_at = now()
+            from next where d.seq = next.seq
+            returning d.seq
+            "#,
+            &lane_endpoints,
+            &lane_aggregates as _
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        recorded.due_now |= !unblocked.is_empty();
+        sqlx::query!(
+            "delete from lanes l using unnest($1::uuid[], $2::text[]) as u(endpoint_id, aggregate)
+             where l.endpoint_id = u.endpoint_id and l.aggregate = u.aggregate and l.queued = 0",
+            &lane_endpoints,
+            &lane_aggregates as _
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
 
     // Endpoints: a success resets the failure count, a failed message adds one, and N in a row
     // or a 410 disable the endpoint.

@@ -218,11 +218,11 @@ pub async fn deliveries(
         DeliveryRow,
         r#"
         select d.seq, d.message_id, d.endpoint_id, m.event_type, m.aggregate,
-               d.status,
+               case when d.status = 'blocked' then 'pending' else d.status end as "status!",
                d.attempts, d.next_attempt_at, d.created_at, m.payload
         from deliveries d join messages m on m.id = d.message_id
         where d.endpoint_id = $1
-          and ($2::text is null or d.status = $2)
+          and ($2::text is null or d.status = $2 or ($2 = 'pending' and d.status = 'blocked'))
           and ($3::int8 is null or d.seq < $3)
         order by d.seq desc limit $4
         "#,
@@ -241,7 +241,7 @@ pub async fn delivery(conn: &mut PgConnection, seq: i64) -> sqlx::Result<Deliver
         DeliveryRow,
         r#"
         select d.seq, d.message_id, d.endpoint_id, m.event_type, m.aggregate,
-               d.status,
+               case when d.status = 'blocked' then 'pending' else d.status end as "status!",
                d.attempts, d.next_attempt_at, d.created_at, m.payload
         from deliveries d join messages m on m.id = d.message_id
         where d.seq = $1

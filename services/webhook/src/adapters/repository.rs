@@ -1,5 +1,5 @@
 //! The webhook service's SQL: the campaign owners, endpoints and their secrets, messages,
-//! deliveries and attempts. Set-based where the feed and the dispatcher write many rows.
+//! lanes, deliveries and attempts. Set-based where the feed and the dispatcher write many rows.
 
 use std::collections::HashMap;
 
@@ -113,16 +113,50 @@ pub async fn insert_messages(conn: &mut PgConnection, messages: &[NewMessage]) -
     Ok(())
 }
 
+/// Adds `count` messages to each lane `(endpoint, aggregate)` (given in ascending order: one lock
+/// order with the dispatcher); returns how many each held before, in the same order.
+pub async fn queue(
+    conn: &mut PgConnection,
+    lanes: &[(Uuid, String, i32)],
+) -> sqlx::Result<Vec<i32>> {
+    let endpoints: Vec<Uuid> = lanes.iter().map(|l| l.0).collect();
+    let aggregates: Vec<&str> = lanes.iter().map(|l| l.1.as_str()).collect();
+    let counts: Vec<i32> = lanes.iter().map(|l| l.2).collect();
+    let rows = sqlx::query!(
+        r#"
+        insert into lanes (endpoint_id, aggregate, queued)
+        select * from unnest($1::uuid[], $2::text[], $3::int4[]) order by 1, 2
+        on conflict (endpoint_id, aggregate) do update set queued = lanes.queued + excluded.queued
+        returning endpoint_id, aggregate, queued
+        "#,
+        &endpoints,
+        &aggregates as _,
+        &counts
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let after: HashMap<(Uuid, String), i32> = rows
+        .into_iter()
+        .map(|r| ((r.endpoint_id, r.aggregate), r.queued))
+        .collect();
+    Ok(lanes
+        .iter()
+        .map(|(e, a, n)| after.get(&(*e, a.clone())).map_or(0, |q| q - n))
+        .collect())
+}
+
 /// A delivery to insert.
 #[derive(Debug, Clone)]
 pub struct NewDelivery {
     pub message_id: String,
     pub endpoint_id: Uuid,
     pub aggregate: String,
+    /// `pending` or `blocked`.
+    pub status: &'static str,
 }
 
-/// Inserts deliveries, pending and due now, in the given order (their `seq` ascends in it: each
-/// lane's order); returns whether there were any (the dispatcher should wake).
+/// Inserts deliveries in the given order (their `seq` ascends in it), due now; returns whether
+/// any is pending (the dispatcher should wake).
 pub async fn insert_deliveries(
     conn: &mut PgConnection,
     deliveries: &[NewDelivery],
@@ -133,18 +167,20 @@ pub async fn insert_deliveries(
     let messages: Vec<&str> = deliveries.iter().map(|d| d.message_id.as_str()).collect();
     let endpoints: Vec<Uuid> = deliveries.iter().map(|d| d.endpoint_id).collect();
     let aggregates: Vec<&str> = deliveries.iter().map(|d| d.aggregate.as_str()).collect();
+    let statuses: Vec<&str> = deliveries.iter().map(|d| d.status).collect();
     sqlx::query!(
         "insert into deliveries (message_id, endpoint_id, aggregate, status, next_attempt_at, created_at)
-         select m, e, a, 'pending', now(), now()
-         from unnest($1::text[], $2::uuid[], $3::text[]) with ordinality as u(m, e, a, n)
+         select m, e, a, s, now(), now()
+         from unnest($1::text[], $2::uuid[], $3::text[], $4::text[]) with ordinality as u(m, e, a, s, n)
          order by n",
         &messages as _,
         &endpoints,
-        &aggregates as _
+        &aggregates as _,
+        &statuses as _
     )
     .execute(conn)
     .await?;
-    Ok(true)
+    Ok(deliveries.iter().any(|d| d.status == "pending"))
 }
 
 /// Wakes the dispatcher when the transaction commits.

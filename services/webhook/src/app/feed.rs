@@ -2,9 +2,8 @@
 //! delivery per enabled endpoint of its owners that wants its type and was registered when the
 //! event happened (an endpoint hears what happens from its registration on, as Svix's do), all in
 //! the feed's transaction with the inbox (so once). Events older than every endpoint (a new
-//! subscription reading a topic's history) are recorded and skipped without looking up anyone.
-//! Deliveries are inserted in event order per lane (endpoint and aggregate), so their `seq`
-//! orders each lane; the dispatcher's claim takes only a lane's first pending one.
+//! subscription reading a topic's history) are recorded and skipped without looking up anyone. The first undelivered message of a lane (endpoint and
+//! aggregate) is pending, later ones wait blocked until the one before them ends.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -48,7 +47,7 @@ pub enum Applied {
 /// Applies a batch of `consumer`'s messages in the caller's transaction: the campaign owners
 /// they carry kept, the owners of the rest read in one query (an event about a campaign not
 /// known yet is `NotYet` and leaves no trace), one inbox insert, the owners' endpoints read in
-/// one query, then the messages and deliveries in one statement each. One outcome per
+/// one query, then the messages, lanes and deliveries in one statement each. One outcome per
 /// message, in order.
 pub async fn apply_set(
     conn: &mut PgConnection,
@@ -131,7 +130,7 @@ pub async fn apply_set(
     }
 
     let mut stored: Vec<NewMessage> = Vec::new();
-    // deliveries in event order per lane, (endpoint, aggregate) -> message ids
+    // deliveries in event order per lane: (endpoint, aggregate) -> message ids
     let mut lanes: BTreeMap<(Uuid, String), Vec<String>> = BTreeMap::new();
     for (i, ((message_id, event), owners)) in messages.iter().zip(owners).enumerate() {
         let (Ok(event), Some(owners)) = (event, owners) else {
@@ -167,18 +166,30 @@ pub async fn apply_set(
         outcomes[i] = Some(Ok(Applied::Queued(queued)));
     }
     repo::insert_messages(conn, &stored).await?;
-    let deliveries: Vec<NewDelivery> = lanes
-        .into_iter()
-        .flat_map(|((endpoint, aggregate), ids)| {
-            ids.into_iter().map(move |id| NewDelivery {
-                message_id: id,
-                endpoint_id: endpoint,
-                aggregate: aggregate.clone(),
-            })
-        })
-        .collect();
-    if repo::insert_deliveries(conn, &deliveries).await? {
-        repo::wake(conn).await?;
+    if !lanes.is_empty() {
+        let counts: Vec<(Uuid, String, i32)> = lanes
+            .iter()
+            .map(|((e, a), ids)| (*e, a.clone(), i32::try_from(ids.len()).unwrap_or(i32::MAX)))
+            .collect();
+        let before = repo::queue(conn, &counts).await?;
+        let mut deliveries = Vec::new();
+        for (((endpoint, aggregate), ids), before) in lanes.into_iter().zip(before) {
+            for (n, id) in ids.into_iter().enumerate() {
+                deliveries.push(NewDelivery {
+                    message_id: id,
+                    endpoint_id: endpoint,
+                    aggregate: aggregate.clone(),
+                    status: if before == 0 && n == 0 {
+                        "pending"
+                    } else {
+                        "blocked"
+                    },
+                });
+            }
+        }
+        if repo::insert_deliveries(conn, &deliveries).await? {
+            repo::wake(conn).await?;
+        }
     }
     Ok(outcomes
         .into_iter()
