@@ -7,11 +7,17 @@ use uuid::Uuid;
 /// Cuts `rows` (read with a limit of `limit + 1`) to `limit` and returns the next page's token:
 /// the last row's id, or empty on the last page.
 pub fn next_page_token<T>(rows: &mut Vec<T>, limit: i64, id: impl Fn(&T) -> Uuid) -> String {
+    next_page_token_by(rows, limit, |row| id(row).to_string())
+}
+
+/// [`next_page_token`] for a list keyed by something else than a UUID (a sequence number): the
+/// token is `key` of the last row shown.
+pub fn next_page_token_by<T>(rows: &mut Vec<T>, limit: i64, key: impl Fn(&T) -> String) -> String {
     let limit = usize::try_from(limit).unwrap_or(0);
     let more = rows.len() > limit;
     rows.truncate(limit);
     match rows.last() {
-        Some(last) if more => id(last).to_string(),
+        Some(last) if more => key(last),
         _ => String::new(),
     }
 }

@@ -14,6 +14,7 @@ use affiliate_proto::webhook::{self as pb, webhook_event};
 use service_runtime::context::CommandContext;
 use service_runtime::errors::Error;
 use service_runtime::outbox::{self, Subject};
+use service_runtime::paging::{next_page_token, next_page_token_by};
 use service_runtime::time::timestamp;
 use service_runtime::validation::{
     FieldViolation, Violations, page_size, parse_http_url, parse_id, text,
@@ -161,7 +162,7 @@ impl Webhooks {
             .map(|((o, l), a)| (o, l, a))?;
         let mut conn = self.pool.acquire().await?;
         let mut rows = repo::list(&mut conn, owner, after, limit + 1).await?;
-        let next_page_token = next_token(&mut rows, limit, |r| r.id.to_string());
+        let next_page_token = next_page_token(&mut rows, limit, |r| r.id);
         Ok(pb::ListEndpointsResponse {
             endpoints: rows.into_iter().map(endpoint_pb).collect(),
             next_page_token,
@@ -297,7 +298,7 @@ impl Webhooks {
             .owned(&mut conn, &request.owner_id, &request.endpoint_id)
             .await?;
         let mut rows = repo::deliveries(&mut conn, endpoint.id, status, before, limit + 1).await?;
-        let next_page_token = next_token(&mut rows, limit, |r| r.seq.to_string());
+        let next_page_token = next_page_token_by(&mut rows, limit, |r| r.seq.to_string());
         Ok(pb::ListDeliveriesResponse {
             deliveries: rows.into_iter().map(delivery_pb).collect(),
             next_page_token,
@@ -333,7 +334,7 @@ impl Webhooks {
             limit + 1,
         )
         .await?;
-        let next_page_token = next_token(&mut rows, limit, |r| r.id.to_string());
+        let next_page_token = next_page_token(&mut rows, limit, |r| r.id);
         Ok(pb::ListAttemptsResponse {
             attempts: rows.into_iter().map(attempt_pb).collect(),
             next_page_token,
@@ -450,17 +451,6 @@ fn token_seq(field: &str, token: &str) -> Result<Option<i64>, FieldViolation> {
         .parse::<i64>()
         .map(Some)
         .map_err(|_| FieldViolation::new(field, "is not a page token of this list"))
-}
-
-/// Cuts `rows` (read with one extra) to `limit`; the next page's token is the last row's key.
-fn next_token<T>(rows: &mut Vec<T>, limit: i64, key: impl Fn(&T) -> String) -> String {
-    let limit = usize::try_from(limit).unwrap_or(0);
-    let more = rows.len() > limit;
-    rows.truncate(limit);
-    match rows.last() {
-        Some(last) if more => key(last),
-        _ => String::new(),
-    }
 }
 
 fn endpoint_pb(row: EndpointRow) -> pb::Endpoint {
