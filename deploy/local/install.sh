@@ -106,8 +106,12 @@ if [[ -x "$BUF_BIN" ]] && "$BUF_BIN" --version >/dev/null 2>&1; then
 elif command -v npm >/dev/null 2>&1; then
   infra_log "npm install @bufbuild/buf --prefix $NPM_TOOLS_PREFIX"
   mkdir -p "$NPM_TOOLS_PREFIX"
+  # --prefix would also move npm's global config to $NPM_TOOLS_PREFIX/etc/npmrc: name the machine's
+  # own (its cafile, proxy or registry mirror) so that it still applies.
+  npm_globalconfig="$(npm config get globalconfig 2>/dev/null || true)"
   # the prebuilt binary comes through an optional dependency: never pass --omit=optional
-  npm install --prefix "$NPM_TOOLS_PREFIX" --no-audit --no-fund --loglevel=error @bufbuild/buf >&2
+  npm install --prefix "$NPM_TOOLS_PREFIX" ${npm_globalconfig:+--globalconfig "$npm_globalconfig"} \
+    --no-audit --no-fund --loglevel=error @bufbuild/buf >&2
   "$BUF_BIN" --version >/dev/null
   installed+=("buf ($BUF_BIN)")
 else
