@@ -223,6 +223,13 @@ click_ip_salt() {
   kept_secret "$STATE_DIR/click-ip-salt"
 }
 
+# The key sealing partners' webhook secrets at rest: WEBHOOK_SECRET_KEYS, or one generated once
+# and kept in .state/webhook-secret-key (without it the stored secrets no longer open).
+webhook_secret_keys() {
+  if [[ -n "${WEBHOOK_SECRET_KEYS:-}" ]]; then printf '%s' "$WEBHOOK_SECRET_KEYS"; return; fi
+  kept_secret "$STATE_DIR/webhook-secret-key"
+}
+
 token() { # token SUB ROLE: a development token for the local BFF
   JWT_HS256_SECRET="$(jwt_secret)" "$BIN_DIR/bff" token --sub "$1" --role "$2"
 }
@@ -371,7 +378,8 @@ case "${1:-}" in
       # loopback is allowed although private, and plain http:// endpoints too. Its defaults (and
       # compose's and Helm's) refuse both: only public https:// destinations.
       if [[ "$db" == webhook ]]; then
-        own=(WEBHOOK_ALLOW_NETWORKS="${WEBHOOK_ALLOW_NETWORKS:-127.0.0.0/8}" WEBHOOK_ALLOW_HTTP="${WEBHOOK_ALLOW_HTTP:-true}")
+        own=(WEBHOOK_ALLOW_NETWORKS="${WEBHOOK_ALLOW_NETWORKS:-127.0.0.0/8}" WEBHOOK_ALLOW_HTTP="${WEBHOOK_ALLOW_HTTP:-true}"
+          WEBHOOK_SECRET_KEYS="$(webhook_secret_keys)")
       fi
       start "$name" "$name" "$otel" METRICS_LISTEN="127.0.0.1:$metrics" \
         MODE="$SERVICE_MODE" DATABASE_URL="$PG_URL_BASE/$db" GRPC_LISTEN="$addr" \

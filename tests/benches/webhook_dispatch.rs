@@ -27,6 +27,7 @@ use affiliate_proto::commission::{
 use affiliate_proto::common::MessageMetadata;
 use affiliate_proto::webhook::CreateEndpointRequest;
 use affiliate_proto::webhook::webhook_service_client::WebhookServiceClient;
+use e2e::platform::WEBHOOK_SECRET_KEYS;
 use e2e::process::{Process, binary};
 use e2e::{
     broker_env, fresh_database, fresh_namespace, log_dir, publish, publish_campaign_event,
@@ -199,6 +200,7 @@ async fn main() {
         ("PULSAR_NAMESPACE", namespace.to_string()),
         ("WEBHOOK_ALLOW_NETWORKS", "127.0.0.0/8".into()),
         ("WEBHOOK_ALLOW_HTTP", "true".into()),
+        ("WEBHOOK_SECRET_KEYS", WEBHOOK_SECRET_KEYS.into()),
     ]);
     let mut process = Process::start(
         "webhook-service",

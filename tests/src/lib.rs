@@ -707,6 +707,24 @@ impl Served {
         format!("http://{}", self.addr)
     }
 
+    /// Waits (at most `within`) for it to stop by itself with an error, and returns the error.
+    ///
+    /// # Panics
+    ///
+    /// When it still runs after `within` (it is then stopped), or stopped without an error.
+    pub async fn failure(mut self, within: std::time::Duration) -> String {
+        match tokio::time::timeout(within, &mut self.server).await {
+            Ok(Ok(Err(e))) => format!("{e:#}"),
+            Ok(Ok(Ok(()))) => panic!("the service stopped without an error"),
+            Ok(Err(e)) => panic!("the service task: {e}"),
+            Err(_) => {
+                self.shutdown.cancel();
+                let _ = self.server.await;
+                panic!("the service still ran after {within:?}");
+            }
+        }
+    }
+
     /// Stops it and checks it stopped cleanly.
     pub async fn stop(self) {
         self.shutdown.cancel();

@@ -34,6 +34,10 @@ pub const ANALYTICS: &str = "analytics";
 /// Started by [`Platform::start_with_webhooks`].
 pub const WEBHOOK: &str = "webhook";
 
+/// The tests' key sealing webhook secrets at rest (`WEBHOOK_SECRET_KEYS`), unless a test gives
+/// its own.
+pub const WEBHOOK_SECRET_KEYS: &str = "tests-webhook-secret-key-0123456789abcdef";
+
 const STARTUP: Duration = Duration::from_secs(60);
 
 /// Dropped in field order: the processes are killed first, then the namespace and the
@@ -139,7 +143,9 @@ impl Platform {
     }
 
     fn common_env(&self) -> Vec<(&'static str, String)> {
-        let mut env = self.extra_env.clone();
+        // First, so that a test's own `extra_env` wins.
+        let mut env = vec![("WEBHOOK_SECRET_KEYS", WEBHOOK_SECRET_KEYS.to_owned())];
+        env.extend(self.extra_env.iter().cloned());
         env.extend(broker_env());
         env.extend([
             ("PULSAR_TENANT", pulsar_tenant()),
@@ -150,6 +156,12 @@ impl Platform {
             ("SHUTDOWN_GRACE", "5s".into()),
         ]);
         env
+    }
+
+    /// Sets `key` in every process started from now on (a restart with other settings).
+    pub fn set_env(&mut self, key: &'static str, value: String) {
+        self.extra_env.retain(|(k, _)| *k != key);
+        self.extra_env.push((key, value));
     }
 
     /// Reads the metrics address a process logs first, if metrics are on.

@@ -10,6 +10,8 @@
 //!   in a row too, the owner is told (a notification), and recover sends the failed ones again;
 //! - the dispatcher SIGKILLed under load and the receiver down for a while: nothing is lost,
 //!   each id accepted once, in order per aggregate;
+//! - secrets sealed at rest: no stored row holds one, one in the clear is sealed at start, a new
+//!   key reseals them all and deliveries still verify, a start without the sealing key fails;
 //! - request forgery: private, loopback and link-local destinations are refused when registered
 //!   (also through a DNS name) and again when the dispatcher connects.
 
@@ -31,7 +33,7 @@ use affiliate_proto::tracking::{
 };
 use affiliate_proto::webhook::webhook_service_client::WebhookServiceClient;
 use affiliate_proto::webhook::{self as pb, DeliveryStatus};
-use e2e::platform::Platform;
+use e2e::platform::{Platform, WEBHOOK_SECRET_KEYS};
 use e2e::webhooks::{Receiver, Seen};
 use e2e::workflow::{
     ADVERTISER, CREATOR_1, CREATOR_2, Collected, Door, Driver, business_workflow, collect_events,
@@ -781,6 +783,8 @@ async fn attempts_and_finished_deliveries_are_deleted_after_the_retention() {
             "127.0.0.0/8",
             "--retention",
             "5s",
+            "--secret-keys",
+            WEBHOOK_SECRET_KEYS,
         ],
     )
     .await;
@@ -852,7 +856,14 @@ async fn request_forgery_is_refused_when_registered_and_when_connecting() {
     let served = serve_service::<webhook_service::Webhook>(
         &database.url,
         Some(&namespace.to_string()),
-        &["--allow-http", "true", "--retry-schedule", ""],
+        &[
+            "--allow-http",
+            "true",
+            "--retry-schedule",
+            "",
+            "--secret-keys",
+            WEBHOOK_SECRET_KEYS,
+        ],
     )
     .await;
     let mut hooks = WebhookServiceClient::connect(served.url()).await.unwrap();
@@ -924,5 +935,131 @@ async fn request_forgery_is_refused_when_registered_and_when_connecting() {
         receiver.seen("/hook").await.requests.is_empty(),
         "the receiver was reached"
     );
+    served.stop().await;
+}
+
+/// Every stored secret, oldest first.
+async fn stored_secrets(database: &e2e::TestDatabase) -> Vec<String> {
+    sqlx::query_scalar("select secret from endpoint_secrets order by created_at")
+        .fetch_all(&database.pool)
+        .await
+        .unwrap()
+}
+
+/// The key id a sealed secret names (`v1:<key id>:…`).
+fn key_id(stored: &str) -> String {
+    let mut parts = stored.split(':');
+    assert_eq!(parts.next(), Some("v1"), "not sealed: {stored}");
+    parts.next().unwrap().to_owned()
+}
+
+/// The webhook service on `database`, partners on loopback allowed, sealing with `keys`.
+async fn serve_sealing(database: &e2e::TestDatabase, namespace: &str, keys: &str) -> e2e::Served {
+    serve_service::<webhook_service::Webhook>(
+        &database.url,
+        Some(namespace),
+        &[
+            "--allow-http",
+            "true",
+            "--allow-networks",
+            "127.0.0.0/8",
+            "--secret-keys",
+            keys,
+        ],
+    )
+    .await
+}
+
+/// Partners' signing secrets are sealed at rest: no stored row holds one; a secret stored in the
+/// clear (before sealing existed) is sealed when the service starts; a new key put first reseals
+/// every secret and deliveries still verify with the partner's secret; a start without the key
+/// that sealed them fails, naming that key, and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_sealed_at_rest_and_their_keys_rotate() {
+    const OLD: &str = "old-webhook-sealing-key-0123456789abcdef";
+    const NEW: &str = "new-webhook-sealing-key-0123456789abcdef";
+    let database = fresh_database("webhooks_sealed").await;
+    let namespace = fresh_namespace().await.to_string();
+    let receiver = Receiver::start("webhooks_sealed");
+    let owner = uuid::Uuid::now_v7().to_string();
+
+    let served = serve_sealing(&database, &namespace, OLD).await;
+    let mut hooks = WebhookServiceClient::connect(served.url()).await.unwrap();
+    let (id, secret) = register(&mut hooks, &owner, receiver.url("/sealed"), &[]).await;
+    receiver
+        .configure("/sealed", json!({"secrets": [secret]}))
+        .await;
+    let stored = stored_secrets(&database).await;
+    assert_eq!(stored.len(), 1);
+    let key_material = secret.strip_prefix("whsec_").unwrap();
+    assert!(
+        !stored[0].contains(key_material),
+        "stored in the clear: {}",
+        stored[0]
+    );
+    let old_id = key_id(&stored[0]);
+    let mut sent = HashSet::new();
+    sent.insert(send_test(&mut hooks, &owner, &id).await);
+    accepted_all(&receiver, "/sealed", &sent, Duration::from_secs(20)).await;
+    served.stop().await;
+
+    // a secret from before sealing: in the clear; sealed when the service starts
+    sqlx::query("update endpoint_secrets set secret = $1")
+        .bind(&secret)
+        .execute(&database.pool)
+        .await
+        .unwrap();
+    let served = serve_sealing(&database, &namespace, OLD).await;
+    eventually(
+        Duration::from_secs(20),
+        "the clear secret is sealed",
+        || async {
+            let stored = stored_secrets(&database).await;
+            stored[0]
+                .starts_with(&format!("v1:{old_id}:"))
+                .then_some(())
+        },
+    )
+    .await;
+    served.stop().await;
+
+    // a new key first: every secret resealed with it; the partner's secret still signs
+    let served = serve_sealing(&database, &namespace, &format!("{NEW},{OLD}")).await;
+    let new_id = eventually(
+        Duration::from_secs(20),
+        "the secret is resealed",
+        || async {
+            let id = key_id(&stored_secrets(&database).await[0]);
+            (id != old_id).then_some(id)
+        },
+    )
+    .await;
+    let mut hooks = WebhookServiceClient::connect(served.url()).await.unwrap();
+    sent.insert(send_test(&mut hooks, &owner, &id).await);
+    accepted_all(&receiver, "/sealed", &sent, Duration::from_secs(20)).await;
+    served.stop().await;
+    let resealed = stored_secrets(&database).await;
+
+    // without the key that sealed them: the service stops, naming the key it needs
+    let served = serve_sealing(&database, &namespace, OLD).await;
+    let failure = served.failure(Duration::from_secs(30)).await;
+    assert!(
+        failure.contains(&format!(
+            "sealed with key {new_id}, which is not among WEBHOOK_SECRET_KEYS"
+        )),
+        "{failure}"
+    );
+    assert!(
+        !failure.contains(OLD) && !failure.contains(NEW),
+        "a key in an error: {failure}"
+    );
+    assert_eq!(stored_secrets(&database).await, resealed);
+
+    // the new key alone opens them
+    let served = serve_sealing(&database, &namespace, NEW).await;
+    let mut hooks = WebhookServiceClient::connect(served.url()).await.unwrap();
+    sent.insert(send_test(&mut hooks, &owner, &id).await);
+    let seen = accepted_all(&receiver, "/sealed", &sent, Duration::from_secs(20)).await;
+    all_verified(&seen, "/sealed");
     served.stop().await;
 }

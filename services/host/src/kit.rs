@@ -117,9 +117,20 @@ pub fn command<D: Declaration>() -> clap::Command {
 ///
 /// When either does not hold (it is a test).
 pub fn check_declaration<D: Declaration>() {
+    check_declaration_with::<D>(&[]);
+}
+
+/// [`check_declaration`] for a service with flags of its own that have no default: `required`
+/// gives them (e.g. `["--secret-keys", "…"]`).
+///
+/// # Panics
+///
+/// As [`check_declaration`].
+pub fn check_declaration_with<D: Declaration>(required: &[&str]) {
     command::<D>().debug_assert();
-    let config = parse_from::<D, _, _>([D::NAME, "--database-url", "postgres://x@h/db"])
-        .unwrap_or_else(|e| panic!("{}: {e}", D::NAME));
+    let mut args = vec![D::NAME, "--database-url", "postgres://x@h/db"];
+    args.extend_from_slice(required);
+    let config = parse_from::<D, _, _>(args).unwrap_or_else(|e| panic!("{}: {e}", D::NAME));
     assert_eq!(
         (config.service.mode, config.service.grpc.listen.to_string()),
         (D::MODE.0, D::LISTEN.to_owned()),

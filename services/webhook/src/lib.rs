@@ -17,9 +17,11 @@ pub mod adapters;
 pub mod app;
 pub mod domain;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use affiliate_proto::webhook::webhook_service_server::WebhookServiceServer;
+use secrecy::{ExposeSecret as _, SecretString};
 use service_host::kit::{Config, Declaration, Kit, Wiring};
 use service_runtime::config::{Mode, parse_duration};
 use service_runtime::outbox::events_topic;
@@ -27,6 +29,7 @@ use service_runtime::outbox::events_topic;
 use crate::adapters::feed::{EventFeed, Source};
 use crate::domain::destination::Policy;
 use crate::domain::schedule::{self, Schedule};
+use crate::domain::sealing::Keys;
 
 /// The subscription name on every events topic.
 pub const SUBSCRIPTION: &str = "webhook";
@@ -51,6 +54,16 @@ pub struct WebhookArgs {
         default_value_t = 20
     )]
     pub disable_after: i32,
+    /// The keys that seal endpoints' signing secrets at rest, comma-separated, each at least 32
+    /// bytes (e.g. `openssl rand -base64 32`). The first seals; every one listed opens. To rotate,
+    /// put a new key first: the service reseals the stored secrets with it when it starts; drop
+    /// the old key once every replica runs with the new list.
+    #[arg(
+        long = "secret-keys",
+        env = "WEBHOOK_SECRET_KEYS",
+        hide_env_values = true
+    )]
+    pub secret_keys: SecretString,
     /// How long the previous secret keeps signing after a rotation.
     #[arg(long = "secret-overlap", env = "WEBHOOK_SECRET_OVERLAP", default_value = "24h", value_parser = parse_duration)]
     pub secret_overlap: Duration,
@@ -101,6 +114,8 @@ pub struct Settings {
     pub schedule: Schedule,
     pub disable_after: i32,
     pub secret_overlap: Duration,
+    /// The keys sealing endpoints' secrets at rest.
+    pub keys: Arc<Keys>,
     pub policy: Policy,
     pub concurrency: usize,
     pub endpoint_concurrency: usize,
@@ -115,6 +130,8 @@ impl Settings {
             .map_err(|e| anyhow::anyhow!("WEBHOOK_RETRY_SCHEDULE: {e}"))?;
         let allowed = Policy::parse_networks(&args.allow_networks)
             .map_err(|e| anyhow::anyhow!("WEBHOOK_ALLOW_NETWORKS: {e}"))?;
+        let keys = Keys::parse(args.secret_keys.expose_secret())
+            .map_err(|e| anyhow::anyhow!("WEBHOOK_SECRET_KEYS: {e}"))?;
         anyhow::ensure!(
             args.disable_after > 0,
             "WEBHOOK_DISABLE_AFTER must be positive"
@@ -130,6 +147,7 @@ impl Settings {
             schedule,
             disable_after: args.disable_after,
             secret_overlap: args.secret_overlap,
+            keys: Arc::new(keys),
             policy: Policy {
                 allowed,
                 allow_http: args.allow_http,
@@ -171,7 +189,7 @@ impl Declaration for Webhook {
     }
 
     fn wire(config: &Config<WebhookArgs>, kit: &Kit) -> anyhow::Result<Wiring> {
-        let settings = std::sync::Arc::new(Settings::from_args(&config.own)?);
+        let settings = Arc::new(Settings::from_args(&config.own)?);
         let sender = adapters::sender::Sender::new(&settings)?;
         let mut wiring = Wiring::new();
         if kit.mode.serves_grpc() {
@@ -204,6 +222,9 @@ pub type Application = service_host::kit::Application<Webhook>;
 mod config_tests {
     #[test]
     fn the_command_line_is_well_formed_with_the_declared_defaults() {
-        service_host::kit::check_declaration::<super::Webhook>();
+        service_host::kit::check_declaration_with::<super::Webhook>(&[
+            "--secret-keys",
+            "a-key-of-at-least-32-bytes-0123456789",
+        ]);
     }
 }

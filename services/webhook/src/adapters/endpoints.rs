@@ -175,6 +175,47 @@ pub async fn delete(conn: &mut PgConnection, owner: Uuid, id: Uuid) -> sqlx::Res
     Ok(deleted.rows_affected() == 1)
 }
 
+/// One stored secret (sealed, or in the clear from before sealing).
+#[derive(Debug, Clone)]
+pub struct StoredSecret {
+    pub endpoint_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub secret: String,
+}
+
+/// Every stored secret, locked until the transaction ends.
+pub async fn lock_secrets(conn: &mut PgConnection) -> sqlx::Result<Vec<StoredSecret>> {
+    sqlx::query_as!(
+        StoredSecret,
+        "select endpoint_id, created_at, secret from endpoint_secrets
+         order by endpoint_id, created_at
+         for update"
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Replaces stored secrets (sealed again) in one statement.
+pub async fn replace_secrets(
+    conn: &mut PgConnection,
+    secrets: &[StoredSecret],
+) -> sqlx::Result<()> {
+    let endpoints: Vec<Uuid> = secrets.iter().map(|s| s.endpoint_id).collect();
+    let created: Vec<DateTime<Utc>> = secrets.iter().map(|s| s.created_at).collect();
+    let values: Vec<String> = secrets.iter().map(|s| s.secret.clone()).collect();
+    sqlx::query!(
+        "update endpoint_secrets s set secret = v.secret
+         from unnest($1::uuid[], $2::timestamptz[], $3::text[]) as v(endpoint_id, created_at, secret)
+         where s.endpoint_id = v.endpoint_id and s.created_at = v.created_at",
+        &endpoints,
+        &created,
+        &values
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// A new current secret; the current one verifies until `overlap` from now, older ones end.
 pub async fn rotate(
     conn: &mut PgConnection,

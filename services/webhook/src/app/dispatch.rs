@@ -65,6 +65,14 @@ impl Dispatcher {
     /// Runs until `shutdown`; sends in flight finish and are recorded first (within the grace
     /// the process gives), what is not recorded is sent again after its lease.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        // Nothing is sent before every stored secret opens with the keys given.
+        let sealed = super::secrets::seal_stored(&self.pool, &self.settings.keys).await?;
+        tracing::info!(
+            key = self.settings.keys.current_id(),
+            sealed = sealed.sealed,
+            resealed = sealed.resealed,
+            "endpoint secrets sealed at rest"
+        );
         let wake = Arc::new(Notify::new());
         let (results, inbox) = mpsc::channel::<Finished>(RECORD_BATCH * 4);
         let recorder = tokio::spawn(record_loop(
@@ -165,16 +173,36 @@ impl Dispatcher {
 async fn attempt(sender: &Sender, settings: &Settings, claim: Claimed) -> Finished {
     let attempted_at = chrono::Utc::now();
     let timestamp = attempted_at.timestamp();
-    let signature = signature::header(&claim.secrets, &claim.message_id, timestamp, &claim.payload);
-    let answer: Answer = sender
-        .send(&Outgoing {
-            url: &claim.url,
-            webhook_id: &claim.message_id,
-            timestamp,
-            signature: &signature,
-            body: &claim.payload,
-        })
-        .await;
+    let opened: Result<Vec<String>, _> = claim
+        .secrets
+        .iter()
+        .map(|stored| settings.keys.open(claim.endpoint_id, stored))
+        .collect();
+    let answer: Answer = match opened {
+        Ok(secrets) => {
+            let signature =
+                signature::header(&secrets, &claim.message_id, timestamp, &claim.payload);
+            sender
+                .send(&Outgoing {
+                    url: &claim.url,
+                    webhook_id: &claim.message_id,
+                    timestamp,
+                    signature: &signature,
+                    body: &claim.payload,
+                })
+                .await
+        }
+        // Never sent unsigned: the attempt fails (and is retried on the schedule) until a
+        // process with the right key sends it. A replica started with other keys than the
+        // one that sealed, say; the start-up check keeps a lone process from getting here.
+        Err(e) => {
+            tracing::error!(endpoint = %claim.endpoint_id, error = %e, "endpoint secret does not open: not sent");
+            Answer {
+                error: format!("not sent: the endpoint's secret does not open ({e})"),
+                ..Answer::default()
+            }
+        }
+    };
     let verdict = if answer.success() {
         Verdict::Succeeded
     } else if answer.status == 410 {

@@ -4,6 +4,7 @@
 
 pub mod dispatch;
 pub mod feed;
+pub mod secrets;
 
 use std::sync::Arc;
 
@@ -107,7 +108,7 @@ impl Webhooks {
             previous_secret_expires_at: None,
         };
         let secret = signature::new_secret();
-        repo::insert(&mut tx, &row, &secret).await?;
+        repo::insert(&mut tx, &row, &self.settings.keys.seal(row.id, &secret)).await?;
         tx.commit().await?;
         tracing::info!(endpoint = %row.id, owner = %owner, "endpoint registered");
         Ok(pb::CreateEndpointResponse {
@@ -256,7 +257,7 @@ impl Webhooks {
         repo::rotate(
             &mut tx,
             row.id,
-            &secret,
+            &self.settings.keys.seal(row.id, &secret),
             self.settings.secret_overlap.as_secs_f64(),
         )
         .await?;
