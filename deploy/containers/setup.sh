@@ -2,7 +2,8 @@
 # Makes the container world of this project on a machine without a Docker engine (the CI kind:
 # Debian 12, 2 cores, no systemd, registries other than the package ones unreachable):
 #
-#   1. apt: podman, buildah, runc, netavark, aardvark-dns, catatonit (kube play's pause), mmdebstrap, uidmap (deploy/local/install.sh --apt-only)
+#   1. apt: podman, buildah, runc, netavark, aardvark-dns, iptables (netavark's firewall driver runs it),
+#      catatonit (kube play's pause), mmdebstrap, uidmap (deploy/local/install.sh --apt-only)
 #   2. a Debian 12 base made by mmdebstrap from Debian's mirror (localhost/affiliate-standin/debian)
 #   3. stand-ins for the base images our files name, built from deploy/containers/stand-ins and
 #      tagged with exactly those names (each Containerfile says where it differs from upstream):
@@ -34,7 +35,7 @@ t0=$(date +%s)
 mkdir -p "$CONTAINERS_CACHE" "$CONTAINERS_STATE"
 
 # ---- 1. packages ----------------------------------------------------------------------------
-LOCAL_INFRA_EXTRA_APT_PACKAGES="podman buildah runc netavark aardvark-dns catatonit mmdebstrap uidmap ${LOCAL_INFRA_EXTRA_APT_PACKAGES:-}" \
+LOCAL_INFRA_EXTRA_APT_PACKAGES="podman buildah runc netavark aardvark-dns iptables catatonit mmdebstrap uidmap ${LOCAL_INFRA_EXTRA_APT_PACKAGES:-}" \
   "$REPO_ROOT/deploy/local/install.sh" --apt-only
 podman info --format '{{.Host.OCIRuntime.Name}} {{.Host.CgroupManager}}' >/dev/null ||
   infra_die "podman does not work with $CONTAINERS_CONF (see podman info)"
