@@ -424,6 +424,11 @@ pub struct CreateWebhookEndpoint {
     #[serde(default)]
     #[schema(max_items = 64, example = json!(["commission.approved.v1", "payout.completed.v1"]))]
     pub event_types: Vec<String>,
+    /// The most messages sent to it per second (a burst of that many, then that rate), 0 to
+    /// 10000; 0 or absent: no limit but the platform's concurrency cap.
+    #[serde(default)]
+    #[schema(maximum = 10000, example = 50)]
+    pub rate_limit_per_second: u32,
 }
 
 /// Changes to a webhook endpoint: what is present is set, what is absent (or null) stays.
@@ -446,6 +451,10 @@ pub struct UpdateWebhookEndpoint {
     /// failure count.
     #[serde(default)]
     pub enabled: Option<bool>,
+    /// A new rate limit in messages per second (0 to 10000); 0 lifts it.
+    #[serde(default)]
+    #[schema(maximum = 10000)]
+    pub rate_limit_per_second: Option<u32>,
 }
 
 /// Which failed messages of an endpoint to send again.
@@ -1152,6 +1161,8 @@ pub struct WebhookEndpoint {
     pub disabled_reason: String,
     /// Messages that failed in a row (every retry spent); a success resets it.
     pub consecutive_failures: i32,
+    /// The most messages sent to it per second; 0: no limit.
+    pub rate_limit_per_second: u32,
     pub created_at: Option<String>,
     pub updated_at: Option<String>,
     /// After a rotation, until when the previous secret still verifies (messages carry both
@@ -1170,6 +1181,7 @@ impl From<webhook::Endpoint> for WebhookEndpoint {
             enabled: e.enabled,
             disabled_reason: e.disabled_reason,
             consecutive_failures: e.consecutive_failures,
+            rate_limit_per_second: e.rate_limit_per_second,
             created_at: rfc3339(e.created_at),
             updated_at: rfc3339(e.updated_at),
             previous_secret_expires_at: rfc3339(e.previous_secret_expires_at),

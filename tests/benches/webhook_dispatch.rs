@@ -221,6 +221,7 @@ async fn main() {
                 url: format!("http://{addr}/e{e}"),
                 description: "bench".into(),
                 event_types: vec![],
+                rate_limit_per_second: 0,
             })
             .await
             .unwrap();

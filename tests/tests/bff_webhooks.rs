@@ -195,6 +195,29 @@ async fn a_creator_manages_an_endpoint_and_follows_its_deliveries_through_rest()
         "{}",
         bad_filter.text
     );
+    let limited = edge
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&c1),
+            Some(&json!({"rateLimitPerSecond": 50})),
+        )
+        .await;
+    assert_eq!(limited.expect(200)["rateLimitPerSecond"], 50);
+    let too_fast = edge
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&c1),
+            Some(&json!({"rateLimitPerSecond": 10001})),
+        )
+        .await;
+    assert_eq!(
+        problem(&too_fast, 400),
+        ["rateLimitPerSecond"],
+        "{}",
+        too_fast.text
+    );
 
     // ---- rotate: a new secret, shown once; the old one still signs for a while ----------------
     let rotated = edge

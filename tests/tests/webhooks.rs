@@ -12,6 +12,7 @@
 //!   each id accepted once, in order per aggregate;
 //! - secrets sealed at rest: no stored row holds one, one in the clear is sealed at start, a new
 //!   key reseals them all and deliveries still verify, a start without the sealing key fails;
+//! - an endpoint's rate limit spaces its messages;
 //! - request forgery: private, loopback and link-local destinations are refused when registered
 //!   (also through a DNS name) and again when the dispatcher connects.
 
@@ -79,6 +80,7 @@ async fn register(
             url,
             description: "test endpoint".into(),
             event_types: types.iter().map(|t| (*t).to_owned()).collect(),
+            rate_limit_per_second: 0,
         })
         .await
         .unwrap()
@@ -1061,5 +1063,85 @@ async fn secrets_are_sealed_at_rest_and_their_keys_rotate() {
     sent.insert(send_test(&mut hooks, &owner, &id).await);
     let seen = accepted_all(&receiver, "/sealed", &sent, Duration::from_secs(20)).await;
     all_verified(&seen, "/sealed");
+    served.stop().await;
+}
+
+/// An endpoint's rate limit holds: 16 messages to an endpoint limited to 4 a second take at least
+/// three seconds (a burst of 4, then 4 a second), and all arrive; the limit is refused above
+/// 10 000, shown on the endpoint, and lifted with 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoints_rate_limit_spaces_its_messages() {
+    let database = fresh_database("webhooks_rate").await;
+    let namespace = fresh_namespace().await.to_string();
+    let served = serve_sealing(&database, &namespace, WEBHOOK_SECRET_KEYS).await;
+    let mut hooks = WebhookServiceClient::connect(served.url()).await.unwrap();
+    let receiver = Receiver::start("webhooks_rate");
+    let owner = uuid::Uuid::now_v7().to_string();
+    let too_fast = hooks
+        .create_endpoint(pb::CreateEndpointRequest {
+            owner_id: owner.clone(),
+            url: receiver.url("/limited"),
+            rate_limit_per_second: 10_001,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(too_fast.code(), tonic::Code::InvalidArgument);
+    assert!(
+        String::from_utf8_lossy(too_fast.details()).contains("rate_limit_per_second"),
+        "the field violation names the field: {too_fast:?}"
+    );
+    let created = hooks
+        .create_endpoint(pb::CreateEndpointRequest {
+            owner_id: owner.clone(),
+            url: receiver.url("/limited"),
+            rate_limit_per_second: 4,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let id = created.endpoint.unwrap().id;
+    receiver
+        .configure("/limited", json!({"secrets": [created.secret]}))
+        .await;
+    assert_eq!(
+        endpoint(&mut hooks, &owner, &id)
+            .await
+            .rate_limit_per_second,
+        4
+    );
+    let mut sent = HashSet::new();
+    for _ in 0..16 {
+        sent.insert(send_test(&mut hooks, &owner, &id).await);
+    }
+    let seen = accepted_all(&receiver, "/limited", &sent, Duration::from_secs(30)).await;
+    all_verified(&seen, "/limited");
+    let at: Vec<f64> = seen
+        .requests
+        .iter()
+        .map(|r| r["at"].as_f64().unwrap())
+        .collect();
+    let first = at.iter().copied().fold(f64::INFINITY, f64::min);
+    let last = at.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    assert!(
+        last - first >= 2.5,
+        "16 messages at 4 a second arrived within {:.2} s",
+        last - first
+    );
+    // 0 lifts it
+    let lifted = hooks
+        .update_endpoint(pb::UpdateEndpointRequest {
+            owner_id: owner.clone(),
+            endpoint_id: id.clone(),
+            rate_limit_per_second: Some(0),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .endpoint
+        .unwrap();
+    assert_eq!(lifted.rate_limit_per_second, 0);
     served.stop().await;
 }

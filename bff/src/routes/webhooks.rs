@@ -79,6 +79,7 @@ pub async fn create(
             url: body.url,
             description: body.description,
             event_types: body.event_types,
+            rate_limit_per_second: body.rate_limit_per_second,
         }))
         .await
         .or_problem(SERVICE)?;
@@ -174,6 +175,7 @@ pub async fn update(
             description: body.description,
             event_types: body.event_types.map(|values| pb::EventTypes { values }),
             enabled: body.enabled,
+            rate_limit_per_second: body.rate_limit_per_second,
         }))
         .await
         .map_err(|status| update_problem(&status))?

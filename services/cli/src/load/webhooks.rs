@@ -128,6 +128,7 @@ impl Hooks {
                         url: format!("http://{addr}/{creator}/{n}"),
                         description: "platform load".into(),
                         event_types: vec![EVENT_TYPE.into()],
+                        rate_limit_per_second: 0,
                     })
                     .await
                     .map_err(|s| {

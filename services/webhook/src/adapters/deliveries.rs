@@ -23,26 +23,36 @@ pub struct Claimed {
     pub url: String,
     /// The endpoint's valid secrets, newest first.
     pub secrets: Vec<String>,
+    /// The endpoint's rate limit (messages per second; 0: none).
+    pub rate_limit: i32,
 }
 
 /// Claims up to `limit` due deliveries of enabled endpoints, at most `room(endpoint)` each:
-/// `per_endpoint` minus what `busy` says is in flight there.
+/// `per_endpoint` minus what `busy` says is in flight there, and for a rate-limited endpoint no
+/// more than the tokens `tokens` gives it (its rate when not listed: a full bucket).
 pub async fn claim(
     conn: &mut PgConnection,
     limit: i64,
     per_endpoint: i32,
     busy: &[(Uuid, i32)],
+    tokens: &[(Uuid, i32)],
     lease: Duration,
 ) -> sqlx::Result<Vec<Claimed>> {
     let busy_ids: Vec<Uuid> = busy.iter().map(|b| b.0).collect();
     let busy_counts: Vec<i32> = busy.iter().map(|b| b.1).collect();
+    let token_ids: Vec<Uuid> = tokens.iter().map(|t| t.0).collect();
+    let token_counts: Vec<i32> = tokens.iter().map(|t| t.1).collect();
     sqlx::query_as!(
         Claimed,
         r#"
         with ready as (
-            select e.id, greatest($2::int4 - coalesce(b.n, 0), 0) as room
+            select e.id,
+                   greatest(least($2::int4 - coalesce(b.n, 0),
+                                  case when e.rate_limit > 0 then coalesce(t.n, e.rate_limit)
+                                       else $2::int4 end), 0) as room
             from endpoints e
             left join unnest($3::uuid[], $4::int4[]) as b(endpoint_id, n) on b.endpoint_id = e.id
+            left join unnest($6::uuid[], $7::int4[]) as t(endpoint_id, n) on t.endpoint_id = e.id
             where e.enabled
         ),
         picked as (
@@ -63,13 +73,16 @@ pub async fn claim(
         returning d.seq, d.message_id, d.endpoint_id, d.aggregate, d.attempts, m.payload, e.url,
             array(select s.secret from endpoint_secrets s
                   where s.endpoint_id = d.endpoint_id and (s.expires_at is null or s.expires_at > now())
-                  order by s.created_at desc) as "secrets!"
+                  order by s.created_at desc) as "secrets!",
+            e.rate_limit
         "#,
         limit,
         per_endpoint,
         &busy_ids,
         &busy_counts,
-        lease.as_secs_f64()
+        lease.as_secs_f64(),
+        &token_ids,
+        &token_counts
     )
     .fetch_all(conn)
     .await

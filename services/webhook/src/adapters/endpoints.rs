@@ -15,6 +15,8 @@ pub struct EndpointRow {
     pub enabled: bool,
     pub disabled_reason: String,
     pub consecutive_failures: i32,
+    /// Messages per second at most; 0: no limit.
+    pub rate_limit: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
@@ -60,13 +62,14 @@ pub async fn count_owned(conn: &mut PgConnection, owner: Uuid) -> sqlx::Result<i
 /// Inserts an endpoint and its first secret.
 pub async fn insert(conn: &mut PgConnection, row: &EndpointRow, secret: &str) -> sqlx::Result<()> {
     sqlx::query!(
-        "insert into endpoints (id, owner_id, url, description, event_types, enabled, created_at, updated_at)
-         values ($1, $2, $3, $4, $5, true, $6, $6)",
+        "insert into endpoints (id, owner_id, url, description, event_types, enabled, rate_limit, created_at, updated_at)
+         values ($1, $2, $3, $4, $5, true, $6, $7, $7)",
         row.id,
         row.owner_id,
         row.url,
         row.description,
         &row.event_types,
+        row.rate_limit,
         row.created_at
     )
     .execute(&mut *conn)
@@ -92,7 +95,7 @@ pub async fn find(
         EndpointRow,
         r#"
         select e.id, e.owner_id, e.url, e.description, e.event_types, e.enabled, e.disabled_reason,
-               e.consecutive_failures, e.created_at, e.updated_at,
+               e.consecutive_failures, e.rate_limit, e.created_at, e.updated_at,
                (select max(s.expires_at) from endpoint_secrets s
                 where s.endpoint_id = e.id and s.expires_at > now()) as previous_secret_expires_at
         from endpoints e where e.id = $1 and e.owner_id = $2
@@ -110,7 +113,7 @@ pub async fn find_many(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<Ve
         EndpointRow,
         r#"
         select e.id, e.owner_id, e.url, e.description, e.event_types, e.enabled, e.disabled_reason,
-               e.consecutive_failures, e.created_at, e.updated_at,
+               e.consecutive_failures, e.rate_limit, e.created_at, e.updated_at,
                null::timestamptz as previous_secret_expires_at
         from endpoints e where e.id = any($1)
         "#,
@@ -131,7 +134,7 @@ pub async fn list(
         EndpointRow,
         r#"
         select e.id, e.owner_id, e.url, e.description, e.event_types, e.enabled, e.disabled_reason,
-               e.consecutive_failures, e.created_at, e.updated_at,
+               e.consecutive_failures, e.rate_limit, e.created_at, e.updated_at,
                (select max(s.expires_at) from endpoint_secrets s
                 where s.endpoint_id = e.id and s.expires_at > now()) as previous_secret_expires_at
         from endpoints e where e.owner_id = $1 and ($2::uuid is null or e.id > $2)
@@ -151,13 +154,14 @@ pub async fn update(conn: &mut PgConnection, row: &EndpointRow) -> sqlx::Result<
         "update endpoints set url = $2, description = $3, event_types = $4, enabled = $5,
              disabled_reason = case when $5 then '' else disabled_reason end,
              consecutive_failures = case when $5 and not enabled then 0 else consecutive_failures end,
-             updated_at = now()
+             rate_limit = $6, updated_at = now()
          where id = $1",
         row.id,
         row.url,
         row.description,
         &row.event_types,
-        row.enabled
+        row.enabled,
+        row.rate_limit
     )
     .execute(conn)
     .await?;

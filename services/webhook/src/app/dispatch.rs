@@ -1,6 +1,6 @@
 //! The dispatcher: claims due deliveries, sends each in a task of its own (at most
 //! `concurrency` at once, at most `endpoint_concurrency` to one endpoint, so a slow endpoint never
-//! holds the others up), and hands each answer to the recorder, which writes them in sets. It
+//! holds the others up, and no faster than an endpoint's rate limit: a token bucket per process), and hands each answer to the recorder, which writes them in sets. It
 //! wakes on the feed's NOTIFY, on the recorder's news (a lane moved on, an immediate retry), on a
 //! finished send when the claim was full, and on its poll interval (retries come due by time).
 
@@ -18,6 +18,7 @@ use crate::Settings;
 use crate::adapters::deliveries::{self, Claimed, Finished, Verdict};
 use crate::adapters::repository::WAKE_CHANNEL;
 use crate::adapters::sender::{Answer, Outgoing, Sender};
+use crate::domain::rate::Buckets;
 use crate::domain::schedule::Next;
 use crate::domain::signature;
 
@@ -86,6 +87,8 @@ impl Dispatcher {
         let in_flight = Arc::new(InFlight::default());
         let per_endpoint = i32::try_from(self.settings.endpoint_concurrency).unwrap_or(i32::MAX);
         let lease = self.settings.request_timeout + LEASE_MARGIN;
+        // Rate-limited endpoints' tokens (this loop alone claims).
+        let mut buckets = Buckets::default();
         let mut failures = 0u32;
         while !shutdown.is_cancelled() {
             let room = permits.available_permits();
@@ -94,6 +97,7 @@ impl Dispatcher {
                 let limit = i64::try_from(room)
                     .unwrap_or(i64::MAX)
                     .min(self.settings.batch);
+                let now = std::time::Instant::now();
                 let claimed = match self.pool.acquire().await {
                     Ok(mut conn) => {
                         deliveries::claim(
@@ -101,6 +105,7 @@ impl Dispatcher {
                             limit,
                             per_endpoint,
                             &in_flight.snapshot(),
+                            &buckets.available(now),
                             lease,
                         )
                         .await
@@ -110,6 +115,9 @@ impl Dispatcher {
                 match claimed {
                     Ok(claimed) => {
                         failures = 0;
+                        for claim in &claimed {
+                            buckets.take(claim.endpoint_id, claim.rate_limit, now);
+                        }
                         full = i64::try_from(claimed.len()).unwrap_or(0) >= limit;
                         metrics::counter!("webhook_claimed_total").increment(claimed.len() as u64);
                         for claim in claimed {

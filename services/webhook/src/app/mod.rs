@@ -34,6 +34,8 @@ pub const MAX_ENDPOINTS_PER_OWNER: i64 = 20;
 /// Event types one endpoint's filter may name.
 const MAX_EVENT_TYPES: usize = 64;
 const MAX_DESCRIPTION: usize = 500;
+/// The highest rate limit an endpoint may ask for, in messages per second.
+pub const MAX_RATE_LIMIT: u32 = 10_000;
 const DEFAULT_PAGE: i32 = 20;
 const MAX_PAGE: i32 = 100;
 
@@ -78,10 +80,20 @@ impl Webhooks {
             false,
         ));
         let event_types = v.check(event_types("event_types", request.event_types));
+        let rate_limit = v.check(rate_limit(
+            "rate_limit_per_second",
+            request.rate_limit_per_second,
+        ));
         let url = v.check(self.check_url("url", &request.url).await);
-        let (owner, description, event_types, url) = v
-            .finish(owner.zip(description).zip(event_types).zip(url))
-            .map(|(((o, d), e), u)| (o, d, e, u))?;
+        let (owner, description, event_types, url, rate_limit) = v
+            .finish(
+                owner
+                    .zip(description)
+                    .zip(event_types)
+                    .zip(url)
+                    .zip(rate_limit),
+            )
+            .map(|((((o, d), e), u), r)| (o, d, e, u, r))?;
         let mut tx = self.pool.begin().await?;
         // One owner's registrations one at a time, so the count holds.
         sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 0))")
@@ -103,6 +115,7 @@ impl Webhooks {
             enabled: true,
             disabled_reason: String::new(),
             consecutive_failures: 0,
+            rate_limit,
             created_at: now,
             updated_at: now,
             previous_secret_expires_at: None,
@@ -191,9 +204,13 @@ impl Webhooks {
                 .map(Some),
             None => Some(None),
         };
-        let (url, description, types) = v
-            .finish(url.zip(description).zip(types))
-            .map(|((u, d), t)| (u, d, t))?;
+        let rate = match request.rate_limit_per_second {
+            Some(r) => v.check(rate_limit("rate_limit_per_second", r)).map(Some),
+            None => Some(None),
+        };
+        let (url, description, types, rate) = v
+            .finish(url.zip(description).zip(types).zip(rate))
+            .map(|(((u, d), t), r)| (u, d, t, r))?;
         let mut tx = self.pool.begin().await?;
         let mut row = self
             .owned(&mut tx, &request.owner_id, &request.endpoint_id)
@@ -213,6 +230,9 @@ impl Webhooks {
         }
         if let Some(enabled) = request.enabled {
             row.enabled = enabled;
+        }
+        if let Some(rate) = rate {
+            row.rate_limit = rate;
         }
         repo::update(&mut tx, &row).await?;
         let row = repo::find(&mut tx, row.owner_id, row.id)
@@ -409,6 +429,17 @@ impl Webhooks {
     }
 }
 
+/// An endpoint's rate limit: 0 (none) to [`MAX_RATE_LIMIT`] messages per second.
+fn rate_limit(field: &str, value: u32) -> Result<i32, FieldViolation> {
+    if value > MAX_RATE_LIMIT {
+        return Err(FieldViolation::new(
+            field,
+            format!("must be 0 (no limit) to {MAX_RATE_LIMIT} messages per second"),
+        ));
+    }
+    Ok(i32::try_from(value).unwrap_or(0))
+}
+
 /// An endpoint's filter: known types, no repeats, at most [`MAX_EVENT_TYPES`].
 fn event_types(field: &str, types: Vec<String>) -> Result<Vec<String>, FieldViolation> {
     if types.len() > MAX_EVENT_TYPES {
@@ -464,6 +495,7 @@ fn endpoint_pb(row: EndpointRow) -> pb::Endpoint {
         enabled: row.enabled,
         disabled_reason: row.disabled_reason,
         consecutive_failures: row.consecutive_failures,
+        rate_limit_per_second: u32::try_from(row.rate_limit).unwrap_or(0),
         created_at: Some(timestamp(row.created_at)),
         updated_at: Some(timestamp(row.updated_at)),
         previous_secret_expires_at: row.previous_secret_expires_at.map(timestamp),
