@@ -1,8 +1,9 @@
 //! The dispatcher: claims due deliveries, sends each in a task of its own (at most
 //! `concurrency` at once, at most `endpoint_concurrency` to one endpoint, so a slow endpoint never
-//! holds the others up, and no faster than an endpoint's rate limit: a token bucket per process), and hands each answer to the recorder, which writes them in sets. It
-//! wakes on the feed's NOTIFY, on the recorder's news (a lane moved on, an immediate retry), on a
-//! finished send when the claim was full, and on its poll interval (retries come due by time).
+//! holds the others up, and no faster than an endpoint's rate limit: a token bucket per process),
+//! and hands each answer to the recorder, which writes them in sets. It wakes on the feed's
+//! NOTIFY, on the recorder's news (a lane moved on, an immediate retry), on a finished send when
+//! the claim was full, and on its poll interval (retries come due by time).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
