@@ -158,12 +158,6 @@ impl Platform {
         env
     }
 
-    /// Sets `key` in every process started from now on (a restart with other settings).
-    pub fn set_env(&mut self, key: &'static str, value: String) {
-        self.extra_env.retain(|(k, _)| *k != key);
-        self.extra_env.push((key, value));
-    }
-
     /// Reads the metrics address a process logs first, if metrics are on.
     fn note_metrics(&mut self, name: &str, process: &mut Process) {
         if self.extra_env.iter().any(|(k, _)| *k == "METRICS_LISTEN") {
